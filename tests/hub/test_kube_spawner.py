@@ -12,6 +12,7 @@ import asyncio
 import json
 import subprocess
 import sys
+from types import SimpleNamespace
 from unittest.mock import Mock
 
 import kubernetes_validate
@@ -103,9 +104,7 @@ class MockUser(Mock):
 
     def __init__(self, groups=(), **kwargs):
         super().__init__()
-        self.groups = [Mock(name=f"group-{g}") for g in groups]
-        for group, name in zip(self.groups, groups):
-            group.name = name
+        self.groups = [SimpleNamespace(name=g) for g in groups]
         for key, value in kwargs.items():
             setattr(self, key, value)
 
