@@ -307,8 +307,12 @@ class SciCatCatalog(Catalog):
         value = f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
         return {self.auth_header: value, "Accept": "application/json"}
 
-    async def _fetch_json(self, path, params=None):
-        """``(status, parsed JSON or None)``; CatalogError when SciCat cannot answer."""
+    async def _fetch_json(self, path, params=None, missing_ok=False):
+        """``(status, parsed JSON or None)``; CatalogError when SciCat cannot answer.
+
+        With ``missing_ok``, 403 and 404 answer None (a record the account may
+        not read looks like one that does not exist).
+        """
         if not self.url:
             raise CatalogError("No SciCat server configured: set c.SciCatCatalog.url")
         url = self.url + path + ("?" + urlencode(params) if params else "")
@@ -331,7 +335,7 @@ class SciCatCatalog(Catalog):
             raise CatalogError(
                 UNREACHABLE + " (SciCat refused the hub's credentials; administrators: check c.SciCatCatalog.token)"
             )
-        if status in (403, 404):
+        if missing_ok and status in (403, 404):
             return status, None
         if status != 200:
             body = (response.body or b"")[:500]
@@ -413,7 +417,7 @@ class SciCatCatalog(Catalog):
         key = ("get", pid)
         hit, d = self._cache.get(key)
         if not hit:
-            _, rec = await self._fetch_json("/datasets/" + quote(pid, safe=""))
+            _, rec = await self._fetch_json("/datasets/" + quote(pid, safe=""), missing_ok=True)
             d = None
             if rec is not None:
                 if not isinstance(rec, dict) or rec.get("pid") != pid:

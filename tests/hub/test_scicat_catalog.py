@@ -422,3 +422,11 @@ def test_fake_reads_loopback_paging_and_where_count(server):
     assert raw_get(server, "/datasets/count", {"where": json.dumps(where)}, server.token)[1] == {"count": 0}
     bad = {"where": {"pid": {"$regex": "("}}}
     assert raw_get(server, "/datasets", {"filter": json.dumps(bad)}, server.token)[0] == 400
+
+
+async def test_wrong_base_url_is_catalog_error(server, log):
+    cat = make_catalog(server, log)
+    cat.url = server.url.replace("/api/v3", "/api/v9")  # every path answers 404
+    with pytest.raises(CatalogError, match="unreachable"):
+        await cat.search(set())
+    assert await cat.get("xfel:p001:r0001", set()) is None
