@@ -1,0 +1,128 @@
+"""Small European XFEL runs for the NXmx tests, built with
+``extra_data.tests.make_examples`` (file format 1.0) plus an XGM file, with
+random values written into some frames so equality checks mean something.
+"""
+
+import os
+from pathlib import Path
+
+import h5py
+import numpy as np
+from extra_data.tests import make_examples
+from extra_data.tests.mockdata import write_file
+from extra_data.tests.mockdata.detectors import DSSCModule
+from extra_data.tests.mockdata.xgm import XGM
+
+XGM_SOURCES = ("SPB_XTD9_XGM/DOOCS/MAIN", "SA1_XTD2_XGM/DOOCS/MAIN")
+WAVELENGTH_NM = 0.1  # 12.398 keV
+
+
+def add_xgm(run_dir, ntrains, rng, firsttrain=10000, pulses=None):
+    """Write an XGM file with random pulse energies (µJ) and a wavelength."""
+    path = Path(run_dir) / "CORR-R0238-DA01-S00000.h5"
+    write_file(str(path), [XGM(s) for s in XGM_SOURCES], ntrains=ntrains,
+               firsttrain=firsttrain, chunksize=ntrains, format_version="1.0")
+    energies = {}
+    with h5py.File(path, "r+") as f:
+        for src in XGM_SOURCES:
+            ds = f[f"INSTRUMENT/{src}:output/data/intensityTD"]
+            e = np.full(ds.shape, 1.0, np.float32)  # unused slots read ~1 in real data
+            n = pulses or 64
+            e[:ntrains, :n] = rng.uniform(0, 1000, size=(ntrains, n))
+            ds[:] = e
+            energies[src] = e[:ntrains]
+            f[f"CONTROL/{src}/pulseEnergy/wavelengthUsed/value"][:ntrains] = WAVELENGTH_NM
+    return energies
+
+
+def fill_random_frames(run_dir, source_fmt, dataset_key, modules, rows, rng, pattern="CORR-*AGIPD{mod:02}-S*.h5"):
+    """Write random values into the given rows of each module's data."""
+    for mod in modules:
+        (path,) = Path(run_dir).glob(pattern.format(mod=mod))
+        src = source_fmt.format(mod=mod)
+        with h5py.File(path, "r+") as f:
+            ds = f[f"INSTRUMENT/{src}/{dataset_key}"]
+            for r in rows:
+                ds[r] = rng.normal(100, 30, size=ds.shape[1:]).astype(ds.dtype)
+
+
+# (train index, pulse) of the AGIPD frames holding random values; their XGM
+# pulse energy is high so energy selections keep them.
+AGIPD_RANDOM_FRAMES = [(0, 0), (0, 5), (0, 63), (1, 7), (40, 3)]
+
+
+def make_agipd_run(run_dir, seed=0):
+    """Corrected AGIPD-1M (64 trains x 64 pulses x 16 modules) with an XGM.
+
+    Returns the XGM energies written (per source, (trains, pulses))."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(run_dir, exist_ok=True)
+    make_examples.make_spb_run(str(run_dir), raw=False, format_version="1.0")
+    fill_random_frames(run_dir, "SPB_DET_AGIPD1M-1/DET/{mod}CH0:xtdf", "image/data",
+                       range(16), [t * 64 + p for t, p in AGIPD_RANDOM_FRAMES], rng)
+    # A few bad pixels in the first frame of module 3, with EuXFEL bits.
+    (path,) = Path(run_dir).glob("CORR-*AGIPD03-S*.h5")
+    with h5py.File(path, "r+") as f:
+        mask = f["INSTRUMENT/SPB_DET_AGIPD1M-1/DET/3CH0:xtdf/image/mask"]
+        m = np.zeros(mask.shape[1:], np.uint32)
+        m[0, :4] = [1 << 0, 1 << 1, 1 << 19, (1 << 11) | (1 << 16)]
+        mask[0] = m
+    energies = add_xgm(run_dir, 64, rng)
+    with h5py.File(Path(run_dir) / "CORR-R0238-DA01-S00000.h5", "r+") as f:
+        for src, e in energies.items():
+            for t, p in AGIPD_RANDOM_FRAMES:
+                e[t, p] = 900.0
+            f[f"INSTRUMENT/{src}:output/data/intensityTD"][:64] = e
+    return energies
+
+
+def make_lpd_run(run_dir, seed=1):
+    """Corrected LPD-1M from ``make_fxe_run`` (no XGM)."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(run_dir, exist_ok=True)
+    make_examples.make_fxe_run(str(run_dir), raw=False, format_version="1.0")
+    fill_random_frames(run_dir, "FXE_DET_LPD1M-1/DET/{mod}CH0:xtdf", "image/data",
+                       range(16), [0, 130, 128 * 20 + 5], rng, pattern="CORR-*LPD{mod:02}-S*.h5")
+
+
+def make_jungfrau_run(run_dir, seed=2):
+    """Corrected JUNGFRAU (8 modules, 16 memory cells) from ``make_examples``."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(run_dir, exist_ok=True)
+    make_examples.make_jungfrau_run(str(run_dir))
+    for mod in range(1, 9):
+        (path,) = Path(run_dir).glob(f"RAW-*JNGFR{mod:02}-S*.h5")
+        src = f"SPB_IRDA_JF4M/DET/JNGFR{mod:02}:daqOutput"
+        with h5py.File(path, "r+") as f:
+            ds = f[f"INSTRUMENT/{src}/data/adc"]
+            for row, cell in [(0, 0), (0, 15), (3, 7), (50, 2)]:
+                ds[row, cell] = rng.normal(10, 3, size=ds.shape[2:]).astype(ds.dtype)
+            f[f"INSTRUMENT/{src}/data/memoryCell"][:100] = np.arange(16)[::-1]
+
+
+def make_dssc_run(run_dir):
+    """A corrected DSSC run: a multi-module detector the converter refuses."""
+    os.makedirs(run_dir, exist_ok=True)
+    for mod in range(2):
+        write_file(str(Path(run_dir) / f"CORR-R0001-DSSC{mod:02}-S00000.h5"),
+                   [DSSCModule(f"SCS_DET_DSSC1M-1/DET/{mod}CH0", raw=False, frames_per_train=4)],
+                   ntrains=3, chunksize=3, format_version="1.0")
+
+
+def make_xgm_only_run(run_dir):
+    os.makedirs(run_dir, exist_ok=True)
+    add_xgm(run_dir, 4, np.random.default_rng(3))
+
+
+def make_raw_agipd_run(run_dir):
+    os.makedirs(run_dir, exist_ok=True)
+    make_examples.make_spb_run(str(run_dir), raw=True, format_version="1.0")
+
+
+def linked_copy(src_dir, dst_dir, exclude=()):
+    """A run directory of symlinks to *src_dir*'s files (cheap to alter)."""
+    os.makedirs(dst_dir, exist_ok=True)
+    for p in Path(src_dir).glob("*.h5"):
+        if p.name not in exclude:
+            os.symlink(p.resolve(), Path(dst_dir) / p.name)
+    return Path(dst_dir)
