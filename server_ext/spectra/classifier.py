@@ -1,0 +1,452 @@
+"""``BinnedSpectraClassifier``: separable bins, one network per bin, weighted vote.
+
+Pipeline (``fit``):
+
+1. every labelled spectrum gets perturbed copies (strain, shift, noise,
+   intensity, background; see :mod:`.augment`);
+2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`);
+3. candidate bins -- the fixed grid of ``n_bins`` equal bins, or windows of
+   the same width every quarter bin (``bin_placement="adaptive"``) -- are
+   scored on held-out folds (:mod:`.separability`), and the best-separated,
+   little-overlapping ones are kept, each with the published vote weight of
+   its held-out accuracy;
+4. one small Keras network per kept bin is trained on the copies plus
+   label-mixed pairs (mixup), which calibrates the outputs between classes;
+5. the networks and the vote are compiled into one batched NumPy computation
+   (:mod:`.fused`), used by ``predict``/``predict_proba`` and the stream.
+
+Example::
+
+    from server_ext.spectra import BinnedSpectraClassifier
+    clf = BinnedSpectraClassifier(random_state=0).fit(X_train, y_train)
+    labels, confidence, ambiguous = clf.predict_with_confidence(X_new)
+    clf.save("model.spectra")
+    clf = BinnedSpectraClassifier.load("model.spectra")
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+from sklearn.base import BaseEstimator, ClassifierMixin
+
+from .augment import augment, mixup
+from .errors import SpectraError
+from .fused import FusedVote
+from .preprocess import SegmentPreprocessor
+from .separability import (candidate_starts, cv_separability, select_bins,
+                           stratified_folds, vote_weight)
+
+__all__ = ["BinnedSpectraClassifier"]
+
+_FORMAT = "daas-spectra-classifier"
+_ARRAYS = ("bins_", "separability_", "weights_", "candidates_",
+           "candidate_separability_")
+
+
+def _as_spectra(X, what="X"):
+    try:
+        X = np.asarray(X)
+    except Exception as e:  # ragged lists and the like
+        raise SpectraError(f"{what} must be a 2-D array of spectra (n_spectra, n_points): {e}")
+    if X.ndim == 1:
+        raise SpectraError(f"{what} has one dimension; pass spectra as rows of a 2-D "
+                           "array, e.g. X.reshape(1, -1) for a single spectrum")
+    if X.ndim != 2:
+        raise SpectraError(f"{what} must be 2-D (n_spectra, n_points), got shape {X.shape}")
+    if X.dtype.kind not in "fiub":
+        raise SpectraError(f"{what} must be numeric, got dtype {X.dtype}")
+    if X.shape[0] == 0:
+        raise SpectraError(f"{what} holds no spectra")
+    return X
+
+
+class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
+    """Spectra classifier: separable bins, one network per bin, weighted vote.
+
+    Parameters
+    ----------
+    n_bins : int
+        The spectrum is cut into this many equal bins (15 in the published
+        method); it sets the bin width and the most networks kept.
+    n_features : int
+        Inputs per bin network: a bin is this many segment means of
+        ``n_points / (n_bins * n_features)`` points each.
+    bin_placement : {"adaptive", "fixed"}
+        ``"fixed"``: the equal bins only. ``"adaptive"``: windows of the same
+        width every quarter bin are candidates, so bins follow where the
+        classes differ.
+    max_bins : int or None
+        At most this many networks (default ``n_bins``).
+    max_overlap : float
+        Largest overlap (fraction of a bin) between two kept bins.
+    hidden_units, epochs, learning_rate, batch_size : network training.
+    augment_copies : int or None
+        Perturbed copies per labelled spectrum (default: enough for ~512
+        training spectra, between 4 and 64).
+    strain : float
+        Half-range of the relative peak-position strain of the copies.
+    shift : float or None
+        Half-range of a translation of the copies, in points (default half a
+        segment).
+    intensity : float
+        Half-range of the relative intensity scale of the copies.
+    noise : float
+        Extra noise on the copies, up to this times the measured noise variance.
+    background : float
+        Amplitude of the smooth background added to the copies (relative).
+    mixup : float
+        Label-mixed pairs added to training, as a fraction of the copies.
+    baseline : bool
+        Remove a baseline (lower envelope over one-bin blocks).
+    cv_folds : int
+        Folds for the held-out separability (fewer if a class has fewer
+        labelled spectra).
+    ambiguity_threshold : float
+        A prediction whose probability is below this is flagged ambiguous.
+    random_state : int or None
+        Seed for the copies, folds and network initialisation.
+    verbose : int
+        Keras training verbosity.
+
+    Attributes
+    ----------
+    classes_ : array of the labels seen in ``fit``.
+    bins_ : (n_kept, 2) int array of point index ranges ``[start, stop)``.
+    separability_ : held-out accuracy of each kept bin's network.
+    weights_ : vote weight of each kept bin (sums need not be 1).
+    beta_ : temperature of the vote, fitted on held-out spectra.
+    candidates_, candidate_separability_ : all candidate bins and their
+        held-out nearest-centroid accuracy (the screening score).
+    bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
+        after ``load``).
+    """
+
+    def __init__(self, n_bins=15, n_features=16, bin_placement="adaptive", max_bins=None,
+                 max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
+                 batch_size=128, augment_copies=None, strain=0.015, shift=None,
+                 intensity=0.3, noise=1.0, background=0.1, mixup=0.5, baseline=True,
+                 cv_folds=5, ambiguity_threshold=0.8, random_state=None, verbose=0):
+        self.n_bins = n_bins
+        self.n_features = n_features
+        self.bin_placement = bin_placement
+        self.max_bins = max_bins
+        self.max_overlap = max_overlap
+        self.hidden_units = hidden_units
+        self.epochs = epochs
+        self.learning_rate = learning_rate
+        self.batch_size = batch_size
+        self.augment_copies = augment_copies
+        self.strain = strain
+        self.shift = shift
+        self.intensity = intensity
+        self.noise = noise
+        self.background = background
+        self.mixup = mixup
+        self.baseline = baseline
+        self.cv_folds = cv_folds
+        self.ambiguity_threshold = ambiguity_threshold
+        self.random_state = random_state
+        self.verbose = verbose
+
+    # ------------------------------------------------------------------ fit
+    def _check_params(self, n_points):
+        if self.bin_placement not in ("adaptive", "fixed"):
+            raise SpectraError("bin_placement must be 'adaptive' or 'fixed', "
+                               f"not {self.bin_placement!r}")
+        if int(self.n_bins) < 1 or int(self.n_features) < 1:
+            raise SpectraError("n_bins and n_features must be >= 1")
+        width = max(1, int(round(n_points / (self.n_bins * self.n_features))))
+        if n_points // width < self.n_features:
+            raise SpectraError(f"spectra of {n_points} points are too short for "
+                               f"{self.n_features} features per bin; lower n_features")
+        return width
+
+    def fit(self, X, y, axis=None):
+        """Learn the bins, their weights and one network per bin.
+
+        ``X``: (n_spectra, n_points) labelled spectra; ``y``: any labels, 2 or
+        more classes; ``axis``: optional (n_points,) increasing positions
+        (e.g. 2-theta); the strain augmentation then scales about position 0
+        instead of point 0. Returns ``self``.
+        """
+        X = _as_spectra(X)
+        y = np.asarray(y)
+        if y.ndim != 1 or len(y) != len(X):
+            raise SpectraError(f"y must be 1-D with one label per spectrum: got shape "
+                               f"{y.shape} for {len(X)} spectra")
+        if not np.isfinite(X).all():
+            bad = np.flatnonzero(~np.isfinite(X).all(1))
+            raise SpectraError(f"{len(bad)} labelled spectra contain NaN or inf "
+                               f"(rows {bad[:10].tolist()}); remove or repair them")
+        if axis is not None:
+            axis = np.asarray(axis, dtype=np.float64)
+            if axis.shape != (X.shape[1],):
+                raise SpectraError(f"axis must have one value per point ({X.shape[1]}), "
+                                   f"got shape {axis.shape}")
+        try:
+            classes, y_idx = np.unique(y, return_inverse=True)
+        except TypeError as e:
+            raise SpectraError(f"labels must be mutually comparable: {e}")
+        if len(classes) < 2:
+            raise SpectraError(f"need at least 2 classes to classify, got {classes.tolist()}")
+        n, n_points = X.shape
+        width = self._check_params(n_points)
+        n_classes = len(classes)
+        rng = np.random.default_rng(self.random_state)
+
+        copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
+        shift = 0.5 * width if self.shift is None else float(self.shift)
+        Xa, src = augment(X, axis, copies, rng, strain=self.strain, shift=shift,
+                          intensity=self.intensity, noise=self.noise,
+                          background=self.background)
+        Xa = np.concatenate([X.astype(np.float32), Xa])
+        src = np.concatenate([np.arange(n), src])
+        block = self.n_features if self.baseline else 0
+        prep = SegmentPreprocessor(n_points, width, block)
+        Z = prep.transform(Xa)
+        yc = y_idx[src]
+
+        counts = np.bincount(y_idx, minlength=n_classes)
+        n_folds = int(min(self.cv_folds, counts.min()))
+        if n_folds >= 2:
+            fold = stratified_folds(y_idx, n_folds, rng)[src]
+            splits = [(fold != k, fold == k) for k in range(n_folds)]
+        else:
+            # a class with one labelled spectrum: hold out independent
+            # perturbations of the same spectra instead
+            odd = np.zeros(len(src), bool)
+            odd[n:] = (np.arange(len(src) - n) % 2).astype(bool)
+            splits = [(~odd, odd), (odd, ~odd)]
+        starts = candidate_starts(prep.n_segments, self.n_features, self.bin_placement)
+        acc, soft = cv_separability(Z, yc, splits, starts, self.n_features, n_classes)
+        w_all = vote_weight(acc, n_classes)
+        chosen = select_bins(starts, self.n_features, acc, soft, w_all,
+                             int(self.max_bins or self.n_bins), self.max_overlap)
+
+        segments = starts[chosen][:, None] + np.arange(self.n_features)[None, :]
+        net = self._train_networks(Z[:, segments], yc, splits, n_classes, rng)
+        keep, sep, weights, beta = net["keep"], net["acc"], net["weights"], net["beta"]
+        from .networks import bin_models, unpack
+
+        models = bin_models(*(a[keep] for a in net["final"]))
+
+        self.classes_ = classes
+        self.n_features_in_ = n_points
+        self.candidates_ = np.stack([starts * width, (starts + self.n_features) * width], 1)
+        self.candidate_separability_ = acc
+        self.bins_ = self.candidates_[chosen[keep]]
+        self.separability_ = sep[keep]
+        self.weights_ = weights[keep]
+        self.beta_ = float(beta)
+        self._prep = prep
+        self._fused = FusedVote(segments[keep], *unpack(models), self.weights_, self.beta_)
+        self._bin_models = models
+        self._model_dir = None
+        return self
+
+    def _train_networks(self, Fb, yc, splits, n_classes, rng):
+        """Train the per-bin networks once per fold and once on everything,
+        side by side; score each bin's network on its held-out fold; fit the
+        vote's temperature on held-out spectra and held-out mixtures."""
+        from .fused import pool
+        from .networks import mlp_proba, train_stacked
+
+        n, n_bins = Fb.shape[:2]
+        onehot = np.eye(n_classes, dtype=np.float32)[yc]
+        masks = np.stack([tr for tr, _ in splits] + [np.ones(n, bool)], axis=1)
+        F, T, M = Fb, onehot, masks
+        n_mix = int(self.mixup * n)
+        if n_mix:
+            Fm, Tm, (i, j) = mixup(Fb, onehot, n_mix, rng)
+            F = np.concatenate([Fb, Fm])
+            T = np.concatenate([onehot, Tm])
+            M = np.concatenate([masks, masks[i] & masks[j]])
+        seed = None if self.random_state is None else int(rng.integers(2**31 - 1))
+        mean, var, K1, c1, K2, c2 = train_stacked(
+            F, T, M, int(self.hidden_units), int(self.epochs), float(self.learning_rate),
+            int(self.batch_size), seed, self.verbose)
+
+        def group(g):
+            sl = slice(g * n_bins, (g + 1) * n_bins)
+            return mean, var, K1[sl], c1[sl], K2[sl], c2[sl]
+
+        # held-out predictions: pure copies, and mixtures of held-out copies
+        P_pure, y_pure, P_mix, T_mix = [], [], [], []
+        for g, (_, test) in enumerate(splits):
+            P_pure.append(mlp_proba(Fb[test], *group(g)))
+            y_pure.append(yc[test])
+            Fm, Tm, _ = mixup(Fb[test], onehot[test], int(test.sum()), rng)
+            if len(Fm):
+                P_mix.append(mlp_proba(Fm, *group(g)))
+                T_mix.append(Tm)
+        P_pure, y_pure = np.concatenate(P_pure), np.concatenate(y_pure)
+        acc = (P_pure.argmax(2) == y_pure[:, None]).mean(0)
+        weights = vote_weight(acc, n_classes)
+        keep = weights > 0
+        if not keep.any():  # nothing separates: keep the best bin, say so by a tiny weight
+            keep[np.argmax(acc)] = True
+            weights = np.maximum(weights, 1e-3)
+        vote = weights[keep] / weights[keep].sum()
+        P_cal = np.concatenate([P_pure] + P_mix)[:, keep].transpose(1, 0, 2)
+        T_cal = np.concatenate([np.eye(n_classes)[y_pure]] + T_mix)
+        betas = np.logspace(-1, 1.5, 51)
+        nll = [-(T_cal * np.log(pool(P_cal, vote, b) + 1e-12)).sum(1).mean() for b in betas]
+        return {"keep": keep, "acc": acc, "weights": weights,
+                "beta": betas[int(np.argmin(nll))], "final": group(len(splits))}
+
+    # ------------------------------------------------------------ inference
+    def _check_fitted(self):
+        if not hasattr(self, "_fused"):
+            raise SpectraError("this classifier is not fitted yet: call fit(X, y) "
+                               "or BinnedSpectraClassifier.load(path) first")
+
+    def _segments(self, X, what="X"):
+        self._check_fitted()
+        X = _as_spectra(X, what)
+        if X.shape[1] != self.n_features_in_:
+            raise SpectraError(f"{what} has {X.shape[1]} points per spectrum; this model "
+                               f"was trained on {self.n_features_in_}")
+        S = self._prep.segment_means(X)
+        return X, S
+
+    def _proba_checked(self, X):
+        X, S = self._segments(X)
+        ok = self._prep.finite_rows(X, S)
+        if not ok.all():
+            bad = np.flatnonzero(~ok)
+            raise SpectraError(f"{len(bad)} spectra contain NaN or inf (rows "
+                               f"{bad[:10].tolist()}); remove or repair them")
+        return self._fused.proba(self._prep.normalise(S))
+
+    def classify_batch(self, X):
+        """Classify a batch without raising on malformed rows.
+
+        Returns ``(class_index, confidence, ambiguous, ok)``; rows with NaN or
+        inf have ``ok == False`` and meaningless results. Shape problems
+        still raise :class:`SpectraError`. Used by the stream.
+        """
+        X, S = self._segments(X)
+        ok = self._prep.finite_rows(X, S)
+        if not ok.all():
+            S[~ok] = 0.0
+        P = self._fused.proba(self._prep.normalise(S))
+        idx = P.argmax(1)
+        conf = P[np.arange(len(P)), idx]
+        return idx, conf, conf < self.ambiguity_threshold, ok
+
+    def predict_proba(self, X):
+        """Calibrated class probabilities (n_spectra, n_classes), columns in
+        the order of ``classes_``."""
+        return self._proba_checked(X).astype(np.float64)
+
+    def predict(self, X):
+        """Most probable label per spectrum."""
+        return self.classes_[self._proba_checked(X).argmax(1)]
+
+    def predict_with_confidence(self, X):
+        """``(labels, confidence, ambiguous)``: the label, its probability, and
+        a mask of predictions below ``ambiguity_threshold`` -- typically the
+        spectra near a transition, where the phases coexist."""
+        P = self._proba_checked(X)
+        idx = P.argmax(1)
+        conf = P[np.arange(len(P)), idx].astype(np.float64)
+        return self.classes_[idx], conf, conf < self.ambiguity_threshold
+
+    def transform_bins(self, X):
+        """The per-bin network inputs, (n_bins_kept, n_spectra, n_features):
+        ``bin_models_[b].predict(transform_bins(X)[b])`` are bin b's
+        probabilities."""
+        X, S = self._segments(X)
+        return self._fused.features(self._prep.normalise(S))
+
+    def bin_proba(self, X):
+        """Per-bin probabilities from the fused computation, (bins, n, classes)."""
+        return self._fused.bin_proba(self.transform_bins(X))
+
+    @property
+    def bin_models_(self):
+        self._check_fitted()
+        if self._bin_models is None:
+            from .networks import keras_module
+
+            keras = keras_module()
+            self._bin_models = [
+                keras.models.load_model(self._model_dir / f"bin{b:02d}.keras", compile=False)
+                for b in range(len(self.bins_))
+            ]
+        return self._bin_models
+
+    # --------------------------------------------------------- persistence
+    def save(self, path, overwrite=False):
+        """Save to the directory ``path``: ``config.json``, ``arrays.npz``
+        (NumPy, no pickle) and one ``binNN.keras`` file per network. Written
+        under a temporary name and renamed; an existing ``path`` is replaced
+        only with ``overwrite=True``."""
+        self._check_fitted()
+        path = pathlib.Path(path)
+        if path.exists() and not overwrite:
+            raise SpectraError(f"{path} exists; choose another path or pass overwrite=True")
+        if self.classes_.dtype.kind not in "biufU":
+            raise SpectraError("only numeric or string labels can be saved, got "
+                               f"dtype {self.classes_.dtype}")
+        models = self.bin_models_
+        params = self.get_params()
+        config = {
+            "format": _FORMAT, "version": 1, "params": params,
+            "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
+            "n_points": int(self.n_features_in_), "preprocessor": self._prep.config(),
+            "beta": float(self.beta_),
+        }
+        arrays = {k: getattr(self, k) for k in _ARRAYS}
+        f = self._fused
+        arrays.update(segments=f.segments, W1=f.W1, b1=f.b1[:, 0], W2=f.W2, b2=f.b2[:, 0])
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+        try:
+            (tmp / "config.json").write_text(json.dumps(config, indent=1))
+            np.savez(tmp / "arrays.npz", **arrays)
+            for b, m in enumerate(models):
+                m.save(tmp / f"bin{b:02d}.keras")
+            if path.exists():
+                shutil.rmtree(path) if path.is_dir() else path.unlink()
+            os.replace(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        self._model_dir = path
+        return path
+
+    @classmethod
+    def load(cls, path):
+        """Load a classifier saved by :meth:`save`. The fused inference is
+        ready at once; the Keras models (and TensorFlow) load on first use of
+        ``bin_models_``."""
+        path = pathlib.Path(path)
+        try:
+            config = json.loads((path / "config.json").read_text())
+            with np.load(path / "arrays.npz", allow_pickle=False) as z:
+                arrays = {k: z[k] for k in z.files}
+        except (OSError, ValueError, KeyError) as e:
+            raise SpectraError(f"{path} is not a saved spectra classifier ({e}); "
+                               "create one with BinnedSpectraClassifier.save or "
+                               "'daas spectra train'")
+        if config.get("format") != _FORMAT:
+            raise SpectraError(f"{path} is not a saved spectra classifier")
+        clf = cls(**config["params"])
+        clf.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        clf.n_features_in_ = int(config["n_points"])
+        for k in _ARRAYS:
+            setattr(clf, k, arrays[k])
+        clf._prep = SegmentPreprocessor(**config["preprocessor"])
+        clf.beta_ = float(config["beta"])
+        clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
+                               arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
+        clf._bin_models = None
+        clf._model_dir = path
+        return clf
