@@ -19,7 +19,7 @@ from kubespawner import KubeSpawner
 from kubespawner.utils import get_k8s_model
 from traitlets import Dict, TraitError, Unicode, validate
 
-from .spawner import FacilitySpawner, SpawnRefused
+from .spawner import ENVIRONMENT_TRAITS, FacilitySpawner, SpawnRefused
 
 #: Pod annotation carrying the session manifest (JSON); the downward API
 #: projects it into the container as a file.
@@ -27,7 +27,7 @@ SESSION_ANNOTATION = "daas.panosc.eu/session"
 
 # Spawner traits an environment may set; restored to their configured values
 # before each start so one environment's settings never leak into the next.
-_ENVIRONMENT_TRAITS = ("image", "default_url", "cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee")
+_ENVIRONMENT_TRAITS = ENVIRONMENT_TRAITS + ("image",)
 
 # Top-level keys of a Kubernetes Volume that are not its source.
 _VOLUME_NON_SOURCE_KEYS = {"name"}
@@ -83,6 +83,8 @@ class FacilityKubeSpawner(FacilitySpawner, KubeSpawner):
         }
         c.FacilityKubeSpawner.dataset_root = "/data"  # catalogue paths start here
     """
+
+    environment_traits = _ENVIRONMENT_TRAITS
 
     dataset_volume = Dict(
         help="""The Kubernetes volume source that holds the datasets.
@@ -174,7 +176,6 @@ class FacilityKubeSpawner(FacilitySpawner, KubeSpawner):
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self._configured = {name: getattr(self, name) for name in _ENVIRONMENT_TRAITS}
         self._session = None
 
     # -- where things go -------------------------------------------------------------
@@ -217,13 +218,6 @@ class FacilityKubeSpawner(FacilitySpawner, KubeSpawner):
 
     # -- starting --------------------------------------------------------------------
 
-    def apply_environment(self, env):
-        # Start from the configured values: without this, a restart in an
-        # environment with no cpu_limit would keep the previous one's.
-        for name, value in self._configured.items():
-            setattr(self, name, value)
-        super().apply_environment(env)
-
     def _check_configuration(self, mount_path, manifest_dir):
         if not self.dataset_volume:
             raise SpawnRefused(
@@ -260,7 +254,6 @@ class FacilityKubeSpawner(FacilitySpawner, KubeSpawner):
         mount_path = self.dataset_mount_path(dataset)
         manifest_path = self.session_manifest_path()
         self._check_configuration(mount_path, posixpath.dirname(manifest_path))
-        self.image = env.image
         manifest = self.session_manifest(dataset, env, mount_path)
         self._session = {
             "sub_path": sub_path,

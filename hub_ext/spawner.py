@@ -37,6 +37,9 @@ _jinja = JinjaEnvironment(
 #: The keys a spawn request may carry; anything else is refused as forged.
 OPTION_KEYS = ("dataset", "environment")
 
+#: Spawner traits an environment may set (same names on Environment).
+ENVIRONMENT_TRAITS = ("default_url", "cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee")
+
 # Catalogues are expensive (a 100,000-dataset index) and shared by every
 # user's spawner; one instance per backend class per hub process.
 _CATALOGS = {}
@@ -137,6 +140,9 @@ class FacilitySpawner(Configurable):
         ".daas/session.json",
         help="Path of the session manifest, relative to the server's home directory.",
     ).tag(config=True)
+
+    #: Spawner traits that the chosen Environment's fields of the same name override.
+    environment_traits = ENVIRONMENT_TRAITS
 
     # -- catalogue and environments ------------------------------------------------
 
@@ -328,13 +334,25 @@ class FacilitySpawner(Configurable):
         }
 
     def apply_environment(self, env):
-        """Set resources and URL from the chosen environment (traits of Spawner)."""
-        if env.default_url:
-            self.default_url = env.default_url
-        for trait in ("cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee"):
-            value = getattr(env, trait)
+        """Set resources and URL from the chosen environment (traits of Spawner).
+
+        Each start begins from the configured values, so an environment that
+        sets no ``cpu_limit`` does not inherit the previous session's.
+        """
+        if not hasattr(self, "_configured_traits"):
+            self._configured_traits = {name: getattr(self, name) for name in self.environment_traits}
+        for name, value in self._configured_traits.items():
+            setattr(self, name, value)
+        for name in self.environment_traits:
+            value = getattr(env, name)
             if value is not None:
-                setattr(self, trait, value)
+                setattr(self, name, value)
+
+    @default("apply_user_options")
+    def _apply_user_options_default(self):
+        # start() validates and applies the options itself; this only tells
+        # JupyterHub they are handled.
+        return lambda spawner, options: None
 
     async def prepare_session(self, dataset, env):
         """Make the dataset available and return the environment variables to set."""
@@ -409,6 +427,8 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
 
     def get_args(self):
         args = super().get_args()
+        if os.geteuid() == 0:  # the hub's own user runs the servers; in CI that is root
+            args.append("--allow-root")
         if self.readonly_data:
             args.append("--ServerApp.contents_manager_class=server_ext.contents.ReadOnlyDataContentsManager")
         return args

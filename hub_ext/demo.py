@@ -1,0 +1,284 @@
+"""``daas demo``: a real JupyterHub with the facility spawner on this machine.
+
+First run: generate demo datasets (EuXFEL-format runs and one other
+facility's scans), a YAML catalogue over them with access groups, a few
+environments, and a hub configuration; later runs reuse them. Then start
+JupyterHub + configurable-http-proxy on http://127.0.0.1:8000 with local
+single-user servers, and stop everything on Ctrl-C.
+"""
+
+import hmac
+import json
+import os
+import shutil
+from pathlib import Path
+
+import yaml
+from jupyterhub.auth import Authenticator
+from traitlets import Dict
+
+from .hubprocess import HubProcess
+
+DEMO_USERS = {
+    # name: (password, groups, admin)
+    "alice": ("alice-xfel", ["p2120", "p2121"], False),
+    "bob": ("bob-petra", ["petra-p11", "p900001"], False),
+    "admin": ("admin-daas", [], True),
+}
+
+
+class DemoAuthenticator(Authenticator):
+    """Username + password from configuration; for the demo and the tests only."""
+
+    passwords = Dict(help="username -> password").tag(config=True)
+
+    async def authenticate(self, handler, data):
+        name = (data or {}).get("username", "")
+        expected = self.passwords.get(name)
+        given = (data or {}).get("password", "")
+        if expected is not None and hmac.compare_digest(expected.encode(), given.encode()):
+            return name
+        return None
+
+
+def demo_catalog(runs):
+    """The demo catalogue: six datasets, two facilities, one hidden from alice.
+
+    ``runs`` maps run names to paths; entries whose run was not generated
+    (a ``daas.demo_data`` plugin that is not installed) are left out.
+    """
+    entries = [
+            {
+                "pid": "xfel:p002120:r0029",
+                "title": "Lysozyme SFX, AGIPD-1M, run 29",
+                "facility": "EuXFEL", "instrument": "SPB/SFX", "proposal": "2120",
+                "path": runs.get("agipd"), "access_groups": ["p2120"], "public": False,
+                "techniques": ["serial crystallography"], "size_bytes": _size(runs.get("agipd")),
+                "description": "Corrected AGIPD-1M frames with XGM pulse energies.",
+            },
+            {
+                "pid": "xfel:p002121:r0012",
+                "title": "Photosystem II, JUNGFRAU 4M, run 12",
+                "facility": "EuXFEL", "instrument": "SPB/SFX", "proposal": "2121",
+                "path": runs.get("jungfrau"), "access_groups": ["p2121"], "public": False,
+                "techniques": ["serial crystallography"], "size_bytes": _size(runs.get("jungfrau")),
+                "description": "JUNGFRAU 4M, 8 modules, memory cells.",
+            },
+            {
+                "pid": "xfel:p700000:r0001",
+                "title": "Spectra through a phase transition, run 1",
+                "facility": "EuXFEL", "instrument": "FXE", "proposal": "700000",
+                "path": runs.get("spectra"), "access_groups": [], "public": True,
+                "techniques": ["x-ray emission spectroscopy"], "size_bytes": _size(runs.get("spectra")),
+                "description": "Open data: spectra series whose peaks change at a phase transition.",
+            },
+            {
+                "pid": "xfel:p900001:r0100",
+                "title": "Commissioning run (restricted)",
+                "facility": "EuXFEL", "instrument": "SPB/SFX", "proposal": "900001",
+                "path": runs.get("agipd"), "access_groups": ["p900001"], "public": False,
+                "techniques": ["commissioning"], "size_bytes": _size(runs.get("agipd")),
+            },
+            {
+                "pid": "petra:p11:11012345",
+                "title": "Thaumatin rotation series, P11",
+                "facility": "PETRA III", "instrument": "P11", "proposal": "11012345",
+                "path": runs.get("petra_mx"), "access_groups": ["petra-p11"], "public": False,
+                "techniques": ["macromolecular crystallography"], "size_bytes": _size(runs.get("petra_mx")),
+            },
+            {
+                "pid": "petra:p02.1:11054321",
+                "title": "Powder diffraction of LaB6 standard, P02.1",
+                "facility": "PETRA III", "instrument": "P02.1", "proposal": "11054321",
+                "path": runs.get("petra_powder"), "access_groups": [], "public": True,
+                "techniques": ["powder diffraction"], "size_bytes": _size(runs.get("petra_powder")),
+            },
+    ]
+    return {"datasets": [e for e in entries if e["path"]]}
+
+
+DEMO_ENVIRONMENTS = {
+    "environments": [
+        {
+            "slug": "euxfel-mx",
+            "display_name": "EuXFEL crystallography",
+            "description": "extra-data, extra-geom, NXmx conversion, DIALS readers",
+            "facilities": ["EuXFEL"],
+            "image": "registry.example.org/daas/euxfel-mx:2026.11",
+            "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+            "cpu_limit": 4, "mem_limit": "16G",
+        },
+        {
+            "slug": "spectroscopy",
+            "display_name": "Spectroscopy and machine learning",
+            "description": "spectra classifier, TensorFlow/Keras, scikit-learn",
+            "facilities": ["EuXFEL", "PETRA III"],
+            "image": "registry.example.org/daas/spectroscopy:2026.11",
+            "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+            "cpu_limit": 2, "mem_limit": "8G",
+        },
+        {
+            "slug": "python-basic",
+            "display_name": "Python (numpy, h5py, matplotlib)",
+            "description": "a general-purpose environment for any facility",
+            "facilities": [],
+            "image": "registry.example.org/daas/python:2026.11",
+            "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+        },
+    ]
+}
+
+
+def _size(path):
+    if not path:
+        return None
+    total = 0
+    for root, _, files in os.walk(path):
+        total += sum(os.stat(os.path.join(root, f)).st_blocks * 512 for f in files)
+    return total
+
+
+def ensure_demo_data(data_dir, log=print):
+    """Generate the demo datasets under ``data_dir/datasets`` unless already there.
+
+    Generation goes to a temporary folder renamed at the end, so an
+    interrupted first run is simply redone.
+    """
+    from . import demo_data
+
+    data_dir = Path(data_dir).resolve()
+    datasets = data_dir / "datasets"
+    info_file = datasets / "datasets.json"
+    if info_file.exists():
+        return json.loads(info_file.read_text())
+    log(f"Generating demo datasets in {datasets} (first run only) ...")
+    tmp = data_dir / ".datasets.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    runs = {
+        "agipd": demo_data.write_agipd_run(tmp / "exfel/p002120/r0029")["path"],
+        "jungfrau": demo_data.write_jungfrau_run(tmp / "exfel/p002121/r0012")["path"],
+        "petra_mx": demo_data.write_plain_dataset(tmp / "petra/p11/11012345", "Thaumatin", 11)["path"],
+        "petra_powder": demo_data.write_plain_dataset(tmp / "petra/p02.1/11054321", "LaB6", 21)["path"],
+    }
+    for name, ep in demo_data.plugin_writers().items():
+        try:
+            writer = ep.load()
+        except ImportError as e:
+            log(f"  skipping demo dataset {name!r}: {e}")
+            continue
+        runs[name] = writer(tmp / "plugins" / name)["path"]
+    demo_data.make_read_only(tmp)
+    runs = {k: str(datasets / Path(v).relative_to(tmp)) for k, v in runs.items()}
+    (tmp / "datasets.json").write_text(json.dumps(runs, indent=2))
+    os.replace(tmp, datasets)
+    return runs
+
+
+def write_hub_files(
+    state_dir, catalog, environments, *, ip="127.0.0.1", port=8000, hub_port=8081,
+    proxy_api_port=8001, users=DEMO_USERS, allowed_data_roots=(), extra_config="",
+):
+    """Write catalogue, environments and ``jupyterhub_config.py`` into ``state_dir``.
+
+    Used by ``daas demo`` and by the integration tests, so the tests run the
+    demo's own configuration.
+    """
+    state_dir = Path(state_dir).resolve()
+    state_dir.mkdir(parents=True, exist_ok=True)
+    catalog_path = state_dir / "catalog.yaml"
+    if not isinstance(catalog, (str, Path)):
+        catalog_path.write_text(yaml.safe_dump(catalog, sort_keys=False))
+    else:
+        catalog_path = Path(catalog)
+    env_path = state_dir / "environments.yaml"
+    env_path.write_text(yaml.safe_dump(environments, sort_keys=False))
+    from .setup_tools import proxy_path
+
+    chp = proxy_path() or shutil.which("configurable-http-proxy") or "configurable-http-proxy"
+    groups = {}
+    for name, (_, user_groups, _) in users.items():
+        for g in user_groups:
+            groups.setdefault(g, {"users": []})["users"].append(name)
+    settings = {
+        "ip": ip, "port": port, "hub_port": hub_port, "proxy_api_port": proxy_api_port,
+        "state": str(state_dir), "chp": str(chp), "catalog": str(catalog_path),
+        "environments": str(env_path), "roots": [str(r) for r in allowed_data_roots],
+        "passwords": {n: u[0] for n, u in users.items()},
+        "admins": sorted(n for n, u in users.items() if u[2]),
+        "groups": groups,
+    }
+    config = CONFIG_TEMPLATE.format(settings=json.dumps(settings, indent=4)) + extra_config
+    config_path = state_dir / "jupyterhub_config.py"
+    config_path.write_text(config)
+    return config_path
+
+
+CONFIG_TEMPLATE = '''\
+# Generated by panosc-daas (hub_ext/demo.py); edit the settings below or regenerate.
+import json
+from hub_ext.handlers import default_handlers
+
+s = json.loads("""{settings}""")
+c = get_config()  # noqa: F821
+c.JupyterHub.ip = s["ip"]
+c.JupyterHub.port = s["port"]
+c.JupyterHub.hub_ip = "127.0.0.1"
+c.JupyterHub.hub_port = s["hub_port"]
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:%d" % s["proxy_api_port"]
+c.ConfigurableHTTPProxy.command = [s["chp"]]
+c.JupyterHub.db_url = "sqlite:///" + s["state"] + "/jupyterhub.sqlite"
+c.JupyterHub.cookie_secret_file = s["state"] + "/jupyterhub_cookie_secret"
+c.JupyterHub.pid_file = s["state"] + "/jupyterhub.pid"
+c.JupyterHub.cleanup_servers = True
+c.JupyterHub.extra_handlers = default_handlers
+c.JupyterHub.authenticator_class = "hub_ext.demo.DemoAuthenticator"
+c.DemoAuthenticator.passwords = s["passwords"]
+c.Authenticator.allow_all = True
+c.Authenticator.admin_users = set(s["admins"])
+c.JupyterHub.load_groups = s["groups"]
+c.JupyterHub.spawner_class = "facility-local"
+c.FacilitySpawner.catalog_class = "yaml"
+c.YamlCatalog.path = s["catalog"]
+c.FacilitySpawner.environments_file = s["environments"]
+c.FacilitySpawner.allowed_data_roots = s["roots"]
+c.FacilityLocalSpawner.users_root = s["state"] + "/users"
+c.Spawner.start_timeout = 180
+c.Spawner.http_timeout = 180
+'''
+
+
+def run_demo(args):
+    from .setup_tools import ensure_proxy
+
+    ensure_proxy()
+    data_dir = Path(args.data_dir).resolve()
+    runs = ensure_demo_data(data_dir)
+    config = write_hub_files(
+        data_dir / "hub", demo_catalog(runs), DEMO_ENVIRONMENTS,
+        ip=args.ip, port=args.port, allowed_data_roots=[data_dir / "datasets"],
+    )
+    print(f"\npanosc-daas demo: http://{args.ip}:{args.port}\n")
+    print("Log in as (password, groups):")
+    for name, (password, groups, admin) in DEMO_USERS.items():
+        extra = " (hub admin, no data access)" if admin else ""
+        print(f"  {name:6} {password:12} {', '.join(groups) or '-'}{extra}")
+    print("\nalice sees the p2120/p2121 runs and the public datasets, not the restricted")
+    print("commissioning run. Ctrl-C stops the hub, the proxy and all servers.\n", flush=True)
+    hub = HubProcess(config, f"http://{args.ip}:{args.port}")
+    try:
+        hub.start(timeout=120)
+        print(f"Ready: http://{args.ip}:{args.port}", flush=True)
+        return hub.wait()
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        hub.stop()
+
+
+def register(subparsers):
+    p = subparsers.add_parser("demo", help="start the demo hub at http://127.0.0.1:8000")
+    p.add_argument("--data-dir", default="demo-data", help="where demo data and hub state live (default: ./demo-data)")
+    p.add_argument("--ip", default="127.0.0.1")
+    p.add_argument("--port", type=int, default=8000)
+    p.set_defaults(func=run_demo)
