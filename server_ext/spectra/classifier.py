@@ -347,7 +347,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X):
         """Most probable label per spectrum."""
-        return self.classes_[self._proba_checked(X).argmax(1)]
+        idx = self._proba_checked(X).argmax(1)
+        return self.classes_[idx]
 
     def predict_with_confidence(self, X):
         """``(labels, confidence, ambiguous)``: the label, its probability, and

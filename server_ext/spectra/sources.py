@@ -1,0 +1,179 @@
+"""Where streamed spectra come from: a Karabo bridge, a replayed run, an iterable.
+
+A source yields ``(train_id, spectra, received)`` per train: ``spectra`` is
+whatever array arrived (the stream checks it), ``received`` the
+``time.perf_counter()`` at which it was complete. ``live`` sources cannot be
+paused, so the stream drops the oldest queued train when it falls behind;
+non-live ones (a run read as fast as possible, an iterable) are throttled
+instead.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import numpy as np
+
+from .errors import SpectraError
+
+__all__ = ["IterableSource", "RunSource", "KaraboBridgeSource", "as_source"]
+
+
+class IterableSource:
+    """Trains from any iterable of 2-D arrays (``(n_pulses, n_points)``) or of
+    ``(train_id, array)`` pairs; bare arrays get consecutive train ids from
+    ``first_train_id``. ``live=True`` makes the stream drop instead of wait."""
+
+    def __init__(self, iterable, first_train_id: int = 0, live: bool = False):
+        self.iterable = iterable
+        self.first_train_id = int(first_train_id)
+        self.live = bool(live)
+
+    def trains(self, stop, stats):
+        tid = self.first_train_id
+        for item in self.iterable:
+            if stop.is_set():
+                return
+            if isinstance(item, tuple) and len(item) == 2:
+                tid, arr = int(item[0]), item[1]
+            else:
+                arr = item
+            yield tid, arr, time.perf_counter()
+            tid += 1
+
+    def describe(self):
+        return "iterable"
+
+
+class RunSource:
+    """Trains replayed from an EuXFEL run with ``extra_data``.
+
+    ``run``: a run directory, a file, or an ``extra_data`` DataCollection;
+    ``source``/``key``: where the spectra are (``(pulses, points)`` per
+    train); ``train_rate``: replay at this many trains per second (a live
+    source then, like the facility), or ``None`` for as fast as possible.
+    """
+
+    def __init__(self, run, source: str, key: str, train_rate: float | None = None):
+        import extra_data
+
+        if isinstance(run, (str, os.PathLike)):
+            try:
+                run = (extra_data.RunDirectory(run) if os.path.isdir(run)
+                       else extra_data.H5File(run))
+            except Exception as e:
+                raise SpectraError(f"cannot open {os.fspath(run)!r} as an EuXFEL run: {e}")
+        if source not in run.all_sources:
+            raise SpectraError(f"source {source!r} is not in the run; it has: "
+                               f"{', '.join(sorted(run.all_sources))}")
+        if key not in run[source].keys():
+            raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
+                               f"{', '.join(sorted(run[source].keys()))}")
+        self.keydata = run[source, key]
+        self.source, self.key = source, key
+        self.train_rate = train_rate
+        self.live = train_rate is not None
+
+    def trains(self, stop, stats):
+        period = 1.0 / self.train_rate if self.train_rate else 0.0
+        t_next = time.perf_counter()
+        for tid, arr in self.keydata.trains():
+            if stop.is_set():
+                return
+            if period:
+                delay = t_next - time.perf_counter()
+                if delay > 0:
+                    time.sleep(delay)
+                t_next += period
+            yield int(tid), arr, time.perf_counter()
+
+    def describe(self):
+        return f"run {self.source} {self.key}"
+
+
+class KaraboBridgeSource:
+    """Trains from a Karabo bridge endpoint (the EuXFEL online protocol).
+
+    ``endpoint``: e.g. ``tcp://host:4545``; ``source``: the data source name
+    (``None``: the first source carrying ``key``); ``key``: the spectra key;
+    ``sock``: ``REQ`` (request each train), ``SUB`` or ``PULL``; after
+    ``timeout`` seconds without data the connection is re-made (counted in
+    ``reconnects``), at most ``max_reconnects`` times in a row (``None``:
+    forever, until the stream is stopped).
+    """
+
+    live = True
+
+    def __init__(self, endpoint: str, source: str | None = None, key: str = "data.intensity",
+                 timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = None):
+        if not str(endpoint).startswith(("tcp://", "ipc://", "inproc://")):
+            raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
+        self.endpoint, self.source, self.key = str(endpoint), source, key
+        self.timeout, self.sock, self.max_reconnects = timeout, sock, max_reconnects
+
+    def _pick(self, data, meta):
+        if self.source is not None:
+            src = self.source
+        else:
+            src = next((s for s, d in data.items() if self.key in d), None)
+        if src is None or src not in data or self.key not in data[src]:
+            return None, None
+        m = meta.get(src) or data[src].get("metadata", {})
+        tid = m.get("timestamp.tid")
+        return (None if tid is None else int(tid)), data[src][self.key]
+
+    def trains(self, stop, stats):
+        from karabo_bridge import Client
+
+        client = Client(self.endpoint, sock=self.sock, timeout=self.timeout)
+        misses = 0
+        try:
+            while not stop.is_set():
+                try:
+                    data, meta = client.next()
+                except TimeoutError:
+                    # a REQ socket whose request went unanswered is stuck:
+                    # only a fresh connection recovers
+                    client._context.destroy(linger=0)
+                    if stop.is_set():
+                        return
+                    misses += 1
+                    if self.max_reconnects is not None and misses > self.max_reconnects:
+                        return
+                    stats.reconnects += 1
+                    client = Client(self.endpoint, sock=self.sock, timeout=self.timeout)
+                    continue
+                misses = 0
+                received = time.perf_counter()
+                tid, arr = self._pick(data, meta)
+                if arr is None:
+                    stats.malformed_trains += 1
+                    continue
+                yield tid, arr, received
+        finally:
+            client._context.destroy(linger=0)
+
+    def describe(self):
+        return f"bridge {self.endpoint} {self.source or '*'} {self.key}"
+
+
+def as_source(obj, **kw):
+    """A source from a source object, a ``tcp://`` endpoint, a run path
+    (needs ``source=`` and ``key=``) or an iterable."""
+    if hasattr(obj, "trains") and hasattr(obj, "live"):
+        return obj
+    if isinstance(obj, str) and "://" in obj:
+        return KaraboBridgeSource(obj, **kw)
+    if isinstance(obj, (str, os.PathLike)):
+        if "source" not in kw or "key" not in kw:
+            raise SpectraError("replaying a run needs source= and key=")
+        return RunSource(obj, **kw)
+    if isinstance(obj, np.ndarray) and obj.ndim == 3:
+        return IterableSource(list(obj), **kw)
+    try:
+        iter(obj)
+    except TypeError:
+        raise SpectraError(f"cannot stream from {type(obj).__name__}: give a tcp:// endpoint, "
+                           "a run directory, or an iterable of (pulses, points) arrays")
+    return IterableSource(obj, **kw)

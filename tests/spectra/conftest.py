@@ -1,0 +1,31 @@
+"""Shared small data and one trained classifier per kind of change."""
+
+import numpy as np
+import pytest
+
+from server_ext.spectra import BinnedSpectraClassifier
+from server_ext.spectra.synthetic import make_transition_series
+
+# 2,010 points keep the tests quick and still give 67-point bins
+N_POINTS = 2010
+
+
+@pytest.fixture(scope="session")
+def intensity_series():
+    return make_transition_series(n_spectra=200, n_points=N_POINTS, kind="intensity",
+                                  random_state=11)
+
+
+@pytest.fixture(scope="session")
+def shift_series():
+    return make_transition_series(n_spectra=200, n_points=N_POINTS, kind="shift",
+                                  random_state=12)
+
+
+@pytest.fixture(scope="session")
+def fitted(intensity_series):
+    """Protocol B on the intensity series: every 5th spectrum labelled."""
+    s = intensity_series
+    train = np.arange(0, len(s.X), 5)
+    clf = BinnedSpectraClassifier(random_state=0).fit(s.X[train], s.y[train], axis=s.axis)
+    return clf, train

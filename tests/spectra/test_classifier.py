@@ -1,0 +1,187 @@
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+
+from server_ext.spectra import BinnedSpectraClassifier, SpectraError
+from server_ext.spectra.fused import pool
+from server_ext.spectra.synthetic import make_transition_series, perturb
+
+N_POINTS = 2010  # as in conftest.py
+
+
+def extremes(n, per_class=2):
+    """Protocol A: the first and last curves of the series."""
+    return np.r_[np.arange(per_class), np.arange(n - per_class, n)]
+
+
+def held_out(n, train):
+    return np.setdiff1d(np.arange(n), train)
+
+
+def test_protocol_b_intensity_change(fitted, intensity_series):
+    clf, train = fitted
+    s = intensity_series
+    test = held_out(len(s.X), train)
+    labels, conf, amb = clf.predict_with_confidence(s.X[test])
+    assert (labels == s.y[test]).mean() >= 0.98
+    assert clf.score(s.X[test], s.y[test]) == pytest.approx((labels == s.y[test]).mean())
+    # ambiguous flags only where the phases coexist
+    switch = np.flatnonzero(np.diff(s.y))[0]
+    assert (np.abs(test[amb] - switch) <= 8).all()
+    assert ((conf >= 0.5) & (conf <= 1.0)).all()
+
+
+def test_protocol_a_shift_change_and_robustness(shift_series):
+    s = shift_series
+    train = extremes(len(s.X))
+    test = held_out(len(s.X), train)
+    clf = BinnedSpectraClassifier(random_state=1).fit(s.X[train], s.y[train], axis=s.axis)
+    acc = (clf.predict(s.X[test]) == s.y[test]).mean()
+    assert acc >= 0.95
+    strained = perturb(s.X[test], s.axis, strain=0.01, intensity=0.3, random_state=0)
+    acc_p = (clf.predict(strained) == s.y[test]).mean()
+    assert acc_p >= acc - 0.03
+
+
+def test_learned_attributes(fitted):
+    clf, _ = fitted
+    n_kept = len(clf.bins_)
+    assert 1 <= n_kept <= clf.n_bins
+    assert clf.bins_.shape == (n_kept, 2)
+    assert (clf.bins_[:, 0] < clf.bins_[:, 1]).all() and clf.bins_.max() <= N_POINTS
+    assert clf.separability_.shape == clf.weights_.shape == (n_kept,)
+    assert (clf.weights_ > 0).all() and (clf.weights_ <= 1).all()
+    # weight is the published function of the held-out accuracy
+    np.testing.assert_allclose(clf.weights_,
+                               np.maximum(1.4337 * clf.separability_ ** 2 - 0.4337, 1e-3),
+                               atol=2e-4)
+    assert list(clf.classes_) == [0, 1]
+    assert len(clf.bin_models_) == n_kept
+
+
+def test_fused_equals_keras(fitted, intensity_series):
+    clf, _ = fitted
+    X = intensity_series.X[::7]
+    Fb = clf.transform_bins(X)
+    fused = clf.bin_proba(X)
+    keras_out = np.stack([np.asarray(m(Fb[b], training=False))
+                          for b, m in enumerate(clf.bin_models_)])
+    assert np.abs(fused - keras_out).max() < 1e-5
+    vote = clf.weights_ / clf.weights_.sum()
+    assert np.abs(clf.predict_proba(X) - pool(keras_out, vote, clf.beta_)).max() < 1e-5
+
+
+def test_save_load_round_trip_without_tensorflow(fitted, intensity_series, tmp_path):
+    clf, _ = fitted
+    path = clf.save(tmp_path / "model")
+    assert sorted(p.name for p in path.iterdir())[:2] == ["arrays.npz", "bin00.keras"]
+    X = intensity_series.X[::9]
+    expected = clf.predict_proba(X)
+    np.save(tmp_path / "X.npy", X)
+    code = (
+        "import sys, numpy as np\n"
+        "from server_ext.spectra import BinnedSpectraClassifier\n"
+        f"clf = BinnedSpectraClassifier.load({str(path)!r})\n"
+        f"np.save({str(tmp_path / 'P.npy')!r}, clf.predict_proba(np.load({str(tmp_path / 'X.npy')!r})))\n"
+        "assert 'tensorflow' not in sys.modules, 'loading for inference imported TensorFlow'\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), expected)
+    loaded = BinnedSpectraClassifier.load(path)
+    assert loaded.get_params() == clf.get_params()
+    np.testing.assert_array_equal(loaded.bins_, clf.bins_)
+    # the saved Keras models are the ones the fused computation came from
+    Fb = loaded.transform_bins(X)
+    keras_out = np.stack([np.asarray(m(Fb[b])) for b, m in enumerate(loaded.bin_models_)])
+    assert np.abs(keras_out - loaded.bin_proba(X)).max() < 1e-5
+    with pytest.raises(SpectraError, match="exists"):
+        clf.save(path)
+    clf.save(path, overwrite=True)
+
+
+def test_sklearn_contract(fitted):
+    clf, _ = fitted
+    params = clf.get_params()
+    assert params["n_bins"] == 15 and params["random_state"] == 0
+    other = clone(clf).set_params(n_bins=7, bin_placement="fixed")
+    assert other.n_bins == 7 and not hasattr(other, "classes_")
+    with pytest.raises(SpectraError, match="not fitted"):
+        other.predict(np.zeros((1, N_POINTS)))
+
+
+def test_three_classes_with_string_labels_fixed_bins():
+    s = make_transition_series(n_spectra=150, n_points=1200, n_phases=3, kind="both",
+                               random_state=21)
+    names = np.array(["cubic", "tetragonal", "orthorhombic"])[s.y]
+    train = np.arange(0, 150, 4)
+    clf = BinnedSpectraClassifier(n_bins=10, bin_placement="fixed", random_state=2)
+    clf.fit(s.X[train], names[train])
+    assert set(clf.classes_) == {"cubic", "tetragonal", "orthorhombic"}
+    # fixed placement: bins on the equal grid
+    width = clf.bins_[0, 1] - clf.bins_[0, 0]
+    assert (clf.bins_[:, 0] % width == 0).all()
+    test = held_out(150, train)
+    assert (clf.predict(s.X[test]) == names[test]).mean() >= 0.95
+    P = clf.predict_proba(s.X[test])
+    np.testing.assert_allclose(P.sum(1), 1.0, rtol=1e-5)
+
+
+def test_probabilities_follow_the_phase_fraction(fitted):
+    """Calibration: a mixture of the two phases gets a probability between."""
+    clf, _ = fitted
+    s = make_transition_series(n_spectra=200, n_points=N_POINTS, kind="intensity",
+                               random_state=11, poisson=False)
+    a, b = s.X[5], s.X[-5]
+    mixes = np.stack([(1 - f) * a + f * b for f in (0.0, 0.25, 0.5, 0.75, 1.0)])
+    p1 = clf.predict_proba(mixes)[:, 1]
+    assert p1[0] < 0.1 and p1[-1] > 0.9
+    assert np.all(np.diff(p1) > 0)
+    _, _, amb = clf.predict_with_confidence(mixes)
+    assert amb[2] and not amb[0] and not amb[-1]
+
+
+@pytest.mark.parametrize("X, y, match", [
+    (np.zeros(50), [0], "one dimension"),
+    (np.zeros((2, 3, 50)), [0, 1], "2-D"),
+    (np.array([["a"] * 300] * 2), [0, 1], "numeric"),
+    (np.zeros((4, 300)), [0, 0, 0, 0], "at least 2 classes"),
+    (np.zeros((4, 300)), [0, 1], "one label per spectrum"),
+    (np.full((2, 300), np.nan), [0, 1], "NaN or inf"),
+    (np.zeros((2, 10)), [0, 1], "too short"),
+])
+def test_bad_training_input(X, y, match):
+    with pytest.raises(SpectraError, match=match):
+        BinnedSpectraClassifier().fit(X, y)
+
+
+def test_bad_params_and_prediction_input(fitted):
+    clf, _ = fitted
+    with pytest.raises(SpectraError, match="bin_placement"):
+        BinnedSpectraClassifier(bin_placement="magic").fit(np.ones((4, 500)), [0, 0, 1, 1])
+    with pytest.raises(SpectraError, match="trained on 2010"):
+        clf.predict(np.ones((3, 100)))
+    bad = np.ones((3, N_POINTS))
+    bad[1, -1] = np.inf  # in the tail beyond the last full segment, too
+    bad[2, 7] = np.nan
+    with pytest.raises(SpectraError, match=r"2 spectra contain NaN or inf \(rows \[1, 2\]\)"):
+        clf.predict(bad)
+    assert SpectraError.user_error is True
+
+
+def test_load_errors(tmp_path):
+    with pytest.raises(SpectraError, match="not a saved spectra classifier"):
+        BinnedSpectraClassifier.load(tmp_path)
+    (tmp_path / "config.json").write_text('{"format": "other"}')
+    np.savez(tmp_path / "arrays.npz", a=np.zeros(1))
+    with pytest.raises(SpectraError, match="not a saved spectra classifier"):
+        BinnedSpectraClassifier.load(tmp_path)
+
+
+def test_import_does_not_load_tensorflow():
+    code = ("import sys, server_ext, server_ext.spectra, server_ext.spectra.classifier, "
+            "server_ext.spectra.stream, server_ext.spectra.synthetic\n"
+            "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True)
