@@ -126,24 +126,31 @@ class KaraboBridgeSource:
     def trains(self, stop, stats):
         from karabo_bridge import Client
 
-        client = Client(self.endpoint, sock=self.sock, timeout=self.timeout)
+        # short receive slices, so that stop() is honoured promptly; the
+        # connection is re-made after ``timeout`` seconds without data
+        tick = min(self.timeout, 0.1)
+        client = Client(self.endpoint, sock=self.sock, timeout=tick)
         misses = 0
+        waited = 0.0
         try:
             while not stop.is_set():
                 try:
-                    data, meta = client.next()
+                    data, meta = client.next()  # a pending request is not re-sent
                 except TimeoutError:
+                    waited += tick
+                    if waited < self.timeout or stop.is_set():
+                        continue
                     # a REQ socket whose request went unanswered is stuck:
                     # only a fresh connection recovers
                     client._context.destroy(linger=0)
-                    if stop.is_set():
-                        return
+                    waited = 0.0
                     misses += 1
                     if self.max_reconnects is not None and misses > self.max_reconnects:
                         return
                     stats.reconnects += 1
-                    client = Client(self.endpoint, sock=self.sock, timeout=self.timeout)
+                    client = Client(self.endpoint, sock=self.sock, timeout=tick)
                     continue
+                waited = 0.0
                 misses = 0
                 received = time.perf_counter()
                 tid, arr = self._pick(data, meta)

@@ -4,8 +4,7 @@ Example::
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraStream
     clf = BinnedSpectraClassifier.load("model.spectra")
-    with SpectraStream(clf, "tcp://exflong:4545", source=None,
-                       key="data.intensity") as stream:
+    with SpectraStream(clf, "tcp://exflong:4545", key="data.intensity") as stream:
         for result in stream:
             if result.ambiguous.any():
                 ...
@@ -135,8 +134,13 @@ class SpectraStream:
     classifier : BinnedSpectraClassifier
         A fitted or loaded classifier.
     source : source object, ``tcp://`` endpoint, run directory or iterable
-        See :mod:`.sources`; ``**source_options`` (``source=``, ``key=``,
-        ``timeout=``, ``train_rate=`` ...) are passed to it.
+        See :mod:`.sources`.
+    source_name, key : str
+        The EuXFEL data source and key holding the spectra (a run needs
+        both; a bridge finds the source carrying ``key`` when no name is
+        given).
+    **source_options
+        Passed to the source (``timeout=``, ``sock=``, ``train_rate=`` ...).
     queue_size : int
         Trains waiting between receiver and classifier.
     drop_oldest : bool or None
@@ -147,9 +151,14 @@ class SpectraStream:
     """
 
     def __init__(self, classifier, source, queue_size: int = 4, drop_oldest=None,
-                 max_trains: int | None = None, **source_options):
+                 max_trains: int | None = None, source_name: str | None = None,
+                 key: str | None = None, **source_options):
         classifier._check_fitted()
         self.classifier = classifier
+        if source_name is not None:
+            source_options["source"] = source_name
+        if key is not None:
+            source_options["key"] = key
         self.source = as_source(source, **source_options)
         self.queue_size = max(1, int(queue_size))
         self.drop_oldest = self.source.live if drop_oldest is None else bool(drop_oldest)
