@@ -1,0 +1,109 @@
+"""``daas spectra train|classify``.
+
+::
+
+    daas spectra train spectra.nxs --labels low=0:20 high=300:349 -o model.spectra
+    daas spectra train RUN_DIR --source SRC:output --key data.intensity \\
+        --labels low=1200000000:1200000040 high=1200000160:1200000200 -o model.spectra
+    daas spectra classify --model model.spectra --source tcp://127.0.0.1:4545
+    daas spectra classify --model model.spectra --run RUN_DIR --source-name SRC:output
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+
+def register(subparsers):
+    p = subparsers.add_parser("spectra", help="train and run the streaming spectra classifier",
+                              description=__doc__.split("\n\n")[0])
+    sub = p.add_subparsers(dest="spectra_command", metavar="ACTION", required=True)
+
+    t = sub.add_parser("train", help="train a classifier from labelled spectra")
+    t.add_argument("data", help="HDF5/NeXus file with a spectra array, or an EuXFEL run directory")
+    t.add_argument("--labels", nargs="+", required=True, metavar="NAME=START:STOP",
+                   help="labelled ranges (stop exclusive): rows of the spectra array for a "
+                        "file, train IDs for a run; or @DATASET, a dataset of per-spectrum "
+                        "labels in the file")
+    t.add_argument("-o", "--output", required=True, help="model directory to write")
+    t.add_argument("--dataset", help="spectra dataset in the file (default: the NeXus "
+                                     "default signal, or the only 2-D dataset)")
+    t.add_argument("--axis-dataset", help="axis (e.g. 2-theta) dataset in the file")
+    t.add_argument("--source", help="run: data source holding the spectra")
+    t.add_argument("--key", default="data.intensity", help="run: key of the spectra "
+                                                           "(default %(default)s)")
+    t.add_argument("--n-bins", type=int, default=15, help="equal bins (default %(default)s)")
+    t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive")
+    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--overwrite", action="store_true", help="replace an existing model")
+    t.set_defaults(func=train)
+
+    c = sub.add_parser("classify", help="classify a stream and print rolling counters")
+    c.add_argument("--model", required=True, help="model directory from 'daas spectra train'")
+    where = c.add_mutually_exclusive_group(required=True)
+    where.add_argument("--source", metavar="tcp://HOST:PORT", help="Karabo bridge endpoint")
+    where.add_argument("--run", metavar="RUN_DIR", help="EuXFEL run to replay")
+    c.add_argument("--source-name", help="data source (run: required; bridge: default the "
+                                         "first carrying --key)")
+    c.add_argument("--key", default="data.intensity", help="spectra key (default %(default)s)")
+    c.add_argument("--train-rate", type=float, help="run: replay at this many trains/s "
+                                                    "(default as fast as possible)")
+    c.add_argument("--timeout", type=float, default=5.0,
+                   help="bridge: reconnect after this many seconds without data")
+    c.add_argument("--max-trains", type=int, help="stop after this many trains")
+    c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines")
+    c.set_defaults(func=classify)
+
+
+def train(args):
+    from .classifier import BinnedSpectraClassifier
+    from .datafiles import load_labelled
+
+    X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
+                               args.source, args.key)
+    t0 = time.perf_counter()
+    clf = BinnedSpectraClassifier(n_bins=args.n_bins, bin_placement=args.placement,
+                                  random_state=args.seed).fit(X, y, axis=axis)
+    dt = time.perf_counter() - t0
+    path = clf.save(args.output, overwrite=args.overwrite)
+    print(f"trained on {len(X)} spectra of {X.shape[1]} points, classes "
+          f"{', '.join(map(str, clf.classes_))}, in {dt:.1f} s")
+    print("bin (points)        held-out accuracy  weight")
+    for (a, b), s, w in zip(clf.bins_, clf.separability_, clf.weights_):
+        print(f"{a:6d}-{b:<6d}       {s:8.3f}         {w:6.3f}")
+    print(f"saved {path}")
+    return 0
+
+
+def classify(args):
+    from .classifier import BinnedSpectraClassifier
+    from .errors import SpectraError
+    from .stream import SpectraStream
+
+    clf = BinnedSpectraClassifier.load(args.model)
+    if args.run:
+        if not args.source_name:
+            raise SpectraError("replaying a run needs --source-name")
+        stream = SpectraStream(clf, args.run, source_name=args.source_name, key=args.key,
+                               max_trains=args.max_trains, train_rate=args.train_rate)
+    else:
+        stream = SpectraStream(clf, args.source, source_name=args.source_name, key=args.key,
+                               max_trains=args.max_trains, timeout=args.timeout)
+    counts = {}
+    ambiguous = 0
+    last = time.perf_counter()
+    tty = sys.stdout.isatty()
+    for result in stream:
+        for label in result.labels:
+            counts[label] = counts.get(label, 0) + 1
+        ambiguous += int(result.ambiguous.sum())
+        now = time.perf_counter()
+        if now - last >= args.interval:
+            last = now
+            line = f"train {result.train_id}: {stream.stats.summary()}"
+            print(line, end="\r" if tty else "\n", flush=True)
+    print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
+    print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
+          + f"; ambiguous={ambiguous}")
+    return 0

@@ -1,0 +1,147 @@
+"""Labelled spectra from an HDF5/NeXus file or an EuXFEL run (for ``daas spectra train``).
+
+Labels are given as ``NAME=START:STOP`` ranges (stop exclusive): row indices
+of the spectra array for a file, train IDs for a run (every pulse of those
+trains gets the label). For a file, ``@/path/to/dataset`` instead names a
+dataset with one label per spectrum.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+
+from .errors import SpectraError
+
+__all__ = ["parse_ranges", "load_labelled_file", "load_labelled_run", "load_labelled"]
+
+_RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
+
+
+def parse_ranges(specs):
+    """``["low=0:20", "high=300:349"]`` -> ``[("low", 0, 20), ("high", 300, 349)]``."""
+    out = []
+    for spec in specs:
+        m = _RANGE.match(spec.strip())
+        if not m:
+            raise SpectraError(f"label {spec!r} is not NAME=START:STOP (stop exclusive), "
+                               "e.g. low=0:20")
+        start, stop = int(m["start"]), int(m["stop"])
+        if stop <= start:
+            raise SpectraError(f"label range {spec!r} is empty")
+        out.append((m["name"], start, stop))
+    if len({name for name, _, _ in out}) < 2:
+        raise SpectraError("give ranges for at least two labels, e.g. "
+                           "--labels low=0:20 high=300:349")
+    return out
+
+
+def _find_spectra(f, dataset):
+    """The spectra dataset: the one named, the NeXus default NXdata signal, or
+    the only 2-D numeric dataset in the file."""
+    import h5py
+
+    if dataset:
+        if dataset not in f:
+            raise SpectraError(f"{f.filename} has no dataset {dataset!r}")
+        return f[dataset], None
+    grp = f
+    while "default" in grp.attrs and grp.attrs["default"] in grp:
+        name = grp.attrs["default"]
+        grp = grp[name.decode() if isinstance(name, bytes) else name]
+        if not isinstance(grp, h5py.Group):
+            break
+    if isinstance(grp, h5py.Group) and "signal" in grp.attrs:
+        sig = grp.attrs["signal"]
+        sig = sig.decode() if isinstance(sig, bytes) else sig
+        axes = grp.attrs.get("axes")
+        axis = None
+        if axes is not None:
+            axes = [a.decode() if isinstance(a, bytes) else str(a) for a in np.atleast_1d(axes)]
+            if axes[-1] in grp and axes[-1] != ".":
+                axis = grp[axes[-1]][()]
+        return grp[sig], axis
+    found = []
+    f.visititems(lambda name, obj: found.append(obj) if isinstance(obj, h5py.Dataset)
+                 and obj.ndim == 2 and obj.dtype.kind in "fiu" else None)
+    if len(found) != 1:
+        names = ", ".join(d.name for d in found) or "none"
+        raise SpectraError(f"cannot tell which dataset of {f.filename} holds the spectra "
+                           f"(2-D candidates: {names}); name it with --dataset")
+    return found[0], None
+
+
+def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
+    """``(X, y, axis)`` from an HDF5/NeXus file."""
+    import h5py
+
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise SpectraError(f"cannot read {path} as HDF5: {e}")
+    with f:
+        dset, axis = _find_spectra(f, dataset)
+        if dset.ndim != 2:
+            raise SpectraError(f"{dset.name} has shape {dset.shape}; spectra must be "
+                               "(n_spectra, n_points)")
+        if axis_dataset:
+            if axis_dataset not in f:
+                raise SpectraError(f"{path} has no dataset {axis_dataset!r}")
+            axis = f[axis_dataset][()]
+        if len(labels) == 1 and labels[0].startswith("@"):
+            name = labels[0][1:]
+            if name not in f:
+                raise SpectraError(f"{path} has no label dataset {name!r}")
+            y = f[name][()]
+            if y.dtype.kind in "SO":
+                y = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in y])
+            if len(y) != dset.shape[0]:
+                raise SpectraError(f"{name} has {len(y)} labels for {dset.shape[0]} spectra")
+            X = dset[()]
+        else:
+            rows, y = [], []
+            for name, start, stop in parse_ranges(labels):
+                if start < 0 or stop > dset.shape[0]:
+                    raise SpectraError(f"range {name}={start}:{stop} is outside the "
+                                       f"{dset.shape[0]} spectra of {dset.name}")
+                rows.append(np.arange(start, stop))
+                y += [name] * (stop - start)
+            rows = np.concatenate(rows)
+            X = dset[()][rows]
+            y = np.array(y)
+    if axis is not None and np.shape(axis) != (X.shape[1],):
+        axis = None
+    return X, y, axis
+
+
+def load_labelled_run(path, labels, source, key):
+    """``(X, y, None)`` from an EuXFEL run: all pulses of the labelled trains."""
+    from extra_data import by_id
+
+    from .sources import RunSource
+
+    kd = RunSource(path, source, key).keydata
+    X, y = [], []
+    for name, start, stop in parse_ranges(labels):
+        tids = [t for t in kd.train_ids if start <= t < stop]
+        if not tids:
+            raise SpectraError(f"no train of the run is in {name}={start}:{stop} "
+                               f"(the run has trains {kd.train_ids[0]}..{kd.train_ids[-1]})")
+        arr = kd.select_trains(by_id[tids]).ndarray()
+        arr = arr.reshape(-1, arr.shape[-1])
+        X.append(arr)
+        y += [name] * len(arr)
+    return np.concatenate(X), np.array(y), None
+
+
+def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, key=None):
+    """Labelled spectra from a file or a run directory (see module docstring)."""
+    if not os.path.exists(path):
+        raise SpectraError(f"{path} does not exist")
+    if os.path.isdir(path):
+        if not source or not key:
+            raise SpectraError("training from a run needs --source and --key")
+        return load_labelled_run(path, labels, source, key)
+    return load_labelled_file(path, labels, dataset, axis_dataset)
