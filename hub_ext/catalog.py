@@ -279,8 +279,6 @@ class YamlCatalog(Catalog):
 
     def load(self):
         """Parse the file into an index (blocking; callers run it in a thread)."""
-        if not self.path:
-            raise CatalogError("No catalogue file configured: set c.YamlCatalog.path")
         try:
             stamp = self._file_stamp()
             with open(self.path, "rb") as f:
@@ -306,6 +304,8 @@ class YamlCatalog(Catalog):
         now = time.monotonic()
         if self._index is not None and now - self._checked < self.check_interval:
             return self._index
+        if not self.path:
+            raise CatalogError("No catalogue file configured: set c.YamlCatalog.path")
         async with self._lock:
             try:
                 stamp = self._file_stamp()

@@ -256,7 +256,8 @@ def run_demo(args):
     runs = ensure_demo_data(data_dir)
     config = write_hub_files(
         data_dir / "hub", demo_catalog(runs), DEMO_ENVIRONMENTS,
-        ip=args.ip, port=args.port, allowed_data_roots=[data_dir / "datasets"],
+        ip=args.ip, port=args.port, hub_port=args.hub_port, proxy_api_port=args.proxy_api_port,
+        allowed_data_roots=[data_dir / "datasets"],
     )
     print(f"\npanosc-daas demo: http://{args.ip}:{args.port}\n")
     print("Log in as (password, groups):")
@@ -280,5 +281,7 @@ def register(subparsers):
     p = subparsers.add_parser("demo", help="start the demo hub at http://127.0.0.1:8000")
     p.add_argument("--data-dir", default="demo-data", help="where demo data and hub state live (default: ./demo-data)")
     p.add_argument("--ip", default="127.0.0.1")
-    p.add_argument("--port", type=int, default=8000)
+    p.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
+    p.add_argument("--hub-port", type=int, default=8081, help="internal hub API port (default 8081)")
+    p.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")
     p.set_defaults(func=run_demo)

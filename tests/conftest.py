@@ -2,6 +2,8 @@ import socket
 
 import pytest
 
+from hub_ext.demo import ensure_demo_data
+
 
 def free_port():
     """An ephemeral TCP port on 127.0.0.1 (closed again, so the caller can bind it)."""
@@ -13,3 +15,9 @@ def free_port():
 @pytest.fixture
 def port():
     return free_port()
+
+
+@pytest.fixture(scope="session")
+def demo_runs(tmp_path_factory):
+    """The demo datasets (``daas demo``'s own), generated once per test session."""
+    return ensure_demo_data(tmp_path_factory.mktemp("demo-data"), log=lambda *a: None)

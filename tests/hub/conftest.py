@@ -1,14 +1,8 @@
 import pytest
 
-from hub_ext.demo import demo_catalog, ensure_demo_data
+from hub_ext.demo import demo_catalog
 
 from .hubtools import Hub
-
-
-@pytest.fixture(scope="session")
-def demo_runs(tmp_path_factory):
-    """The demo datasets, generated once per test session."""
-    return ensure_demo_data(tmp_path_factory.mktemp("demo-data"), log=lambda *a: None)
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,63 @@
+"""``daas demo`` end to end: data on first run, a hub that spawns, Ctrl-C stops everything."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import psutil
+import pytest
+import requests
+
+from ..conftest import free_port
+from .hubtools import Browser
+
+
+class _DemoHub:
+    def __init__(self, url):
+        self.url = url
+
+
+def test_daas_demo_starts_spawns_and_stops_cleanly(tmp_path):
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log = open(tmp_path / "demo.log", "w")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub_ext.cli", "demo", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port())],
+        stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 180
+        while "Ready:" not in (tmp_path / "demo.log").read_text():
+            assert proc.poll() is None, (tmp_path / "demo.log").read_text()[-3000:]
+            assert time.monotonic() < deadline, "daas demo did not become ready"
+            time.sleep(0.5)
+        printed = (tmp_path / "demo.log").read_text()
+        assert "alice" in printed and "alice-xfel" in printed  # credentials are printed
+        assert (tmp_path / "data" / "datasets" / "datasets.json").exists()
+
+        alice = Browser(_DemoHub(url), "alice")
+        page = alice.get("/hub/spawn").text
+        assert "xfel:p002120:r0029" in page and "xfel:p900001:r0100" not in page
+        r = alice.post_form({"dataset": "xfel:p002121:r0012", "environment": "python-basic"})
+        assert r.status_code == 302
+        deadline = time.monotonic() + 180
+        while not alice.get("/hub/api/users/alice").json()["servers"].get("", {}).get("ready"):
+            assert time.monotonic() < deadline, "the demo server did not start"
+            time.sleep(1)
+        family = psutil.Process(proc.pid).children(recursive=True)
+        names = " ".join(" ".join(p.cmdline()) for p in family)
+        assert "jupyterhub.singleuser" in names and "configurable-http-proxy" in names
+
+        proc.send_signal(signal.SIGINT)  # what Ctrl-C does
+        assert proc.wait(timeout=90) == 0
+        gone, alive = psutil.wait_procs(family, timeout=30)
+        assert not alive, [p.cmdline() for p in alive]
+        with pytest.raises(requests.ConnectionError):
+            requests.get(url, timeout=2)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()

@@ -1,0 +1,42 @@
+"""The example notebook runs, top to bottom, on a session like the spawner writes."""
+
+import json
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+from hub_ext.catalog import Dataset
+from hub_ext.demo import DEMO_ENVIRONMENTS, demo_catalog
+from hub_ext.environments import parse_environments
+
+NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_dataset.ipynb"
+
+
+def session_for(pid, runs, tmp_path, monkeypatch):
+    record = next(d for d in demo_catalog(runs)["datasets"] if d["pid"] == pid)
+    dataset = Dataset.from_dict(record)
+    env = parse_environments(DEMO_ENVIRONMENTS["environments"])[0]
+    manifest = tmp_path / "session.json"
+    manifest.write_text(json.dumps({
+        "dataset": dataset.to_dict(), "dataset_path": dataset.path, "environment": env.to_dict(),
+    }))
+    monkeypatch.setenv("DAAS_SESSION", str(manifest))
+
+
+def outputs(nb):
+    return "\n".join(o.get("text", "") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
+
+
+@pytest.mark.parametrize("pid,expected", [
+    ("xfel:p002120:r0029", ["Lysozyme SFX", "SPB_DET_AGIPD1M-1/DET/0CH0", "SPB_XTD9_XGM/DOOCS/MAIN"]),
+    ("petra:p02.1:11054321", ["LaB6", "Not an EuXFEL run directory", "entry/data/data"]),
+])
+def test_explore_notebook_runs(pid, expected, demo_runs, tmp_path, monkeypatch):
+    session_for(pid, demo_runs, tmp_path, monkeypatch)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = outputs(nb)
+    for needle in expected:
+        assert needle in text
