@@ -20,9 +20,10 @@ from dataclasses import asdict, dataclass, field
 from importlib import import_module
 
 import numpy as np
-import yaml
 from traitlets import Float, Integer, Unicode
 from traitlets.config import LoggingConfigurable
+
+from .yamlfile import file_stamp, parse_records, read_section
 
 #: A pid is an identifier, never a path: printable, no whitespace, bounded.
 PID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}$")
@@ -273,31 +274,10 @@ class YamlCatalog(Catalog):
         self._checked = 0.0
         self._lock = asyncio.Lock()
 
-    def _file_stamp(self):
-        st = os.stat(self.path)
-        return (st.st_mtime_ns, st.st_size, st.st_ino)
-
     def load(self):
         """Parse the file into an index (blocking; callers run it in a thread)."""
-        try:
-            stamp = self._file_stamp()
-            with open(self.path, "rb") as f:
-                doc = yaml.load(f, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
-        except (OSError, yaml.YAMLError) as e:
-            raise CatalogError(f"Cannot read the dataset catalogue {self.path}: {e}") from e
-        entries = (doc or {}).get("datasets") if isinstance(doc, dict) else None
-        if not isinstance(entries, list):
-            raise CatalogError(f"{self.path}: expected a top-level 'datasets:' list")
-        datasets, seen = [], set()
-        for i, entry in enumerate(entries):
-            try:
-                d = Dataset.from_dict(entry)
-            except ValueError as e:
-                raise CatalogError(f"{self.path}: dataset #{i + 1}: {e}") from e
-            if d.pid in seen:
-                raise CatalogError(f"{self.path}: dataset pid {d.pid!r} appears twice")
-            seen.add(d.pid)
-            datasets.append(d)
+        stamp, entries = read_section(self.path, "datasets", CatalogError, "the dataset catalogue")
+        datasets = parse_records(entries, Dataset.from_dict, "pid", CatalogError, self.path, "dataset")
         return stamp, _Index(datasets)
 
     async def _current(self):
@@ -308,7 +288,7 @@ class YamlCatalog(Catalog):
             raise CatalogError("No catalogue file configured: set c.YamlCatalog.path")
         async with self._lock:
             try:
-                stamp = self._file_stamp()
+                stamp = file_stamp(self.path)
             except OSError as e:
                 if self._index is None:
                     raise CatalogError(f"Cannot read the dataset catalogue {self.path}: {e}") from e

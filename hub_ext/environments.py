@@ -5,11 +5,10 @@ machine, plus resources and the URL the server opens. Environments can be
 restricted to the facilities whose data they understand.
 """
 
-import os
 import re
 from dataclasses import dataclass
 
-import yaml
+from .yamlfile import file_stamp, parse_records, read_section
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -119,17 +118,7 @@ def parse_environments(entries, source="environments"):
     """Check a list of mappings and return Environments, slugs unique."""
     if not isinstance(entries, list) or not entries:
         raise EnvironmentConfigError(f"{source}: expected a non-empty list of environments")
-    envs, seen = [], set()
-    for i, entry in enumerate(entries):
-        try:
-            env = Environment.from_dict(entry)
-        except ValueError as e:
-            raise EnvironmentConfigError(f"{source}: environment #{i + 1}: {e}") from e
-        if env.slug in seen:
-            raise EnvironmentConfigError(f"{source}: environment slug {env.slug!r} appears twice")
-        seen.add(env.slug)
-        envs.append(env)
-    return envs
+    return parse_records(entries, Environment.from_dict, "slug", EnvironmentConfigError, source, "environment")
 
 
 class EnvironmentsFile:
@@ -142,15 +131,11 @@ class EnvironmentsFile:
 
     def load(self):
         try:
-            st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
-            if stamp == self._stamp:
+            if file_stamp(self.path) == self._stamp:
                 return self._envs
-            with open(self.path, "rb") as f:
-                doc = yaml.safe_load(f)
-        except (OSError, yaml.YAMLError) as e:
-            raise EnvironmentConfigError(f"Cannot read environments file {self.path}: {e}") from e
-        entries = doc.get("environments") if isinstance(doc, dict) else None
+        except OSError:
+            pass  # read_section reports it
+        stamp, entries = read_section(self.path, "environments", EnvironmentConfigError, "environments file")
         self._envs = parse_environments(entries, self.path)
         self._stamp = stamp
         return self._envs
