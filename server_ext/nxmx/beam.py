@@ -66,16 +66,19 @@ def _per_train(run, source, key):
         ) from None
 
 
+def _rows(train_ids, table_tids):
+    """Row of each train in *table_tids* (sorted), -1 where absent."""
+    if not len(table_tids):
+        return np.full(len(train_ids), -1, np.int64)
+    pos = np.clip(np.searchsorted(table_tids, train_ids), 0, len(table_tids) - 1)
+    return np.where(table_tids[pos] == train_ids, pos, -1)
+
+
 def _lookup(train_ids, table_tids, values, fill=np.nan):
     """values[row of train] for each train in *train_ids*, *fill* where absent."""
-    out_shape = (len(train_ids),) + values.shape[1:]
-    out = np.full(out_shape, fill, dtype=np.float64)
-    if not len(table_tids):
-        return out
-    pos = np.searchsorted(table_tids, train_ids)
-    pos = np.clip(pos, 0, len(table_tids) - 1)
-    found = table_tids[pos] == train_ids
-    out[found] = values[pos[found]]
+    rows = _rows(train_ids, table_tids)
+    out = np.full((len(train_ids),) + values.shape[1:], fill, dtype=np.float64)
+    out[rows >= 0] = values[rows[rows >= 0]]
     return out
 
 
@@ -94,11 +97,11 @@ def beam_for_frames(run, table, instrument, photon_energy_keV=None):
     energy = None
     if xgm is not None:
         tids, intens = _per_train(run, xgm, ENERGY_KEY)
-        per_train = _lookup(table.train_id, tids, intens)  # (frames, pulses)
+        rows = _rows(table.train_id, tids)
         rank = pulse_rank(table.train_id)
-        ok = rank < per_train.shape[1]
+        ok = (rows >= 0) & (rank < intens.shape[1])
         energy = np.full(len(table), np.nan)
-        energy[ok] = per_train[np.flatnonzero(ok), rank[ok]]
+        energy[ok] = intens[rows[ok], rank[ok]]
     if photon_energy_keV is not None:
         if not photon_energy_keV > 0:
             raise MissingMetadataError(f"photon energy must be positive, got {photon_energy_keV} keV")

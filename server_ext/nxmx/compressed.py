@@ -4,8 +4,11 @@ The chunks (one module of one frame each) are compressed in a thread pool
 by the bitshuffle library that ``hdf5plugin`` ships, called through ctypes
 (which releases the GIL), and stored with ``write_direct_chunk``: the bytes
 are exactly what the HDF5 filter would write, so any reader with the
-bitshuffle plugin decodes them. Where the library cannot be loaded the
-copy falls back to HDF5's own (serial) filter pipeline.
+bitshuffle plugin decodes them. Where a source chunk is exactly one
+unfiltered frame (EuXFEL corrected AGIPD/LPD data), the workers also read
+it themselves with ``os.pread`` at the offset HDF5 reports, so reading runs
+in parallel too. Where the library cannot be loaded the copy falls back to
+HDF5's own (serial) filter pipeline.
 """
 
 import ctypes
@@ -20,8 +23,7 @@ import h5py
 import hdf5plugin
 import numpy as np
 
-from .frames import source_runs
-from .vds import fill_value, source_blocks
+from .vds import fill_value
 
 BATCH_FRAMES = 32
 
@@ -57,25 +59,74 @@ def compress_chunk(arr):
     return out[: 12 + nb]
 
 
-def _compress_batch(frames):
-    return [compress_chunk(fr) for fr in frames]
+def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill):
+    """Assemble and compress whole frames (all modules: one chunk each).
+
+    ``offsets[m, i]``: byte offset of module m's one-frame source chunk,
+    -1 where the output has no data (fill), -2 where the source chunk was
+    never written (the source's fill value); ``pre[m]``: frames read by the
+    caller instead.
+    """
+    n_mod, n = offsets.shape
+    out = []
+    for i in range(n):
+        frame = np.empty((n_mod,) + tuple(shape), dtype)
+        for m in range(n_mod):
+            if m in pre:
+                frame[m] = pre[m][i]
+                continue
+            off = offsets[m, i]
+            if off == -1:
+                frame[m] = out_fill
+            elif off == -2:
+                frame[m] = src_fill[m]
+            else:
+                view = memoryview(frame[m]).cast("B")
+                if os.preadv(int(fds[m, i]), [view], int(off)) != view.nbytes:
+                    raise OSError("short read: a source file is truncated")
+        out.append(compress_chunk(frame))
+    return out
+
+
+def chunk_offsets(ds, frame_shape):
+    """Byte offset of each frame's chunk (-1: unallocated), or None unless
+    every chunk is one unfiltered frame stored in native byte order."""
+    if ds.chunks != (1,) + tuple(frame_shape) or not ds.dtype.isnative:
+        return None
+    if ds.id.get_create_plist().get_nfilters() or not hasattr(ds.id, "chunk_iter"):
+        return None
+    offsets = np.full(ds.shape[0], -1, np.int64)
+
+    def visit(info):
+        offsets[info.chunk_offset[0]] = info.byte_offset
+
+    ds.id.chunk_iter(visit)
+    return offsets
 
 
 def create_compressed(group, name, table):
+    """The output dataset: one bitshuffle/LZ4 chunk per frame (all modules),
+    as dxtbx reads a whole frame at a time."""
     shape = (len(table), table.n_modules) + tuple(table.module_shape)
     return group.create_dataset(
-        name, shape=shape, dtype=table.dtype, chunks=(1, 1) + tuple(table.module_shape),
+        name, shape=shape, dtype=table.dtype, chunks=(1,) + shape[1:],
         fillvalue=fill_value(table.dtype), **hdf5plugin.Bitshuffle(cname="lz4"))
 
 
-def _read_blocks(h5, m, fi, d0, n, f0):
-    """Pixel data of *n* frames from flat index *f0*, shape (n, ss, fs)."""
-    ds = h5[m.dataset]
-    cells = m.sub is not None
-    parts = [ds[tuple(slice(s, s + c) for s, c in zip(start, count))]
-             for start, count in source_blocks(f0, n, m.src_shapes[fi], cells)]
-    arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
-    return arr.reshape((n,) + arr.shape[-2:])
+class _ModuleSource:
+    """The module file being read now: h5py handle, raw descriptor, offsets."""
+
+    def __init__(self, fname, dataset, frame_shape, direct):
+        self.h5 = h5py.File(fname, "r")
+        self.ds = self.h5[dataset]
+        self.offsets = chunk_offsets(self.ds, frame_shape) if direct else None
+        self.fd = os.open(fname, os.O_RDONLY) if self.offsets is not None else -1
+        self.fill = self.ds.fillvalue
+
+    def close(self):
+        if self.fd >= 0:
+            os.close(self.fd)
+        self.h5.close()
 
 
 def write_copy(group, name, table, progress=None, check_cancel=None, threads=None):
@@ -83,38 +134,99 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
     dset = create_compressed(group, name, table)
     lib = _bitshuffle_lib()
     threads = threads or os.cpu_count() or 1
-    total = sum(len(m.dst) for m in table.modules)
+    n, n_mod = len(table), table.n_modules
+    fidx = np.full((n_mod, n), -1, np.int32)
+    row = np.zeros((n_mod, n), np.int64)
+    sub = np.zeros((n_mod, n), np.int64)
+    for m in table.modules:
+        fidx[m.index, m.dst] = m.file_idx
+        row[m.index, m.dst] = m.row
+        if m.sub is not None:
+            sub[m.index, m.dst] = m.sub
+    by_index = {m.index: m for m in table.modules}
+    out_fill = fill_value(table.dtype)
+    current = {}  # module index -> (file index, _ModuleSource)
+    pending = deque()
     done = 0
-    with ThreadPoolExecutor(threads) as pool:
-        pending = deque()
 
-        def drain(limit):
-            nonlocal done
-            while len(pending) > limit:
-                mi, d0, fut = pending.popleft()
-                chunks = fut.result()
-                for i, chunk in enumerate(chunks):
-                    dset.id.write_direct_chunk((d0 + i, mi, 0, 0), chunk)
-                done += len(chunks)
-                if progress:
-                    progress(done, total)
+    def drain(limit):
+        nonlocal done
+        while len(pending) > limit:
+            i0, fut = pending.popleft()
+            chunks = fut.result()
+            for k, chunk in enumerate(chunks):
+                dset.id.write_direct_chunk((i0 + k,) + (0,) * (dset.ndim - 1), chunk)
+            done += len(chunks)
+            if progress:
+                progress(done, n)
 
-        for m in table.modules:
-            for fi, fname in enumerate(m.files):
-                with h5py.File(fname, "r") as h5:
-                    for d0, n, f0 in source_runs(m, fi):
-                        for off in range(0, n, BATCH_FRAMES):
-                            if check_cancel:
-                                check_cancel()
-                            k = min(BATCH_FRAMES, n - off)
-                            frames = _read_blocks(h5, m, fi, d0 + off, k, f0 + off)
-                            if lib is None:
-                                dset[d0 + off:d0 + off + k, m.index] = frames
-                                done += k
-                                if progress:
-                                    progress(done, total)
-                                continue
-                            pending.append((m.index, d0 + off, pool.submit(_compress_batch, frames)))
-                            drain(2 * threads)
-        drain(0)
+    def source(mi, fi):
+        if mi in current and current[mi][0] == fi:
+            return current[mi][1]
+        if mi in current:
+            drain(0)  # workers may still read the old file
+            current.pop(mi)[1].close()
+        m = by_index[mi]
+        src = _ModuleSource(m.files[fi], m.dataset, table.module_shape, lib is not None and m.sub is None)
+        current[mi] = (fi, src)
+        return src
+
+    batch = max(1, BATCH_FRAMES // 4)
+    try:
+        with ThreadPoolExecutor(threads) as pool:
+            for b0 in range(0, n, batch):
+                if check_cancel:
+                    check_cancel()
+                b1 = min(n, b0 + batch)
+                offsets = np.full((n_mod, b1 - b0), -1, np.int64)
+                fds = np.full((n_mod, b1 - b0), -1, np.int64)
+                pre, src_fill = {}, np.zeros(n_mod)
+                for mi in range(n_mod):
+                    fis = fidx[mi, b0:b1]
+                    for fi in np.unique(fis[fis >= 0]):
+                        src = source(mi, int(fi))
+                        sel = np.flatnonzero(fis == fi)
+                        src_fill[mi] = src.fill
+                        rows = row[mi, b0:b1][sel]
+                        if src.offsets is not None:
+                            o = src.offsets[rows]
+                            offsets[mi, sel] = np.where(o < 0, -2, o)
+                            fds[mi, sel] = src.fd
+                        else:
+                            arr = pre.setdefault(mi, np.full((b1 - b0,) + tuple(table.module_shape), out_fill))
+                            for j, r in zip(sel, rows):
+                                arr[j] = src.ds[r] if by_index[mi].sub is None else src.ds[r, sub[mi, b0 + j]]
+                if lib is None:
+                    frames = [_assemble(offsets[:, k:k + 1], fds[:, k:k + 1], pre, k, table, src_fill, out_fill)
+                              for k in range(b1 - b0)]
+                    dset[b0:b1] = np.stack(frames)
+                    done += b1 - b0
+                    if progress:
+                        progress(done, n)
+                    continue
+                pending.append((b0, pool.submit(_frame_batch, fds, offsets, pre, table.module_shape,
+                                                table.dtype, src_fill, out_fill)))
+                drain(2 * threads)
+            drain(0)
+    finally:
+        for _, fut in pending:
+            fut.cancel()
+        for _, src in current.values():
+            src.close()
     return dset
+
+
+def _assemble(offsets, fds, pre, k, table, src_fill, out_fill):
+    """One frame without the bitshuffle library (serial fallback)."""
+    frame = np.empty((table.n_modules,) + tuple(table.module_shape), table.dtype)
+    for m in range(table.n_modules):
+        if m in pre:
+            frame[m] = pre[m][k]
+        elif offsets[m, 0] == -1:
+            frame[m] = out_fill
+        elif offsets[m, 0] == -2:
+            frame[m] = src_fill[m]
+        else:
+            view = memoryview(frame[m]).cast("B")
+            os.preadv(int(fds[m, 0]), [view], int(offsets[m, 0]))
+    return frame

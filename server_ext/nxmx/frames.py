@@ -87,7 +87,8 @@ def _module_frames(run, det, modno, train_ids):
     mf = ModuleFrames(index=det.module_index(modno), source=src, dataset=data_path,
                       mask_dataset=_group_path(src, kind.mask_key) if kind.mask_key else "")
     parts = []
-    for fa in run[src].files:
+    # Sequence files in train order, so frames come out sorted.
+    for fa in sorted(run[src].files, key=lambda fa: (fa.train_ids[:1].tolist(), fa.filename)):
         fname = fa.filename
         try:
             firsts, counts = fa.get_index(src, index_group)
@@ -156,7 +157,7 @@ def build_frame_table(run, det):
         keys = np.unique(np.concatenate([m.keys for m in modules]))
     cell = np.zeros(len(keys), np.uint16)
     for m in reversed(modules):
-        m.dst = np.searchsorted(keys, m.keys)
+        m.dst = np.arange(len(keys)) if m.keys is keys else np.searchsorted(keys, m.keys)
         cell[m.dst] = m.cell
     src = det.sources[min(det.sources)]
     dtype = run[src, det.kind.data_key].dtype
