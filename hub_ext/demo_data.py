@@ -22,6 +22,7 @@ FILLED_TRAINS = range(4)
 FILLED_PULSES = range(4)
 AGIPD_SOURCE = "SPB_DET_AGIPD1M-1/DET/{}CH0"
 XGM_SOURCE = "SPB_XTD9_XGM/DOOCS/MAIN"
+WAVELENGTH_NM = 0.1333  # 9.3 keV, as the XGM records it
 
 
 def _diffraction(radius_mm, rng, rings=(18.0, 31.0, 44.0), n_spots=300):
@@ -35,11 +36,26 @@ def _diffraction(radius_mm, rng, rings=(18.0, 31.0, 44.0), n_spots=300):
     return img
 
 
+def write_xgm(path, ntrains, pulses, rng):
+    """An XGM file (two XGMs) with pulse energies in µJ and the recorded wavelength."""
+    from extra_data.tests.mockdata import write_file
+    from extra_data.tests.mockdata.xgm import XGM
+
+    sources = (XGM_SOURCE, "SA1_XTD2_XGM/DOOCS/MAIN")
+    write_file(str(path), [XGM(s) for s in sources], ntrains=ntrains, chunksize=32, format_version="1.0")
+    with h5py.File(path, "r+") as f:
+        for source in sources:
+            td = f[f"INSTRUMENT/{source}:output/data/intensityTD"]
+            buf = np.zeros(td.shape, td.dtype)
+            buf[:, :pulses] = rng.normal(1500.0, 150.0, (td.shape[0], pulses)).clip(min=0)
+            td[:] = buf
+            f[f"CONTROL/{source}/pulseEnergy/wavelengthUsed/value"][:] = WAVELENGTH_NM
+
+
 def write_agipd_run(run_dir, ntrains=64, frames_per_train=64, seed=2120):
     """A corrected SPB AGIPD-1M run with XGM, a few frames filled with diffraction."""
     from extra_data.tests.mockdata import write_file
     from extra_data.tests.mockdata.detectors import AGIPDModule
-    from extra_data.tests.mockdata.xgm import XGM
     from extra_geom import AGIPD_1MGeometry
 
     run_dir = Path(run_dir)
@@ -50,12 +66,8 @@ def write_agipd_run(run_dir, ntrains=64, frames_per_train=64, seed=2120):
             [AGIPDModule(AGIPD_SOURCE.format(modno), raw=False, frames_per_train=frames_per_train)],
             ntrains=ntrains, chunksize=32, format_version="1.0",
         )
-    write_file(
-        str(run_dir / "RAW-R0029-DA01-S00000.h5"),
-        [XGM(XGM_SOURCE), XGM("SA1_XTD2_XGM/DOOCS/MAIN")],
-        ntrains=ntrains, chunksize=32, format_version="1.0",
-    )
     rng = np.random.default_rng(seed)
+    write_xgm(run_dir / "RAW-R0029-DA01-S00000.h5", ntrains, frames_per_train, rng)
     geom = AGIPD_1MGeometry.from_quad_positions(
         quad_pos=[(-525, 625), (-550, -10), (520, -160), (542.5, 475)]
     )
@@ -69,14 +81,6 @@ def write_agipd_run(run_dir, ntrains=64, frames_per_train=64, seed=2120):
             data = f[f"INSTRUMENT/{AGIPD_SOURCE.format(modno)}:xtdf/image/data"]
             for i, img in images.items():
                 data[i] = img[modno]
-    with h5py.File(run_dir / "RAW-R0029-DA01-S00000.h5", "r+") as f:
-        grp = f.get(f"INSTRUMENT/{XGM_SOURCE}:output/data")
-        if grp is not None and "intensityTD" in grp:
-            td = grp["intensityTD"]
-            energies = rng.normal(1500.0, 150.0, (td.shape[0], frames_per_train)).clip(min=0)
-            buf = np.zeros(td.shape, td.dtype)
-            buf[:, :frames_per_train] = energies
-            td[:] = buf
     return {"path": str(run_dir), "detector": "AGIPD1M", "n_trains": ntrains}
 
 
@@ -90,6 +94,7 @@ def write_jungfrau_run(run_dir):
     # Chunks span 7 trains x 1 cell x 64x128 px: fill one frame of two modules
     # only, or the sparse files grow by ~15 MB per module and cell.
     rng = np.random.default_rng(2121)
+    write_xgm(run_dir / "RAW-R0012-DA01-S00000.h5", 100, 16, rng)
     for path in sorted(run_dir.glob("*JNGFR0[12]-S00000.h5")):
         with h5py.File(path, "r+") as f:
             for _, ds in _datasets_named(f, "adc"):
