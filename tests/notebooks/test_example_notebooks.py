@@ -40,3 +40,17 @@ def test_explore_notebook_runs(pid, expected, demo_runs, tmp_path, monkeypatch):
     text = outputs(nb)
     for needle in expected:
         assert needle in text
+
+
+NXMX_NOTEBOOK = NOTEBOOK.with_name("nxmx_conversion.ipynb")
+
+
+@pytest.mark.parametrize("pid", ["xfel:p002120:r0029", "xfel:p002121:r0012"])
+def test_nxmx_notebook_converts_the_demo_runs(pid, demo_runs, tmp_path, monkeypatch):
+    session_for(pid, demo_runs, tmp_path, monkeypatch)
+    nb = nbformat.read(NXMX_NOTEBOOK, as_version=4)
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = outputs(nb)
+    assert "compliant (0 errors" in text
+    slug = pid.replace(":", "-")
+    assert (tmp_path / "processed" / f"{slug}.nxs").exists()
