@@ -45,7 +45,7 @@ from .separability import (candidate_starts, cv_separability, select_bins,
 __all__ = ["BinnedSpectraClassifier"]
 
 _FORMAT = "daas-spectra-classifier"
-_ARRAYS = ("bins_", "separability_", "weights_", "candidates_",
+_ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
 
 
@@ -119,8 +119,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     classes_ : array of the labels seen in ``fit``.
     bins_ : (n_kept, 2) int array of point index ranges ``[start, stop)``.
     separability_ : held-out accuracy of each kept bin's network.
-    weights_ : vote weight of each kept bin (sums need not be 1).
-    beta_ : temperature of the vote, fitted on held-out spectra.
+    published_weights_ : the published weight of that accuracy,
+        ``max(1.4337 acc^2 - 0.4337, 0)``; bins where it is 0 are dropped.
+    weights_ : vote weight of each kept bin (largest 1), fitted on held-out
+        predictions starting from ``published_weights_``.
+    beta_ : temperature of the vote (the fitted weights' sum).
     candidates_, candidate_separability_ : all candidate bins and their
         held-out nearest-centroid accuracy (the screening score).
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
@@ -232,6 +235,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         segments = starts[chosen][:, None] + np.arange(self.n_features)[None, :]
         net = self._train_networks(Z[:, segments], yc, splits, n_classes, rng)
         keep, sep, weights, beta = net["keep"], net["acc"], net["weights"], net["beta"]
+        self.published_weights_ = net["prior"][keep]
         from .networks import bin_models, unpack
 
         models = bin_models(*(a[keep] for a in net["final"]))
@@ -254,7 +258,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """Train the per-bin networks once per fold and once on everything,
         side by side; score each bin's network on its held-out fold; fit the
         vote's temperature on held-out spectra and held-out mixtures."""
-        from .fused import pool
+        from .fused import fit_vote
         from .networks import mlp_proba, train_stacked
 
         n, n_bins = Fb.shape[:2]
@@ -287,18 +291,19 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 T_mix.append(Tm)
         P_pure, y_pure = np.concatenate(P_pure), np.concatenate(y_pure)
         acc = (P_pure.argmax(2) == y_pure[:, None]).mean(0)
-        weights = vote_weight(acc, n_classes)
-        keep = weights > 0
+        prior = vote_weight(acc, n_classes)
+        keep = prior > 0
         if not keep.any():  # nothing separates: keep the best bin, say so by a tiny weight
             keep[np.argmax(acc)] = True
-            weights = np.maximum(weights, 1e-3)
-        vote = weights[keep] / weights[keep].sum()
+            prior = np.maximum(prior, 1e-3)
         P_cal = np.concatenate([P_pure] + P_mix)[:, keep].transpose(1, 0, 2)
         T_cal = np.concatenate([np.eye(n_classes)[y_pure]] + T_mix)
-        betas = np.logspace(-1, 1.5, 51)
-        nll = [-(T_cal * np.log(pool(P_cal, vote, b) + 1e-12)).sum(1).mean() for b in betas]
-        return {"keep": keep, "acc": acc, "weights": weights,
-                "beta": betas[int(np.argmin(nll))], "final": group(len(splits))}
+        u = fit_vote(P_cal, T_cal, prior[keep])
+        weights = np.zeros(n_bins)
+        weights[keep] = u / u.max()
+        keep &= weights > 0
+        return {"keep": keep, "acc": acc, "weights": weights, "prior": prior,
+                "beta": float(u.sum()), "final": group(len(splits))}
 
     # ------------------------------------------------------------ inference
     def _check_fitted(self):

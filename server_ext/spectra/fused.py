@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FusedVote", "pool"]
+__all__ = ["FusedVote", "pool", "fit_vote"]
 
 #: per-bin probabilities are clipped to [EPS, 1] before the log: one bin that
 #: is confidently wrong (a detector artefact, a peak the training never saw)
@@ -29,6 +29,39 @@ def pool(P, vote, beta):
     np.exp(L, out=L)
     L /= L.sum(axis=1, keepdims=True)
     return L
+
+
+def fit_vote(P, T, prior, ridge=1e-3):
+    """Non-negative vote weights ``u`` (bins,) minimising the cross-entropy of
+    ``softmax(sum_b u_b log p_b)`` against soft targets ``T`` on held-out
+    per-bin probabilities ``P`` (bins, n, classes), starting from ``prior``.
+
+    Held-out mixtures among the targets keep the weights finite and the
+    probabilities calibrated; a bin that looks separable but misleads on
+    held-out spectra (e.g. it learnt a drift) loses weight. A small ridge
+    keeps the problem well posed."""
+    from scipy.optimize import minimize
+
+    L = np.log(np.maximum(P, EPS)).astype(np.float64)  # (bins, n, classes)
+    T = np.asarray(T, np.float64)
+
+    def objective(u):
+        z = np.tensordot(u, L, axes=(0, 0))
+        z -= z.max(1, keepdims=True)
+        logp = z - np.log(np.exp(z).sum(1, keepdims=True))
+        p = np.exp(logp)
+        loss = -(T * logp).sum(1).mean() + ridge * (u * u).sum()
+        grad = -np.einsum("bnc,nc->b", L, T - p) / len(T) + 2 * ridge * u
+        return loss, grad
+
+    # start at the published weights, scaled to the best single temperature
+    prior = np.asarray(prior, np.float64)
+    scales = np.logspace(-1, 2, 31)
+    start = prior * scales[int(np.argmin([objective(prior * s)[0] for s in scales]))]
+    res = minimize(objective, start, jac=True, method="L-BFGS-B",
+                   bounds=[(0.0, None)] * len(prior))
+    u = res.x if np.isfinite(res.fun) and res.x.sum() > 0 else start
+    return np.maximum(u, 0.0)
 
 
 class FusedVote:

@@ -26,16 +26,16 @@ from .errors import SpectraError
 __all__ = ["SegmentPreprocessor"]
 
 
-def _interp_matrix(centers, n_segments):
-    """Matrix M with (values at ``centers``) @ M = linear interpolation at
-    every segment index, constant beyond the first/last centre."""
-    m = np.zeros((len(centers), n_segments), dtype=np.float64)
+def _interp_plan(centers, n_segments):
+    """Left neighbour index and weight of the right neighbour for a linear
+    interpolation of values at ``centers`` onto every segment index
+    (constant beyond the first/last centre)."""
     x = np.arange(n_segments, dtype=np.float64)
-    for j in range(len(centers)):
-        e = np.zeros(len(centers))
-        e[j] = 1.0
-        m[j] = np.interp(x, centers, e)
-    return m.astype(np.float32)
+    if len(centers) == 1:
+        return np.zeros(n_segments, np.intp), np.zeros(n_segments, np.float32)
+    left = np.clip(np.searchsorted(centers, x, side="right") - 1, 0, len(centers) - 2)
+    frac = (x - centers[left]) / (centers[left + 1] - centers[left])
+    return left.astype(np.intp), np.clip(frac, 0.0, 1.0).astype(np.float32)
 
 
 class SegmentPreprocessor:
@@ -64,10 +64,9 @@ class SegmentPreprocessor:
             edges = np.linspace(0, self.n_segments, n_blocks + 1).round().astype(np.intp)
             self.block_starts = edges[:-1]
             centers = 0.5 * (edges[:-1] + edges[1:] - 1)
-            self.interp = _interp_matrix(centers, self.n_segments)
+            self._left, self._frac = _interp_plan(centers, self.n_segments)
         else:
             self.block_starts = np.zeros(0, np.intp)
-            self.interp = np.zeros((0, self.n_segments), np.float32)
 
     def config(self) -> dict:
         return {"n_points": self.n_points, "width": self.width,
@@ -101,7 +100,12 @@ class SegmentPreprocessor:
         """Baseline-free, normalised segment means (float32, new array)."""
         if self.baseline_block:
             mins = np.minimum.reduceat(S, self.block_starts, axis=1)
-            Y = S - mins @ self.interp
+            lo = mins[:, self._left]
+            hi = mins[:, np.minimum(self._left + 1, mins.shape[1] - 1)]
+            hi -= lo
+            hi *= self._frac
+            lo += hi
+            Y = S - lo
         else:
             Y = S.copy()
         scale = Y.mean(axis=1, keepdims=True)
