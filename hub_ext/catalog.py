@@ -172,7 +172,17 @@ class Catalog(LoggingConfigurable):
 class _Index:
     """Column arrays over a list of datasets, so a search touches no Python loop
     per dataset: visibility is a boolean mask per group set, text matching
-    splits one long string at the query (C speed) and maps hits to rows."""
+    splits one long string at the query (C speed) and maps hits to rows.
+
+    The string searched is that of the rows the user may see (cached per group
+    set), so a text search costs in proportion to the user's datasets, not to
+    the whole catalogue: with 100,000 datasets a scan of the full text took
+    3-6 ms a query, 1.7x the whole request time at 10 datasets.
+    """
+
+    #: Upper bound on the characters held by cached per-group-set texts, as a
+    #: multiple of the full text (memory stays within a few catalogue copies).
+    subset_text_budget = 4
 
     def __init__(self, datasets):
         self.datasets = datasets
@@ -193,6 +203,8 @@ class _Index:
         codes = {f: i for i, f in enumerate(names)}
         self.facility = np.fromiter((codes[d.facility] for d in datasets), dtype=np.int32, count=n)
         self._visible = {}
+        self._subsets = {}
+        self._subset_chars = 0
 
     def visible(self, groups, see_all):
         key = None if see_all else frozenset(groups)
@@ -211,15 +223,39 @@ class _Index:
             self._visible[key] = mask
         return mask
 
-    def matching(self, word):
-        """Boolean mask of datasets whose search text contains ``word``."""
-        pieces = self.text.split(word)
-        mask = np.zeros(len(self.datasets), dtype=bool)
+    def _subset(self, groups, see_all):
+        """``(rows, starts, text)``: the search text of the rows visible to ``groups``."""
+        if see_all:
+            return np.arange(len(self.datasets)), self.starts, self.text
+        key = frozenset(groups)
+        sub = self._subsets.get(key)
+        if sub is None:
+            rows = np.flatnonzero(self.visible(groups, see_all))
+            ends = np.append(self.starts[1:] - 1, len(self.text))
+            text = "\n".join([self.text[a:b] for a, b in zip(self.starts[rows].tolist(), ends[rows].tolist())])
+            lengths = ends[rows] - self.starts[rows] + 1
+            starts = np.concatenate(([0], np.cumsum(lengths)[:-1])).astype(np.int64)
+            if self._subset_chars + len(text) > self.subset_text_budget * len(self.text) + 1_000_000:
+                self._subsets.clear()
+                self._subset_chars = 0
+            sub = self._subsets[key] = (rows, starts, text)
+            self._subset_chars += len(text)
+        return sub
+
+    @staticmethod
+    def _matching(starts, text, word):
+        """Boolean mask over the records of ``text`` (starting at ``starts``) containing ``word``."""
+        pieces = text.split(word)
+        mask = np.zeros(len(starts), dtype=bool)
         if len(pieces) > 1:
             lengths = np.fromiter(map(len, pieces[:-1]), dtype=np.int64, count=len(pieces) - 1)
             positions = np.cumsum(lengths + len(word)) - len(word)
-            mask[np.searchsorted(self.starts, positions, side="right") - 1] = True
+            mask[np.searchsorted(starts, positions, side="right") - 1] = True
         return mask
+
+    def matching(self, word):
+        """Boolean mask of datasets whose search text contains ``word``."""
+        return self._matching(self.starts, self.text, word)
 
     def search(self, groups, query, facility, offset, limit, see_all):
         mask = self.visible(groups, see_all)
@@ -227,10 +263,15 @@ class _Index:
             if facility not in self.facility_names:
                 return 0, []
             mask = mask & (self.facility == self.facility_names.index(facility))
-        for word in query.lower().split():
-            if "\n" in word:
-                continue
-            mask = mask & self.matching(word)
+        words = [w for w in query.lower().split() if "\n" not in w]
+        if words:
+            rows, starts, text = self._subset(groups, see_all)
+            hits = np.ones(len(rows), dtype=bool)
+            for word in words:
+                hits &= self._matching(starts, text, word)
+            found = np.zeros(len(self.datasets), dtype=bool)
+            found[rows[hits]] = True
+            mask = mask & found
         rows = np.flatnonzero(mask)
         return len(rows), [self.datasets[i] for i in rows[offset : offset + limit]]
 
