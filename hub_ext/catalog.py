@@ -253,10 +253,6 @@ class _Index:
             mask[np.searchsorted(starts, positions, side="right") - 1] = True
         return mask
 
-    def matching(self, word):
-        """Boolean mask of datasets whose search text contains ``word``."""
-        return self._matching(self.starts, self.text, word)
-
     def search(self, groups, query, facility, offset, limit, see_all):
         mask = self.visible(groups, see_all)
         if facility:
@@ -308,12 +304,21 @@ class YamlCatalog(Catalog):
         help="Seconds between checks of the file's modification time (0: check on every call).",
     ).tag(config=True)
 
+    reload_wait = Float(
+        5.0,
+        help="""Seconds a request waits for an edited catalogue to load.
+
+        After that it is answered from the previous version while the new one
+        finishes loading in the background.
+        """,
+    ).tag(config=True)
+
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         self._index = None
         self._stamp = None
         self._checked = 0.0
-        self._lock = asyncio.Lock()
+        self._loading = None
 
     def load(self):
         """Parse the file into an index (blocking; callers run it in a thread)."""
@@ -322,29 +327,51 @@ class YamlCatalog(Catalog):
         return stamp, _Index(datasets)
 
     async def _current(self):
-        now = time.monotonic()
-        if self._index is not None and now - self._checked < self.check_interval:
+        """The index of the file's latest good version.
+
+        A changed file is parsed in a thread; requests wait for it up to
+        ``reload_wait`` seconds and are answered from the previous version
+        after that, so a large catalogue (100,000 entries parse in tens of
+        seconds) never stalls the form. Only the very first load is waited for.
+        """
+        if self._index is not None and time.monotonic() - self._checked < self.check_interval:
             return self._index
         if not self.path:
             raise CatalogError("No catalogue file configured: set c.YamlCatalog.path")
-        async with self._lock:
-            try:
-                stamp = file_stamp(self.path)
-            except OSError as e:
-                if self._index is None:
-                    raise CatalogError(f"Cannot read the dataset catalogue {self.path}: {e}") from e
-                self.log.error("Catalogue %s unreadable, serving the last version: %s", self.path, e)
-                return self._index
-            if stamp != self._stamp:
-                try:
-                    self._stamp, self._index = await asyncio.to_thread(self.load)
-                    self.log.info("Loaded %d datasets from %s", len(self._index.datasets), self.path)
-                except CatalogError:
-                    if self._index is None:
-                        raise
-                    self.log.exception("Catalogue %s is invalid, serving the last version", self.path)
-            self._checked = time.monotonic()
+        try:
+            stamp = file_stamp(self.path)
+        except OSError as e:
+            if self._index is None:
+                raise CatalogError(f"Cannot read the dataset catalogue {self.path}: {e}") from e
+            self.log.error("Catalogue %s unreadable, serving the last version: %s", self.path, e)
             return self._index
+        self._checked = time.monotonic()
+        if stamp == self._stamp:
+            return self._index
+        if self._loading is None:
+            self._loading = asyncio.ensure_future(self._load(stamp))
+        if self._index is None:
+            await self._loading
+            return self._index
+        try:
+            await asyncio.wait_for(asyncio.shield(self._loading), self.reload_wait)
+        except asyncio.TimeoutError:
+            self.log.info("Catalogue %s still loading; answering from the previous version", self.path)
+        return self._index
+
+    async def _load(self, stamp):
+        try:
+            loaded_stamp, index = await asyncio.to_thread(self.load)
+            self._stamp, self._index = loaded_stamp, index
+            self.log.info("Loaded %d datasets from %s", len(index.datasets), self.path)
+        except CatalogError:
+            if self._index is None:
+                raise
+            # Remember the broken version, so it is not parsed again until edited.
+            self._stamp = stamp
+            self.log.exception("Catalogue %s is invalid, serving the last version", self.path)
+        finally:
+            self._loading = None
 
     async def search(self, groups, query="", facility="", offset=0, limit=20, see_all=False):
         index = await self._current()

@@ -2,6 +2,7 @@
 
 import asyncio
 import os
+from pathlib import Path
 
 import pytest
 import yaml
@@ -181,3 +182,64 @@ def test_parse_bytes():
     with pytest.raises(ValueError):
         parse_bytes("12 parsecs")
     assert Environment.from_dict({"slug": "x"}).display_name == "x"
+
+
+def test_index_search_equals_brute_force(tmp_path):
+    """The column index answers exactly what filtering the records one by one answers."""
+    import random
+
+    rnd = random.Random(7)
+    groups = [f"p{i}" for i in range(8)]
+    words = ["lysozyme", "dark", "sfx", "spb", "fxe", "run", "2120", "powder", "a", "r1"]
+    datasets = [
+        entry(f"xfel:p{rnd.randrange(3000)}:r{i}", title=" ".join(rnd.sample(words, 3)),
+              facility=rnd.choice(["EuXFEL", "PETRA III"]), instrument=rnd.choice(["SPB/SFX", "FXE"]),
+              access_groups=rnd.sample(groups, rnd.randrange(3)), public=rnd.random() < 0.1)
+        for i in range(600)
+    ]
+    path = tmp_path / "c.yaml"
+    write(path, datasets)
+    cat = YamlCatalog(path=str(path))
+    records = [Dataset.from_dict(d) for d in datasets]
+    for _ in range(150):
+        user = set(rnd.sample(groups, rnd.randrange(4)))
+        query = " ".join(rnd.sample(words, rnd.randrange(3))).upper()
+        facility = rnd.choice(["", "EuXFEL", "PETRA III"])
+        see_all = rnd.random() < 0.1
+        expected = [
+            d.pid for d in records
+            if d.visible_to(user, see_all) and (not facility or d.facility == facility)
+            and all(w in d.search_text() for w in query.lower().split())
+        ]
+        page = run(cat.search(user, query=query, facility=facility, limit=100, see_all=see_all))
+        assert page.total == len(expected)
+        assert [d.pid for d in page.items] == expected[:100]
+
+
+def test_slow_reload_is_answered_from_previous_version(catalog, monkeypatch):
+    import threading
+
+    async def scenario():
+        assert (await catalog.search(["g1"])).total == 3
+        release = threading.Event()
+        real_load = catalog.load
+
+        def slow_load():
+            release.wait(10)
+            return real_load()
+
+        monkeypatch.setattr(catalog, "load", slow_load)
+        catalog.reload_wait = 0.05
+        with open(catalog.path) as f:
+            doc = yaml.safe_load(f)
+        doc["datasets"].append(entry("xfel:p1:r9", access_groups=["g1"]))
+        write(Path(catalog.path), doc["datasets"])
+        assert (await catalog.search(["g1"])).total == 3  # still loading: previous version
+        release.set()
+        for _ in range(200):
+            if (await catalog.search(["g1"])).total == 4:
+                return
+            await asyncio.sleep(0.02)
+        raise AssertionError("the new version never replaced the old one")
+
+    run(scenario())
