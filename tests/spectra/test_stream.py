@@ -181,3 +181,12 @@ def test_bad_sources(fitted, tmp_path):
         KaraboBridgeSource("localhost:4545")
     with pytest.raises(SpectraError, match="cannot stream from int"):
         SpectraStream(clf, 42)
+
+
+def test_bridge_gives_up_after_max_reconnects(fitted):
+    clf, _ = fitted
+    # nothing listens on port 1: every wait times out
+    source = KaraboBridgeSource("tcp://127.0.0.1:1", key=KEY, timeout=0.2, max_reconnects=2)
+    stream = SpectraStream(clf, source)
+    assert list(stream) == []
+    assert stream.stats.reconnects == 2 and stream.stats.trains == 0

@@ -1,0 +1,74 @@
+import h5py
+import numpy as np
+import pytest
+
+from hub_ext.cli import main
+from server_ext.spectra.synthetic import make_transition_series, write_demo_run
+
+
+@pytest.fixture(scope="module")
+def nexus_file(tmp_path_factory):
+    s = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=4)
+    path = tmp_path_factory.mktemp("nx") / "series.nxs"
+    with h5py.File(path, "w") as f:
+        f.attrs["default"] = "entry"
+        entry = f.create_group("entry")
+        entry.attrs["NX_class"] = "NXentry"
+        entry.attrs["default"] = "data"
+        data = entry.create_group("data")
+        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
+        data["intensity"] = s.X
+        data["two_theta"] = s.axis
+        entry["phase"] = np.array(["low", "high"])[s.y].astype("S")
+        f["other/raw"] = np.zeros((3, 7))  # a second 2-D dataset: NeXus default decides
+    return path, s
+
+
+def test_train_then_classify_a_run(nexus_file, tmp_path, capsys):
+    path, s = nexus_file
+    model = tmp_path / "model"
+    assert main(["spectra", "train", str(path), "--labels", "low=0:25", "high=95:120",
+                 "-o", str(model)]) == 0
+    out = capsys.readouterr().out
+    assert "classes high, low" in out and "saved" in out
+    info = write_demo_run(tmp_path / "data", n_trains=10, pulses_per_train=3, n_points=1200)
+    assert main(["spectra", "classify", "--model", str(model), "--run", info["path"],
+                 "--source-name", info["source"], "--interval", "1000"]) == 0
+    out = capsys.readouterr().out
+    assert "trains 10 spectra 30 malformed 0" in out and "labels: " in out
+
+
+def test_train_with_label_dataset_and_errors(nexus_file, tmp_path, capsys):
+    path, s = nexus_file
+    assert main(["spectra", "train", str(path), "--labels", "@/entry/phase",
+                 "-o", str(tmp_path / "m"), "--placement", "fixed"]) == 0
+    capsys.readouterr()
+    cases = [
+        (["spectra", "train", str(path), "--labels", "low=0-25", "-o", "x"], "NAME=START:STOP"),
+        (["spectra", "train", str(path), "--labels", "low=0:25", "-o", "x"], "at least two"),
+        (["spectra", "train", str(path), "--labels", "a=0:5", "b=100:500", "-o", "x"],
+         "outside the 120 spectra"),
+        (["spectra", "train", str(tmp_path / "none.h5"), "--labels", "a=0:1", "b=1:2", "-o",
+          "x"], "does not exist"),
+        (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o",
+          str(tmp_path / "m")], "exists"),
+        (["spectra", "classify", "--model", str(tmp_path), "--run", str(tmp_path)],
+         "not a saved spectra classifier"),
+        (["spectra", "classify", "--model", str(tmp_path / "m"), "--run", str(tmp_path)],
+         "needs --source-name"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err
+
+
+def test_train_from_run_train_ranges(tmp_path, capsys):
+    info = write_demo_run(tmp_path, n_trains=40, pulses_per_train=3, n_points=1200)
+    (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
+    assert main(["spectra", "train", info["path"], "--source", info["source"], "--key",
+                 info["key"], "--labels", f"low={lo0}:{lo1}", f"high={hi0}:{hi1}",
+                 "-o", str(tmp_path / "m")]) == 0
+    assert f"trained on {3 * (lo1 - lo0 + hi1 - hi0)} spectra" in capsys.readouterr().out
+    assert main(["spectra", "train", info["path"], "--source", info["source"], "--labels",
+                 "low=1:2", "high=3:4", "-o", str(tmp_path / "n")]) == 2
+    assert "no train of the run" in capsys.readouterr().err
