@@ -105,7 +105,7 @@ DEMO_ENVIRONMENTS = {
             "description": "extra-data, extra-geom, NXmx conversion, DIALS readers",
             "facilities": ["EuXFEL"],
             "image": "registry.example.org/daas/euxfel-mx:2026.11",
-            "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+            "default_url": "/lab/tree/notebooks/nxmx_conversion.ipynb",
             "cpu_limit": 4, "mem_limit": "16G",
         },
         {
@@ -114,7 +114,7 @@ DEMO_ENVIRONMENTS = {
             "description": "spectra classifier, TensorFlow/Keras, scikit-learn",
             "facilities": ["EuXFEL", "PETRA III"],
             "image": "registry.example.org/daas/spectroscopy:2026.11",
-            "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+            "default_url": "/lab/tree/notebooks/spectra_classification.ipynb",
             "cpu_limit": 2, "mem_limit": "8G",
         },
         {

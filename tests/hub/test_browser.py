@@ -178,7 +178,7 @@ def test_pick_dataset_and_environment_then_reach_jupyterlab(demo_hub, tmp_path):
             # -- start, and wait for JupyterLab on the environment's default_url
             page.click("#spawn_form [type=submit]")
             page.wait_for_url(re.compile(rf"/user/{USER}/lab"), timeout=LAB_MS)
-            notebook_tab = page.locator(".lm-TabBar-tab", has_text="explore_dataset.ipynb")
+            notebook_tab = page.locator(".lm-TabBar-tab", has_text="nxmx_conversion.ipynb")
             playwright_sync.expect(notebook_tab.first).to_be_visible(timeout=LAB_MS)
 
             # -- the dataset, in the file browser: home -> data -> <slug> -> its files

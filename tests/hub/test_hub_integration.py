@@ -142,7 +142,9 @@ def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
         run = requests.get(f"{base}/data/xfel-p002120-r0029", headers=auth, timeout=30).json()
         assert any(e["name"].startswith("CORR-R0029-AGIPD00") for e in run["content"])
         notebooks = requests.get(f"{base}/notebooks", headers=auth, timeout=30).json()
-        assert "explore_dataset.ipynb" in {e["name"] for e in notebooks["content"]}
+        assert {"explore_dataset.ipynb", "nxmx_conversion.ipynb", "spectra_classification.ipynb"} <= {
+            e["name"] for e in notebooks["content"]
+        }
 
         # the file browser refuses writes into the dataset, and work elsewhere is fine
         model = {"type": "file", "format": "text", "content": "x"}
@@ -161,7 +163,7 @@ def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
         assert environ["DAAS_ENVIRONMENT"] == "euxfel-mx"
         assert environ["DAAS_DATASET_PATH"] == str(home / "data" / "xfel-p002120-r0029")
         assert environ["DAAS_SESSION"] == str(home / ".daas" / "session.json")
-        assert environ["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/notebooks/explore_dataset.ipynb"
+        assert environ["JUPYTERHUB_DEFAULT_URL"] == "/lab/tree/notebooks/nxmx_conversion.ipynb"
         session = json.loads((home / ".daas" / "session.json").read_text())
         assert session["dataset"]["pid"] == "xfel:p002120:r0029"
         assert session["environment"]["slug"] == "euxfel-mx"

@@ -54,3 +54,16 @@ def test_nxmx_notebook_converts_the_demo_runs(pid, demo_runs, tmp_path, monkeypa
     assert "compliant (0 errors" in text
     slug = pid.replace(":", "-")
     assert (tmp_path / "processed" / f"{slug}.nxs").exists()
+
+
+def test_spectra_notebook_finds_the_transition(demo_runs, tmp_path, monkeypatch):
+    from server_ext.spectra.synthetic import write_demo_run
+
+    session_for("xfel:p700000:r0001", demo_runs, tmp_path, monkeypatch)
+    expected = write_demo_run(Path(demo_runs["spectra"]).parent)["transition_train"]  # existing run: info only
+    nb = nbformat.read(NOTEBOOK.with_name("spectra_classification.ipynb"), as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    text = outputs(nb)
+    changed = int(text.split("the sample changed phase at train ")[1].split()[0])
+    assert abs(changed - expected) <= 2
+    assert (tmp_path / "models" / "phase-transition.spectra").is_dir()
