@@ -20,7 +20,7 @@ import yaml
 from hub_ext.catalog import slugify
 from hub_ext.demo import DEMO_ENVIRONMENTS, DEMO_USERS
 
-playwright_sync = pytest.importorskip("playwright.sync_api", reason="playwright is part of the [test] extra")
+from playwright import sync_api as playwright_sync
 
 CHROMIUM = "/usr/bin/chromium"
 USER = "alice"

@@ -130,8 +130,10 @@ def test_forged_api_request_is_refused(demo_hub, fields, status, message):
 
 def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
     alice = demo_hub.login("alice")
-    r = alice.post_form({"dataset": "xfel:p002120:r0029", "environment": "euxfel-mx"})
-    assert r.status_code == 302, spawn_error(r)
+    # JupyterHub's query-argument spawn (the form POST is driven by the browser test)
+    r = alice.get("/hub/spawn", params={"dataset": "xfel:p002120:r0029", "environment": "euxfel-mx"},
+                  allow_redirects=False)
+    assert r.status_code == 302 and "spawn-pending" in r.headers["Location"], spawn_error(r)
     state = demo_hub.wait_ready("alice")
     assert state["user_options"] == {"dataset": "xfel:p002120:r0029", "environment": "euxfel-mx"}
     auth = {"Authorization": f"token {API_TOKEN}"}
