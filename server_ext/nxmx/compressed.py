@@ -14,6 +14,7 @@ HDF5's own (serial) filter pipeline.
 import ctypes
 import os
 import struct
+import threading
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -45,18 +46,39 @@ def _bitshuffle_lib():
     return lib
 
 
-def compress_chunk(arr):
-    """One chunk in the HDF5 bitshuffle/LZ4 filter's stored format."""
+def compress_chunk(arr, scratch=None):
+    """One chunk in the HDF5 bitshuffle/LZ4 filter's stored format.
+
+    ``scratch``: a reusable uint8 buffer of at least the compression bound;
+    the result is then a copy of just the compressed bytes.
+    """
     lib = _bitshuffle_lib()
     arr = np.ascontiguousarray(arr)
     n, es = arr.size, arr.itemsize
     block = lib.bshuf_default_block_size(es)
-    out = np.empty(12 + lib.bshuf_compress_lz4_bound(n, es, block), np.uint8)
+    size = 12 + lib.bshuf_compress_lz4_bound(n, es, block)
+    out = scratch if scratch is not None and scratch.size >= size else np.empty(size, np.uint8)
     struct.pack_into(">QI", out, 0, arr.nbytes, block * es)
     nb = lib.bshuf_compress_lz4(arr.ctypes.data, out.ctypes.data + 12, n, es, block)
     if nb < 0:
         raise RuntimeError(f"bitshuffle compression failed ({nb})")
-    return out[: 12 + nb]
+    return out[: 12 + nb].copy() if out is scratch else out[: 12 + nb]
+
+
+_worker = threading.local()
+
+
+def _scratch(shape, dtype):
+    """This thread's frame and compression buffers, reused from batch to batch:
+    fresh multi-MB arrays cost a page fault per 4 KiB on every frame."""
+    bufs = getattr(_worker, "bufs", None)
+    if bufs is None or bufs[0].shape != shape or bufs[0].dtype != dtype:
+        frame = np.empty(shape, dtype)
+        lib = _bitshuffle_lib()
+        bound = 12 + lib.bshuf_compress_lz4_bound(frame.size, frame.itemsize,
+                                                  lib.bshuf_default_block_size(frame.itemsize))
+        bufs = _worker.bufs = (frame, np.empty(bound, np.uint8))
+    return bufs
 
 
 def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill):
@@ -68,9 +90,9 @@ def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill):
     caller instead.
     """
     n_mod, n = offsets.shape
+    frame, scratch = _scratch((n_mod,) + tuple(shape), np.dtype(dtype))
     out = []
     for i in range(n):
-        frame = np.empty((n_mod,) + tuple(shape), dtype)
         for m in range(n_mod):
             if m in pre:
                 frame[m] = pre[m][i]
@@ -84,7 +106,7 @@ def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill):
                 view = memoryview(frame[m]).cast("B")
                 if os.preadv(int(fds[m, i]), [view], int(off)) != view.nbytes:
                     raise OSError("short read: a source file is truncated")
-        out.append(compress_chunk(frame))
+        out.append(compress_chunk(frame, scratch))
     return out
 
 
