@@ -186,10 +186,8 @@ class FacilitySpawner(Configurable):
         if not self.allowed_data_roots:
             return True
         path = os.path.normpath(path)
-        return any(
-            path == os.path.normpath(root) or path.startswith(os.path.normpath(root) + os.sep)
-            for root in self.allowed_data_roots
-        )
+        roots = [os.path.normpath(root) for root in self.allowed_data_roots]
+        return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
 
     async def resolve_options(self, options):
         """Check ``{"dataset": pid, "environment": slug}`` for this user.
@@ -210,7 +208,8 @@ class FacilitySpawner(Configurable):
         try:
             dataset = await self.catalog.get(pid, self.user_groups(), see_all=self.sees_all_datasets())
         except CatalogError as e:
-            raise SpawnRefused(503, f"The dataset catalogue is unavailable, try again later ({e}).") from e
+            self.log.error("Catalogue unavailable while checking %s for %s: %s", pid, self._log_name, e)
+            raise SpawnRefused(503, "The dataset catalogue is unavailable right now; try again in a few minutes.") from e
         if dataset is None:
             raise SpawnRefused(
                 403,
@@ -445,6 +444,10 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
             if entry.is_symlink():  # links from earlier sessions; never touch real files
                 entry.unlink()
         link = data / dataset.slug
+        if link.exists():  # not a link (those were removed above): the scientist's own folder
+            raise SpawnRefused(
+                409, f"Your folder data/{dataset.slug} is in the way of the dataset; rename or move it, then start again."
+            )
         link.symlink_to(dataset.path, target_is_directory=True)
         self._copy_examples(home / "notebooks")
         manifest_path = home / self.session_manifest_name
