@@ -25,6 +25,7 @@ import time
 
 import numpy as np
 
+from .errors import SpectraError
 from .sources import as_source
 
 __all__ = ["SpectraStream", "StreamStats", "TrainResult", "PulseResult"]
@@ -59,13 +60,14 @@ class TrainResult:
 class StreamStats:
     """Live counters of a stream.
 
-    ``spectra``/``trains``: classified; ``malformed``: spectra rejected
-    (NaN/inf, wrong length); ``malformed_trains``: messages without the
-    spectra key; ``dropped``: trains dropped from the full queue; ``gaps``:
-    train ids missing between consecutive received trains; ``reconnects``:
-    connections re-made after a timeout; rates and latency percentiles over
-    the last ``window`` trains (latency: from the train's arrival to its
-    result, queueing included).
+    ``spectra``/``trains``: classified (a train without pulses counts as a
+    train); ``malformed``: spectra rejected (NaN/inf, wrong length);
+    ``malformed_trains``: messages without the spectra key, or whose spectra
+    are not an array (ragged rows); ``dropped``: trains dropped from the
+    full queue; ``gaps``: train ids missing between consecutive received
+    trains; ``reconnects``: connections re-made after a timeout; rates and
+    latency percentiles over the last ``window`` trains (latency: from the
+    train's arrival to its result, queueing included).
     """
 
     def __init__(self, window: int = 1000):
@@ -107,15 +109,6 @@ class StreamStats:
         """Latency percentile ``q`` (0-100) in seconds over the window."""
         return float(np.percentile(np.fromiter(self._lat, float), q)) if self._lat else float("nan")
 
-    def as_dict(self):
-        return {
-            "spectra": self.spectra, "trains": self.trains, "received": self.received,
-            "malformed": self.malformed, "malformed_trains": self.malformed_trains,
-            "dropped": self.dropped, "gaps": self.gaps, "reconnects": self.reconnects,
-            "spectra_per_s": self.spectra_per_s, "trains_per_s": self.trains_per_s,
-            "latency_p50_s": self.latency(50), "latency_p99_s": self.latency(99),
-        }
-
     def summary(self):
         return (f"{self.spectra_per_s:10.0f} spectra/s {self.trains_per_s:6.1f} trains/s "
                 f"p50 {1e3 * self.latency(50):6.1f} ms p99 {1e3 * self.latency(99):6.1f} ms | "
@@ -124,6 +117,14 @@ class StreamStats:
 
 
 _END = object()
+_ONCE = "a SpectraStream can be iterated once; create a new one to read the source again"
+
+
+def _len_or_one(obj):
+    try:
+        return max(1, len(obj))
+    except TypeError:
+        return 1
 
 
 class SpectraStream:
@@ -167,9 +168,9 @@ class SpectraStream:
         self._queue = collections.deque()
         self._cond = threading.Condition()
         self._stop = threading.Event()
-        self.source_done = threading.Event()
         self._thread = None
         self._error = None
+        self._consumed = False
 
     # -------------------------------------------------------------- receiver
     def _receive(self):
@@ -195,14 +196,17 @@ class SpectraStream:
         except BaseException as e:  # handed to the consuming thread
             self._error = e
         finally:
-            self.source_done.set()
             with self._cond:
                 self._queue.append(_END)
                 self._cond.notify_all()
 
     def start(self):
+        """Start receiving (``with stream:`` and iterating call this). A
+        stream runs once: a stopped one cannot be started again."""
+        if self._stop.is_set():
+            raise SpectraError(_ONCE)
         if self._thread is None:
-            self.stats = StreamStats()
+            self.stats.started = time.perf_counter()
             self._thread = threading.Thread(target=self._receive, name="spectra-receiver",
                                             daemon=True)
             self._thread.start()
@@ -225,18 +229,31 @@ class SpectraStream:
         self.stop()
 
     # ------------------------------------------------------------ classifier
+    def _empty(self, tid, received, n_bad, whole_train=False):
+        """The result of a train without pulses, or whose ``n_bad`` spectra
+        were all rejected; ``whole_train``: it was not an array of spectra."""
+        empty = np.zeros(0, np.intp)
+        self.stats.malformed += n_bad
+        self.stats.malformed_trains += int(whole_train)
+        latency = time.perf_counter() - received
+        self.stats.record(0, latency)
+        return TrainResult(tid, empty, self.classifier.classes_[empty], np.zeros(0, np.float32),
+                           np.zeros(0, bool), n_bad, latency)
+
     def _classify(self, tid, arr, received):
         clf = self.classifier
-        arr = np.asarray(arr)
-        if arr.ndim == 1:
-            arr = arr[None, :]
-        empty = np.zeros(0, np.intp)
+        try:
+            arr = np.asarray(arr)
+        except (ValueError, TypeError):  # ragged rows
+            return self._empty(tid, received, _len_or_one(arr), whole_train=True)
+        if arr.dtype.kind == "O":
+            return self._empty(tid, received, _len_or_one(arr), whole_train=True)
+        if arr.ndim == 1:  # one spectrum, or none
+            arr = arr[None, :] if arr.size else arr.reshape(0, clf.n_features_in_)
+        if arr.ndim == 2 and arr.shape[0] == 0:
+            return self._empty(tid, received, 0)  # a train without pulses
         if arr.ndim != 2 or arr.shape[1] != clf.n_features_in_ or arr.dtype.kind not in "fiub":
-            n_bad = arr.shape[0] if arr.ndim >= 1 else 1
-            self.stats.malformed += n_bad
-            self.stats.record(0, time.perf_counter() - received)
-            return TrainResult(tid, empty, clf.classes_[empty], np.zeros(0), np.zeros(0, bool),
-                               n_bad, time.perf_counter() - received)
+            return self._empty(tid, received, arr.shape[0] if arr.ndim >= 1 else 1)
         idx, conf, amb, ok = clf.classify_batch(arr)
         n_bad = int(len(ok) - ok.sum())
         if n_bad:
@@ -250,7 +267,14 @@ class SpectraStream:
         return TrainResult(tid, pulses, clf.classes_[idx], conf, amb, n_bad, latency)
 
     def __iter__(self):
+        # checked here rather than in the generator, so that iter() refuses at once
+        if self._consumed:
+            raise SpectraError(_ONCE)
         self.start()
+        self._consumed = True
+        return self._results()
+
+    def _results(self):
         try:
             while True:
                 with self._cond:

@@ -66,13 +66,54 @@ def test_malformed_spectra_are_rejected_and_counted(fitted, intensity_series):
     assert stream.stats.spectra == 10 + 8 + 10 + 1
 
 
+def test_empty_and_ragged_trains_do_not_end_the_stream(fitted, intensity_series):
+    clf, _ = fitted
+    X = intensity_series.X
+    ragged = [X[0], X[1, :-3]]  # rows of different lengths: not an array
+    trains = [X[:3], np.zeros((0, X.shape[1]), np.float32), np.zeros(0), ragged,
+              [X[2], "not a spectrum"], X[3:5]]
+    stream = SpectraStream(clf, IterableSource(trains, first_train_id=7))
+    results = list(stream)
+    assert [r.train_id for r in results] == [7, 8, 9, 10, 11, 12]
+    assert [len(r) for r in results] == [3, 0, 0, 0, 0, 2]
+    assert [r.malformed for r in results] == [0, 0, 0, 2, 2, 0]
+    np.testing.assert_array_equal(results[-1].labels, clf.predict(X[3:5]))
+    st = stream.stats
+    assert (st.trains, st.spectra, st.malformed, st.malformed_trains) == (6, 5, 4, 2)
+
+
+def test_a_stream_is_iterated_once(fitted, intensity_series):
+    clf, _ = fitted
+    trains = trains_of(intensity_series.X[:20], 5)
+    stream = SpectraStream(clf, trains)
+    stats = stream.stats
+    assert len(list(stream)) == 4
+    with pytest.raises(SpectraError, match="iterated once"):
+        iter(stream)
+    with pytest.raises(SpectraError, match="iterated once"):
+        stream.start()
+    assert stream.stats is stats and stats.trains == 4
+    # the context manager and the loop together are one iteration
+    other = SpectraStream(clf, trains)
+    with other:
+        assert sum(len(r) for r in other) == 20
+    with pytest.raises(SpectraError, match="iterated once"):
+        other.run()
+
+
 def test_full_queue_drops_oldest_for_live_sources(fitted, intensity_series):
     clf, _ = fitted
     trains = trains_of(intensity_series.X, 5)[:20]
-    stream = SpectraStream(clf, IterableSource(trains, live=True), queue_size=2)
+    exhausted = threading.Event()
+
+    def source():
+        yield from trains
+        exhausted.set()  # runs once the receiver has queued the last train
+
+    stream = SpectraStream(clf, IterableSource(source(), live=True), queue_size=2)
     it = iter(stream)
     first = next(it)
-    assert stream.source_done.wait(30)
+    assert exhausted.wait(30)
     rest = list(it)
     st = stream.stats
     assert st.received == 20
