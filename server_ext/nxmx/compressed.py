@@ -24,9 +24,13 @@ import h5py
 import hdf5plugin
 import numpy as np
 
+from .errors import CorruptRunError
 from .vds import fill_value
 
-BATCH_FRAMES = 32
+#: Frames per work item of the copy: small enough that each of several
+#: threads gets work from the first frames on, large enough to amortise
+#: the per-item overhead.
+BATCH_FRAMES = 8
 
 
 @lru_cache(maxsize=1)
@@ -81,13 +85,13 @@ def _scratch(shape, dtype):
     return bufs
 
 
-def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill):
+def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names):
     """Assemble and compress whole frames (all modules: one chunk each).
 
     ``offsets[m, i]``: byte offset of module m's one-frame source chunk,
     -1 where the output has no data (fill), -2 where the source chunk was
     never written (the source's fill value); ``pre[m]``: frames read by the
-    caller instead.
+    caller instead; ``names``: file name per descriptor, for errors.
     """
     n_mod, n = offsets.shape
     frame, scratch = _scratch((n_mod,) + tuple(shape), np.dtype(dtype))
@@ -103,9 +107,15 @@ def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill):
             elif off == -2:
                 frame[m] = src_fill[m]
             else:
+                fd = int(fds[m, i])
                 view = memoryview(frame[m]).cast("B")
-                if os.preadv(int(fds[m, i]), [view], int(off)) != view.nbytes:
-                    raise OSError("short read: a source file is truncated")
+                try:
+                    got = os.preadv(fd, [view], int(off))
+                except OSError as e:
+                    raise _read_error(names.get(fd, "a source file"), e) from None
+                if got != view.nbytes:
+                    raise _read_error(names.get(fd, "a source file"),
+                                      f"short read: {got} of {view.nbytes} bytes at offset {int(off)}")
         out.append(compress_chunk(frame, scratch))
     return out
 
@@ -136,23 +146,93 @@ def create_compressed(group, name, table):
 
 
 class _ModuleSource:
-    """The module file being read now: h5py handle, raw descriptor, offsets."""
+    """One module file opened for reading: h5py handle, raw descriptor, offsets."""
 
     def __init__(self, fname, dataset, frame_shape, direct):
-        self.h5 = h5py.File(fname, "r")
-        self.ds = self.h5[dataset]
-        self.offsets = chunk_offsets(self.ds, frame_shape) if direct else None
-        self.fd = os.open(fname, os.O_RDONLY) if self.offsets is not None else -1
-        self.fill = self.ds.fillvalue
+        self.fname = fname
+        self.h5, self.fd = None, -1
+        try:
+            self.h5 = h5py.File(fname, "r")
+            self.ds = self.h5[dataset]
+            self.offsets = chunk_offsets(self.ds, frame_shape) if direct else None
+            self.fd = os.open(fname, os.O_RDONLY) if self.offsets is not None else -1
+            self.fill = self.ds.fillvalue
+        except (OSError, KeyError) as e:
+            self.close()
+            raise _read_error(fname, e) from None
+
+    def read(self, row, sub=None):
+        """One frame through HDF5 (for chunks the workers cannot read raw)."""
+        try:
+            return self.ds[row] if sub is None else self.ds[row, sub]
+        except OSError as e:
+            raise _read_error(self.fname, e) from None
 
     def close(self):
         if self.fd >= 0:
             os.close(self.fd)
-        self.h5.close()
+            self.fd = -1
+        if self.h5 is not None:
+            self.h5.close()
+            self.h5 = None
+
+
+def _read_error(fname, err):
+    return CorruptRunError(
+        f"cannot read the frame data in {fname} ({err}): the file is truncated or corrupt;"
+        " copy it again from the facility, or exclude the affected trains with --trains")
+
+
+class _OpenSources:
+    """The module files the copy reads, opened once each.
+
+    A worker reads through the raw descriptor of each frame's file. When a
+    module moves on to its next sequence file, the old one is *retired*,
+    not closed: queued batches still hold its descriptor, and closing it
+    would let the next ``os.open`` reuse the number, so they would read the
+    new file at the old file's offsets. A retired file is closed once every
+    batch up to the one being built when it retired has been written.
+    """
+
+    def __init__(self, table, direct):
+        self.table = table
+        self.direct = direct
+        self.current = {}  # module index -> (file index, _ModuleSource)
+        self.retired = deque()  # (last batch that may read it, _ModuleSource)
+        self.by_index = {m.index: m for m in table.modules}
+
+    def get(self, mi, fi, batch_no):
+        cur = self.current.get(mi)
+        if cur is not None and cur[0] == fi:
+            return cur[1]
+        if cur is not None:
+            self.retired.append((batch_no, cur[1]))
+        m = self.by_index[mi]
+        src = _ModuleSource(m.files[fi], m.dataset, self.table.module_shape,
+                            self.direct and m.sub is None)
+        self.current[mi] = (fi, src)
+        return src
+
+    def written(self, n_batches):
+        """Batches ``0 .. n_batches - 1`` are on disk: close what only they read."""
+        while self.retired and self.retired[0][0] < n_batches:
+            self.retired.popleft()[1].close()
+
+    def close(self):
+        for _, src in self.retired:
+            src.close()
+        for _, src in self.current.values():
+            src.close()
+        self.retired.clear()
+        self.current.clear()
 
 
 def write_copy(group, name, table, progress=None, check_cancel=None, threads=None):
-    """Copy *table*'s frames into a compressed dataset *name* in *group*."""
+    """Copy *table*'s frames into a compressed dataset *name* in *group*.
+
+    Source files that cannot be read raise :class:`CorruptRunError`; a
+    cancelled or failed copy stops the worker threads before returning.
+    """
     dset = create_compressed(group, name, table)
     lib = _bitshuffle_lib()
     threads = threads or os.cpu_count() or 1
@@ -165,90 +245,68 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
         row[m.index, m.dst] = m.row
         if m.sub is not None:
             sub[m.index, m.dst] = m.sub
-    by_index = {m.index: m for m in table.modules}
+    has_cells = {m.index: m.sub is not None for m in table.modules}
     out_fill = fill_value(table.dtype)
-    current = {}  # module index -> (file index, _ModuleSource)
-    pending = deque()
+    sources = _OpenSources(table, direct=lib is not None)
+    pending = deque()  # (first frame, future) per submitted batch, in order
+    n_written = 0  # batches written
     done = 0
 
     def drain(limit):
-        nonlocal done
+        nonlocal done, n_written
         while len(pending) > limit:
             i0, fut = pending.popleft()
             chunks = fut.result()
             for k, chunk in enumerate(chunks):
                 dset.id.write_direct_chunk((i0 + k,) + (0,) * (dset.ndim - 1), chunk)
+            n_written += 1
+            sources.written(n_written)
             done += len(chunks)
             if progress:
                 progress(done, n)
 
-    def source(mi, fi):
-        if mi in current and current[mi][0] == fi:
-            return current[mi][1]
-        if mi in current:
-            drain(0)  # workers may still read the old file
-            current.pop(mi)[1].close()
-        m = by_index[mi]
-        src = _ModuleSource(m.files[fi], m.dataset, table.module_shape, lib is not None and m.sub is None)
-        current[mi] = (fi, src)
-        return src
-
-    batch = max(1, BATCH_FRAMES // 4)
+    pool = ThreadPoolExecutor(threads, thread_name_prefix="nxmx-copy")
     try:
-        with ThreadPoolExecutor(threads) as pool:
-            for b0 in range(0, n, batch):
-                if check_cancel:
-                    check_cancel()
-                b1 = min(n, b0 + batch)
-                offsets = np.full((n_mod, b1 - b0), -1, np.int64)
-                fds = np.full((n_mod, b1 - b0), -1, np.int64)
-                pre, src_fill = {}, np.zeros(n_mod)
-                for mi in range(n_mod):
-                    fis = fidx[mi, b0:b1]
-                    for fi in np.unique(fis[fis >= 0]):
-                        src = source(mi, int(fi))
-                        sel = np.flatnonzero(fis == fi)
-                        src_fill[mi] = src.fill
-                        rows = row[mi, b0:b1][sel]
-                        if src.offsets is not None:
-                            o = src.offsets[rows]
-                            offsets[mi, sel] = np.where(o < 0, -2, o)
-                            fds[mi, sel] = src.fd
-                        else:
-                            arr = pre.setdefault(mi, np.full((b1 - b0,) + tuple(table.module_shape), out_fill))
-                            for j, r in zip(sel, rows):
-                                arr[j] = src.ds[r] if by_index[mi].sub is None else src.ds[r, sub[mi, b0 + j]]
-                if lib is None:
-                    frames = [_assemble(offsets[:, k:k + 1], fds[:, k:k + 1], pre, k, table, src_fill, out_fill)
-                              for k in range(b1 - b0)]
-                    dset[b0:b1] = np.stack(frames)
-                    done += b1 - b0
-                    if progress:
-                        progress(done, n)
-                    continue
-                pending.append((b0, pool.submit(_frame_batch, fds, offsets, pre, table.module_shape,
-                                                table.dtype, src_fill, out_fill)))
-                drain(2 * threads)
-            drain(0)
+        for batch_no, b0 in enumerate(range(0, n, BATCH_FRAMES)):
+            if check_cancel:
+                check_cancel()
+            b1 = min(n, b0 + BATCH_FRAMES)
+            offsets = np.full((n_mod, b1 - b0), -1, np.int64)
+            fds = np.full((n_mod, b1 - b0), -1, np.int64)
+            names = {}
+            pre, src_fill = {}, np.zeros(n_mod)
+            for mi in range(n_mod):
+                fis = fidx[mi, b0:b1]
+                for fi in np.unique(fis[fis >= 0]):
+                    src = sources.get(mi, int(fi), batch_no)
+                    sel = np.flatnonzero(fis == fi)
+                    src_fill[mi] = src.fill
+                    rows = row[mi, b0:b1][sel]
+                    if src.offsets is not None:
+                        o = src.offsets[rows]
+                        offsets[mi, sel] = np.where(o < 0, -2, o)
+                        fds[mi, sel] = src.fd
+                        names[src.fd] = src.fname
+                    else:
+                        arr = pre.setdefault(mi, np.full((b1 - b0,) + tuple(table.module_shape), out_fill))
+                        for j, r in zip(sel, rows):
+                            arr[j] = src.read(r, sub[mi, b0 + j] if has_cells[mi] else None)
+            if lib is None:  # HDF5's own filter, serially; every frame was read above
+                block = np.full((b1 - b0, n_mod) + tuple(table.module_shape), out_fill, table.dtype)
+                for mi, arr in pre.items():
+                    block[:, mi] = arr
+                dset[b0:b1] = block
+                n_written += 1
+                sources.written(n_written)
+                done += b1 - b0
+                if progress:
+                    progress(done, n)
+                continue
+            pending.append((b0, pool.submit(_frame_batch, fds, offsets, pre, table.module_shape,
+                                            table.dtype, src_fill, out_fill, names)))
+            drain(2 * threads)
+        drain(0)
     finally:
-        for _, fut in pending:
-            fut.cancel()
-        for _, src in current.values():
-            src.close()
+        pool.shutdown(wait=True, cancel_futures=True)
+        sources.close()
     return dset
-
-
-def _assemble(offsets, fds, pre, k, table, src_fill, out_fill):
-    """One frame without the bitshuffle library (serial fallback)."""
-    frame = np.empty((table.n_modules,) + tuple(table.module_shape), table.dtype)
-    for m in range(table.n_modules):
-        if m in pre:
-            frame[m] = pre[m][k]
-        elif offsets[m, 0] == -1:
-            frame[m] = out_fill
-        elif offsets[m, 0] == -2:
-            frame[m] = src_fill[m]
-        else:
-            view = memoryview(frame[m]).cast("B")
-            os.preadv(int(fds[m, 0]), [view], int(offsets[m, 0]))
-    return frame

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 from extra_data.tests import make_examples
 from extra_data.tests.mockdata import write_file
-from extra_data.tests.mockdata.detectors import DSSCModule
+from extra_data.tests.mockdata.detectors import AGIPDModule, DSSCModule
 from extra_data.tests.mockdata.xgm import XGM
 
 XGM_SOURCES = ("SPB_XTD9_XGM/DOOCS/MAIN", "SA1_XTD2_XGM/DOOCS/MAIN")
@@ -74,6 +74,31 @@ def make_agipd_run(run_dir, seed=0):
                 e[t, p] = 900.0
             f[f"INSTRUMENT/{src}:output/data/intensityTD"][:64] = e
     return energies
+
+
+AGIPD_SOURCE = "SPB_DET_AGIPD1M-1/DET/{mod}CH0"
+
+
+def make_agipd_sequence_run(run_dir, ntrains=9, trains_per_file=3, pulses=5, seed=5):
+    """Corrected AGIPD-1M split into several sequence files per module
+    (S00000, S00001, ...), each frame holding its own random values in a
+    stripe of rows, so a frame read from the wrong file or offset differs.
+
+    Returns the XGM energies written (per source, (trains, pulses))."""
+    rng = np.random.default_rng(seed)
+    os.makedirs(run_dir, exist_ok=True)
+    for seq, first in enumerate(range(0, ntrains, trains_per_file)):
+        n = min(trains_per_file, ntrains - first)
+        for mod in range(16):
+            path = Path(run_dir) / f"CORR-R0239-AGIPD{mod:02}-S{seq:05}.h5"
+            src = AGIPD_SOURCE.format(mod=mod)
+            write_file(str(path), [AGIPDModule(src, raw=False, frames_per_train=pulses)],
+                       ntrains=n, firsttrain=10000 + first, chunksize=32, format_version="1.0")
+            with h5py.File(path, "r+") as f:
+                ds = f[f"INSTRUMENT/{src}:xtdf/image/data"]
+                stripe = rng.normal(100, 30, size=(ds.shape[0], 32, ds.shape[2])).astype(ds.dtype)
+                ds[:, :32, :] = stripe
+    return add_xgm(run_dir, ntrains, rng, pulses=pulses)
 
 
 def make_lpd_run(run_dir, seed=1):
