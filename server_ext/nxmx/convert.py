@@ -41,6 +41,21 @@ def check_output(output, overwrite):
     return output
 
 
+def _umask():
+    """The process umask, read without changing it where Linux allows
+    (``os.umask`` sets it process-wide, racing other threads)."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
 def _canceller(cancel):
     def check():
         if cancel is not None and cancel.is_set():
@@ -200,6 +215,8 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
                 data = write_copy(data_group, "data", table, progress, check_cancel, threads)
             d["data"] = data
         _check_written(tmp, len(table))
+        # mkstemp made it 0600; give it the mode a plain open() would have.
+        os.chmod(tmp, 0o666 & ~_umask())
         if output.exists() and not overwrite:
             raise OutputError(f"{output} appeared during the conversion; pass --overwrite to replace it")
         os.replace(tmp, output)
