@@ -1,5 +1,6 @@
 """``convert_run``: European XFEL run -> NXmx master file."""
 
+import errno
 import os
 import tempfile
 import warnings
@@ -217,13 +218,32 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
         _check_written(tmp, len(table))
         # mkstemp made it 0600; give it the mode a plain open() would have.
         os.chmod(tmp, 0o666 & ~_umask())
-        if output.exists() and not overwrite:
-            raise OutputError(f"{output} appeared during the conversion; pass --overwrite to replace it")
-        os.replace(tmp, output)
+        _publish(tmp, output, overwrite)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return output
+
+
+def _publish(tmp, output, overwrite):
+    """Move the finished *tmp* to *output*. Without *overwrite* a hard link
+    claims the name atomically, so a file that appeared meanwhile is kept."""
+    if overwrite:
+        os.replace(tmp, output)
+        return
+    try:
+        os.link(tmp, output)
+    except FileExistsError:
+        raise OutputError(f"{output} appeared during the conversion; pass --overwrite to replace it") from None
+    except OSError as e:
+        if e.errno not in (errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.EMLINK):
+            raise
+        # A filesystem without hard links: the narrower check-then-rename.
+        if output.exists():
+            raise OutputError(f"{output} appeared during the conversion; pass --overwrite to replace it") from None
+        os.replace(tmp, output)
+        return
+    tmp.unlink()
 
 
 def _check_written(path, n_frames):
