@@ -196,33 +196,49 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
     meta = _times(dc, table)
     mask = _static_mask(table)
 
-    fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
+    try:
+        fd, tmp_name = tempfile.mkstemp(dir=output.parent, prefix=f".{output.name}.", suffix=".part")
+    except OSError as e:
+        raise OutputError(
+            f"cannot create a file in {output.parent} ({e.strerror or e}); check its permissions,"
+            " free space and quota, or write elsewhere") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
-        with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
-            nexus.write_root_attrs(f, output)
-            entry = nexus.write_entry(f, meta)
-            inst = nexus.write_instrument(entry, det.instrument)
-            nexus.write_beam(inst, beam, len(table))
-            d = nexus.write_detector(inst, det, geom, distance, mask)
-            nexus.write_detector_group(inst)
-            data_group = nexus.write_data_group(entry, table)
-            if mode == "virtual":
-                from .vds import write_virtual
-                data = write_virtual(data_group, "data", table, progress, check_cancel)
-            else:
-                from .compressed import write_copy
-                data = write_copy(data_group, "data", table, progress, check_cancel, threads)
-            d["data"] = data
-        _check_written(tmp, len(table))
-        # mkstemp made it 0600; give it the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_umask())
-        _publish(tmp, output, overwrite)
+        try:
+            _write(tmp, output, mode, det, geom, distance, mask, table, beam, meta,
+                   progress, check_cancel, threads)
+            _check_written(tmp, len(table))
+            # mkstemp made it 0600; give it the mode a plain open() would have.
+            os.chmod(tmp, 0o666 & ~_umask())
+            _publish(tmp, output, overwrite)
+        except OSError as e:  # disk full, quota, I/O error on the output's device
+            raise OutputError(
+                f"writing {output} failed ({e.strerror or e}); check the free space and quota"
+                f" in {output.parent}, or write elsewhere. Nothing was written") from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
     return output
+
+
+def _write(tmp, output, mode, det, geom, distance, mask, table, beam, meta,
+           progress, check_cancel, threads):
+    with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
+        nexus.write_root_attrs(f, output)
+        entry = nexus.write_entry(f, meta)
+        inst = nexus.write_instrument(entry, det.instrument)
+        nexus.write_beam(inst, beam, len(table))
+        d = nexus.write_detector(inst, det, geom, distance, mask)
+        nexus.write_detector_group(inst)
+        data_group = nexus.write_data_group(entry, table)
+        if mode == "virtual":
+            from .vds import write_virtual
+            data = write_virtual(data_group, "data", table, progress, check_cancel)
+        else:
+            from .compressed import write_copy
+            data = write_copy(data_group, "data", table, progress, check_cancel, threads)
+        d["data"] = data
 
 
 def _publish(tmp, output, overwrite):
