@@ -45,6 +45,7 @@ from .separability import (candidate_starts, cv_separability, select_bins,
 __all__ = ["BinnedSpectraClassifier"]
 
 _FORMAT = "daas-spectra-classifier"
+_VERSION = 2  # 2: segments cover every point (1 left a tail out)
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
 
@@ -75,8 +76,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         The spectrum is cut into this many equal bins (15 in the published
         method); it sets the bin width and the most networks kept.
     n_features : int
-        Inputs per bin network: a bin is this many segment means of
-        ``n_points / (n_bins * n_features)`` points each.
+        Inputs per bin network: a bin is this many segment means of about
+        ``n_points / (n_bins * n_features)`` points each; the segments cover
+        every point.
     bin_placement : {"adaptive", "fixed"}
         ``"fixed"``: the equal bins only. ``"adaptive"``: windows of the same
         width every quarter bin are candidates, so bins follow where the
@@ -164,11 +166,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                f"not {self.bin_placement!r}")
         if int(self.n_bins) < 1 or int(self.n_features) < 1:
             raise SpectraError("n_bins and n_features must be >= 1")
-        width = max(1, int(round(n_points / (self.n_bins * self.n_features))))
-        if n_points // width < self.n_features:
+        n_segments = min(int(self.n_bins) * int(self.n_features), n_points)
+        if n_segments < self.n_features:
             raise SpectraError(f"spectra of {n_points} points are too short for "
                                f"{self.n_features} features per bin; lower n_features")
-        return width
+        return n_segments
 
     def fit(self, X, y, axis=None):
         """Learn the bins, their weights and one network per bin.
@@ -199,19 +201,19 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise SpectraError(f"need at least 2 classes to classify, got {classes.tolist()}")
         n, n_points = X.shape
-        width = self._check_params(n_points)
+        n_segments = self._check_params(n_points)
         n_classes = len(classes)
         rng = np.random.default_rng(self.random_state)
 
+        block = self.n_features if self.baseline else 0
+        prep = SegmentPreprocessor(n_points, n_segments, block)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
-        shift = 0.5 * width if self.shift is None else float(self.shift)
+        shift = 0.5 * prep.width if self.shift is None else float(self.shift)
         Xa, src = augment(X, axis, copies, rng, strain=self.strain, shift=shift,
                           intensity=self.intensity, noise=self.noise,
                           background=self.background)
         Xa = np.concatenate([X.astype(np.float32), Xa])
         src = np.concatenate([np.arange(n), src])
-        block = self.n_features if self.baseline else 0
-        prep = SegmentPreprocessor(n_points, width, block)
         Z = prep.transform(Xa)
         yc = y_idx[src]
 
@@ -242,7 +244,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
         self.classes_ = classes
         self.n_features_in_ = n_points
-        self.candidates_ = np.stack([starts * width, (starts + self.n_features) * width], 1)
+        self.candidates_ = np.stack([prep.edges[starts], prep.edges[starts + self.n_features]], 1)
         self.candidate_separability_ = acc
         self.bins_ = self.candidates_[chosen[keep]]
         self.separability_ = sep[keep]
@@ -404,7 +406,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         models = self.bin_models_
         params = self.get_params()
         config = {
-            "format": _FORMAT, "version": 1, "params": params,
+            "format": _FORMAT, "version": _VERSION, "params": params,
             "classes": self.classes_.tolist(), "classes_dtype": self.classes_.dtype.str,
             "n_points": int(self.n_features_in_), "preprocessor": self._prep.config(),
             "beta": float(self.beta_),
@@ -444,6 +446,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                "'daas spectra train'")
         if config.get("format") != _FORMAT:
             raise SpectraError(f"{path} is not a saved spectra classifier")
+        if config.get("version") != _VERSION:
+            raise SpectraError(f"{path} was saved by another version of the spectra classifier "
+                               f"(format version {config.get('version')}, this one reads "
+                               f"{_VERSION}); train it again with 'daas spectra train'")
         clf = cls(**config["params"])
         clf.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
         clf.n_features_in_ = int(config["n_points"])

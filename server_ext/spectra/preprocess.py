@@ -1,10 +1,11 @@
 """Raw spectra -> baseline-free, intensity-normalised segment means.
 
 Everything the classifier sees is computed from *segment means*: the spectrum
-is cut into ``n_segments`` equal segments of ``width`` points and each is
-averaged. This is one cheap pass over the raw data (a strided matrix-vector
-product) and everything after it works on an array ~``width`` times smaller,
-which is what makes streaming at MHz pulse rates possible. Averaging over a
+is cut into ``n_segments`` contiguous segments that cover every point -- the
+first ``n_points % n_segments`` one point wider than the rest -- and each is
+averaged. This is one cheap pass over the raw data (two strided
+matrix-vector products) and everything after it works on an array ~``width``
+times smaller, which is what makes streaming at MHz pulse rates possible. Averaging over a
 segment also absorbs small peak shifts and most of the counting noise.
 
 Baseline: the minimum of the segment means in each baseline block (a block
@@ -45,19 +46,23 @@ class SegmentPreprocessor:
     ----------
     n_points : int
         Points per spectrum.
-    width : int
-        Points per segment; trailing ``n_points % width`` points are ignored
-        for the features (but still checked for NaN/inf).
+    n_segments : int
+        Segments covering all points: ``n_points % n_segments`` of
+        ``width + 1`` points, then the others of ``width`` points.
     baseline_block : int or None
         Segments per baseline block; ``None`` or 0 disables the baseline.
     """
 
-    def __init__(self, n_points: int, width: int, baseline_block: int | None):
-        if width < 1 or n_points < width:
-            raise SpectraError(f"segment width {width} does not fit {n_points} points")
+    def __init__(self, n_points: int, n_segments: int, baseline_block: int | None):
+        if not 1 <= n_segments <= n_points:
+            raise SpectraError(f"{n_segments} segments do not fit {n_points} points")
         self.n_points = int(n_points)
-        self.width = int(width)
-        self.n_segments = self.n_points // self.width
+        self.n_segments = int(n_segments)
+        self.width, self._n_wide = divmod(self.n_points, self.n_segments)
+        wide = np.arange(self._n_wide + 1) * (self.width + 1)
+        #: point index ranges: segment k is ``edges[k]:edges[k + 1]``
+        self.edges = np.concatenate(
+            [wide, wide[-1] + self.width * np.arange(1, self.n_segments - self._n_wide + 1)])
         self.baseline_block = int(baseline_block or 0)
         if self.baseline_block:
             n_blocks = max(1, int(round(self.n_segments / self.baseline_block)))
@@ -69,7 +74,7 @@ class SegmentPreprocessor:
             self.block_starts = np.zeros(0, np.intp)
 
     def config(self) -> dict:
-        return {"n_points": self.n_points, "width": self.width,
+        return {"n_points": self.n_points, "n_segments": self.n_segments,
                 "baseline_block": self.baseline_block}
 
     def segment_means(self, X: np.ndarray) -> np.ndarray:
@@ -80,21 +85,23 @@ class SegmentPreprocessor:
         """
         if X.dtype != np.float32 or not X.flags.c_contiguous:
             X = np.ascontiguousarray(X, dtype=np.float32)
-        n = X.shape[0]
-        item = X.itemsize
-        view = as_strided(X, (n, self.n_segments, self.width),
-                          (X.strides[0], self.width * item, item), writeable=False)
-        pool = np.full(self.width, 1.0 / self.width, dtype=np.float32)
-        return view @ pool
+        n, item = X.shape[0], X.itemsize
+        S = np.empty((n, self.n_segments), np.float32)
+        start = 0
+        # the wide segments, then the others: each run is one strided view
+        for k0, k1, w in ((0, self._n_wide, self.width + 1),
+                          (self._n_wide, self.n_segments, self.width)):
+            if k1 > k0:
+                view = as_strided(X[:, start:], (n, k1 - k0, w), (X.strides[0], w * item, item),
+                                  writeable=False)
+                S[:, k0:k1] = view @ np.full(w, 1.0 / w, dtype=np.float32)
+                start += (k1 - k0) * w
+        return S
 
     def finite_rows(self, X: np.ndarray, S: np.ndarray) -> np.ndarray:
-        """Rows without NaN/inf: a non-finite point makes its segment mean
-        non-finite, so only the uncovered tail needs a look at ``X``."""
-        ok = np.isfinite(S).all(axis=1)
-        tail = self.n_segments * self.width
-        if tail < self.n_points:
-            ok &= np.isfinite(X[:, tail:]).all(axis=1)
-        return ok
+        """Rows without NaN/inf: the segments cover every point, and a
+        non-finite point makes its segment mean non-finite."""
+        return np.isfinite(S).all(axis=1)
 
     def normalise(self, S: np.ndarray) -> np.ndarray:
         """Baseline-free, normalised segment means (float32, new array)."""

@@ -21,11 +21,10 @@ __all__ = ["candidate_starts", "stratified_folds", "cv_separability",
 def candidate_starts(n_segments: int, width: int, placement: str) -> np.ndarray:
     """Start segments of candidate windows: the fixed grid of equal bins, or
     (``"adaptive"``) every quarter bin so that a bin can be centred on where
-    the classes differ."""
+    the classes differ. Either way the last window ends at the last segment,
+    so every segment is in some candidate."""
     last = n_segments - width
-    if placement == "fixed":
-        return np.arange(0, last + 1, width)
-    stride = max(1, width // 4)
+    stride = width if placement == "fixed" else max(1, width // 4)
     starts = np.arange(0, last + 1, stride)
     if starts[-1] != last:
         starts = np.append(starts, last)

@@ -121,9 +121,12 @@ def test_three_classes_with_string_labels_fixed_bins():
     clf = BinnedSpectraClassifier(n_bins=10, bin_placement="fixed", random_state=2)
     clf.fit(s.X[train], names[train])
     assert set(clf.classes_) == {"cubic", "tetragonal", "orthorhombic"}
-    # fixed placement: bins on the equal grid
-    width = clf.bins_[0, 1] - clf.bins_[0, 0]
-    assert (clf.bins_[:, 0] % width == 0).all()
+    # fixed placement: n_bins (nearly) equal bins tiling the spectrum; kept bins among them
+    cand = clf.candidates_
+    assert len(cand) == 10 and cand[0, 0] == 0 and cand[-1, 1] == 1200
+    np.testing.assert_array_equal(cand[1:, 0], cand[:-1, 1])
+    assert np.ptp(cand[:, 1] - cand[:, 0]) <= clf.n_features
+    assert {tuple(b) for b in clf.bins_} <= {tuple(c) for c in cand}
     test = held_out(150, train)
     assert (clf.predict(s.X[test]) == names[test]).mean() >= 0.95
     P = clf.predict_proba(s.X[test])
@@ -186,3 +189,32 @@ def test_import_does_not_load_tensorflow():
             "server_ext.spectra.stream, server_ext.spectra.synthetic\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def _tail_change_series(n, n_points=4020, seed=5):
+    """Two classes that differ only by a peak in the last 150 points."""
+    rng = np.random.default_rng(seed)
+    x = np.arange(n_points)
+    base = 200.0 + 50.0 * np.exp(-((x - 1000) / 60.0) ** 2) + 80.0 * np.exp(-((x - 2500) / 40.0) ** 2)
+    y = np.arange(n) % 2
+    tail_peak = 150.0 * np.exp(-((x - 3945) / 12.0) ** 2)
+    lam = base[None, :] * rng.uniform(0.8, 1.2, (n, 1)) + y[:, None] * tail_peak[None, :]
+    return rng.poisson(lam).astype(np.float32), y
+
+
+@pytest.mark.parametrize("placement", ["fixed", "adaptive"])
+def test_every_point_is_in_a_candidate_bin(placement):
+    X, y = _tail_change_series(60)
+    train = np.arange(0, 60, 3)
+    test = held_out(60, train)
+    clf = BinnedSpectraClassifier(bin_placement=placement, random_state=0)
+    clf.fit(X[train], y[train])
+    covered = np.zeros(X.shape[1], bool)
+    for a, b in clf.candidates_:
+        covered[a:b] = True
+    assert covered.all()
+    if placement == "fixed":  # the equal grid tiles the spectrum
+        assert len(clf.candidates_) == clf.n_bins and clf.candidates_[-1, 1] == X.shape[1]
+        np.testing.assert_array_equal(clf.candidates_[1:, 0], clf.candidates_[:-1, 1])
+    assert (clf.bins_[:, 1] > X.shape[1] - 150).any()
+    assert (clf.predict(X[test]) == y[test]).mean() >= 0.95
