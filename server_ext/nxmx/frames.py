@@ -7,6 +7,7 @@ and a module missing a frame leaves a hole that the output fills.
 """
 
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import h5py
 import numpy as np
@@ -146,10 +147,35 @@ def _module_frames(run, det, modno, train_ids):
     return mf
 
 
+def _check_unique(mf):
+    """Refuse a module that labels two frames with the same (train, pulse):
+    frames are aligned across modules by that label."""
+    keys = mf.keys
+    if len(keys) < 2 or np.all(np.diff(keys) > 0):  # the usual case, O(n)
+        return
+    order = np.argsort(keys, kind="stable")
+    same = np.flatnonzero(keys[order][1:] == keys[order][:-1])
+    if not len(same):
+        return
+    first, second = order[same[0]], order[same[0] + 1]
+    key = int(keys[first])
+    files = sorted({Path(mf.files[mf.file_idx[i]]).name for i in (first, second)})
+    raise CorruptRunError(
+        f"{mf.source} has two frames labelled train {key >> PULSE_BITS}, pulse"
+        f" {key & ((1 << PULSE_BITS) - 1)} (in {' and '.join(files)}), so its frames cannot be"
+        " aligned with the other modules' by (train, pulse); exclude that train with --trains,"
+        " or convert a corrected run with valid pulse IDs")
+
+
 def build_frame_table(run, det):
-    """Build the aligned :class:`FrameTable` for *det* over *run*'s trains."""
+    """Build the aligned :class:`FrameTable` for *det* over *run*'s trains.
+
+    Raises :class:`CorruptRunError` where a module repeats a (train, pulse).
+    """
     train_ids = np.asarray(run.train_ids, dtype=np.uint64)
     modules = [_module_frames(run, det, modno, train_ids) for modno in sorted(det.sources)]
+    for m in modules:
+        _check_unique(m)
     first = modules[0].keys
     if all(np.array_equal(m.keys, first) for m in modules[1:]) and np.all(np.diff(first) > 0):
         keys = first  # the usual case: every module has every frame

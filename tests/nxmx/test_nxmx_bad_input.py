@@ -5,6 +5,7 @@ import shutil
 import warnings
 from pathlib import Path
 
+import h5py
 import pytest
 from extra_geom import LPD_1MGeometry
 
@@ -170,4 +171,17 @@ def test_cli_reports_errors_without_traceback(agipd_dir, tmp_path, out, capsys):
     assert "daas nxmx: error:" in err and "not a directory" in err and "Traceback" not in err
     rc = daas(["nxmx", "convert", str(agipd_dir), "-o", str(out), "--trains", "500:600"])
     assert rc == 2 and "no trains" in capsys.readouterr().err
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("mode", ["virtual", "copy"])
+def test_repeated_train_and_pulse(tmp_path, out, mode):
+    run = tmp_path / "dup"
+    mr.make_agipd_sequence_run(run, ntrains=4, trains_per_file=2, pulses=3)
+    src = "SPB_DET_AGIPD1M-1/DET/4CH0:xtdf"
+    with h5py.File(run / "CORR-R0239-AGIPD04-S00001.h5", "r+") as f:
+        f[f"INSTRUMENT/{src}/image/pulseId"][:] = 0  # e.g. pulse IDs not filled in
+    with pytest.raises(CorruptRunError, match=rf"{src} has two frames labelled train 10002, pulse 0"
+                       r" \(in CORR-R0239-AGIPD04-S00001.h5\).*--trains"):
+        convert(run, out, mode=mode, photon_energy=9)
     assert_nothing_written(out)
