@@ -69,11 +69,15 @@ def _static_mask(table):
 
     EuXFEL masks are per frame; NXmx's static mask takes the first selected
     frame's bad-pixel flags (the per-frame masks stay in the run's files).
+    Modules with no frames are gaps; a module without a mask has no flags.
     """
     mask = np.full((table.n_modules,) + tuple(table.module_shape), NX_GAP, np.uint32)
     found = False
     for m in table.modules:
-        if not len(m.dst) or not m.mask_dataset:
+        if not len(m.dst):
+            continue
+        mask[m.index] = 0
+        if not m.mask_dataset:
             continue
         first = int(np.argmin(m.dst))
         with h5py.File(m.files[m.file_idx[first]], "r") as h5:

@@ -15,6 +15,7 @@ from server_ext.nxmx.beam import HC_J_M, TRAIN_PERIOD_S
 from server_ext.nxmx.mask import NX_DEAD, NX_GAP, NX_NOISY, NX_VIRTUAL
 
 sys.path.insert(0, str(Path(__file__).parent))
+import nxmx_mockruns as mr  # noqa: E402
 from nxmx_mockruns import AGIPD_RANDOM_FRAMES  # noqa: E402
 
 LPD_RANDOM_FRAMES = [(0, 0), (1, 2), (20, 5)]
@@ -215,3 +216,22 @@ def test_progress_and_overwrite(agipd_dir, tmp_path):
         convert_run(agipd_dir, out, trains=slice(0, 1), overwrite=True)
     with h5py.File(out) as f:
         assert f["/entry/data/data"].shape[0] == 64
+
+
+def test_pixel_mask_of_modules_without_mask_or_data(tmp_path):
+    run = tmp_path / "r"
+    mr.make_agipd_sequence_run(run, ntrains=2, trains_per_file=2, pulses=2)
+    src = "INSTRUMENT/SPB_DET_AGIPD1M-1/DET/{}CH0:xtdf/image/mask"
+    with h5py.File(run / "CORR-R0239-AGIPD03-S00000.h5", "r+") as f:
+        f[src.format(3)][0, 5, 7] = 1 << 0  # one bad pixel: the run has a mask
+    with h5py.File(run / "CORR-R0239-AGIPD05-S00000.h5", "r+") as f:
+        del f[src.format(5)]  # present module, no mask dataset
+    (run / "CORR-R0239-AGIPD15-S00000.h5").unlink()  # absent module
+    with pytest.warns(UserWarning):
+        out = convert_run(run, tmp_path / "m.nxs", distance=100)
+    with h5py.File(out) as f:
+        mask = f["/entry/instrument/ELE_D0/pixel_mask"][()]
+    assert mask[3, 5, 7] == NX_DEAD and np.count_nonzero(mask[3]) == 1
+    assert not mask[5].any(), "a module without a mask has no flags"
+    assert (mask[15] == NX_GAP).all(), "a module without data is a gap"
+    assert not mask[[0, 1, 2, 4, 14]].any()
