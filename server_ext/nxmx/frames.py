@@ -80,6 +80,19 @@ def _read_labels(h5file, path, fname):
         ) from None
 
 
+def _labels(h5file, path, fname, frames_shape, data_path):
+    """Per-frame labels as (entries, frames per entry); one per data frame."""
+    labels = _read_labels(h5file, path, fname)
+    n_entries = frames_shape[0]
+    per_entry = int(np.prod(frames_shape[1:], dtype=np.int64))
+    if labels.size != n_entries * per_entry or (labels.ndim and labels.shape[0] != n_entries):
+        raise CorruptRunError(
+            f"{fname}: {path} has shape {labels.shape} but {data_path} holds"
+            f" {n_entries * per_entry} frames ({'x'.join(map(str, frames_shape))}); the file is"
+            " inconsistent: copy it again from the facility, or remove it from the run directory")
+    return labels.reshape(n_entries, per_entry)
+
+
 def _module_frames(run, det, modno, train_ids):
     kind = det.kind
     src = det.sources[modno]
@@ -117,12 +130,12 @@ def _module_frames(run, det, modno, train_ids):
         rows = np.arange(total) - np.repeat(starts - firsts, counts)
         frame_tid = np.repeat(tids, counts)
         if kind.layout == "xtdf":
-            pulses = _read_labels(h5, _group_path(src, kind.pulse_key), fname).reshape(shape[0], -1)[:, 0]
-            cells = _read_labels(h5, _group_path(src, kind.cell_key), fname).reshape(shape[0], -1)[:, 0]
+            pulses = _labels(h5, _group_path(src, kind.pulse_key), fname, shape[:1], data_path)[:, 0]
+            cells = _labels(h5, _group_path(src, kind.cell_key), fname, shape[:1], data_path)[:, 0]
             pulse, cell, sub = pulses[rows], cells[rows], None
         else:  # one entry per train, holding all memory cells
             ncell = shape[1]
-            cells = _read_labels(h5, _group_path(src, kind.cell_key), fname).reshape(shape[0], -1)
+            cells = _labels(h5, _group_path(src, kind.cell_key), fname, shape[:2], data_path)
             frame_tid = np.repeat(frame_tid, ncell)
             sub = np.tile(np.arange(ncell), total)
             rows = np.repeat(rows, ncell)

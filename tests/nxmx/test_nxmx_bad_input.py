@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import h5py
+import numpy as np
 import pytest
 from extra_geom import LPD_1MGeometry
 
@@ -184,4 +185,19 @@ def test_repeated_train_and_pulse(tmp_path, out, mode):
     with pytest.raises(CorruptRunError, match=rf"{src} has two frames labelled train 10002, pulse 0"
                        r" \(in CORR-R0239-AGIPD04-S00001.h5\).*--trains"):
         convert(run, out, mode=mode, photon_energy=9)
+    assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("length", [5, 7])
+def test_label_length_differs_from_data(tmp_path, out, length):
+    run = tmp_path / "labels"
+    mr.make_agipd_sequence_run(run, ntrains=2, trains_per_file=2, pulses=3)
+    path = "INSTRUMENT/SPB_DET_AGIPD1M-1/DET/2CH0:xtdf/image/pulseId"
+    with h5py.File(run / "CORR-R0239-AGIPD02-S00000.h5", "r+") as f:
+        assert f[path].shape == (6,)
+        del f[path]
+        f[path] = np.arange(length, dtype=np.uint64)
+    with pytest.raises(CorruptRunError, match=rf"AGIPD02-S00000.h5: {path} has shape \({length},\)"
+                       r" but .*image/data holds 6 frames"):
+        convert(run, out, photon_energy=9)
     assert_nothing_written(out)
