@@ -103,8 +103,6 @@ def beam_for_frames(run, table, instrument, photon_energy_keV=None):
         energy = np.full(len(table), np.nan)
         energy[ok] = intens[rows[ok], rank[ok]]
     if photon_energy_keV is not None:
-        if not photon_energy_keV > 0:
-            raise MissingMetadataError(f"photon energy must be positive, got {photon_energy_keV} keV")
         wl = np.full(len(table), HC_KEV_ANGSTROM / photon_energy_keV)
         return Beam(wl, energy, xgm, "photon_energy argument")
     if xgm is not None:

@@ -1,6 +1,8 @@
 """``convert_run``: European XFEL run -> NXmx master file."""
 
 import errno
+import math
+import numbers
 import os
 import tempfile
 import warnings
@@ -40,6 +42,27 @@ def check_output(output, overwrite):
     if not os.access(parent, os.W_OK | os.X_OK):
         raise OutputError(f"cannot write {output}: no write permission in {parent}; choose a folder you can write to")
     return output
+
+
+def _number(name, value, unit, flag, minimum=0.0, strict=True):
+    if value is None:
+        return
+    ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+    if not ok or (value <= minimum if strict else value < minimum):
+        bound = f"{'>' if strict else '>='} {minimum:g}"
+        raise ConversionError(f"{name} must be a number {bound} ({unit}), got {value!r}; e.g. {flag}")
+
+
+def _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads):
+    """Refuse bad arguments before any work (the boundary check)."""
+    if mode not in MODES:
+        raise ConversionError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _number("distance", distance, "mm", "--distance 120")
+    _number("photon_energy", photon_energy, "keV", "--photon-energy 9.3")
+    _number("min_pulse_energy", min_pulse_energy, "µJ", "--min-pulse-energy 500", strict=False)
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
+                                or threads < 1):
+        raise ConversionError(f"threads must be a whole number >= 1, got {threads!r}; leave it out for one per CPU")
 
 
 def _umask():
@@ -164,8 +187,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
         convert_run("/gpfs/exfel/exp/SPB/202301/p001234/proc/r0042", "r42.nxs",
                     geometry="agipd.geom", min_pulse_energy=500)
     """
-    if mode not in MODES:
-        raise ConversionError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads)
     output = check_output(output, overwrite)
     check_cancel = _canceller(cancel)
     dc = select_trains(open_run(run), trains)
@@ -175,8 +197,6 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
         distance = det.kind.default_distance_mm
         warnings.warn(f"no detector distance given: using {distance} mm; pass --distance MM",
                       DefaultDistanceWarning, stacklevel=2)
-    elif not distance > 0:
-        raise ConversionError(f"distance must be a positive number of mm, got {distance}")
     table = build_frame_table(dc, det)
     if not len(table):
         raise NoFramesError(f"{det.name} recorded no frames in the selected trains; select other trains")

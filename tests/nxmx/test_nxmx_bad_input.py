@@ -201,3 +201,28 @@ def test_label_length_differs_from_data(tmp_path, out, length):
                        r" but .*image/data holds 6 frames"):
         convert(run, out, photon_energy=9)
     assert_nothing_written(out)
+
+
+@pytest.mark.parametrize("kwargs,message", [
+    (dict(mode="fast"), "mode must be one of virtual, copy, not 'fast'"),
+    (dict(distance=0), r"distance must be a number > 0 \(mm\), got 0"),
+    (dict(distance=float("nan")), "distance must be a number > 0"),
+    (dict(distance="120"), r"distance must be a number > 0 \(mm\), got '120'"),
+    (dict(photon_energy=-9.3), r"photon_energy must be a number > 0 \(keV\)"),
+    (dict(photon_energy=float("inf")), "photon_energy must be a number > 0"),
+    (dict(min_pulse_energy=-1), r"min_pulse_energy must be a number >= 0 \(µJ\)"),
+    (dict(min_pulse_energy=True), "min_pulse_energy must be a number >= 0"),
+    (dict(threads=0), "threads must be a whole number >= 1"),
+    (dict(threads=2.5), "threads must be a whole number >= 1"),
+])
+def test_arguments_checked_before_any_work(tmp_path, out, kwargs, message):
+    # The run does not exist: the argument is reported first, before the run is opened.
+    with pytest.raises(ConversionError, match=message):
+        convert(tmp_path / "no-such-run", out, **kwargs)
+    assert_nothing_written(out)
+
+
+def test_good_numbers_of_any_type_are_accepted(agipd_dir, out):
+    p = convert(agipd_dir, out, trains=slice(0, 1), distance=np.float32(120), photon_energy=9,
+                min_pulse_energy=0, threads=np.int64(1), mode="copy")
+    assert p.exists()
