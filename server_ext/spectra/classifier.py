@@ -235,12 +235,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                              int(self.max_bins or self.n_bins), self.max_overlap)
 
         segments = starts[chosen][:, None] + np.arange(self.n_features)[None, :]
-        net = self._train_networks(Z[:, segments], yc, splits, n_classes, rng)
-        keep, sep, weights, beta = net["keep"], net["acc"], net["weights"], net["beta"]
-        self.published_weights_ = net["prior"][keep]
-        from .networks import bin_models, unpack
+        from .networks import bin_models, global_random_state_kept, unpack
 
-        models = bin_models(*(a[keep] for a in net["final"]))
+        with global_random_state_kept():
+            net = self._train_networks(Z[:, segments], yc, splits, n_classes, rng)
+            keep = net["keep"]
+            models = bin_models(*(a[keep] for a in net["final"]))
+        sep, weights, beta = net["acc"], net["weights"], net["beta"]
+        self.published_weights_ = net["prior"][keep]
 
         self.classes_ = classes
         self.n_features_in_ = n_points

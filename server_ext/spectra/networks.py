@@ -7,11 +7,13 @@ computation) never loads it.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import random
 
 import numpy as np
 
-__all__ = ["keras_module", "build_bin_model", "train_stacked", "mlp_proba",
+__all__ = ["keras_module", "build_bin_model", "global_random_state_kept", "train_stacked", "mlp_proba",
            "bin_models", "unpack"]
 
 _KERAS = None
@@ -41,17 +43,34 @@ def keras_module():
 
 def build_bin_model(n_features, hidden, n_classes, mean, variance, name):
     """One bin's network: standardisation (fixed), Dense(hidden, relu),
-    Dense(n_classes, softmax)."""
+    Dense(n_classes, softmax). Built to hold trained weights, so its
+    initial weights are zeros (a random initializer would draw a seed from
+    Python's global ``random``)."""
     keras = keras_module()
     return keras.Sequential(
         [
             keras.Input((n_features,), name=f"{name}_in"),
             keras.layers.Normalization(mean=mean, variance=variance, name=f"{name}_norm"),
-            keras.layers.Dense(hidden, activation="relu", name=f"{name}_hidden"),
-            keras.layers.Dense(n_classes, activation="softmax", name=f"{name}_out"),
+            keras.layers.Dense(hidden, activation="relu", kernel_initializer="zeros",
+                               name=f"{name}_hidden"),
+            keras.layers.Dense(n_classes, activation="softmax", kernel_initializer="zeros",
+                               name=f"{name}_out"),
         ],
         name=name,
     )
+
+
+@contextlib.contextmanager
+def global_random_state_kept():
+    """Restore Python's and NumPy's global random states on exit: TensorFlow
+    and Keras may draw from them, and fitting a model must not change what a
+    user's own ``random``/``np.random`` calls return."""
+    py, nps = random.getstate(), np.random.get_state()
+    try:
+        yield
+    finally:
+        random.setstate(py)
+        np.random.set_state(nps)
 
 
 def _stacked_dense_class():
@@ -61,14 +80,16 @@ def _stacked_dense_class():
         """``bins`` independent dense layers applied side by side:
         (n, bins, in) -> (n, bins, units) with kernel (bins, in, units)."""
 
-        def __init__(self, bins, units, activation=None, **kw):
+        def __init__(self, bins, units, activation=None, seed=None, **kw):
             super().__init__(**kw)
             self.bins, self.units = bins, units
             self.activation = keras.activations.get(activation)
+            # a seeded initializer: reproducible without touching global random state
+            self.kernel_initializer = keras.initializers.GlorotUniform(seed=seed)
 
         def build(self, shape):
             self.kernel = self.add_weight(shape=(self.bins, shape[-1], self.units),
-                                          initializer="glorot_uniform", name="kernel")
+                                          initializer=self.kernel_initializer, name="kernel")
             self.bias = self.add_weight(shape=(self.bins, self.units),
                                         initializer="zeros", name="bias")
 
@@ -99,8 +120,6 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
     import tensorflow as tf
 
     keras = keras_module()
-    if seed is not None:
-        keras.utils.set_random_seed(int(seed))
     n, n_bins, n_feat = F.shape
     n_groups = masks.shape[1]
     n_classes = T.shape[1]
@@ -114,8 +133,8 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
         keras.Input((nets, n_feat)),
         keras.layers.Normalization(axis=(1, 2), mean=np.tile(mean, (n_groups, 1)),
                                    variance=np.tile(var, (n_groups, 1))),
-        StackedDense(nets, hidden, "relu"),
-        StackedDense(nets, n_classes, "softmax"),
+        StackedDense(nets, hidden, "relu", seed=None if seed is None else int(seed)),
+        StackedDense(nets, n_classes, "softmax", seed=None if seed is None else int(seed) + 1),
     ])
     bs = int(min(batch_size, n))
     steps = int(np.ceil(epochs * n / bs))

@@ -218,3 +218,18 @@ def test_every_point_is_in_a_candidate_bin(placement):
         np.testing.assert_array_equal(clf.candidates_[1:, 0], clf.candidates_[:-1, 1])
     assert (clf.bins_[:, 1] > X.shape[1] - 150).any()
     assert (clf.predict(X[test]) == y[test]).mean() >= 0.95
+
+
+def test_fit_leaves_global_random_state_alone_and_is_reproducible():
+    import random
+
+    X, y = _tail_change_series(12, n_points=600, seed=8)
+    random.seed(123)
+    np.random.seed(123)
+    expected = (random.random(), np.random.random())
+    random.seed(123)
+    np.random.seed(123)
+    P = [BinnedSpectraClassifier(epochs=5, random_state=3).fit(X, y).predict_proba(X)
+         for _ in range(2)]
+    assert (random.random(), np.random.random()) == expected
+    np.testing.assert_array_equal(P[0], P[1])
