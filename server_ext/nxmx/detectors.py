@@ -26,7 +26,6 @@ class DetectorKind:
     module_shape: tuple
     n_modules: int  # 0: as many as the run has
     first_module: int
-    pixel_size_mm: float
     sensor_material: str
     sensor_thickness_mm: float
     bit_depth_readout: int
@@ -47,7 +46,7 @@ AGIPD_1M = DetectorKind(
     name="AGIPD-1M",
     source_re=re.compile(r"^(?P<det>[^/]+_AGIPD1M[^/]*)/(?:DET|CORR)/(?P<mod>\d+)CH0:(?:xtdf|output)$"),
     data_key="image.data", layout="xtdf", module_shape=(512, 128), n_modules=16,
-    first_module=0, pixel_size_mm=0.2, sensor_material="Si", sensor_thickness_mm=0.5,
+    first_module=0, sensor_material="Si", sensor_thickness_mm=0.5,
     bit_depth_readout=14, underload_value=-1000, saturation_value=10_000_000,
     frame_time_s=1 / 1.128e6, count_time_s=1 / 1.128e6, default_distance_mm=120.0,
     description="AGIPD-1M (Adaptive Gain Integrating Pixel Detector), corrected data",
@@ -59,7 +58,7 @@ LPD_1M = DetectorKind(
     name="LPD-1M",
     source_re=re.compile(r"^(?P<det>[^/]+_LPD1M[^/]*)/(?:DET|CORR)/(?P<mod>\d+)CH0:(?:xtdf|output)$"),
     data_key="image.data", layout="xtdf", module_shape=(256, 256), n_modules=16,
-    first_module=0, pixel_size_mm=0.5, sensor_material="Si", sensor_thickness_mm=0.5,
+    first_module=0, sensor_material="Si", sensor_thickness_mm=0.5,
     bit_depth_readout=12, underload_value=-1000, saturation_value=10_000_000,
     frame_time_s=1 / 1.128e6, count_time_s=1 / 1.128e6, default_distance_mm=250.0,
     description="LPD-1M (Large Pixel Detector), corrected data",
@@ -71,7 +70,7 @@ JUNGFRAU = DetectorKind(
     name="JUNGFRAU",
     source_re=re.compile(r"^(?P<det>[^/]+_JF[^/]*)/(?:DET|CORR)/JNGFR(?P<mod>\d+):(?:daqOutput|output)$"),
     data_key="data.adc", layout="cells", module_shape=(512, 1024), n_modules=0,
-    first_module=1, pixel_size_mm=0.075, sensor_material="Si", sensor_thickness_mm=0.32,
+    first_module=1, sensor_material="Si", sensor_thickness_mm=0.32,
     bit_depth_readout=14, underload_value=-1000, saturation_value=10_000_000,
     frame_time_s=0.1, count_time_s=10e-6, default_distance_mm=120.0,
     description="JUNGFRAU multi-module detector with memory cells, corrected data",

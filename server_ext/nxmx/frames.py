@@ -232,10 +232,3 @@ def source_runs(m, file_i):
     for s, e in zip(starts, ends):
         yield int(dst[s]), int(e - s), int(flat[s])
 
-
-def is_readable_hdf5(path):
-    try:
-        with h5py.File(path, "r"):
-            return True
-    except OSError:
-        return False

@@ -308,7 +308,9 @@ def _check_pynxtools(path):
     finally:
         _restore(logger, old)
         helpers.collector.clear()
-    out = [Finding("pynxtools", "error" if r.levelno >= logging.WARNING else "warning", r.getMessage())
+    # pynxtools reports each departure from the application definition as a
+    # warning record: all of them are errors of the file.
+    out = [Finding("pynxtools", "error", r.getMessage())
            for r in handler.records if r.levelno >= logging.WARNING]
     if problems and not out:  # problems the logger did not describe
         out = [Finding("pynxtools", "error", p) for p in sorted(problems)]
