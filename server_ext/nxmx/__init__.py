@@ -2,17 +2,26 @@
 
 ``convert_run`` writes the file (virtual data over the run's own files, or
 a compressed copy), ``validate`` checks one with independent readers, and
-``inspect_run`` summarises a run. No Jupyter imports; the validators and
-``extra_data`` load on first use.
+``inspect_run`` summarises a run. No Jupyter imports; h5py, ``extra_data``
+and the validators load on first use of what needs them, so importing this
+package (e.g. for its exception types) is cheap.
 """
 
-from .convert import convert_run
+import importlib
+
 from .errors import (ConversionCancelled, ConversionError, CorruptRunError,
                      DetectorNotFoundError, GeometryError, MissingMetadataError,
                      NoFramesError, NotARunError, OutputError, RawDataError,
                      UnsupportedDetectorError)
-from .info import inspect_run
-from .validation import Finding, ValidationReport, validate
+
+# Public name -> submodule that defines it, imported on first access.
+_LAZY = {
+    "convert_run": ".convert",
+    "validate": ".validation",
+    "ValidationReport": ".validation",
+    "Finding": ".validation",
+    "inspect_run": ".info",
+}
 
 __all__ = [
     "convert_run", "validate", "inspect_run", "ValidationReport", "Finding",
@@ -20,3 +29,16 @@ __all__ = [
     "UnsupportedDetectorError", "RawDataError", "GeometryError", "NoFramesError",
     "MissingMetadataError", "OutputError", "ConversionCancelled",
 ]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))

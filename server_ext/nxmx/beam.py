@@ -26,8 +26,13 @@ class Beam:
 
     wavelength_A: np.ndarray
     pulse_energy_uJ: np.ndarray | None  # None without an XGM
-    xgm: str | None
-    wavelength_from: str
+
+    def select(self, keep):
+        """Keep only frames where the boolean array *keep* is true (as
+        :meth:`FrameTable.select`, so beam and frames stay aligned)."""
+        self.wavelength_A = self.wavelength_A[keep]
+        if self.pulse_energy_uJ is not None:
+            self.pulse_energy_uJ = self.pulse_energy_uJ[keep]
 
     @property
     def photons_per_pulse(self):
@@ -45,10 +50,15 @@ class Beam:
         return None if photons is None else photons / TRAIN_PERIOD_S
 
 
+def xgm_sources(run):
+    """The run's XGM output sources (those recording pulse energies), sorted."""
+    return sorted(s for s in run.instrument_sources
+                  if s.endswith(":output") and ENERGY_KEY in run[s].keys())
+
+
 def find_xgm(run, instrument):
     """Name of the XGM output source to use, preferring the instrument's own."""
-    cands = sorted(s for s in run.instrument_sources
-                   if s.endswith(":output") and ENERGY_KEY in run[s].keys())
+    cands = xgm_sources(run)
     if not cands:
         return None
     own = [s for s in cands if s.startswith(instrument)]
@@ -104,7 +114,7 @@ def beam_for_frames(run, table, instrument, photon_energy_keV=None):
         energy[ok] = intens[rows[ok], rank[ok]]
     if photon_energy_keV is not None:
         wl = np.full(len(table), HC_KEV_ANGSTROM / photon_energy_keV)
-        return Beam(wl, energy, xgm, "photon_energy argument")
+        return Beam(wl, energy)
     if xgm is not None:
         ctrl = xgm.split(":", 1)[0]
         if ctrl in run.control_sources and WAVELENGTH_KEY in run[ctrl]:
@@ -112,7 +122,7 @@ def beam_for_frames(run, table, instrument, photon_energy_keV=None):
             wl = _lookup(table.train_id, tids, nm.astype(np.float64)) * 10.0
             good = np.isfinite(wl) & (wl > 0)
             if good.all():
-                return Beam(wl, energy, xgm, f"{ctrl} {WAVELENGTH_KEY}")
+                return Beam(wl, energy)
     raise MissingMetadataError(
         "the run records no usable X-ray wavelength (XGM pulseEnergy.wavelengthUsed);"
         " give the photon energy with --photon-energy KEV (Python: photon_energy=...)"

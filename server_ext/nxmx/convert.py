@@ -214,8 +214,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
                 f"no frame has an XGM pulse energy >= {min_pulse_energy} µJ (highest: {best:.4g} µJ);"
                 " lower --min-pulse-energy")
         table.select(keep)
-        beam.wavelength_A = beam.wavelength_A[keep]
-        beam.pulse_energy_uJ = beam.pulse_energy_uJ[keep]
+        beam.select(keep)
     check_cancel()
     meta = _times(dc, table)
     mask = _static_mask(table)

@@ -2,7 +2,7 @@
 
 import numpy as np
 
-from .beam import ENERGY_KEY, find_xgm
+from .beam import find_xgm, xgm_sources
 from .detectors import find_detectors
 from .runs import open_run
 
@@ -11,8 +11,9 @@ def inspect_run(run):
     """Summarise detectors, trains, pulses and XGMs of a run (a dict)."""
     dc = open_run(run)
     found, unsupported = find_detectors(dc)
-    detectors = []
+    detectors, preferred = [], {}
     for name, det in sorted(found.items()):
+        preferred[name] = find_xgm(dc, det.instrument)
         src = det.sources[min(det.sources)]
         kd = dc[src, det.kind.data_key]
         counts = np.asarray(kd.data_counts(labelled=False))
@@ -23,10 +24,6 @@ def inspect_run(run):
             "frames_per_train_max": int(counts.max(initial=0)) * per_entry,
             "frames": int(counts.sum()) * per_entry,
         })
-    xgms = []
-    for s in sorted(dc.instrument_sources):
-        if s.endswith(":output") and ENERGY_KEY in dc[s].keys():
-            xgms.append(s)
     tids = np.asarray(dc.train_ids)
     return {
         "trains": len(tids),
@@ -34,6 +31,6 @@ def inspect_run(run):
         "last_train": int(tids[-1]) if len(tids) else None,
         "detectors": detectors,
         "unsupported_detectors": sorted(unsupported),
-        "xgm": xgms,
-        "xgm_preferred": {d["name"]: find_xgm(dc, d["name"].split("_", 1)[0]) for d in detectors},
+        "xgm": xgm_sources(dc),
+        "xgm_preferred": preferred,
     }

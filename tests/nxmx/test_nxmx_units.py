@@ -1,10 +1,14 @@
 """Small pieces: mask translation, bitshuffle chunks, frame alignment."""
 
+import subprocess
+import sys
+from pathlib import Path
+
 import h5py
 import hdf5plugin
 import numpy as np
 
-from server_ext.nxmx.beam import pulse_rank
+from server_ext.nxmx.beam import Beam, pulse_rank
 from server_ext.nxmx.compressed import compress_chunk
 from server_ext.nxmx.mask import EUXFEL_TO_NXMX, NX_DEAD, NX_GAP, NX_NOISY, translate_mask
 from server_ext.nxmx.vds import source_blocks
@@ -41,3 +45,24 @@ def test_source_blocks_for_memory_cells():
     blocks = source_blocks(16, 40, (4, 16, 8, 8), cells=True)
     assert blocks == [((1, 0, 0, 0), (2, 16, 8, 8)), ((3, 0, 0, 0), (1, 8, 8, 8))]
     assert source_blocks(3, 4, (10, 8, 8), cells=False) == [((3, 0, 0), (4, 8, 8))]
+
+
+def test_beam_select_keeps_frames_aligned():
+    wl = np.linspace(1.0, 1.9, 10)
+    energy = np.arange(10.0) * 100
+    keep = energy >= 450
+    beam = Beam(wl.copy(), energy.copy())
+    beam.select(keep)
+    np.testing.assert_array_equal(beam.wavelength_A, wl[5:])
+    np.testing.assert_array_equal(beam.pulse_energy_uJ, energy[5:])
+    no_xgm = Beam(wl.copy(), None)
+    no_xgm.select(keep)
+    assert no_xgm.pulse_energy_uJ is None and no_xgm.photons_per_pulse is None
+    np.testing.assert_array_equal(no_xgm.wavelength_A, wl[5:])
+
+
+def test_package_import_is_lazy():
+    code = ("import sys, server_ext.nxmx as nx; assert 'h5py' not in sys.modules, 'h5py';"
+            " from server_ext.nxmx import convert_run, validate, inspect_run;"
+            " assert 'h5py' in sys.modules and callable(convert_run) and nx.validate is validate")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
