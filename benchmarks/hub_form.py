@@ -26,7 +26,6 @@ import asyncio
 import os
 import random
 import re
-import socket
 import statistics
 import sys
 import tempfile
@@ -38,7 +37,7 @@ import yaml
 
 from hub_ext.catalog import YamlCatalog
 from hub_ext.demo import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
-from hub_ext.hubprocess import HubProcess
+from hub_ext.hubprocess import HubProcess, free_port
 
 SIZES = (10, 10_000, 100_000)
 USER = "alice"
@@ -95,12 +94,6 @@ def write_yaml(doc, path):
     with open(tmp, "w") as f:
         yaml.dump(doc, f, Dumper=dumper, sort_keys=False)
     tmp.replace(path)
-
-
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class Case:

@@ -259,7 +259,7 @@ class _Index:
             if facility not in self.facility_names:
                 return 0, []
             mask = mask & (self.facility == self.facility_names.index(facility))
-        words = [w for w in query.lower().split() if "\n" not in w]
+        words = query.lower().split()
         if words:
             rows, starts, text = self._subset(groups, see_all)
             hits = np.ones(len(rows), dtype=bool)

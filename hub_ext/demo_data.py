@@ -126,9 +126,9 @@ def write_plain_dataset(path, title, seed):
 
 
 def make_read_only(path):
-    """Drop write permission below ``path``: the demo's datasets are archives."""
-    for root, dirs, files in os.walk(path):
-        for name in files:
+    """Drop write permission below ``path`` (files and folders): the demo's datasets are archives."""
+    for root, dirs, files in os.walk(path, topdown=False):
+        for name in files + dirs:
             p = os.path.join(root, name)
             os.chmod(p, os.stat(p).st_mode & ~0o222)
 

@@ -5,10 +5,14 @@ machine, plus resources and the URL the server opens. Environments can be
 restricted to the facilities whose data they understand.
 """
 
+import logging
+import os
 import re
 from dataclasses import dataclass
 
 from .yamlfile import file_stamp, parse_records, read_section
+
+log = logging.getLogger("JupyterHub")
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -122,7 +126,11 @@ def parse_environments(entries, source="environments"):
 
 
 class EnvironmentsFile:
-    """An ``environments:`` YAML file, re-read when it changes."""
+    """An ``environments:`` YAML file, re-read when it changes.
+
+    A broken edit keeps the last good version in service (logged), as the
+    catalogue does; only a file that never parsed is an error.
+    """
 
     def __init__(self, path):
         self.path = path
@@ -135,7 +143,14 @@ class EnvironmentsFile:
                 return self._envs
         except OSError:
             pass  # read_section reports it
-        stamp, entries = read_section(self.path, "environments", EnvironmentConfigError, "environments file")
-        self._envs = parse_environments(entries, self.path)
+        try:
+            stamp, entries = read_section(self.path, "environments", EnvironmentConfigError, "environments file")
+            self._envs = parse_environments(entries, self.path)
+        except EnvironmentConfigError:
+            if self._envs is None:
+                raise
+            log.exception("Environments file %s is invalid, serving the last version", self.path)
+            self._stamp = file_stamp(self.path) if os.path.exists(self.path) else self._stamp
+            return self._envs
         self._stamp = stamp
         return self._envs

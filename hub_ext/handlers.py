@@ -27,10 +27,10 @@ class DatasetSearchHandler(APIHandler):
         user = self.find_user(name)
         if user is None:
             raise web.HTTPError(404, f"No such user: {name}")
-        try:
-            spawner = user.get_spawner(self.get_argument("server", ""))
-        except KeyError:
-            raise web.HTTPError(404, "No such server.") from None
+        server = self.get_argument("server", "")
+        if server not in user.orm_spawners:
+            raise web.HTTPError(404, "No such server.")
+        spawner = user.get_spawner(server)
         if not hasattr(spawner, "search_datasets"):
             raise web.HTTPError(404, "This hub's spawner has no dataset catalogue.")
         try:

@@ -8,12 +8,22 @@ proxy and the single-user servers) and killed if it does not go.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from pathlib import Path
+
+import psutil
+
+
+def free_port():
+    """An ephemeral TCP port on 127.0.0.1 (closed again, so the caller can bind it)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 class HubProcess:
@@ -54,16 +64,24 @@ class HubProcess:
     def stop(self, timeout=60):
         if self.proc is None or self.proc.poll() is not None:
             return
+        # The proxy and the servers run in sessions of their own: remember them
+        # now, so none survives if the hub cannot clean up after itself.
+        try:
+            family = psutil.Process(self.proc.pid).children(recursive=True)
+        except psutil.NoSuchProcess:
+            family = []
         self.proc.send_signal(signal.SIGINT)
         try:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            pass
-        try:  # whatever is left of the group: proxy, servers
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        self.proc.wait()
+            self.proc.kill()
+            self.proc.wait()
+        _, alive = psutil.wait_procs(family, timeout=10)
+        for p in alive:
+            try:
+                p.kill()
+            except psutil.NoSuchProcess:
+                pass
 
     def __enter__(self):
         return self.start() if self.proc is None else self

@@ -19,6 +19,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
+from escapism import escape
 from jinja2 import Environment as JinjaEnvironment
 from jinja2 import FileSystemLoader, select_autoescape
 from jupyterhub.spawner import LocalProcessSpawner
@@ -26,10 +27,11 @@ from tornado import web
 from traitlets import Bool, Dict, Integer, List, Type, Unicode, Union, default
 from traitlets.config import Configurable
 
-from .catalog import Catalog, CatalogError, catalog_class_from_name, slugify, valid_pid
+from .catalog import Catalog, CatalogError, catalog_class_from_name, valid_pid
 from .environments import EnvironmentConfigError, EnvironmentsFile, parse_environments
 
 TEMPLATES = Path(__file__).parent / "templates"
+_SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
 _jinja = JinjaEnvironment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])
 )
@@ -41,7 +43,8 @@ OPTION_KEYS = ("dataset", "environment")
 ENVIRONMENT_TRAITS = ("default_url", "cpu_limit", "mem_limit", "cpu_guarantee", "mem_guarantee")
 
 # Catalogues are expensive (a 100,000-dataset index) and shared by every
-# user's spawner; one instance per backend class per hub process.
+# user's spawner: one instance per backend class and hub configuration. The
+# entry keeps the config object alive, so its id is never reused.
 _CATALOGS = {}
 _ENV_FILES = {}
 
@@ -59,8 +62,10 @@ class SpawnRefused(web.HTTPError):
 
 
 def _default_examples_dir():
-    # notebooks/ sits next to the packages in a source checkout (pip install -e).
-    return str(Path(__file__).resolve().parent.parent / "notebooks")
+    # notebooks/ sits next to the packages in a source checkout (pip install -e);
+    # a regular install puts them under <prefix>/share/panosc-daas/notebooks.
+    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    return str(checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "panosc-daas" / "notebooks")
 
 
 class FacilitySpawner(Configurable):
@@ -149,10 +154,10 @@ class FacilitySpawner(Configurable):
     @property
     def catalog(self):
         cls = catalog_class_from_name(self.catalog_class)
-        catalog = _CATALOGS.get(cls)
-        if catalog is None:
-            catalog = _CATALOGS[cls] = cls(config=self.config, log=self.log)
-        return catalog
+        key = (cls, id(self.config))
+        if key not in _CATALOGS:
+            _CATALOGS[key] = (self.config, cls(config=self.config, log=self.log))
+        return _CATALOGS[key][1]
 
     def environment_list(self):
         """The configured environments, re-read from the file when it changed."""
@@ -345,7 +350,7 @@ class FacilitySpawner(Configurable):
         for name in self.environment_traits:
             value = getattr(env, name)
             if value is not None:
-                setattr(self, name, value)
+                setattr(self, name, list(value) if isinstance(value, tuple) else value)
 
     @default("apply_user_options")
     def _apply_user_options_default(self):
@@ -378,16 +383,21 @@ def _write_json_atomic(path, data):
 
 
 class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
-    """Servers as local processes of the hub's own user, one directory per user.
+    """Servers as local processes of the hub's own user, one directory per server.
 
-    Like ``SimpleLocalProcessSpawner`` it needs no system accounts (and works
-    when the hub runs as root, as in CI); it is meant for one machine: the demo,
-    a beamline workstation. Each server's notebook directory gets
-    ``data/<dataset-slug>`` (a link to the dataset) and the example notebooks;
-    the file browser refuses writes under ``data/`` (see
-    ``readonly_data``). Processes share the hub user's permissions, so
-    dataset files should also be read-only on disk.
+    Like ``SimpleLocalProcessSpawner`` it needs no system accounts; it is for
+    one machine and trusted users: the demo, a beamline workstation. It is
+    **not** a security boundary: every server runs as the hub's OS user and
+    can read whatever that user can (other datasets, other homes, the hub's
+    database). Facilities serving many users use :class:`FacilityKubeSpawner`.
+
+    Each server's notebook directory gets ``data/<dataset-slug>`` (a link to
+    the dataset) and the example notebooks; the file browser refuses writes
+    under ``data/`` (see ``readonly_data``), and dataset files should also be
+    read-only on disk.
     """
+
+    environment_traits = ENVIRONMENT_TRAITS + ("cmd",)
 
     users_root = Unicode(
         "daas-users",
@@ -396,7 +406,19 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
 
     readonly_data = Bool(
         True,
-        help="Run the server with a contents manager that refuses writes under data/.",
+        help="""Run the server with a contents manager that refuses writes under data/.
+
+        The environment's Python (its ``cmd``) must then have panosc-daas installed.
+        """,
+    ).tag(config=True)
+
+    allow_root = Bool(
+        False,
+        help="""Start servers when the hub runs as root.
+
+        They would run as root too (this spawner does not switch users): only
+        for a demo or CI on a machine of its own.
+        """,
     ).tag(config=True)
 
     @default("cmd")
@@ -405,7 +427,12 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
 
     @property
     def home_dir(self):
-        return str(Path(self.users_root).resolve() / slugify(self.user.name))
+        # escapism is injective (a@b and a-b stay apart); named servers get their own
+        # directory, as their data/ links and manifests differ.
+        name = escape(self.user.name, safe=_SAFE_CHARS, escape_char="-")
+        if self.name:
+            name += "--" + escape(self.name, safe=_SAFE_CHARS, escape_char="-")
+        return str(Path(self.users_root).resolve() / name)
 
     def make_preexec_fn(self, name):
         home = self.home_dir
@@ -433,6 +460,11 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
         return args
 
     async def prepare_session(self, dataset, env):
+        if os.geteuid() == 0 and not self.allow_root:
+            raise SpawnRefused(
+                503, "This hub runs as root and would start your server as root; "
+                "administrators: set c.FacilityLocalSpawner.allow_root = True (demo only) or use FacilityKubeSpawner.",
+            )
         if not os.path.isdir(dataset.path):
             raise SpawnRefused(
                 503, f"Dataset {dataset.pid!r} is not reachable on this machine ({dataset.path}); contact support."
@@ -453,7 +485,6 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
         manifest_path = home / self.session_manifest_name
         _write_json_atomic(manifest_path, self.session_manifest(dataset, env, str(link)))
         self.notebook_dir = str(home)
-        self.cmd = list(env.cmd) if env.cmd else self._cmd_default()
         return self.session_env(dataset, env, str(link), str(manifest_path))
 
     def _copy_examples(self, target):

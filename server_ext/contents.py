@@ -6,6 +6,8 @@ refuse every write, rename or delete under ``data/`` instead. (On Kubernetes
 the volume mount itself is read-only.)
 """
 
+import posixpath
+
 from jupyter_server.services.contents.largefilemanager import AsyncLargeFileManager
 from tornado import web
 from traitlets import Unicode
@@ -17,9 +19,10 @@ class ReadOnlyDataContentsManager(AsyncLargeFileManager):
     ).tag(config=True)
 
     def _guard(self, *paths):
-        prefix = self.readonly_dir.strip("/")
+        prefix = posixpath.normpath(self.readonly_dir.strip("/"))
         for path in paths:
-            path = (path or "").strip("/")
+            # normalised, so notebooks/../data/x and ./data/x are caught too
+            path = posixpath.normpath("/" + (path or "").strip("/")).lstrip("/")
             if path == prefix or path.startswith(prefix + "/"):
                 raise web.HTTPError(
                     403, f"{prefix}/ holds the read-only dataset; save your work outside it (e.g. in notebooks/)."

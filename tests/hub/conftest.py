@@ -1,3 +1,5 @@
+import os
+
 import pytest
 
 from hub_ext.demo import demo_catalog
@@ -8,7 +10,7 @@ from .hubtools import Hub
 @pytest.fixture(scope="session")
 def demo_hub(tmp_path_factory, demo_runs):
     """A real JupyterHub + configurable-http-proxy running the demo configuration."""
-    roots = [str(next(iter(demo_runs.values()))).split("/datasets/")[0] + "/datasets"]
+    roots = [os.path.commonpath(list(demo_runs.values()))]  # <data-dir>/datasets
     hub = Hub(tmp_path_factory.mktemp("hub"), demo_catalog(demo_runs), allowed_data_roots=roots)
     hub.start()
     yield hub

@@ -171,6 +171,8 @@ def test_environments_file_reloads(tmp_path):
     assert [e.slug for e in envs.load()] == ["a"]
     path.write_text(yaml.safe_dump({"environments": [{"slug": "a"}, {"slug": "b2"}]}))
     assert [e.slug for e in envs.load()] == ["a", "b2"]
+    path.write_text("environments: [{slug: BAD}]")  # a broken edit: the last good version stays
+    assert [e.slug for e in envs.load()] == ["a", "b2"]
     with pytest.raises(EnvironmentConfigError, match="Cannot read"):
         EnvironmentsFile(str(tmp_path / "nope.yaml")).load()
 

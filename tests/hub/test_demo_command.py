@@ -1,6 +1,5 @@
 """``daas demo`` end to end: data on first run, a hub that spawns, Ctrl-C stops everything."""
 
-import os
 import signal
 import subprocess
 import sys
@@ -10,7 +9,7 @@ import psutil
 import pytest
 import requests
 
-from ..conftest import free_port
+from hub_ext.hubprocess import free_port
 from .hubtools import Browser
 
 
@@ -58,6 +57,12 @@ def test_daas_demo_starts_spawns_and_stops_cleanly(tmp_path):
         with pytest.raises(requests.ConnectionError):
             requests.get(url, timeout=2)
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
+        if proc.poll() is None:  # a failed assertion: take the whole tree down
+            leftovers = psutil.Process(proc.pid).children(recursive=True)
+            proc.kill()
+            for p in leftovers:
+                try:
+                    p.kill()
+                except psutil.NoSuchProcess:
+                    pass
         log.close()

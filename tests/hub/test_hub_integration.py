@@ -74,6 +74,7 @@ def test_search_api_refuses_other_users_and_bad_numbers(demo_hub):
     alice = demo_hub.login("alice")
     assert alice.search(user="bob").status_code == 403
     assert alice.search(offset="x").status_code == 400
+    assert alice.search(server="no-such-server").status_code == 404
     assert requests.get(f"{demo_hub.url}/hub/api/daas/datasets", timeout=10).status_code == 403
 
 
@@ -154,6 +155,12 @@ def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
         assert r.status_code == 403 and "read-only" in r.json()["message"]
         r = requests.delete(f"{base}/data/xfel-p002120-r0029", headers=auth, timeout=30)
         assert r.status_code == 403
+        for sneaky in ("notebooks/%2e%2e/data/xfel-p002120-r0029/new.txt", "./data/xfel-p002120-r0029/new.txt"):
+            r = requests.put(f"{base}/{sneaky}", headers=auth, json=model, timeout=30)
+            assert r.status_code == 403, (sneaky, r.status_code)
+        r = requests.patch(f"{base}/notebooks/%2e%2e/data/xfel-p002120-r0029", headers=auth,
+                           json={"path": "moved"}, timeout=30)
+        assert r.status_code == 403
         assert requests.put(f"{base}/scratch.txt", headers=auth, json=model, timeout=30).status_code == 201
 
         environ = dict(
@@ -194,7 +201,7 @@ def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
 
 
 def test_unreachable_catalogue_is_reported_and_hub_stays_up(tmp_path, demo_runs):
-    from ..conftest import free_port
+    from hub_ext.hubprocess import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/api/v3"  # nothing listens there
     hub = Hub(

@@ -2,6 +2,7 @@
 
 import asyncio
 import json
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +17,7 @@ def spawner(tmp_path, **kw):
     examples.mkdir(exist_ok=True)
     (examples / "explore.ipynb").write_text("{}")
     user = SimpleNamespace(name="alice", groups=[], admin=False, url="/user/alice/")
+    kw.setdefault("allow_root", True)  # CI runs as root; the refusal has its own test
     return FacilityLocalSpawner(user=user, users_root=str(tmp_path / "users"), examples_dir=str(examples), **kw)
 
 
@@ -32,7 +34,8 @@ def test_prepare_session_links_dataset_writes_manifest_and_keeps_edits(tmp_path)
     sp = spawner(tmp_path)
     first, second = dataset(tmp_path, "xfel:p1:r1"), dataset(tmp_path, "xfel:p1:r2")
     asyncio.run(sp.prepare_session(first, ENV))
-    home = tmp_path / "users" / "alice"
+    home = Path(sp.home_dir)
+    assert home.parent == tmp_path / "users"
     (home / "notebooks" / "explore.ipynb").write_text("my edits")
 
     env = asyncio.run(sp.prepare_session(second, ENV))
@@ -50,7 +53,7 @@ def test_prepare_session_links_dataset_writes_manifest_and_keeps_edits(tmp_path)
 def test_prepare_session_never_replaces_a_real_folder(tmp_path):
     sp = spawner(tmp_path)
     d = dataset(tmp_path)
-    mine = tmp_path / "users" / "alice" / "data" / d.slug
+    mine = Path(sp.home_dir) / "data" / d.slug
     mine.mkdir(parents=True)
     (mine / "results.txt").write_text("keep me")
     with pytest.raises(SpawnRefused, match="is in the way") as e:
@@ -83,3 +86,79 @@ def test_environment_traits_reset_between_starts(tmp_path):
     assert sp.mem_limit == 16 * 1024**3 and sp.default_url == "/lab"
     sp.apply_environment(Environment.from_dict({"slug": "plain"}))
     assert sp.mem_limit == 1024 and sp.default_url == "/tree"
+
+
+def test_homes_are_distinct_per_user_and_server(tmp_path):
+    homes = set()
+    for name, server in [("a@b", ""), ("a-b", ""), ("a-b", "second"), ("a-b-2dsecond", "")]:
+        sp = spawner(tmp_path)
+        sp.user = SimpleNamespace(name=name, groups=[], admin=False, url="/")
+        sp.orm_spawner = SimpleNamespace(name=server, display_name=server, server=None)
+        homes.add(sp.home_dir)
+    assert len(homes) == 4
+
+
+def test_refuses_root_unless_allowed(tmp_path, monkeypatch):
+    monkeypatch.setattr("os.geteuid", lambda: 0)
+    with pytest.raises(SpawnRefused, match="runs as root") as e:
+        asyncio.run(spawner(tmp_path, allow_root=False).prepare_session(dataset(tmp_path), ENV))
+    assert e.value.status_code == 503
+    assert asyncio.run(spawner(tmp_path, allow_root=True).prepare_session(dataset(tmp_path), ENV))
+
+
+def test_environment_cmd_and_configured_cmd(tmp_path):
+    sp = spawner(tmp_path, cmd=["/opt/site/bin/jupyterhub-singleuser"])
+    sp.apply_environment(Environment.from_dict({"slug": "other", "cmd": "/opt/other/bin/python -m jupyterhub.singleuser"}))
+    assert sp.cmd == ["/opt/other/bin/python", "-m", "jupyterhub.singleuser"]
+    sp.apply_environment(Environment.from_dict({"slug": "plain"}))
+    assert sp.cmd == ["/opt/site/bin/jupyterhub-singleuser"]  # the site's configuration, not a default
+
+
+# -- validation and the form, with a real YAML catalogue -------------------------------------
+
+
+def configured(tmp_path, datasets, user_groups=(), admin=False, **spawner_config):
+    from traitlets.config import Config
+
+    import yaml
+
+    (tmp_path / "catalog.yaml").write_text(yaml.safe_dump({"datasets": datasets}))
+    config = Config()
+    config.YamlCatalog.path = str(tmp_path / "catalog.yaml")
+    config.FacilitySpawner.environments = [{"slug": "any", "display_name": "Any"}]
+    for key, value in spawner_config.items():
+        setattr(config.FacilitySpawner, key, value)
+    sp = spawner(tmp_path, config=config)
+    sp.user = SimpleNamespace(name="alice", groups=[SimpleNamespace(name=g) for g in user_groups], admin=admin, url="/")
+    return sp
+
+
+def record(tmp_path, pid, **kw):
+    return {"pid": pid, "title": pid, "path": str(dataset(tmp_path, pid).path), **kw}
+
+
+def test_admins_see_restricted_data_only_when_configured(tmp_path):
+    datasets = [record(tmp_path, "xfel:p9:r1", access_groups=["p9"])]
+    options = {"dataset": "xfel:p9:r1", "environment": "any"}
+    with pytest.raises(SpawnRefused, match="does not exist or you do not have access"):
+        asyncio.run(configured(tmp_path, datasets, admin=True).resolve_options(options))
+    (tmp_path / "b").mkdir()
+    sp = configured(tmp_path / "b", datasets, admin=True, admin_sees_all_datasets=True)
+    assert asyncio.run(sp.resolve_options(options))[0].pid == "xfel:p9:r1"
+    assert asyncio.run(sp.search_datasets()).total == 1
+
+
+def test_datasets_outside_allowed_roots_are_refused(tmp_path):
+    datasets = [record(tmp_path, "xfel:p1:r1", public=True)]
+    sp = configured(tmp_path, datasets, allowed_data_roots=[str(tmp_path / "elsewhere")])
+    with pytest.raises(SpawnRefused, match="outside the facility's data areas") as e:
+        asyncio.run(sp.resolve_options({"dataset": "xfel:p1:r1", "environment": "any"}))
+    assert e.value.status_code == 403
+
+
+def test_form_escapes_catalogue_text(tmp_path):
+    evil = '<img src=x onerror=alert(1)></script><script>alert(2)</script>'
+    sp = configured(tmp_path, [record(tmp_path, "xfel:p1:r1", public=True, title=evil)])
+    html = asyncio.run(sp.render_options_form())
+    assert "<img src=x" not in html and "<script>alert(2)" not in html
+    assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text in the table
