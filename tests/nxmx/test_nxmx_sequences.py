@@ -11,6 +11,7 @@ from extra_data import RunDirectory
 
 import nxmx_mockruns as mr
 from server_ext.nxmx import convert_run
+from server_ext.nxmx import compressed
 from server_ext.nxmx.compressed import BATCH_FRAMES
 
 SRC = mr.AGIPD_SOURCE + ":xtdf"
@@ -40,10 +41,13 @@ def test_mock_run_has_several_sequence_files(seq_run):
     assert 10 < len(labels) < (TRAINS.stop - TRAINS.start) * PULSES
 
 
-@pytest.mark.parametrize("mode,threads", [("virtual", None), ("copy", 1), ("copy", 3)])
-def test_frames_across_sequence_files(seq_run, tmp_path, mode, threads):
+@pytest.mark.parametrize("mode,threads", [("virtual", None), ("copy", 1), ("copy", 3), ("copy", "hdf5")])
+def test_frames_across_sequence_files(seq_run, tmp_path, monkeypatch, mode, threads):
     run_dir, energy = seq_run
     out = tmp_path / "seq.nxs"
+    if threads == "hdf5":  # no bitshuffle library to call: HDF5's own filter, serially
+        monkeypatch.setattr(compressed, "_bitshuffle_lib", lambda: None)
+        threads = None
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         convert_run(run_dir, out, mode=mode, threads=threads, trains=TRAINS,
