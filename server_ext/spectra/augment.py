@@ -15,6 +15,8 @@ import numpy as np
 
 __all__ = ["noise_gain", "augment", "mixup"]
 
+_CHUNK = 256  # copies perturbed at a time
+
 
 def noise_gain(X: np.ndarray) -> np.ndarray:
     """Per spectrum, noise variance per unit of signal (1 for Poisson counts).
@@ -22,6 +24,7 @@ def noise_gain(X: np.ndarray) -> np.ndarray:
     Uses second differences, which cancel the smooth signal: for white noise
     ``var(x[i-1] - 2 x[i] + x[i+1]) = 6 var(x)``; medians keep peaks out.
     """
+    X = np.asarray(X, dtype=np.float32)
     d2 = X[:, :-2] - 2.0 * X[:, 1:-1] + X[:, 2:]
     var = np.median(d2 * d2, axis=1) / 6.0 / 0.4549  # median of chi2(1) = 0.4549
     level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)
@@ -39,7 +42,7 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     measured noise variance; ``background``: amplitude of an added smooth
     background relative to the median level.
     """
-    X = np.asarray(X, dtype=np.float64)
+    X = np.asarray(X, dtype=np.float32)
     n, p = X.shape
     src = np.repeat(np.arange(n), copies)
     m = len(src)
@@ -50,25 +53,30 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
         pos = np.asarray(axis, dtype=np.float64)
     s = rng.uniform(-strain, strain, m)
     u = rng.uniform(-shift, shift, m)
-    # the value at position x comes from x / (1 + s) in the original, then
-    # the whole pattern moves by u points
-    q = np.interp(pos[None, :] / (1.0 + s[:, None]), pos, idx) - u[:, None]
-    np.clip(q, 0.0, p - 1.0, out=q)
-    i0 = np.minimum(q.astype(np.intp), p - 2)
-    f = q - i0
-    rows = src[:, None]
-    Xa = X[rows, i0] * (1.0 - f) + X[rows, i0 + 1] * f
-
     gain = noise_gain(X)[src]
     level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)[src]
     amp = rng.uniform(0.0, noise, m)
-    Xa += rng.standard_normal(Xa.shape) * np.sqrt(
-        np.maximum(Xa, 0.0) * (gain * amp)[:, None])
-    t = np.linspace(-1.0, 1.0, p)
     c = rng.uniform(-background, background, (m, 3)) * level[:, None]
-    Xa += c[:, :1] + c[:, 1:2] * t + c[:, 2:3] * (t * t)
-    Xa *= rng.uniform(1.0 - intensity, 1.0 + intensity, m)[:, None]
-    return Xa.astype(np.float32), src
+    scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
+    t = np.linspace(-1.0, 1.0, p, dtype=np.float32)
+    Xa = np.empty((m, p), np.float32)
+    # in chunks of copies: the float64 index arithmetic stays small whatever m is
+    for a in range(0, m, _CHUNK):
+        b = min(a + _CHUNK, m)
+        # the value at position x comes from x / (1 + s) in the original,
+        # then the whole pattern moves by u points
+        q = np.interp(pos[None, :] / (1.0 + s[a:b, None]), pos, idx) - u[a:b, None]
+        np.clip(q, 0.0, p - 1.0, out=q)
+        i0 = np.minimum(q.astype(np.intp), p - 2)
+        f = (q - i0).astype(np.float32)
+        rows = src[a:b, None]
+        Y = X[rows, i0] * (1.0 - f) + X[rows, i0 + 1] * f
+        Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
+            np.maximum(Y, 0.0) * (gain[a:b] * amp[a:b]).astype(np.float32)[:, None])
+        Y += (c[a:b, :1] + c[a:b, 1:2] * t + c[a:b, 2:3] * (t * t)).astype(np.float32)
+        Y *= scale[a:b, None].astype(np.float32)
+        Xa[a:b] = Y
+    return Xa, src
 
 
 def mixup(Z, Y, n, rng):

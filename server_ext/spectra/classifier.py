@@ -112,9 +112,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     ambiguity_threshold : float
         A prediction whose probability is below this is flagged ambiguous.
     random_state : int or None
-        Seed for the copies, folds and network initialisation.
+        Seed for the copies, folds, subsampling and network initialisation.
     verbose : int
         Keras training verbosity.
+    max_train_per_class : int or None
+        At most this many labelled spectra per class are used (more are
+        subsampled, reproducibly for a given ``random_state``): beyond a
+        few hundred spectra of one state, more add little but cost memory
+        (each gets perturbed copies) and training time. ``None``: all.
 
     Attributes
     ----------
@@ -136,7 +141,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
                  intensity=0.3, noise=1.0, background=0.1, mixup=0.5, baseline=True,
-                 cv_folds=5, ambiguity_threshold=0.8, random_state=None, verbose=0):
+                 cv_folds=5, ambiguity_threshold=0.8, random_state=None, verbose=0,
+                 max_train_per_class=256):
         self.n_bins = n_bins
         self.n_features = n_features
         self.bin_placement = bin_placement
@@ -158,6 +164,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.ambiguity_threshold = ambiguity_threshold
         self.random_state = random_state
         self.verbose = verbose
+        self.max_train_per_class = max_train_per_class
 
     # ------------------------------------------------------------------ fit
     def _check_params(self, n_points):
@@ -200,10 +207,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             raise SpectraError(f"labels must be mutually comparable: {e}")
         if len(classes) < 2:
             raise SpectraError(f"need at least 2 classes to classify, got {classes.tolist()}")
-        n, n_points = X.shape
-        n_segments = self._check_params(n_points)
-        n_classes = len(classes)
+        n_segments = self._check_params(X.shape[1])
         rng = np.random.default_rng(self.random_state)
+        X, y_idx = self._subsample(X, y_idx, rng)
+        n, n_points = X.shape
+        n_classes = len(classes)
 
         block = self.n_features if self.baseline else 0
         prep = SegmentPreprocessor(n_points, n_segments, block)
@@ -257,6 +265,17 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self._bin_models = models
         self._model_dir = None
         return self
+
+    def _subsample(self, X, y_idx, rng):
+        """At most ``max_train_per_class`` spectra per class, in their order."""
+        cap = self.max_train_per_class
+        counts = np.bincount(y_idx)
+        if cap is None or counts.max() <= cap:
+            return X, y_idx
+        keep = np.sort(np.concatenate([
+            rng.choice(np.flatnonzero(y_idx == c), min(cap, k), replace=False)
+            for c, k in enumerate(counts)]))
+        return X[keep], y_idx[keep]
 
     def _train_networks(self, Fb, yc, splits, n_classes, rng):
         """Train the per-bin networks once per fold and once on everything,

@@ -36,6 +36,9 @@ def register(subparsers):
     t.add_argument("--n-bins", type=int, default=15, help="equal bins (default %(default)s)")
     t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive")
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--max-per-class", type=int, default=256, metavar="N",
+                   help="use at most N labelled spectra per class, subsampled evenly "
+                        "(default %(default)s; 0: all)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model")
     t.set_defaults(func=train)
 
@@ -60,11 +63,13 @@ def train(args):
     from .classifier import BinnedSpectraClassifier
     from .datafiles import load_labelled
 
+    cap = args.max_per_class or None
     X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
-                               args.source, args.key)
+                               args.source, args.key, max_per_label=cap, random_state=args.seed)
     t0 = time.perf_counter()
     clf = BinnedSpectraClassifier(n_bins=args.n_bins, bin_placement=args.placement,
-                                  random_state=args.seed).fit(X, y, axis=axis)
+                                  random_state=args.seed, max_train_per_class=cap)
+    clf.fit(X, y, axis=axis)
     dt = time.perf_counter() - t0
     path = clf.save(args.output, overwrite=args.overwrite)
     print(f"trained on {len(X)} spectra of {X.shape[1]} points, classes "

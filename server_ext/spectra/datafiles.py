@@ -116,32 +116,56 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
     return X, y, axis
 
 
-def load_labelled_run(path, labels, source, key):
-    """``(X, y, None)`` from an EuXFEL run: all pulses of the labelled trains."""
+def load_labelled_run(path, labels, source, key, max_per_label=None, random_state=0):
+    """``(X, y, None)`` from an EuXFEL run: the pulses of the labelled trains.
+
+    ``max_per_label``: keep at most this many spectra per label, drawn
+    evenly from all its trains (reproducibly for ``random_state``); the run
+    is read train by train, so memory stays at one train plus what is kept.
+    ``None``: every pulse.
+    """
     from extra_data import by_id
 
     from .sources import RunSource
 
     kd = RunSource(path, source, key).keydata
-    X, y = [], []
+    rng = np.random.default_rng(random_state)
+    per_label = {}
     for name, start, stop in parse_ranges(labels):
         tids = [t for t in kd.train_ids if start <= t < stop]
         if not tids:
             raise SpectraError(f"no train of the run is in {name}={start}:{stop} "
                                f"(the run has trains {kd.train_ids[0]}..{kd.train_ids[-1]})")
-        arr = kd.select_trains(by_id[tids]).ndarray()
-        arr = arr.reshape(-1, arr.shape[-1])
+        per_label.setdefault(name, []).extend(tids)
+    X, y = [], []
+    for name, tids in per_label.items():
+        sel = kd.select_trains(by_id[tids])
+        if max_per_label is None:
+            arr = sel.ndarray()
+            parts = [arr.reshape(-1, arr.shape[-1])]
+        else:
+            quota = -(-int(max_per_label) // len(tids))  # per train, rounded up
+            parts = []
+            for _, arr in sel.trains():
+                arr = np.asarray(arr).reshape(-1, arr.shape[-1])
+                take = min(quota, len(arr))
+                parts.append(arr[np.sort(rng.choice(len(arr), take, replace=False))])
+        arr = np.concatenate(parts)
+        if max_per_label is not None and len(arr) > max_per_label:
+            arr = arr[np.sort(rng.choice(len(arr), int(max_per_label), replace=False))]
         X.append(arr)
         y += [name] * len(arr)
     return np.concatenate(X), np.array(y), None
 
 
-def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, key=None):
-    """Labelled spectra from a file or a run directory (see module docstring)."""
+def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, key=None,
+                  max_per_label=None, random_state=0):
+    """Labelled spectra from a file or a run directory (see module docstring);
+    ``max_per_label`` caps the spectra read per label from a run."""
     if not os.path.exists(path):
         raise SpectraError(f"{path} does not exist")
     if os.path.isdir(path):
         if not source or not key:
             raise SpectraError("training from a run needs --source and --key")
-        return load_labelled_run(path, labels, source, key)
+        return load_labelled_run(path, labels, source, key, max_per_label, random_state)
     return load_labelled_file(path, labels, dataset, axis_dataset)

@@ -233,3 +233,28 @@ def test_fit_leaves_global_random_state_alone_and_is_reproducible():
          for _ in range(2)]
     assert (random.random(), np.random.random()) == expected
     np.testing.assert_array_equal(P[0], P[1])
+
+
+def test_training_spectra_per_class_are_capped(monkeypatch):
+    import server_ext.spectra.classifier as classifier_module
+
+    seen = []
+    real_augment = classifier_module.augment
+
+    def recording_augment(X, *args, **kw):
+        seen.append(X)
+        return real_augment(X, *args, **kw)
+
+    monkeypatch.setattr(classifier_module, "augment", recording_augment)
+    X, y = _tail_change_series(90, n_points=600, seed=9)
+    y = np.where(np.arange(90) < 70, y, 1)  # 35 of class 0, 55 of class 1
+    clf = BinnedSpectraClassifier(epochs=2, max_train_per_class=20, random_state=4)
+    P = clf.fit(X, y).predict_proba(X)
+    assert seen[0].shape == (40, 600) and seen[0].dtype == np.float32
+    rows = [int(np.flatnonzero((X == r).all(1))[0]) for r in seen[0]]
+    assert rows == sorted(rows) and np.bincount(y[rows]).tolist() == [20, 20]
+    # reproducible for a given random_state
+    np.testing.assert_array_equal(clone(clf).fit(X, y).predict_proba(X), P)
+    assert np.array_equal(seen[1], seen[0])
+    clone(clf).set_params(max_train_per_class=None).fit(X, y)
+    assert len(seen[2]) == 90

@@ -72,3 +72,22 @@ def test_train_from_run_train_ranges(tmp_path, capsys):
     assert main(["spectra", "train", info["path"], "--source", info["source"], "--labels",
                  "low=1:2", "high=3:4", "-o", str(tmp_path / "n")]) == 2
     assert "no train of the run" in capsys.readouterr().err
+
+
+def test_run_loader_caps_spectra_per_label(tmp_path):
+    from server_ext.spectra.datafiles import load_labelled_run
+
+    info = write_demo_run(tmp_path, n_trains=20, pulses_per_train=8, n_points=300)
+    f = info["first_train"]
+    labels = [f"low={f}:{f + 6}", f"high={f + 14}:{f + 20}"]
+    X_all, y_all, _ = load_labelled_run(info["path"], labels, info["source"], info["key"])
+    assert X_all.shape == (96, 300)
+    X, y, _ = load_labelled_run(info["path"], labels, info["source"], info["key"],
+                                max_per_label=10, random_state=1)
+    assert X.shape == (20, 300) and sorted(y.tolist()) == ["high"] * 10 + ["low"] * 10
+    # every kept spectrum is one of the run's, drawn from several trains
+    rows = [int(np.flatnonzero((X_all == r).all(1))[0]) for r in X]
+    assert len({r // 8 for r in rows[:10]}) >= 5
+    X2, _, _ = load_labelled_run(info["path"], labels, info["source"], info["key"],
+                                 max_per_label=10, random_state=1)
+    np.testing.assert_array_equal(X, X2)
