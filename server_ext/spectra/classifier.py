@@ -208,13 +208,18 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise SpectraError(f"need at least 2 classes to classify, got {classes.tolist()}")
         n_segments = self._check_params(X.shape[1])
+        prep = SegmentPreprocessor(X.shape[1], n_segments,
+                                   self.n_features if self.baseline else 0)
+        flat = ~prep.has_signal(prep.segment_means(X))
+        if flat.any():
+            bad = np.flatnonzero(flat)
+            raise SpectraError(f"{len(bad)} labelled spectra are flat, with no signal (rows "
+                               f"{bad[:10].tolist()}; a detector dropout?); remove them, they "
+                               "say nothing about the sample's state")
         rng = np.random.default_rng(self.random_state)
         X, y_idx = self._subsample(X, y_idx, rng)
         n, n_points = X.shape
         n_classes = len(classes)
-
-        block = self.n_features if self.baseline else 0
-        prep = SegmentPreprocessor(n_points, n_segments, block)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
         shift = 0.5 * prep.width if self.shift is None else float(self.shift)
         Xa, src = augment(X, axis, copies, rng, strain=self.strain, shift=shift,
@@ -344,25 +349,31 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         return X, S
 
     def _proba_checked(self, X):
+        """Probabilities, and the mask of flat spectra (which get 1/K each)."""
         X, S = self._segments(X)
         ok = self._prep.finite_rows(X, S)
         if not ok.all():
             bad = np.flatnonzero(~ok)
             raise SpectraError(f"{len(bad)} spectra contain NaN or inf (rows "
                                f"{bad[:10].tolist()}); remove or repair them")
-        return self._fused.proba(self._prep.normalise(S))
+        flat = ~self._prep.has_signal(S)
+        P = self._fused.proba(self._prep.normalise(S))
+        P[flat] = 1.0 / P.shape[1]  # no evidence for any class
+        return P, flat
 
     def classify_batch(self, X):
         """Classify a batch without raising on malformed rows.
 
         Returns ``(class_index, confidence, ambiguous, ok)``; rows with NaN or
-        inf have ``ok == False`` and meaningless results. Shape problems
-        still raise :class:`SpectraError`. Used by the stream.
+        inf, and flat rows (no signal, e.g. a detector dropout), have
+        ``ok == False`` and meaningless results. Shape problems still raise
+        :class:`SpectraError`. Used by the stream.
         """
         X, S = self._segments(X)
         ok = self._prep.finite_rows(X, S)
         if not ok.all():
             S[~ok] = 0.0
+        ok &= self._prep.has_signal(S)
         P = self._fused.proba(self._prep.normalise(S))
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx]
@@ -370,22 +381,27 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def predict_proba(self, X):
         """Calibrated class probabilities (n_spectra, n_classes), columns in
-        the order of ``classes_``."""
-        return self._proba_checked(X).astype(np.float64)
+        the order of ``classes_``. A flat spectrum (all-zero or constant, as
+        from a detector dropout) carries no evidence: ``1 / n_classes`` for
+        every class."""
+        return self._proba_checked(X)[0].astype(np.float64)
 
     def predict(self, X):
-        """Most probable label per spectrum."""
-        idx = self._proba_checked(X).argmax(1)
+        """Most probable label per spectrum (for a flat spectrum an arbitrary
+        one: use :meth:`predict_with_confidence` to see those)."""
+        idx = self._proba_checked(X)[0].argmax(1)
         return self.classes_[idx]
 
     def predict_with_confidence(self, X):
         """``(labels, confidence, ambiguous)``: the label, its probability, and
         a mask of predictions below ``ambiguity_threshold`` -- typically the
-        spectra near a transition, where the phases coexist."""
-        P = self._proba_checked(X)
+        spectra near a transition, where the phases coexist. Flat spectra
+        (no signal, e.g. a detector dropout) are always ambiguous, with
+        confidence ``1 / n_classes``."""
+        P, flat = self._proba_checked(X)
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx].astype(np.float64)
-        return self.classes_[idx], conf, conf < self.ambiguity_threshold
+        return self.classes_[idx], conf, (conf < self.ambiguity_threshold) | flat
 
     def transform_bins(self, X):
         """The per-bin network inputs, (n_bins_kept, n_spectra, n_features):

@@ -24,7 +24,11 @@ from numpy.lib.stride_tricks import as_strided
 
 from .errors import SpectraError
 
-__all__ = ["SegmentPreprocessor"]
+__all__ = ["SegmentPreprocessor", "FLAT_TOLERANCE"]
+
+#: a spectrum whose segment means vary by at most this fraction of their
+#: largest magnitude is flat (see ``SegmentPreprocessor.has_signal``)
+FLAT_TOLERANCE = 1e-5
 
 
 def _interp_plan(centers, n_segments):
@@ -102,6 +106,13 @@ class SegmentPreprocessor:
         """Rows without NaN/inf: the segments cover every point, and a
         non-finite point makes its segment mean non-finite."""
         return np.isfinite(S).all(axis=1)
+
+    def has_signal(self, S: np.ndarray) -> np.ndarray:
+        """Rows with a signal: not flat (all-zero or constant, as from a
+        detector dropout) to within float32 rounding. Such a row carries
+        no information about the sample's state."""
+        level = np.abs(S).max(axis=1)
+        return (S.max(axis=1) - S.min(axis=1)) > FLAT_TOLERANCE * level
 
     def normalise(self, S: np.ndarray) -> np.ndarray:
         """Baseline-free, normalised segment means (float32, new array)."""

@@ -61,7 +61,8 @@ class StreamStats:
     """Live counters of a stream.
 
     ``spectra``/``trains``: classified (a train without pulses counts as a
-    train); ``malformed``: spectra rejected (NaN/inf, wrong length);
+    train); ``malformed``: spectra rejected (NaN/inf, wrong length,
+    flat: no signal, as from a detector dropout);
     ``malformed_trains``: messages without the spectra key, or whose spectra
     are not an array (ragged rows); ``dropped``: trains dropped from the
     full queue; ``gaps``: train ids missing between consecutive received

@@ -258,3 +258,16 @@ def test_training_spectra_per_class_are_capped(monkeypatch):
     assert np.array_equal(seen[1], seen[0])
     clone(clf).set_params(max_train_per_class=None).fit(X, y)
     assert len(seen[2]) == 90
+
+
+def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
+    clf, _ = fitted
+    X = intensity_series.X[:4].copy()
+    X[1] = 0.0  # detector dropout
+    X[3] = 537.0  # constant: no signal either
+    labels, conf, amb = clf.predict_with_confidence(X)
+    np.testing.assert_array_equal(amb, [False, True, False, True])
+    np.testing.assert_allclose(conf[[1, 3]], 0.5)
+    np.testing.assert_allclose(clf.predict_proba(X)[[1, 3]], 0.5)
+    with pytest.raises(SpectraError, match=r"2 labelled spectra are flat.*rows \[1, 3\]"):
+        BinnedSpectraClassifier().fit(X, [0, 0, 1, 1])

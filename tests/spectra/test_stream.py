@@ -54,16 +54,19 @@ def test_malformed_spectra_are_rejected_and_counted(fitted, intensity_series):
     bad = X[10:20].copy()
     bad[2, 100] = np.nan
     bad[7, -1] = -np.inf
-    trains = [X[:10], bad, X[20:30, :-5], X[30:40], np.zeros((2, 3, 4)), X[0]]
+    dropout = X[30:40].copy()
+    dropout[[2, 5]] = 0.0  # no signal: a detector dropout
+    trains = [X[:10], bad, X[20:30, :-5], dropout, np.zeros((2, 3, 4)), X[0]]
     stream = SpectraStream(clf, trains)
     results = list(stream)
     assert len(results) == 6
     assert list(results[1].pulses) == [0, 1, 3, 4, 5, 6, 8, 9] and results[1].malformed == 2
     assert len(results[2]) == 0 and results[2].malformed == 10  # wrong length
+    assert list(results[3].pulses) == [0, 1, 3, 4, 6, 7, 8, 9] and results[3].malformed == 2
     assert results[4].malformed == 2  # not (pulses, points)
     assert len(results[5]) == 1  # a single spectrum is a train of one
-    assert stream.stats.malformed == 14
-    assert stream.stats.spectra == 10 + 8 + 10 + 1
+    assert stream.stats.malformed == 16
+    assert stream.stats.spectra == 10 + 8 + 8 + 1
 
 
 def test_empty_and_ragged_trains_do_not_end_the_stream(fitted, intensity_series):
