@@ -34,6 +34,7 @@ import tempfile
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import NotFittedError
 
 from .augment import augment, mixup
 from .errors import SpectraError
@@ -42,7 +43,7 @@ from .preprocess import SegmentPreprocessor
 from .separability import (candidate_starts, cv_separability, select_bins,
                            stratified_folds, vote_weight)
 
-__all__ = ["BinnedSpectraClassifier"]
+__all__ = ["BinnedSpectraClassifier", "SpectraNotFittedError"]
 
 _FORMAT = "daas-spectra-classifier"
 _VERSION = 2  # 2: segments cover every point (1 left a tail out)
@@ -65,6 +66,12 @@ def _as_spectra(X, what="X"):
     if X.shape[0] == 0:
         raise SpectraError(f"{what} holds no spectra")
     return X
+
+
+class SpectraNotFittedError(SpectraError, NotFittedError):
+    """The classifier is used before ``fit`` or ``load``. Also scikit-learn's
+    ``NotFittedError`` (an ``AttributeError``), so ``hasattr(clf,
+    "bin_models_")`` is ``False`` on an unfitted classifier."""
 
 
 class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
@@ -334,9 +341,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 "beta": float(u.sum()), "final": group(len(splits))}
 
     # ------------------------------------------------------------ inference
+    def __sklearn_is_fitted__(self):
+        return hasattr(self, "_fused")
+
     def _check_fitted(self):
         if not hasattr(self, "_fused"):
-            raise SpectraError("this classifier is not fitted yet: call fit(X, y) "
+            raise SpectraNotFittedError("this classifier is not fitted yet: call fit(X, y) "
                                "or BinnedSpectraClassifier.load(path) first")
 
     def _segments(self, X, what="X"):

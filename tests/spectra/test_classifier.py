@@ -4,6 +4,8 @@ import sys
 import numpy as np
 import pytest
 from sklearn.base import clone
+from sklearn.exceptions import NotFittedError
+from sklearn.utils.validation import check_is_fitted
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra.fused import pool
@@ -111,6 +113,11 @@ def test_sklearn_contract(fitted):
     assert other.n_bins == 7 and not hasattr(other, "classes_")
     with pytest.raises(SpectraError, match="not fitted"):
         other.predict(np.zeros((1, N_POINTS)))
+    # the not-fitted error is scikit-learn's (an AttributeError): hasattr answers
+    assert not hasattr(other, "bin_models_") and hasattr(clf, "bin_models_")
+    with pytest.raises(NotFittedError):
+        check_is_fitted(other)
+    check_is_fitted(clf)
 
 
 def test_three_classes_with_string_labels_fixed_bins():
