@@ -27,6 +27,7 @@ Example::
 from __future__ import annotations
 
 import json
+import numbers
 import os
 import pathlib
 import shutil
@@ -66,6 +67,70 @@ def _as_spectra(X, what="X"):
     if X.shape[0] == 0:
         raise SpectraError(f"{what} holds no spectra")
     return X
+
+
+# (name, smallest value, None allowed)
+_INT_PARAMS = [("n_bins", 1, False), ("n_features", 1, False), ("max_bins", 1, True),
+               ("hidden_units", 1, False), ("epochs", 1, False), ("batch_size", 1, False),
+               ("augment_copies", 1, True), ("cv_folds", 2, False), ("verbose", 0, False),
+               ("max_train_per_class", 1, True)]
+# (name, smallest, largest, None allowed)
+_REAL_PARAMS = [("max_overlap", 0.0, 1.0, False), ("learning_rate", 1e-12, None, False),
+                ("strain", 0.0, 0.5, False), ("shift", 0.0, None, True),
+                ("intensity", 0.0, 0.99, False), ("noise", 0.0, None, False),
+                ("background", 0.0, None, False), ("mixup", 0.0, None, False),
+                ("ambiguity_threshold", 0.0, 1.0, False)]
+
+
+def _check_number(est, name, kind, lo, hi, optional):
+    value = getattr(est, name)
+    if (value is None and optional) or (name == "verbose" and isinstance(value, bool)):
+        return
+    kind_name = "an int" if kind is numbers.Integral else "a number"
+    if not isinstance(value, kind) or isinstance(value, (bool, np.bool_)):
+        raise SpectraError(f"{name} must be {kind_name}{' or None' if optional else ''}, "
+                           f"not {value!r} ({type(value).__name__})")
+    if not np.isfinite(value) or value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise SpectraError(f"{name} must be {rng}, not {value!r}")
+
+
+def _as_labels(y, n):
+    """Labels as a NumPy array of numbers, booleans or str (what ``save``
+    can store): object arrays (pandas, lists of str) are converted, bytes
+    decoded; missing labels (None, NaN) are refused."""
+    try:
+        y = np.asarray(y)
+    except ValueError as e:
+        raise SpectraError(f"y must be one label per spectrum: {e}")
+    if y.ndim != 1 or len(y) != n:
+        raise SpectraError(f"y must be 1-D with one label per spectrum: got shape "
+                           f"{y.shape} for {n} spectra")
+    if y.dtype.kind == "S":
+        y = np.char.decode(y, "utf-8")
+    elif y.dtype.kind == "O":
+        values = y.tolist()
+        missing = [i for i, v in enumerate(values) if v is None
+                   or (isinstance(v, float) and v != v)
+                   or type(v).__name__ in ("NAType", "NaTType")]  # pandas' missing values
+        if missing:
+            raise SpectraError(f"{len(missing)} labels are missing (None or NaN, rows "
+                               f"{missing[:10]}); label every spectrum or leave it out")
+        if all(isinstance(v, (str, bytes)) for v in values):
+            y = np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=str)
+        elif all(isinstance(v, (numbers.Number, np.generic)) and not isinstance(v, (str, bytes))
+                 for v in values):
+            y = np.array(values)
+        else:
+            kinds = sorted({type(v).__name__ for v in values})
+            raise SpectraError(f"labels must be all strings or all numbers, got {kinds}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        bad = np.flatnonzero(np.isnan(y))
+        raise SpectraError(f"{len(bad)} labels are NaN (rows {bad[:10].tolist()}); label every "
+                           "spectrum or leave it out")
+    if y.dtype.kind not in "biufU":
+        raise SpectraError(f"labels must be numbers or strings, got dtype {y.dtype}")
+    return y
 
 
 class SpectraNotFittedError(SpectraError, NotFittedError):
@@ -175,11 +240,21 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     # ------------------------------------------------------------------ fit
     def _check_params(self, n_points):
+        """Every parameter checked (types and ranges) before any work."""
         if self.bin_placement not in ("adaptive", "fixed"):
             raise SpectraError("bin_placement must be 'adaptive' or 'fixed', "
                                f"not {self.bin_placement!r}")
-        if int(self.n_bins) < 1 or int(self.n_features) < 1:
-            raise SpectraError("n_bins and n_features must be >= 1")
+        for name, lo, optional in _INT_PARAMS:
+            _check_number(self, name, numbers.Integral, lo, None, optional)
+        for name, lo, hi, optional in _REAL_PARAMS:
+            _check_number(self, name, numbers.Real, lo, hi, optional)
+        if not isinstance(self.baseline, (bool, np.bool_)):
+            raise SpectraError(f"baseline must be True or False, not {self.baseline!r}")
+        if self.random_state is not None and (
+                not isinstance(self.random_state, numbers.Integral)
+                or isinstance(self.random_state, bool) or self.random_state < 0):
+            raise SpectraError(f"random_state must be None or an int >= 0, "
+                               f"not {self.random_state!r}")
         n_segments = min(int(self.n_bins) * int(self.n_features), n_points)
         if n_segments < self.n_features:
             raise SpectraError(f"spectra of {n_points} points are too short for "
@@ -195,10 +270,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         instead of point 0. Returns ``self``.
         """
         X = _as_spectra(X)
-        y = np.asarray(y)
-        if y.ndim != 1 or len(y) != len(X):
-            raise SpectraError(f"y must be 1-D with one label per spectrum: got shape "
-                               f"{y.shape} for {len(X)} spectra")
+        n_segments = self._check_params(X.shape[1])
+        y = _as_labels(y, len(X))
         if not np.isfinite(X).all():
             bad = np.flatnonzero(~np.isfinite(X).all(1))
             raise SpectraError(f"{len(bad)} labelled spectra contain NaN or inf "
@@ -214,7 +287,6 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             raise SpectraError(f"labels must be mutually comparable: {e}")
         if len(classes) < 2:
             raise SpectraError(f"need at least 2 classes to classify, got {classes.tolist()}")
-        n_segments = self._check_params(X.shape[1])
         prep = SegmentPreprocessor(X.shape[1], n_segments,
                                    self.n_features if self.baseline else 0)
         flat = ~prep.has_signal(prep.segment_means(X))
@@ -431,10 +503,15 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             from .networks import keras_module
 
             keras = keras_module()
-            self._bin_models = [
-                keras.models.load_model(self._model_dir / f"bin{b:02d}.keras", compile=False)
-                for b in range(len(self.bins_))
-            ]
+            try:
+                self._bin_models = [
+                    keras.models.load_model(self._model_dir / f"bin{b:02d}.keras", compile=False)
+                    for b in range(len(self.bins_))
+                ]
+            except (OSError, ValueError) as e:
+                raise SpectraError(f"the model directory {self._model_dir} is incomplete or "
+                                   f"corrupt (a Keras model does not load: {e}); save or "
+                                   "train it again")
         return self._bin_models
 
     # --------------------------------------------------------- persistence
@@ -447,9 +524,6 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         path = pathlib.Path(path)
         if path.exists() and not overwrite:
             raise SpectraError(f"{path} exists; choose another path or pass overwrite=True")
-        if self.classes_.dtype.kind not in "biufU":
-            raise SpectraError("only numeric or string labels can be saved, got "
-                               f"dtype {self.classes_.dtype}")
         models = self.bin_models_
         params = self.get_params()
         config = {
@@ -497,15 +571,29 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             raise SpectraError(f"{path} was saved by another version of the spectra classifier "
                                f"(format version {config.get('version')}, this one reads "
                                f"{_VERSION}); train it again with 'daas spectra train'")
-        clf = cls(**config["params"])
-        clf.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
-        clf.n_features_in_ = int(config["n_points"])
-        for k in _ARRAYS:
-            setattr(clf, k, arrays[k])
-        clf._prep = SegmentPreprocessor(**config["preprocessor"])
-        clf.beta_ = float(config["beta"])
-        clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
-                               arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
+        try:
+            clf = cls(**config["params"])
+            clf.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+            clf.n_features_in_ = int(config["n_points"])
+            for k in _ARRAYS:
+                setattr(clf, k, arrays[k])
+            clf._prep = SegmentPreprocessor(**config["preprocessor"])
+            clf.beta_ = float(config["beta"])
+            clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
+                                   arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
+            clf._check_params(clf.n_features_in_)
+            n_bins = len(clf.bins_)
+            shapes_agree = (len(clf._fused.W1) == len(clf.weights_) == n_bins
+                            and clf._fused.segments.max() < clf._prep.n_segments)
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            raise SpectraError(f"the model directory {path} is incomplete or corrupt "
+                               f"({type(e).__name__}: {e}); save or train it again")
+        missing = [f"bin{b:02d}.keras" for b in range(n_bins)
+                   if not (path / f"bin{b:02d}.keras").is_file()]
+        if not shapes_agree or missing:
+            what = f"missing {', '.join(missing)}" if missing else "arrays of different sizes"
+            raise SpectraError(f"the model directory {path} is incomplete or corrupt ({what}); "
+                               "save or train it again")
         clf._bin_models = None
         clf._model_dir = path
         return clf

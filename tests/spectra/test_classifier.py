@@ -278,3 +278,70 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
     np.testing.assert_allclose(clf.predict_proba(X)[[1, 3]], 0.5)
     with pytest.raises(SpectraError, match=r"2 labelled spectra are flat.*rows \[1, 3\]"):
         BinnedSpectraClassifier().fit(X, [0, 0, 1, 1])
+
+
+@pytest.mark.parametrize("params, match", [
+    ({"batch_size": 0}, "batch_size must be >= 1"),
+    ({"n_bins": "15"}, r"n_bins must be an int, not '15'"),
+    ({"n_features": 2.5}, "n_features must be an int"),
+    ({"epochs": -1}, "epochs must be >= 1"),
+    ({"learning_rate": 0}, "learning_rate must be >= "),
+    ({"max_overlap": 1.5}, "max_overlap must be between 0.0 and 1.0"),
+    ({"ambiguity_threshold": float("nan")}, "ambiguity_threshold must be between"),
+    ({"cv_folds": 1}, "cv_folds must be >= 2"),
+    ({"max_bins": 0}, "max_bins must be >= 1"),
+    ({"max_train_per_class": "all"}, "max_train_per_class must be an int or None"),
+    ({"shift": "x"}, "shift must be a number or None"),
+    ({"baseline": "yes"}, "baseline must be True or False"),
+    ({"random_state": 1.5}, "random_state must be None or an int"),
+])
+def test_every_parameter_is_checked(params, match):
+    X, y = _tail_change_series(4, n_points=600)
+    with pytest.raises(SpectraError, match=match):
+        BinnedSpectraClassifier(**params).fit(X, y)
+
+
+def test_labels_from_pandas_and_missing_labels(tmp_path):
+    import pandas as pd
+
+    X, y = _tail_change_series(16, n_points=600, seed=3)
+    names = pd.Series(np.array(["before", "after"], dtype=object)[y], dtype=object)
+    clf = BinnedSpectraClassifier(epochs=3, random_state=0).fit(X, names)
+    assert clf.classes_.dtype.kind == "U" and list(clf.classes_) == ["after", "before"]
+    loaded = BinnedSpectraClassifier.load(clf.save(tmp_path / "m"))
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    for bad in (np.where(y == 1, np.nan, 0.0), [None] + names.tolist()[1:],
+                pd.Series(names, dtype="string").where(np.arange(16) != 2)):
+        with pytest.raises(SpectraError, match="missing|NaN"):
+            BinnedSpectraClassifier().fit(X, bad)
+    with pytest.raises(SpectraError, match="all strings or all numbers"):
+        BinnedSpectraClassifier().fit(X, np.array([1, "a"] * 8, dtype=object))
+
+
+def test_incomplete_model_directories(fitted, tmp_path):
+    import json
+    import shutil
+
+    clf, _ = fitted
+    good = clf.save(tmp_path / "good")
+
+    def broken(name, damage):
+        path = tmp_path / name
+        shutil.copytree(good, path)
+        damage(path)
+        with pytest.raises(SpectraError, match="incomplete or corrupt"):
+            BinnedSpectraClassifier.load(path)
+
+    def drop_params(path):
+        config = json.loads((path / "config.json").read_text())
+        del config["params"]
+        (path / "config.json").write_text(json.dumps(config))
+
+    def drop_array(path):
+        with np.load(path / "arrays.npz") as z:
+            arrays = {k: z[k] for k in z.files if k != "W2"}
+        np.savez(path / "arrays.npz", **arrays)
+
+    broken("no-params", drop_params)
+    broken("no-array", drop_array)
+    broken("no-keras", lambda path: (path / "bin00.keras").unlink())
