@@ -35,7 +35,25 @@ def parse_ranges(specs):
     if len({name for name, _, _ in out}) < 2:
         raise SpectraError("give ranges for at least two labels, e.g. "
                            "--labels low=0:20 high=300:349")
+    ordered = sorted(out, key=lambda r: r[1])
+    for (n1, a1, b1), (n2, a2, b2) in zip(ordered, ordered[1:]):
+        if a2 < b1:
+            raise SpectraError(f"label ranges {n1}={a1}:{b1} and {n2}={a2}:{b2} overlap (stop "
+                               "is exclusive); a spectrum must get one label")
     return out
+
+
+def _dataset(f, name, what):
+    """``f[name]``, which must be an HDF5 dataset."""
+    import h5py
+
+    obj = f.get(name)
+    if obj is None:
+        raise SpectraError(f"{f.filename} has no {what} {name!r}")
+    if not isinstance(obj, h5py.Dataset):
+        raise SpectraError(f"{name!r} in {f.filename} is a {type(obj).__name__.lower()}, not a "
+                           f"dataset; name the {what} itself (e.g. {name.rstrip('/')}/data)")
+    return obj
 
 
 def _find_spectra(f, dataset):
@@ -44,9 +62,7 @@ def _find_spectra(f, dataset):
     import h5py
 
     if dataset:
-        if dataset not in f:
-            raise SpectraError(f"{f.filename} has no dataset {dataset!r}")
-        return f[dataset], None
+        return _dataset(f, dataset, "dataset"), None
     grp = f
     while "default" in grp.attrs and grp.attrs["default"] in grp:
         name = grp.attrs["default"]
@@ -55,12 +71,16 @@ def _find_spectra(f, dataset):
             break
     if isinstance(grp, h5py.Group) and "signal" in grp.attrs:
         sig = grp.attrs["signal"]
-        sig = sig.decode() if isinstance(sig, bytes) else sig
+        sig = sig.decode() if isinstance(sig, bytes) else str(sig)
+        if not isinstance(grp.get(sig), h5py.Dataset):
+            raise SpectraError(f"the NeXus signal {sig!r} of {grp.name} in {f.filename} is not "
+                               "a dataset there; fix the file's 'signal' attribute or name the "
+                               "spectra with --dataset")
         axes = grp.attrs.get("axes")
         axis = None
         if axes is not None:
             axes = [a.decode() if isinstance(a, bytes) else str(a) for a in np.atleast_1d(axes)]
-            if axes[-1] in grp and axes[-1] != ".":
+            if axes[-1] != "." and isinstance(grp.get(axes[-1]), h5py.Dataset):
                 axis = grp[axes[-1]][()]
         return grp[sig], axis
     found = []
@@ -87,32 +107,30 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
             raise SpectraError(f"{dset.name} has shape {dset.shape}; spectra must be "
                                "(n_spectra, n_points)")
         if axis_dataset:
-            if axis_dataset not in f:
-                raise SpectraError(f"{path} has no dataset {axis_dataset!r}")
-            axis = f[axis_dataset][()]
+            axis = _dataset(f, axis_dataset, "axis dataset")[()]
+            if np.shape(axis) != (dset.shape[1],):
+                raise SpectraError(f"axis dataset {axis_dataset!r} has shape {np.shape(axis)}; "
+                                   f"it needs one value per point, ({dset.shape[1]},)")
         if len(labels) == 1 and labels[0].startswith("@"):
             name = labels[0][1:]
-            if name not in f:
-                raise SpectraError(f"{path} has no label dataset {name!r}")
-            y = f[name][()]
+            y = _dataset(f, name, "label dataset")[()]
             if y.dtype.kind in "SO":
                 y = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in y])
             if len(y) != dset.shape[0]:
                 raise SpectraError(f"{name} has {len(y)} labels for {dset.shape[0]} spectra")
             X = dset[()]
         else:
-            rows, y = [], []
+            X, y = [], []
             for name, start, stop in parse_ranges(labels):
                 if start < 0 or stop > dset.shape[0]:
                     raise SpectraError(f"range {name}={start}:{stop} is outside the "
                                        f"{dset.shape[0]} spectra of {dset.name}")
-                rows.append(np.arange(start, stop))
+                X.append(dset[start:stop])
                 y += [name] * (stop - start)
-            rows = np.concatenate(rows)
-            X = dset[()][rows]
+            X = np.concatenate(X)
             y = np.array(y)
     if axis is not None and np.shape(axis) != (X.shape[1],):
-        axis = None
+        axis = None  # a NeXus axis that is not one value per point (e.g. per spectrum)
     return X, y, axis
 
 

@@ -91,3 +91,26 @@ def test_run_loader_caps_spectra_per_label(tmp_path):
     X2, _, _ = load_labelled_run(info["path"], labels, info["source"], info["key"],
                                  max_per_label=10, random_state=1)
     np.testing.assert_array_equal(X, X2)
+
+
+def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
+    path, s = nexus_file
+    broken = tmp_path / "broken.nxs"
+    with h5py.File(broken, "w") as f:
+        f.attrs["default"] = "entry"
+        data = f.create_group("entry")
+        data.attrs.update(NX_class="NXdata", signal="counts")  # no such dataset
+        data["intensity"] = s.X
+    train = ["spectra", "train", "--labels", "a=0:5", "b=100:110", "-o", str(tmp_path / "m")]
+    cases = [
+        ([str(path), "--dataset", "/entry/data"], "is a group, not a dataset"),
+        ([str(broken)], "NeXus signal 'counts'"),
+        ([str(path), "--axis-dataset", "/entry/data/intensity"], "needs one value per point"),
+        ([str(path), "--axis-dataset", "/entry"], "is a group, not a dataset"),
+        ([str(path), "--labels", "a=0:30", "b=20:40"], "overlap"),
+    ]
+    for extra, message in cases:
+        argv = train[:2] + extra[:1] + train[2:] + extra[1:]
+        assert main(argv) == 2, argv
+        assert message in capsys.readouterr().err, argv
+    assert not (tmp_path / "m").exists()
