@@ -11,6 +11,7 @@ instead.
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import numpy as np
@@ -18,6 +19,8 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["IterableSource", "RunSource", "KaraboBridgeSource", "as_source"]
+
+_TCP = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[^:/\[\]]+):\d{1,5}$")
 
 
 class IterableSource:
@@ -41,9 +44,6 @@ class IterableSource:
                 arr = item
             yield tid, arr, time.perf_counter()
             tid += 1
-
-    def describe(self):
-        return "iterable"
 
 
 class RunSource:
@@ -88,9 +88,6 @@ class RunSource:
                 t_next += period
             yield int(tid), arr, time.perf_counter()
 
-    def describe(self):
-        return f"run {self.source} {self.key}"
-
 
 class KaraboBridgeSource:
     """Trains from a Karabo bridge endpoint (the EuXFEL online protocol).
@@ -100,16 +97,25 @@ class KaraboBridgeSource:
     ``sock``: ``REQ`` (request each train), ``SUB`` or ``PULL``; after
     ``timeout`` seconds without data the connection is re-made (counted in
     ``reconnects``), at most ``max_reconnects`` times in a row (``None``:
-    forever, until the stream is stopped).
+    forever, until the stream is stopped); after that the stream raises
+    :class:`SpectraError`, the bridge having stopped answering.
     """
 
     live = True
 
     def __init__(self, endpoint: str, source: str | None = None, key: str = "data.intensity",
                  timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = None):
-        if not str(endpoint).startswith(("tcp://", "ipc://", "inproc://")):
+        endpoint = str(endpoint)
+        if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
-        self.endpoint, self.source, self.key = str(endpoint), source, key
+        if endpoint.startswith("tcp://") and not _TCP.match(endpoint):
+            raise SpectraError(f"{endpoint!r} needs a host and a port number, e.g. "
+                               "tcp://127.0.0.1:4545")
+        if sock not in ("REQ", "SUB", "PULL"):
+            raise SpectraError(f"sock must be 'REQ', 'SUB' or 'PULL', not {sock!r}")
+        if not timeout > 0:
+            raise SpectraError(f"timeout must be > 0 seconds, not {timeout!r}")
+        self.endpoint, self.source, self.key = endpoint, source, key
         self.timeout, self.sock, self.max_reconnects = timeout, sock, max_reconnects
 
     def _pick(self, data, meta):
@@ -123,13 +129,24 @@ class KaraboBridgeSource:
         tid = m.get("timestamp.tid")
         return (None if tid is None else int(tid)), data[src][self.key]
 
-    def trains(self, stop, stats):
+    def _connect(self, tick):
+        """A client on a context of its own: destroying that context is the
+        public way to drop a stuck connection."""
+        import zmq
         from karabo_bridge import Client
 
+        context = zmq.Context()
+        try:
+            return Client(self.endpoint, sock=self.sock, timeout=tick, context=context), context
+        except zmq.ZMQError as e:
+            context.destroy(linger=0)
+            raise SpectraError(f"cannot connect to the Karabo bridge {self.endpoint}: {e}")
+
+    def trains(self, stop, stats):
         # short receive slices, so that stop() is honoured promptly; the
         # connection is re-made after ``timeout`` seconds without data
         tick = min(self.timeout, 0.1)
-        client = Client(self.endpoint, sock=self.sock, timeout=tick)
+        client, context = self._connect(tick)
         misses = 0
         waited = 0.0
         try:
@@ -142,13 +159,17 @@ class KaraboBridgeSource:
                         continue
                     # a REQ socket whose request went unanswered is stuck:
                     # only a fresh connection recovers
-                    client._context.destroy(linger=0)
+                    context.destroy(linger=0)
                     waited = 0.0
                     misses += 1
                     if self.max_reconnects is not None and misses > self.max_reconnects:
-                        return
+                        raise SpectraError(
+                            f"the Karabo bridge {self.endpoint} stopped answering: nothing for "
+                            f"{self.timeout:g} s, {self.max_reconnects} times reconnected "
+                            f"({stats.received} trains received); check that the bridge is "
+                            "running, or raise timeout/max_reconnects")
                     stats.reconnects += 1
-                    client = Client(self.endpoint, sock=self.sock, timeout=tick)
+                    client, context = self._connect(tick)
                     continue
                 waited = 0.0
                 misses = 0
@@ -159,10 +180,7 @@ class KaraboBridgeSource:
                     continue
                 yield tid, arr, received
         finally:
-            client._context.destroy(linger=0)
-
-    def describe(self):
-        return f"bridge {self.endpoint} {self.source or '*'} {self.key}"
+            context.destroy(linger=0)
 
 
 def as_source(obj, **kw):

@@ -161,15 +161,18 @@ def test_karabo_bridge_reconnects_after_timeout(fitted, intensity_series, bridge
     clf, _ = fitted
     X = intensity_series.X
     feed(bridge, 2000, X[:4])
-    stream = SpectraStream(clf, KaraboBridgeSource(bridge.endpoint, key=KEY, timeout=0.3))
+    # max_reconnects bounds the wait should the feeder never deliver (~60 s)
+    stream = SpectraStream(clf, KaraboBridgeSource(bridge.endpoint, key=KEY, timeout=0.3,
+                                                   max_reconnects=200))
 
     def feed_later():
-        while stream.stats.reconnects < 1:
+        deadline = time.monotonic() + 30
+        while stream.stats.reconnects < 1 and time.monotonic() < deadline:
             time.sleep(0.05)
         for tid in range(2001, 2006):
             feed(bridge, tid, X[4 * (tid - 2000):4 * (tid - 1999)])
 
-    feeder = threading.Thread(target=feed_later)
+    feeder = threading.Thread(target=feed_later, daemon=True)
     received = []
     with stream:
         feeder.start()
@@ -177,7 +180,8 @@ def test_karabo_bridge_reconnects_after_timeout(fitted, intensity_series, bridge
             received.append(result.train_id)
             if result.train_id == 2005:
                 break
-    feeder.join()
+    feeder.join(30)
+    assert not feeder.is_alive()
     st = stream.stats
     assert st.reconnects >= 1
     # a request pending on the dropped connection may take one train with it;
@@ -223,6 +227,8 @@ def test_bad_sources(fitted, tmp_path):
         SpectraStream(clf, info["path"])
     with pytest.raises(SpectraError, match="ZeroMQ endpoint"):
         KaraboBridgeSource("localhost:4545")
+    with pytest.raises(SpectraError, match="needs a host and a port number"):
+        SpectraStream(clf, "tcp://127.0.0.1")
     with pytest.raises(SpectraError, match="cannot stream from int"):
         SpectraStream(clf, 42)
 
@@ -232,5 +238,6 @@ def test_bridge_gives_up_after_max_reconnects(fitted):
     # nothing listens on port 1: every wait times out
     source = KaraboBridgeSource("tcp://127.0.0.1:1", key=KEY, timeout=0.2, max_reconnects=2)
     stream = SpectraStream(clf, source)
-    assert list(stream) == []
+    with pytest.raises(SpectraError, match="stopped answering.*0 trains received"):
+        list(stream)
     assert stream.stats.reconnects == 2 and stream.stats.trains == 0
