@@ -99,16 +99,25 @@ def classify(args):
     ambiguous = 0
     last = time.perf_counter()
     tty = sys.stdout.isatty()
-    for result in stream:
-        for label in result.labels:
-            counts[label] = counts.get(label, 0) + 1
-        ambiguous += int(result.ambiguous.sum())
-        now = time.perf_counter()
-        if now - last >= args.interval:
-            last = now
-            line = f"train {result.train_id}: {stream.stats.summary()}"
-            print(line, end="\r" if tty else "\n", flush=True)
-    print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
-    print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
-          + f"; ambiguous={ambiguous}")
+    # the summary is printed however the stream ends: at its end, on Ctrl-C
+    # (exit 130, as for any interrupted daas command), or on an error
+    try:
+        with stream:
+            for result in stream:
+                for label in result.labels:
+                    counts[label] = counts.get(label, 0) + 1
+                ambiguous += int(result.ambiguous.sum())
+                now = time.perf_counter()
+                if now - last >= args.interval:
+                    last = now
+                    line = f"train {result.train_id}: {stream.stats.summary()}"
+                    print(line, end="\r" if tty else "\n", flush=True)
+    except KeyboardInterrupt:
+        print(("\n" if tty else "") + "interrupted", flush=True)
+        tty = False
+        return 130
+    finally:
+        print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
+        print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
+              + f"; ambiguous={ambiguous}", flush=True)
     return 0

@@ -114,3 +114,46 @@ def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
         assert main(argv) == 2, argv
         assert message in capsys.readouterr().err, argv
     assert not (tmp_path / "m").exists()
+
+
+def test_classify_prints_the_summary_on_ctrl_c(fitted, tmp_path):
+    import queue
+    import signal
+    import subprocess
+    import sys
+    import threading
+
+    from karabo_bridge import ServerInThread
+
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    X = make_transition_series(n_spectra=12, n_points=clf.n_features_in_, random_state=1).X
+    src, key = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
+    server = ServerInThread("tcp://127.0.0.1:*", maxlen=50)
+    server.start()
+    proc = None
+    try:
+        for i in range(3):
+            server.feed({src: {key: X[4 * i:4 * i + 4]}}, {src: {"timestamp.tid": 100 + i}})
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hub_ext.cli", "spectra", "classify", "--model", str(model),
+             "--source", server.endpoint, "--key", key, "--interval", "0", "--timeout", "30"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        lines = queue.Queue()
+        reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout],
+                                  daemon=True)
+        reader.start()
+        seen = []
+        while not any(x.startswith("train 102:") for x in seen):
+            seen.append(lines.get(timeout=60))  # the three trains are classified
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(30) == 130
+        reader.join(10)
+        out = "".join(seen) + "".join(lines.queue)
+        assert "interrupted" in out and "done: " in out and "trains 3 spectra 12" in out
+        assert "labels: " in out and "Traceback" not in proc.stderr.read()
+    finally:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        server.stop()
