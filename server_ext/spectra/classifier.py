@@ -365,8 +365,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """Train the per-bin networks once per fold and once on everything,
         side by side; score each bin's network on its held-out fold; fit the
         vote's temperature on held-out spectra and held-out mixtures."""
-        from .fused import fit_vote
-        from .networks import mlp_proba, train_stacked
+        from .fused import bin_proba, fit_vote
+        from .networks import fold_standardisation, train_stacked
 
         n, n_bins = Fb.shape[:2]
         onehot = np.eye(n_classes, dtype=np.float32)[yc]
@@ -387,14 +387,21 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             sl = slice(g * n_bins, (g + 1) * n_bins)
             return mean, var, K1[sl], c1[sl], K2[sl], c2[sl]
 
+        def proba(F, g):  # (n, bins, features) -> (n, bins, classes)
+            _, _, k1, b1, k2, b2 = group(g)
+            W1, b1 = fold_standardisation(mean, var, k1, b1)
+            P = bin_proba(np.ascontiguousarray(F.transpose(1, 0, 2), dtype=np.float32),
+                          W1, b1[:, None, :], k2, b2[:, None, :])
+            return P.transpose(1, 0, 2)
+
         # held-out predictions: pure copies, and mixtures of held-out copies
         P_pure, y_pure, P_mix, T_mix = [], [], [], []
         for g, (_, test) in enumerate(splits):
-            P_pure.append(mlp_proba(Fb[test], *group(g)))
+            P_pure.append(proba(Fb[test], g))
             y_pure.append(yc[test])
             Fm, Tm, _ = mixup(Fb[test], onehot[test], int(test.sum()), rng)
             if len(Fm):
-                P_mix.append(mlp_proba(Fm, *group(g)))
+                P_mix.append(proba(Fm, g))
                 T_mix.append(Tm)
         P_pure, y_pure = np.concatenate(P_pure), np.concatenate(y_pure)
         acc = (P_pure.argmax(2) == y_pure[:, None]).mean(0)

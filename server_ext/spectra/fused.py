@@ -11,12 +11,28 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["FusedVote", "pool", "fit_vote"]
+__all__ = ["FusedVote", "bin_proba", "pool", "fit_vote"]
 
 #: per-bin probabilities are clipped to [EPS, 1] before the log: one bin that
 #: is confidently wrong (a detector artefact, a peak the training never saw)
 #: can shift the vote by at most its weight times log(1/EPS)
 EPS = 0.01
+
+
+def bin_proba(Fb, W1, b1, W2, b2):
+    """Per-bin class probabilities (bins, n, classes) of the stacked MLPs on
+    inputs ``Fb`` (bins, n, features); ``b1``/``b2`` broadcast as (bins, 1,
+    units). The one NumPy forward pass of the networks: inference, and the
+    held-out scoring during ``fit``."""
+    h = np.matmul(Fb, W1)
+    h += b1
+    np.maximum(h, 0.0, out=h)
+    o = np.matmul(h, W2)
+    o += b2
+    o -= o.max(axis=2, keepdims=True)
+    np.exp(o, out=o)
+    o /= o.sum(axis=2, keepdims=True)
+    return o
 
 
 def pool(P, vote, beta):
@@ -89,15 +105,7 @@ class FusedVote:
 
     def bin_proba(self, Fb):
         """Per-bin class probabilities (bins, n, classes) from ``features``."""
-        h = np.matmul(Fb, self.W1)
-        h += self.b1
-        np.maximum(h, 0.0, out=h)
-        o = np.matmul(h, self.W2)
-        o += self.b2
-        o -= o.max(axis=2, keepdims=True)
-        np.exp(o, out=o)
-        o /= o.sum(axis=2, keepdims=True)
-        return o
+        return bin_proba(Fb, self.W1, self.b1, self.W2, self.b2)
 
     def proba(self, Z):
         """Calibrated weighted vote (n, classes) from segment features."""

@@ -13,7 +13,8 @@ import random
 
 import numpy as np
 
-__all__ = ["keras_module", "build_bin_model", "global_random_state_kept", "train_stacked", "mlp_proba",
+__all__ = ["keras_module", "build_bin_model", "global_random_state_kept", "train_stacked",
+           "fold_standardisation",
            "bin_models", "unpack"]
 
 _KERAS = None
@@ -169,15 +170,16 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
     return mean, var, K1, c1, K2, c2
 
 
-def mlp_proba(F, mean, var, K1, c1, K2, c2):
-    """NumPy forward pass of stacked networks on (n, bins, features) inputs
-    -> (n, bins, classes); the leading axis of the weights is the bins'."""
-    x = (F - mean) / np.maximum(np.sqrt(var), 1e-7)
-    h = np.maximum(np.einsum("nbi,biu->nbu", x, K1) + c1, 0.0)
-    o = np.einsum("nbi,biu->nbu", h, K2) + c2
-    o -= o.max(-1, keepdims=True)
-    e = np.exp(o)
-    return e / e.sum(-1, keepdims=True)
+def fold_standardisation(mean, var, K1, c1):
+    """First-layer weights with the fixed standardisation folded in, as
+    float32: ``W1 (bins, features, hidden)``, ``b1 (bins, hidden)``. Keras'
+    Normalization divides by ``max(sqrt(var), 1e-7)``."""
+    mean = np.asarray(mean, np.float64).reshape(len(K1), -1)
+    std = np.maximum(np.sqrt(np.asarray(var, np.float64).reshape(len(K1), -1)), 1e-7)
+    K1 = np.asarray(K1, np.float64)
+    W1 = K1 / std[:, :, None]
+    b1 = np.asarray(c1, np.float64) - np.einsum("bi,biu->bu", mean / std, K1)
+    return W1.astype(np.float32), b1.astype(np.float32)
 
 
 def bin_models(mean, var, K1, c1, K2, c2):
@@ -196,16 +198,10 @@ def unpack(models):
     """Stacked float32 arrays of the networks with the (fixed) standardisation
     folded into the first layer: ``W1 (bins, features, hidden)``, ``b1``,
     ``W2 (bins, hidden, classes)``, ``b2``."""
-    W1, b1, W2, b2 = [], [], [], []
-    for m in models:
-        norm, dense1, dense2 = m.layers
-        mean = np.asarray(norm.mean, dtype=np.float64).reshape(-1)
-        # Keras' Normalization divides by max(sqrt(var), epsilon)
-        std = np.maximum(np.sqrt(np.asarray(norm.variance, dtype=np.float64).reshape(-1)), 1e-7)
-        k1, c1 = (np.asarray(w, dtype=np.float64) for w in dense1.get_weights())
-        k2, c2 = (np.asarray(w, dtype=np.float64) for w in dense2.get_weights())
-        W1.append(k1 / std[:, None])
-        b1.append(c1 - (mean / std) @ k1)
-        W2.append(k2)
-        b2.append(c2)
-    return tuple(np.stack(a).astype(np.float32) for a in (W1, b1, W2, b2))
+    layers = [m.layers for m in models]
+    mean = np.stack([np.asarray(norm.mean).reshape(-1) for norm, _, _ in layers])
+    var = np.stack([np.asarray(norm.variance).reshape(-1) for norm, _, _ in layers])
+    K1, c1, K2, c2 = (np.stack(w) for w in zip(*(d1.get_weights() + d2.get_weights()
+                                                 for _, d1, d2 in layers)))
+    W1, b1 = fold_standardisation(mean, var, K1, c1)
+    return W1, b1, K2.astype(np.float32), c2.astype(np.float32)
