@@ -3,7 +3,7 @@
 Same data, side by side:
 
 1. the published method (Sun & Brockhauser 2022), re-implemented in
-   ``server_ext.spectra.published``: ALS baseline, 15 bins, point-wise
+   ``benchmarks/published_method.py``: ALS baseline, 15 bins, point-wise
    (angle, intensity) MLP with 150 hidden units per bin, Adam, 700
    full-batch epochs, training-set accuracy weights, weighted vote;
 2. scikit-learn ``LogisticRegression`` and ``RandomForestClassifier`` on
@@ -168,7 +168,7 @@ def main():
 
     from server_ext.spectra import BinnedSpectraClassifier
     from server_ext.spectra.networks import keras_module
-    from server_ext.spectra.published import PublishedBinnedMLP
+    from published_method import PublishedBinnedMLP  # next to this script
     from server_ext.spectra.synthetic import make_transition_series, perturb
 
     keras_module()  # TensorFlow import time is not training time

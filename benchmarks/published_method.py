@@ -1,4 +1,4 @@
-"""The published method, re-implemented as the benchmark's anchor.
+"""The published method, re-implemented as the anchor of benchmarks/spectra.py.
 
 Sun & Brockhauser, "Machine Learning Based Spectra Classification", Data
 Science Journal 21:15 (2022): asymmetric-least-squares baseline removal; the
@@ -63,7 +63,7 @@ class PublishedBinnedMLP:
     def fit(self, X, y, axis=None):
         import tensorflow as tf
 
-        from .networks import keras_module
+        from server_ext.spectra.networks import keras_module
 
         keras = keras_module()
         keras.utils.set_random_seed(self.random_state)
