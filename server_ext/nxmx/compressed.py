@@ -235,7 +235,9 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
     """
     dset = create_compressed(group, name, table)
     lib = _bitshuffle_lib()
-    threads = threads or os.cpu_count() or 1
+    # One worker more than CPUs: a worker waiting on a read, or the main thread
+    # writing chunks, would otherwise leave a core idle (2 CPUs: 1.7x -> 2.1x).
+    threads = threads or (os.cpu_count() or 1) + 1
     n, n_mod = len(table), table.n_modules
     fidx = np.full((n_mod, n), -1, np.int32)
     row = np.zeros((n_mod, n), np.int64)

@@ -62,7 +62,7 @@ def _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads):
     _number("min_pulse_energy", min_pulse_energy, "µJ", "--min-pulse-energy 500", strict=False)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, numbers.Integral)
                                 or threads < 1):
-        raise ConversionError(f"threads must be a whole number >= 1, got {threads!r}; leave it out for one per CPU")
+        raise ConversionError(f"threads must be a whole number >= 1, got {threads!r}; leave it out for the default")
 
 
 def _umask():
@@ -177,7 +177,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
     cancel : object with ``is_set()``, optional
         Setting it stops the conversion (``ConversionCancelled``).
     threads : int, optional
-        Compression threads for ``mode="copy"`` (default: CPU count).
+        Compression threads for ``mode="copy"`` (default: CPU count + 1).
 
     Returns the path written. Raises :class:`ConversionError` subclasses
     for bad input; nothing is left at *output* on any error.
