@@ -27,6 +27,7 @@ Headlines are ratios against peers measured in this run.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import subprocess
 import sys
@@ -88,22 +89,14 @@ def serve(n_trains, pulses, n_points, seed, push):
     server.stop()
 
 
-def raw_receive(n_trains, pulses, n_points, seed, push):
-    """Peer: the bare Karabo bridge client receiving the same trains and doing
-    nothing with them -- the transport ceiling of this machine."""
-    from karabo_bridge import Client
-
+@contextlib.contextmanager
+def bridge_server(n_trains, pulses, n_points, seed, push):
+    """A Karabo bridge serving synthetic trains in another process; yields its endpoint."""
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(n_trains), str(pulses),
                              str(n_points), str(seed), str(int(push))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        client = Client(proc.stdout.readline().strip(), sock="PULL" if push else "REQ",
-                        timeout=30)
-        client.next()
-        t0 = time.perf_counter()
-        for _ in range(n_trains - 1):
-            client.next()
-        dt = time.perf_counter() - t0
+        yield proc.stdout.readline().strip()
         proc.stdin.write("done\n")
         proc.stdin.flush()
         proc.wait(30)
@@ -111,17 +104,27 @@ def raw_receive(n_trains, pulses, n_points, seed, push):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def raw_receive(n_trains, pulses, n_points, seed, push):
+    """Peer: the bare Karabo bridge client receiving the same trains and doing
+    nothing with them -- the transport ceiling of this machine."""
+    from karabo_bridge import Client
+
+    with bridge_server(n_trains, pulses, n_points, seed, push) as endpoint:
+        client = Client(endpoint, sock="PULL" if push else "REQ", timeout=30)
+        client.next()
+        t0 = time.perf_counter()
+        for _ in range(n_trains - 1):
+            client.next()
+        dt = time.perf_counter() - t0
     return (n_trains - 1) * pulses / dt
 
 
 def stream_benchmark(clf, n_trains, pulses, seed, push):
     from server_ext.spectra import KaraboBridgeSource, SpectraStream
 
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(n_trains), str(pulses),
-                             str(clf.n_features_in_), str(seed), str(int(push))],
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
-    try:
-        endpoint = proc.stdout.readline().strip()
+    with bridge_server(n_trains, pulses, clf.n_features_in_, seed, push) as endpoint:
         source = KaraboBridgeSource(endpoint, key=KEY, timeout=30.0,
                                     sock="PULL" if push else "REQ")
         stream = SpectraStream(clf, source, max_trains=n_trains, queue_size=2)
@@ -134,13 +137,6 @@ def stream_benchmark(clf, n_trains, pulses, seed, push):
                 n_after_first += len(r)
         elapsed = time.perf_counter() - t_first
         st = stream.stats
-        proc.stdin.write("done\n")
-        proc.stdin.flush()
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
     return {"spectra_per_s": n_after_first / elapsed, "trains": st.trains,
             "spectra": st.spectra, "dropped": st.dropped, "gaps": st.gaps,
             "p50_ms": 1e3 * st.latency(50), "p99_ms": 1e3 * st.latency(99)}
