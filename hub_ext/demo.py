@@ -18,7 +18,7 @@ import yaml
 from jupyterhub.auth import Authenticator
 from traitlets import Dict
 
-from .hubprocess import HubProcess
+from .hubprocess import HubProcess, check_ports_free
 
 DEMO_USERS = {
     # name: (password, groups, admin)
@@ -258,6 +258,7 @@ def run_demo(args):
     from .setup_tools import ensure_proxy
 
     ensure_proxy()
+    check_ports_free(args.ip, {"port": args.port, "hub-port": args.hub_port, "proxy-api-port": args.proxy_api_port})
     data_dir = Path(args.data_dir).resolve()
     runs = ensure_demo_data(data_dir)
     config = write_hub_files(

@@ -19,6 +19,26 @@ from pathlib import Path
 import psutil
 
 
+class HubStartError(RuntimeError):
+    """JupyterHub did not come up (port taken, bad configuration); says where to look."""
+
+    user_error = True
+
+
+def check_ports_free(ip, ports):
+    """Raise HubStartError naming the first of ``ports`` (name -> number) already in use."""
+    for name, port in ports.items():
+        with socket.socket() as s:
+            # as the hub and proxy bind: a port in TIME_WAIT after a restart is free
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((ip, port))
+            except OSError:
+                raise HubStartError(
+                    f"port {port} on {ip} is already in use (another hub or demo?); choose another with --{name}"
+                ) from None
+
+
 def free_port():
     """An ephemeral TCP port on 127.0.0.1 (closed again, so the caller can bind it)."""
     with socket.socket() as s:
@@ -47,7 +67,10 @@ class HubProcess:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterHub exited with {self.proc.returncode}; see {self.log_path or 'its output'}")
+                raise HubStartError(
+                    f"JupyterHub exited with code {self.proc.returncode} while starting; "
+                    f"see {self.log_path or 'its output above'}"
+                )
             try:
                 with urllib.request.urlopen(self.url + "/hub/api", timeout=2) as r:
                     if r.status == 200:
@@ -56,7 +79,7 @@ class HubProcess:
                 pass
             time.sleep(0.3)
         self.stop()
-        raise RuntimeError(f"JupyterHub did not answer at {self.url} within {timeout} s")
+        raise HubStartError(f"JupyterHub did not answer at {self.url} within {timeout} s; see {self.log_path or 'its output above'}")
 
     def wait(self):
         return self.proc.wait()

@@ -12,6 +12,12 @@ import sys
 from pathlib import Path
 
 CHP_PACKAGE = "configurable-http-proxy@^4.6"
+
+
+class SetupError(RuntimeError):
+    """A missing prerequisite; the message says what to install."""
+
+    user_error = True
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -28,20 +34,22 @@ def ensure_proxy(quiet=False):
         return exe
     npm = shutil.which("npm")
     if not npm:
-        raise RuntimeError(
+        raise SetupError(
             "npm is required to install configurable-http-proxy: "
             "install Node.js and npm (apt-get install nodejs npm)"
         )
     if not quiet:
         print(f"Installing {CHP_PACKAGE} into {sys.prefix} ...", flush=True)
-    subprocess.run(
+    r = subprocess.run(
         [npm, "install", "-g", "--no-fund", "--no-audit", "--prefix", sys.prefix, CHP_PACKAGE],
-        check=True,
         stdout=subprocess.DEVNULL if quiet else None,
     )
     exe = proxy_path()
-    if not exe:
-        raise RuntimeError(f"npm did not install configurable-http-proxy into {sys.prefix}/bin")
+    if r.returncode or not exe:
+        raise SetupError(
+            f"npm could not install {CHP_PACKAGE} into {sys.prefix} (exit code {r.returncode}); "
+            "check that the npm registry is reachable, then run `daas setup` again"
+        )
     return exe
 
 

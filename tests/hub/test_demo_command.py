@@ -66,3 +66,21 @@ def test_daas_demo_starts_spawns_and_stops_cleanly(tmp_path):
                 except psutil.NoSuchProcess:
                     pass
         log.close()
+
+
+def test_daas_demo_on_a_taken_port_says_so(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "hub_ext.cli", "demo", "--data-dir", str(tmp_path / "data"), "--port", str(port),
+             "--hub-port", str(free_port()), "--proxy-api-port", str(free_port())],
+            capture_output=True, text=True, timeout=300,
+        )
+    assert r.returncode == 2, r.stderr
+    assert f"daas demo: error: port {port} on 127.0.0.1 is already in use" in r.stderr
+    assert "--port" in r.stderr and "Traceback" not in r.stderr
+    assert not (tmp_path / "data").exists()  # refused before generating anything
