@@ -31,6 +31,28 @@ def noise_gain(X: np.ndarray) -> np.ndarray:
     return var / level
 
 
+def strain_shift(X, rows, pos, s, u=0.0):
+    """``X[rows]`` resampled so that the feature at position x moves to
+    ``x * (1 + s)`` and then by ``u`` points (linear interpolation; ``pos`` is
+    an increasing axis, ``s`` and ``u`` one value per row)."""
+    p = X.shape[1]
+    idx = np.arange(p, dtype=np.float64)
+    # the value at position x comes from x / (1 + s) in the original
+    q = np.interp(pos[None, :] / (1.0 + np.asarray(s)[:, None]), pos, idx) - np.asarray(u)[..., None]
+    np.clip(q, 0.0, p - 1.0, out=q)
+    i0 = np.minimum(q.astype(np.intp), p - 2)
+    f = (q - i0).astype(X.dtype)
+    rows = np.asarray(rows)[:, None]
+    return X[rows, i0] * (1.0 - f) + X[rows, i0 + 1] * f
+
+
+def increasing_axis(axis, p):
+    """``axis`` as float64 when it increases strictly, else the point index."""
+    if axis is None or not np.all(np.diff(axis) > 0):
+        return np.arange(p, dtype=np.float64)
+    return np.asarray(axis, dtype=np.float64)
+
+
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             noise=1.0, background=0.1):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
@@ -46,11 +68,7 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     n, p = X.shape
     src = np.repeat(np.arange(n), copies)
     m = len(src)
-    idx = np.arange(p, dtype=np.float64)
-    if axis is None or not np.all(np.diff(axis) > 0):
-        pos = idx
-    else:
-        pos = np.asarray(axis, dtype=np.float64)
+    pos = increasing_axis(axis, p)
     s = rng.uniform(-strain, strain, m)
     u = rng.uniform(-shift, shift, m)
     gain = noise_gain(X)[src]
@@ -63,14 +81,7 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     # in chunks of copies: the float64 index arithmetic stays small whatever m is
     for a in range(0, m, _CHUNK):
         b = min(a + _CHUNK, m)
-        # the value at position x comes from x / (1 + s) in the original,
-        # then the whole pattern moves by u points
-        q = np.interp(pos[None, :] / (1.0 + s[a:b, None]), pos, idx) - u[a:b, None]
-        np.clip(q, 0.0, p - 1.0, out=q)
-        i0 = np.minimum(q.astype(np.intp), p - 2)
-        f = (q - i0).astype(np.float32)
-        rows = src[a:b, None]
-        Y = X[rows, i0] * (1.0 - f) + X[rows, i0 + 1] * f
+        Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b])
         Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
             np.maximum(Y, 0.0) * (gain[a:b] * amp[a:b]).astype(np.float32)[:, None])
         Y += (c[a:b, :1] + c[a:b, 1:2] * t + c[a:b, 2:3] * (t * t)).astype(np.float32)

@@ -33,6 +33,8 @@ import tempfile
 
 import numpy as np
 
+from .augment import increasing_axis, strain_shift
+
 __all__ = [
     "SpectraSeries",
     "make_transition_series",
@@ -194,14 +196,10 @@ def perturb(X, axis=None, strain=0.01, intensity=0.3, random_state=0):
     X = np.asarray(X, dtype=np.float64)
     rng = np.random.default_rng(random_state)
     n, p = X.shape
-    ax = np.arange(p, dtype=np.float64) if axis is None else np.asarray(axis, float)
-    out = np.empty_like(X)
     s = rng.uniform(-strain, strain, n)
     a = rng.uniform(1.0 - intensity, 1.0 + intensity, n)
-    for i in range(n):
-        # the feature at position q moves to q * (1 + s): sample at x / (1 + s)
-        out[i] = a[i] * np.interp(ax / (1.0 + s[i]), ax, X[i])
-    return out.astype(np.float32)
+    out = strain_shift(X, np.arange(n), increasing_axis(axis, p), s, np.zeros(n))
+    return (a[:, None] * out).astype(np.float32)
 
 
 def _write_run_file(path, source, key, tids, spectra, axis, temperature):
