@@ -255,9 +255,13 @@ c.Spawner.http_timeout = 180
 
 
 def run_demo(args):
-    from .setup_tools import ensure_proxy
+    from .setup_tools import ensure_debian_packages, ensure_proxy
 
     ensure_proxy()
+    missing = ensure_debian_packages(("runtime",))
+    if missing:
+        print(f"Not installed (the features that need them say so): {' '.join(missing)}; "
+              f"to add them: sudo apt-get install {' '.join(missing)}", flush=True)
     check_ports_free(args.ip, {"port": args.port, "hub-port": args.hub_port, "proxy-api-port": args.proxy_api_port})
     data_dir = Path(args.data_dir).resolve()
     runs = ensure_demo_data(data_dir)

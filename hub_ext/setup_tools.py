@@ -18,6 +18,8 @@ class SetupError(RuntimeError):
     """A missing prerequisite; the message says what to install."""
 
     user_error = True
+
+
 CHROMIUM = "/usr/bin/chromium"
 
 
@@ -53,26 +55,61 @@ def ensure_proxy(quiet=False):
     return exe
 
 
-def ensure_chromium():
-    """Debian's Chromium drives the browser tests; install it when we may."""
-    if os.path.exists(CHROMIUM):
-        return True
-    if os.geteuid() == 0 and shutil.which("apt-get"):
+#: Debian packages the project uses at run time ("runtime": installed by
+#: ``daas setup`` and ``daas demo``) and in its tests ("test": ``daas setup
+#: --test`` adds them). Each maps a package to a file that shows it is there.
+#: Features add their packages here, in one place.
+DEBIAN_PACKAGES = {
+    "runtime": {},
+    "test": {"chromium": CHROMIUM},
+}
+
+
+def missing_debian_packages(purposes=("runtime",)):
+    """Packages of ``purposes`` whose marker file is absent, in a stable order."""
+    missing = []
+    for purpose in purposes:
+        for package, marker in DEBIAN_PACKAGES[purpose].items():
+            if not os.path.exists(marker) and package not in missing:
+                missing.append(package)
+    return missing
+
+
+def ensure_debian_packages(purposes=("runtime",), quiet=False):
+    """Install missing packages with apt-get when we may; return what is still missing.
+
+    As root with apt-get, missing packages are installed (waiting for another
+    apt-get's lock rather than failing). Otherwise nothing is changed and the
+    caller is told what a person has to install.
+    """
+    missing = missing_debian_packages(purposes)
+    if missing and os.geteuid() == 0 and shutil.which("apt-get"):
         env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        subprocess.run(["apt-get", "update", "-q"], check=True, env=env)
-        subprocess.run(["apt-get", "install", "-y", "-q", "chromium"], check=True, env=env)
-        return os.path.exists(CHROMIUM)
-    print(
-        f"{CHROMIUM} is missing; the browser tests need it: sudo apt-get install chromium",
-        file=sys.stderr,
-    )
-    return False
+        out = subprocess.DEVNULL if quiet else None
+        lock = ["-o", "DPkg::Lock::Timeout=600"]
+        if not quiet:
+            print(f"Installing Debian packages: {' '.join(missing)} ...", flush=True)
+        for cmd in (["update", "-q"], ["install", "-y", "-q", *missing]):
+            r = subprocess.run(["apt-get", *lock, *cmd], env=env, stdout=out)
+            if r.returncode:
+                raise SetupError(
+                    f"apt-get {cmd[0]} failed (exit code {r.returncode}) while installing "
+                    f"{' '.join(missing)}; check the Debian mirror, then run `daas setup` again"
+                )
+        missing = missing_debian_packages(purposes)
+    return missing
 
 
 def _setup(args):
     ensure_proxy()
-    if args.test:
-        if not ensure_chromium():
+    purposes = ("runtime", "test") if args.test else ("runtime",)
+    missing = ensure_debian_packages(purposes)
+    if missing:
+        print(
+            f"missing Debian packages: sudo apt-get install {' '.join(missing)}",
+            file=sys.stderr,
+        )
+        if args.test:
             return 1
     print(f"configurable-http-proxy: {proxy_path()}")
     return 0
@@ -80,7 +117,9 @@ def _setup(args):
 
 def register(subparsers):
     p = subparsers.add_parser(
-        "setup", help="install configurable-http-proxy (and Chromium for --test) into this prefix"
+        "setup",
+        help="install configurable-http-proxy into this prefix and the Debian packages "
+        "the features need (--test: also those of the test suite)",
     )
     p.add_argument("--test", action="store_true", help="also install what the test suite needs")
     p.set_defaults(func=_setup)
