@@ -88,7 +88,7 @@ for section, traits in catalog["config"].items():
 
 c.FacilitySpawner.environments_file = str(CONFIG_DIR / "environments.yaml")
 c.FacilitySpawner.allowed_data_roots = [datasets["root"]]
-c.FacilityKubeSpawner.dataset_volume = datasets["volume"]
+c.FacilityKubeSpawner.dataset_volume = chart["datasetVolume"]
 c.FacilityKubeSpawner.dataset_root = datasets["root"]
 c.FacilityKubeSpawner.dataset_mount_root = datasets["mountRoot"]
 c.FacilityKubeSpawner.home_dir = singleuser["homeDir"]
@@ -98,8 +98,16 @@ c.KubeSpawner.namespace = os.environ.get("POD_NAMESPACE", chart["namespace"])
 c.KubeSpawner.image = chart["singleuserImage"]
 c.KubeSpawner.image_pull_policy = singleuser["image"]["pullPolicy"]
 c.KubeSpawner.image_pull_secrets = list(values["imagePullSecrets"])
-# The network policy for user servers selects these labels.
-c.KubeSpawner.extra_labels = dict(chart["selectorLabels"])
+# The network policy for user servers selects the chart's selector labels.
+# KubeSpawner's common_labels win over extra_labels, so they are set there.
+user_labels = dict(chart["selectorLabels"])
+c.KubeSpawner.component_label = user_labels.pop("app.kubernetes.io/component")
+c.KubeSpawner.common_labels = {
+    **user_labels,
+    "app.kubernetes.io/managed-by": "kubespawner",
+    "app": "jupyterhub",
+    "heritage": "jupyterhub",
+}
 c.KubeSpawner.uid = singleuser["uid"]
 c.KubeSpawner.fs_gid = singleuser["fsGid"]
 c.KubeSpawner.allow_privilege_escalation = False

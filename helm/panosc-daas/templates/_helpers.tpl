@@ -105,6 +105,9 @@ IPv6 blocks never do.
 {{- $peer := deepCopy . }}
 {{- if $peer.ipBlock }}
 {{- if include "daas.cidrHasMetadata" $peer.ipBlock.cidr }}
+{{- if hasSuffix "/32" $peer.ipBlock.cidr }}
+{{- fail (printf "networkPolicy: %s is the cloud metadata address; no egress rule may open it" $peer.ipBlock.cidr) }}
+{{- end }}
 {{- $except := $peer.ipBlock.except | default list }}
 {{- if not (has "169.254.169.254/32" $except) }}
 {{- $_ := set $peer.ipBlock "except" (append $except "169.254.169.254/32") }}
