@@ -1,9 +1,11 @@
 """values.schema.json: Helm refuses bad values before rendering, saying which key and why."""
 
+import re
+
 import helm_python as helm
 import pytest
 
-from .charttools import render
+from .charttools import CHART_DIR, render
 
 BAD_VALUES = [
     # (values, words the message must contain)
@@ -61,3 +63,24 @@ def test_schema_covers_every_default_value(chart):
 
     walk(chart.values, schema, "")
     assert schema["additionalProperties"] is False
+
+
+def test_every_value_is_documented():
+    """Each key of values.yaml has a comment above it (list entries are documented by their list)."""
+    lines = (CHART_DIR / "values.yaml").read_text().splitlines()
+    undocumented = []
+    in_list_item = None
+    for number, line in enumerate(lines, 1):
+        match = re.match(r"^( *)(- )?([A-Za-z_][\w-]*):", line)
+        if not match:
+            continue
+        indent = len(match.group(1))
+        if match.group(2):
+            in_list_item = indent
+        elif in_list_item is not None and indent > in_list_item:
+            continue
+        else:
+            in_list_item = None
+        if not lines[number - 2].strip().startswith("#"):
+            undocumented.append(f"{number}: {line.strip()}")
+    assert not undocumented, undocumented

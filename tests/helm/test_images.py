@@ -99,3 +99,13 @@ def test_test_environment_matches_constraints():
         if installed != pinned:
             mismatched.append(f"{name}: installed {installed}, pinned {pinned}")
     assert not mismatched, mismatched
+
+
+def test_readme_and_ci_install_with_the_constraints():
+    readme = (REPO / "README.md").read_text()
+    ci = (REPO / ".ci" / "run").read_text()
+    (ci_command,) = [line for line in ci.splitlines() if line.startswith("python3 -m venv")]
+    readme_commands = [line for line in readme.splitlines() if line.startswith("python3 -m venv")]
+    assert ci_command in readme_commands
+    for command in readme_commands:
+        assert "pip install -q -c helm/images/constraints.txt -e " in command
