@@ -16,11 +16,13 @@ import kubernetes_validate
 import pytest
 from jupyterhub.app import JupyterHub
 from jupyterhub.objects import Hub
+from jupyterhub.proxy import ConfigurableHTTPProxy
 from kubernetes_asyncio.client import ApiClient
 
 from tests.hub.test_kube_spawner import MockUser, kube_offline  # noqa: F401 (fixture)
 
-from .charttools import NAMESPACE, RELEASE
+from .charttools import NAMESPACE, RELEASE, render
+from .conftest import VALUES_FILES
 from .test_chart_render import K8S_VERSIONS
 
 FULLNAME = f"{RELEASE}-panosc-daas"
@@ -122,10 +124,25 @@ def test_idle_culler_service(renders, hub_config):
     assert command[1:3] == ["-m", "jupyterhub_idle_culler"]
     assert "--timeout=3600" in command and "--cull-every=600" in command
     assert "--url=http://127.0.0.1:8081/hub/api" in command
-    assert not any(a.startswith("--max-age") or a == "--cull-users" for a in command)
+    assert not any(a.startswith(("--max-age", "--cull-users")) for a in command)
     (role,) = c.JupyterHub.load_roles
     assert role["services"] == ["idle-culler"]
     assert set(role["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers"}
+
+
+def test_idle_culler_accepts_its_command(chart, hub_config):
+    from jupyterhub_idle_culler import IdleCuller
+
+    values = {"cull": {"timeout": 7200, "every": 300, "maxAge": 86400, "users": True, "adminUsers": False}}
+    c, _, _ = hub_config(render(chart, values))
+    (service,) = c.JupyterHub.services
+    culler = IdleCuller()
+    culler.parse_command_line(service["command"][3:])
+    assert (culler.timeout, culler.cull_every, culler.max_age) == (7200, 300, 86400)
+    assert culler.cull_users is True and culler.cull_admin_users is False
+    assert culler.url == "http://127.0.0.1:8081/hub/api"
+    (role,) = c.JupyterHub.load_roles
+    assert "admin:users" in role["scopes"]  # deleting users needs it
 
 
 def test_culler_off_and_base_url(renders, hub_config):
@@ -257,3 +274,18 @@ async def test_user_pod_from_chart_configuration(
         peer["podSelector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
         for peer in hub_policy["spec"]["ingress"][0]["from"]
     )
+
+
+@pytest.mark.parametrize("values", VALUES_FILES, ids=lambda n: n or "defaults")
+async def test_every_config_option_is_a_real_trait(renders, hub_config, kube_offline, values):  # noqa: F811
+    """No option the chart sets is misspelt or aimed at the wrong class (traitlets would only warn)."""
+    c, _, _ = hub_config(renders(values))
+    spawner = spawner_class(c.JupyterHub.spawner_class)(config=c, user=MockUser(), hub=Hub())
+    (auth_entry,) = entry_points(group="jupyterhub.authenticators", name=c.JupyterHub.authenticator_class)
+    classes = [JupyterHub, ConfigurableHTTPProxy, auth_entry.load(), type(spawner), type(spawner.catalog)]
+    for section, options in c.items():
+        owners = [cls for cls in classes if section in {k.__name__ for k in cls.__mro__}]
+        assert owners, f"c.{section}: no class of this hub reads it"
+        traits = owners[0].class_traits(config=True)
+        unknown = set(options) - set(traits)
+        assert not unknown, f"c.{section}: {sorted(unknown)}"

@@ -156,7 +156,7 @@ if cull["enabled"]:
         command.append("--cull-admin-users=false")
     scopes = ["list:users", "read:users:activity", "read:servers", "delete:servers"]
     if cull["users"]:
-        command.append("--cull-users")
+        command.append("--cull-users=true")
         scopes.append("admin:users")
     c.JupyterHub.services = [*c.JupyterHub.get("services", []), {"name": "idle-culler", "command": command}]
     c.JupyterHub.load_roles = [
