@@ -8,7 +8,7 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from .charttools import CHART_DIR, NAMESPACE, RELEASE, VALUES_DIR, load_values
+from .charttools import CHART_DIR, NAMESPACE, RELEASE, VALUES_DIR, load_values, render
 from .conftest import VALUES_FILES
 
 #: The oldest Kubernetes the chart supports (Chart.yaml kubeVersion) and the newest known.
@@ -96,8 +96,6 @@ def test_hub_deployment_shape(rendered):
 
 
 def test_config_change_rolls_the_hub(chart, renders):
-    from .charttools import render
-
     before = renders(None).one("Deployment", "hub")["spec"]["template"]["metadata"]["annotations"]
     after = render(chart, {"cull": {"timeout": 7200}}).one("Deployment", "hub")["spec"]["template"]["metadata"]["annotations"]
     assert after["checksum/config-values"] != before["checksum/config-values"]
@@ -125,3 +123,15 @@ def test_pod_disruption_budgets(renders):
         deployment = r.one("Deployment", budget["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"])
         labels = deployment["spec"]["template"]["metadata"]["labels"]
         assert budget["spec"]["selector"]["matchLabels"].items() <= labels.items()
+
+
+def test_packaged_chart_renders_the_same(chart, renders, tmp_path):
+    """What `helm package` ships (.helmignore applied) carries every template and file."""
+    archive = helm.package(CHART_DIR, destination=tmp_path)
+    with helm.Chart.load(archive) as packaged:
+        assert packaged.version == chart.version
+        assert "files/jupyterhub_config.py" in {f["name"] for f in packaged.files}
+        assert packaged.schema == chart.schema
+        config_map = render(packaged, {}).one("ConfigMap", "hub")
+    assert config_map["data"]["jupyterhub_config.py"] == (CHART_DIR / "files" / "jupyterhub_config.py").read_text()
+    assert config_map == renders(None).one("ConfigMap", "hub")

@@ -64,13 +64,12 @@ imagePullSecrets:
 {{- end -}}
 
 {{/*
-A secret value generated once: kept from the live Secret (lookup) on upgrade,
-else random. Called with (dict "root" $ "key" "cookie-secret" "gen" "hex64").
+A secret value generated once: kept from the live Secret on upgrade, else
+random. Called with (dict "live" <lookup result> "key" "cookie-secret" "gen" "hex64").
 */}}
 {{- define "daas.keptSecret" -}}
-{{- $live := lookup "v1" "Secret" .root.Release.Namespace (include "daas.generatedSecret" .root) -}}
-{{- if and $live $live.data (hasKey $live.data .key) -}}
-{{- index $live.data .key -}}
+{{- if and .live .live.data (hasKey .live.data .key) -}}
+{{- index .live.data .key -}}
 {{- else if eq .gen "hex64" -}}
 {{- randAlphaNum 48 | sha256sum | b64enc -}}
 {{- else -}}
