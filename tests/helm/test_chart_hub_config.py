@@ -207,7 +207,10 @@ async def build_pod(config, monkeypatch, dataset, environment, groups):
 
     async def offline_start(self):
         await self.load_user_options()
-        pods.append(ApiClient().sanitize_for_serialization(await self.get_pod_manifest()))
+        pod = ApiClient().sanitize_for_serialization(await self.get_pod_manifest())
+        if self.storage_pvc_ensure:
+            pod["home_claim"] = ApiClient().sanitize_for_serialization(self.get_pvc_manifest())
+        pods.append(pod)
         return ("127.0.0.1", self.port)
 
     monkeypatch.setattr(cls, "_start", offline_start)
@@ -232,8 +235,11 @@ async def test_user_pod_from_chart_configuration(
     r = renders(values)
     config, _, _ = hub_config(r)
     pod = await build_pod(config, monkeypatch, dataset, environment, groups)
+    claim = pod.pop("home_claim", None)
     for kube_version in K8S_VERSIONS:
         kubernetes_validate.validate(pod, kube_version, strict=True)
+        if claim:
+            kubernetes_validate.validate(claim, kube_version, strict=True)
 
     spec = pod["spec"]
     (container,) = spec["containers"]
@@ -257,11 +263,15 @@ async def test_user_pod_from_chart_configuration(
         assert mount.get("readOnly") is True or mount["name"] == "home", mount
 
     if values == "nfs":
+        assert claim is None
         assert container["image"] == "registry.example.org/daas/euxfel-mx:2026.11"
         assert "home" not in volumes
     else:
         assert container["image"] == f"ghcr.io/panosc-eu/daas-singleuser:{version('panosc-daas')}"
         assert volumes["home"]["persistentVolumeClaim"]["claimName"] == "claim-alice"
+        assert claim["metadata"]["name"] == "claim-alice"
+        assert claim["spec"]["resources"]["requests"]["storage"] == "10Gi"
+        assert claim["metadata"]["labels"]["app.kubernetes.io/instance"] == RELEASE
         assert mounts["/home/jovyan"]["name"] == "home"
     if values == "pvc":
         assert spec["imagePullSecrets"] == [{"name": "registry-credentials"}]
