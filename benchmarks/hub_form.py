@@ -3,7 +3,7 @@
 For each size a generated YAML catalogue (realistic pids, titles, proposals,
 per-proposal access groups, some public datasets) is served by its own real
 JupyterHub + configurable-http-proxy, started with the demo configuration
-(``hub_ext.demo.write_hub_files`` + ``hub_ext.hubprocess.HubProcess``). Logged
+(``hub_ext.demo.command.write_hub_files`` + ``hub_ext.demo.hubprocess.HubProcess``). Logged
 in as the demo user alice, we time
 
 * ``GET /hub/spawn``                        (the options form, first page of datasets)
@@ -35,9 +35,9 @@ from pathlib import Path
 import requests
 import yaml
 
-from hub_ext.catalog import YamlCatalog
-from hub_ext.demo import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
-from hub_ext.hubprocess import HubProcess, free_port
+from hub_ext.catalogs.yaml_catalog import YamlCatalog
+from hub_ext.demo.command import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
+from hub_ext.demo.hubprocess import HubProcess, free_port
 
 SIZES = (10, 10_000, 100_000)
 USER = "alice"

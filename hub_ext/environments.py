@@ -6,11 +6,10 @@ restricted to the facilities whose data they understand.
 """
 
 import logging
-import os
 import re
 from dataclasses import dataclass
 
-from .yamlfile import file_stamp, parse_records, read_section
+from .files import ReloadingYamlFile, parse_records
 
 log = logging.getLogger("JupyterHub")
 
@@ -125,7 +124,7 @@ def parse_environments(entries, source="environments"):
     return parse_records(entries, Environment.from_dict, "slug", EnvironmentConfigError, source, "environment")
 
 
-class EnvironmentsFile:
+class EnvironmentsFile(ReloadingYamlFile):
     """An ``environments:`` YAML file, re-read when it changes.
 
     A broken edit keeps the last good version in service (logged), as the
@@ -133,24 +132,4 @@ class EnvironmentsFile:
     """
 
     def __init__(self, path):
-        self.path = path
-        self._stamp = None
-        self._envs = None
-
-    def load(self):
-        try:
-            if file_stamp(self.path) == self._stamp:
-                return self._envs
-        except OSError:
-            pass  # read_section reports it
-        try:
-            stamp, entries = read_section(self.path, "environments", EnvironmentConfigError, "environments file")
-            self._envs = parse_environments(entries, self.path)
-        except EnvironmentConfigError:
-            if self._envs is None:
-                raise
-            log.exception("Environments file %s is invalid, serving the last version", self.path)
-            self._stamp = file_stamp(self.path) if os.path.exists(self.path) else self._stamp
-            return self._envs
-        self._stamp = stamp
-        return self._envs
+        super().__init__(path, "environments", parse_environments, EnvironmentConfigError, "environments file", log)

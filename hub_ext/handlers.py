@@ -13,7 +13,7 @@ import json
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
-from .catalog import CatalogError
+from .catalogs import CatalogError
 
 
 class DatasetSearchHandler(APIHandler):

@@ -1,6 +1,6 @@
 import pytest
 
-from hub_ext.demo import ensure_demo_data
+from hub_ext.demo.command import ensure_demo_data
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@ import os
 
 import pytest
 
-from hub_ext.demo import demo_catalog
+from hub_ext.demo.command import demo_catalog
 
 from .hubtools import Hub
 

@@ -1,7 +1,7 @@
 """A small SciCat server over a real socket, for tests.
 
 It speaks the subset of SciCat's datasets REST API (``/api/v3`` routes) that
-:class:`hub_ext.scicat.SciCatCatalog` uses, the way the SciCat backend reads
+:class:`hub_ext.catalogs.scicat.SciCatCatalog` uses, the way the SciCat backend reads
 it:
 
 - ``GET /api/v3/datasets?filter=<json>``: ``where`` (field equality, with

@@ -7,10 +7,10 @@ from pathlib import Path
 import requests
 import yaml
 
-from hub_ext.demo import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
-from hub_ext.hubprocess import HubProcess
+from hub_ext.demo.command import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
+from hub_ext.demo.hubprocess import HubProcess
 
-from hub_ext.hubprocess import free_port
+from hub_ext.demo.hubprocess import free_port
 
 API_TOKEN = "daas-test-token-0123456789abcdef"
 

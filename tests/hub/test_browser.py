@@ -17,8 +17,8 @@ import struct
 import pytest
 import yaml
 
-from hub_ext.catalog import slugify
-from hub_ext.demo import DEMO_ENVIRONMENTS, DEMO_USERS
+from hub_ext.catalogs import slugify
+from hub_ext.demo.command import DEMO_ENVIRONMENTS, DEMO_USERS
 
 from playwright import sync_api as playwright_sync
 

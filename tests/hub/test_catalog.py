@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from hub_ext.catalog import CatalogError, Dataset, YamlCatalog, catalog_class_from_name, slugify, valid_pid
+from hub_ext.catalogs import CatalogError, Dataset, catalog_class_from_name, slugify, valid_pid
+from hub_ext.catalogs.yaml_catalog import YamlCatalog
 from hub_ext.environments import Environment, EnvironmentConfigError, EnvironmentsFile, parse_bytes, parse_environments
 
 
@@ -126,9 +127,9 @@ def test_dataset_record_and_slug():
 
 def test_catalog_class_names():
     assert catalog_class_from_name("yaml") is YamlCatalog
-    assert catalog_class_from_name("hub_ext.catalog.YamlCatalog") is YamlCatalog
+    assert catalog_class_from_name("hub_ext.catalogs.yaml_catalog.YamlCatalog") is YamlCatalog
     assert catalog_class_from_name("scicat").__name__ == "SciCatCatalog"
-    with pytest.raises(ValueError, match="not a hub_ext.catalog.Catalog subclass"):
+    with pytest.raises(ValueError, match="not a hub_ext.catalogs.Catalog subclass"):
         catalog_class_from_name("hub_ext.environments.Environment")
 
 

@@ -9,7 +9,7 @@ import psutil
 import pytest
 import requests
 
-from hub_ext.hubprocess import free_port
+from hub_ext.demo.hubprocess import free_port
 from .hubtools import Browser
 
 

@@ -7,7 +7,7 @@ import re
 import pytest
 import requests
 
-from hub_ext.demo import demo_catalog
+from hub_ext.demo.command import demo_catalog
 
 from .hubtools import API_TOKEN, Hub
 
@@ -201,7 +201,7 @@ def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
 
 
 def test_unreachable_catalogue_is_reported_and_hub_stays_up(tmp_path, demo_runs):
-    from hub_ext.hubprocess import free_port
+    from hub_ext.demo.hubprocess import free_port
 
     dead = f"http://127.0.0.1:{free_port()}/api/v3"  # nothing listens there
     hub = Hub(

@@ -25,9 +25,9 @@ from kubespawner import clients as kube_clients
 from traitlets import TraitError
 from traitlets.config import Config
 
-import hub_ext.spawner as spawner_module
-from hub_ext.kube import SESSION_ANNOTATION, FacilityKubeSpawner
-from hub_ext.spawner import SpawnRefused
+import hub_ext.spawners.base as spawner_module
+from hub_ext.spawners.kube import SESSION_ANNOTATION, FacilityKubeSpawner
+from hub_ext.spawners import SpawnRefused
 
 K8S_VERSION = kubernetes_validate.latest_version()
 GiB = 1024**3
@@ -394,7 +394,7 @@ async def test_session_manifest_must_not_shadow_home(make_spawner, kube_recorder
 
 def test_import_needs_no_kubernetes(tmp_path):
     code = (
-        "import sys, hub_ext, hub_ext.spawner\n"
+        "import sys, hub_ext, hub_ext.spawners, hub_ext.spawners.local, hub_ext.catalogs\n"
         "assert 'kubespawner' not in sys.modules, 'kubespawner imported'\n"
         "assert 'kubernetes_asyncio' not in sys.modules, 'kubernetes client imported'\n"
     )

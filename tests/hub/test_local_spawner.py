@@ -7,9 +7,10 @@ from types import SimpleNamespace
 
 import pytest
 
-from hub_ext.catalog import Dataset
+from hub_ext.catalogs import Dataset
 from hub_ext.environments import Environment
-from hub_ext.spawner import FacilityLocalSpawner, SpawnRefused
+from hub_ext.spawners.local import FacilityLocalSpawner
+from hub_ext.spawners import SpawnRefused
 
 
 def spawner(tmp_path, **kw):

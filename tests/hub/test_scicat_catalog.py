@@ -8,8 +8,8 @@ from urllib.parse import quote, urlencode
 
 import pytest
 
-from hub_ext.catalog import CatalogError, catalog_class_from_name
-from hub_ext.scicat import SciCatCatalog, regex_escape
+from hub_ext.catalogs import CatalogError, catalog_class_from_name
+from hub_ext.catalogs.scicat import SciCatCatalog, regex_escape
 from tests.hub.fake_scicat import fake_scicat, scicat_dataset
 
 PATH_MAP = {"/gpfs/exfel/exp": "/data/exfel"}
@@ -362,7 +362,7 @@ class FakeClock:
 @pytest.fixture
 def clock(monkeypatch):
     c = FakeClock()
-    monkeypatch.setattr("hub_ext.scicat.time.monotonic", c)
+    monkeypatch.setattr("hub_ext.catalogs.cache.time.monotonic", c)
     return c
 
 

@@ -7,8 +7,8 @@ import nbformat
 import pytest
 from nbclient import NotebookClient
 
-from hub_ext.catalog import Dataset
-from hub_ext.demo import DEMO_ENVIRONMENTS, demo_catalog
+from hub_ext.catalogs import Dataset
+from hub_ext.demo.command import DEMO_ENVIRONMENTS, demo_catalog
 from hub_ext.environments import parse_environments
 
 NOTEBOOK = Path(__file__).resolve().parents[2] / "notebooks" / "explore_dataset.ipynb"

@@ -1,12 +1,12 @@
 """FacilityKubeSpawner: the facility spawner on Kubernetes, via KubeSpawner.
 
-Imported only when ``hub_ext.spawner.FacilityKubeSpawner`` is first used, so
-``import hub_ext`` never imports kubespawner or reads a Kubernetes config.
+Imported only when ``hub_ext.spawners.FacilityKubeSpawner`` is first used
+(or this module is), so ``import hub_ext`` never imports kubespawner or reads a
+Kubernetes config.
 """
 
 import json
 import posixpath
-from pathlib import PurePosixPath
 
 from kubernetes_asyncio.client import (
     V1DownwardAPIVolumeFile,
@@ -19,7 +19,8 @@ from kubespawner import KubeSpawner
 from kubespawner.utils import get_k8s_model
 from traitlets import Dict, TraitError, Unicode, validate
 
-from .spawner import ENVIRONMENT_TRAITS, FacilitySpawner, SpawnRefused
+from ..files import relative_below
+from .base import ENVIRONMENT_TRAITS, FacilitySpawner, SpawnRefused
 
 #: Pod annotation carrying the session manifest (JSON); the downward API
 #: projects it into the container as a file.
@@ -188,10 +189,8 @@ class FacilityKubeSpawner(FacilitySpawner, KubeSpawner):
         path = posixpath.normpath(dataset.path)
         if not posixpath.isabs(path):
             raise SpawnRefused(403, f"Dataset {dataset.pid!r} has no absolute path in the catalogue; contact support.")
-        relative = posixpath.relpath(path, self.dataset_root)
-        if relative == ".":
-            return ""
-        if ".." in PurePosixPath(relative).parts:
+        relative = relative_below(path, self.dataset_root)
+        if relative is None:
             self.log.error("Dataset %s path %s is outside dataset_root %s", dataset.pid, path, self.dataset_root)
             raise SpawnRefused(
                 403,

@@ -30,14 +30,14 @@ import asyncio
 import json
 import os
 import re
-import time
-from collections import OrderedDict
 from urllib.parse import quote, urlencode
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, observe, validate
 
-from .catalog import Catalog, CatalogError, Dataset, Page, valid_pid
+from ..files import relative_below
+from .base import Catalog, CatalogError, Dataset, Page, valid_pid
+from .cache import TTLCache
 
 UNREACHABLE = (
     "The dataset catalogue (SciCat) is unreachable right now; please try again in a few minutes."
@@ -53,38 +53,6 @@ def regex_escape(text):
     escaped letter or digit would mean something else there (``\\d``, ``\\1``).
     """
     return _REGEX_SPECIAL.sub(lambda m: "\\" + m.group(0), text)
-
-
-class _TTLCache:
-    """A small LRU cache whose entries expire ``ttl`` seconds after insertion."""
-
-    def __init__(self, ttl, size):
-        self.ttl = ttl
-        self.size = size
-        self._data = OrderedDict()
-
-    def get(self, key):
-        """``(True, value)`` for a fresh entry, ``(False, None)`` otherwise."""
-        entry = self._data.get(key)
-        if entry is None:
-            return False, None
-        stamp, value = entry
-        if time.monotonic() - stamp >= self.ttl:
-            del self._data[key]
-            return False, None
-        self._data.move_to_end(key)
-        return True, value
-
-    def put(self, key, value):
-        if self.ttl <= 0 or self.size <= 0:
-            return
-        self._data[key] = (time.monotonic(), value)
-        self._data.move_to_end(key)
-        while len(self._data) > self.size:
-            self._data.popitem(last=False)
-
-    def clear(self):
-        self._data.clear()
 
 
 class SciCatCatalog(Catalog):
@@ -197,7 +165,7 @@ class SciCatCatalog(Catalog):
 
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
-        self._cache = _TTLCache(self.cache_ttl, self.cache_size)
+        self._cache = TTLCache(self.cache_ttl, self.cache_size)
 
     @observe("cache_ttl", "cache_size")
     def _resize_cache(self, change):
@@ -211,14 +179,12 @@ class SciCatCatalog(Catalog):
         """The mount path of a SciCat ``sourceFolder`` (ValueError if outside :attr:`path_map`)."""
         if not isinstance(source_folder, str) or not source_folder.startswith("/"):
             raise ValueError(f"sourceFolder must be an absolute path, not {source_folder!r}")
-        # normpath first, so "/gpfs/exfel/exp/../../etc" cannot pass as under a prefix
         path = os.path.normpath(source_folder)
         if not self.path_map:
             return path
         for prefix in sorted(self.path_map, key=len, reverse=True):
-            src = os.path.normpath(prefix)
-            if path == src or path.startswith(src.rstrip("/") + "/"):
-                rest = path[len(src) :].lstrip("/")
+            rest = relative_below(path, prefix)
+            if rest is not None:
                 target = os.path.normpath(self.path_map[prefix])
                 return os.path.join(target, rest) if rest else target
         raise ValueError(f"sourceFolder {path!r} is under no prefix of c.SciCatCatalog.path_map")

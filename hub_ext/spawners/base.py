@@ -1,37 +1,30 @@
-"""The facility spawner: pick a dataset and an environment, get a server with the data.
+"""The facility spawner's shared part: pick a dataset and an environment, get a server with the data.
 
 :class:`FacilitySpawner` holds everything that does not depend on where the
 server runs: the catalogue, the environments, the options form, validation
-and the session manifest. :class:`FacilityLocalSpawner` runs servers as local
-processes (one machine, the demo); :class:`FacilityKubeSpawner` runs them as
-Kubernetes pods via KubeSpawner, which is imported only when that class is
-used, so ``import hub_ext.spawner`` needs no Kubernetes configuration.
+and the session manifest. :mod:`.local` runs servers as local processes (one
+machine, the demo); :mod:`.kube` runs them as Kubernetes pods via KubeSpawner.
 
 Choices are validated when the form is parsed *and* when the server starts,
 so a forged form, a REST API call or saved options that went stale are all
 refused with a clear message before anything is started.
 """
 
-import json
-import os
-import shutil
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from escapism import escape
 from jinja2 import Environment as JinjaEnvironment
 from jinja2 import FileSystemLoader, select_autoescape
-from jupyterhub.spawner import LocalProcessSpawner
 from tornado import web
 from traitlets import Bool, Dict, Integer, List, Type, Unicode, Union, default
 from traitlets.config import Configurable
 
-from .catalog import Catalog, CatalogError, catalog_class_from_name, valid_pid
-from .environments import EnvironmentConfigError, EnvironmentsFile, parse_environments
+from ..catalogs import Catalog, CatalogError, catalog_class_from_name, valid_pid
+from ..environments import EnvironmentConfigError, EnvironmentsFile, parse_environments
+from ..files import is_below
 
-TEMPLATES = Path(__file__).parent / "templates"
-_SAFE_CHARS = frozenset("abcdefghijklmnopqrstuvwxyz0123456789")
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
 _jinja = JinjaEnvironment(
     loader=FileSystemLoader(TEMPLATES), autoescape=select_autoescape(["html"])
 )
@@ -64,7 +57,7 @@ class SpawnRefused(web.HTTPError):
 def _default_examples_dir():
     # notebooks/ sits next to the packages in a source checkout (pip install -e);
     # a regular install puts them under <prefix>/share/panosc-daas/notebooks.
-    checkout = Path(__file__).resolve().parent.parent / "notebooks"
+    checkout = Path(__file__).resolve().parents[2] / "notebooks"
     return str(checkout if checkout.is_dir() else Path(sys.prefix) / "share" / "panosc-daas" / "notebooks")
 
 
@@ -79,10 +72,12 @@ class FacilitySpawner(Configurable):
         default_value="yaml",
         help="""The dataset catalogue backend.
 
-        ``"yaml"`` (:class:`hub_ext.catalog.YamlCatalog`, configured with
-        ``c.YamlCatalog.path``), ``"scicat"`` (:class:`hub_ext.scicat.SciCatCatalog`,
-        configured with ``c.SciCatCatalog.url`` and ``token``) or an import string
-        ``"package.module.ClassName"`` of a :class:`hub_ext.catalog.Catalog` subclass.
+        A name from the ``daas.catalogs`` entry-point group: ``"yaml"``
+        (:class:`hub_ext.catalogs.yaml_catalog.YamlCatalog`, configured with
+        ``c.YamlCatalog.path``), ``"scicat"``
+        (:class:`hub_ext.catalogs.scicat.SciCatCatalog`, configured with
+        ``c.SciCatCatalog.url`` and ``token``), a plug-in's; or an import string
+        ``"package.module.ClassName"`` of a :class:`hub_ext.catalogs.Catalog` subclass.
         """,
     ).tag(config=True)
 
@@ -188,11 +183,7 @@ class FacilitySpawner(Configurable):
     # -- validation ------------------------------------------------------------------
 
     def _data_path_allowed(self, path):
-        if not self.allowed_data_roots:
-            return True
-        path = os.path.normpath(path)
-        roots = [os.path.normpath(root) for root in self.allowed_data_roots]
-        return any(path == root or path.startswith(root.rstrip(os.sep) + os.sep) for root in roots)
+        return not self.allowed_data_roots or is_below(path, self.allowed_data_roots)
 
     async def resolve_options(self, options):
         """Check ``{"dataset": pid, "environment": slug}`` for this user.
@@ -373,134 +364,3 @@ class FacilitySpawner(Configurable):
         env = super().get_env()
         env.update(getattr(self, "_session_env", None) or {})
         return env
-
-
-def _write_json_atomic(path, data):
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2))
-    os.replace(tmp, path)
-
-
-class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
-    """Servers as local processes of the hub's own user, one directory per server.
-
-    Like ``SimpleLocalProcessSpawner`` it needs no system accounts; it is for
-    one machine and trusted users: the demo, a beamline workstation. It is
-    **not** a security boundary: every server runs as the hub's OS user and
-    can read whatever that user can (other datasets, other homes, the hub's
-    database). Facilities serving many users use :class:`FacilityKubeSpawner`.
-
-    Each server's notebook directory gets ``data/<dataset-slug>`` (a link to
-    the dataset) and the example notebooks; the file browser refuses writes
-    under ``data/`` (see ``readonly_data``), and dataset files should also be
-    read-only on disk.
-    """
-
-    environment_traits = ENVIRONMENT_TRAITS + ("cmd",)
-
-    users_root = Unicode(
-        "daas-users",
-        help="Directory holding one home directory per user (relative: to the hub's working directory).",
-    ).tag(config=True)
-
-    readonly_data = Bool(
-        True,
-        help="""Run the server with a contents manager that refuses writes under data/.
-
-        The environment's Python (its ``cmd``) must then have panosc-daas installed.
-        """,
-    ).tag(config=True)
-
-    allow_root = Bool(
-        False,
-        help="""Start servers when the hub runs as root.
-
-        They would run as root too (this spawner does not switch users): only
-        for a demo or CI on a machine of its own.
-        """,
-    ).tag(config=True)
-
-    @default("cmd")
-    def _cmd_default(self):
-        return [sys.executable, "-m", "jupyterhub.singleuser"]
-
-    @property
-    def home_dir(self):
-        # escapism is injective (a@b and a-b stay apart); named servers get their own
-        # directory, as their data/ links and manifests differ.
-        name = escape(self.user.name, safe=_SAFE_CHARS, escape_char="-")
-        if self.name:
-            name += "--" + escape(self.name, safe=_SAFE_CHARS, escape_char="-")
-        return str(Path(self.users_root).resolve() / name)
-
-    def make_preexec_fn(self, name):
-        home = self.home_dir
-
-        def preexec():
-            os.chdir(home)
-
-        return preexec
-
-    def user_env(self, env):
-        env["USER"] = self.user.name
-        env["HOME"] = self.home_dir
-        env["SHELL"] = "/bin/bash"
-        return env
-
-    def move_certs(self, paths):
-        return paths
-
-    def get_args(self):
-        args = super().get_args()
-        if os.geteuid() == 0:  # the hub's own user runs the servers; in CI that is root
-            args.append("--allow-root")
-        if self.readonly_data:
-            args.append("--ServerApp.contents_manager_class=server_ext.contents.ReadOnlyDataContentsManager")
-        return args
-
-    async def prepare_session(self, dataset, env):
-        if os.geteuid() == 0 and not self.allow_root:
-            raise SpawnRefused(
-                503, "This hub runs as root and would start your server as root; "
-                "administrators: set c.FacilityLocalSpawner.allow_root = True (demo only) or use FacilityKubeSpawner.",
-            )
-        if not os.path.isdir(dataset.path):
-            raise SpawnRefused(
-                503, f"Dataset {dataset.pid!r} is not reachable on this machine ({dataset.path}); contact support."
-            )
-        home = Path(self.home_dir)
-        data = home / "data"
-        data.mkdir(parents=True, exist_ok=True)
-        for entry in data.iterdir():
-            if entry.is_symlink():  # links from earlier sessions; never touch real files
-                entry.unlink()
-        link = data / dataset.slug
-        if link.exists():  # not a link (those were removed above): the scientist's own folder
-            raise SpawnRefused(
-                409, f"Your folder data/{dataset.slug} is in the way of the dataset; rename or move it, then start again."
-            )
-        link.symlink_to(dataset.path, target_is_directory=True)
-        self._copy_examples(home / "notebooks")
-        manifest_path = home / self.session_manifest_name
-        _write_json_atomic(manifest_path, self.session_manifest(dataset, env, str(link)))
-        self.notebook_dir = str(home)
-        return self.session_env(dataset, env, str(link), str(manifest_path))
-
-    def _copy_examples(self, target):
-        source = Path(self.examples_dir)
-        if not source.is_dir():
-            return
-        target.mkdir(parents=True, exist_ok=True)
-        for nb in sorted(source.glob("*.ipynb")):
-            if not (target / nb.name).exists():  # the scientist's edits win
-                shutil.copy2(nb, target / nb.name)
-
-
-def __getattr__(name):
-    # FacilityKubeSpawner subclasses KubeSpawner; build it on first use only.
-    if name == "FacilityKubeSpawner":
-        from .kube import FacilityKubeSpawner
-
-        return FacilityKubeSpawner
-    raise AttributeError(name)

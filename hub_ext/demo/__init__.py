@@ -1,0 +1,1 @@
+"""`daas demo` and `daas setup`: demo data, demo hub configuration, hub process control, set-up tools. Not library code."""
