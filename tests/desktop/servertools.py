@@ -12,7 +12,7 @@ import h5py
 import numpy as np
 import psutil
 
-from hub_ext.hubprocess import free_port
+from hub_ext.demo.hubprocess import free_port
 
 TOKEN = "desktop-test-token-0123456789abcdef"
 SYSTEM_TOOLS = ("/usr/bin/vncserver", "/usr/bin/Xtigervnc", "/usr/bin/openbox", "/usr/bin/xterm", "/usr/bin/dbus-launch")
