@@ -18,8 +18,8 @@ class DesktopExtension(ExtensionApp):
 
     desktop = Unicode(
         "",
-        help="""Which desktop the session runs: ``openbox``, ``xfce`` or ``auto``
-        (XFCE when installed, else openbox). Empty: ``$DAAS_DESKTOP``, else auto.
+        help="""Which desktop the session runs: ``openbox`` (light; CI and the demo)
+        or ``xfce`` (the full desktop of the image). Empty: ``$DAAS_DESKTOP``, else openbox.
         """,
     ).tag(config=True)
 

@@ -1,4 +1,4 @@
-"""A minimal RFB 3.8 (VNC) client over the desktop's websocket, to probe a desktop.
+"""A minimal RFB 3.8 (VNC) client, to probe and measure a desktop.
 
 Enough of RFC 6143 to check from a script that a desktop is up and drawn, and
 to measure it: the version and security handshake (type None: the Jupyter
@@ -45,10 +45,10 @@ class Frame:
 
 
 class RFBClient:
-    """One VNC connection through ``ws(s)://.../desktop-websockify/``."""
+    """One VNC connection: through ``ws(s)://.../desktop-websockify/`` or on the unix socket."""
 
-    def __init__(self, ws, timeout: float):
-        self._ws = ws
+    def __init__(self, recv, send, close, timeout: float):
+        self._recv, self._send, self._close = recv, send, close  # transport: bytes in, bytes out
         self._buffer = bytearray()
         self.timeout = timeout
         self.width = self.height = 0
@@ -56,22 +56,43 @@ class RFBClient:
 
     @classmethod
     async def connect(cls, url: str, headers: dict | None = None, timeout: float = 30.0) -> "RFBClient":
+        """Through the Jupyter server's websocket (``headers`` carry the token)."""
         request = HTTPRequest(url, headers=headers or {}, connect_timeout=timeout, request_timeout=timeout)
         ws = await asyncio.wait_for(websocket_connect(request, max_message_size=64 * 1024 * 1024), timeout)
-        client = cls(ws, timeout)
+
+        async def send(data):
+            await ws.write_message(data, binary=True)
+
+        return await cls(ws.read_message, send, ws.close, timeout)._start()
+
+    @classmethod
+    async def connect_unix(cls, path: str, timeout: float = 30.0) -> "RFBClient":
+        """Straight to the VNC server's unix socket (the benchmark's reference; same user only)."""
+        reader, writer = await asyncio.wait_for(asyncio.open_unix_connection(path), timeout)
+
+        async def recv():
+            return await reader.read(1 << 20) or None
+
+        async def send(data):
+            writer.write(data)
+            await writer.drain()
+
+        return await cls(recv, send, writer.close, timeout)._start()
+
+    async def _start(self) -> "RFBClient":
         try:
-            await client._handshake()
+            await self._handshake()
         except BaseException:
-            client.close()
+            self.close()
             raise
-        return client
+        return self
 
     def close(self) -> None:
-        self._ws.close()
+        self._close()
 
     async def _read(self, n: int) -> bytes:
         while len(self._buffer) < n:
-            msg = await asyncio.wait_for(self._ws.read_message(), self.timeout)
+            msg = await asyncio.wait_for(self._recv(), self.timeout)
             if msg is None:
                 raise RFBError("the desktop closed the connection")
             self._buffer += msg if isinstance(msg, bytes) else msg.encode()
@@ -80,7 +101,7 @@ class RFBClient:
         return data
 
     async def _write(self, data: bytes) -> None:
-        await asyncio.wait_for(self._ws.write_message(data, binary=True), self.timeout)
+        await asyncio.wait_for(self._send(data), self.timeout)
 
     async def _handshake(self) -> None:
         version = await self._read(12)

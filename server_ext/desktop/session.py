@@ -188,12 +188,12 @@ def session_environment() -> dict[str, str]:
 
 
 def choose_desktop() -> str:
-    """``DAAS_DESKTOP`` (``openbox`` or ``xfce``), else XFCE when installed."""
-    wanted = os.environ.get("DAAS_DESKTOP", "auto")
-    if wanted == "auto":
-        return "xfce" if shutil.which("xfce4-session") else "openbox"
+    """``DAAS_DESKTOP``: ``openbox`` (light: CI, the demo; the default) or ``xfce`` (the image)."""
+    wanted = os.environ.get("DAAS_DESKTOP") or "openbox"
     if wanted not in ("openbox", "xfce"):
-        raise SystemExit(f"DAAS_DESKTOP={wanted!r}: expected openbox, xfce or auto")
+        raise SystemExit(f"DAAS_DESKTOP={wanted!r}: expected openbox or xfce")
+    if wanted == "xfce" and not shutil.which("xfce4-session"):
+        raise SystemExit("DAAS_DESKTOP=xfce but xfce4-session is not installed")
     return wanted
 
 

@@ -58,5 +58,5 @@ def test_terminal_has_the_notebooks_python_first_on_path(monkeypatch):
 
 def test_unknown_desktop_choice_is_a_clear_error(monkeypatch):
     monkeypatch.setenv("DAAS_DESKTOP", "kde")
-    with pytest.raises(SystemExit, match="expected openbox, xfce or auto"):
+    with pytest.raises(SystemExit, match="expected openbox or xfce"):
         session.choose_desktop()
