@@ -37,7 +37,7 @@ import requests
 from hub_ext.demo.command import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
 from hub_ext.demo.hubprocess import HubProcess, free_port
 from hub_ext.desktop import missing_desktop_packages
-from server_ext.desktop.processes import MARK_VARIABLE, marked_processes, stop_marked
+from server_ext.desktop.processes import marked_processes, server_mark, stop_marked
 from server_ext.desktop.rfb import RFBClient
 
 USER = "alice"
@@ -138,17 +138,6 @@ def server_process():
     raise SystemExit("no single-user server process found")
 
 
-def desktop_mark(server):
-    for child in server.children(recursive=True):
-        try:
-            mark = child.environ().get(MARK_VARIABLE)
-        except psutil.Error:
-            continue
-        if mark:
-            return mark
-    raise SystemExit("no desktop process found")
-
-
 def memory(p):
     """PSS (shared pages split between sharers) where the kernel reports it, else RSS."""
     try:
@@ -195,7 +184,8 @@ def measure(kind, starts, frames):
 
         time.sleep(5)  # idle
         server = server_process()
-        mark = desktop_mark(server)
+        mark = server_mark(server.pid)
+        assert mark, "no desktop process found"
         procs = [p for p in marked_processes(mark) if p.pid != server.pid]
         out["desktop_mb"] = sum(memory(p) for p in procs) / 2**20
         out["server_mb"] = memory(server) / 2**20

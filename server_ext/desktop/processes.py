@@ -32,30 +32,45 @@ def marked_processes(mark: str) -> list[psutil.Process]:
     return found
 
 
+def _signal(procs: list[psutil.Process], kill: bool) -> None:
+    for p in procs:
+        try:
+            p.kill() if kill else p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+
+
 def stop_marked(mark: str, timeout: float = 5.0) -> list[int]:
     """SIGTERM the marked processes, SIGKILL what is left after ``timeout``; their pids."""
     procs = marked_processes(mark)
-    for p in procs:
-        try:
-            p.send_signal(signal.SIGTERM)
-        except psutil.NoSuchProcess:
-            pass
+    _signal(procs, kill=False)
     _, alive = psutil.wait_procs(procs, timeout=timeout)
-    for p in alive:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    _signal(alive, kill=True)
     psutil.wait_procs(alive, timeout=timeout)
-    # a daemon may have forked while we waited
-    late = marked_processes(mark)
-    for p in late:
-        try:
-            p.kill()
-        except psutil.NoSuchProcess:
-            pass
+    late = marked_processes(mark)  # a daemon may have forked while we waited
+    _signal(late, kill=True)
     psutil.wait_procs(late, timeout=timeout)
     return [p.pid for p in procs + late]
+
+
+def server_mark(server_pid: int) -> str | None:
+    """The mark of the desktop started by the Jupyter server ``server_pid``, or None.
+
+    Read from one of its children (vncserver): the server sets the mark in its
+    own environment after it started, so its /proc/environ does not show it.
+    """
+    try:
+        children = psutil.Process(server_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            mark = child.environ().get(MARK_VARIABLE)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if mark:
+            return mark
+    return None
 
 
 def wait_until_gone(mark: str, timeout: float) -> list[psutil.Process]:

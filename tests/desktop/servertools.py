@@ -10,7 +10,6 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import psutil
 
 from hub_ext.demo.hubprocess import free_port
 
@@ -77,10 +76,6 @@ class DesktopServer:
     def ws_url(self, path="desktop-websockify/"):
         return f"ws://127.0.0.1:{self.port}/{path}"
 
-    def desktop_mark(self):
-        """The mark this server gave its desktop processes (None before the desktop started)."""
-        return desktop_mark(self.proc.pid)
-
     def stop(self, timeout=60):
         """Stop as a spawner does: SIGTERM, SIGKILL if it does not go."""
         if self.proc is None or self.proc.poll() is not None:
@@ -91,25 +86,3 @@ class DesktopServer:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
-
-
-def desktop_mark(server_pid):
-    """The desktop mark of the server ``server_pid``, read from one of its children.
-
-    The server sets it in its own environment after start, so its
-    /proc/environ does not show it; vncserver and the session inherit it.
-    """
-    from server_ext.desktop.processes import MARK_VARIABLE
-
-    try:
-        children = psutil.Process(server_pid).children(recursive=True)
-    except psutil.NoSuchProcess:
-        return None
-    for c in children:
-        try:
-            mark = c.environ().get(MARK_VARIABLE)
-        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
-            continue
-        if mark:
-            return mark
-    return None

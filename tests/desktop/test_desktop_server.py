@@ -15,10 +15,10 @@ import pytest
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from server_ext.desktop.processes import stop_marked, wait_until_gone
+from server_ext.desktop.processes import server_mark, stop_marked, wait_until_gone
 from server_ext.desktop.rfb import RFBClient
 
-from .servertools import TOKEN, DesktopServer, desktop_mark, make_dataset, missing_tools
+from .servertools import TOKEN, DesktopServer, make_dataset, missing_tools
 
 pytestmark = pytest.mark.skipif(
     bool(missing_tools()), reason=f"desktop system packages absent ({missing_tools()}); `daas setup` installs them"
@@ -34,7 +34,7 @@ def _start(tmp_path_factory, name):
 
 
 def _stop_all(server):
-    mark = desktop_mark(server.proc.pid) if server.proc else None
+    mark = server_mark(server.proc.pid) if server.proc else None
     server.stop()
     if mark:
         stop_marked(mark)
@@ -88,7 +88,7 @@ async def test_websocket_without_a_valid_token_is_refused(server, headers):
 
 async def test_vnc_listens_on_a_private_unix_socket_only(server):
     await _drawn(server)
-    mark = desktop_mark(server.proc.pid)
+    mark = server_mark(server.proc.pid)
     procs = _session(mark)
     xvnc = procs["Xtigervnc"]
     listening = [c for p in procs.values() for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
@@ -106,7 +106,7 @@ async def test_vnc_listens_on_a_private_unix_socket_only(server):
 
 async def test_logging_out_gives_a_fresh_desktop(server):
     await _drawn(server)
-    before = _session(desktop_mark(server.proc.pid))
+    before = _session(server_mark(server.proc.pid))
     # as the menu's "Log out" does, with the session's own display and X authority
     session_env = before["openbox"].environ()
     x_env = {k: session_env[k] for k in ("DISPLAY", "XAUTHORITY", "HOME") if k in session_env}
@@ -115,7 +115,7 @@ async def test_logging_out_gives_a_fresh_desktop(server):
     _, alive = psutil.wait_procs(list(before.values()), timeout=30)
     assert alive == []
     _, frame = await _drawn(server)  # jupyter-server-proxy starts a new desktop
-    after = _session(desktop_mark(server.proc.pid))
+    after = _session(server_mark(server.proc.pid))
     assert after["Xtigervnc"].pid != before["Xtigervnc"].pid
     assert not frame.is_blank()
 
@@ -125,7 +125,7 @@ async def test_stopping_the_server_stops_the_whole_desktop(tmp_path_factory):
     mark = None
     try:
         await _drawn(s)
-        mark = desktop_mark(s.proc.pid)
+        mark = server_mark(s.proc.pid)
         names = set(_session(mark))
         assert {"Xtigervnc", "openbox", "dbus-daemon"} <= names, names
         assert names & {"xterm", "thunar"}, names  # the dataset view: a file manager where installed

@@ -17,9 +17,9 @@ import pytest
 from playwright import sync_api as playwright_sync
 
 from hub_ext.demo.command import DEMO_USERS
-from server_ext.desktop.processes import marked_processes, stop_marked
+from server_ext.desktop.processes import marked_processes, server_mark, stop_marked
 
-from ..desktop.servertools import desktop_mark, missing_tools
+from ..desktop.servertools import missing_tools
 from .test_desktop_hub import DATASET, OWNER, server_pid
 
 CHROMIUM = "/usr/bin/chromium"
@@ -94,7 +94,7 @@ def test_spawn_desktop_from_the_form_and_open_silx_view(demo_hub, tmp_path):
             playwright_sync.expect(page.locator("#status")).to_have_text("Connected", timeout=START_MS)
             canvas = page.locator("#screen canvas")
             playwright_sync.expect(canvas).to_be_visible()
-            mark = desktop_mark(server_pid(OWNER))
+            mark = server_mark(server_pid(OWNER))
             assert mark
 
             # the first frames are black until openbox and the dataset terminal draw
@@ -104,7 +104,11 @@ def test_spawn_desktop_from_the_form_and_open_silx_view(demo_hub, tmp_path):
 
             # -- the desktop menu (right click on the background): 4th entry is silx view on the first file
             box = canvas.bounding_box()
+            desktop_shot = canvas.screenshot()  # as it is now (a file manager may have drawn more)
             page.mouse.click(box["x"] + box["width"] - 40, box["y"] + box["height"] - 40, button="right")
+            # keys only once the menu is on screen, or they go to the window below
+            menu_shot = _changed_screenshot(canvas, desktop_shot, tmp_path / "menu.png", STEP_MS / 1000, fraction=0.01)
+            assert _differing_fraction(menu_shot, desktop_shot) >= 0.01, "no menu on right click"
             for _ in range(4):
                 page.keyboard.press("ArrowDown")
             page.keyboard.press("Enter")

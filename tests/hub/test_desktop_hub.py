@@ -15,10 +15,10 @@ import requests
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
-from server_ext.desktop.processes import stop_marked, wait_until_gone
+from server_ext.desktop.processes import server_mark, stop_marked, wait_until_gone
 from server_ext.desktop.rfb import RFBClient
 
-from ..desktop.servertools import desktop_mark, missing_tools
+from ..desktop.servertools import missing_tools
 from .hubtools import API_TOKEN
 
 OWNER, COLLEAGUE, OUTSIDER = "dana", "alice", "bob"
@@ -82,7 +82,7 @@ def desktop(demo_hub):
     try:
         yield owner
     finally:
-        mark = desktop_mark(pid) if pid else None
+        mark = server_mark(pid) if pid else None
         if demo_hub.server_state(OWNER) is not None:
             demo_hub.stop_server(OWNER)
         if mark:
@@ -146,7 +146,7 @@ async def test_share_with_the_proposal_team_and_revoke(demo_hub, desktop):
 
 async def test_stopping_the_server_leaves_no_desktop_process(demo_hub, desktop):
     await drawn(demo_hub, {"Authorization": f"token {API_TOKEN}"})
-    mark = desktop_mark(server_pid(OWNER))
+    mark = server_mark(server_pid(OWNER))
     assert mark
     demo_hub.stop_server(OWNER)
     left = wait_until_gone(mark, timeout=30)
