@@ -34,7 +34,7 @@ import numpy as np
 import psutil
 import requests
 
-from hub_ext.demo.command import DEMO_ENVIRONMENTS, DEMO_USERS, write_hub_files
+from hub_ext.demo.command import DEMO_ENVIRONMENTS, write_hub_files
 from hub_ext.demo.hubprocess import HubProcess, free_port
 from hub_ext.desktop import missing_desktop_packages
 from server_ext.desktop.processes import marked_processes, server_mark, stop_marked

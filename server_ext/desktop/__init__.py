@@ -22,7 +22,7 @@ import sys
 import uuid
 from pathlib import Path
 
-from .processes import MARK_VARIABLE, stop_marked
+from .processes import MARK_VARIABLE
 
 XSTARTUP = Path(__file__).with_name("xstartup")
 XSTARTUP_VARIABLE = "JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP"

@@ -6,7 +6,6 @@ noVNC does, and polls full frames until the window manager has drawn.
 
 import asyncio
 import os
-import socket
 import stat
 import subprocess
 

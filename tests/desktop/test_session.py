@@ -1,7 +1,7 @@
 """The session script's launchers and window-manager configuration, without an X server."""
 
+import os
 import xml.etree.ElementTree as ET
-from pathlib import Path
 
 import pytest
 
@@ -45,6 +45,7 @@ def test_dataset_listing_is_bounded(tmp_path):
     assert len(files) == session.MAX_MENU_FILES and files == sorted(files)
 
 
+@pytest.mark.skipif(not os.path.exists("/etc/xdg/openbox/rc.xml"), reason="openbox (Debian) absent; `daas setup` installs it")
 def test_openbox_rc_uses_only_the_session_menu(tmp_path):
     rc = session.openbox_rc(tmp_path / "menu.xml")
     menu_files = [f.text for f in ET.fromstring(rc).iterfind(".//{http://openbox.org/3.4/rc}menu/{http://openbox.org/3.4/rc}file")]

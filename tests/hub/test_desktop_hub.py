@@ -11,9 +11,7 @@ import time
 
 import psutil
 import pytest
-import requests
-from tornado.httpclient import HTTPClientError, HTTPRequest
-from tornado.websocket import websocket_connect
+from tornado.httpclient import HTTPClientError
 
 from server_ext.desktop.processes import server_mark, stop_marked, wait_until_gone
 from server_ext.desktop.rfb import RFBClient
@@ -142,6 +140,24 @@ async def test_share_with_the_proposal_team_and_revoke(demo_hub, desktop):
         assert time.monotonic() < deadline, f"alice's token still opens dana's desktop {REVOKE_S} s after the revoke"
         await asyncio.sleep(2)
     assert code == 403
+
+
+@pytest.mark.parametrize("body, status, message", [
+    ({}, 400, "Say whom to share with"),
+    ({"user": ["alice"]}, 400, "Say whom to share with"),
+    ({"user": "nobody-zzz"}, 404, "No such user"),
+    ({"user": OWNER}, 400, "already own"),
+])
+def test_share_requests_that_make_no_sense_are_refused_clearly(demo_hub, desktop, body, status, message):
+    r = _share(desktop, "POST", json=body)
+    assert r.status_code == status and message in r.text, r.text
+    assert _share(desktop, "GET").json()["shares"] == []
+
+
+def test_sharing_a_server_that_does_not_exist_is_404(demo_hub, desktop):
+    r = desktop.s.post(f"{demo_hub.url}/hub/api/daas/shares/{OWNER}/no-such-server", json={"user": COLLEAGUE},
+                       headers={"X-XSRFToken": desktop.s.cookies.get("_xsrf", path="/hub/") or ""}, timeout=30)
+    assert r.status_code == 404
 
 
 async def test_stopping_the_server_leaves_no_desktop_process(demo_hub, desktop):
