@@ -1,8 +1,9 @@
-"""Hub-side REST endpoint behind the options form's dataset picker.
+"""Hub-side REST endpoints: the options form's dataset picker, proposal sharing.
 
 ``GET /hub/api/daas/datasets?q=&facility=&offset=&limit=&user=&server=``
-answers one page of the datasets the target user may see, as JSON. Register it
-in ``jupyterhub_config.py``::
+answers one page of the datasets the target user may see, as JSON;
+``/hub/api/daas/shares/...`` shares a session with the dataset's proposal team
+(:mod:`hub_ext.sharing`). Register them in ``jupyterhub_config.py``::
 
     from hub_ext.handlers import default_handlers
     c.JupyterHub.extra_handlers = default_handlers
@@ -13,6 +14,7 @@ import json
 from jupyterhub.apihandlers.base import APIHandler
 from tornado import web
 
+from . import sharing
 from .catalogs import CatalogError
 
 
@@ -52,4 +54,4 @@ class DatasetSearchHandler(APIHandler):
         self.write(json.dumps(page.to_dict()))
 
 
-default_handlers = [(r"/api/daas/datasets", DatasetSearchHandler)]
+default_handlers = [(r"/api/daas/datasets", DatasetSearchHandler), *sharing.default_handlers]

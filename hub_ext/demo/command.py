@@ -25,6 +25,7 @@ DEMO_USERS = {
     # name: (password, groups, admin)
     "alice": ("alice-xfel", ["p2120", "p2121"], False),
     "bob": ("bob-petra", ["petra-p11", "p900001"], False),
+    "dana": ("dana-xfel", ["p2120"], False),  # alice's colleague on proposal 2120: sessions can be shared
     "admin": ("admin-daas", [], True),
 }
 
@@ -126,6 +127,14 @@ DEMO_ENVIRONMENTS = {
             "facilities": [],
             "image": "registry.example.org/daas/python:2026.11",
             "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+        },
+        {
+            "slug": "desktop",
+            "display_name": "Linux desktop (silx, terminal)",
+            "description": "a remote desktop in the browser: the dataset, silx view, a terminal",
+            "facilities": [],
+            "image": "registry.example.org/daas/desktop:2026.11",
+            "desktop": True,
         },
     ]
 }
@@ -256,9 +265,10 @@ c.Spawner.http_timeout = 180
 
 
 def run_demo(args):
-    from .setup_tools import ensure_debian_packages, ensure_proxy
+    from .setup_tools import ensure_debian_packages, ensure_proxy, ensure_server_config
 
     ensure_proxy()
+    ensure_server_config()
     missing = ensure_debian_packages(("runtime",))
     if missing:
         print(f"Not installed (the features that need them say so): {' '.join(missing)}; "
