@@ -37,6 +37,10 @@ from pathlib import Path
 
 from .errors import DialsError, DialsTimeoutError, DialsUnavailableError
 
+__all__ = ["dials_available", "install_hint", "dials_python", "read_with_dxtbx", "find_and_index",
+           "DxtbxReading", "Panel", "IndexingSummary", "IndexedImage", "Spot",
+           "DialsError", "DialsUnavailableError", "DialsTimeoutError"]
+
 PYTHON_ENV = "DAAS_DIALS_PYTHON"
 DEFAULT_PYTHON = "/usr/bin/python3"
 #: Seconds for ``dials_available``'s import check.
