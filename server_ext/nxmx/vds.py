@@ -1,9 +1,10 @@
 """``/entry/data/data`` as an HDF5 virtual dataset over the run's files.
 
 Frame selection lives in the mapping itself: each (module, file) becomes
-one mapping whose source and destination selections are unions of
-hyperslabs, so nothing is copied and the cost grows with the number of
-files, not frames.
+one mapping (one per ASIC tile where tiles are narrower than a module, as
+the image stacks tiles: ``geometry.ImageLayout``) whose source and
+destination selections are unions of hyperslabs, so nothing is copied and
+the cost grows with the number of files, not frames.
 """
 
 import h5py
