@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import h5py
 import numpy as np
 
-from .geometry import tiles
+from .geometry import image_layout, tiles
 
 ENTRY = "/entry"
 INSTRUMENT = "/entry/instrument"
@@ -95,7 +95,7 @@ def write_beam(inst, beam, n_frames):
     return g
 
 
-def write_detector(inst, det, geom, distance_mm, pixel_mask=None):
+def write_detector(inst, det, geom, distance_mm, pixel_mask=None, data_dtype=np.float32):
     """NXdetector with its static properties and one module per ASIC tile."""
     kind = det.kind
     d = _group(inst, DETECTOR_NAME, "NXdetector")
@@ -110,14 +110,21 @@ def write_detector(inst, det, geom, distance_mm, pixel_mask=None):
     _number(d, "frame_time", float(kind.frame_time_s), "s")
     _number(d, "saturation_value", np.int64(kind.saturation_value))
     _number(d, "underload_value", np.int64(kind.underload_value))
-    _number(d, "bit_depth_readout", np.int32(kind.bit_depth_readout))
+    if np.issubdtype(np.dtype(data_dtype), np.integer):
+        # Readers (dxtbx) take 2**bits - 1 and 2**bits - 2 as overload flags:
+        # true of integer ADC counts, not of corrected (float) values, where
+        # they would turn real pixel values into -1/-2.
+        _number(d, "bit_depth_readout", np.int32(kind.bit_depth_readout))
     # extra_geom layouts are centred on the beam: it meets the detector
     # plane at its origin.
     _number(d, "beam_center_x", 0.0, "mm")
     _number(d, "beam_center_y", 0.0, "mm")
+    layout = image_layout(geom)
     if pixel_mask is not None:
-        _number(d, "pixel_mask", pixel_mask.astype(np.uint32), compression="gzip",
-                compression_opts=4, chunks=(1,) + pixel_mask.shape[1:])
+        # 2-D like the data's image: dxtbx < 3.16 ignores a mask of other rank.
+        image = layout.to_image(pixel_mask.astype(np.uint32))
+        _number(d, "pixel_mask", image, compression="gzip", compression_opts=4,
+                chunks=(image.shape[0] // layout.n_modules, image.shape[1]))
         _number(d, "pixel_mask_applied", False)
 
     tr = _group(d, "transformations", "NXtransformations")
@@ -129,8 +136,8 @@ def write_detector(inst, det, geom, distance_mm, pixel_mask=None):
     arm.attrs["depends_on"] = "."
     arm.attrs["equipment_component"] = "detector_arm"
 
-    for t in tiles(geom):
-        _write_module(d, t, kind)
+    for i, t in enumerate(tiles(geom)):
+        _write_module(d, t, layout.row(i), layout.tile_shape)
     return d
 
 
@@ -139,13 +146,14 @@ def _unit(v):
     return v / n, n
 
 
-def _write_module(d, t, kind):
+def _write_module(d, t, row0, tile_shape):
+    """One ASIC tile: a full-width block of rows of the image from *row0*
+    (see ``geometry.ImageLayout``)."""
     name = f"module_{t.module:02d}_asic_{t.tile:02d}"
     mod = _group(d, name, "NXdetector_module")
-    ss, fs = t.ss_slice, t.fs_slice
-    _number(mod, "data_origin", np.array([t.module, ss.start, fs.start], dtype=np.int32))
-    _number(mod, "data_size", np.array([1, ss.stop - ss.start, fs.stop - fs.start], dtype=np.int32))
-    _number(mod, "data_stride", np.array([1, 1, 1], dtype=np.int32))
+    _number(mod, "data_origin", np.array([row0, 0], dtype=np.int32))
+    _number(mod, "data_size", np.array(tile_shape, dtype=np.int32))
+    _number(mod, "data_stride", np.array([1, 1], dtype=np.int32))
 
     path = f"{DETECTOR}/{name}"
     if np.linalg.norm(t.corner_mm) > 0:

@@ -151,3 +151,17 @@ def linked_copy(src_dir, dst_dir, exclude=()):
         if p.name not in exclude:
             os.symlink(p.resolve(), Path(dst_dir) / p.name)
     return Path(dst_dir)
+
+
+def as_modules(image, kind, n_modules):
+    """NXmx image(s) (or masks), ``(..., slow, fast)``, as ``(..., modules,
+    slow, fast)``: the files stack the tiles along the slow axis (the tile
+    slices are the same for every geometry of a detector kind)."""
+    from server_ext.nxmx.geometry import default_geometry, image_layout
+
+    return image_layout(default_geometry(kind, n_modules)).to_modules(image)
+
+
+def module_rows(data, i, m, kind, n_modules):
+    """Module *m* of frame *i* of an NXmx ``/entry/data/data``."""
+    return as_modules(data[i], kind, n_modules)[m]

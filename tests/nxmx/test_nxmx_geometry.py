@@ -9,7 +9,7 @@ import pytest
 from extra_geom import AGIPD_1MGeometry, JUNGFRAUGeometry, LPD_1MGeometry
 
 from server_ext.nxmx import convert_run
-from server_ext.nxmx.geometry import DefaultGeometryWarning, default_geometry
+from server_ext.nxmx.geometry import DefaultGeometryWarning, default_geometry, image_layout
 from server_ext.nxmx.detectors import AGIPD_1M, JUNGFRAU, LPD_1M
 
 from conftest import DISTANCE_MM
@@ -31,10 +31,10 @@ def nxmx_pixel_centres(path):
             svec = np.asarray(slow.vector) * slow[()].to("mm").magnitude
             # fast/slow depend on module_offset, so their chain is one longer
             assert len(nxmx.get_dependency_chain(fast)) == len(chain) + 1
-            m, s0, f0 = mod.data_origin
-            _, ns, nf = mod.data_size
+            s0, f0 = mod.data_origin  # 2-D hyperslab of the image
+            ns, nf = mod.data_size
             jj, ii = np.meshgrid(np.arange(ns) + 0.5, np.arange(nf) + 0.5, indexing="ij")
-            out[m, s0:s0 + ns, f0:f0 + nf] = (origin[:3] + jj[..., None] * svec + ii[..., None] * fvec)
+            out[s0:s0 + ns, f0:f0 + nf] = (origin[:3] + jj[..., None] * svec + ii[..., None] * fvec)
     return out
 
 
@@ -42,6 +42,8 @@ def assert_positions_match(path, geom):
     got = nxmx_pixel_centres(path)
     expected = geom.get_pixel_positions(centre=True) * 1e3
     expected[..., 2] += DISTANCE_MM
+    # The file stacks the tiles along the slow axis of its image.
+    expected = np.moveaxis(image_layout(geom).to_image(np.moveaxis(expected, -1, 0)), 0, -1)
     assert not np.isnan(got).any(), "every pixel belongs to one module"
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
@@ -54,8 +56,8 @@ def test_agipd_positions_default_geometry(agipd_virtual):
                 if v.attrs.get("NX_class") == "NXdetector_module"]
         assert len(mods) == 128
         m = f["/entry/instrument/ELE_D0/module_05_asic_03"]
-        assert m["data_origin"].dtype.kind == "i" and list(m["data_origin"][()]) == [5, 192, 0]
-        assert list(m["data_size"][()]) == [1, 64, 128]
+        assert m["data_origin"].dtype.kind == "i" and list(m["data_origin"][()]) == [5 * 512 + 192, 0]
+        assert list(m["data_size"][()]) == [64, 128]
         for k in ("module_offset", "fast_pixel_direction", "slow_pixel_direction"):
             assert m[k].attrs["units"] == "mm"
             assert m[k].attrs["transformation_type"] == "translation"
