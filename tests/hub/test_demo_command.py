@@ -24,7 +24,7 @@ def test_daas_demo_starts_spawns_and_stops_cleanly(tmp_path):
     log = open(tmp_path / "demo.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub_ext.cli", "demo", "--data-dir", str(tmp_path / "data"), "--port", str(port),
-         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port())],
+         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port())],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
@@ -77,7 +77,7 @@ def test_daas_demo_on_a_taken_port_says_so(tmp_path):
         port = busy.getsockname()[1]
         r = subprocess.run(
             [sys.executable, "-m", "hub_ext.cli", "demo", "--data-dir", str(tmp_path / "data"), "--port", str(port),
-             "--hub-port", str(free_port()), "--proxy-api-port", str(free_port())],
+             "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port())],
             capture_output=True, text=True, timeout=300,
         )
     assert r.returncode == 2, r.stderr
