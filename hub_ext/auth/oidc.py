@@ -65,6 +65,12 @@ class FacilityOIDCAuthenticator(GenericOAuthenticator):
         help="Seconds before its expiry at which the access token counts as expired and is refreshed.",
     ).tag(config=True)
 
+    @default("basic_auth")
+    def _basic_auth_default(self):
+        # client_secret_basic: OpenID Connect's default token endpoint authentication,
+        # the one every provider accepts for the refresh grant too
+        return True
+
     @default("manage_groups")
     def _manage_groups_default(self):
         return True

@@ -103,7 +103,8 @@ class OidcSession:
 def login(hub, sub):
     session = OidcSession(hub)
     r = session.login(sub)
-    assert r.status_code == 302 and "/hub/" in r.headers["Location"], (r.status_code, r.text[:500])
+    assert r.status_code == 302 and "login" not in r.headers["Location"], (r.status_code, r.text[:500])
+    assert session.logged_in_as() == sub
     return session
 
 
