@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -93,6 +94,14 @@ class FederatedCatalog(Catalog):
         page; access revoked in a backend takes effect within this delay. 0: no cache.""",
     ).tag(config=True)
 
+    down_retry = Float(
+        10.0,
+        help="""Seconds a backend that failed or timed out is left out of searches
+        before it is asked again (the picker names it unavailable meanwhile), so
+        a facility that is down costs its timeout once per interval, not on every
+        keystroke. Resolving a dataset at start always asks it. 0: always ask.""",
+    ).tag(config=True)
+
     cache_size = Integer(2048, help="Most answers kept in the cache (least recently used go first).").tag(config=True)
 
     @validate("backends")
@@ -104,6 +113,7 @@ class FederatedCatalog(Catalog):
         super().__init__(**kwargs)
         self._cache = TTLCache(self.cache_ttl, self.cache_size)
         self._backends: list[Backend] | None = None
+        self._down_until: dict[str, float] = {}
 
     # -- configuration ---------------------------------------------------------------
 
@@ -174,6 +184,16 @@ class FederatedCatalog(Catalog):
         hit, value = self._cache.get(key)
         if hit:
             return value
+        if time.monotonic() < self._down_until.get(backend.name, 0.0):
+            raise BackendUnavailable(backend.facility, "it failed moments ago")
+        try:
+            return await self._ask(backend, key, make_call)
+        except BackendUnavailable:
+            if self.down_retry > 0:
+                self._down_until[backend.name] = time.monotonic() + self.down_retry
+            raise
+
+    async def _ask(self, backend: Backend, key: tuple, make_call) -> Any:
         try:
             value = await asyncio.wait_for(make_call(), backend.timeout)
         except asyncio.TimeoutError:

@@ -75,6 +75,7 @@ def demo_catalog(runs):
                 "path": runs.get("spectra"), "access_groups": [], "public": True,
                 "techniques": ["x-ray emission spectroscopy"], "size_bytes": _size(runs.get("spectra")),
                 "description": "Open data: spectra series whose peaks change at a phase transition.",
+                "environment": "spectroscopy",  # the catalogue names the environment made for it
             },
             {
                 "pid": "xfel:p900001:r0100",
