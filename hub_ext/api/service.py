@@ -53,10 +53,12 @@ def scope_allows(scopes, user: str, groups) -> bool:
 class UserDirectory:
     """Users' groups, admin flag and access token, from the hub's REST API (briefly cached)."""
 
-    def __init__(self, hub_api_url: str, token: str, ttl: float = 2.0):
+    def __init__(self, hub_api_url: str, token: str, ttl: float = 10.0):
         self.url = hub_api_url.rstrip("/")
         self.token = token
         self._cache = TTLCache(ttl, 4096)
+        # its own connections: a catalogue backend that hangs cannot starve them
+        self._http = AsyncHTTPClient(force_instance=True, max_clients=20)
 
     async def get(self, name: str) -> dict | None:
         hit, model = self._cache.get(name)
@@ -67,7 +69,7 @@ class UserDirectory:
             headers={"Authorization": f"token {self.token}"},
             request_timeout=10, connect_timeout=5,
         )
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        response = await self._http.fetch(request, raise_error=False)
         if response.code == 404:
             model = None
         elif response.code != 200:
@@ -107,7 +109,10 @@ class DatasetSearchHandler(HubAuthenticated, web.RequestHandler):
         if not name:
             raise web.HTTPError(400, "Name the user whose datasets to search (?user=).")
         try:
-            target = await settings["users"].get(name)
+            if name == caller.get("name") and "groups" in caller and not settings["needs_directory"]:
+                target = caller  # the picker's token reads its own groups: no second hub call
+            else:
+                target = await settings["users"].get(name)
         except CatalogError as e:
             log.error("%s", e)
             raise web.HTTPError(503, "The hub is not answering right now; try again later.") from e
@@ -155,13 +160,24 @@ def load_hub_config(path: str) -> Config:
 def make_app(config: Config) -> web.Application:
     spawner = _Settings(config=config)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/daas-datasets/")
-    hub_auth = HubAuth(cache_max_age=2)
+    # Identities and groups are reused for a few seconds: the picker sees a
+    # membership change that late at most (starting a server re-checks in the hub).
+    hub_auth = HubAuth(cache_max_age=10)
     users = UserDirectory(hub_auth.api_url, hub_auth.api_token)
     return web.Application(
         [(url_path_join(prefix, "datasets"), DatasetSearchHandler)],
         hub_auth=hub_auth,
-        daas={"spawner": spawner, "users": users, "page_size": spawner.search_page_size},
+        daas={"spawner": spawner, "users": users, "page_size": spawner.search_page_size,
+              "needs_directory": spawner.admin_sees_all_datasets or _wants_user_tokens(config)},
     )
+
+
+def _wants_user_tokens(config: Config) -> bool:
+    """Whether a catalogue queries on the user's behalf (then auth_state comes from the hub)."""
+    if config.get("SciCatCatalog", {}).get("on_behalf_of_user"):
+        return True
+    backends = config.get("FederatedCatalog", {}).get("backends", [])
+    return any(isinstance(b, dict) and (b.get("config") or {}).get("on_behalf_of_user") for b in backends)
 
 
 def main(argv=None) -> None:

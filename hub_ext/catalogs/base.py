@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import re
+import functools
 from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
@@ -207,18 +208,23 @@ CATALOG_ENTRY_POINTS = "daas.catalogs"
 def catalog_class_from_name(name: str | type) -> type[Catalog]:
     """Resolve a ``daas.catalogs`` entry-point name (``"yaml"``, ``"scicat"``, a
     plug-in's) or ``"pkg.module.Class"`` to a :class:`Catalog` subclass."""
-    if isinstance(name, type):
-        cls = name
-    else:
-        found = [ep for ep in entry_points(group=CATALOG_ENTRY_POINTS) if ep.name == name]
-        if found:
-            cls = found[0].load()
-        else:
-            module, _, attr = str(name).rpartition(".")
-            if not module:
-                known = sorted({ep.name for ep in entry_points(group=CATALOG_ENTRY_POINTS)})
-                raise ValueError(f"catalog_class {name!r}: use one of {known} or 'module.Class'")
-            cls = getattr(import_module(module), attr)
+    cls = name if isinstance(name, type) else _catalog_class_named(name)
     if not (isinstance(cls, type) and issubclass(cls, Catalog)):
         raise ValueError(f"catalog_class {name!r} is not a hub_ext.catalogs.Catalog subclass")
+    return cls
+
+
+@functools.lru_cache(maxsize=64)
+def _catalog_class_named(name: str) -> type:
+    # Scanning the installed distributions' entry points takes tens of
+    # milliseconds: once per name, not once per request.
+    found = [ep for ep in entry_points(group=CATALOG_ENTRY_POINTS) if ep.name == name]
+    if found:
+        cls = found[0].load()
+    else:
+        module, _, attr = str(name).rpartition(".")
+        if not module:
+            known = sorted({ep.name for ep in entry_points(group=CATALOG_ENTRY_POINTS)})
+            raise ValueError(f"catalog_class {name!r}: use one of {known} or 'module.Class'")
+        cls = getattr(import_module(module), attr)
     return cls

@@ -143,6 +143,9 @@ class FederatedCatalog(Catalog):
             cls = catalog_class_from_name(entry.get("class", "yaml"))
             if cls is type(self):
                 raise ValueError(f"{where}: a federated catalogue cannot contain another one")
+            if "timeout" not in config and "timeout" in cls.class_trait_names():
+                # the backend's own requests give up when the federation stops waiting
+                config = {**config, "timeout": float(timeout)}
             catalog = cls(log=self.log, **config) if build else None
             parsed.append(Backend(name, facility.strip(), catalog, float(timeout)))
         return parsed

@@ -83,6 +83,10 @@ class SciCatCatalog(Catalog):
     def _token_default(self):
         return os.environ.get("SCICAT_TOKEN", "")
 
+    max_connections = Integer(
+        50, help="Most requests to this SciCat in flight at once (more wait in a queue)."
+    ).tag(config=True)
+
     on_behalf_of_user = Bool(
         False,
         help="""Query SciCat with the logged-in user's own access token (from the
@@ -286,6 +290,13 @@ class SciCatCatalog(Catalog):
                 return token
         return self.token
 
+    def _client(self):
+        # A client of its own: a SciCat that hangs holds only its own connection
+        # slots, never those of the hub's other HTTP calls (nor another backend's).
+        if getattr(self, "_http", None) is None:
+            self._http = AsyncHTTPClient(force_instance=True, max_clients=self.max_connections)
+        return self._http
+
     def _cache_who(self):
         # answers obtained with a user's token are that user's only
         return hash(self._acting_token()) if self.on_behalf_of_user else None
@@ -313,7 +324,7 @@ class SciCatCatalog(Catalog):
             ca_certs=self.ca_certs or None,
         )
         try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+            response = await self._client().fetch(request, raise_error=False)
         except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
             self.log.error("SciCat request %s failed: %s", path, e)
             raise CatalogError(UNREACHABLE) from e

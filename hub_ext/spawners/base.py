@@ -309,7 +309,7 @@ class FacilitySpawner(Configurable):
         try:
             token = self.user.new_api_token(
                 note="dataset picker", expires_in=self.picker_token_lifetime,
-                scopes=[f"{SCOPE}!user={self.user.name}"],
+                scopes=[f"{SCOPE}!user={self.user.name}", f"read:users:groups!user={self.user.name}"],
             )
         except Exception as e:  # the API is not configured (no custom scope): the form says so
             self.log.error("Cannot issue the dataset picker's token (is hub_ext.api.configure used?): %s", e)
@@ -455,10 +455,11 @@ class FacilitySpawner(Configurable):
             return ""
         if dataset is not None:
             return ""
+        server = f"Your server {self.name!r}" if self.name else "Your server"
         return (
-            f"Your server {self.name or ''} was stopped: you no longer have access to dataset {pid!r} "
+            f"{server} was stopped: you no longer have access to dataset {pid!r} "
             "(your groups from your last login do not include it)."
-        ).replace("server  was", "server was")
+        )
 
     async def poll(self):
         status = await super().poll()

@@ -187,3 +187,42 @@ def test_backends_are_plugins_and_configuration_is_checked(tmp_path):
     ]:
         with pytest.raises(Exception, match=message):
             FederatedCatalog(backends=entries)
+
+
+PLUGIN = '''
+from hub_ext.catalogs import Catalog, Dataset, Page
+
+
+class MiniCatalog(Catalog):
+    """A facility's own backend: two datasets, one for group g1."""
+
+    DATA = [Dataset.from_dict({"pid": "m1", "title": "Mini one", "path": "/data/m/1", "access_groups": ["p1"]}),
+            Dataset.from_dict({"pid": "m2", "title": "Mini two", "path": "/data/m/2", "access_groups": ["x"]})]
+
+    async def search(self, groups, query="", facility="", offset=0, limit=20, see_all=False):
+        items = [d for d in self.DATA if d.visible_to(groups, see_all)]
+        return Page(total=len(items), offset=offset, limit=limit, items=items[offset:offset + limit])
+
+    async def get(self, pid, groups, see_all=False):
+        return next((d for d in self.DATA if d.pid == pid and d.visible_to(groups, see_all)), None)
+'''
+
+
+def test_a_facility_plugin_is_found_through_its_entry_point(tmp_path, monkeypatch, backends):
+    """A package that declares a ``daas.catalogs`` entry point joins the federation by name."""
+    (tmp_path / "mini_daas_catalog.py").write_text(PLUGIN)
+    dist = tmp_path / "mini_daas_catalog-0.1.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: mini-daas-catalog\nVersion: 0.1\n")
+    (dist / "entry_points.txt").write_text("[daas.catalogs]\nmini = mini_daas_catalog:MiniCatalog\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert catalog_class_from_name("mini").__name__ == "MiniCatalog"
+    xfel, _, _ = backends
+    cat = FederatedCatalog(backends=[
+        {"name": "mini", "facility": "Mini Facility", "class": "mini"},
+        {"name": "xfel", "facility": "EuXFEL", "class": "scicat", "config": {"url": xfel.url, "token": xfel.token}},
+    ], cache_ttl=0)
+    page = run(cat.search(GROUPS, limit=3))
+    assert pids(page) == ["mini:m1", "xfel:10.1/xfel-06", "xfel:10.1/xfel-05"] and page.total == 8
+    assert run(cat.get("mini:m1", GROUPS)).facility == "Mini Facility"
+    assert run(cat.get("mini:m2", GROUPS)) is None
