@@ -230,12 +230,12 @@ class FederatedCatalog(Catalog):
         query = " ".join((query or "").split())
         members = [b for b in self.members if not facility or b.facility == facility]
 
-        async def first(b):
-            # Guess that every earlier backend is empty: right for the first, and
-            # the totals that come back place every other backend's window.
-            return await self._search_one(b, groups, query, offset, limit, see_all)
-
-        answers = await asyncio.gather(*(first(b) for b in members), return_exceptions=True)
+        # First round: every backend's [offset, offset + limit), as if the ones
+        # before it were empty (right for the first); the totals that come back
+        # place every other backend's window.
+        answers = await asyncio.gather(
+            *(self._search_one(b, groups, query, offset, limit, see_all) for b in members), return_exceptions=True
+        )
         unavailable, pages = [], []
         for b, a in zip(members, answers):
             if isinstance(a, BackendUnavailable):
