@@ -13,6 +13,9 @@ from .files import ReloadingYamlFile, parse_records
 
 log = logging.getLogger("JupyterHub")
 
+#: Where jupyter-remote-desktop-proxy serves the desktop in a single-user server.
+DESKTOP_URL = "/desktop/"
+
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
@@ -47,6 +50,9 @@ class Environment:
     mem_limit: int | None = None  # bytes
     cpu_guarantee: float | None = None
     mem_guarantee: int | None = None
+    # a Linux desktop (jupyter-remote-desktop-proxy) rather than JupyterLab:
+    # opens /desktop/ unless default_url says otherwise
+    desktop: bool = False
 
     @classmethod
     def from_dict(cls, d):
@@ -70,6 +76,11 @@ class Environment:
         default_url = d.get("default_url")
         if default_url is not None and not str(default_url).startswith("/"):
             raise ValueError(f"environment {slug}: default_url must start with '/'")
+        desktop = d.get("desktop", False)
+        if not isinstance(desktop, bool):
+            raise ValueError(f"environment {slug}: desktop must be true or false")
+        if desktop and default_url is None:
+            default_url = DESKTOP_URL
         unknown = set(d) - set(cls.__dataclass_fields__)
         if unknown:
             raise ValueError(f"environment {slug}: unknown keys {sorted(unknown)}")
@@ -98,6 +109,7 @@ class Environment:
             mem_limit=size("mem_limit"),
             cpu_guarantee=number("cpu_guarantee"),
             mem_guarantee=size("mem_guarantee"),
+            desktop=desktop,
         )
 
     def offered_for(self, dataset):
@@ -114,6 +126,7 @@ class Environment:
             "default_url": self.default_url,
             "cpu_limit": self.cpu_limit,
             "mem_limit": self.mem_limit,
+            "desktop": self.desktop,
         }
 
 

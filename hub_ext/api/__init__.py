@@ -21,30 +21,43 @@ SERVICE_NAME = "daas-datasets"
 SCOPE = "custom:daas:datasets"
 
 
-def configure(c: Any, config_file: str, port: int, ip: str = "127.0.0.1", name: str = SERVICE_NAME) -> None:
+def configure(c: Any, config_file: str, port: int, ip: str = "127.0.0.1", name: str = SERVICE_NAME,
+              bind_ip: str = "") -> None:
     """Add the search service, its scope and roles to the hub configuration ``c``.
 
     ``config_file`` is this same ``jupyterhub_config.py``: the service reads
-    the catalogue configuration from it. ``port`` is where it listens (loopback).
+    the catalogue configuration from it. The proxy reaches the service at
+    ``http://<ip>:<port>``; it listens on ``bind_ip`` (default: ``ip``), e.g.
+    ``ip`` the hub's Kubernetes Service name and ``bind_ip="0.0.0.0"``.
     """
     c.JupyterHub.custom_scopes = {
         **dict(c.JupyterHub.get("custom_scopes", {}) or {}),
         SCOPE: {"description": "Search the datasets a user may access (no storage paths)."},
     }
-    c.JupyterHub.services.append({
+    c.JupyterHub.services = _listed(c.JupyterHub, "services") + [{
         "name": name,
         "url": f"http://{ip}:{port}",
         "command": [sys.executable, "-m", "hub_ext.api.service", "--config", str(config_file)],
         "display": False,
-    })
-    c.JupyterHub.load_roles.append({
+        "environment": {"DAAS_API_BIND_IP": bind_ip or ip},
+    }]
+    c.JupyterHub.load_roles = _listed(c.JupyterHub, "load_roles") + [{
         "name": "user",
         "description": "Standard user privileges, plus searching one's own datasets",
         "scopes": ["self", f"{SCOPE}!user"],
-    })
-    c.JupyterHub.load_roles.append({
+    }, {
         "name": f"{name}-service",
         "description": "The dataset search service reads users' groups and access tokens",
         "scopes": ["read:users", "admin:auth_state"],
         "services": [name],
-    })
+    }]
+
+
+def _listed(section: Any, key: str) -> list:
+    """A list trait's configured value as a plain list (also when only appended to so far)."""
+    value = section.get(key)
+    if value is None:
+        return []
+    if hasattr(value, "get_value"):  # traitlets' LazyConfigValue (c.X.y.append(...) before)
+        return list(value.get_value([]))
+    return list(value)

@@ -190,7 +190,7 @@ def main(argv=None) -> None:
 
     async def serve():
         server = HTTPServer(app, xheaders=True)
-        server.listen(url.port or 80, url.hostname or "127.0.0.1")
+        server.listen(url.port or 80, os.environ.get("DAAS_API_BIND_IP") or url.hostname or "127.0.0.1")
         log.info("Dataset search service on %s", url.geturl())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -27,6 +27,7 @@ DEMO_USERS = {
     # name: (password, groups, admin)
     "alice": ("alice-xfel", ["p2120", "p2121"], False),
     "bob": ("bob-petra", ["petra-p11", "p900001"], False),
+    "dana": ("dana-xfel", ["p2120"], False),  # alice's colleague on proposal 2120: sessions can be shared
     "admin": ("admin-daas", [], True),
 }
 
@@ -129,6 +130,14 @@ DEMO_ENVIRONMENTS = {
             "facilities": [],
             "image": "registry.example.org/daas/python:2026.11",
             "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+        },
+        {
+            "slug": "desktop",
+            "display_name": "Linux desktop (silx, terminal)",
+            "description": "a remote desktop in the browser: the dataset, silx view, a terminal",
+            "facilities": [],
+            "image": "registry.example.org/daas/desktop:2026.11",
+            "desktop": True,
         },
     ]
 }
@@ -237,6 +246,7 @@ import json
 import os
 
 from hub_ext.api import configure as configure_dataset_api
+from hub_ext.sharing import default_handlers as sharing_handlers
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "daas_settings.json")) as f:
     s = json.load(f)
@@ -251,6 +261,7 @@ c.JupyterHub.db_url = "sqlite:///" + s["state"] + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = s["state"] + "/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = s["state"] + "/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = True
+c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing (the dataset search is a service)
 with open(s["state"] + "/crypt_key") as f:
     c.CryptKeeper.keys = [f.read().strip()]
 configure_dataset_api(c, config_file=__file__, port=s["api_port"])
@@ -284,9 +295,10 @@ c.Spawner.http_timeout = 180
 
 
 def run_demo(args):
-    from .setup_tools import ensure_debian_packages, ensure_proxy
+    from .setup_tools import ensure_debian_packages, ensure_proxy, ensure_server_config
 
     ensure_proxy()
+    ensure_server_config()
     missing = ensure_debian_packages(("runtime",))
     if missing:
         print(f"Not installed (the features that need them say so): {' '.join(missing)}; "

@@ -5,11 +5,15 @@ active virtual environment (``npm install -g --prefix sys.prefix``), so it
 lands in ``.venv/bin`` next to ``jupyterhub`` and nothing global is touched.
 """
 
+import json
 import os
 import shutil
 import subprocess
 import sys
 from pathlib import Path
+
+from ..desktop import DESKTOP_PACKAGES
+from ..files import write_json_atomic
 
 CHP_PACKAGE = "configurable-http-proxy@^4.6"
 
@@ -60,7 +64,7 @@ def ensure_proxy(quiet=False):
 #: --test`` adds them). Each maps a package to a file that shows it is there.
 #: Features add their packages here, in one place.
 DEBIAN_PACKAGES = {
-    "runtime": {},
+    "runtime": dict(DESKTOP_PACKAGES),  # the remote desktop (hub_ext/desktop.py)
     "test": {"chromium": CHROMIUM},
 }
 
@@ -100,8 +104,30 @@ def ensure_debian_packages(purposes=("runtime",), quiet=False):
     return missing
 
 
+#: Jupyter Server extensions of this package, enabled in every server of this prefix.
+SERVER_EXTENSIONS = {"server_ext.desktop": True}
+
+
+def ensure_server_config(prefix=None):
+    """Enable our server extensions in ``prefix`` (default: this environment).
+
+    A wheel install ships this file (setup.cfg data_files); an editable install
+    (``pip install -e``) does not, so setup writes it. Returns its path.
+    """
+    folder = Path(prefix or sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d"
+    path = folder / "server_ext.desktop.json"
+    wanted = {"ServerApp": {"jpserver_extensions": SERVER_EXTENSIONS}}
+    try:
+        if json.loads(path.read_text()) == wanted:
+            return path
+    except (OSError, ValueError):
+        pass
+    return write_json_atomic(path, wanted)
+
+
 def _setup(args):
     ensure_proxy()
+    ensure_server_config()
     purposes = ("runtime", "test") if args.test else ("runtime",)
     missing = ensure_debian_packages(purposes)
     if missing:

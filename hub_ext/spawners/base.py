@@ -164,6 +164,20 @@ class FacilitySpawner(Configurable):
         help="Path of the session manifest, relative to the server's home directory.",
     ).tag(config=True)
 
+    auth_cache_max_age = Integer(
+        30,
+        help="""Seconds a single-user server trusts the hub's answer about who may use it.
+
+        Passed to the server as ``HubOAuth.cache_max_age`` (JupyterHub's default
+        is 300). A revoked share (:mod:`hub_ext.sharing`) stops working for new
+        requests within this time; connections already open (a desktop being
+        watched) stay open until they close.
+        """,
+    ).tag(config=True)
+
+    def get_args(self):
+        return [*super().get_args(), f"--HubOAuth.cache_max_age={int(self.auth_cache_max_age)}"]
+
     #: Spawner traits that the chosen Environment's fields of the same name override.
     environment_traits = ENVIRONMENT_TRAITS
 
@@ -268,7 +282,18 @@ class FacilitySpawner(Configurable):
                 f"Environment {env.display_name!r} does not support {dataset.facility} data; "
                 "choose one of the environments offered for this dataset.",
             )
+        unavailable = self.environment_unavailable(env)
+        if unavailable:
+            raise SpawnRefused(503, f"{env.display_name}: {unavailable}")
         return dataset, env
+
+    def environment_unavailable(self, env):
+        """Why ``env`` cannot start where this spawner runs servers, or None.
+
+        The form shows the reason beside the environment and the start is
+        refused, instead of a server that comes up broken.
+        """
+        return None
 
     # -- the form ------------------------------------------------------------------
 
@@ -337,7 +362,10 @@ class FacilitySpawner(Configurable):
             self.log.error("Catalogue unavailable for the spawn form: %s", e)
             error = "The dataset catalogue is unavailable right now. Try again in a few minutes; if it persists, contact support."
         try:
-            environments = [e.to_dict() for e in self.environment_list()]
+            environments = [
+                dict(e.to_dict(), unavailable=self.environment_unavailable(e) or "")
+                for e in self.environment_list()
+            ]
         except EnvironmentConfigError as e:
             self.log.error("Environments misconfigured: %s", e)
             environments = []

@@ -9,6 +9,7 @@ from escapism import escape
 from jupyterhub.spawner import LocalProcessSpawner
 from traitlets import Bool, Unicode, default
 
+from ..desktop import desktop_unavailable_reason
 from ..files import write_json_atomic
 from .base import ENVIRONMENT_TRAITS, FacilitySpawner, SpawnRefused
 
@@ -91,6 +92,10 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
         if self.readonly_data:
             args.append("--ServerApp.contents_manager_class=server_ext.contents.ReadOnlyDataContentsManager")
         return args
+
+    def environment_unavailable(self, env):
+        # servers run on this machine: a desktop needs its Debian packages here
+        return desktop_unavailable_reason() if env.desktop else None
 
     async def prepare_session(self, dataset, env):
         if os.geteuid() == 0 and not self.allow_root:

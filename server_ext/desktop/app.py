@@ -1,0 +1,51 @@
+"""The desktop's Jupyter Server extension app (see the package docstring)."""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import os
+
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Float, Unicode
+
+from . import configure_environment
+from .processes import MARK_VARIABLE, stop_marked
+
+
+class DesktopExtension(ExtensionApp):
+    name = "server_ext.desktop"
+
+    desktop = Unicode(
+        "",
+        help="""Which desktop the session runs: ``openbox`` (light; CI and the demo)
+        or ``xfce`` (the full desktop of the image). Empty: ``$DAAS_DESKTOP``, else openbox.
+        """,
+    ).tag(config=True)
+
+    stop_timeout = Float(
+        5.0,
+        help="Seconds the desktop's processes get to exit after SIGTERM before SIGKILL, when the server stops.",
+    ).tag(config=True)
+
+    def _link_jupyter_server_extension(self, serverapp):
+        super()._link_jupyter_server_extension(serverapp)
+        # before jupyter-server-proxy (loaded later) reads the xstartup setting
+        configure_environment()
+        if self.desktop:
+            os.environ["DAAS_DESKTOP"] = self.desktop
+        # simpervisor (jupyter-server-proxy) answers SIGTERM/SIGINT with
+        # sys.exit() before the server's own shutdown and the extensions'
+        # stop run, and its signal reaches only the shell around vncserver;
+        # atexit still runs then.
+        atexit.register(self._stop_desktop)
+
+    def _stop_desktop(self):
+        mark = os.environ.get(MARK_VARIABLE)
+        stopped = stop_marked(mark, self.stop_timeout) if mark else []
+        if stopped:
+            self.log.info("Stopped %d desktop process(es): %s", len(stopped), stopped)
+        return stopped
+
+    async def stop_extension(self):
+        await asyncio.get_running_loop().run_in_executor(None, self._stop_desktop)

@@ -1,0 +1,83 @@
+"""Find and stop a server's desktop processes, wherever they went.
+
+vncserver, Xtigervnc, the session and D-Bus daemons each call ``setsid`` or
+double-fork, so signalling the server's process group misses them. They all
+inherit the server's environment, though: a mark variable with a value
+unique to the server finds them.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+
+import psutil
+
+MARK_VARIABLE = "DAAS_DESKTOP_MARK"
+
+
+def marked_processes(mark: str) -> list[psutil.Process]:
+    """This user's processes (not us) whose environment carries ``mark``."""
+    found = []
+    me, uid = os.getpid(), os.getuid()
+    for p in psutil.process_iter(["pid", "uids"]):
+        try:
+            if p.pid == me or p.info["uids"] is None or p.info["uids"].real != uid:
+                continue
+            if p.environ().get(MARK_VARIABLE) == mark:
+                found.append(p)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _signal(procs: list[psutil.Process], kill: bool) -> None:
+    for p in procs:
+        try:
+            p.kill() if kill else p.send_signal(signal.SIGTERM)
+        except psutil.NoSuchProcess:
+            pass
+
+
+def stop_marked(mark: str, timeout: float = 5.0) -> list[int]:
+    """SIGTERM the marked processes, SIGKILL what is left after ``timeout``; their pids."""
+    procs = marked_processes(mark)
+    _signal(procs, kill=False)
+    _, alive = psutil.wait_procs(procs, timeout=timeout)
+    _signal(alive, kill=True)
+    psutil.wait_procs(alive, timeout=timeout)
+    late = marked_processes(mark)  # a daemon may have forked while we waited
+    _signal(late, kill=True)
+    psutil.wait_procs(late, timeout=timeout)
+    return [p.pid for p in procs + late]
+
+
+def server_mark(server_pid: int) -> str | None:
+    """The mark of the desktop started by the Jupyter server ``server_pid``, or None.
+
+    Read from one of its children (vncserver): the server sets the mark in its
+    own environment after it started, so its /proc/environ does not show it.
+    """
+    try:
+        children = psutil.Process(server_pid).children(recursive=True)
+    except psutil.NoSuchProcess:
+        return None
+    for child in children:
+        try:
+            mark = child.environ().get(MARK_VARIABLE)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if mark:
+            return mark
+    return None
+
+
+def wait_until_gone(mark: str, timeout: float) -> list[psutil.Process]:
+    """Poll until no process carries ``mark`` (bounded); what is still there."""
+    deadline = time.monotonic() + timeout
+    while True:
+        left = marked_processes(mark)
+        if not left or time.monotonic() > deadline:
+            return left
+        time.sleep(0.2)

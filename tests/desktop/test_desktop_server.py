@@ -1,0 +1,137 @@
+"""The desktop through a real Jupyter server: no browser, the RFB protocol over its websocket.
+
+Each check speaks RFB 3.8 to TigerVNC through ``/desktop-websockify/`` the way
+noVNC does, and polls full frames until the window manager has drawn.
+"""
+
+import asyncio
+import os
+import stat
+import subprocess
+
+import psutil
+import pytest
+from tornado.httpclient import HTTPClientError, HTTPRequest
+from tornado.websocket import websocket_connect
+
+from server_ext.desktop.processes import server_mark, stop_marked, wait_until_gone
+from server_ext.desktop.rfb import RFBClient
+
+from .servertools import TOKEN, DesktopServer, make_dataset, missing_tools
+
+pytestmark = pytest.mark.skipif(
+    bool(missing_tools()), reason=f"desktop system packages absent ({missing_tools()}); `daas setup` installs them"
+)
+
+DRAWN_S = 90  # first frames are black until openbox and the terminal have drawn
+AUTH = {"Authorization": f"token {TOKEN}"}
+
+
+def _start(tmp_path_factory, name):
+    root = tmp_path_factory.mktemp(name)
+    return DesktopServer(root, make_dataset(root / "dataset")).start()
+
+
+def _stop_all(server):
+    mark = server_mark(server.proc.pid) if server.proc else None
+    server.stop()
+    if mark:
+        stop_marked(mark)
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    s = _start(tmp_path_factory, "desktop")
+    try:
+        yield s
+    finally:
+        _stop_all(s)
+
+
+async def _drawn(server):
+    client = await RFBClient.connect(server.ws_url(), headers=AUTH, timeout=60)
+    try:
+        return client, await client.wait_drawn(DRAWN_S)
+    finally:
+        client.close()
+
+
+def _session(mark):
+    """{process name: Process} of the desktop with ``mark``."""
+    from server_ext.desktop.processes import marked_processes
+
+    return {p.name(): p for p in marked_processes(mark)}
+
+
+async def test_desktop_draws_through_the_server_with_the_token(server):
+    client, frame = await _drawn(server)
+    assert (frame.width, frame.height) == (client.width, client.height) == (1680, 1050)
+    assert frame.distinct_colours() > 1
+
+
+def test_jupyterlab_launcher_has_a_desktop_tile(server):
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(f"{server.url}/server-proxy/servers-info?token={TOKEN}", timeout=30) as r:
+        entries = [s["launcher_entry"] for s in json.load(r)["server_processes"]]
+    assert {"enabled": True, "title": "Desktop", "path_info": "desktop"}.items() <= entries[0].items(), entries
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "token wrong-token"}], ids=["no-token", "bad-token"])
+async def test_websocket_without_a_valid_token_is_refused(server, headers):
+    with pytest.raises(HTTPClientError) as e:
+        await asyncio.wait_for(websocket_connect(HTTPRequest(server.ws_url(), headers=headers)), 30)
+    assert e.value.code in (401, 403)
+
+
+async def test_vnc_listens_on_a_private_unix_socket_only(server):
+    await _drawn(server)
+    mark = server_mark(server.proc.pid)
+    procs = _session(mark)
+    xvnc = procs["Xtigervnc"]
+    listening = [c for p in procs.values() for c in p.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN]
+    assert listening == []
+    args = xvnc.cmdline()
+    sock = args[args.index("-rfbunixpath") + 1]
+    assert stat.S_IMODE(os.stat(sock).st_mode) & 0o077 == 0
+    assert stat.S_IMODE(os.stat(os.path.dirname(sock)).st_mode) == 0o700
+    # another account cannot connect, whatever the modes say
+    probe = f"import socket; s = socket.socket(socket.AF_UNIX); s.connect({sock!r})"
+    r = subprocess.run(["runuser", "-u", "nobody", "--", "/usr/bin/python3", "-c", probe],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode != 0 and "PermissionError" in r.stderr, r.stderr
+
+
+async def test_logging_out_gives_a_fresh_desktop(server):
+    await _drawn(server)
+    before = _session(server_mark(server.proc.pid))
+    # as the menu's "Log out" does, with the session's own display and X authority
+    session_env = before["openbox"].environ()
+    x_env = {k: session_env[k] for k in ("DISPLAY", "XAUTHORITY", "HOME") if k in session_env}
+    subprocess.run(["openbox", "--exit"], env=dict(os.environ, **x_env), timeout=30, check=True)
+    # the whole old session goes (vncserver last: until then the proxy sees it running)
+    _, alive = psutil.wait_procs(list(before.values()), timeout=30)
+    assert alive == []
+    _, frame = await _drawn(server)  # jupyter-server-proxy starts a new desktop
+    after = _session(server_mark(server.proc.pid))
+    assert after["Xtigervnc"].pid != before["Xtigervnc"].pid
+    assert not frame.is_blank()
+
+
+async def test_stopping_the_server_stops_the_whole_desktop(tmp_path_factory):
+    s = _start(tmp_path_factory, "desktop-stop")
+    mark = None
+    try:
+        await _drawn(s)
+        mark = server_mark(s.proc.pid)
+        names = set(_session(mark))
+        assert {"Xtigervnc", "openbox", "dbus-daemon"} <= names, names
+        assert names & {"xterm", "thunar"}, names  # the dataset view: a file manager where installed
+        s.stop()
+        left = wait_until_gone(mark, timeout=30)
+        assert left == [], [(p.pid, p.name()) for p in left]
+    finally:
+        s.stop()
+        if mark:
+            stop_marked(mark)
