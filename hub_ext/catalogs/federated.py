@@ -187,14 +187,21 @@ class FederatedCatalog(Catalog):
         hit, value = self._cache.get(key)
         if hit:
             return value
-        if time.monotonic() < self._down_until.get(backend.name, 0.0):
-            raise BackendUnavailable(backend.facility, "it failed moments ago")
+        now = time.monotonic()
+        down_until = self._down_until.get(backend.name)
+        if down_until is not None:
+            if now < down_until:
+                raise BackendUnavailable(backend.facility, "it failed moments ago")
+            # One request probes whether it is back; the others keep going without it meanwhile.
+            self._down_until[backend.name] = now + backend.timeout + 1.0
         try:
-            return await self._ask(backend, key, make_call)
+            value = await self._ask(backend, key, make_call)
         except BackendUnavailable:
             if self.down_retry > 0:
                 self._down_until[backend.name] = time.monotonic() + self.down_retry
             raise
+        self._down_until.pop(backend.name, None)
+        return value
 
     async def _ask(self, backend: Backend, key: tuple, make_call) -> Any:
         try:
