@@ -7,8 +7,8 @@ JupyterHub + configurable-http-proxy, started with the demo configuration
 in as the demo user alice, we time
 
 * ``GET /hub/spawn``                        (the options form, first page of datasets)
-* ``GET /hub/api/daas/datasets?q=lysozyme`` (a word in ~1 title in 13)
-* ``GET /hub/api/daas/datasets?q=<pid>``    (one dataset by its pid)
+* ``GET /services/daas-datasets/datasets?q=lysozyme`` (a word in ~1 title in 13)
+* ``GET /services/daas-datasets/datasets?q=<pid>``    (one dataset by its pid)
 
 through the proxy, as a browser would. All hubs run at once and the requests
 are interleaved round-robin, so load from elsewhere on the machine hits every
@@ -113,7 +113,7 @@ class Case:
         self.url = f"http://127.0.0.1:{free_port()}"
         config = write_hub_files(
             self.dir / "hub", self.catalog_path, DEMO_ENVIRONMENTS, port=int(self.url.rsplit(":", 1)[1]),
-            hub_port=free_port(), proxy_api_port=free_port(),
+            hub_port=free_port(), proxy_api_port=free_port(), api_port=free_port(),
         )
         self.hub = HubProcess(config, self.url, log_path=self.dir / "jupyterhub.log")
         self.session = None
@@ -130,17 +130,20 @@ class Case:
         if r.status_code != 302:
             raise RuntimeError(f"login failed on the {self.n}-dataset hub: {r.status_code}")
         self.session = s
+        # the picker's own search token, as the form hands it to the browser's script
+        form = s.get(f"{self.url}/hub/spawn", timeout=600).text
+        self.token = re.search(r'data-token="([^"]+)"', form).group(1)
 
     def requests(self):
         """label -> (path, params, check) for the timed requests."""
         return {
             "spawn page": ("/hub/spawn", None, lambda r: 'id="daas-form"' in r.text),
             "search 'lysozyme'": (
-                "/hub/api/daas/datasets", {"q": "lysozyme"},
+                "/services/daas-datasets/datasets", {"q": "lysozyme"},
                 lambda r: all("lysozyme" in d["title"].lower() for d in r.json()["items"]),
             ),
             "search pid": (
-                "/hub/api/daas/datasets", {"q": self.pid},
+                "/services/daas-datasets/datasets", {"q": self.pid},
                 lambda r: [d["pid"] for d in r.json()["items"]] == [self.pid],
             ),
         }
@@ -148,7 +151,8 @@ class Case:
     def timed_get(self, label, timeout=60):
         path, params, check = self.requests()[label]
         t0 = time.perf_counter()
-        r = self.session.get(self.url + path, params=params, timeout=timeout)
+        headers = {"Authorization": f"token {self.token}"} if path.startswith("/services/") else {}
+        r = self.session.get(self.url + path, params=params, timeout=timeout, headers=headers)
         elapsed = time.perf_counter() - t0
         if r.status_code != 200 or not check(r):
             raise RuntimeError(f"{label} on the {self.n}-dataset hub: HTTP {r.status_code}, unexpected answer")

@@ -18,12 +18,19 @@ from __future__ import annotations
 
 import os
 import re
+import functools
+from contextvars import ContextVar
 from dataclasses import asdict, dataclass, field
 from importlib import import_module
 from importlib.metadata import entry_points
 
 from traitlets import Integer
 from traitlets.config import LoggingConfigurable
+
+#: The access token of the user a catalogue request is made for, when the hub has
+#: one (OpenID Connect login). Backends that query on the user's behalf (a SciCat
+#: enforcing its own ACLs) read it; set by the spawner and the search service.
+user_access_token: ContextVar[str | None] = ContextVar("daas_user_access_token", default=None)
 
 #: A pid is an identifier, never a path: printable, no whitespace, bounded.
 PID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:/@+-]{0,254}$")
@@ -113,6 +120,19 @@ class Dataset:
     def search_text(self):
         return " ".join((self.pid, self.title, self.proposal, self.instrument)).lower()
 
+    #: Fields the dataset picker shows: never the storage path or the access groups.
+    PICKER_FIELDS = ("pid", "title", "facility", "instrument", "proposal", "public", "techniques",
+                     "size_bytes", "description")
+
+    def picker_dict(self) -> dict:
+        """What the options form's picker needs, and nothing about storage or access lists."""
+        d = {k: getattr(self, k) for k in self.PICKER_FIELDS}
+        d["techniques"] = list(self.techniques)
+        d["slug"] = self.slug
+        env = self.extra.get("environment")
+        d["environment"] = env if isinstance(env, str) else ""
+        return d
+
     def to_dict(self):
         d = asdict(self)
         d.pop("extra")
@@ -130,6 +150,11 @@ class Page:
     offset: int
     limit: int
     items: list
+    #: Facilities whose backend could not answer (a federated search shows the others).
+    unavailable: list = field(default_factory=list)
+    #: Positions in the backend's own numbering (``offset`` counts these): records it
+    #: skipped (malformed) still take a position. None: the same as ``total``.
+    source_total: int | None = None
 
     def to_dict(self):
         return {
@@ -137,7 +162,14 @@ class Page:
             "offset": self.offset,
             "limit": self.limit,
             "items": [d.to_dict() for d in self.items],
+            "unavailable": list(self.unavailable),
         }
+
+    def picker_dict(self) -> dict:
+        """The page as the picker gets it (:meth:`Dataset.picker_dict` items)."""
+        d = self.to_dict()
+        d["items"] = [item.picker_dict() for item in self.items]
+        return d
 
 
 class Catalog(LoggingConfigurable):
@@ -176,18 +208,23 @@ CATALOG_ENTRY_POINTS = "daas.catalogs"
 def catalog_class_from_name(name: str | type) -> type[Catalog]:
     """Resolve a ``daas.catalogs`` entry-point name (``"yaml"``, ``"scicat"``, a
     plug-in's) or ``"pkg.module.Class"`` to a :class:`Catalog` subclass."""
-    if isinstance(name, type):
-        cls = name
-    else:
-        found = [ep for ep in entry_points(group=CATALOG_ENTRY_POINTS) if ep.name == name]
-        if found:
-            cls = found[0].load()
-        else:
-            module, _, attr = str(name).rpartition(".")
-            if not module:
-                known = sorted({ep.name for ep in entry_points(group=CATALOG_ENTRY_POINTS)})
-                raise ValueError(f"catalog_class {name!r}: use one of {known} or 'module.Class'")
-            cls = getattr(import_module(module), attr)
+    cls = name if isinstance(name, type) else _catalog_class_named(name)
     if not (isinstance(cls, type) and issubclass(cls, Catalog)):
         raise ValueError(f"catalog_class {name!r} is not a hub_ext.catalogs.Catalog subclass")
+    return cls
+
+
+@functools.lru_cache(maxsize=64)
+def _catalog_class_named(name: str) -> type:
+    # Scanning the installed distributions' entry points takes tens of
+    # milliseconds: once per name, not once per request.
+    found = [ep for ep in entry_points(group=CATALOG_ENTRY_POINTS) if ep.name == name]
+    if found:
+        cls = found[0].load()
+    else:
+        module, _, attr = str(name).rpartition(".")
+        if not module:
+            known = sorted({ep.name for ep in entry_points(group=CATALOG_ENTRY_POINTS)})
+            raise ValueError(f"catalog_class {name!r}: use one of {known} or 'module.Class'")
+        cls = getattr(import_module(module), attr)
     return cls

@@ -36,7 +36,7 @@ from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Bool, Dict, Float, Integer, List, Unicode, default, observe, validate
 
 from ..files import relative_below
-from .base import Catalog, CatalogError, Dataset, Page, valid_pid
+from .base import Catalog, CatalogError, Dataset, Page, user_access_token, valid_pid
 from .cache import TTLCache
 
 UNREACHABLE = (
@@ -82,6 +82,19 @@ class SciCatCatalog(Catalog):
     @default("token")
     def _token_default(self):
         return os.environ.get("SCICAT_TOKEN", "")
+
+    max_connections = Integer(
+        50, help="Most requests to this SciCat in flight at once (more wait in a queue)."
+    ).tag(config=True)
+
+    on_behalf_of_user = Bool(
+        False,
+        help="""Query SciCat with the logged-in user's own access token (from the
+        OpenID Connect login, kept in auth_state) instead of the hub's, so SciCat
+        applies its own ACLs as well. Without a user token (other
+        authenticators) the hub's :attr:`token` is used. Answers are cached per
+        token.""",
+    ).tag(config=True)
 
     auth_header = Unicode(
         "Authorization",
@@ -269,8 +282,28 @@ class SciCatCatalog(Catalog):
             clauses.append({"$or": [{f: dict(pattern)} for f in fields]})
         return {"$and": clauses} if clauses else {}
 
+    def _acting_token(self):
+        """The token requests carry: the user's own when :attr:`on_behalf_of_user`, else the hub's."""
+        if self.on_behalf_of_user:
+            token = user_access_token.get()
+            if token:
+                return token
+        return self.token
+
+    def _client(self):
+        # A client of its own: a SciCat that hangs holds only its own connection
+        # slots, never those of the hub's other HTTP calls (nor another backend's).
+        if getattr(self, "_http", None) is None:
+            self._http = AsyncHTTPClient(force_instance=True, max_clients=self.max_connections)
+        return self._http
+
+    def _cache_who(self):
+        # answers obtained with a user's token are that user's only
+        return hash(self._acting_token()) if self.on_behalf_of_user else None
+
     def _auth_headers(self):
-        value = f"{self.auth_scheme} {self.token}" if self.auth_scheme else self.token
+        token = self._acting_token()
+        value = f"{self.auth_scheme} {token}" if self.auth_scheme else token
         return {self.auth_header: value, "Accept": "application/json"}
 
     async def _fetch_json(self, path, params=None, missing_ok=False):
@@ -291,7 +324,7 @@ class SciCatCatalog(Catalog):
             ca_certs=self.ca_certs or None,
         )
         try:
-            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+            response = await self._client().fetch(request, raise_error=False)
         except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
             self.log.error("SciCat request %s failed: %s", path, e)
             raise CatalogError(UNREACHABLE) from e
@@ -340,7 +373,7 @@ class SciCatCatalog(Catalog):
         groups = frozenset(groups)
         query = " ".join((query or "").split())
         facility = facility or ""
-        key = ("search", None if see_all else tuple(sorted(groups)), query, facility, offset, limit)
+        key = ("search", self._cache_who(), None if see_all else tuple(sorted(groups)), query, facility, offset, limit)
         hit, page = self._cache.get(key)
         if hit:
             return page
@@ -373,14 +406,14 @@ class SciCatCatalog(Catalog):
             raise CatalogError(UNREACHABLE)
         items, dropped = self._to_datasets(records, groups, see_all, facility)
         total = max(count - dropped, offset + len(items))
-        page = Page(total=total, offset=offset, limit=limit, items=items)
+        page = Page(total=total, offset=offset, limit=limit, items=items, source_total=count)
         self._cache.put(key, page)
         return page
 
     async def get(self, pid, groups, see_all=False):
         if not valid_pid(pid):
             return None
-        key = ("get", pid)
+        key = ("get", self._cache_who(), pid)
         hit, d = self._cache.get(key)
         if not hit:
             _, rec = await self._fetch_json("/datasets/" + quote(pid, safe=""), missing_ok=True)

@@ -94,7 +94,8 @@ class YamlCatalog(Catalog):
         if self._loading is None:
             self._loading = asyncio.ensure_future(self._load())
         if self._index is None:
-            await self._loading
+            # shielded: a caller that gives up (a federated timeout) must not cancel the load
+            await asyncio.shield(self._loading)
             return self._index
         try:
             await asyncio.wait_for(asyncio.shield(self._loading), self.reload_wait)

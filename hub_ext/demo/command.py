@@ -7,9 +7,11 @@ JupyterHub + configurable-http-proxy on http://127.0.0.1:8000 with local
 single-user servers, and stop everything on Ctrl-C.
 """
 
+import contextlib
 import hmac
 import json
 import os
+import secrets
 import shutil
 import signal
 from pathlib import Path
@@ -74,6 +76,7 @@ def demo_catalog(runs):
                 "path": runs.get("spectra"), "access_groups": [], "public": True,
                 "techniques": ["x-ray emission spectroscopy"], "size_bytes": _size(runs.get("spectra")),
                 "description": "Open data: spectra series whose peaks change at a phase transition.",
+                "environment": "spectroscopy",  # the catalogue names the environment made for it
             },
             {
                 "pid": "xfel:p900001:r0100",
@@ -189,20 +192,30 @@ def ensure_demo_data(data_dir, log=print):
 
 def write_hub_files(
     state_dir, catalog, environments, *, ip="127.0.0.1", port=8000, hub_port=8081,
-    proxy_api_port=8001, users=DEMO_USERS, allowed_data_roots=(), extra_config="",
+    proxy_api_port=8001, api_port=8002, users=DEMO_USERS, allowed_data_roots=(), extra_config="",
+    oidc_url=None, group_rules=None, catalog_class="yaml",
 ):
     """Write catalogue, environments and ``jupyterhub_config.py`` into ``state_dir``.
 
     Used by ``daas demo`` and by the integration tests, so the tests run the
-    demo's own configuration.
+    demo's own configuration. With ``oidc_url`` (an OpenID Connect provider's
+    base URL) users log in there and their groups come from ``group_rules``;
+    otherwise with the demo passwords and fixed groups. ``catalog`` may also be
+    ``None`` when ``extra_config`` configures the catalogue itself.
     """
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
     catalog_path = state_dir / "catalog.yaml"
-    if not isinstance(catalog, (str, Path)):
+    if catalog is None:
+        catalog_path = ""
+    elif not isinstance(catalog, (str, Path)):
         write_atomic(catalog_path, yaml.safe_dump(catalog, sort_keys=False))
     else:
         catalog_path = Path(catalog)
+    key_path = state_dir / "crypt_key"  # encrypts auth_state (access tokens); kept across restarts
+    if not key_path.exists():
+        write_atomic(key_path, secrets.token_hex(32))
+        key_path.chmod(0o600)
     env_path = state_dir / "environments.yaml"
     write_atomic(env_path, yaml.safe_dump(environments, sort_keys=False))
     from .setup_tools import proxy_path
@@ -213,7 +226,8 @@ def write_hub_files(
         for g in user_groups:
             groups.setdefault(g, {"users": []})["users"].append(name)
     settings = {
-        "ip": ip, "port": port, "hub_port": hub_port, "proxy_api_port": proxy_api_port,
+        "ip": ip, "port": port, "hub_port": hub_port, "proxy_api_port": proxy_api_port, "api_port": api_port,
+        "catalog_class": catalog_class, "oidc_url": oidc_url, "group_rules": group_rules or [],
         "state": str(state_dir), "chp": str(chp), "catalog": str(catalog_path),
         "environments": str(env_path), "roots": [str(r) for r in allowed_data_roots],
         "passwords": {n: u[0] for n, u in users.items()},
@@ -232,7 +246,8 @@ CONFIG_TEMPLATE = '''\
 import json
 import os
 
-from hub_ext.handlers import default_handlers
+from hub_ext.api import configure as configure_dataset_api
+from hub_ext.sharing import default_handlers as sharing_handlers
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "daas_settings.json")) as f:
     s = json.load(f)
@@ -247,15 +262,30 @@ c.JupyterHub.db_url = "sqlite:///" + s["state"] + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = s["state"] + "/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = s["state"] + "/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = True
-c.JupyterHub.extra_handlers = default_handlers
-c.JupyterHub.authenticator_class = "hub_ext.demo.command.DemoAuthenticator"
-c.DemoAuthenticator.passwords = s["passwords"]
-c.Authenticator.allow_all = True
+c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing (the dataset search is a service)
+with open(s["state"] + "/crypt_key") as f:
+    c.CryptKeeper.keys = [f.read().strip()]
+configure_dataset_api(c, config_file=__file__, port=s["api_port"])
 c.Authenticator.admin_users = set(s["admins"])
-c.JupyterHub.load_groups = s["groups"]
+if s["oidc_url"]:
+    # Log in at the OpenID Connect provider; groups from its claims, re-synced at each login.
+    c.JupyterHub.authenticator_class = "facility-oidc"
+    c.FacilityOIDCAuthenticator.authorize_url = s["oidc_url"] + "/oauth2/authorize"
+    c.FacilityOIDCAuthenticator.token_url = s["oidc_url"] + "/oauth2/token"
+    c.FacilityOIDCAuthenticator.userdata_url = s["oidc_url"] + "/userinfo"
+    c.FacilityOIDCAuthenticator.client_id = "panosc-daas-demo"
+    c.FacilityOIDCAuthenticator.client_secret = "demo-secret"
+    c.FacilityOIDCAuthenticator.oauth_callback_url = "http://%s:%d/hub/oauth_callback" % (s["ip"], s["port"])
+    c.FacilityOIDCAuthenticator.group_rules = s["group_rules"]
+else:
+    c.JupyterHub.authenticator_class = "hub_ext.demo.command.DemoAuthenticator"
+    c.DemoAuthenticator.passwords = s["passwords"]
+    c.Authenticator.allow_all = True
+    c.JupyterHub.load_groups = s["groups"]
 c.JupyterHub.spawner_class = "facility-local"
-c.FacilitySpawner.catalog_class = "yaml"
-c.YamlCatalog.path = s["catalog"]
+c.FacilitySpawner.catalog_class = s["catalog_class"]
+if s["catalog"]:
+    c.YamlCatalog.path = s["catalog"]
 c.FacilitySpawner.environments_file = s["environments"]
 c.FacilitySpawner.allowed_data_roots = s["roots"]
 c.FacilityLocalSpawner.users_root = s["state"] + "/users"
@@ -274,35 +304,59 @@ def run_demo(args):
     if missing:
         print(f"Not installed (the features that need them say so): {' '.join(missing)}; "
               f"to add them: sudo apt-get install {' '.join(missing)}", flush=True)
-    check_ports_free(args.ip, {"port": args.port, "hub-port": args.hub_port, "proxy-api-port": args.proxy_api_port})
+    ports = {"port": args.port, "hub-port": args.hub_port, "proxy-api-port": args.proxy_api_port,
+             "api-port": args.api_port}
+    if args.oidc:
+        ports["oidc-port"] = args.oidc_port
+    check_ports_free(args.ip, ports)
     data_dir = Path(args.data_dir).resolve()
     runs = ensure_demo_data(data_dir)
+    provider = contextlib.nullcontext()
+    oidc_url = None
+    if args.oidc:
+        from .oidc import DEMO_GROUP_RULES, DEMO_IDENTITIES, start_provider
+
+        provider = start_provider(args.oidc_port)
+        oidc_url = f"http://127.0.0.1:{args.oidc_port}"
     config = write_hub_files(
         data_dir / "hub", demo_catalog(runs), DEMO_ENVIRONMENTS,
         ip=args.ip, port=args.port, hub_port=args.hub_port, proxy_api_port=args.proxy_api_port,
-        allowed_data_roots=[data_dir / "datasets"],
+        api_port=args.api_port, allowed_data_roots=[data_dir / "datasets"],
+        oidc_url=oidc_url, group_rules=DEMO_GROUP_RULES if args.oidc else None,
     )
     print(f"\npanosc-daas demo: http://{args.ip}:{args.port}\n")
-    print("Log in as (password, groups):")
-    for name, (password, groups, admin) in DEMO_USERS.items():
-        extra = " (hub admin, no data access)" if admin else ""
-        print(f"  {name:6} {password:12} {', '.join(groups) or '-'}{extra}")
-    print("\nalice sees the p2120/p2121 runs and the public datasets, not the restricted")
-    print("commissioning run. Ctrl-C stops the hub, the proxy and all servers.\n", flush=True)
+    if args.oidc:
+        print(f"Log in through the local OpenID Connect provider ({oidc_url}); type one of these names there:")
+        for name, claims in DEMO_IDENTITIES.items():
+            shown = {k: v for k, v in claims.items() if k != "name"}
+            print(f"  {name:6} {json.dumps(shown) if shown else '(no claims: admin_users)'}")
+        print("\nGroups come from the claims (entitlements with role member/owner, accessGroups,")
+        print("petra-* groups); carol holds none and is refused. Edit a user's claims while the demo runs:")
+        print(f"  curl -X PUT -H 'Content-Type: application/json' -d '{{\"entitlements\": []}}' {oidc_url}/users/alice")
+        print("and log in again: the groups (and a running server's dataset) follow.")
+    else:
+        print("Log in as (password, groups):")
+        for name, (password, groups, admin) in DEMO_USERS.items():
+            extra = " (hub admin, no data access)" if admin else ""
+            print(f"  {name:6} {password:12} {', '.join(groups) or '-'}{extra}")
+        print("\nalice sees the p2120/p2121 runs and the public datasets, not the restricted")
+        print("commissioning run.")
+    print("Ctrl-C stops the hub, the proxy and all servers.\n", flush=True)
     hub = HubProcess(config, f"http://{args.ip}:{args.port}")
 
     def terminate(signum, frame):  # `kill`, a closed terminal: stop cleanly, as on Ctrl-C
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, terminate)
-    try:
-        hub.start(timeout=120)
-        print(f"Ready: http://{args.ip}:{args.port}", flush=True)
-        return hub.wait()
-    except KeyboardInterrupt:
-        return 0
-    finally:
-        hub.stop()
+    with provider:
+        try:
+            hub.start(timeout=120)
+            print(f"Ready: http://{args.ip}:{args.port}", flush=True)
+            return hub.wait()
+        except KeyboardInterrupt:
+            return 0
+        finally:
+            hub.stop()
 
 
 def register(subparsers):
@@ -312,4 +366,8 @@ def register(subparsers):
     p.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
     p.add_argument("--hub-port", type=int, default=8081, help="internal hub API port (default 8081)")
     p.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")
+    p.add_argument("--api-port", type=int, default=8002, help="dataset search service port (default 8002)")
+    p.add_argument("--oidc", action="store_true",
+                   help="log in through a local OpenID Connect provider (groups from token claims) instead of passwords")
+    p.add_argument("--oidc-port", type=int, default=8003, help="port of the local OpenID Connect provider (default 8003)")
     p.set_defaults(func=run_demo)

@@ -21,6 +21,8 @@ from traitlets import Bool, Dict, Integer, List, Type, Unicode, Union, default
 from traitlets.config import Configurable
 
 from ..catalogs import Catalog, CatalogError, catalog_class_from_name, valid_pid
+from ..catalogs.base import user_access_token
+from ..catalogs.federated import BackendUnavailable
 from ..environments import EnvironmentConfigError, EnvironmentsFile, parse_environments
 from ..files import is_below
 
@@ -40,6 +42,19 @@ ENVIRONMENT_TRAITS = ("default_url", "cpu_limit", "mem_limit", "cpu_guarantee", 
 # entry keeps the config object alive, so its id is never reused.
 _CATALOGS = {}
 _ENV_FILES = {}
+
+# Why a server was stopped by the hub (access withdrawn), by (user, server
+# name): shown once on the user's next spawn form.
+_STOP_REASONS: dict[tuple[str, str], str] = {}
+
+
+def shared_catalog(catalog_class, config, log) -> Catalog:
+    """The catalogue instance for ``catalog_class`` and this hub configuration (built once)."""
+    cls = catalog_class_from_name(catalog_class)
+    key = (cls, id(config))
+    if key not in _CATALOGS:
+        _CATALOGS[key] = (config, cls(config=config, log=log))
+    return _CATALOGS[key][1]
 
 
 class SpawnRefused(web.HTTPError):
@@ -128,12 +143,20 @@ class FacilitySpawner(Configurable):
     ).tag(config=True)
 
     search_url = Unicode(
-        "api/daas/datasets",
-        help="""URL (relative to the hub's base URL, e.g. /hub/) of the dataset search API.
+        "",
+        help="""Path of the dataset search API the picker calls.
 
-        Register the handler in jupyterhub_config.py with
-        ``c.JupyterHub.extra_handlers = hub_ext.handlers.default_handlers``.
+        Default: the hub-managed service that :func:`hub_ext.api.configure`
+        registers, ``<base_url>services/daas-datasets/datasets``. The picker
+        authenticates with a short-lived token of the user that carries only
+        the ``custom:daas:datasets`` scope (:attr:`picker_token_lifetime`).
         """,
+    ).tag(config=True)
+
+    picker_token_lifetime = Integer(
+        3600,
+        help="""Seconds the picker's search token lives (scope ``custom:daas:datasets``
+        for the user only). A form left open longer asks the user to reload.""",
     ).tag(config=True)
 
     session_manifest_name = Unicode(
@@ -162,11 +185,7 @@ class FacilitySpawner(Configurable):
 
     @property
     def catalog(self):
-        cls = catalog_class_from_name(self.catalog_class)
-        key = (cls, id(self.config))
-        if key not in _CATALOGS:
-            _CATALOGS[key] = (self.config, cls(config=self.config, log=self.log))
-        return _CATALOGS[key][1]
+        return shared_catalog(self.catalog_class, self.config, self.log)
 
     def environment_list(self):
         """The configured environments, re-read from the file when it changed."""
@@ -183,8 +202,18 @@ class FacilitySpawner(Configurable):
     def sees_all_datasets(self):
         return bool(self.admin_sees_all_datasets and self.user.admin)
 
+    async def _as_user(self):
+        """Make the user's access token (if the login left one) visible to the catalogue."""
+        from ..auth.tokens import access_token_for
+
+        try:
+            user_access_token.set(await access_token_for(self.user, getattr(self, "authenticator", None)))
+        except Exception:  # no auth_state, no crypt key: the hub's own credentials apply
+            self.log.debug("No access token for %s", self._log_name, exc_info=True)
+
     async def search_datasets(self, query="", facility="", offset=0, limit=None):
         """One page of the datasets this spawner's user may see."""
+        await self._as_user()
         return await self.catalog.search(
             self.user_groups(),
             query=query,
@@ -193,6 +222,11 @@ class FacilitySpawner(Configurable):
             limit=limit or self.search_page_size,
             see_all=self.sees_all_datasets(),
         )
+
+    async def check_dataset(self, pid):
+        """The Dataset ``pid`` if this user may use it now (None if not); CatalogError if the catalogue cannot say."""
+        await self._as_user()
+        return await self.catalog.get(pid, self.user_groups(), see_all=self.sees_all_datasets())
 
     # -- validation ------------------------------------------------------------------
 
@@ -216,7 +250,10 @@ class FacilitySpawner(Configurable):
         if not isinstance(pid, str) or not valid_pid(pid):
             raise SpawnRefused(400, "The dataset identifier is malformed; choose a dataset from the list.")
         try:
-            dataset = await self.catalog.get(pid, self.user_groups(), see_all=self.sees_all_datasets())
+            dataset = await self.check_dataset(pid)
+        except BackendUnavailable as e:
+            self.log.error("Catalogue of %s unavailable while checking %s for %s: %s", e.facility, pid, self._log_name, e)
+            raise SpawnRefused(503, f"{e} Nothing was started.") from e
         except CatalogError as e:
             self.log.error("Catalogue unavailable while checking %s for %s: %s", pid, self._log_name, e)
             raise SpawnRefused(503, "The dataset catalogue is unavailable right now; try again in a few minutes.") from e
@@ -277,19 +314,50 @@ class FacilitySpawner(Configurable):
             wanted = {k: self.user_options.get(k) for k in OPTION_KEYS if self.user_options.get(k)}
         return wanted
 
+    def _search_path(self):
+        if self.search_url:
+            return self.search_url
+        from ..api import SERVICE_NAME
+
+        base = self.hub.base_url if getattr(self, "hub", None) else "/hub/"
+        prefix = base[: -len("hub/")] if base.endswith("hub/") else "/"
+        return f"{prefix}services/{SERVICE_NAME}/datasets"
+
+    def _picker_token(self):
+        """A token of this user limited to searching their own datasets; reused while it lives."""
+        from ..api import SCOPE
+
+        cached = getattr(self, "_picker_token_cache", None)
+        now = datetime.now(timezone.utc).timestamp()
+        if cached and cached[1] - now > self.picker_token_lifetime / 4:
+            return cached[0]
+        try:
+            token = self.user.new_api_token(
+                note="dataset picker", expires_in=self.picker_token_lifetime,
+                scopes=[f"{SCOPE}!user={self.user.name}", f"read:users:groups!user={self.user.name}"],
+            )
+        except Exception as e:  # the API is not configured (no custom scope): the form says so
+            self.log.error("Cannot issue the dataset picker's token (is hub_ext.api.configure used?): %s", e)
+            return ""
+        self._picker_token_cache = (token, now + self.picker_token_lifetime)
+        return token
+
     async def render_options_form(self):
         wanted = self._requested_options()
         notice = error = ""
+        stopped = _STOP_REASONS.pop((self.user.name, self.name), "")
         page, selected, facilities = None, None, []
         try:
             page = await self.search_datasets()
             facilities = await self.catalog.facilities()
             if wanted.get("dataset"):
-                selected = await self.catalog.get(
-                    str(wanted["dataset"]), self.user_groups(), see_all=self.sees_all_datasets()
-                )
-                if selected is None:
-                    notice = f"Dataset {str(wanted['dataset'])[:100]!r} is not available to you any more; choose another."
+                try:
+                    selected = await self.check_dataset(str(wanted["dataset"]))
+                except BackendUnavailable as e:
+                    notice = str(e)
+                else:
+                    if selected is None:
+                        notice = f"Dataset {str(wanted['dataset'])[:100]!r} is not available to you any more; choose another."
         except CatalogError as e:
             self.log.error("Catalogue unavailable for the spawn form: %s", e)
             error = "The dataset catalogue is unavailable right now. Try again in a few minutes; if it persists, contact support."
@@ -302,16 +370,19 @@ class FacilitySpawner(Configurable):
             self.log.error("Environments misconfigured: %s", e)
             environments = []
             error = error or "The software environments are misconfigured; contact support."
+        if stopped:
+            notice = (stopped + " " + notice).strip()
         template = _jinja.get_template("options_form.html")
         return template.render(
-            page=page.to_dict() if page else {"total": 0, "items": [], "offset": 0, "limit": 0},
-            selected=selected.to_dict() if selected else None,
+            page=page.picker_dict() if page else {"total": 0, "items": [], "offset": 0, "limit": 0, "unavailable": []},
+            selected=selected.picker_dict() if selected else None,
             wanted_environment=wanted.get("environment") or "",
             environments=environments,
             facilities=facilities,
             notice=notice,
             error=error,
-            search_url=self.search_url,
+            search_url=self._search_path(),
+            search_token=self._picker_token(),
             user=self.user.name,
             server_name=self.name,
             page_size=self.search_page_size,
@@ -382,11 +453,55 @@ class FacilitySpawner(Configurable):
         raise NotImplementedError
 
     async def start(self):
+        self._revoked = ""
         dataset, env = await self.resolve_options(self.user_options or {})
         self.log.info("Starting %s with dataset %s in environment %s", self._log_name, dataset.pid, env.slug)
         self.apply_environment(env)
         self._session_env = await self.prepare_session(dataset, env)
         return await super().start()
+
+    @default("poll_interval")
+    def _poll_interval_default(self):
+        # each poll also re-checks the dataset's access: revocation reaches a
+        # running server within this delay
+        return 10
+
+    async def access_withdrawn(self):
+        """Why this running server may no longer have its dataset ("" while it may).
+
+        Asked at every poll: the user's groups (re-synced at each login and
+        token refresh) must still grant the dataset. A catalogue that cannot
+        answer decides nothing (the server keeps running; logged).
+        """
+        pid = (self.user_options or {}).get("dataset")
+        if not pid:
+            return ""
+        try:
+            dataset = await self.check_dataset(str(pid))
+        except CatalogError as e:
+            self.log.warning("Cannot re-check access of %s to %s: %s", self._log_name, pid, e)
+            return ""
+        if dataset is not None:
+            return ""
+        server = f"Your server {self.name!r}" if self.name else "Your server"
+        return (
+            f"{server} was stopped: you no longer have access to dataset {pid!r} "
+            "(your groups from your last login do not include it)."
+        )
+
+    async def poll(self):
+        status = await super().poll()
+        if status is not None:
+            return status
+        if getattr(self, "_revoked", ""):
+            return 1
+        reason = await self.access_withdrawn()
+        if not reason:
+            return None
+        self._revoked = reason
+        _STOP_REASONS[(self.user.name, self.name)] = reason
+        self.log.warning("Stopping %s: access to its dataset was withdrawn. %s", self._log_name, reason)
+        return 1  # the hub treats the server as stopped and stops it (user_stopped)
 
     def get_env(self):
         env = super().get_env()

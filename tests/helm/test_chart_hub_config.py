@@ -100,7 +100,8 @@ def test_hub_and_proxy_wiring(renders, hub_config):
     r = renders(None)
     c, env, _ = hub_config(r)
     hub_service = r.one("Service", "hub")
-    (port,) = hub_service["spec"]["ports"]
+    port, datasets_port = hub_service["spec"]["ports"]
+    assert datasets_port["name"] == "datasets"  # the dataset search service, for the proxy
     assert c.JupyterHub.hub_connect_url == f"http://{hub_service['metadata']['name']}:{port['port']}"
     assert c.JupyterHub.hub_bind_url == f"http://:{port['port']}"
     api_service = r.get("Service", f"{FULLNAME}-proxy-api")
@@ -118,14 +119,14 @@ def test_hub_and_proxy_wiring(renders, hub_config):
 
 def test_idle_culler_service(renders, hub_config):
     c, _, _ = hub_config(renders(None))
-    (service,) = c.JupyterHub.services
+    (service,) = [s for s in c.JupyterHub.services if s["name"] != "daas-datasets"]
     assert service["name"] == "idle-culler"
     command = service["command"]
     assert command[1:3] == ["-m", "jupyterhub_idle_culler"]
     assert "--timeout=3600" in command and "--cull-every=600" in command
     assert "--url=http://127.0.0.1:8081/hub/api" in command
     assert not any(a.startswith(("--max-age", "--cull-users")) for a in command)
-    (role,) = c.JupyterHub.load_roles
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler"]
     assert role["services"] == ["idle-culler"]
     assert set(role["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers"}
 
@@ -135,22 +136,23 @@ def test_idle_culler_accepts_its_command(chart, hub_config):
 
     values = {"cull": {"timeout": 7200, "every": 300, "maxAge": 86400, "users": True, "adminUsers": False}}
     c, _, _ = hub_config(render(chart, values))
-    (service,) = c.JupyterHub.services
+    (service,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
     culler = IdleCuller()
     culler.parse_command_line(service["command"][3:])
     assert (culler.timeout, culler.cull_every, culler.max_age) == (7200, 300, 86400)
     assert culler.cull_users is True and culler.cull_admin_users is False
     assert culler.url == "http://127.0.0.1:8081/hub/api"
-    (role,) = c.JupyterHub.load_roles
+    (role,) = [r for r in c.JupyterHub.load_roles if r["name"] == "idle-culler"]
     assert "admin:users" in role["scopes"]  # deleting users needs it
 
 
 def test_culler_off_and_base_url(renders, hub_config):
     c, _, _ = hub_config(renders("no-netpol"))
-    assert "services" not in c.JupyterHub or c.JupyterHub.services == []
+    assert [s["name"] for s in c.JupyterHub.services] == ["daas-datasets"]  # no culler
     c, _, _ = hub_config(renders("ingress-tls"))
     assert c.JupyterHub.base_url == "/daas/"
-    assert "--url=http://127.0.0.1:8081/daas/hub/api" in c.JupyterHub.services[0]["command"]
+    (culler,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
+    assert "--url=http://127.0.0.1:8081/daas/hub/api" in culler["command"]
 
 
 def test_oidc_pass_through(renders, hub_config):
@@ -197,8 +199,14 @@ def test_spawner_configuration(renders, hub_config):
     assert c.FacilitySpawner.allowed_data_roots == ["/gpfs/exfel/exp"]
     assert c.KubeSpawner.namespace == NAMESPACE
     assert c.KubeSpawner.storage_pvc_ensure is False
-    # The dataset search API the options form calls is registered.
-    assert any(pattern == r"/api/daas/datasets" for pattern, _ in c.JupyterHub.extra_handlers)
+    # The dataset search API the options form calls is a hub-managed service
+    # behind its custom scope, reachable through the hub Service.
+    service = next(s for s in c.JupyterHub.services if s["name"] == "daas-datasets")
+    assert service["url"] == c.JupyterHub.hub_connect_url.replace(":8081", ":8090")
+    assert service["environment"]["DAAS_API_BIND_IP"] == "0.0.0.0"
+    assert "custom:daas:datasets" in c.JupyterHub.custom_scopes
+    user_role = next(role for role in c.JupyterHub.load_roles if role["name"] == "user")
+    assert "custom:daas:datasets!user" in user_role["scopes"]
 
 
 async def build_pod(config, monkeypatch, dataset, environment, groups):

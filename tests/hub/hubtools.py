@@ -13,30 +13,38 @@ from hub_ext.demo.hubprocess import HubProcess
 from hub_ext.demo.hubprocess import free_port
 
 API_TOKEN = "daas-test-token-0123456789abcdef"
+READER_TOKEN = "daas-reader-token-0123456789abcdef"  # a service granted custom:daas:datasets
 
 TEST_CONFIG = f'''
 c.YamlCatalog.check_interval = 0
-c.JupyterHub.services = [{{"name": "tester", "api_token": "{API_TOKEN}"}}]
-c.JupyterHub.load_roles = [{{
+c.JupyterHub.services.append({{"name": "tester", "api_token": "{API_TOKEN}"}})
+c.JupyterHub.load_roles.append({{
     "name": "tester",
-    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "admin:groups"],
+    "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "admin:groups", "tokens",
+               "admin:auth_state"],
     "services": ["tester"],
-}}]
+}})
+c.JupyterHub.services.append({{"name": "catalogue-reader", "api_token": "{READER_TOKEN}"}})
+c.JupyterHub.load_roles.append({{
+    "name": "catalogue-reader", "scopes": ["custom:daas:datasets"], "services": ["catalogue-reader"],
+}})
 '''
 
 
 class Hub:
     """A running hub plus helpers; ``catalog_path`` may be rewritten by tests."""
 
-    def __init__(self, state_dir, catalog, environments=DEMO_ENVIRONMENTS, extra_config="", allowed_data_roots=()):
+    def __init__(self, state_dir, catalog, environments=DEMO_ENVIRONMENTS, extra_config="", allowed_data_roots=(),
+                 **hub_files):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.state_dir = Path(state_dir)
         self.config = write_hub_files(
             state_dir, catalog, environments, port=self.port, hub_port=free_port(),
-            proxy_api_port=free_port(), allowed_data_roots=allowed_data_roots,
-            extra_config=TEST_CONFIG + extra_config,
+            proxy_api_port=free_port(), api_port=free_port(), allowed_data_roots=allowed_data_roots,
+            extra_config=TEST_CONFIG + extra_config, **hub_files,
         )
+        self.search_url = f"{self.url}/services/daas-datasets/datasets"
         self.catalog_path = self.state_dir / "catalog.yaml"
         self.log_path = self.state_dir / "jupyterhub.log"
         self.process = HubProcess(self.config, self.url, log_path=self.log_path)
@@ -129,5 +137,15 @@ class Browser:
                 data.append((k, item))
         return self.s.post(f"{self.hub.url}/hub/spawn", data=data, allow_redirects=False, timeout=60)
 
+    def picker_token(self):
+        """The search token the spawn form hands its picker (as the browser's script reads it)."""
+        m = re.search(r'data-token="([^"]*)"', self.spawn_form())
+        assert m and m.group(1), "the spawn form carries no search token"
+        return m.group(1)
+
     def search(self, **params):
-        return self.get("/hub/api/daas/datasets", params=params)
+        """The picker's search request: the service, with the form's token."""
+        if not hasattr(self, "_token"):
+            self._token = self.picker_token()
+        return requests.get(self.hub.search_url, params=params, timeout=30,
+                            headers={"Authorization": f"token {self._token}"})

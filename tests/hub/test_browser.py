@@ -171,7 +171,35 @@ def test_pick_dataset_and_environment_then_reach_jupyterlab(demo_hub, tmp_path):
             state = _env_state(page)
             assert {s for s, (shown, on) in state.items() if shown and on} == _offered_envs(target_facility)
             assert {s for s, (shown, on) in state.items() if not shown and not on} == set(state) - _offered_envs(target_facility)
+
+            # -- Start without an environment: the form says which choice is missing, Start stays usable
+            assert page.locator(".daas-env input:checked").count() == 0
+            start = page.locator("#spawn_form [type=submit]")
+            start.click()
+            missing = page.locator("#daas-missing")
+            playwright_sync.expect(missing).to_be_visible()
+            message = missing.inner_text()
+            assert "Choose a software environment" in message and visible[target]["title"] in message
+            for e in DEMO_ENVIRONMENTS["environments"]:
+                assert (e["display_name"] in message) == (e["slug"] in _offered_envs(target_facility))
+            assert start.is_visible() and start.is_enabled()  # no endless spinner
+            assert not page.locator(".feedback-widget").is_visible()
+            assert page.url.rstrip("/").endswith("/hub/spawn") and demo_hub.server_state(USER) is None
+
+            # -- a dataset for which the catalogue names an environment gets it preselected
+            spectra = next((pid for pid, e in visible.items() if e.get("environment")), None)
+            if spectra:
+                _search(page, visible[spectra]["title"], 1)
+                _rows(page).first.click()
+                named = page.locator(f".daas-env input[value='{visible[spectra]['environment']}']")
+                playwright_sync.expect(named).to_be_checked()
+                playwright_sync.expect(missing).to_be_hidden()
+                _search(page, "lysozyme", 1)
+                _rows(page).first.click()
+                playwright_sync.expect(page.locator("#daas-dataset")).to_have_value(target)
+
             page.check(f".daas-env input[value='{env_slug}']")
+            playwright_sync.expect(missing).to_be_hidden()
             assert "lysozyme" in page.locator("#daas-chosen-title").inner_text().lower()
             page.screenshot(path=str(form_png), full_page=True)
 

@@ -9,7 +9,7 @@ import requests
 
 from hub_ext.demo.command import demo_catalog
 
-from .hubtools import API_TOKEN, Hub
+from .hubtools import API_TOKEN, READER_TOKEN, Hub
 
 ALICE_VISIBLE = {"xfel:p002120:r0029", "xfel:p002121:r0012", "petra:p02.1:11054321"}
 HIDDEN_FROM_ALICE = {"xfel:p900001:r0100", "petra:p11:11012345"}
@@ -70,12 +70,30 @@ def test_search_text_facility_and_paging(demo_hub):
     assert len(set(paged)) == len(paged)
 
 
-def test_search_api_refuses_other_users_and_bad_numbers(demo_hub):
+def test_search_api_needs_its_scope_and_hides_storage(demo_hub):
     alice = demo_hub.login("alice")
-    assert alice.search(user="bob").status_code == 403
+    page = alice.search(limit=100).json()
+    assert page["items"] and all("path" not in d and "access_groups" not in d for d in page["items"])
+    assert alice.search(user="bob").status_code == 403  # her token is for her own datasets only
     assert alice.search(offset="x").status_code == 400
-    assert alice.search(server="no-such-server").status_code == 404
-    assert requests.get(f"{demo_hub.url}/hub/api/daas/datasets", timeout=10).status_code == 403
+    assert requests.get(demo_hub.search_url, timeout=10).status_code == 403  # no token
+
+    def token_of_alice(scopes):
+        r = demo_hub.api("POST", "/users/alice/tokens", json={"scopes": scopes, "expires_in": 600})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    # tokens of alice for other purposes do not list her datasets
+    for scopes in (["read:users:name!user=alice"], ["access:servers!user=alice"]):
+        r = requests.get(demo_hub.search_url, headers={"Authorization": f"token {token_of_alice(scopes)}"}, timeout=10)
+        assert r.status_code == 403, (scopes, r.text)
+    # a service granted the scope may search on a user's behalf
+    r = requests.get(demo_hub.search_url, params={"user": "alice", "limit": 100}, timeout=10,
+                     headers={"Authorization": f"token {READER_TOKEN}"})
+    assert r.status_code == 200, r.text
+    assert {d["pid"] for d in r.json()["items"]} == {d["pid"] for d in page["items"]}
+    # the search is the service's, no longer a hub handler
+    assert requests.get(f"{demo_hub.url}/hub/api/daas/datasets", timeout=10).status_code == 404
 
 
 def test_query_arguments_preselect(demo_hub):

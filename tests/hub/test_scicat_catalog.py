@@ -430,3 +430,25 @@ async def test_wrong_base_url_is_catalog_error(server, log):
     with pytest.raises(CatalogError, match="unreachable"):
         await cat.search(set())
     assert await cat.get("xfel:p001:r0001", set()) is None
+
+
+async def test_queries_on_the_users_behalf_with_their_token(log):
+    """on_behalf_of_user: SciCat sees the user's own access token (its ACLs apply), cached per token."""
+    from hub_ext.catalogs.base import user_access_token
+
+    with fake_scicat(base_records(), token="alice-access-token") as s:
+        cat = SciCatCatalog(url=s.url, token="hub-functional-token", on_behalf_of_user=True,
+                            path_map=PATH_MAP, log=log)
+        user_access_token.set("alice-access-token")
+        page = await cat.search(["p002"])
+        assert "xfel:p002:r0001" in [d.pid for d in page.items]
+        asked = s.request_count()
+        user_access_token.set("someone-else")  # another user's token: never answered from alice's cache
+        with pytest.raises(CatalogError, match="credentials"):
+            await cat.search(["p002"])
+        assert s.request_count() > asked
+        user_access_token.set(None)  # no user token (password login): the hub's own is used
+        with pytest.raises(CatalogError, match="credentials"):
+            await cat.get("xfel:p002:r0001", ["p002"])
+        assert SciCatCatalog(url=s.url, token="alice-access-token", path_map=PATH_MAP, log=log)._acting_token() \
+            == "alice-access-token"

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 
 import yaml
-from hub_ext.handlers import default_handlers
+from hub_ext.api import configure as configure_dataset_api
+from hub_ext.sharing import default_handlers as sharing_handlers
 
 c = get_config()  # noqa: F821 (provided by JupyterHub's config loader)
 
@@ -44,7 +45,10 @@ else:
     c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
 c.JupyterHub.upgrade_db = bool(hub["upgradeDb"])
-c.JupyterHub.extra_handlers = default_handlers
+c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing
+# The options form's dataset search: a hub-managed service in the hub pod
+# (port "datasets" of the hub Service), behind the custom:daas:datasets scope.
+configure_dataset_api(c, config_file=__file__, port=8090, ip=chart["hubService"], bind_ip="0.0.0.0")
 
 # -- login ----------------------------------------------------------------------------
 c.Authenticator.admin_users = set(hub["adminUsers"])
