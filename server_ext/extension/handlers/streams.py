@@ -67,6 +67,9 @@ class StreamSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     async def get(self, stream_id):
         if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
+        origin = self.get_origin()
+        if origin is not None and not self.check_origin(origin):  # before saying whether the stream exists
+            raise web.HTTPError(403, "cross-origin WebSocket refused")
         try:
             self.stream = self.settings["daas"].streams.get(stream_id)
         except DaasRequestError as e:
