@@ -152,13 +152,16 @@ class DaasClient:
         return self.request("POST", f"spectra/models/{model_id}/predict", body)
 
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
-                     max_trains: int | None = None, **source) -> dict:
-        """Classify a Karabo bridge (``endpoint``) or a replayed ``run`` (with ``source``,
-        ``key``, optionally ``train_rate``). Returns the stream."""
+                     max_trains: int | None = None, drop_oldest: bool | None = None, **source) -> dict:
+        """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
+        ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
+        ``train_rate``). Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items() if v is not None}
         body = {"model": model_id, "source": src}
         if max_trains is not None:
             body["max_trains"] = max_trains
+        if drop_oldest is not None:
+            body["drop_oldest"] = drop_oldest
         return self.request("POST", "spectra/streams", body)
 
     def list_streams(self) -> list[dict]:

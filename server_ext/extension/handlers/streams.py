@@ -37,7 +37,8 @@ class StreamsHandler(DaasHandler):
                 raise DaasRequestError(400, "source: replaying a run needs source and key "
                                             "(where the spectra are)")
         options = {"model_dir": fitted_model(self.daas, body["model"]), "source": source,
-                   "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4)}
+                   "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
+                   "drop_oldest": body.get("drop_oldest")}
         stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
 
