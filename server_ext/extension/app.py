@@ -161,7 +161,8 @@ class DaasExtension(ExtensionApp):
         """Once the server listens, tell kernels (which inherit its environment) where the API is."""
         os.environ[API_URL_ENV] = self.serverapp.connection_url.rstrip("/") + "/daas/api/"
         token = getattr(self.serverapp.identity_provider, "token", "") or ""
-        if token:
+        # under JupyterHub the kernels use the server's JUPYTERHUB_API_TOKEN (the hub's auth)
+        if token and not os.environ.get("JUPYTERHUB_API_TOKEN"):
             os.environ[API_TOKEN_ENV] = token
 
     def initialize_handlers(self):

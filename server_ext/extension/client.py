@@ -61,14 +61,12 @@ class DaasClient:
         The extension exports ``DAAS_API_URL`` and, for token-protected
         servers, ``DAAS_API_TOKEN`` when it starts; kernels inherit them.
         Under JupyterHub, ``JUPYTERHUB_API_TOKEN`` (and, when
-        ``DAAS_API_URL`` is unset, ``JUPYTERHUB_SERVICE_URL`` +
-        ``JUPYTERHUB_SERVICE_PREFIX``) are used instead.
+        ``DAAS_API_URL`` is unset, ``JUPYTERHUB_SERVICE_URL``, where the
+        hub told the server to listen, prefix included) are used instead.
         """
         url = environ.get("DAAS_API_URL")
         if not url and environ.get("JUPYTERHUB_SERVICE_URL"):
-            base = environ["JUPYTERHUB_SERVICE_URL"].rstrip("/")
-            prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-            url = base + "/" + prefix.strip("/") + "/daas/api/" if prefix.strip("/") else base + "/daas/api/"
+            url = environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/daas/api/"
         if not url:
             raise DaasApiError("no DAAS_API_URL in the environment: this is not running under a Jupyter "
                                "server with the daas extension; use DaasClient(url, token)")
