@@ -139,21 +139,13 @@ def model_summary(clf, **extra) -> dict:
 
 def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000) -> dict:
     """Classify the spectra of an HDF5 file with a saved model."""
-    import h5py
     import numpy as np
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError
-    from server_ext.spectra.datafiles import _find_spectra
+    from server_ext.spectra.datafiles import open_spectra
 
     clf = BinnedSpectraClassifier.load(model_dir)
-    try:
-        f = h5py.File(data, "r")
-    except OSError as e:
-        raise SpectraError(f"cannot read {data} as HDF5: {e}")
-    with f:
-        dset, _ = _find_spectra(f, dataset)
-        if dset.ndim != 2:
-            raise SpectraError(f"{dset.name} has shape {dset.shape}; spectra must be (n_spectra, n_points)")
+    with open_spectra(data, dataset) as (_, dset, _):
         if dset.shape[0] > limit:
             raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at once; "
                                "classify it in a notebook with BinnedSpectraClassifier.predict")

@@ -44,6 +44,13 @@ def test_predict_a_file(api, trained_model, server_root):
     assert p["labels"].count("before") > len(X) // 2
 
 
+def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):
+    (server_root["root"] / "processed" / "notes.h5").write_text("not HDF5")
+    r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/notes.h5"})
+    assert r.status_code == 400
+    assert "HDF5" in r.json()["message"] and "Traceback" not in r.text
+
+
 def test_predict_with_an_unfinished_or_unknown_model(api):
     r = call(api, "POST", "spectra/models/0123456789abcdef/predict", json={"data": "processed/spectra.h5"})
     assert r.status_code == 404
