@@ -31,3 +31,10 @@ def test_extension_loads_nothing_heavy_at_server_start():
             "app = p()[0]['app']\nfrom server_ext.extension.handlers import default_handlers\n"
             "import server_ext.extension.client")
     assert loaded_after(code, HEAVY) == []
+
+
+def test_the_contents_manager_answers_to_its_old_name_too():
+    from server_ext.contents import ReadOnlyDataContentsManager as old
+    from server_ext.extension.contents import ReadOnlyDataContentsManager as new
+
+    assert old is new
