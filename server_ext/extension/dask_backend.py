@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import logging
+import os
 from collections.abc import Callable
 
 from .tasks import PROGRESS_TOPIC, cancel_event_name
@@ -83,11 +84,7 @@ class DaskBackend:
                 await _maybe_await(self.cluster.scale(self.scale))
             target = self.cluster
         else:
-            self.cluster = await LocalCluster(
-                n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
-                memory_limit=self.memory_limit, dashboard_address=None, asynchronous=True,
-                host="127.0.0.1", preload=["server_ext.extension.worker_setup"],
-                env={"DAAS_WORKER_NICE": str(self.worker_nice)})
+            self.cluster = await self._local_cluster(LocalCluster)
             target = self.cluster
         log.info("daas: jobs run on %s", self.description)
         client = await asyncio.wait_for(Client(target, asynchronous=True, timeout=self.connect_timeout),
@@ -95,6 +92,31 @@ class DaskBackend:
         client.subscribe_topic(PROGRESS_TOPIC, self._progress)
         self.client = client
         return client
+
+    async def _local_cluster(self, LocalCluster):
+        """The embedded cluster, without touching the server's environment.
+
+        Dask's in-process nannies write their ``pre-spawn-environ``
+        (``OMP_NUM_THREADS=1``, ``MALLOC_TRIM_THRESHOLD_``, ...) into
+        ``os.environ`` before spawning a worker; in a Jupyter server every
+        kernel and stream started later would inherit single-threaded BLAS.
+        Those variables go to the workers through ``env=`` instead.
+        """
+        import dask
+
+        before = dict(os.environ)
+        worker_env = {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()}
+        worker_env["DAAS_WORKER_NICE"] = str(self.worker_nice)
+        try:
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+                return await LocalCluster(
+                    n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
+                    memory_limit=self.memory_limit, dashboard_address=None, asynchronous=True,
+                    host="127.0.0.1", preload=["server_ext.extension.worker_setup"], env=worker_env)
+        finally:  # e.g. the PYTHONHASHSEED a nanny sets for its workers
+            for key in set(os.environ) - set(before):
+                del os.environ[key]
+            os.environ.update(before)
 
     def _progress(self, event):
         _, message = event

@@ -60,8 +60,10 @@ def test_errors_carry_the_servers_message(client, server):
 
 def test_a_kernel_finds_its_server(server, server_root):
     """The extension exports DAAS_API_URL/DAAS_API_TOKEN; a kernel the server starts inherits them."""
-    code = ("from server_ext.extension.client import DaasClient\n"
-            "print(DaasClient.from_env().session()['dataset']['pid'])")
+    code = ("import os\nfrom server_ext.extension.client import DaasClient\n"
+            "print(DaasClient.from_env().session()['dataset']['pid'])\n"
+            "print(os.environ.get('MKL_NUM_THREADS'), os.environ.get('MALLOC_TRIM_THRESHOLD_'))")
     out = run_in_kernel(server.url, {"Authorization": f"token {TOKEN}"},
                         server_root["env"]["JUPYTER_RUNTIME_DIR"], code)
-    assert out.strip() == "xfel:p002120"
+    # the dataset; and none of the Dask workers' variables leaked (jobs have run on this server by now)
+    assert out.split() == ["xfel:p002120", "None", "None"]
