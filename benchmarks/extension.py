@@ -99,9 +99,10 @@ def bench_stream(client, root, model, data_dir, run_rel, source, key, n_trains, 
     """Best spectra/s of each, interleaved (a shared machine's load changes from second to second)."""
     from server_ext.spectra import BinnedSpectraClassifier, SpectraStream
 
-    clf = BinnedSpectraClassifier.load(Path(data_dir) / "daas" / "models" / model["id"])
     direct, ext = [], []
     for _ in range(repeat):
+        # as the stream process does: load the model, open the run, stream
+        clf = BinnedSpectraClassifier.load(Path(data_dir) / "daas" / "models" / model["id"])
         st = SpectraStream(clf, str(root / run_rel), source_name=source, key=key, max_trains=n_trains).run()
         direct.append((st.spectra / st.elapsed, st.spectra))  # read now: elapsed keeps running
         s = client.start_stream(model["id"], run=run_rel, source=source, key=key, max_trains=n_trains)

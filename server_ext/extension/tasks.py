@@ -49,7 +49,7 @@ class _Cancel:
         from distributed import Event
 
         self.event = Event(cancel_event_name(job_id))
-        self.last = 0.0
+        self.last = time.monotonic()  # first look after one interval: short jobs pay no round trip
         self.value = False
 
     def is_set(self) -> bool:
