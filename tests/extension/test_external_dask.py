@@ -83,3 +83,26 @@ def test_jobs_run_on_an_existing_scheduler(tmp_path, demo_runs, dask_cluster, ag
         assert running["state"] == "running"
     finally:
         server.stop()
+
+
+def test_jobs_run_on_a_cluster_class(tmp_path, demo_runs, agipd_run_rel):
+    """dask_cluster_class as for dask-jobqueue/dask-gateway: constructed asynchronously, then scaled.
+    distributed's own LocalCluster stands in (the same cluster protocol; no Slurm or gateway here)."""
+    root = make_root(tmp_path / "server", demo_runs)
+    config_dir = Path(root["env"]["JUPYTER_CONFIG_DIR"])
+    config_dir.mkdir(parents=True, exist_ok=True)
+    (config_dir / "jupyter_server_config.py").write_text(
+        'c.DaasExtension.dask_cluster_class = "distributed.LocalCluster"\n'
+        'c.DaasExtension.dask_cluster_kwargs = {"n_workers": 0, "threads_per_worker": 1, "processes": True,\n'
+        '                                       "dashboard_address": None, "host": "127.0.0.1"}\n'
+        'c.DaasExtension.dask_cluster_scale = 1\n')
+    server = JupyterServerProcess(root["root"], env=root["env"], token=TOKEN)
+    try:
+        api = Api(server.start())
+        assert "distributed.LocalCluster" in api.get("session").json()["jobs"]["backend"]
+        job = api.post("nxmx/jobs", json={"run": agipd_run_rel, "output": "processed/cls.nxs",
+                                          "distance": 150.0, "trains": {"start": 0, "stop": 2}}).json()
+        assert api.wait(f"nxmx/jobs/{job['id']}")["state"] == "done"
+        assert (root["root"] / "processed" / "cls.nxs").is_file()
+    finally:
+        server.stop()
