@@ -8,7 +8,6 @@ read-only dataset (nor the root's ``data/`` folder holding its link).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 from .errors import DaasRequestError
 

@@ -2,7 +2,6 @@
 
 import os
 
-from .conftest import TOKEN  # noqa: F401
 from .openapi_check import check_response
 
 

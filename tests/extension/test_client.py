@@ -1,7 +1,5 @@
 """DaasClient against the real server, and from inside a kernel the server started."""
 
-import json
-import time
 
 import pytest
 

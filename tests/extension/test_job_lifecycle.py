@@ -1,6 +1,5 @@
 """Job records survive a server restart; a job running when the server died is 'interrupted'."""
 
-import time
 
 import pytest
 
