@@ -141,3 +141,20 @@ def test_stream_source_must_be_one_complete_source(api, trained_model, source):
     r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": source})
     assert r.status_code == 400
     assert "source" in r.json()["message"]
+
+
+def test_cancel_a_training_saves_no_model(api, trained_model, server):
+    r = call(api, "POST", "spectra/models", json={
+        "data": "spectra-run", "labels": trained_model["options"]["labels"], "source": DEMO_SOURCE,
+        "key": DEMO_KEY, "max_per_label": 64, "params": {"n_bins": 3, "epochs": 20, "random_state": 0}})
+    assert r.status_code == 202, r.text
+    model_id = r.json()["id"]
+    api.wait(f"spectra/models/{model_id}", states=("running",))
+    r = call(api, "DELETE", f"spectra/models/{model_id}")
+    assert r.status_code == 202 and r.json()["cancel_requested"] is True
+    final = api.wait(f"spectra/models/{model_id}")
+    assert final["state"] == "cancelled", final
+    models_dir = server.root_dir.parent / "jupyter-data" / "daas" / "models"
+    assert (models_dir / trained_model["id"]).is_dir() and not (models_dir / model_id).exists()
+    r = call(api, "POST", f"spectra/models/{model_id}/predict", json={"data": "processed/spectra.h5"})
+    assert r.status_code == 409 and "cancelled" in r.json()["message"]
