@@ -14,7 +14,7 @@ import sysconfig
 from pathlib import Path
 
 from ..desktop import DESKTOP_PACKAGES
-from ..files import write_json_atomic
+from ..files import write_atomic
 
 CHP_PACKAGE = "configurable-http-proxy@^4.6"
 
@@ -117,25 +117,23 @@ def ensure_debian_packages(purposes=("runtime",), quiet=False):
     return missing
 
 
-#: Jupyter Server extensions of this package, enabled in every server of this prefix.
-SERVER_EXTENSIONS = {"server_ext.desktop": True}
+#: The file that enables this package's Jupyter Server extensions
+#: (server_ext.extension, server_ext.desktop) in every server of a prefix.
+SERVER_CONFIG = Path("jupyter_server_config.d") / "panosc_daas.json"
 
 
 def ensure_server_config(prefix=None):
-    """Enable our server extensions in ``prefix`` (default: this environment).
+    """Enable our server extensions in ``prefix`` (default: this environment), as a wheel install does.
 
-    A wheel install ships this file (setup.cfg data_files); an editable install
-    (``pip install -e``) does not, so setup writes it. Returns its path.
+    A wheel ships ``etc/jupyter/jupyter_server_config.d/panosc_daas.json``
+    (setup.cfg data_files); an editable install (``pip install -e``) does not
+    install data files, so set-up copies the checkout's. Returns its path.
     """
-    folder = Path(prefix or sys.prefix) / "etc" / "jupyter" / "jupyter_server_config.d"
-    path = folder / "server_ext.desktop.json"
-    wanted = {"ServerApp": {"jpserver_extensions": SERVER_EXTENSIONS}}
-    try:
-        if json.loads(path.read_text()) == wanted:
-            return path
-    except (OSError, ValueError):
-        pass
-    return write_json_atomic(path, wanted)
+    target = Path(prefix or sys.prefix) / "etc" / "jupyter" / SERVER_CONFIG
+    source = Path(__file__).resolve().parents[2] / "jupyter-config" / SERVER_CONFIG
+    if source.is_file() and (not target.is_file() or target.read_bytes() != source.read_bytes()):
+        write_atomic(target, source.read_bytes())
+    return target
 
 
 def _setup(args):

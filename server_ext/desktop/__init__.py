@@ -11,7 +11,7 @@ connection authenticated by the Jupyter server). This server extension:
   those that leave the server's process group (vncserver, Xtigervnc, the
   session's D-Bus daemons), can be found and stopped when the server stops.
 
-Enabled by ``jupyter-config/jupyter_server_config.d/server_ext.desktop.json``
+Enabled by ``jupyter-config/jupyter_server_config.d/panosc_daas.json``
 (installed with the package).
 """
 

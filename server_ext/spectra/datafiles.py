@@ -8,6 +8,7 @@ dataset with one label per spectrum.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 
@@ -15,7 +16,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["parse_ranges", "load_labelled_file", "load_labelled_run", "load_labelled"]
+__all__ = ["parse_ranges", "open_spectra", "load_labelled_file", "load_labelled_run", "load_labelled"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -93,8 +94,10 @@ def _find_spectra(f, dataset):
     return found[0], None
 
 
-def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
-    """``(X, y, axis)`` from an HDF5/NeXus file."""
+@contextlib.contextmanager
+def open_spectra(path, dataset=None):
+    """``(file, spectra dataset, axis or None)`` of an HDF5/NeXus file, the
+    dataset named or found as :func:`_find_spectra` does, checked to be 2-D."""
     import h5py
 
     try:
@@ -106,6 +109,12 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
         if dset.ndim != 2:
             raise SpectraError(f"{dset.name} has shape {dset.shape}; spectra must be "
                                "(n_spectra, n_points)")
+        yield f, dset, axis
+
+
+def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
+    """``(X, y, axis)`` from an HDF5/NeXus file."""
+    with open_spectra(path, dataset) as (f, dset, axis):
         if axis_dataset:
             axis = _dataset(f, axis_dataset, "axis dataset")[()]
             if np.shape(axis) != (dset.shape[1],):

@@ -54,12 +54,13 @@ def test_form_offers_the_desktop_where_it_is_installed(tmp_path):
     assert asyncio.run(sp.resolve_options({"dataset": "xfel:p1:r1", "environment": "desktop"}))[1].desktop
 
 
-def test_setup_enables_the_desktop_server_extension(tmp_path):
+def test_setup_enables_the_server_extensions(tmp_path):
     import json
 
     from hub_ext.demo.setup_tools import DEBIAN_PACKAGES, ensure_server_config
 
     path = ensure_server_config(tmp_path)
-    assert json.loads(path.read_text())["ServerApp"]["jpserver_extensions"] == {"server_ext.desktop": True}
+    assert json.loads(path.read_text())["ServerApp"]["jpserver_extensions"] == {
+        "server_ext.extension": True, "server_ext.desktop": True}
     assert ensure_server_config(tmp_path) == path  # idempotent
     assert desktop.DESKTOP_PACKAGES.items() <= DEBIAN_PACKAGES["runtime"].items()
