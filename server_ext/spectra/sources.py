@@ -13,6 +13,7 @@ iterable) is read more slowly instead, losing nothing. ``SpectraStream``'s
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 import re
 import time
@@ -127,8 +128,8 @@ class KaraboBridgeSource:
             raise SpectraError(f"sock must be 'REQ', 'SUB' or 'PULL', not {sock!r}")
         if not timeout > 0:
             raise SpectraError(f"timeout must be > 0 seconds, not {timeout!r}")
-        if max_reconnects is not None and (isinstance(max_reconnects, bool)
-                                           or int(max_reconnects) != max_reconnects
+        if max_reconnects is not None and (not isinstance(max_reconnects, numbers.Integral)
+                                           or isinstance(max_reconnects, bool)
                                            or max_reconnects < 0):
             raise SpectraError(f"max_reconnects must be a whole number >= 0, or None to wait "
                                f"forever, not {max_reconnects!r}")

@@ -42,6 +42,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
+import numbers
 import threading
 import time
 
@@ -218,8 +219,8 @@ class SpectraStream:
         self.source = as_source(source, **source_options)
         self.queue_size = max(1, int(queue_size))
         self.drop_oldest = self.source.live if drop_oldest is None else bool(drop_oldest)
-        if max_trains is not None and (isinstance(max_trains, bool) or int(max_trains) != max_trains
-                                       or max_trains < 1):
+        if max_trains is not None and (not isinstance(max_trains, numbers.Integral)
+                                       or isinstance(max_trains, bool) or max_trains < 1):
             raise SpectraError(f"max_trains must be a whole number >= 1 or None, not {max_trains!r}")
         self.max_trains = None if max_trains is None else int(max_trains)
         self.stats = StreamStats()
@@ -233,8 +234,9 @@ class SpectraStream:
     # -------------------------------------------------------------- receiver
     def _receive(self):
         st = self.stats
-        trains = self.source.trains(self._stop, st)
+        trains = None
         try:
+            trains = self.source.trains(self._stop, st)
             for tid, arr, received in trains:
                 st.received += 1
                 if tid is not None:

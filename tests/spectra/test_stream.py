@@ -385,11 +385,13 @@ def test_bad_sources(fitted, tmp_path):
         SpectraStream(clf, "tcp://127.0.0.1")
     with pytest.raises(SpectraError, match="cannot stream from int"):
         SpectraStream(clf, 42)
-    for bad in (0, -3, 2.5, True):
+    for bad in (0, -3, 2.5, True, "3"):
         with pytest.raises(SpectraError, match="max_trains must be a whole number"):
             SpectraStream(clf, [np.zeros((1, 2010))], max_trains=bad)
     with pytest.raises(SpectraError, match="max_reconnects must be a whole number >= 0, or None"):
         KaraboBridgeSource("tcp://127.0.0.1:4545", max_reconnects=-1)
+    with pytest.raises(SpectraError, match="max_reconnects must be"):
+        KaraboBridgeSource("tcp://127.0.0.1:4545", max_reconnects=1.5)
 
 
 def test_bridge_gives_up_after_max_reconnects(fitted):
