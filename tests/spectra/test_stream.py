@@ -186,7 +186,7 @@ def test_max_trains_counts_dropped_trains(fitted, intensity_series):
     np.testing.assert_array_equal(rest[-1].labels, clf.predict(trains[14]))
 
 
-def test_stop_from_another_thread_cancels_a_stuck_source(fitted, intensity_series):
+def test_stop_cancels_a_stream_whose_source_is_stuck(fitted, intensity_series):
     clf, _ = fitted
     X = intensity_series.X
     release = threading.Event()
