@@ -221,7 +221,8 @@ class SpectraStream:
         self.drop_oldest = self.source.live if drop_oldest is None else bool(drop_oldest)
         if max_trains is not None and (not isinstance(max_trains, numbers.Integral)
                                        or isinstance(max_trains, bool) or max_trains < 1):
-            raise SpectraError(f"max_trains must be a whole number >= 1 or None, not {max_trains!r}")
+            raise SpectraError(
+                f"max_trains must be a whole number >= 1 or None, not {max_trains!r}")
         self.max_trains = None if max_trains is None else int(max_trains)
         self.stats = StreamStats()
         self._queue = collections.deque()
