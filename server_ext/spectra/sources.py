@@ -111,7 +111,9 @@ class KaraboBridgeSource:
 
     With a stream that waits instead of dropping (``drop_oldest=False``),
     a ``REQ`` socket asks for the next train only when there is room: the
-    bridge keeps the rest (up to its own queue length).
+    bridge keeps the rest (up to its own queue length); with ``PULL`` the
+    sender blocks once ZeroMQ's buffers are full, with ``SUB`` the publisher
+    drops -- losses the stream sees only as ``gaps``.
     """
 
     live = True
