@@ -12,6 +12,21 @@ from server_ext.spectra.synthetic import make_transition_series
 N_POINTS = 2010
 
 
+@pytest.fixture
+def bridge():
+    """A Karabo bridge server (``REP``) on an ephemeral loopback port; its stop
+    is waited for at most 30 s, failing rather than hanging."""
+    from karabo_bridge import ServerInThread
+
+    server = ServerInThread("tcp://127.0.0.1:*", maxlen=200)
+    server.start()
+    yield server
+    stopper = threading.Thread(target=server.stop, name="bridge-stop", daemon=True)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "the Karabo bridge server did not stop within 30 s"
+
+
 @pytest.fixture(scope="session")
 def intensity_series():
     return make_transition_series(n_spectra=200, n_points=N_POINTS, kind="intensity",
@@ -32,17 +47,3 @@ def fitted(intensity_series):
     clf = BinnedSpectraClassifier(random_state=0).fit(s.X[train], s.y[train], axis=s.axis)
     return clf, train
 
-
-@pytest.fixture
-def bridge():
-    """A Karabo bridge server (``REP``) on an ephemeral loopback port; its stop
-    is waited for at most 30 s, failing rather than hanging."""
-    from karabo_bridge import ServerInThread
-
-    server = ServerInThread("tcp://127.0.0.1:*", maxlen=200)
-    server.start()
-    yield server
-    stopper = threading.Thread(target=server.stop, name="bridge-stop", daemon=True)
-    stopper.start()
-    stopper.join(30)
-    assert not stopper.is_alive(), "the Karabo bridge server did not stop within 30 s"
