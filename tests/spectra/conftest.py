@@ -46,4 +46,3 @@ def fitted(intensity_series):
     train = np.arange(0, len(s.X), 5)
     clf = BinnedSpectraClassifier(random_state=0).fit(s.X[train], s.y[train], axis=s.axis)
     return clf, train
-
