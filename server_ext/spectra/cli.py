@@ -53,10 +53,33 @@ def register(subparsers):
     c.add_argument("--train-rate", type=float, help="run: replay at this many trains/s "
                                                     "(default as fast as possible)")
     c.add_argument("--timeout", type=float, default=5.0,
-                   help="bridge: reconnect after this many seconds without data")
-    c.add_argument("--max-trains", type=int, help="stop after this many trains")
+                   help="bridge: reconnect after this many seconds without data "
+                        "(default %(default)s)")
+    c.add_argument("--max-reconnects", type=_reconnects, default=5, metavar="N|forever",
+                   help="bridge: give up (exit 2) after N reconnections in a row without "
+                        "data (default %(default)s); 'forever' waits until Ctrl-C")
+    c.add_argument("--overflow", choices=["drop-oldest", "block"],
+                   help="when classifying falls behind: drop the oldest waiting train "
+                        "(counted as dropped; default for a bridge or a paced replay) or "
+                        "read the source more slowly, losing nothing (default otherwise)")
+    c.add_argument("--max-trains", type=int, help="stop after this many trains received "
+                                                  "(classified + dropped)")
     c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines")
     c.set_defaults(func=classify)
+
+
+def _reconnects(text):
+    import argparse
+
+    if text == "forever":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'forever', not {text!r}")
+    return n
 
 
 def train(args):
@@ -87,14 +110,15 @@ def classify(args):
     from .stream import SpectraStream
 
     clf = BinnedSpectraClassifier.load(args.model)
+    common = dict(source_name=args.source_name, key=args.key, max_trains=args.max_trains,
+                  drop_oldest=None if args.overflow is None else args.overflow == "drop-oldest")
     if args.run:
         if not args.source_name:
             raise SpectraError("replaying a run needs --source-name")
-        stream = SpectraStream(clf, args.run, source_name=args.source_name, key=args.key,
-                               max_trains=args.max_trains, train_rate=args.train_rate)
+        stream = SpectraStream(clf, args.run, train_rate=args.train_rate, **common)
     else:
-        stream = SpectraStream(clf, args.source, source_name=args.source_name, key=args.key,
-                               max_trains=args.max_trains, timeout=args.timeout)
+        stream = SpectraStream(clf, args.source, timeout=args.timeout,
+                               max_reconnects=args.max_reconnects, **common)
     counts = {}
     ambiguous = 0
     last = time.perf_counter()
@@ -118,6 +142,10 @@ def classify(args):
         return 130
     finally:
         print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
+        if stream.stats.dropped:
+            print(f"dropped {stream.stats.dropped} of {stream.stats.received} trains received: "
+                  "classifying fell behind the source (--overflow block reads it more slowly "
+                  "instead)")
         print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
               + f"; ambiguous={ambiguous}", flush=True)
     return 0

@@ -2,14 +2,18 @@
 
 A source yields ``(train_id, spectra, received)`` per train: ``spectra`` is
 whatever array arrived (the stream checks it), ``received`` the
-``time.perf_counter()`` at which it was complete. ``live`` sources cannot be
-paused, so the stream drops the oldest queued train when it falls behind;
-non-live ones (a run read as fast as possible, an iterable) are throttled
-instead.
+``time.perf_counter()`` at which it was complete. ``live`` says what a
+stream does by default when it falls behind: a live source (a bridge, a run
+replayed at a ``train_rate``) has its oldest queued train dropped -- fresh data
+matters more than old; a non-live one (a run read as fast as possible, an
+iterable) is read more slowly instead, losing nothing. ``SpectraStream``'s
+``drop_oldest=`` overrides it either way.
 """
 
 from __future__ import annotations
 
+import logging
+import numbers
 import os
 import re
 import time
@@ -19,6 +23,8 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["IterableSource", "RunSource", "KaraboBridgeSource", "as_source"]
+
+log = logging.getLogger(__name__)
 
 _TCP = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[^:/\[\]]+):\d{1,5}$")
 
@@ -96,15 +102,24 @@ class KaraboBridgeSource:
     (``None``: the first source carrying ``key``); ``key``: the spectra key;
     ``sock``: ``REQ`` (request each train), ``SUB`` or ``PULL``; after
     ``timeout`` seconds without data the connection is re-made (counted in
-    ``reconnects``), at most ``max_reconnects`` times in a row (``None``:
-    forever, until the stream is stopped); after that the stream raises
-    :class:`SpectraError`, the bridge having stopped answering.
+    ``reconnects``, logged as a warning), at most ``max_reconnects`` times in
+    a row; one more silence and the stream raises :class:`SpectraError`, the
+    bridge having stopped answering -- with the defaults after about
+    ``timeout * (max_reconnects + 1)`` = 12 s of silence. A train arriving
+    resets the count. ``max_reconnects=None`` waits forever, until the
+    stream is stopped: only when asked for.
+
+    With a stream that waits instead of dropping (``drop_oldest=False``),
+    a ``REQ`` socket asks for the next train only when there is room: the
+    bridge keeps the rest (up to its own queue length); with ``PULL`` the
+    sender blocks once ZeroMQ's buffers are full, with ``SUB`` the publisher
+    drops -- losses the stream sees only as ``gaps``.
     """
 
     live = True
 
     def __init__(self, endpoint: str, source: str | None = None, key: str = "data.intensity",
-                 timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = None):
+                 timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = 5):
         endpoint = str(endpoint)
         if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
@@ -115,6 +130,11 @@ class KaraboBridgeSource:
             raise SpectraError(f"sock must be 'REQ', 'SUB' or 'PULL', not {sock!r}")
         if not timeout > 0:
             raise SpectraError(f"timeout must be > 0 seconds, not {timeout!r}")
+        if max_reconnects is not None and (not isinstance(max_reconnects, numbers.Integral)
+                                           or isinstance(max_reconnects, bool)
+                                           or max_reconnects < 0):
+            raise SpectraError(f"max_reconnects must be a whole number >= 0, or None to wait "
+                               f"forever, not {max_reconnects!r}")
         self.endpoint, self.source, self.key = endpoint, source, key
         self.timeout, self.sock, self.max_reconnects = timeout, sock, max_reconnects
 
@@ -167,8 +187,12 @@ class KaraboBridgeSource:
                             f"the Karabo bridge {self.endpoint} stopped answering: nothing for "
                             f"{self.timeout:g} s, {self.max_reconnects} times reconnected "
                             f"({stats.received} trains received); check that the bridge is "
-                            "running, or raise timeout/max_reconnects")
+                            "running, or raise timeout/max_reconnects (None: wait forever)")
                     stats.reconnects += 1
+                    log.warning("no data from the Karabo bridge %s for %g s: reconnecting "
+                                "(%d of %s)", self.endpoint, self.timeout, misses,
+                                "unlimited" if self.max_reconnects is None
+                                else self.max_reconnects)
                     client, context = self._connect(tick)
                     continue
                 waited = 0.0

@@ -11,15 +11,38 @@ Example::
             print(stream.stats.summary(), end="\\r")
 
 A receiver thread pulls trains from the source into a bounded queue; the
-iterating thread classifies them with the fused computation. When the
-classifier falls behind a live source the oldest queued train is dropped and
-counted -- the newest data is what an experiment needs to see.
+iterating thread classifies them with the fused computation. The rules:
+
+* **Overflow.** When the queue is full, ``drop_oldest=True`` drops the oldest
+  queued train and counts it in ``stats.dropped`` (the newest data is what an
+  experiment needs to see); ``drop_oldest=False`` makes the receiver wait
+  (back-pressure: nothing is lost, the source is read more slowly). The
+  default follows the source: drop for a live one (a Karabo bridge, a run
+  replayed at a ``train_rate``, ``IterableSource(live=True)``), wait for the
+  others (a run read as fast as possible, an iterable).
+* **End.** The stream ends when the source ends, or after ``max_trains``
+  trains *received* from it: delivered (yielded) plus dropped. It never waits
+  for trains that were dropped.
+* **A quiet source.** A bridge silent for ``timeout`` seconds is reconnected
+  (``stats.reconnects``, and a logged warning); after ``max_reconnects``
+  reconnections in a row without a train (default 5) the stream raises
+  :class:`SpectraError`. Only an explicit ``max_reconnects=None`` waits
+  forever, until :meth:`SpectraStream.stop` is called (from any thread).
+  A train arriving resets the count: a source that comes back goes on.
+* **Stopping.** ``stop()`` -- called on leaving ``with``, on breaking out of
+  the loop, on an error, or from another thread to cancel -- stops the
+  receiver and waits for it a bounded time (``stop(timeout=10.0)``).
+
+Counters: :class:`StreamStats` (``stream.stats``); ``stats.counters()`` is a
+plain dict of them for a status page or a REST answer.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import logging
+import numbers
 import threading
 import time
 
@@ -29,6 +52,8 @@ from .errors import SpectraError
 from .sources import as_source
 
 __all__ = ["SpectraStream", "StreamStats", "TrainResult", "PulseResult"]
+
+log = logging.getLogger(__name__)
 
 PulseResult = collections.namedtuple(
     "PulseResult", "train_id pulse label confidence ambiguous")
@@ -60,15 +85,18 @@ class TrainResult:
 class StreamStats:
     """Live counters of a stream.
 
-    ``spectra``/``trains``: classified (a train without pulses counts as a
-    train); ``malformed``: spectra rejected (NaN/inf, wrong length,
-    flat: no signal, as from a detector dropout);
-    ``malformed_trains``: messages without the spectra key, or whose spectra
-    are not an array (ragged rows); ``dropped``: trains dropped from the
-    full queue; ``gaps``: train ids missing between consecutive received
-    trains; ``reconnects``: connections re-made after a timeout; rates and
-    latency percentiles over the last ``window`` trains (latency: from the
-    train's arrival to its result, queueing included).
+    ``received``: trains taken from the source (``trains + dropped`` once
+    the queue is empty; what ``max_trains`` counts);
+    ``spectra``/``trains``: classified, i.e. delivered (a train without
+    pulses counts as a train); ``malformed``: spectra rejected (NaN/inf,
+    wrong length, flat: no signal, as from a detector dropout);
+    ``malformed_trains``: messages without the spectra key (not received),
+    or whose spectra are not an array (ragged rows); ``dropped``: trains
+    dropped from the full queue (``drop_oldest``); ``gaps``: train ids
+    missing between consecutive received trains; ``reconnects``:
+    connections re-made after a timeout; rates and latency percentiles over
+    the last ``window`` trains (latency: from the train's arrival to its
+    result, queueing included). :meth:`counters` gives them all as a dict.
     """
 
     def __init__(self, window: int = 1000):
@@ -110,11 +138,30 @@ class StreamStats:
         """Latency percentile ``q`` (0-100) in seconds over the window."""
         return float(np.percentile(np.fromiter(self._lat, float), q)) if self._lat else float("nan")
 
+    def counters(self) -> dict:
+        """The counters as a JSON-ready dict: the integer counters by name,
+        plus ``spectra_per_s``, ``trains_per_s``, ``latency_p50_s``,
+        ``latency_p99_s`` (``None`` before the first train) and
+        ``elapsed_s``."""
+        def number(x):
+            return None if x != x else float(x)  # NaN is not JSON
+
+        out = {name: getattr(self, name) for name in _COUNTERS}
+        out.update(spectra_per_s=float(self.spectra_per_s), trains_per_s=float(self.trains_per_s),
+                   latency_p50_s=number(self.latency(50)),
+                   latency_p99_s=number(self.latency(99)), elapsed_s=float(self.elapsed))
+        return out
+
     def summary(self):
         return (f"{self.spectra_per_s:10.0f} spectra/s {self.trains_per_s:6.1f} trains/s "
                 f"p50 {1e3 * self.latency(50):6.1f} ms p99 {1e3 * self.latency(99):6.1f} ms | "
-                f"trains {self.trains} spectra {self.spectra} malformed {self.malformed} "
-                f"dropped {self.dropped} gaps {self.gaps} reconnects {self.reconnects}")
+                f"received {self.received} trains {self.trains} spectra {self.spectra} "
+                f"malformed {self.malformed} dropped {self.dropped} gaps {self.gaps} "
+                f"reconnects {self.reconnects}")
+
+
+_COUNTERS = ("received", "trains", "spectra", "malformed", "malformed_trains", "dropped",
+             "gaps", "reconnects")
 
 
 _END = object()
@@ -142,14 +189,22 @@ class SpectraStream:
         both; a bridge finds the source carrying ``key`` when no name is
         given).
     **source_options
-        Passed to the source (``timeout=``, ``sock=``, ``train_rate=`` ...).
+        Passed to the source: a bridge takes ``timeout=`` (seconds without
+        data before reconnecting), ``max_reconnects=`` (default 5; ``None``:
+        forever) and ``sock=``; a run ``train_rate=``. See :mod:`.sources`.
     queue_size : int
         Trains waiting between receiver and classifier.
     drop_oldest : bool or None
-        Drop the oldest queued train when full (default: for live sources);
-        otherwise the receiver waits.
+        What a full queue does: ``True`` drops the oldest queued train
+        (counted in ``stats.dropped``), ``False`` makes the receiver wait
+        (lossless back-pressure). ``None`` (default): the source decides,
+        ``True`` for live sources (``source.live``), else ``False``.
     max_trains : int or None
-        Stop after this many classified trains.
+        End after this many trains received from the source -- delivered
+        plus dropped -- or, ``None``, when the source ends.
+
+    The iterator yields :class:`TrainResult` in arrival order; the counters
+    are in :attr:`stats`. See the module documentation for the rules.
     """
 
     def __init__(self, classifier, source, queue_size: int = 4, drop_oldest=None,
@@ -164,7 +219,11 @@ class SpectraStream:
         self.source = as_source(source, **source_options)
         self.queue_size = max(1, int(queue_size))
         self.drop_oldest = self.source.live if drop_oldest is None else bool(drop_oldest)
-        self.max_trains = max_trains
+        if max_trains is not None and (not isinstance(max_trains, numbers.Integral)
+                                       or isinstance(max_trains, bool) or max_trains < 1):
+            raise SpectraError(
+                f"max_trains must be a whole number >= 1 or None, not {max_trains!r}")
+        self.max_trains = None if max_trains is None else int(max_trains)
         self.stats = StreamStats()
         self._queue = collections.deque()
         self._cond = threading.Condition()
@@ -176,8 +235,10 @@ class SpectraStream:
     # -------------------------------------------------------------- receiver
     def _receive(self):
         st = self.stats
+        trains = None
         try:
-            for tid, arr, received in self.source.trains(self._stop, st):
+            trains = self.source.trains(self._stop, st)
+            for tid, arr, received in trains:
                 st.received += 1
                 if tid is not None:
                     if st.last_train_id is not None and tid > st.last_train_id + 1:
@@ -194,9 +255,17 @@ class SpectraStream:
                         break
                     self._queue.append((tid, arr, received))
                     self._cond.notify_all()
+                if self.max_trains is not None and st.received >= self.max_trains:
+                    break  # dropped trains count: never wait for them
         except BaseException as e:  # handed to the consuming thread
             self._error = e
         finally:
+            close = getattr(trains, "close", None)
+            if close is not None:  # a bridge source closes its connection now
+                try:
+                    close()
+                except Exception as e:
+                    log.warning("closing the spectra source failed: %s", e)
             with self._cond:
                 self._queue.append(_END)
                 self._cond.notify_all()
@@ -213,13 +282,24 @@ class SpectraStream:
             self._thread.start()
         return self
 
-    def stop(self):
-        """Stop receiving and wait for the receiver thread."""
+    def stop(self, timeout: float = 10.0) -> bool:
+        """Stop receiving and wait for the receiver thread, at most
+        ``timeout`` seconds; safe from any thread (to cancel a stream) and
+        more than once. Returns whether the receiver has stopped; one stuck
+        in the source (an iterable that blocks) is left behind, as a daemon
+        thread, with a logged warning."""
         self._stop.set()
         with self._cond:
             self._cond.notify_all()
-        if self._thread is not None:
-            self._thread.join()
+        thread = self._thread
+        if thread is None or thread is threading.current_thread():
+            return True
+        thread.join(timeout)
+        if thread.is_alive():
+            log.warning("the spectra stream's receiver did not stop within %g s; "
+                        "its source does not return", timeout)
+            return False
+        return True
 
     close = stop
 
@@ -279,8 +359,10 @@ class SpectraStream:
         try:
             while True:
                 with self._cond:
-                    while not self._queue:
+                    while not self._queue and not self._stop.is_set():
                         self._cond.wait(0.1)
+                    if self._stop.is_set():  # stop() from another thread: a cancel
+                        return
                     item = self._queue.popleft()
                     self._cond.notify_all()
                 if item is _END:
@@ -288,8 +370,6 @@ class SpectraStream:
                         raise self._error
                     return
                 yield self._classify(*item)
-                if self.max_trains is not None and self.stats.trains >= self.max_trains:
-                    return
         finally:
             self.stop()
 

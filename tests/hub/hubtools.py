@@ -89,7 +89,8 @@ class Hub:
         deadline = time.monotonic() + timeout
         while self.server_state(user) is not None and time.monotonic() < deadline:
             time.sleep(0.3)
-        assert self.server_state(user) is None
+        assert self.server_state(user) is None, \
+            f"server of {user} not stopped after {timeout} s:\n{self.log_text()[-3000:]}"
 
     def set_catalog(self, catalog):
         tmp = self.catalog_path.with_suffix(".tmp")

@@ -65,4 +65,4 @@ def test_package_import_is_lazy():
     code = ("import sys, server_ext.nxmx as nx; assert 'h5py' not in sys.modules, 'h5py';"
             " from server_ext.nxmx import convert_run, validate, inspect_run;"
             " assert 'h5py' in sys.modules and callable(convert_run) and nx.validate is validate")
-    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2])
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parents[2], timeout=120)

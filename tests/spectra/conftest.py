@@ -1,4 +1,6 @@
-"""Shared small data and one trained classifier per kind of change."""
+"""Shared small data, one trained classifier per kind of change, a Karabo bridge."""
+
+import threading
 
 import numpy as np
 import pytest
@@ -8,6 +10,21 @@ from server_ext.spectra.synthetic import make_transition_series
 
 # 2,010 points keep the tests quick and still give 67-point bins
 N_POINTS = 2010
+
+
+@pytest.fixture
+def bridge():
+    """A Karabo bridge server (``REP``) on an ephemeral loopback port; its stop
+    is waited for at most 30 s, failing rather than hanging."""
+    from karabo_bridge import ServerInThread
+
+    server = ServerInThread("tcp://127.0.0.1:*", maxlen=200)
+    server.start()
+    yield server
+    stopper = threading.Thread(target=server.stop, name="bridge-stop", daemon=True)
+    stopper.start()
+    stopper.join(30)
+    assert not stopper.is_alive(), "the Karabo bridge server did not stop within 30 s"
 
 
 @pytest.fixture(scope="session")

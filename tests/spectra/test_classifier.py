@@ -91,7 +91,7 @@ def test_save_load_round_trip_without_tensorflow(fitted, intensity_series, tmp_p
         f"np.save({str(tmp_path / 'P.npy')!r}, clf.predict_proba(np.load({str(tmp_path / 'X.npy')!r})))\n"
         "assert 'tensorflow' not in sys.modules, 'loading for inference imported TensorFlow'\n"
     )
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "P.npy"), expected)
     loaded = BinnedSpectraClassifier.load(path)
     assert loaded.get_params() == clf.get_params()
@@ -195,7 +195,7 @@ def test_import_does_not_load_tensorflow():
     code = ("import sys, server_ext, server_ext.spectra, server_ext.spectra.classifier, "
             "server_ext.spectra.stream, server_ext.spectra.synthetic\n"
             "assert 'tensorflow' not in sys.modules and 'keras' not in sys.modules")
-    subprocess.run([sys.executable, "-c", code], check=True)
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
 
 
 def _tail_change_series(n, n_points=4020, seed=5):

@@ -116,36 +116,35 @@ def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
     assert not (tmp_path / "m").exists()
 
 
-def test_classify_prints_the_summary_on_ctrl_c(fitted, tmp_path):
+def test_classify_prints_the_summary_on_ctrl_c(fitted, bridge, tmp_path):
     import queue
     import signal
     import subprocess
     import sys
     import threading
 
-    from karabo_bridge import ServerInThread
-
     clf, _ = fitted
     model = clf.save(tmp_path / "model")
     X = make_transition_series(n_spectra=12, n_points=clf.n_features_in_, random_state=1).X
     src, key = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
-    server = ServerInThread("tcp://127.0.0.1:*", maxlen=50)
-    server.start()
-    proc = None
+    for i in range(3):
+        bridge.feed({src: {key: X[4 * i:4 * i + 4]}}, {src: {"timestamp.tid": 100 + i}})
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub_ext.cli", "spectra", "classify", "--model", str(model),
+         "--source", bridge.endpoint, "--key", key, "--interval", "0", "--timeout", "30",
+         "--overflow", "block"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        for i in range(3):
-            server.feed({src: {key: X[4 * i:4 * i + 4]}}, {src: {"timestamp.tid": 100 + i}})
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "hub_ext.cli", "spectra", "classify", "--model", str(model),
-             "--source", server.endpoint, "--key", key, "--interval", "0", "--timeout", "30"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         lines = queue.Queue()
         reader = threading.Thread(target=lambda: [lines.put(x) for x in proc.stdout],
                                   daemon=True)
         reader.start()
         seen = []
         while not any(x.startswith("train 102:") for x in seen):
-            seen.append(lines.get(timeout=60))  # the three trains are classified
+            try:
+                seen.append(lines.get(timeout=60))  # the three trains are classified
+            except queue.Empty:
+                pytest.fail(f"no 'train 102:' line within 60 s; printed: {''.join(seen)!r}")
         proc.send_signal(signal.SIGINT)
         assert proc.wait(30) == 130
         reader.join(10)
@@ -153,7 +152,29 @@ def test_classify_prints_the_summary_on_ctrl_c(fitted, tmp_path):
         assert "interrupted" in out and "done: " in out and "trains 3 spectra 12" in out
         assert "labels: " in out and "Traceback" not in proc.stderr.read()
     finally:
-        if proc is not None and proc.poll() is None:
+        if proc.poll() is None:
             proc.kill()
             proc.wait(10)
-        server.stop()
+
+
+def test_classify_ends_at_max_trains_and_on_a_quiet_bridge(fitted, bridge, tmp_path, capsys):
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    X = make_transition_series(n_spectra=24, n_points=clf.n_features_in_, random_state=2).X
+    src, key = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
+    for i in range(6):
+        bridge.feed({src: {key: X[4 * i:4 * i + 4]}}, {src: {"timestamp.tid": 200 + i}})
+    base = ["spectra", "classify", "--model", str(model), "--source", bridge.endpoint,
+            "--key", key, "--interval", "1000", "--overflow", "block"]
+    assert main(base + ["--max-trains", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "received 4 trains 4 spectra 16 malformed 0 dropped 0" in out
+    # the 2 trains left, then silence: one reconnection, then a clear error
+    assert main(base + ["--timeout", "0.2", "--max-reconnects", "1"]) == 2
+    cap = capsys.readouterr()
+    assert "received 2 trains 2 spectra 8" in cap.out and "reconnects 1" in cap.out
+    assert "stopped answering" in cap.err and "1 times reconnected" in cap.err
+    assert "Traceback" not in cap.err
+    with pytest.raises(SystemExit):
+        main(base + ["--max-reconnects", "-1"])
+    assert "expected a whole number >= 0 or 'forever'" in capsys.readouterr().err

@@ -1,9 +1,9 @@
+import json
 import threading
 import time
 
 import numpy as np
 import pytest
-from karabo_bridge import ServerInThread
 
 from server_ext.spectra import (IterableSource, KaraboBridgeSource, RunSource, SpectraError,
                                 SpectraStream)
@@ -16,17 +16,26 @@ def trains_of(X, per_train):
     return [X[i:i + per_train] for i in range(0, len(X) - per_train + 1, per_train)]
 
 
-@pytest.fixture
-def bridge():
-    """A Karabo bridge server on an ephemeral loopback port, stopped after."""
-    server = ServerInThread("tcp://127.0.0.1:*", maxlen=200)
-    server.start()
-    yield server
-    server.stop()
-
-
 def feed(server, tid, arr):
     server.feed({SRC: {KEY: arr}}, {SRC: {"timestamp.tid": tid, "source": SRC}})
+
+
+def wait_until(condition, what, timeout=60.0):
+    """Poll ``condition`` until true; fail saying ``what`` did not happen."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {timeout} s"
+        time.sleep(0.02)
+
+
+def assert_delivered_match(results, expected_ids, expected_labels):
+    """Whatever was dropped: the delivered trains are a subsequence of the
+    expected ones, in order, each with the labels it would have had."""
+    by_id = dict(zip(expected_ids, expected_labels))
+    ids = [r.train_id for r in results]
+    assert ids == sorted(ids) and len(set(ids)) == len(ids) and set(ids) <= set(by_id), ids
+    for r in results:
+        np.testing.assert_array_equal(r.labels, by_id[r.train_id])
 
 
 def test_iterable_stream_matches_batch_prediction(fitted, intensity_series):
@@ -45,7 +54,12 @@ def test_iterable_stream_matches_batch_prediction(fitted, intensity_series):
     st = stream.stats
     assert (st.trains, st.spectra, st.malformed, st.dropped, st.gaps) == (len(trains), len(labels), 0, 0, 0)
     assert st.spectra_per_s > 0 and st.latency(50) <= st.latency(99)
-    assert "spectra/s" in st.summary()
+    assert "spectra/s" in st.summary() and f"received {len(trains)} " in st.summary()
+    counters = json.loads(json.dumps(st.counters()))  # JSON-ready, for a REST answer
+    assert counters["received"] == counters["trains"] == len(trains)
+    assert (counters["spectra"], counters["dropped"], counters["reconnects"]) == (len(labels), 0, 0)
+    assert counters["latency_p50_s"] <= counters["latency_p99_s"]
+    assert SpectraStream(clf, trains).stats.counters()["latency_p50_s"] is None  # not NaN
 
 
 def test_malformed_spectra_are_rejected_and_counted(fitted, intensity_series):
@@ -130,8 +144,68 @@ def test_non_live_source_waits_instead_of_dropping(fitted, intensity_series):
     clf, _ = fitted
     trains = trains_of(intensity_series.X, 5)[:20]
     stream = SpectraStream(clf, trains, queue_size=1)
+    assert not stream.drop_oldest
     n = sum(1 for _ in stream)
     assert n == 20 and stream.stats.dropped == 0
+    # a live source made lossless on request: the receiver waits, however slow we are
+    lossless = SpectraStream(clf, IterableSource(trains, live=True), queue_size=1,
+                             drop_oldest=False)
+    it = iter(lossless)
+    next(it)
+    time.sleep(0.2)  # a slow consumer; with drop_oldest this would drop
+    assert lossless.stats.received <= 3 and lossless.stats.dropped == 0
+    assert 1 + sum(1 for _ in it) == 20 and lossless.stats.dropped == 0
+
+
+def test_max_trains_counts_dropped_trains(fitted, intensity_series):
+    clf, _ = fitted
+    trains = trains_of(intensity_series.X, 5)
+    taken = []
+    first_taken = threading.Event()
+
+    def endless():  # a live source that never ends by itself
+        k = 0
+        while True:
+            taken.append(k)
+            yield trains[k % len(trains)]
+            if k == 0:
+                assert first_taken.wait(30)  # then a burst
+            k += 1
+
+    stream = SpectraStream(clf, IterableSource(endless(), live=True), queue_size=2, max_trains=15)
+    it = iter(stream)
+    first = next(it)
+    first_taken.set()
+    wait_until(lambda: stream.stats.received == 15, "the receiver taking 15 trains")
+    rest = list(it)  # ends: the 12 dropped trains are not waited for
+    st = stream.stats
+    # consumer paused after the first: 2 queued survive, the 12 before them are dropped
+    assert (st.received, st.trains, st.dropped) == (15, 3, 12)
+    assert [first.train_id] + [r.train_id for r in rest] == [0, 13, 14]
+    assert len(taken) == 15  # nothing more was asked of the source
+    np.testing.assert_array_equal(rest[-1].labels, clf.predict(trains[14]))
+
+
+def test_stop_cancels_a_stream_whose_source_is_stuck(fitted, intensity_series):
+    clf, _ = fitted
+    X = intensity_series.X
+    release = threading.Event()
+
+    def stuck():
+        yield X[:5]
+        release.wait(30)  # a source that stops answering and never returns
+        yield X[5:10]
+
+    stream = SpectraStream(clf, IterableSource(stuck()))
+    it = iter(stream)
+    assert len(next(it)) == 5
+    t0 = time.monotonic()
+    assert stream.stop(timeout=0.3) is False  # bounded, and says the receiver is stuck
+    assert time.monotonic() - t0 < 10
+    assert list(it) == []  # the consumer ends at once, without an error
+    release.set()
+    stream._thread.join(10)
+    assert not stream._thread.is_alive() and stream.stats.trains == 1
 
 
 def test_karabo_bridge_over_loopback_counts_gaps(fitted, intensity_series, bridge):
@@ -145,8 +219,9 @@ def test_karabo_bridge_over_loopback_counts_gaps(fitted, intensity_series, bridg
         feed(bridge, tid, arr)
     bridge.feed({"OTHER/SOURCE": {"x": np.zeros(3)}}, {"OTHER/SOURCE": {"timestamp.tid": 1010}})
     feed(bridge, 1011, X[100:108])
+    # lossless: with drop_oldest a slow start could drop some of the 7 trains
     stream = SpectraStream(clf, bridge.endpoint, source_name=SRC, key=KEY, timeout=5.0,
-                           max_trains=len(ids) + 1)
+                           max_trains=len(ids) + 1, drop_oldest=False)
     results = list(stream)
     assert [r.train_id for r in results] == ids + [1011]
     st = stream.stats
@@ -157,61 +232,140 @@ def test_karabo_bridge_over_loopback_counts_gaps(fitted, intensity_series, bridg
     np.testing.assert_array_equal(got, np.delete(expected, 8 * 4 + 3))
 
 
-def test_karabo_bridge_reconnects_after_timeout(fitted, intensity_series, bridge):
+def test_burst_over_bridge_drops_oldest_and_ends_at_max_trains(fitted, intensity_series,
+                                                                bridge):
     clf, _ = fitted
     X = intensity_series.X
-    feed(bridge, 2000, X[:4])
-    # max_reconnects bounds the wait should the feeder never deliver (~60 s)
-    stream = SpectraStream(clf, KaraboBridgeSource(bridge.endpoint, key=KEY, timeout=0.3,
-                                                   max_reconnects=200))
+    feed(bridge, 3000, X[:4])
+    stream = SpectraStream(clf, bridge.endpoint, key=KEY, timeout=5.0, queue_size=1,
+                           max_trains=12)
+    assert stream.drop_oldest  # a bridge is live: drop-oldest by default
+    it = iter(stream)
+    first = next(it)
+    for k in range(1, 15):  # a burst while the consumer is busy with its first result
+        feed(bridge, 3000 + k, X[4 * k:4 * k + 4])
+    wait_until(lambda: stream.stats.received == 12, "the receiver taking 12 trains")
+    rest = list(it)  # ends after 12 trains received, 10 of them dropped
+    st = stream.stats
+    assert (st.received, st.trains, st.dropped, st.gaps) == (12, 2, 10, 0)
+    assert [first.train_id] + [r.train_id for r in rest] == [3000, 3011]
+    np.testing.assert_array_equal(rest[0].labels, clf.predict(X[44:48]))
+    assert "dropped 10 " in st.summary() and st.counters()["dropped"] == 10
+
+
+def test_quiet_bridge_ends_with_an_error_by_default(fitted, intensity_series, bridge):
+    clf, _ = fitted
+    X = intensity_series.X
+    for k in range(3):
+        feed(bridge, 4000 + k, X[4 * k:4 * k + 4])
+    stream = SpectraStream(clf, bridge.endpoint, key=KEY, timeout=0.2, drop_oldest=False)
+    assert stream.source.max_reconnects == 5  # bounded unless asked otherwise
+    received = []
+    with pytest.raises(SpectraError, match=r"stopped answering.*5 times reconnected "
+                                           r"\(3 trains received\)"):
+        for result in stream:
+            received.append(result.train_id)
+    assert received == [4000, 4001, 4002] and stream.stats.reconnects == 5
+
+
+def test_max_reconnects_none_waits_until_stopped(fitted, bridge):
+    clf, _ = fitted
+    stream = SpectraStream(clf, bridge.endpoint, key=KEY, timeout=0.1, max_reconnects=None)
+
+    def stop_later():
+        deadline = time.monotonic() + 30  # stop anyway: the test must not hang
+        while stream.stats.reconnects < 8 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        stream.stop()
+
+    stopper = threading.Thread(target=stop_later, daemon=True)
+    stopper.start()
+    assert list(stream) == []  # no error: stopped by the caller, as asked
+    stopper.join(30)
+    assert not stopper.is_alive() and stream.stats.reconnects >= 8
+    assert not stream._thread.is_alive()
+
+
+def test_bridge_that_comes_back_goes_on(fitted, intensity_series, bridge):
+    clf, _ = fitted
+    X = intensity_series.X
+
+    def spectra(tid):
+        return X[4 * (tid - 2000):4 * (tid - 1999)]
+
+    feed(bridge, 2000, spectra(2000))
+    # 3 reconnections in a row are allowed; a train in between resets the count
+    stream = SpectraStream(clf, KaraboBridgeSource(bridge.endpoint, key=KEY, timeout=0.5,
+                                                   max_reconnects=3), drop_oldest=False)
+    marks = [0]
 
     def feed_later():
+        # two silences of two reconnections each, a batch of 4 trains after
+        # each (a request pending on a dropped connection may take one with it)
         deadline = time.monotonic() + 30
-        while stream.stats.reconnects < 1 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        for tid in range(2001, 2006):
-            feed(bridge, tid, X[4 * (tid - 2000):4 * (tid - 1999)])
+        for batch, first in ((1, 2001), (2, 2005)):
+            while (stream.stats.reconnects < marks[-1] + 2 or stream.stats.received < batch) \
+                    and time.monotonic() < deadline:
+                time.sleep(0.02)
+            marks.append(stream.stats.reconnects)
+            for tid in range(first, first + 4):
+                feed(bridge, tid, spectra(tid))
 
     feeder = threading.Thread(target=feed_later, daemon=True)
-    received = []
+    results = []
     with stream:
         feeder.start()
         for result in stream:
-            received.append(result.train_id)
-            if result.train_id == 2005:
+            results.append(result)
+            if result.train_id >= 2005:  # the source came back a second time
                 break
     feeder.join(30)
     assert not feeder.is_alive()
     st = stream.stats
-    assert st.reconnects >= 1
-    # a request pending on the dropped connection may take one train with it;
-    # whatever is lost shows up as a gap
-    assert received[0] == 2000 and len(received) + st.gaps == 6
+    ids = [r.train_id for r in results]
+    assert ids[0] == 2000 and any(2001 <= t <= 2004 for t in ids), ids
+    # more reconnections than max_reconnects in all, never more than 3 in a row
+    assert marks[1] >= 2 and marks[2] >= marks[1] + 2 and st.reconnects > 3, marks
+    assert len(ids) + st.gaps == ids[-1] - 2000 + 1  # whatever was lost is a gap
+    assert_delivered_match(results, range(2000, 2009), [clf.predict(spectra(t))
+                                                        for t in range(2000, 2009)])
 
 
 def test_replayed_run_and_bridge_serving_it(fitted, tmp_path, bridge):
     clf, _ = fitted
     info = write_demo_run(tmp_path, n_trains=12, pulses_per_train=5, n_points=2010)
     stream = SpectraStream(clf, info["path"], source_name=info["source"], key=info["key"])
+    assert not stream.drop_oldest  # a run read as fast as possible: lossless
     results = list(stream)
     assert len(results) == 12 and stream.stats.spectra == 60 and stream.stats.gaps == 0
     assert results[0].train_id == info["first_train"]
-    # paced replay: a live source at a given train rate
+    ids = [r.train_id for r in results]
+    labels = [r.labels for r in results]
+    # paced replay: a live source at a given train rate, which may drop any number
     paced = SpectraStream(clf, RunSource(info["path"], info["source"], info["key"],
                                          train_rate=200.0))
-    assert paced.drop_oldest and len(list(paced)) + paced.stats.dropped == 12
-    # the same run served over the Karabo bridge, as extra_data's file server does
+    assert paced.drop_oldest
+    paced_results = list(paced)
+    assert len(paced_results) + paced.stats.dropped == paced.stats.received == 12
+    assert_delivered_match(paced_results, ids, labels)
+    # the same run served over the Karabo bridge, as extra_data's file server
+    # does, twice: read losslessly, then live (dropping whatever it must)
     import extra_data
 
     run = extra_data.RunDirectory(info["path"]).select(info["source"], info["key"])
-    for tid, data in run.trains():
-        bridge.feed(data)
-    over_bridge = SpectraStream(clf, bridge.endpoint, key=info["key"], timeout=5.0,
-                                max_trains=12)
-    bridged = list(over_bridge)
-    assert [r.train_id for r in bridged] == [r.train_id for r in results]
-    for a, b in zip(bridged, results):
-        np.testing.assert_array_equal(a.labels, b.labels)
+    for _ in range(2):
+        for tid, data in run.trains():
+            bridge.feed(data)
+    lossless = SpectraStream(clf, bridge.endpoint, key=info["key"], timeout=5.0,
+                             max_trains=12, drop_oldest=False)
+    bridged = list(lossless)
+    assert [r.train_id for r in bridged] == ids and lossless.stats.dropped == 0
+    for a, b in zip(bridged, labels):
+        np.testing.assert_array_equal(a.labels, b)
+    live = SpectraStream(clf, bridge.endpoint, key=info["key"], timeout=5.0, max_trains=12)
+    live_results = list(live)  # ends after 12 received, however many were dropped
+    assert len(live_results) + live.stats.dropped == live.stats.received == 12
+    assert_delivered_match(live_results, ids, labels)
 
 
 def test_bad_sources(fitted, tmp_path):
@@ -231,6 +385,13 @@ def test_bad_sources(fitted, tmp_path):
         SpectraStream(clf, "tcp://127.0.0.1")
     with pytest.raises(SpectraError, match="cannot stream from int"):
         SpectraStream(clf, 42)
+    for bad in (0, -3, 2.5, True, "3"):
+        with pytest.raises(SpectraError, match="max_trains must be a whole number"):
+            SpectraStream(clf, [np.zeros((1, 2010))], max_trains=bad)
+    with pytest.raises(SpectraError, match="max_reconnects must be a whole number >= 0, or None"):
+        KaraboBridgeSource("tcp://127.0.0.1:4545", max_reconnects=-1)
+    with pytest.raises(SpectraError, match="max_reconnects must be"):
+        KaraboBridgeSource("tcp://127.0.0.1:4545", max_reconnects=1.5)
 
 
 def test_bridge_gives_up_after_max_reconnects(fitted):
