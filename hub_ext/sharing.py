@@ -42,7 +42,45 @@ def proposal_groups(dataset) -> set[str]:
     return set(dataset.access_groups or ())
 
 
-class ProposalShareHandler(APIHandler):
+async def session_proposal(spawner) -> tuple[object, set[str]]:
+    """The running session's dataset and its proposal groups; :class:`ShareRefused` says why not."""
+    if not hasattr(spawner, "catalog"):
+        raise ShareRefused(400, "This hub's spawner has no dataset catalogue; sessions cannot be shared by proposal.")
+    if not spawner.ready:
+        raise ShareRefused(409, "Start the session before sharing it.")
+    pid = (spawner.user_options or {}).get("dataset")
+    try:
+        dataset = pid and await spawner.catalog.get(pid, spawner.user_groups(), see_all=spawner.sees_all_datasets())
+    except CatalogError as e:
+        spawner.log.error("Catalogue unavailable while sharing %s: %s", spawner._log_name, e)
+        raise ShareRefused(503, "The dataset catalogue is unavailable right now; try again later.") from e
+    if not dataset:
+        raise ShareRefused(409, "This session's dataset is not in the catalogue any more; it cannot be shared.")
+    groups = proposal_groups(dataset)
+    if not groups:
+        raise ShareRefused(403, f"Dataset {dataset.pid!r} has no proposal group, so its sessions cannot be shared.")
+    return dataset, groups
+
+
+def check_member(dataset, groups: set[str], target) -> None:
+    """Refuse ``target`` (a hub user) unless one of ``groups`` holds it."""
+    if not groups & {g.name for g in target.groups}:
+        raise ShareRefused(
+            403,
+            f"{target.name} is not a member of the proposal of dataset {dataset.pid!r}; "
+            "only members of its group can join this session.",
+        )
+
+
+def proposal_members(db, groups: set[str]) -> list[str]:
+    """Names of the hub users in any of ``groups``, sorted: those a share may go to."""
+    found = db.query(orm.Group).filter(orm.Group.name.in_(sorted(groups))).all()
+    return sorted({u.name for g in found for u in g.users})
+
+
+class OwnedSession:
+    """Finding ``owner``'s server ``server`` for a handler, if the caller may manage it."""
+
     def _spawner(self, owner: str, server: str):
         if self.current_user is None:
             raise web.HTTPError(403, "Log in to share a session.")
@@ -53,29 +91,8 @@ class ProposalShareHandler(APIHandler):
             raise web.HTTPError(404, "No such session.")
         return user.spawners[server]
 
-    async def _check_member(self, spawner, target) -> None:
-        if not hasattr(spawner, "catalog"):
-            raise ShareRefused(400, "This hub's spawner has no dataset catalogue; sessions cannot be shared by proposal.")
-        if not spawner.ready:
-            raise ShareRefused(409, "Start the session before sharing it.")
-        pid = (spawner.user_options or {}).get("dataset")
-        try:
-            dataset = pid and await spawner.catalog.get(pid, spawner.user_groups(), see_all=spawner.sees_all_datasets())
-        except CatalogError as e:
-            self.log.error("Catalogue unavailable while sharing %s: %s", spawner._log_name, e)
-            raise ShareRefused(503, "The dataset catalogue is unavailable right now; try again later.") from e
-        if not dataset:
-            raise ShareRefused(409, "This session's dataset is not in the catalogue any more; it cannot be shared.")
-        groups = proposal_groups(dataset)
-        if not groups:
-            raise ShareRefused(403, f"Dataset {dataset.pid!r} has no proposal group, so its sessions cannot be shared.")
-        if not groups & {g.name for g in target.groups}:
-            raise ShareRefused(
-                403,
-                f"{target.name} is not a member of the proposal of dataset {dataset.pid!r}; "
-                "only members of its group can join this session.",
-            )
 
+class ProposalShareHandler(OwnedSession, APIHandler):
     def _target(self, name) -> object:
         if not isinstance(name, str) or not name:
             raise web.HTTPError(400, 'Say whom to share with: {"user": "<name>"}.')
@@ -106,7 +123,7 @@ class ProposalShareHandler(APIHandler):
         target = self._target((self.get_json_body() or {}).get("user"))
         if target.name == owner:
             raise web.HTTPError(400, "You already own this session.")
-        await self._check_member(spawner, target)
+        check_member(*await session_proposal(spawner), target)
         scopes = [f"access:servers!server={owner}/{server}"]
         share = orm.Share.grant(self.db, spawner.orm_spawner, target.orm_user, scopes=scopes)
         self.log.info("%s shared %s/%s with %s", self.current_user.name, owner, server, target.name)
