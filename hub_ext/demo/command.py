@@ -247,7 +247,8 @@ import json
 import os
 
 from hub_ext.api import configure as configure_dataset_api
-from hub_ext.sharing import default_handlers as sharing_handlers
+from hub_ext.sharing_page import TEMPLATES as daas_templates
+from hub_ext.sharing_page import default_handlers as sharing_handlers
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "daas_settings.json")) as f:
     s = json.load(f)
@@ -262,7 +263,8 @@ c.JupyterHub.db_url = "sqlite:///" + s["state"] + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = s["state"] + "/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = s["state"] + "/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = True
-c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing (the dataset search is a service)
+c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing: API and page (the dataset search is a service)
+c.JupyterHub.template_paths = [str(daas_templates)]  # the home page links to the Share page
 with open(s["state"] + "/crypt_key") as f:
     c.CryptKeeper.keys = [f.read().strip()]
 configure_dataset_api(c, config_file=__file__, port=s["api_port"])
