@@ -46,6 +46,8 @@ def session(demo_hub):
 
 
 def test_share_page_refuses_clearly_without_a_session_or_to_others(demo_hub):
+    if demo_hub.server_state(OWNER) is not None:  # left by another module
+        demo_hub.stop_server(OWNER)
     owner, outsider = demo_hub.login(OWNER), demo_hub.login(OUTSIDER)
     r = owner.get(f"/hub/daas/share/{OWNER}/no-such-server")
     assert r.status_code == 404 and "No such session." in r.text
@@ -67,7 +69,6 @@ def test_owner_grants_a_colleague_and_revokes_from_the_page(demo_hub, session, t
         page = browser.new_page(viewport={"width": 1280, "height": 900})
         try:
             page.set_default_timeout(STEP_MS)
-            playwright_sync.expect.set_options(timeout=STEP_MS)
             page.goto(f"{demo_hub.url}/hub/login")
             page.fill("#username_input", OWNER)
             page.fill("#password_input", DEMO_USERS[OWNER][0])
@@ -78,27 +79,28 @@ def test_owner_grants_a_colleague_and_revokes_from_the_page(demo_hub, session, t
             page.wait_for_url(re.compile(re.escape(PAGE) + "$"))
 
             members = page.locator("#share-members li[data-user]")
-            playwright_sync.expect(members).to_have_count(1)  # alice; not dana herself, not bob
-            playwright_sync.expect(members.first).to_have_attribute("data-user", COLLEAGUE)
-            playwright_sync.expect(page.locator("#share-none")).to_be_visible()
+            playwright_sync.expect(members).to_have_count(1, timeout=STEP_MS)  # alice; not dana herself, not bob
+            playwright_sync.expect(members.first).to_have_attribute("data-user", COLLEAGUE, timeout=STEP_MS)
+            playwright_sync.expect(page.locator("#share-none")).to_be_visible(timeout=STEP_MS)
 
             page.click(f"#share-members button[data-user='{COLLEAGUE}']")
             current = page.locator(f"#share-current li[data-user='{COLLEAGUE}']")
-            playwright_sync.expect(current).to_be_visible()
+            playwright_sync.expect(current).to_be_visible(timeout=STEP_MS)
             assert _shared_with(demo_hub) == [COLLEAGUE]
-            playwright_sync.expect(page.locator(f"#share-members li[data-user='{COLLEAGUE}']")).to_contain_text("has access")
+            granted = page.locator(f"#share-members li[data-user='{COLLEAGUE}']")
+            playwright_sync.expect(granted).to_contain_text("has access", timeout=STEP_MS)
             page.screenshot(path=str(tmp_path / "shared.png"), full_page=True)
 
             # bob typed in by name: the API refuses, the page says why
             page.fill("#share-user", OUTSIDER)
             page.click("#share-by-name")
             playwright_sync.expect(page.locator("#share-error")).to_contain_text(
-                f"{OUTSIDER} is not a member of the proposal")
+                f"{OUTSIDER} is not a member of the proposal", timeout=STEP_MS)
             assert _shared_with(demo_hub) == [COLLEAGUE]
 
             page.click(f"#share-current button[data-user='{COLLEAGUE}']")
-            playwright_sync.expect(page.locator("#share-none")).to_be_visible()
-            playwright_sync.expect(current).to_have_count(0)
+            playwright_sync.expect(page.locator("#share-none")).to_be_visible(timeout=STEP_MS)
+            playwright_sync.expect(current).to_have_count(0, timeout=STEP_MS)
             assert _shared_with(demo_hub) == []
         finally:
             page.screenshot(path=str(tmp_path / "share-page.png"), full_page=True)
