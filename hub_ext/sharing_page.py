@@ -31,11 +31,13 @@ class SharePageHandler(OwnedSession, BaseHandler):
     @web.authenticated
     async def get(self, owner: str, server: str = ""):
         ns = {
-            "owner": owner, "session_name": server, "dataset": None, "members": [], "shares": [], "problem": None,
+            "owner": owner, "session_name": server, "problem": None,
+            "found": False, "dataset": None, "members": [], "shares": [],
             "api_url": url_path_join(self.hub.base_url, "api/daas/shares", owner) + "/" + server,  # ".../dana/" for ""
         }
         try:
             spawner = self._spawner(owner, server)
+            ns["found"] = True
             ns["shares"] = sorted(s.user.name for s in spawner.orm_spawner.shares if s.user is not None)
             dataset, groups = await session_proposal(spawner)
         except ShareRefused as e:

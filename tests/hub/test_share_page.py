@@ -53,6 +53,7 @@ def test_share_page_refuses_clearly_without_a_session_or_to_others(demo_hub):
     assert r.status_code == 404 and "No such session." in r.text
     r = outsider.get(PAGE)
     assert r.status_code == 403 and "Only the session&#39;s owner can share it." in r.text
+    assert 'id="share-current"' not in r.text  # nothing of dana's session shown to bob
     r = owner.get(PAGE, allow_redirects=False)
     if r.status_code == 409:  # dana has had a server before: it is not running now
         assert "Start the session before sharing it." in r.text
