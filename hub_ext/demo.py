@@ -255,9 +255,10 @@ c.Spawner.http_timeout = 180
 
 
 def run_demo(args):
-    from .setup_tools import ensure_debian_packages, ensure_proxy
+    from .setup_tools import ensure_debian_packages, ensure_proxy, ensure_server_extension_enabled
 
     ensure_proxy()
+    ensure_server_extension_enabled()
     missing = ensure_debian_packages(("runtime",))
     if missing:
         print(f"Not installed (the features that need them say so): {' '.join(missing)}; "

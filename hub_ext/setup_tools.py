@@ -29,6 +29,26 @@ def proxy_path():
     return exe if exe.exists() else None
 
 
+SERVER_EXTENSION_CONFIG = Path("jupyter_server_config.d") / "panosc_daas.json"
+
+
+def ensure_server_extension_enabled():
+    """Enable the daas Jupyter Server extension in this prefix, as ``pip install`` of a wheel does.
+
+    A regular install ships ``etc/jupyter/jupyter_server_config.d/panosc_daas.json``
+    as a data file; an editable install (``pip install -e``) does not install
+    data files, so the same file is copied from the checkout. Returns its path.
+    """
+    target = Path(sys.prefix) / "etc" / "jupyter" / SERVER_EXTENSION_CONFIG
+    source = Path(__file__).resolve().parent.parent / "jupyter-config" / SERVER_EXTENSION_CONFIG
+    if source.is_file() and (not target.is_file() or target.read_bytes() != source.read_bytes()):
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name}.tmp")
+        tmp.write_bytes(source.read_bytes())
+        os.replace(tmp, target)
+    return target
+
+
 def ensure_proxy(quiet=False):
     """Install configurable-http-proxy into ``sys.prefix`` unless present."""
     exe = proxy_path()
@@ -102,6 +122,7 @@ def ensure_debian_packages(purposes=("runtime",), quiet=False):
 
 def _setup(args):
     ensure_proxy()
+    ensure_server_extension_enabled()
     purposes = ("runtime", "test") if args.test else ("runtime",)
     missing = ensure_debian_packages(purposes)
     if missing:

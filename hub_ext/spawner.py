@@ -456,7 +456,7 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
         if os.geteuid() == 0:  # the hub's own user runs the servers; in CI that is root
             args.append("--allow-root")
         if self.readonly_data:
-            args.append("--ServerApp.contents_manager_class=server_ext.contents.ReadOnlyDataContentsManager")
+            args.append("--ServerApp.contents_manager_class=server_ext.extension.contents.ReadOnlyDataContentsManager")
         return args
 
     async def prepare_session(self, dataset, env):

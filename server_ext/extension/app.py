@@ -1,0 +1,171 @@
+"""``DaasExtension``: the Jupyter Server extension app and its configuration."""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from jupyter_core.paths import jupyter_data_dir
+from jupyter_server.extension.application import ExtensionApp
+from traitlets import Any, Dict, Float, Int, Unicode, Union, default
+
+from .dask_backend import DaskBackend
+from .jobs import JobManager
+from .paths import PathPolicy
+from .records import JobStore
+from .session import load_session
+from .streams import StreamManager
+
+API_URL_ENV = "DAAS_API_URL"
+API_TOKEN_ENV = "DAAS_API_TOKEN"
+
+
+@dataclass
+class DaasState:
+    """What the handlers reach through ``self.settings["daas"]``."""
+
+    policy: PathPolicy
+    jobs: JobManager
+    streams: StreamManager
+    backend: DaskBackend
+    executor: ThreadPoolExecutor
+    models_dir: str
+    request_timeout: float
+    max_predict_spectra: int
+    max_spectra_per_label: int
+
+
+class DaasExtension(ExtensionApp):
+    """NXmx conversion and the spectra classifier as jobs of the Jupyter server (``/daas/api/``)."""
+
+    name = "daas"
+    description = __doc__
+    load_other_extensions = True
+
+    data_dir = Unicode(
+        help="""Where job records and trained models are kept (per user, never in the dataset).
+
+        Default: ``<jupyter data dir>/daas`` (e.g. ``~/.local/share/jupyter/daas``).
+        A restarted server lists the jobs recorded here.
+        """,
+    ).tag(config=True)
+
+    @default("data_dir")
+    def _data_dir_default(self):
+        return os.path.join(jupyter_data_dir(), "daas")
+
+    max_running_jobs = Int(
+        2, help="Jobs (conversion, training) running at once; the others wait in state 'queued'.",
+    ).tag(config=True)
+
+    readonly_dir = Unicode(
+        "data", help="Folder below the root directory holding the read-only dataset link: never written to.",
+    ).tag(config=True)
+
+    dask_scheduler_address = Unicode(
+        "",
+        help="""Run jobs on an existing Dask scheduler (``tcp://host:8786``) instead of an embedded cluster.
+
+        The run directories and output folders must be visible to its workers at the same paths.
+        """,
+    ).tag(config=True)
+
+    dask_cluster_class = Union(
+        [Unicode(), Any()],
+        default_value="",
+        help="""A Dask cluster class (import path or callable) to start for the jobs, e.g.
+        ``"dask_jobqueue.SLURMCluster"`` (Slurm) or ``"dask_gateway.GatewayCluster"`` (Kubernetes).
+
+        Called as ``cls(asynchronous=True, **dask_cluster_kwargs)``; then scaled to
+        ``dask_cluster_scale`` workers when that is set. Ignored when ``dask_scheduler_address`` is set.
+        """,
+    ).tag(config=True)
+
+    dask_cluster_kwargs = Dict(
+        help="Keyword arguments for ``dask_cluster_class`` (queue, cores, memory, ...).",
+    ).tag(config=True)
+
+    dask_cluster_scale = Int(
+        0, help="Workers to ask ``dask_cluster_class`` for (``cluster.scale(n)``); 0: the class's default.",
+    ).tag(config=True)
+
+    dask_workers = Int(
+        2, help="Worker processes of the embedded LocalCluster (started on the first job).",
+    ).tag(config=True)
+
+    dask_threads_per_worker = Int(
+        1, help="Threads per worker process of the embedded LocalCluster.",
+    ).tag(config=True)
+
+    dask_memory_limit = Unicode(
+        "auto", help="Memory limit per embedded worker (``'4GiB'``; ``'auto'``: share of the machine's memory).",
+    ).tag(config=True)
+
+    dask_connect_timeout = Float(
+        60.0, help="Seconds to wait for the Dask cluster to start or answer before a job fails.",
+    ).tag(config=True)
+
+    request_timeout = Float(
+        300.0, help="Seconds a synchronous request (run summary, validation, prediction) may take.",
+    ).tag(config=True)
+
+    stream_message_rate = Float(
+        10.0, help="Most per-train summaries a stream pushes to its WebSocket viewers per second.",
+    ).tag(config=True)
+
+    max_streams = Int(4, help="Spectra streams running at once.").tag(config=True)
+
+    stream_stop_timeout = Float(
+        10.0, help="Seconds a stopping stream gets to end before its process is terminated.",
+    ).tag(config=True)
+
+    max_predict_spectra = Int(
+        100_000, help="Most spectra one predict request classifies (larger files: use the engine in a notebook).",
+    ).tag(config=True)
+
+    max_spectra_per_label = Int(
+        2000, help="Default cap of labelled spectra read per label when training from a run.",
+    ).tag(config=True)
+
+    def initialize_settings(self):
+        session = load_session()
+        data_dir = Path(self.data_dir)
+        models_dir = data_dir / "models"
+        models_dir.mkdir(parents=True, exist_ok=True)
+        backend = DaskBackend(
+            scheduler_address=self.dask_scheduler_address, cluster_class=self.dask_cluster_class or None,
+            cluster_kwargs=self.dask_cluster_kwargs, n_workers=self.dask_workers,
+            threads_per_worker=self.dask_threads_per_worker, memory_limit=self.dask_memory_limit,
+            scale=self.dask_cluster_scale, connect_timeout=self.dask_connect_timeout)
+        self.daas = DaasState(
+            policy=PathPolicy(self.serverapp.root_dir, session.get("dataset_path"), self.readonly_dir),
+            jobs=JobManager(JobStore(data_dir / "jobs"), backend, self.max_running_jobs),
+            streams=StreamManager(self.stream_message_rate, self.max_streams, self.stream_stop_timeout),
+            backend=backend, executor=ThreadPoolExecutor(4, thread_name_prefix="daas"),
+            models_dir=str(models_dir), request_timeout=self.request_timeout,
+            max_predict_spectra=self.max_predict_spectra, max_spectra_per_label=self.max_spectra_per_label)
+        self.settings["daas"] = self.daas
+        self.log.info("daas: REST API at %sdaas/api/; jobs on %s; records in %s",
+                      self.serverapp.base_url, backend.description, data_dir)
+
+    async def _start_jupyter_server_extension(self, serverapp):
+        """Once the server listens, tell kernels (which inherit its environment) where the API is."""
+        os.environ[API_URL_ENV] = self.serverapp.connection_url.rstrip("/") + "/daas/api/"
+        token = getattr(self.serverapp.identity_provider, "token", "") or ""
+        if token:
+            os.environ[API_TOKEN_ENV] = token
+
+    def initialize_handlers(self):
+        from .handlers import default_handlers
+
+        self.handlers.extend(default_handlers)
+
+    async def stop_extension(self):
+        daas = getattr(self, "daas", None)
+        if daas is None:
+            return
+        await daas.streams.shutdown()
+        await daas.jobs.shutdown()
+        daas.executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,259 @@
+"""``DaasClient``: the extension's REST API from a kernel, a widget or a script.
+
+Example::
+
+    from server_ext.extension.client import DaasClient
+    daas = DaasClient.from_env()          # the server this kernel belongs to
+    job = daas.submit_conversion("data/r0042", "processed/r42.nxs", distance=120)
+    job = daas.wait_job(job["id"], timeout=600)
+    print(daas.validate(job["result"]["output"])["ok"])
+
+Every error the server answers (a bad path, an unknown job, a cluster that
+cannot be reached) raises :class:`DaasApiError` with the server's message.
+Only the standard library and tornado (for the WebSocket) are used.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Iterator
+
+__all__ = ["DaasClient", "DaasApiError"]
+
+FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+
+
+class DaasApiError(Exception):
+    """The server refused or failed a request; ``status`` is the HTTP status (0: no answer)."""
+
+    user_error = True
+
+    def __init__(self, message: str, status: int = 0):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class DaasClient:
+    """Calls to ``<server>/daas/api/`` with the server's token.
+
+    ``url``: the API root (``http://127.0.0.1:8888/user/alice/daas/api/``);
+    ``token``: a Jupyter server token or a JupyterHub API token;
+    ``timeout``: seconds per request.
+    """
+
+    def __init__(self, url: str, token: str | None = None, timeout: float = 60.0):
+        self.url = url if url.endswith("/") else url + "/"
+        self.token = token
+        self.timeout = timeout
+
+    @classmethod
+    def from_env(cls, environ=os.environ, timeout: float = 60.0) -> "DaasClient":
+        """The client of the server this process runs under.
+
+        The extension exports ``DAAS_API_URL`` and, for token-protected
+        servers, ``DAAS_API_TOKEN`` when it starts; kernels inherit them.
+        Under JupyterHub, ``JUPYTERHUB_API_TOKEN`` (and, when
+        ``DAAS_API_URL`` is unset, ``JUPYTERHUB_SERVICE_URL`` +
+        ``JUPYTERHUB_SERVICE_PREFIX``) are used instead.
+        """
+        url = environ.get("DAAS_API_URL")
+        if not url and environ.get("JUPYTERHUB_SERVICE_URL"):
+            base = environ["JUPYTERHUB_SERVICE_URL"].rstrip("/")
+            prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
+            url = base + "/" + prefix.strip("/") + "/daas/api/" if prefix.strip("/") else base + "/daas/api/"
+        if not url:
+            raise DaasApiError("no DAAS_API_URL in the environment: this is not running under a Jupyter "
+                               "server with the daas extension; use DaasClient(url, token)")
+        token = environ.get("DAAS_API_TOKEN") or environ.get("JUPYTERHUB_API_TOKEN") or None
+        return cls(url, token, timeout=timeout)
+
+    # ------------------------------------------------------------ plumbing
+    def request(self, method: str, path: str, body: dict | None = None, query: dict | None = None):
+        """One JSON request; returns the decoded answer or raises :class:`DaasApiError`."""
+        url = self.url + path.lstrip("/")
+        if query:
+            url += "?" + urllib.parse.urlencode(query)
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(url, data=data, method=method)
+        req.add_header("Accept", "application/json")
+        if data is not None:
+            req.add_header("Content-Type", "application/json")
+        if self.token:
+            req.add_header("Authorization", f"token {self.token}")
+        try:
+            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+                raw = resp.read()
+        except urllib.error.HTTPError as e:
+            raise DaasApiError(_message(e), e.code) from None
+        except (urllib.error.URLError, OSError) as e:
+            raise DaasApiError(f"the daas API at {self.url} does not answer: "
+                               f"{getattr(e, 'reason', e)}") from None
+        return json.loads(raw) if raw else None
+
+    # -------------------------------------------------------------- session
+    def session(self) -> dict:
+        """This server's session manifest (dataset, environment), or an empty session."""
+        return self.request("GET", "session")
+
+    def run_summary(self, path: str) -> dict:
+        """Detectors, trains, pulses and XGMs of a run (root-relative or dataset path)."""
+        return self.request("GET", "runs", query={"path": path})
+
+    # ----------------------------------------------------------------- NXmx
+    def submit_conversion(self, run: str, output: str, **options) -> dict:
+        """Start a conversion; *options* are ``convert_run``'s (``detector``, ``mode``,
+        ``geometry``, ``trains={"start":, "stop":}`` or ``{"ids": [...]}``,
+        ``min_pulse_energy``, ``photon_energy``, ``distance``, ``overwrite``). Returns the job."""
+        return self.request("POST", "nxmx/jobs", {"run": run, "output": output, **options})
+
+    def list_conversions(self) -> list[dict]:
+        return self.request("GET", "nxmx/jobs")["jobs"]
+
+    def get_conversion(self, job_id: str) -> dict:
+        return self.request("GET", f"nxmx/jobs/{job_id}")
+
+    def cancel_conversion(self, job_id: str) -> dict:
+        """Cancel; the job ends ``cancelled`` and nothing is left at its output."""
+        return self.request("DELETE", f"nxmx/jobs/{job_id}")
+
+    def validate(self, path: str) -> dict:
+        """``{"ok": bool, "findings": [...], ...}`` for an NXmx file."""
+        return self.request("POST", "nxmx/validate", {"path": path})
+
+    # -------------------------------------------------------------- spectra
+    def train_model(self, data: str, labels: list[str] | str, **options) -> dict:
+        """Start training (``labels``: ``["low=0:20", "high=300:349"]`` or ``"@/labels"``;
+        options: ``dataset``, ``source``, ``key``, ``max_per_label``, ``params={...}``). Returns the job."""
+        return self.request("POST", "spectra/models", {"data": data, "labels": labels, **options})
+
+    def list_models(self) -> list[dict]:
+        return self.request("GET", "spectra/models")["models"]
+
+    def get_model(self, model_id: str) -> dict:
+        """The training job; when done, ``result`` holds classes, bins, separability, weights."""
+        return self.request("GET", f"spectra/models/{model_id}")
+
+    def cancel_training(self, model_id: str) -> dict:
+        return self.request("DELETE", f"spectra/models/{model_id}")
+
+    def predict(self, model_id: str, data: str, dataset: str | None = None) -> dict:
+        """``{"labels", "confidence", "ambiguous"}`` for the spectra of a file."""
+        body = {"data": data}
+        if dataset is not None:
+            body["dataset"] = dataset
+        return self.request("POST", f"spectra/models/{model_id}/predict", body)
+
+    def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
+                     max_trains: int | None = None, **source) -> dict:
+        """Classify a Karabo bridge (``endpoint``) or a replayed ``run`` (with ``source``,
+        ``key``, optionally ``train_rate``). Returns the stream."""
+        src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items() if v is not None}
+        body = {"model": model_id, "source": src}
+        if max_trains is not None:
+            body["max_trains"] = max_trains
+        return self.request("POST", "spectra/streams", body)
+
+    def list_streams(self) -> list[dict]:
+        return self.request("GET", "spectra/streams")["streams"]
+
+    def get_stream(self, stream_id: str) -> dict:
+        """State and counters (spectra/s, latency, gaps, dropped, ...)."""
+        return self.request("GET", f"spectra/streams/{stream_id}")
+
+    def stop_stream(self, stream_id: str) -> dict:
+        return self.request("DELETE", f"spectra/streams/{stream_id}")
+
+    def stream_url(self, stream_id: str) -> str:
+        """The WebSocket URL of a stream's per-train summaries (send the token as a header)."""
+        scheme, rest = self.url.split("://", 1)
+        return f"{'wss' if scheme == 'https' else 'ws'}://{rest}spectra/streams/{stream_id}/ws"
+
+    def stream_messages(self, stream_id: str, timeout: float = 30.0) -> Iterator[dict]:
+        """Yield the stream's messages (``hello``, ``train``..., ``end``) until it ends.
+
+        Raises :class:`DaasApiError` when no message comes for *timeout* seconds
+        or the connection fails. Runs the WebSocket in a thread of its own, so it
+        works inside a kernel whose event loop is already running.
+        """
+        messages: queue.Queue = queue.Queue()
+        stop = threading.Event()
+        thread = threading.Thread(target=_ws_reader, args=(self, stream_id, messages, stop, timeout),
+                                  name="daas-ws", daemon=True)
+        thread.start()
+        try:
+            while True:
+                try:
+                    kind, value = messages.get(timeout=timeout + 5)
+                except queue.Empty:
+                    raise DaasApiError(f"no message from stream {stream_id} within {timeout:g} s") from None
+                if kind == "error":
+                    raise DaasApiError(value)
+                if kind == "closed":
+                    return
+                yield value
+                if value.get("type") == "end":
+                    return
+        finally:
+            stop.set()
+            thread.join(timeout + 10)
+
+    # ---------------------------------------------------------------- waits
+    def wait_job(self, job_id: str, timeout: float = 600.0, interval: float = 0.5,
+                 kind: str = "nxmx") -> dict:
+        """Poll a job (``kind`` ``"nxmx"`` or ``"spectra"``) until it is final; raise after *timeout* s."""
+        get = self.get_conversion if kind == "nxmx" else self.get_model
+        deadline = time.monotonic() + timeout
+        while True:
+            job = get(job_id)
+            if job["state"] in FINAL_STATES:
+                return job
+            if time.monotonic() > deadline:
+                raise DaasApiError(f"job {job_id} is still {job['state']} after {timeout:g} s")
+            time.sleep(interval)
+
+
+def _message(error: urllib.error.HTTPError) -> str:
+    try:
+        body = json.loads(error.read() or b"{}")
+        return body.get("message") or body.get("reason") or f"HTTP {error.code}"
+    except ValueError:
+        return f"HTTP {error.code}: {error.reason}"
+
+
+def _ws_reader(client: DaasClient, stream_id: str, out: queue.Queue, stop: threading.Event,
+               timeout: float) -> None:
+    import asyncio
+
+    from tornado.httpclient import HTTPRequest
+    from tornado.websocket import websocket_connect
+
+    async def read():
+        headers = {"Authorization": f"token {client.token}"} if client.token else {}
+        try:
+            conn = await asyncio.wait_for(
+                websocket_connect(HTTPRequest(client.stream_url(stream_id), headers=headers)), timeout)
+        except Exception as e:  # noqa: BLE001 -- handed to the iterating thread
+            out.put(("error", f"cannot open the stream's WebSocket: {e}"))
+            return
+        try:
+            while not stop.is_set():
+                try:
+                    msg = await asyncio.wait_for(conn.read_message(), 0.5)
+                except asyncio.TimeoutError:
+                    continue
+                if msg is None:
+                    out.put(("closed", None))
+                    return
+                out.put(("message", json.loads(msg)))
+        finally:
+            conn.close()
+
+    asyncio.run(read())

@@ -1,0 +1,59 @@
+"""What every handler shares: authorization on the ``daas`` resource, JSON bodies, engine calls."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+from jupyter_server.base.handlers import APIHandler
+
+from ..errors import DaasRequestError
+from ..schema import parse_body
+
+AUTH_RESOURCE = "daas"
+API = "/daas/api"
+
+
+class DaasHandler(APIHandler):
+    auth_resource = AUTH_RESOURCE
+
+    @property
+    def daas(self):
+        return self.settings["daas"]
+
+    def body(self, schema: str) -> dict:
+        return parse_body(self.request.body, schema)
+
+    def reply(self, value, status: int = 200):
+        self.set_status(status)
+        self.finish(json.dumps(value))
+
+    async def in_thread(self, fn, *args):
+        """Run a short engine call off the event loop; its user errors become 400s."""
+        loop = asyncio.get_running_loop()
+        try:
+            return await asyncio.wait_for(loop.run_in_executor(self.daas.executor, fn, *args),
+                                          self.daas.request_timeout)
+        except asyncio.TimeoutError:
+            raise DaasRequestError(504, f"no answer within {self.daas.request_timeout:g} s; try again later")
+        except Exception as e:
+            raise as_request_error(e)
+
+    async def on_cluster(self, fn, *args):
+        """Run an engine call on a Dask worker and wait for it; its user errors become 400s."""
+        try:
+            return await self.daas.backend.call(fn, *args, timeout=self.daas.request_timeout)
+        except asyncio.TimeoutError:
+            raise DaasRequestError(504, f"no answer within {self.daas.request_timeout:g} s; try again later")
+        except Exception as e:
+            raise as_request_error(e)
+
+
+def as_request_error(error: BaseException) -> BaseException:
+    from ..jobs import describe_error
+
+    if isinstance(error, DaasRequestError):
+        return error
+    if getattr(error, "user_error", False):
+        return DaasRequestError(400, str(error))
+    return DaasRequestError(500, describe_error(error))

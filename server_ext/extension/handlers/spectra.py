@@ -1,0 +1,79 @@
+"""Spectra classifiers: training jobs (``spectra/models``) and prediction."""
+
+import os
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .. import tasks
+from ..errors import DaasRequestError
+from .base import API, DaasHandler
+
+ID = r"(?P<model_id>[0-9a-f]{16})"
+
+
+def model_dir(daas, model_id: str) -> str:
+    return os.path.join(daas.models_dir, model_id)
+
+
+def fitted_model(daas, model_id: str) -> str:
+    """The saved model of a finished training job, or a 404/409 saying why there is none."""
+    record = daas.jobs.get(model_id, "spectra")
+    if record["state"] != "done":
+        raise DaasRequestError(409, f"model {model_id} is {record['state']}, not trained; "
+                                    "wait until its state is done, or train again")
+    return model_dir(daas, model_id)
+
+
+class ModelsHandler(DaasHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply({"models": self.daas.jobs.list("spectra")})
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.body("TrainingRequest")
+        options = dict(body)
+        options["data"] = self.daas.policy.input("data", body["data"])
+        options["labels"] = [body["labels"]] if isinstance(body["labels"], str) else body["labels"]
+        if options.get("max_per_label") is None:
+            options["max_per_label"] = self.daas.max_spectra_per_label
+        record = self.daas.jobs.submit("spectra", body, _train, options, self.daas.models_dir)
+        self.reply(record, 202)
+
+
+def _train(job_id, options, models_dir):  # runs on a worker: the model goes to <models_dir>/<id>
+    return tasks.train(job_id, options, os.path.join(models_dir, job_id))
+
+
+class ModelHandler(DaasHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, model_id):
+        self.reply(self.daas.jobs.get(model_id, "spectra"))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, model_id):
+        self.reply(await self.daas.jobs.cancel(model_id, "spectra"), 202)
+
+
+class PredictHandler(DaasHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, model_id):
+        body = self.body("PredictRequest")
+        path = fitted_model(self.daas, model_id)
+        data = self.daas.policy.input("data", body["data"])
+        result = await self.on_cluster(tasks.predict, path, data, body.get("dataset"),
+                                       self.daas.max_predict_spectra)
+        self.reply({"model": model_id, "data": self.daas.policy.relative(data), **result})
+
+
+default_handlers = [
+    (rf"{API}/spectra/models", ModelsHandler),
+    (rf"{API}/spectra/models/{ID}", ModelHandler),
+    (rf"{API}/spectra/models/{ID}/predict", PredictHandler),
+]

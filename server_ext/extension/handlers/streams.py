@@ -1,0 +1,107 @@
+"""Spectra streams: start, counters, stop, and the WebSocket of per-train summaries."""
+
+import json
+
+from jupyter_core.utils import ensure_async
+
+from jupyter_server.auth.decorator import authorized, ws_authenticated
+from jupyter_server.base.handlers import JupyterHandler
+from jupyter_server.base.websocket import WebSocketMixin
+from tornado import web
+from tornado.websocket import WebSocketClosedError, WebSocketHandler
+
+from ..errors import DaasRequestError
+from .base import API, AUTH_RESOURCE, DaasHandler
+from .spectra import fitted_model
+
+ID = r"(?P<stream_id>[0-9a-f]{16})"
+
+
+class StreamsHandler(DaasHandler):
+    @web.authenticated
+    @authorized
+    async def get(self):
+        self.reply({"streams": [s.to_dict() for s in self.daas.streams.streams.values()]})
+
+    @web.authenticated
+    @authorized
+    async def post(self):
+        body = self.body("StreamRequest")
+        source = dict(body["source"])
+        if ("endpoint" in source) == ("run" in source):
+            raise DaasRequestError(400, "source: give either endpoint (a Karabo bridge, tcp://HOST:PORT) "
+                                        "or run (a run directory to replay)")
+        if "run" in source:
+            source["run"] = self.daas.policy.input("source.run", source["run"])
+            if not source.get("source") or not source.get("key"):
+                raise DaasRequestError(400, "source: replaying a run needs source and key "
+                                            "(where the spectra are)")
+        options = {"model_dir": fitted_model(self.daas, body["model"]), "source": source,
+                   "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4)}
+        stream = self.daas.streams.start(options, body)
+        self.reply(stream.to_dict(), 201)
+
+
+class StreamHandler(DaasHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, stream_id):
+        self.reply(self.daas.streams.get(stream_id).to_dict())
+
+    @web.authenticated
+    @authorized
+    async def delete(self, stream_id):
+        stream = await self.daas.streams.stop(stream_id)
+        self.reply(stream.to_dict())
+
+
+class StreamSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
+    """Pushes ``{"type": "train"|"end", "train": ..., "stats": ...}`` to each viewer (origin checked)."""
+
+    auth_resource = AUTH_RESOURCE
+
+    def set_default_headers(self):
+        """Not JupyterHandler's headers: they do not apply to a WebSocket."""
+
+    @ws_authenticated
+    async def get(self, stream_id):
+        if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
+            raise web.HTTPError(403)
+        try:
+            self.stream = self.settings["daas"].streams.get(stream_id)
+        except DaasRequestError as e:
+            raise web.HTTPError(404, e.message)
+        await super().get(stream_id=stream_id)
+
+    def open(self, stream_id):
+        super().open()
+        stream = self.stream
+        self.send({"type": "hello", "stream": stream.id, "train": stream.last_train, "stats": stream.stats})
+        if stream.ended.is_set():
+            self.send({"type": "end", "stream": stream.id, "stats": stream.stats, "error": stream.error})
+            self.close()
+        else:
+            stream.viewers.add(self)
+
+    def send(self, message: dict):
+        try:
+            self.write_message(json.dumps(message))
+        except WebSocketClosedError:
+            self.stream.viewers.discard(self)
+            return
+        if message.get("type") == "end":
+            self.stream.viewers.discard(self)
+            self.close()
+
+    def on_message(self, message):
+        """Viewers only listen."""
+
+    def on_close(self):
+        self.stream.viewers.discard(self)
+
+
+default_handlers = [
+    (rf"{API}/spectra/streams", StreamsHandler),
+    (rf"{API}/spectra/streams/{ID}", StreamHandler),
+    (rf"{API}/spectra/streams/{ID}/ws", StreamSocketHandler),
+]

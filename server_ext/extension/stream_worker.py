@@ -1,0 +1,75 @@
+"""The process running one spectra stream (engines only; started by :mod:`.streams`).
+
+It classifies at the stream's own speed and sends the parent at most
+``rate`` messages per second: the latest train's summary with the counters.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+
+
+def stats_dict(stats, state: str) -> dict:
+    def finite(v):
+        return float(v) if np.isfinite(v) else None
+
+    return {"state": state, "trains": stats.trains, "spectra": stats.spectra, "received": stats.received,
+            "spectra_per_s": finite(stats.spectra_per_s), "trains_per_s": finite(stats.trains_per_s),
+            "latency_p50_ms": finite(1e3 * stats.latency(50)), "latency_p99_ms": finite(1e3 * stats.latency(99)),
+            "gaps": stats.gaps, "dropped": stats.dropped, "malformed": stats.malformed,
+            "malformed_trains": stats.malformed_trains, "reconnects": stats.reconnects,
+            "elapsed_s": stats.elapsed}
+
+
+def train_summary(result, classes) -> dict:
+    n = len(result)
+    fractions = {str(c): (float(np.count_nonzero(result.labels == c)) / n if n else 0.0) for c in classes}
+    return {"train_id": result.train_id, "pulses": n, "class_fractions": fractions,
+            "mean_confidence": float(result.confidence.mean()) if n else None,
+            "ambiguous_fraction": float(result.ambiguous.mean()) if n else None,
+            "malformed": int(result.malformed)}
+
+
+def open_stream(options: dict):
+    """A :class:`SpectraStream` for the request's ``options`` (model dir + source)."""
+    from server_ext.spectra import BinnedSpectraClassifier, SpectraStream
+
+    clf = BinnedSpectraClassifier.load(options["model_dir"])
+    source = options["source"]
+    kw = {k: source[k] for k in ("source", "key", "train_rate", "timeout", "sock", "max_reconnects")
+          if source.get(k) is not None}
+    if source.get("source") is not None:
+        kw["source_name"] = kw.pop("source")
+    target = source.get("endpoint") or source["run"]
+    return SpectraStream(clf, target, max_trains=options.get("max_trains"),
+                         queue_size=options.get("queue_size", 4), **kw)
+
+
+def main(conn, options: dict, rate: float, stop) -> None:
+    """Run the stream, sending ``{"type": "train"|"end", ...}`` dicts through *conn*."""
+    period = 1.0 / rate if rate > 0 else 0.0
+    stats = None
+    try:
+        stream = open_stream(options)
+        stats = stream.stats
+        classes = stream.classifier.classes_
+        watcher = threading.Thread(target=lambda: (stop.wait(), stream.stop()), daemon=True)
+        watcher.start()
+        conn.send({"type": "started"})
+        last = 0.0
+        for result in stream:
+            now = time.monotonic()
+            if now - last >= period:
+                last = now
+                conn.send({"type": "train", "train": train_summary(result, classes),
+                           "stats": stats_dict(stats, "running")})
+        state, error = ("stopped" if stop.is_set() else "finished"), None
+    except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
+        state = "failed"
+        error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
+    conn.send({"type": "end", "error": error,
+               "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
+    conn.close()

@@ -1,0 +1,155 @@
+"""What runs on the Dask workers: the engines, with progress and cancellation across processes.
+
+Progress goes from the worker to the server as Dask events (``log_event``
+on the topic :data:`PROGRESS_TOPIC`, to which the server subscribes);
+cancellation comes back as a Dask ``Event`` named after the job. Only the
+engines are imported here, never Jupyter.
+"""
+
+from __future__ import annotations
+
+import inspect
+import time
+import warnings
+
+PROGRESS_TOPIC = "daas-progress"
+PROGRESS_INTERVAL = 0.2  # s between progress messages of one job
+CANCEL_POLL_INTERVAL = 0.25  # s between looks at the cancel event
+
+
+def cancel_event_name(job_id: str) -> str:
+    return f"daas-cancel-{job_id}"
+
+
+class _Progress:
+    """``progress(done, total)`` for the engines, sent at most every PROGRESS_INTERVAL."""
+
+    def __init__(self, job_id: str, extra=None):
+        from distributed import get_worker
+
+        self.worker = get_worker()
+        self.job_id = job_id
+        self.extra = extra or {}
+        self.last = 0.0
+
+    def __call__(self, done, total, **extra):
+        now = time.monotonic()
+        if now - self.last < PROGRESS_INTERVAL and done < total:
+            return
+        self.last = now
+        fraction = min(1.0, max(0.0, done / total)) if total else 0.0
+        self.worker.log_event(PROGRESS_TOPIC, {"id": self.job_id, "progress": fraction,
+                                               **self.extra, **extra})
+
+
+class _Cancel:
+    """``is_set()`` over the job's Dask Event, asked at most every CANCEL_POLL_INTERVAL."""
+
+    def __init__(self, job_id: str):
+        from distributed import Event
+
+        self.event = Event(cancel_event_name(job_id))
+        self.last = 0.0
+        self.value = False
+
+    def is_set(self) -> bool:
+        now = time.monotonic()
+        if not self.value and now - self.last >= CANCEL_POLL_INTERVAL:
+            self.last = now
+            self.value = self.event.is_set()
+        return self.value
+
+
+def convert(job_id: str, options: dict) -> dict:
+    """``convert_run`` for a job; returns ``{"output": path, "warnings": [...]}``."""
+    from server_ext.nxmx import convert_run
+
+    options = dict(options)
+    trains = options.pop("trains", None)
+    if isinstance(trains, dict):
+        trains = trains["ids"] if "ids" in trains else slice(trains.get("start"), trains.get("stop"))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out = convert_run(options.pop("run"), options.pop("output"), trains=trains,
+                          progress=_Progress(job_id), cancel=_Cancel(job_id), **options)
+    return {"output": str(out), "warnings": [str(w.message) for w in caught]}
+
+
+def _fit(clf, X, y, axis, progress):
+    """``clf.fit`` with per-bin progress where the classifier reports it (``progress=``)."""
+    params = inspect.signature(clf.fit).parameters
+    if "progress" in params:
+        return clf.fit(X, y, axis=axis, progress=progress)
+    progress(0, 1, stage="training")
+    return clf.fit(X, y, axis=axis)
+
+
+def train(job_id: str, options: dict, model_dir: str) -> dict:
+    """Train a classifier from labelled spectra and save it to *model_dir*; returns its summary."""
+    from server_ext.spectra import BinnedSpectraClassifier, SpectraError
+    from server_ext.spectra.datafiles import load_labelled
+
+    cancel = _Cancel(job_id)
+    report = _Progress(job_id)
+
+    def progress(done, total, **extra):  # also where a cancel stops the training between bins
+        if cancel.is_set():
+            raise SpectraError("training cancelled; no model was saved")
+        report(done, total, **extra)
+
+    X, y, axis = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
+                               source=options.get("source"), key=options.get("key"),
+                               max_per_label=options.get("max_per_label"))
+    if cancel.is_set():
+        raise SpectraError("training cancelled; no model was saved")
+    clf = BinnedSpectraClassifier(**options.get("params", {}))
+    _fit(clf, X, y, axis, progress)
+    if cancel.is_set():
+        raise SpectraError("training cancelled; no model was saved")
+    clf.save(model_dir)
+    return model_summary(clf, n_spectra=len(X))
+
+
+def model_summary(clf, **extra) -> dict:
+    """What ``GET spectra/models/{id}`` shows of a fitted classifier."""
+    return {
+        "classes": [str(c) for c in clf.classes_],
+        "n_points": int(clf.n_features_in_),
+        "bins": [[float(a), float(b)] for a, b in clf.bins_],
+        "separability": [float(v) for v in clf.separability_],
+        "weights": [float(v) for v in clf.weights_],
+        **extra,
+    }
+
+
+def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000) -> dict:
+    """Classify the spectra of an HDF5 file with a saved model."""
+    import h5py
+    import numpy as np
+
+    from server_ext.spectra import BinnedSpectraClassifier, SpectraError
+    from server_ext.spectra.datafiles import _find_spectra
+
+    clf = BinnedSpectraClassifier.load(model_dir)
+    try:
+        f = h5py.File(data, "r")
+    except OSError as e:
+        raise SpectraError(f"cannot read {data} as HDF5: {e}")
+    with f:
+        dset, _ = _find_spectra(f, dataset)
+        if dset.ndim != 2:
+            raise SpectraError(f"{dset.name} has shape {dset.shape}; spectra must be (n_spectra, n_points)")
+        if dset.shape[0] > limit:
+            raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at once; "
+                               "classify it in a notebook with BinnedSpectraClassifier.predict")
+        X = dset[()]
+    labels, confidence, ambiguous = clf.predict_with_confidence(X)
+    return {"labels": [str(v) for v in labels],
+            "confidence": [float(v) if np.isfinite(v) else None for v in confidence],
+            "ambiguous": [bool(v) for v in ambiguous]}
+
+
+def validate(path: str) -> dict:
+    from server_ext.nxmx import validate as run_validate
+
+    return run_validate(path).to_dict()

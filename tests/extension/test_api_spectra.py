@@ -1,0 +1,135 @@
+"""Training, model summary, prediction and streams (with several WebSocket viewers)."""
+
+import threading
+
+import h5py
+import numpy as np
+import pytest
+
+from server_ext.extension.client import DaasClient
+
+from .conftest import DEMO_KEY, DEMO_SOURCE, TOKEN
+from .openapi_check import check_message, check_response
+
+
+def call(api, method, path, **kw):
+    return check_response(api(method, path, **kw), path)
+
+
+def test_trained_model_has_bins_separability_weights(api, trained_model):
+    model = call(api, "GET", f"spectra/models/{trained_model['id']}").json()
+    result = model["result"]
+    assert sorted(result["classes"]) == ["after", "before"]
+    assert len(result["bins"]) == len(result["separability"]) == len(result["weights"]) >= 1
+    assert all(a < b for a, b in result["bins"])
+    assert model["progress"] == 1.0
+    listed = call(api, "GET", "spectra/models").json()["models"]
+    assert trained_model["id"] in [m["id"] for m in listed]
+
+
+def test_predict_a_file(api, trained_model, server_root):
+    from extra_data import RunDirectory
+
+    run = RunDirectory(str(server_root["root"] / "spectra-run"))
+    arr = run[DEMO_SOURCE, DEMO_KEY].select_trains(np.s_[:2]).ndarray()
+    X = arr.reshape(-1, arr.shape[-1])
+    with h5py.File(server_root["root"] / "processed" / "spectra.h5", "w") as f:
+        f["spectra"] = X
+    r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/spectra.h5"})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert len(p["labels"]) == len(p["confidence"]) == len(p["ambiguous"]) == len(X)
+    assert set(p["labels"]) <= {"before", "after"}
+    # the first trains are before the transition
+    assert p["labels"].count("before") > len(X) // 2
+
+
+def test_predict_with_an_unfinished_or_unknown_model(api):
+    r = call(api, "POST", "spectra/models/0123456789abcdef/predict", json={"data": "processed/spectra.h5"})
+    assert r.status_code == 404
+
+
+def test_bad_labels_fail_the_job_with_the_engines_message(api, server_root, trained_model):
+    r = call(api, "POST", "spectra/models", json={"data": "spectra-run", "labels": ["a=0:1", "b=2:3"],
+                                                  "source": DEMO_SOURCE, "key": DEMO_KEY})
+    assert r.status_code == 202
+    job = api.wait(f"spectra/models/{r.json()['id']}")
+    assert job["state"] == "failed"
+    assert "no train of the run" in job["error"]
+
+
+def _replay(api, model_id, **kw):
+    body = {"model": model_id, "source": {"run": "spectra-run", "source": DEMO_SOURCE, "key": DEMO_KEY, **kw}}
+    return body
+
+
+def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_model):
+    client = DaasClient(server.api_url, TOKEN)
+    body = _replay(api, trained_model["id"], train_rate=40.0)
+    body["max_trains"] = 120
+    r = call(api, "POST", "spectra/streams", json=body)
+    assert r.status_code == 201, r.text
+    stream_id = r.json()["id"]
+    seen = {0: [], 1: []}
+
+    def view(i):
+        seen[i] = list(client.stream_messages(stream_id, timeout=60))
+
+    viewers = [threading.Thread(target=view, args=(i,)) for i in (0, 1)]
+    for t in viewers:
+        t.start()
+    for t in viewers:
+        t.join(180)
+        assert not t.is_alive()
+    for messages in seen.values():
+        for m in messages:
+            check_message(m)
+        trains = [m for m in messages if m["type"] == "train"]
+        assert messages[-1]["type"] == "end" and messages[-1]["error"] is None
+        assert len(trains) >= 3
+        tids = [m["train"]["train_id"] for m in trains]
+        assert tids == sorted(tids) and len(set(tids)) == len(tids)
+        fractions = trains[-1]["train"]["class_fractions"]
+        assert set(fractions) == {"before", "after"} and abs(sum(fractions.values()) - 1) < 1e-6
+        # throttled: 20 messages/s at most (the server's stream_message_rate here)
+        elapsed = messages[-1]["stats"]["elapsed_s"]
+        assert len(trains) <= 20 * elapsed + 2
+    final = call(api, "GET", f"spectra/streams/{stream_id}").json()
+    assert final["state"] == "finished"
+    assert final["stats"]["trains"] == 120
+    assert final["stats"]["spectra"] > 0 and final["stats"]["latency_p99_ms"] > 0
+    assert final["last_train"]["pulses"] > 0
+
+
+def test_stop_a_stream(api, trained_model):
+    body = _replay(api, trained_model["id"], train_rate=5.0)
+    r = call(api, "POST", "spectra/streams", json=body)
+    assert r.status_code == 201, r.text
+    stream_id = r.json()["id"]
+    api.wait(f"spectra/streams/{stream_id}", states=("running",), timeout=120)
+    r = call(api, "DELETE", f"spectra/streams/{stream_id}")
+    assert r.status_code == 200
+    assert r.json()["state"] == "stopped"
+    assert stream_id in [s["id"] for s in call(api, "GET", "spectra/streams").json()["streams"]]
+
+
+def test_stream_from_a_silent_bridge_fails_with_a_message(api, trained_model):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens there
+    body = {"model": trained_model["id"], "source": {"endpoint": f"tcp://127.0.0.1:{port}", "timeout": 0.5,
+                                                     "max_reconnects": 1}}
+    r = call(api, "POST", "spectra/streams", json=body)
+    assert r.status_code == 201, r.text
+    final = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
+    assert final["state"] == "failed"
+    assert final["error"] and "Traceback" not in final["error"]
+
+
+@pytest.mark.parametrize("source", [{"endpoint": "tcp://127.0.0.1:1", "run": "spectra-run"}, {"run": "spectra-run"}])
+def test_stream_source_must_be_one_complete_source(api, trained_model, source):
+    r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": source})
+    assert r.status_code == 400
+    assert "source" in r.json()["message"]

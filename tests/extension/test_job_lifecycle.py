@@ -1,0 +1,46 @@
+"""Job records survive a server restart; a job running when the server died is 'interrupted'."""
+
+import time
+
+import pytest
+
+from server_ext.extension.serverprocess import JupyterServerProcess
+
+from .conftest import SMALL_CLUSTER, TOKEN, Api, make_root
+
+
+@pytest.fixture
+def own_root(tmp_path, demo_runs):
+    return make_root(tmp_path, demo_runs)
+
+
+def test_restart_lists_finished_failed_and_interrupted_jobs(own_root, agipd_run_rel):
+    options = {**SMALL_CLUSTER, "DaasExtension.max_running_jobs": 1}
+    server = JupyterServerProcess(own_root["root"], env=own_root["env"], token=TOKEN, options=options)
+    try:
+        api = Api(server.start())
+        done = api.post("nxmx/jobs", json={"run": agipd_run_rel, "output": "processed/ok.nxs",
+                                           "distance": 150.0, "trains": {"start": 0, "stop": 4}}).json()
+        failed = api.post("nxmx/jobs", json={"run": agipd_run_rel, "output": "processed/bad.nxs",
+                                             "detector": "NO_SUCH_DETECTOR"}).json()
+        assert api.wait(f"nxmx/jobs/{done['id']}")["state"] == "done"
+        assert api.wait(f"nxmx/jobs/{failed['id']}")["state"] == "failed"
+        slow = api.post("nxmx/jobs", json={"run": agipd_run_rel, "output": "processed/slow.nxs",
+                                           "mode": "copy", "distance": 150.0}).json()
+        queued = api.post("nxmx/jobs", json={"run": agipd_run_rel, "output": "processed/later.nxs"}).json()
+        api.wait(f"nxmx/jobs/{slow['id']}", states=("running",))
+        assert api.get(f"nxmx/jobs/{queued['id']}").json()["state"] == "queued"
+        server.kill()  # as a crash: no chance to record anything
+
+        api = Api(server.start())
+        jobs = {j["id"]: j for j in api.get("nxmx/jobs").json()["jobs"]}
+        assert jobs[done["id"]]["state"] == "done"
+        assert jobs[done["id"]]["result"]["output"] == "processed/ok.nxs"
+        assert jobs[failed["id"]]["state"] == "failed" and "NO_SUCH_DETECTOR" in jobs[failed["id"]]["error"]
+        for job_id in (slow["id"], queued["id"]):
+            assert jobs[job_id]["state"] == "interrupted"
+            assert "submit it again" in jobs[job_id]["error"]
+        # the records are in the user's data dir, nothing in the dataset
+        assert [p for p in (own_root["root"] / "processed").iterdir() if "slow" in p.name] == []
+    finally:
+        server.stop()
