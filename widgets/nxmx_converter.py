@@ -145,6 +145,7 @@ class NXmxConverter(W.VBox):
     def convert(self) -> dict | None:
         """Submit the conversion; the widget then follows the job."""
         try:
+            self._make_output_folder()
             job = self.client.submit_conversion(self.run_path.value, self.output.value.strip(), **self.options())
         except Exception as e:  # noqa: BLE001 -- a readable message in the widget
             self.status.error(e)
@@ -153,6 +154,15 @@ class NXmxConverter(W.VBox):
         self.viewer_box.children = []
         self._follow(job)
         return job
+
+    def _make_output_folder(self) -> None:
+        """Create the output's folder when it lies inside the server's root (anything else: the server says no)."""
+        if not self.root_dir:
+            return
+        root = Path(self.root_dir).resolve()
+        folder = local_path(self.output.value.strip(), self.root_dir).parent.resolve()
+        if folder != root and root in folder.parents:
+            folder.mkdir(parents=True, exist_ok=True)
 
     def cancel(self) -> None:
         if not self.job:
