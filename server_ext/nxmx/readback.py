@@ -38,6 +38,15 @@ def _vector(ds) -> np.ndarray:
     return np.asarray(ds.attrs["vector"], dtype=float) * float(ds[()]) * scale
 
 
+def _module_number(name: str) -> int:
+    """``module_MM_asic_TT`` -> MM (the layout of the data array differs between versions; the names do not)."""
+    try:
+        return int(name.split("_")[1])
+    except (IndexError, ValueError):
+        raise ReadbackError(f"unexpected detector module {name!r}: only files written by convert_run "
+                            "can be shown") from None
+
+
 def detector_geometry(path: str | Path):
     """The ``extra_geom`` geometry described by an NXmx file's detector modules."""
     import extra_geom
@@ -52,12 +61,12 @@ def detector_geometry(path: str | Path):
             tiles: dict[int, list] = {}
             for name, mod in det.items():
                 if mod.attrs.get("NX_class") in (b"NXdetector_module", "NXdetector_module"):
-                    origin, size = mod["data_origin"][()], mod["data_size"][()]
+                    size = mod["data_size"][()][-2:]  # (slow, fast); rank-3 files also name the module
                     fragment = GeometryFragment(
                         corner_pos=_vector(mod["module_offset"]), ss_vec=_vector(mod["slow_pixel_direction"]),
-                        fs_vec=_vector(mod["fast_pixel_direction"]), ss_pixels=int(size[1]),
-                        fs_pixels=int(size[2]))
-                    tiles.setdefault(int(origin[0]), []).append((name, fragment))
+                        fs_vec=_vector(mod["fast_pixel_direction"]), ss_pixels=int(size[0]),
+                        fs_pixels=int(size[1]))
+                    tiles.setdefault(_module_number(name), []).append((name, fragment))
     except (OSError, KeyError) as e:
         raise ReadbackError(f"{path} is not a readable NXmx file ({e})") from None
     if not tiles or sorted(tiles) != list(range(len(tiles))):
@@ -104,8 +113,8 @@ class FrameImages:
         except OSError as e:
             raise ReadbackError(f"frame {index} of {self.path} cannot be read ({e}); "
                                 "the run's files may have moved") from None
-        n_modules = self.geometry.expected_data_shape[0]
-        return frame.reshape((n_modules,) + frame.shape[-2:])
+        # modules stacked along the slow axis, or along a module axis: the same memory order
+        return frame.reshape(self.geometry.expected_data_shape)
 
     def image(self, index: int) -> tuple[np.ndarray, tuple[float, float]]:
         """Frame *index* assembled with the file's geometry, and the beam centre (row, column)."""
