@@ -157,11 +157,12 @@ def ensure_demo_data(data_dir, log=print):
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     runs = {
-        "agipd": demo_data.write_agipd_run(tmp / "exfel/p002120/r0029")["path"],
         "jungfrau": demo_data.write_jungfrau_run(tmp / "exfel/p002121/r0012")["path"],
         "petra_mx": demo_data.write_plain_dataset(tmp / "petra/p11/11012345", "Thaumatin", 11)["path"],
         "petra_powder": demo_data.write_plain_dataset(tmp / "petra/p02.1/11054321", "LaB6", 21)["path"],
     }
+    # Plug-ins add the rest: "agipd" (lysozyme stills, server_ext.nxmx.demo) and
+    # "spectra" (server_ext.spectra.synthetic).
     for name, ep in demo_data.plugin_writers().items():
         try:
             writer = ep.load()

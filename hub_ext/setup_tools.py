@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import sysconfig
 from pathlib import Path
 
 CHP_PACKAGE = "configurable-http-proxy@^4.6"
@@ -79,8 +80,19 @@ def ensure_proxy(quiet=False):
 #: ``daas setup`` and ``daas demo``) and in its tests ("test": ``daas setup
 #: --test`` adds them). Each maps a package to a file that shows it is there.
 #: Features add their packages here, in one place.
+_HDF5_PLUGINS = f"/usr/lib/{sysconfig.get_config_var('MULTIARCH') or 'x86_64-linux-gnu'}/hdf5/serial/plugins"
+
 DEBIAN_PACKAGES = {
-    "runtime": {},
+    "runtime": {
+        # DIALS for the crystallography environment (server_ext.nxmx.dials runs
+        # it with /usr/bin/python3); hdf5-filter-plugin (LZ4, BZip2) and
+        # bitshuffle (in Debian 12 the only package with the bitshuffle filter,
+        # 32008) let it read `daas nxmx convert --mode copy` files.
+        "dials": "/usr/bin/dials.import",
+        "python3-dials": "/usr/lib/python3/dist-packages/dials/__init__.py",
+        "hdf5-filter-plugin": f"{_HDF5_PLUGINS}/libh5lz4.so",
+        "bitshuffle": f"{_HDF5_PLUGINS}/libh5bshuf.so",
+    },
     "test": {"chromium": CHROMIUM},
 }
 

@@ -1,8 +1,9 @@
 """European XFEL run -> NeXus/NXmx "Gold Standard" master files.
 
 ``convert_run`` writes the file (virtual data over the run's own files, or
-a compressed copy), ``validate`` checks one with independent readers, and
-``inspect_run`` summarises a run. No Jupyter imports; h5py, ``extra_data``
+a compressed copy), ``validate`` checks one with independent readers,
+``inspect_run`` summarises a run, and ``server_ext.nxmx.dials`` reads and
+indexes files with an installed DIALS (in its own interpreter). No Jupyter imports; h5py, ``extra_data``
 and the validators load on first use of what needs them, so importing this
 package (e.g. for its exception types) is cheap.
 """
@@ -10,7 +11,8 @@ package (e.g. for its exception types) is cheap.
 import importlib
 
 from .errors import (ConversionCancelled, ConversionError, CorruptRunError,
-                     DetectorNotFoundError, GeometryError, MissingMetadataError,
+                     DetectorNotFoundError, DialsError, DialsTimeoutError,
+                     DialsUnavailableError, GeometryError, MissingMetadataError,
                      NoFramesError, NotARunError, OutputError, RawDataError,
                      UnsupportedDetectorError)
 
@@ -28,6 +30,7 @@ __all__ = [
     "ConversionError", "NotARunError", "CorruptRunError", "DetectorNotFoundError",
     "UnsupportedDetectorError", "RawDataError", "GeometryError", "NoFramesError",
     "MissingMetadataError", "OutputError", "ConversionCancelled",
+    "DialsError", "DialsUnavailableError", "DialsTimeoutError",
 ]
 
 

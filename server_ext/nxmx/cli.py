@@ -17,7 +17,13 @@ def register(subparsers):
     c.add_argument("--detector", metavar="SRC", help="detector source name or prefix (when the run has several)")
     c.add_argument("--geometry", metavar="FILE.geom", help="CrystFEL geometry (default: idealised layout, with a warning)")
     c.add_argument("--mode", choices=("virtual", "copy"), default="virtual",
-                   help="virtual: map the run's files (default); copy: compressed self-contained copy")
+                   help="virtual: map the run's files (default); copy: compressed self-contained copy"
+                   " (see --compression)")
+    c.add_argument("--compression", choices=("bitshuffle", "gzip"),
+                   help="with --mode copy. bitshuffle (default): bitshuffle/LZ4, fast and small, but"
+                   " readers need the HDF5 bitshuffle plugin (Debian: apt-get install hdf5-filter-plugin;"
+                   " Python: import hdf5plugin); gzip: HDF5's built-in shuffle+deflate, readable by"
+                   " any HDF5 without plugins")
     c.add_argument("--trains", metavar="START:STOP", type=_train_slice,
                    help="train indices within the run, Python slice style (e.g. 0:100)")
     c.add_argument("--min-pulse-energy", metavar="UJ", type=float, help="keep frames with XGM pulse energy >= UJ µJ")
@@ -27,7 +33,10 @@ def register(subparsers):
     c.add_argument("--no-progress", action="store_true", help="no progress bar")
     c.set_defaults(func=_convert)
 
-    v = sub.add_parser("validate", help="check an NXmx file with independent readers (exit 0 only if compliant)")
+    v = sub.add_parser("validate", help="check an NXmx file with independent readers (exit 0 only if compliant)",
+                       description="Checks: structure, nxmx, pynxtools, nexusformat and, where DIALS is"
+                       " installed, dxtbx (DIALS' own reader, run in DIALS' interpreter). A checker that"
+                       " is not installed is listed as not checked, with how to get it.")
     v.add_argument("file", metavar="FILE.nxs")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.add_argument("--errors-only", action="store_true", help="list errors, not warnings")
@@ -73,11 +82,16 @@ def _convert(args):
                 args.run_dir, args.output, detector=args.detector, geometry=args.geometry,
                 mode=args.mode, trains=args.trains, min_pulse_energy=args.min_pulse_energy,
                 photon_energy=args.photon_energy, distance=args.distance, overwrite=args.overwrite,
-                progress=None if args.no_progress else progress)
+                progress=None if args.no_progress else progress, compression=args.compression)
         finally:
             if bar is not None:
                 bar.close()
     print(out)
+    if args.mode == "copy" and (args.compression or "bitshuffle") == "bitshuffle":
+        print("daas nxmx: note: the data are bitshuffle/LZ4 compressed: readers need the HDF5"
+              " bitshuffle plugin (DIALS from Debian: apt-get install hdf5-filter-plugin, or"
+              " HDF5_PLUGIN_PATH=<hdf5plugin>/plugins); --compression gzip needs none",
+              file=sys.stderr)
     return 0
 
 
@@ -92,6 +106,10 @@ def _validate(args):
         print(report.__str__().splitlines()[0])
         for f in shown:
             print(f"  {f}")
+        for name, text in report.read_lines():
+            print(f"  [{name}] read: {text}")
+        for name, hint in report.unavailable.items():
+            print(f"  [{name}] not checked: {hint}")
         if report.ignored:
             print(f"  ({len(report.ignored)} known pynxtools false positives ignored:"
                   " reserved suffix on pixel_mask/module_offset)")

@@ -1,10 +1,15 @@
-"""``mode="copy"``: a self-contained, bitshuffle/LZ4-compressed data copy.
+"""``mode="copy"``: a self-contained, compressed data copy.
 
-The chunks (one module of one frame each) are compressed in a thread pool
-by the bitshuffle library that ``hdf5plugin`` ships, called through ctypes
-(which releases the GIL), and stored with ``write_direct_chunk``: the bytes
-are exactly what the HDF5 filter would write, so any reader with the
-bitshuffle plugin decodes them. Where a source chunk is exactly one
+Two compressions: ``"bitshuffle"`` (bitshuffle/LZ4, HDF5 filter 32008: fast
+and compact, but a reader's HDF5 needs the bitshuffle plugin) and
+``"gzip"`` (HDF5's built-in shuffle + deflate filters, which every HDF5
+reads without plugins; slower, larger).
+
+The chunks (one whole frame each) are compressed in a thread pool, by the
+bitshuffle library that ``hdf5plugin`` ships called through ctypes, or by
+``zlib`` (both release the GIL), and stored with ``write_direct_chunk``: the
+bytes are exactly what the HDF5 filters would write, so any reader with
+those filters decodes them. Where a source chunk is exactly one
 unfiltered frame (EuXFEL corrected AGIPD/LPD data), the workers also read
 it themselves with ``os.pread`` at the offset HDF5 reports, so reading runs
 in parallel too. Where the library cannot be loaded the copy falls back to
@@ -15,6 +20,7 @@ import ctypes
 import os
 import struct
 import threading
+import zlib
 from collections import deque
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
@@ -25,12 +31,17 @@ import hdf5plugin
 import numpy as np
 
 from .errors import CorruptRunError
+from .frames import image_shape
 from .vds import fill_value
 
 #: Frames per work item of the copy: small enough that each of several
 #: threads gets work from the first frames on, large enough to amortise
 #: the per-item overhead.
 BATCH_FRAMES = 8
+
+#: deflate level of ``compression="gzip"``: higher levels cost much more
+#: time for a few per cent on detector floats.
+GZIP_LEVEL = 4
 
 
 @lru_cache(maxsize=1)
@@ -72,20 +83,39 @@ def compress_chunk(arr, scratch=None):
 _worker = threading.local()
 
 
-def _scratch(shape, dtype):
+def gzip_chunk(arr):
+    """One chunk as HDF5's shuffle + deflate filters store it: the bytes
+    grouped by significance (shuffle), then a zlib stream."""
+    arr = np.ascontiguousarray(arr)
+    shuffled = arr.view(np.uint8).reshape(-1, arr.itemsize).T.tobytes()
+    return zlib.compress(shuffled, GZIP_LEVEL)
+
+
+def chunk_encoder(compression):
+    """``encode(frame, scratch) -> bytes`` for *compression*, or None where
+    the copy must use HDF5's own (serial) filter pipeline."""
+    if compression == "gzip":
+        return lambda frame, scratch: gzip_chunk(frame)
+    return compress_chunk if _bitshuffle_lib() is not None else None
+
+
+def _scratch(shape, dtype, compression):
     """This thread's frame and compression buffers, reused from batch to batch:
     fresh multi-MB arrays cost a page fault per 4 KiB on every frame."""
     bufs = getattr(_worker, "bufs", None)
-    if bufs is None or bufs[0].shape != shape or bufs[0].dtype != dtype:
+    if bufs is None or bufs[0].shape != shape or bufs[0].dtype != dtype or bufs[2] != compression:
         frame = np.empty(shape, dtype)
-        lib = _bitshuffle_lib()
-        bound = 12 + lib.bshuf_compress_lz4_bound(frame.size, frame.itemsize,
-                                                  lib.bshuf_default_block_size(frame.itemsize))
-        bufs = _worker.bufs = (frame, np.empty(bound, np.uint8))
-    return bufs
+        scratch = None
+        if compression == "bitshuffle":
+            lib = _bitshuffle_lib()
+            bound = 12 + lib.bshuf_compress_lz4_bound(frame.size, frame.itemsize,
+                                                      lib.bshuf_default_block_size(frame.itemsize))
+            scratch = np.empty(bound, np.uint8)
+        bufs = _worker.bufs = (frame, scratch, compression)
+    return bufs[:2]
 
 
-def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names):
+def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names, compression):
     """Assemble and compress whole frames (all modules: one chunk each).
 
     ``offsets[m, i]``: byte offset of module m's one-frame source chunk,
@@ -94,7 +124,8 @@ def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names):
     caller instead; ``names``: file name per descriptor, for errors.
     """
     n_mod, n = offsets.shape
-    frame, scratch = _scratch((n_mod,) + tuple(shape), np.dtype(dtype))
+    frame, scratch = _scratch((n_mod,) + tuple(shape), np.dtype(dtype), compression)
+    encode = chunk_encoder(compression)
     out = []
     for i in range(n):
         for m in range(n_mod):
@@ -116,7 +147,7 @@ def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names):
                 if got != view.nbytes:
                     raise _read_error(names.get(fd, "a source file"),
                                       f"short read: {got} of {view.nbytes} bytes at offset {int(off)}")
-        out.append(compress_chunk(frame, scratch))
+        out.append(encode(frame, scratch))
     return out
 
 
@@ -136,13 +167,17 @@ def chunk_offsets(ds, frame_shape):
     return offsets
 
 
-def create_compressed(group, name, table):
-    """The output dataset: one bitshuffle/LZ4 chunk per frame (all modules),
-    as dxtbx reads a whole frame at a time."""
-    shape = (len(table), table.n_modules) + tuple(table.module_shape)
+def create_compressed(group, name, table, compression="bitshuffle"):
+    """The output dataset: one compressed chunk per frame (all modules, a
+    ``(modules * slow, fast)`` image), as dxtbx reads a whole frame at a time."""
+    if compression == "gzip":
+        filters = {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": True}
+    else:
+        filters = dict(hdf5plugin.Bitshuffle(cname="lz4"))
+    shape = (len(table),) + image_shape(table)
     return group.create_dataset(
         name, shape=shape, dtype=table.dtype, chunks=(1,) + shape[1:],
-        fillvalue=fill_value(table.dtype), **hdf5plugin.Bitshuffle(cname="lz4"))
+        fillvalue=fill_value(table.dtype), **filters)
 
 
 class _ModuleSource:
@@ -227,14 +262,16 @@ class _OpenSources:
         self.current.clear()
 
 
-def write_copy(group, name, table, progress=None, check_cancel=None, threads=None):
+def write_copy(group, name, table, progress=None, check_cancel=None, threads=None,
+               compression="bitshuffle"):
     """Copy *table*'s frames into a compressed dataset *name* in *group*.
 
-    Source files that cannot be read raise :class:`CorruptRunError`; a
-    cancelled or failed copy stops the worker threads before returning.
+    *compression*: one of :data:`COMPRESSIONS`. Source files that cannot be
+    read raise :class:`CorruptRunError`; a cancelled or failed copy stops
+    the worker threads before returning.
     """
-    dset = create_compressed(group, name, table)
-    lib = _bitshuffle_lib()
+    dset = create_compressed(group, name, table, compression)
+    direct = chunk_encoder(compression) is not None
     # One worker more than CPUs: a worker waiting on a read, or the main thread
     # writing chunks, would otherwise leave a core idle (2 CPUs: 1.7x -> 2.1x).
     threads = threads or (os.cpu_count() or 1) + 1
@@ -249,7 +286,7 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
             sub[m.index, m.dst] = m.sub
     has_cells = {m.index: m.sub is not None for m in table.modules}
     out_fill = fill_value(table.dtype)
-    sources = _OpenSources(table, direct=lib is not None)
+    sources = _OpenSources(table, direct=direct)
     pending = deque()  # (first frame, future) per submitted batch, in order
     n_written = 0  # batches written
     done = 0
@@ -293,11 +330,11 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
                         arr = pre.setdefault(mi, np.full((b1 - b0,) + tuple(table.module_shape), out_fill))
                         for j, r in zip(sel, rows):
                             arr[j] = src.read(r, sub[mi, b0 + j] if has_cells[mi] else None)
-            if lib is None:  # HDF5's own filter, serially; every frame was read above
+            if not direct:  # HDF5's own filter, serially; every frame was read above
                 block = np.full((b1 - b0, n_mod) + tuple(table.module_shape), out_fill, table.dtype)
                 for mi, arr in pre.items():
                     block[:, mi] = arr
-                dset[b0:b1] = block
+                dset[b0:b1] = block.reshape((b1 - b0,) + dset.shape[1:])
                 n_written += 1
                 sources.written(n_written)
                 done += b1 - b0
@@ -305,7 +342,7 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
                     progress(done, n)
                 continue
             pending.append((b0, pool.submit(_frame_batch, fds, offsets, pre, table.module_shape,
-                                            table.dtype, src_fill, out_fill, names)))
+                                            table.dtype, src_fill, out_fill, names, compression)))
             drain(2 * threads)
         drain(0)
     finally:

@@ -23,6 +23,8 @@ from .mask import NX_GAP, translate_mask
 from .runs import open_run, run_metadata, select_trains, train_times
 
 MODES = ("virtual", "copy")
+#: ``compression=`` of ``mode="copy"``; the first is the default.
+COMPRESSIONS = ("bitshuffle", "gzip")
 
 
 class DefaultDistanceWarning(UserWarning):
@@ -53,10 +55,18 @@ def _number(name, value, unit, flag, minimum=0.0, strict=True):
         raise ConversionError(f"{name} must be a number {bound} ({unit}), got {value!r}; e.g. {flag}")
 
 
-def _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads):
+def _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads, compression):
     """Refuse bad arguments before any work (the boundary check)."""
     if mode not in MODES:
         raise ConversionError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+    if compression is not None:
+        if compression not in COMPRESSIONS:
+            raise ConversionError(
+                f"compression must be one of {', '.join(COMPRESSIONS)}, not {compression!r}")
+        if mode != "copy":
+            raise ConversionError(
+                "compression applies to the copied data: pass mode='copy' (--mode copy) with it,"
+                " or leave it out (virtual data keep the run's own storage)")
     _number("distance", distance, "mm", "--distance 120")
     _number("photon_energy", photon_energy, "keV", "--photon-energy 9.3")
     _number("min_pulse_energy", min_pulse_energy, "µJ", "--min-pulse-energy 500", strict=False)
@@ -144,7 +154,7 @@ def _times(run, table):
 
 def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", trains=None,
                 min_pulse_energy=None, photon_energy=None, distance=None, overwrite=False,
-                progress=None, cancel=None, threads=None):
+                progress=None, cancel=None, threads=None, compression=None):
     """Convert a European XFEL run into an NXmx ("Gold Standard") master file.
 
     Parameters
@@ -162,7 +172,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
         Without it a documented default layout is used, with a warning.
     mode : "virtual" or "copy"
         "virtual": ``/entry/data/data`` maps the run's files (nothing is
-        copied). "copy": a self-contained bitshuffle/LZ4-compressed copy.
+        copied). "copy": a self-contained compressed copy (see *compression*).
     trains : slice, extra_data selector or list of train IDs, optional
         A slice selects by train index within the run.
     min_pulse_energy : float, optional
@@ -178,6 +188,11 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
         Setting it stops the conversion (``ConversionCancelled``).
     threads : int, optional
         Compression threads for ``mode="copy"`` (default: CPU count + 1).
+    compression : "bitshuffle" or "gzip", optional
+        For ``mode="copy"``. "bitshuffle" (default): bitshuffle/LZ4, fast
+        and compact, but readers need the bitshuffle HDF5 plugin (Debian:
+        ``hdf5-filter-plugin``; Python: ``import hdf5plugin``). "gzip":
+        HDF5's built-in shuffle + deflate, which every HDF5 reads.
 
     Returns the path written. Raises :class:`ConversionError` subclasses
     for bad input; nothing is left at *output* on any error.
@@ -187,7 +202,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
         convert_run("/gpfs/exfel/exp/SPB/202301/p001234/proc/r0042", "r42.nxs",
                     geometry="agipd.geom", min_pulse_energy=500)
     """
-    _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads)
+    _check_arguments(mode, distance, photon_energy, min_pulse_energy, threads, compression)
     output = check_output(output, overwrite)
     check_cancel = _canceller(cancel)
     dc = select_trains(open_run(run), trains)
@@ -230,7 +245,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
     try:
         try:
             _write(tmp, output, mode, det, geom, distance, mask, table, beam, meta,
-                   progress, check_cancel, threads)
+                   progress, check_cancel, threads, compression or COMPRESSIONS[0])
             _check_written(tmp, len(table))
             # mkstemp made it 0600; give it the mode a plain open() would have.
             os.chmod(tmp, 0o666 & ~_umask())
@@ -246,13 +261,13 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
 
 
 def _write(tmp, output, mode, det, geom, distance, mask, table, beam, meta,
-           progress, check_cancel, threads):
+           progress, check_cancel, threads, compression):
     with h5py.File(tmp, "w", libver=("v110", "latest")) as f:
         nexus.write_root_attrs(f, output)
         entry = nexus.write_entry(f, meta)
         inst = nexus.write_instrument(entry, det.instrument)
         nexus.write_beam(inst, beam, len(table))
-        d = nexus.write_detector(inst, det, geom, distance, mask)
+        d = nexus.write_detector(inst, det, geom, distance, mask, table.dtype)
         nexus.write_detector_group(inst)
         data_group = nexus.write_data_group(entry, table)
         if mode == "virtual":
@@ -260,7 +275,7 @@ def _write(tmp, output, mode, det, geom, distance, mask, table, beam, meta,
             data = write_virtual(data_group, "data", table, progress, check_cancel)
         else:
             from .compressed import write_copy
-            data = write_copy(data_group, "data", table, progress, check_cancel, threads)
+            data = write_copy(data_group, "data", table, progress, check_cancel, threads, compression)
         d["data"] = data
 
 
@@ -290,4 +305,4 @@ def _check_written(path, n_frames):
         data = f["/entry/data/data"]
         if data.shape[0] != n_frames:
             raise ConversionError(f"internal error: wrote {data.shape[0]} frames, expected {n_frames}")
-        data[0, 0, :1]  # the first frame's mapping resolves
+        data[0, :1]  # the first frame's mapping resolves

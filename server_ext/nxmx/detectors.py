@@ -28,6 +28,8 @@ class DetectorKind:
     first_module: int
     sensor_material: str
     sensor_thickness_mm: float
+    #: ADC bits of the raw readout; NXmx's bit_depth_readout is written only
+    #: for integer data (corrected data are floats).
     bit_depth_readout: int
     # Trusted range of *corrected* (float) values; not a hardware saturation.
     underload_value: int

@@ -49,3 +49,19 @@ class OutputError(ConversionError):
 
 class ConversionCancelled(ConversionError):
     """The conversion was cancelled; nothing was written."""
+
+
+class DialsError(Exception):
+    """DIALS (run in its own interpreter) is missing, failed or timed out on
+    a file; the message says why and what to do. ``user_error = True``: it is
+    shown without a traceback."""
+
+    user_error = True
+
+
+class DialsUnavailableError(DialsError):
+    """No DIALS installation was found (see ``server_ext.nxmx.dials.install_hint``)."""
+
+
+class DialsTimeoutError(DialsError):
+    """A DIALS program ran longer than its time limit and was stopped."""

@@ -95,7 +95,7 @@ def write_beam(inst, beam, n_frames):
     return g
 
 
-def write_detector(inst, det, geom, distance_mm, pixel_mask=None):
+def write_detector(inst, det, geom, distance_mm, pixel_mask=None, data_dtype=np.float32):
     """NXdetector with its static properties and one module per ASIC tile."""
     kind = det.kind
     d = _group(inst, DETECTOR_NAME, "NXdetector")
@@ -110,14 +110,20 @@ def write_detector(inst, det, geom, distance_mm, pixel_mask=None):
     _number(d, "frame_time", float(kind.frame_time_s), "s")
     _number(d, "saturation_value", np.int64(kind.saturation_value))
     _number(d, "underload_value", np.int64(kind.underload_value))
-    _number(d, "bit_depth_readout", np.int32(kind.bit_depth_readout))
+    if np.issubdtype(np.dtype(data_dtype), np.integer):
+        # Readers (dxtbx) take 2**bits - 1 and 2**bits - 2 as overload flags:
+        # true of integer ADC counts, not of corrected (float) values, where
+        # they would turn real pixel values into -1/-2.
+        _number(d, "bit_depth_readout", np.int32(kind.bit_depth_readout))
     # extra_geom layouts are centred on the beam: it meets the detector
     # plane at its origin.
     _number(d, "beam_center_x", 0.0, "mm")
     _number(d, "beam_center_y", 0.0, "mm")
     if pixel_mask is not None:
-        _number(d, "pixel_mask", pixel_mask.astype(np.uint32), compression="gzip",
-                compression_opts=4, chunks=(1,) + pixel_mask.shape[1:])
+        # 2-D like the data's image: dxtbx < 3.16 ignores a mask of other rank.
+        n_mod, n_ss, n_fs = pixel_mask.shape
+        _number(d, "pixel_mask", pixel_mask.astype(np.uint32).reshape(n_mod * n_ss, n_fs),
+                compression="gzip", compression_opts=4, chunks=(n_ss, n_fs))
         _number(d, "pixel_mask_applied", False)
 
     tr = _group(d, "transformations", "NXtransformations")
@@ -130,8 +136,15 @@ def write_detector(inst, det, geom, distance_mm, pixel_mask=None):
     arm.attrs["equipment_component"] = "detector_arm"
 
     for t in tiles(geom):
-        _write_module(d, t, kind)
+        _write_module(d, t, kind.module_shape[0])
     return d
+
+
+def image_row(module, module_rows):
+    """First row of *module* in the 2-D image: the data are written
+    ``(frames, modules * slow, fast)``, the layout every dxtbx reads
+    (before 3.16 it reads only 2-D hyperslabs of rank-3 data)."""
+    return module * module_rows
 
 
 def _unit(v):
@@ -139,13 +152,16 @@ def _unit(v):
     return v / n, n
 
 
-def _write_module(d, t, kind):
+def _write_module(d, t, module_rows):
+    """One ASIC tile; modules are stacked along the image's slow axis, so
+    module m's rows start at m * module_rows (see ``image_row``)."""
     name = f"module_{t.module:02d}_asic_{t.tile:02d}"
     mod = _group(d, name, "NXdetector_module")
     ss, fs = t.ss_slice, t.fs_slice
-    _number(mod, "data_origin", np.array([t.module, ss.start, fs.start], dtype=np.int32))
-    _number(mod, "data_size", np.array([1, ss.stop - ss.start, fs.stop - fs.start], dtype=np.int32))
-    _number(mod, "data_stride", np.array([1, 1, 1], dtype=np.int32))
+    row0 = image_row(t.module, module_rows) + ss.start
+    _number(mod, "data_origin", np.array([row0, fs.start], dtype=np.int32))
+    _number(mod, "data_size", np.array([ss.stop - ss.start, fs.stop - fs.start], dtype=np.int32))
+    _number(mod, "data_stride", np.array([1, 1], dtype=np.int32))
 
     path = f"{DETECTOR}/{name}"
     if np.linalg.norm(t.corner_mm) > 0:

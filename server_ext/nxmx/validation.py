@@ -5,10 +5,15 @@ independent readers:
   module hyperslabs fit the data, unit vectors, uint32 mask, readable data);
 * ``nxmx``: the reader dxtbx uses loads every item dxtbx touches;
 * ``pynxtools``: NXDL validation against NXmx;
-* ``nexusformat``: ``nxvalidate`` against NXmx.
+* ``nexusformat``: ``nxvalidate`` against NXmx;
+* ``dxtbx``: the installed DIALS's own reader (in DIALS' interpreter, see
+  ``server_ext.nxmx.dials``) builds its models and reads the first image;
+  what it read is in ``report.read["dxtbx"]``.
 
 Only documented false positives are dropped, by name (see
-``KNOWN_FALSE_POSITIVES``); they are kept in ``report.ignored``.
+``KNOWN_FALSE_POSITIVES``); they are kept in ``report.ignored``. A checker
+that is not installed is listed in ``report.unavailable`` with how to get
+it, never reported as an error of the file.
 """
 
 import logging
@@ -19,7 +24,18 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-CHECKERS = ("structure", "nxmx", "pynxtools", "nexusformat")
+CHECKERS = ("structure", "nxmx", "pynxtools", "nexusformat", "dxtbx")
+
+#: How to get each checker that can be missing.
+INSTALL_HINTS = {
+    "nxmx": "pip install nxmx (a dependency of panosc-daas: reinstall it)",
+    "pynxtools": "pip install pynxtools (a dependency of panosc-daas: reinstall it)",
+    "nexusformat": "pip install nexusformat (a dependency of panosc-daas: reinstall it)",
+}
+
+
+class CheckerUnavailable(Exception):
+    """A checker's software is not installed; the message says how to get it."""
 
 # pynxtools reads the names pixel_mask and module_offset as a reserved
 # suffix (_mask, _offset) attached to a field "pixel" / "module", although
@@ -50,6 +66,15 @@ class ValidationReport:
     findings: list = field(default_factory=list)
     ignored: list = field(default_factory=list)
     checkers: tuple = CHECKERS
+    #: checker -> how to install it, for checkers that could not run here
+    unavailable: dict = field(default_factory=dict)
+    #: checker -> what it read (dxtbx: panels, image size, wavelength...)
+    read: dict = field(default_factory=dict)
+
+    @property
+    def checked_by(self):
+        """The checkers that ran."""
+        return tuple(c for c in self.checkers if c not in self.unavailable)
 
     @property
     def ok(self):
@@ -67,6 +92,8 @@ class ValidationReport:
         """JSON-ready summary (used by the REST API)."""
         return {
             "path": self.path, "ok": self.ok, "checkers": list(self.checkers),
+            "checked_by": list(self.checked_by), "unavailable": dict(self.unavailable),
+            "read": dict(self.read),
             "findings": [asdict(f) for f in self.findings],
             "ignored": [asdict(f) for f in self.ignored],
         }
@@ -74,8 +101,22 @@ class ValidationReport:
     def __str__(self):
         head = f"{self.path}: {'compliant NXmx' if self.ok else 'NOT compliant'}"
         head += f" ({len(self.errors)} errors, {len(self.warnings)} warnings;"
-        head += f" checked by {', '.join(self.checkers)})"
-        return "\n".join([head] + [f"  {f}" for f in self.findings])
+        head += f" checked by {', '.join(self.checked_by) or 'nothing'})"
+        lines = [head] + [f"  {f}" for f in self.findings]
+        lines += [f"  [{name}] read: {text}" for name, text in self.read_lines()]
+        lines += [f"  [{name}] not checked: {hint}" for name, hint in self.unavailable.items()]
+        return "\n".join(lines)
+
+    def read_lines(self):
+        """(checker, one-line description) of what each reader read."""
+        out = []
+        info = self.read.get("dxtbx")
+        if info:
+            size = "x".join(map(str, info["image_size"]))
+            out.append(("dxtbx", f"{info['format_class']}: {info['panels']} panels of {size} px"
+                                  f" (fast x slow), {info['images']} {'still' if info['still'] else 'rotation'}"
+                                  f" images, wavelength {info['wavelength_A']:.5g} Å"))
+        return out
 
 
 class _Capture(logging.Handler):
@@ -114,10 +155,22 @@ def validate(path, checkers=CHECKERS):
         report.findings.append(Finding("structure", "error", f"{path} is not an HDF5 file"))
         return report
     runners = {"structure": _check_structure, "nxmx": _check_nxmx,
-               "pynxtools": _check_pynxtools, "nexusformat": _check_nexusformat}
+               "pynxtools": _check_pynxtools, "nexusformat": _check_nexusformat,
+               "dxtbx": lambda p: _check_dxtbx(p, report)}
+    unknown = [c for c in checkers if c not in runners]
+    if unknown:
+        raise ValueError(f"unknown checker(s) {', '.join(unknown)}; choose from {', '.join(CHECKERS)}")
     for name in checkers:
         try:
             found = runners[name](path)
+        except CheckerUnavailable as e:
+            report.unavailable[name] = str(e)
+            continue
+        except ModuleNotFoundError as e:
+            if name in INSTALL_HINTS and _is_missing(e, name):
+                report.unavailable[name] = f"{name} is not installed: {INSTALL_HINTS[name]}"
+                continue
+            found = [Finding(name, "error", f"checker failed: {type(e).__name__}: {e}")]
         except Exception as e:  # a crashing reader is itself a finding
             found = [Finding(name, "error", f"checker failed: {type(e).__name__}: {e}")]
         for f in found:
@@ -126,6 +179,11 @@ def validate(path, checkers=CHECKERS):
             else:
                 report.findings.append(f)
     return report
+
+
+def _is_missing(err, package):
+    """True when *err* says *package* itself (not something it imports) is absent."""
+    return (err.name or "").split(".")[0] == package
 
 
 # -- structure ---------------------------------------------------------------
@@ -155,6 +213,8 @@ def _check_structure(path):
 
 
 def _signal(entry, err):
+    import hdf5plugin  # noqa: F401  (registers bitshuffle & co. for copy-mode files)
+
     groups = [g for g in entry.values()
               if isinstance(g, h5py.Group) and _attr_str(g.attrs.get("NX_class", "")) == "NXdata"]
     if not groups:
@@ -166,7 +226,7 @@ def _signal(entry, err):
         err(f"{g.name}/@signal names {sig!r}, which is not in the group")
         return None
     data = g[sig]
-    if data.ndim not in (3, 4):
+    if data.ndim not in (3, 4):  # NXmx allows a module axis; dxtbx < 3.16 reads rank 3 only
         err(f"{data.name} has rank {data.ndim}; NXmx needs (frames, [module,] slow, fast)")
     try:
         if data.shape[0]:
@@ -343,4 +403,28 @@ def _check_nexusformat(path):
     n_errors = counts[1] if counts else 1
     if n_errors and not any(f.severity == "error" for f in out):
         out.append(Finding("nexusformat", "error", f"nxvalidate counted {n_errors} errors"))
+    return out
+
+
+# -- dxtbx (the installed DIALS) ----------------------------------------------
+
+def _check_dxtbx(path, report):
+    from . import dials
+
+    if not dials.dials_available():
+        raise CheckerUnavailable(dials.install_hint())
+    try:
+        reading = dials.read_with_dxtbx(path)
+    except dials.DialsError as e:
+        if dials.BITSHUFFLE_HINT in str(e):
+            # The file is fine; this DIALS's HDF5 lacks a filter plugin.
+            return [Finding("dxtbx", "warning", str(e))]
+        return [Finding("dxtbx", "error", str(e))]
+    report.read["dxtbx"] = reading.to_dict()
+    out = []
+    if reading.images < 1:
+        out.append(Finding("dxtbx", "error", "dxtbx finds no images in the file"))
+    if reading.format_class != "FormatNXmx":
+        out.append(Finding("dxtbx", "warning",
+                           f"dxtbx reads the file with {reading.format_class}, not FormatNXmx"))
     return out

@@ -10,7 +10,7 @@ import h5py
 import numpy as np
 from h5py import h5d, h5p, h5s, h5t
 
-from .frames import source_runs
+from .frames import image_shape, source_runs
 
 
 def fill_value(dtype):
@@ -63,8 +63,8 @@ def _mappings(m, fi):
 
 def write_virtual(group, name, table, progress=None, check_cancel=None):
     """Create the virtual dataset *name* in *group* for *table*'s frames."""
-    shape = (len(table), table.n_modules) + tuple(table.module_shape)
-    tail = tuple(table.module_shape)
+    shape = (len(table),) + image_shape(table)
+    rows = table.module_shape[0]
     dcpl = h5p.create(h5p.DATASET_CREATE)
     dcpl.set_fill_value(fill_value(table.dtype))
     vspace = h5s.create_simple(shape)
@@ -79,8 +79,8 @@ def write_virtual(group, name, table, progress=None, check_cancel=None):
                 dspace = h5s.create_simple(shape)
                 dspace.select_none()
                 for d0, n, _ in runs:
-                    dspace.select_hyperslab((d0, m.index) + (0,) * len(tail),
-                                            (n, 1) + tail, op=h5s.SELECT_OR)
+                    dspace.select_hyperslab((d0, m.index * rows, 0), (n,) + tuple(table.module_shape),
+                                            op=h5s.SELECT_OR)
                 sspace = h5s.create_simple(src_shape)
                 sspace.select_none()
                 for start, count in blocks:

@@ -151,3 +151,16 @@ def linked_copy(src_dir, dst_dir, exclude=()):
         if p.name not in exclude:
             os.symlink(p.resolve(), Path(dst_dir) / p.name)
     return Path(dst_dir)
+
+
+def module_rows(data, i, m, n_modules):
+    """Module *m* of frame *i* of an NXmx ``(frames, modules * slow, fast)``
+    dataset: the files stack modules along the slow axis."""
+    rows = data.shape[1] // n_modules
+    return data[i, m * rows:(m + 1) * rows]
+
+
+def by_module(image, n_modules):
+    """A ``(modules * slow, fast)`` image (or mask) as ``(modules, slow, fast)``."""
+    image = np.asarray(image)
+    return image.reshape((n_modules, image.shape[-2] // n_modules) + image.shape[-1:])

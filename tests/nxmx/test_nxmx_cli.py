@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from hub_ext.cli import main as daas
+from server_ext.nxmx import dials
 
 
 def test_convert_validate_info(agipd_dir, tmp_path, capsys):
@@ -18,6 +19,7 @@ def test_convert_validate_info(agipd_dir, tmp_path, capsys):
     assert captured.out.strip() == str(out)
     assert "default AGIPD-1M layout" in captured.err  # the warning is shown
     assert "nxmx" in captured.err  # progress bar
+    assert "readers need the HDF5 bitshuffle plugin" in captured.err and "--compression gzip" in captured.err
     with h5py.File(out) as f:
         assert set(np.unique(f["/entry/data/train_id"][()])) <= {10001, 10002}
         assert f["/entry/instrument/ELE_D0/distance"][()] == 110
@@ -25,6 +27,10 @@ def test_convert_validate_info(agipd_dir, tmp_path, capsys):
     assert daas(["nxmx", "validate", str(out)]) == 0
     text = capsys.readouterr().out
     assert "compliant NXmx" in text and "false positives ignored" in text
+    if dials.dials_available():  # what DIALS' own reader made of the file
+        assert "[dxtbx] read: FormatNXmx: 128 panels of 128x64 px" in text and "still images" in text
+    else:
+        assert "[dxtbx] not checked: DIALS is not installed" in text and "apt-get install" in text
 
     assert daas(["nxmx", "validate", str(out), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)

@@ -31,10 +31,10 @@ def nxmx_pixel_centres(path):
             svec = np.asarray(slow.vector) * slow[()].to("mm").magnitude
             # fast/slow depend on module_offset, so their chain is one longer
             assert len(nxmx.get_dependency_chain(fast)) == len(chain) + 1
-            m, s0, f0 = mod.data_origin
-            _, ns, nf = mod.data_size
+            s0, f0 = mod.data_origin  # 2-D hyperslab of the (modules * slow, fast) image
+            ns, nf = mod.data_size
             jj, ii = np.meshgrid(np.arange(ns) + 0.5, np.arange(nf) + 0.5, indexing="ij")
-            out[m, s0:s0 + ns, f0:f0 + nf] = (origin[:3] + jj[..., None] * svec + ii[..., None] * fvec)
+            out[s0:s0 + ns, f0:f0 + nf] = (origin[:3] + jj[..., None] * svec + ii[..., None] * fvec)
     return out
 
 
@@ -42,6 +42,7 @@ def assert_positions_match(path, geom):
     got = nxmx_pixel_centres(path)
     expected = geom.get_pixel_positions(centre=True) * 1e3
     expected[..., 2] += DISTANCE_MM
+    expected = expected.reshape((-1,) + expected.shape[2:])  # modules stacked along slow
     assert not np.isnan(got).any(), "every pixel belongs to one module"
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
@@ -54,8 +55,8 @@ def test_agipd_positions_default_geometry(agipd_virtual):
                 if v.attrs.get("NX_class") == "NXdetector_module"]
         assert len(mods) == 128
         m = f["/entry/instrument/ELE_D0/module_05_asic_03"]
-        assert m["data_origin"].dtype.kind == "i" and list(m["data_origin"][()]) == [5, 192, 0]
-        assert list(m["data_size"][()]) == [1, 64, 128]
+        assert m["data_origin"].dtype.kind == "i" and list(m["data_origin"][()]) == [5 * 512 + 192, 0]
+        assert list(m["data_size"][()]) == [64, 128]
         for k in ("module_offset", "fast_pixel_direction", "slow_pixel_direction"):
             assert m[k].attrs["units"] == "mm"
             assert m[k].attrs["transformation_type"] == "translation"

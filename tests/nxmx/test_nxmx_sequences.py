@@ -57,7 +57,7 @@ def test_frames_across_sequence_files(seq_run, tmp_path, monkeypatch, mode, thre
         tid, pid = f["/entry/data/train_id"][()], f["/entry/data/pulse_id"][()]
         labels = list(zip(tid.tolist(), pid.tolist()))
         assert labels == expected_labels(energy)
-        data = f["/entry/data/data"][()]
+        data = f["/entry/data/data"][()].reshape(len(labels), 16, 512, 128)  # modules stacked along slow
     for m in range(16):
         kd = run[SRC.format(mod=m), "image.data"]
         where = {(int(t), int(p)): i for i, (t, p) in enumerate(zip(

@@ -1,11 +1,12 @@
 """Independent readers accept the files; broken files are reported."""
 
 import shutil
+import sys
 
 import h5py
 import pytest
 
-from server_ext.nxmx import validate
+from server_ext.nxmx import dials, validate
 from server_ext.nxmx.validation import KNOWN_FALSE_POSITIVES
 
 
@@ -14,7 +15,13 @@ def test_converted_files_are_compliant(fixture, request):
     report = validate(request.getfixturevalue(fixture))
     assert report.ok, str(report)
     assert report.errors == []
-    assert set(report.checkers) == {"structure", "nxmx", "pynxtools", "nexusformat"}
+    assert set(report.checkers) == {"structure", "nxmx", "pynxtools", "nexusformat", "dxtbx"}
+    if dials.dials_available():  # CI installs DIALS: then DIALS' own reader checks the file too
+        assert report.checked_by == report.checkers and not report.unavailable
+        read = report.read["dxtbx"]
+        assert read["format_class"] == "FormatNXmx" and read["still"] and read["images"] > 0
+    else:
+        assert set(report.unavailable) == {"dxtbx"}
     # Only the documented pynxtools false positives were dropped, by name.
     assert report.ignored, "pynxtools reports its known false positives on these files"
     for f in report.ignored:
@@ -60,3 +67,22 @@ def test_not_hdf5(tmp_path):
 def test_report_to_dict(jf_virtual):
     d = validate(jf_virtual, checkers=("structure",)).to_dict()
     assert d["ok"] is True and d["checkers"] == ["structure"] and d["findings"] == []
+
+
+def test_missing_checker_is_unavailable_not_an_error(jf_virtual, monkeypatch):
+    # A validator that is not installed says how to get it; the file stays compliant.
+    monkeypatch.setitem(sys.modules, "pynxtools", None)  # import raises ModuleNotFoundError
+    monkeypatch.setenv(dials.PYTHON_ENV, "/nonexistent/python3")
+    report = validate(jf_virtual, checkers=("structure", "pynxtools", "dxtbx"))
+    assert report.ok and report.errors == []
+    assert report.checked_by == ("structure",)
+    assert "pip install pynxtools" in report.unavailable["pynxtools"]
+    assert "apt-get install dials" in report.unavailable["dxtbx"]
+    text = str(report)
+    assert "checked by structure)" in text and "[dxtbx] not checked: DIALS is not installed" in text
+    assert report.to_dict()["unavailable"].keys() == {"pynxtools", "dxtbx"}
+
+
+def test_unknown_checker_is_refused(jf_virtual):
+    with pytest.raises(ValueError, match="unknown checker"):
+        validate(jf_virtual, checkers=("structure", "schema"))
