@@ -103,9 +103,11 @@ def bench_read(work, run_dir, n_frames, repeat):
     data = nx["/entry/data/data"]
     out = np.empty((16, 512, 128), np.float32)
 
+    image = out.reshape(16 * 512, 128)  # AGIPD: the file's image is the modules stacked
+
     def via_nxmx():
         for i in range(n_frames):
-            data.read_direct(out, np.s_[i])
+            data.read_direct(image, np.s_[i])
 
     def direct():
         for i in range(n_frames):
@@ -162,7 +164,7 @@ def bench_copy(run, work, trains, repeat):
         t_plain.append(best_of(plain, 1))
     with h5py.File(work / "c.nxs") as a, h5py.File(work / "plain.h5") as b:
         for i in (0, len(table) // 2, len(table) - 1):
-            assert np.array_equal(a["/entry/data/data"][i], b["data"][i])
+            assert np.array_equal(a["/entry/data/data"][i], b["data"][i].reshape(16 * 512, 128))
         raw = len(table) * 16 * 512 * 128 * 4
         ratio = raw / a["/entry/data/data"].id.get_storage_size()
     return min(t_ours), min(t_plain), len(table), ratio

@@ -31,7 +31,6 @@ import hdf5plugin
 import numpy as np
 
 from .errors import CorruptRunError
-from .frames import image_shape
 from .vds import fill_value
 
 #: Frames per work item of the copy: small enough that each of several
@@ -115,7 +114,7 @@ def _scratch(shape, dtype, compression):
     return bufs[:2]
 
 
-def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names, compression):
+def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names, compression, layout):
     """Assemble and compress whole frames (all modules: one chunk each).
 
     ``offsets[m, i]``: byte offset of module m's one-frame source chunk,
@@ -147,7 +146,8 @@ def _frame_batch(fds, offsets, pre, shape, dtype, src_fill, out_fill, names, com
                 if got != view.nbytes:
                     raise _read_error(names.get(fd, "a source file"),
                                       f"short read: {got} of {view.nbytes} bytes at offset {int(off)}")
-        out.append(encode(frame, scratch))
+        image = frame if layout.is_module_stack else layout.to_image(frame)
+        out.append(encode(image, scratch))
     return out
 
 
@@ -167,14 +167,14 @@ def chunk_offsets(ds, frame_shape):
     return offsets
 
 
-def create_compressed(group, name, table, compression="bitshuffle"):
-    """The output dataset: one compressed chunk per frame (all modules, a
-    ``(modules * slow, fast)`` image), as dxtbx reads a whole frame at a time."""
+def create_compressed(group, name, table, layout, compression="bitshuffle"):
+    """The output dataset: one compressed chunk per frame (all modules, one
+    ``geometry.ImageLayout`` image), as dxtbx reads a whole frame at a time."""
     if compression == "gzip":
         filters = {"compression": "gzip", "compression_opts": GZIP_LEVEL, "shuffle": True}
     else:
         filters = dict(hdf5plugin.Bitshuffle(cname="lz4"))
-    shape = (len(table),) + image_shape(table)
+    shape = (len(table),) + layout.shape
     return group.create_dataset(
         name, shape=shape, dtype=table.dtype, chunks=(1,) + shape[1:],
         fillvalue=fill_value(table.dtype), **filters)
@@ -262,7 +262,7 @@ class _OpenSources:
         self.current.clear()
 
 
-def write_copy(group, name, table, progress=None, check_cancel=None, threads=None,
+def write_copy(group, name, table, layout, progress=None, check_cancel=None, threads=None,
                compression="bitshuffle"):
     """Copy *table*'s frames into a compressed dataset *name* in *group*.
 
@@ -270,7 +270,7 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
     read raise :class:`CorruptRunError`; a cancelled or failed copy stops
     the worker threads before returning.
     """
-    dset = create_compressed(group, name, table, compression)
+    dset = create_compressed(group, name, table, layout, compression)
     direct = chunk_encoder(compression) is not None
     # One worker more than CPUs: a worker waiting on a read, or the main thread
     # writing chunks, would otherwise leave a core idle (2 CPUs: 1.7x -> 2.1x).
@@ -334,7 +334,7 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
                 block = np.full((b1 - b0, n_mod) + tuple(table.module_shape), out_fill, table.dtype)
                 for mi, arr in pre.items():
                     block[:, mi] = arr
-                dset[b0:b1] = block.reshape((b1 - b0,) + dset.shape[1:])
+                dset[b0:b1] = layout.to_image(block)
                 n_written += 1
                 sources.written(n_written)
                 done += b1 - b0
@@ -342,7 +342,7 @@ def write_copy(group, name, table, progress=None, check_cancel=None, threads=Non
                     progress(done, n)
                 continue
             pending.append((b0, pool.submit(_frame_batch, fds, offsets, pre, table.module_shape,
-                                            table.dtype, src_fill, out_fill, names, compression)))
+                                            table.dtype, src_fill, out_fill, names, compression, layout)))
             drain(2 * threads)
         drain(0)
     finally:

@@ -18,7 +18,7 @@ from .detectors import select_detector
 from .errors import (ConversionCancelled, ConversionError, MissingMetadataError,
                      NoFramesError, OutputError)
 from .frames import build_frame_table
-from .geometry import load_geometry
+from .geometry import image_layout, load_geometry
 from .mask import NX_GAP, translate_mask
 from .runs import open_run, run_metadata, select_trains, train_times
 
@@ -270,12 +270,13 @@ def _write(tmp, output, mode, det, geom, distance, mask, table, beam, meta,
         d = nexus.write_detector(inst, det, geom, distance, mask, table.dtype)
         nexus.write_detector_group(inst)
         data_group = nexus.write_data_group(entry, table)
+        layout = image_layout(geom)
         if mode == "virtual":
             from .vds import write_virtual
-            data = write_virtual(data_group, "data", table, progress, check_cancel)
+            data = write_virtual(data_group, "data", table, layout, progress, check_cancel)
         else:
             from .compressed import write_copy
-            data = write_copy(data_group, "data", table, progress, check_cancel, threads, compression)
+            data = write_copy(data_group, "data", table, layout, progress, check_cancel, threads, compression)
         d["data"] = data
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .simulate import Crystal, PaintedSpot, random_rotation, still
+from .simulate import Crystal, detector_d_min, random_rotation, still
 
 #: Tetragonal hen egg-white lysozyme (P 43 21 2).
 LYSOZYME_CELL = (79.1, 79.1, 37.9, 90.0, 90.0, 90.0)
@@ -76,7 +76,7 @@ def write_stills_run(run_dir, *, geometry=None, unit_cell=LYSOZYME_CELL, ntrains
     *distance_mm* to put them where they belong. *modules*: the modules
     that recorded data (others are missing from the run). Other keyword
     arguments go to :func:`.simulate.still` (``excitation_width``,
-    ``mean_photons``, ``background``, ``spot_sigma_px``).
+    ``mean_photons``, ``d_min``, ``background``, ``spot_sigma_px``).
     """
     import h5py
     from extra_data.tests.mockdata import write_file
@@ -94,6 +94,7 @@ def write_stills_run(run_dir, *, geometry=None, unit_cell=LYSOZYME_CELL, ntrains
     wavelength_A = wavelength_nm * 10.0
     run = StillsRun(run_dir, geom, float(distance_mm), wavelength_A, tuple(unit_cell))
     frames = {}
+    simulation.setdefault("d_min", detector_d_min(geom, distance_mm, wavelength_A))
     for t, p in stills:
         crystal = Crystal(tuple(unit_cell), random_rotation(rng))
         frame, spots = still(geom, crystal, wavelength_A, distance_mm, rng, **simulation)

@@ -37,6 +37,10 @@ from pathlib import Path
 
 from .errors import DialsError, DialsTimeoutError, DialsUnavailableError
 
+__all__ = ["dials_available", "install_hint", "dials_python", "read_with_dxtbx", "find_and_index",
+           "DxtbxReading", "Panel", "IndexingSummary", "IndexedImage", "Spot",
+           "DialsError", "DialsUnavailableError", "DialsTimeoutError"]
+
 PYTHON_ENV = "DAAS_DIALS_PYTHON"
 DEFAULT_PYTHON = "/usr/bin/python3"
 #: Seconds for ``dials_available``'s import check.
@@ -269,7 +273,8 @@ class IndexedImage:
 
     image: int
     unit_cell: tuple  # a, b, c (Å), alpha, beta, gamma (°)
-    space_group: str
+    space_group: str  # full symbol, e.g. "P 1 21 1"
+    space_group_number: int  # e.g. 4
     A: tuple
     indexed_spots: int
 
@@ -387,6 +392,7 @@ def find_and_index(nxs_path, workdir, unit_cell=None, space_group=None, *,
     raw = json.loads(out.read_text())
     return IndexingSummary(
         workdir=str(workdir), images=raw["images"], spots_per_image=tuple(raw["spots_per_image"]),
-        indexed=tuple(IndexedImage(c["image"], tuple(c["unit_cell"]), c["space_group"], tuple(c["A"]),
-                                   c["indexed_spots"]) for c in raw["crystals"]),
+        indexed=tuple(IndexedImage(c["image"], tuple(c["unit_cell"]), c["space_group"],
+                                   c["space_group_number"], tuple(c["A"]), c["indexed_spots"])
+                      for c in raw["crystals"]),
         spots=tuple(Spot(*s) for s in raw["spots"]))

@@ -105,6 +105,7 @@ def summary(workdir, out):
                 "image": int(expt.imageset.indices()[0]),
                 "unit_cell": [float(x) for x in crystal.get_unit_cell().parameters()],
                 "space_group": str(crystal.get_space_group().info()),
+                "space_group_number": int(crystal.get_space_group().type().number()),
                 "A": [float(x) for x in crystal.get_A()],
                 "indexed_spots": counts.get(k, 0),
             })

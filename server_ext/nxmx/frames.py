@@ -208,14 +208,6 @@ def build_frame_table(run, det):
     )
 
 
-def image_shape(table):
-    """``(slow, fast)`` of one output frame: the modules stacked along the
-    slow axis, module m in rows ``m * slow_per_module ...`` (the layout
-    every dxtbx reads; see ``nexus.image_row``)."""
-    rows, cols = table.module_shape
-    return (table.n_modules * rows, cols)
-
-
 def source_runs(m, file_i):
     """Contiguous runs of module *m*'s frames in file *file_i*.
 

@@ -119,3 +119,66 @@ def tiles(geom):
                 ss_vec_mm=np.asarray(frag.ss_vec, dtype=float) * 1e3,
                 fs_vec_mm=np.asarray(frag.fs_vec, dtype=float) * 1e3,
             )
+
+
+@dataclass(frozen=True)
+class ImageLayout:
+    """Where each ASIC tile's pixels sit in the file's 2-D image.
+
+    The tiles are stacked along the slow axis, in module then tile order,
+    each spanning the image's full width: tile i holds rows ``i * rows ...
+    (i + 1) * rows``. Every dxtbx reads this: dxtbx < 3.16 takes only 2-D
+    hyperslabs of rank-3 ``(frames, slow, fast)`` data and a 2-D mask, and
+    (3.11) fails on a mask hyperslab narrower than the image. For AGIPD
+    (tiles as wide as a module) it is simply the modules stacked.
+    """
+
+    #: (module, slow slice, fast slice) of each tile in the module's data
+    tiles: tuple
+    tile_shape: tuple  # (slow, fast)
+    n_modules: int
+    module_shape: tuple
+
+    @property
+    def shape(self) -> tuple:
+        """(slow, fast) of one image."""
+        return (len(self.tiles) * self.tile_shape[0], self.tile_shape[1])
+
+    def row(self, i) -> int:
+        """First image row of tile *i*."""
+        return i * self.tile_shape[0]
+
+    @property
+    def is_module_stack(self) -> bool:
+        """True where the image is just the modules one below the other."""
+        return self.tile_shape[1] == self.module_shape[1]
+
+    def to_image(self, modules):
+        """``(..., modules, slow, fast)`` data -> ``(..., image slow, image fast)``."""
+        modules = np.asarray(modules)
+        lead = modules.shape[:-3]
+        if self.is_module_stack:
+            return modules.reshape(lead + self.shape)
+        return np.concatenate([modules[..., m, ss, fs] for m, ss, fs in self.tiles], axis=-2)
+
+    def to_modules(self, image):
+        """The inverse of :meth:`to_image`."""
+        image = np.asarray(image)
+        lead = image.shape[:-2]
+        if self.is_module_stack:
+            return image.reshape(lead + (self.n_modules,) + tuple(self.module_shape))
+        out = np.empty(lead + (self.n_modules,) + tuple(self.module_shape), image.dtype)
+        rows = self.tile_shape[0]
+        for i, (m, ss, fs) in enumerate(self.tiles):
+            out[..., m, ss, fs] = image[..., i * rows:(i + 1) * rows, :]
+        return out
+
+
+def image_layout(geom) -> ImageLayout:
+    """The :class:`ImageLayout` of files written with *geom*."""
+    found = [(t.module, t.ss_slice, t.fs_slice) for t in tiles(geom)]
+    shapes = {(ss.stop - ss.start, fs.stop - fs.start) for _, ss, fs in found}
+    if len(shapes) != 1:
+        raise GeometryError("the geometry's tiles differ in size; NXmx conversion needs equal tiles")
+    shape = tuple(geom.expected_data_shape)
+    return ImageLayout(tuple(found), shapes.pop(), shape[0], shape[1:])

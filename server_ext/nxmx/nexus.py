@@ -5,7 +5,7 @@ from datetime import datetime, timezone
 import h5py
 import numpy as np
 
-from .geometry import tiles
+from .geometry import image_layout, tiles
 
 ENTRY = "/entry"
 INSTRUMENT = "/entry/instrument"
@@ -119,11 +119,12 @@ def write_detector(inst, det, geom, distance_mm, pixel_mask=None, data_dtype=np.
     # plane at its origin.
     _number(d, "beam_center_x", 0.0, "mm")
     _number(d, "beam_center_y", 0.0, "mm")
+    layout = image_layout(geom)
     if pixel_mask is not None:
         # 2-D like the data's image: dxtbx < 3.16 ignores a mask of other rank.
-        n_mod, n_ss, n_fs = pixel_mask.shape
-        _number(d, "pixel_mask", pixel_mask.astype(np.uint32).reshape(n_mod * n_ss, n_fs),
-                compression="gzip", compression_opts=4, chunks=(n_ss, n_fs))
+        image = layout.to_image(pixel_mask.astype(np.uint32))
+        _number(d, "pixel_mask", image, compression="gzip", compression_opts=4,
+                chunks=(image.shape[0] // layout.n_modules, image.shape[1]))
         _number(d, "pixel_mask_applied", False)
 
     tr = _group(d, "transformations", "NXtransformations")
@@ -135,16 +136,9 @@ def write_detector(inst, det, geom, distance_mm, pixel_mask=None, data_dtype=np.
     arm.attrs["depends_on"] = "."
     arm.attrs["equipment_component"] = "detector_arm"
 
-    for t in tiles(geom):
-        _write_module(d, t, kind.module_shape[0])
+    for i, t in enumerate(tiles(geom)):
+        _write_module(d, t, layout.row(i), layout.tile_shape)
     return d
-
-
-def image_row(module, module_rows):
-    """First row of *module* in the 2-D image: the data are written
-    ``(frames, modules * slow, fast)``, the layout every dxtbx reads
-    (before 3.16 it reads only 2-D hyperslabs of rank-3 data)."""
-    return module * module_rows
 
 
 def _unit(v):
@@ -152,15 +146,13 @@ def _unit(v):
     return v / n, n
 
 
-def _write_module(d, t, module_rows):
-    """One ASIC tile; modules are stacked along the image's slow axis, so
-    module m's rows start at m * module_rows (see ``image_row``)."""
+def _write_module(d, t, row0, tile_shape):
+    """One ASIC tile: a full-width block of rows of the image from *row0*
+    (see ``geometry.ImageLayout``)."""
     name = f"module_{t.module:02d}_asic_{t.tile:02d}"
     mod = _group(d, name, "NXdetector_module")
-    ss, fs = t.ss_slice, t.fs_slice
-    row0 = image_row(t.module, module_rows) + ss.start
-    _number(mod, "data_origin", np.array([row0, fs.start], dtype=np.int32))
-    _number(mod, "data_size", np.array([ss.stop - ss.start, fs.stop - fs.start], dtype=np.int32))
+    _number(mod, "data_origin", np.array([row0, 0], dtype=np.int32))
+    _number(mod, "data_size", np.array(tile_shape, dtype=np.int32))
     _number(mod, "data_stride", np.array([1, 1], dtype=np.int32))
 
     path = f"{DETECTOR}/{name}"

@@ -40,13 +40,12 @@ class Crystal:
         volume = a * b * c * np.sqrt(1 - np.cos(al) ** 2 - np.cos(be) ** 2 - np.cos(ga) ** 2
                                      + 2 * np.cos(al) * np.cos(be) * np.cos(ga))
         ast, bst, cst = b * c * np.sin(al) / volume, a * c * np.sin(be) / volume, a * b * np.sin(ga) / volume
-        cos_alst = (np.cos(be) * np.cos(ga) - np.cos(al)) / (np.sin(be) * np.sin(ga))
         cos_best = (np.cos(al) * np.cos(ga) - np.cos(be)) / (np.sin(al) * np.sin(ga))
         cos_gast = (np.cos(al) * np.cos(be) - np.cos(ga)) / (np.sin(al) * np.sin(be))
         sin_best, sin_gast = np.sqrt(1 - cos_best ** 2), np.sqrt(1 - cos_gast ** 2)
         return np.array([
             [ast, bst * cos_gast, cst * cos_best],
-            [0.0, bst * sin_gast, -cst * sin_best * cos_alst],
+            [0.0, bst * sin_gast, -cst * sin_best * np.cos(al)],
             [0.0, 0.0, 1.0 / c],
         ])
 
@@ -91,6 +90,11 @@ def _tile_planes(geom, distance_mm):
     return out
 
 
+def detector_d_min(geom, distance_mm: float, wavelength_A: float) -> float:
+    """The finest resolution (Å) any pixel of *geom* sees at *distance_mm*."""
+    return wavelength_A / (2 * np.sin(_max_two_theta(geom, distance_mm) / 2))
+
+
 def _max_two_theta(geom, distance_mm):
     pos = geom.get_pixel_positions() * 1e3
     pos = pos.reshape(-1, 3) + np.array([0.0, 0.0, distance_mm])
@@ -99,16 +103,19 @@ def _max_two_theta(geom, distance_mm):
 
 def reflections_on_detector(geom, crystal: Crystal, wavelength_A: float, distance_mm: float, *,
                             excitation_width: float = 8e-4, min_partiality: float = 0.05,
-                            rng: np.random.Generator | None = None, mean_photons: float = 400.0):
+                            rng: np.random.Generator | None = None, mean_photons: float = 400.0,
+                            d_min: float | None = None):
     """Reflections near the Ewald sphere that hit a tile, as :class:`PaintedSpot`.
 
     Expected photons: *mean_photons* times an exponential (Wilson) draw
     times the partiality ``exp(-eps² / 2 width²)`` (eps: distance of the
-    reciprocal lattice point from the sphere, Å⁻¹).
+    reciprocal lattice point from the sphere, Å⁻¹). *d_min*: resolution
+    limit (Å; default: the detector's corner, :func:`detector_d_min`).
     """
     rng = rng or np.random.default_rng(0)
     k = 1.0 / wavelength_A
-    d_min = wavelength_A / (2 * np.sin(_max_two_theta(geom, distance_mm) / 2))
+    if d_min is None:
+        d_min = detector_d_min(geom, distance_mm, wavelength_A)
     A = crystal.A
     hmax = [int(np.ceil(np.linalg.norm(np.linalg.inv(A)[i]) / d_min)) for i in range(3)]
     grids = np.meshgrid(*(np.arange(-m, m + 1) for m in hmax), indexing="ij")

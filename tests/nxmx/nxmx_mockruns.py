@@ -153,14 +153,15 @@ def linked_copy(src_dir, dst_dir, exclude=()):
     return Path(dst_dir)
 
 
-def module_rows(data, i, m, n_modules):
-    """Module *m* of frame *i* of an NXmx ``(frames, modules * slow, fast)``
-    dataset: the files stack modules along the slow axis."""
-    rows = data.shape[1] // n_modules
-    return data[i, m * rows:(m + 1) * rows]
+def as_modules(image, kind, n_modules):
+    """NXmx image(s) (or masks), ``(..., slow, fast)``, as ``(..., modules,
+    slow, fast)``: the files stack the tiles along the slow axis (the tile
+    slices are the same for every geometry of a detector kind)."""
+    from server_ext.nxmx.geometry import default_geometry, image_layout
+
+    return image_layout(default_geometry(kind, n_modules)).to_modules(image)
 
 
-def by_module(image, n_modules):
-    """A ``(modules * slow, fast)`` image (or mask) as ``(modules, slow, fast)``."""
-    image = np.asarray(image)
-    return image.reshape((n_modules, image.shape[-2] // n_modules) + image.shape[-1:])
+def module_rows(data, i, m, kind, n_modules):
+    """Module *m* of frame *i* of an NXmx ``/entry/data/data``."""
+    return as_modules(data[i], kind, n_modules)[m]

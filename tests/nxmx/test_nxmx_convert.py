@@ -12,6 +12,7 @@ from extra_data import RunDirectory, by_id
 
 from server_ext.nxmx import ConversionCancelled, ConversionError, OutputError, convert_run
 from server_ext.nxmx.beam import HC_J_M, TRAIN_PERIOD_S
+from server_ext.nxmx.detectors import AGIPD_1M, JUNGFRAU, LPD_1M
 from server_ext.nxmx.mask import NX_DEAD, NX_GAP, NX_NOISY, NX_VIRTUAL
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -35,7 +36,7 @@ def sample_frames(f, n, rng, interesting=()):
     return sorted(set(rng.choice(total, size=min(n, total), replace=False)) | set(interesting))
 
 
-def check_xtdf_frames(path, run_dir, src_fmt, modules, random_frames, n=6, seed=0, n_modules=16):
+def check_xtdf_frames(path, run_dir, src_fmt, modules, random_frames, n=6, seed=0, kind=AGIPD_1M):
     """Compare sampled frames, including those holding random values, with
     extra_data's reading of the same (train, pulse)."""
     run = RunDirectory(str(run_dir))
@@ -51,9 +52,9 @@ def check_xtdf_frames(path, run_dir, src_fmt, modules, random_frames, n=6, seed=
         for i in sample_frames(f, n, rng, interesting):
             for m in modules:
                 expected = xtdf_frame(run, src_fmt.format(m), tid[i], pid[i])
-                np.testing.assert_array_equal(mr.module_rows(data, i, m, n_modules), expected)
+                np.testing.assert_array_equal(mr.module_rows(data, i, m, kind, 16), expected)
                 checked += 1
-        assert all(np.any(mr.module_rows(data, i, modules[0], n_modules)) for i in interesting)
+        assert all(np.any(mr.module_rows(data, i, modules[0], kind, 16)) for i in interesting)
     return checked
 
 
@@ -123,9 +124,10 @@ def test_copy_mode_parallel_matches_serial(agipd_dir, tmp_path):
 
 def test_lpd_frames(lpd_virtual, lpd_dir):
     with h5py.File(lpd_virtual, "r") as f:
-        assert f["/entry/data/data"].shape == (480 * 128, 16 * 256, 256)
+        assert f["/entry/data/data"].shape == (480 * 128, 16 * 16 * 32, 128)  # tiles stacked along slow
         assert len([k for k in f["/entry/instrument/ELE_D0"] if k.startswith("module_")]) == 16 * 16
-    check_xtdf_frames(lpd_virtual, lpd_dir, "FXE_DET_LPD1M-1/DET/{}CH0:xtdf", [0, 15], LPD_RANDOM_FRAMES)
+    check_xtdf_frames(lpd_virtual, lpd_dir, "FXE_DET_LPD1M-1/DET/{}CH0:xtdf", [0, 15], LPD_RANDOM_FRAMES,
+                      kind=LPD_1M)
 
 
 @pytest.mark.parametrize("fixture", ["jf_virtual", "jf_copy"])
@@ -136,14 +138,14 @@ def test_jungfrau_frames(fixture, jf_dir, request):
     with h5py.File(path, "r") as f:
         data = f["/entry/data/data"]
         tid, pid, cid = (f[f"/entry/data/{k}"][()] for k in ("train_id", "pulse_id", "cell_id"))
-        assert data.shape[1:] == (8 * 512, 1024)
+        assert data.shape[1:] == (8 * 8 * 256, 256)  # tiles stacked along slow
         assert np.array_equal(cid[:16], np.arange(16)[::-1])  # memoryCell, not the slot
         for i in sample_frames(f, 4, rng, [0, 15, 3 * 16 + 7]):
             for m in (0, 7):
                 src = f"SPB_IRDA_JF4M/DET/JNGFR{m + 1:02}:daqOutput"
                 expected = run.select_trains(by_id[[int(tid[i])]])[src, "data.adc"].ndarray()[0, pid[i]]
-                np.testing.assert_array_equal(mr.module_rows(data, i, m, 8), expected)
-        assert np.any(mr.module_rows(data, 15, 0, 8))
+                np.testing.assert_array_equal(mr.module_rows(data, i, m, JUNGFRAU, 8), expected)
+        assert np.any(mr.module_rows(data, 15, 0, JUNGFRAU, 8))
 
 
 def test_entry_metadata(agipd_virtual, agipd_dir):
@@ -181,7 +183,7 @@ def test_pixel_mask_translated(agipd_virtual):
     with h5py.File(agipd_virtual, "r") as f:
         mask = f["/entry/instrument/ELE_D0/pixel_mask"]
         assert mask.dtype == np.uint32 and mask.shape == (16 * 512, 128)  # 2-D, as the image
-        row = mr.by_module(mask[()], 16)[3, 0, :5]
+        row = mr.as_modules(mask[()], AGIPD_1M, 16)[3, 0, :5]
     assert list(row) == [NX_DEAD, NX_NOISY, NX_GAP, NX_DEAD | NX_VIRTUAL, 0]
 
 
@@ -230,7 +232,7 @@ def test_pixel_mask_of_modules_without_mask_or_data(tmp_path):
     with pytest.warns(UserWarning):
         out = convert_run(run, tmp_path / "m.nxs", distance=100)
     with h5py.File(out) as f:
-        mask = mr.by_module(f["/entry/instrument/ELE_D0/pixel_mask"][()], 16)
+        mask = mr.as_modules(f["/entry/instrument/ELE_D0/pixel_mask"][()], AGIPD_1M, 16)
     assert mask[3, 5, 7] == NX_DEAD and np.count_nonzero(mask[3]) == 1
     assert not mask[5].any(), "a module without a mask has no flags"
     assert (mask[15] == NX_GAP).all(), "a module without data is a gap"

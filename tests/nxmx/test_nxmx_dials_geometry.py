@@ -177,3 +177,25 @@ def test_dxtbx_reads_what_the_run_holds(case, mode, request, tmp_path):
 def f_first(path, key):
     with h5py.File(path, "r") as f:
         return f[f"/entry/data/{key}"][0]
+
+
+def test_missing_bitshuffle_plugin_is_explained_and_gzip_needs_none(agipd_dir, tmp_path, monkeypatch):
+    """Where DIALS' HDF5 has no bitshuffle filter, the user is told why and
+    what to do (validate: a warning about the set-up, not about the file);
+    the gzip copy reads with no plugin at all."""
+    from server_ext.nxmx import validate
+
+    geom = agipd_geometry()
+    shuffled = _convert(agipd_dir, tmp_path / "b.nxs", geom, "bitshuffle", dict(trains=slice(0, 1)))
+    deflated = _convert(agipd_dir, tmp_path / "g.nxs", geom, "gzip", dict(trains=slice(0, 1)))
+    empty = tmp_path / "no-plugins"
+    empty.mkdir()
+    monkeypatch.setenv("HDF5_PLUGIN_PATH", str(empty))  # DIALS' HDF5 finds no filter plugin
+    with pytest.raises(dials.DialsError, match="bitshuffle") as e:
+        dials.read_with_dxtbx(shuffled)
+    assert "apt-get install bitshuffle" in str(e.value) and "--compression gzip" in str(e.value)
+    report = validate(shuffled, checkers=("structure", "dxtbx"))
+    assert report.ok, str(report)
+    (warning,) = [f for f in report.findings if f.checker == "dxtbx"]
+    assert warning.severity == "warning" and "HDF5_PLUGIN_PATH" in warning.message
+    assert dials.read_with_dxtbx(deflated).images == 64

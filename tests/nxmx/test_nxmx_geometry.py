@@ -9,7 +9,7 @@ import pytest
 from extra_geom import AGIPD_1MGeometry, JUNGFRAUGeometry, LPD_1MGeometry
 
 from server_ext.nxmx import convert_run
-from server_ext.nxmx.geometry import DefaultGeometryWarning, default_geometry
+from server_ext.nxmx.geometry import DefaultGeometryWarning, default_geometry, image_layout
 from server_ext.nxmx.detectors import AGIPD_1M, JUNGFRAU, LPD_1M
 
 from conftest import DISTANCE_MM
@@ -31,7 +31,7 @@ def nxmx_pixel_centres(path):
             svec = np.asarray(slow.vector) * slow[()].to("mm").magnitude
             # fast/slow depend on module_offset, so their chain is one longer
             assert len(nxmx.get_dependency_chain(fast)) == len(chain) + 1
-            s0, f0 = mod.data_origin  # 2-D hyperslab of the (modules * slow, fast) image
+            s0, f0 = mod.data_origin  # 2-D hyperslab of the image
             ns, nf = mod.data_size
             jj, ii = np.meshgrid(np.arange(ns) + 0.5, np.arange(nf) + 0.5, indexing="ij")
             out[s0:s0 + ns, f0:f0 + nf] = (origin[:3] + jj[..., None] * svec + ii[..., None] * fvec)
@@ -42,7 +42,8 @@ def assert_positions_match(path, geom):
     got = nxmx_pixel_centres(path)
     expected = geom.get_pixel_positions(centre=True) * 1e3
     expected[..., 2] += DISTANCE_MM
-    expected = expected.reshape((-1,) + expected.shape[2:])  # modules stacked along slow
+    # The file stacks the tiles along the slow axis of its image.
+    expected = np.moveaxis(image_layout(geom).to_image(np.moveaxis(expected, -1, 0)), 0, -1)
     assert not np.isnan(got).any(), "every pixel belongs to one module"
     np.testing.assert_allclose(got, expected, atol=1e-6, rtol=0)
 
