@@ -103,6 +103,12 @@ class DaasExtension(ExtensionApp):
         "auto", help="Memory limit per embedded worker (``'4GiB'``; ``'auto'``: share of the machine's memory).",
     ).tag(config=True)
 
+    dask_worker_nice = Int(
+        10,
+        help="""Nice increment of the embedded workers' processes (0-19): conversions and training
+        yield the CPU to the server and the kernels, which stay responsive while jobs run.""",
+    ).tag(config=True)
+
     dask_connect_timeout = Float(
         60.0, help="Seconds to wait for the Dask cluster to start or answer before a job fails.",
     ).tag(config=True)
@@ -138,7 +144,8 @@ class DaasExtension(ExtensionApp):
             scheduler_address=self.dask_scheduler_address, cluster_class=self.dask_cluster_class or None,
             cluster_kwargs=self.dask_cluster_kwargs, n_workers=self.dask_workers,
             threads_per_worker=self.dask_threads_per_worker, memory_limit=self.dask_memory_limit,
-            scale=self.dask_cluster_scale, connect_timeout=self.dask_connect_timeout)
+            scale=self.dask_cluster_scale, connect_timeout=self.dask_connect_timeout,
+            worker_nice=self.dask_worker_nice)
         self.daas = DaasState(
             policy=PathPolicy(self.serverapp.root_dir, session.get("dataset_path"), self.readonly_dir),
             jobs=JobManager(JobStore(data_dir / "jobs"), backend, self.max_running_jobs),
@@ -154,7 +161,8 @@ class DaasExtension(ExtensionApp):
         """Once the server listens, tell kernels (which inherit its environment) where the API is."""
         os.environ[API_URL_ENV] = self.serverapp.connection_url.rstrip("/") + "/daas/api/"
         token = getattr(self.serverapp.identity_provider, "token", "") or ""
-        if token:
+        # under JupyterHub the kernels use the server's JUPYTERHUB_API_TOKEN (the hub's auth)
+        if token and not os.environ.get("JUPYTERHUB_API_TOKEN"):
             os.environ[API_TOKEN_ENV] = token
 
     def initialize_handlers(self):

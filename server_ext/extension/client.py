@@ -61,14 +61,12 @@ class DaasClient:
         The extension exports ``DAAS_API_URL`` and, for token-protected
         servers, ``DAAS_API_TOKEN`` when it starts; kernels inherit them.
         Under JupyterHub, ``JUPYTERHUB_API_TOKEN`` (and, when
-        ``DAAS_API_URL`` is unset, ``JUPYTERHUB_SERVICE_URL`` +
-        ``JUPYTERHUB_SERVICE_PREFIX``) are used instead.
+        ``DAAS_API_URL`` is unset, ``JUPYTERHUB_SERVICE_URL``, where the
+        hub told the server to listen, prefix included) are used instead.
         """
         url = environ.get("DAAS_API_URL")
         if not url and environ.get("JUPYTERHUB_SERVICE_URL"):
-            base = environ["JUPYTERHUB_SERVICE_URL"].rstrip("/")
-            prefix = environ.get("JUPYTERHUB_SERVICE_PREFIX", "/")
-            url = base + "/" + prefix.strip("/") + "/daas/api/" if prefix.strip("/") else base + "/daas/api/"
+            url = environ["JUPYTERHUB_SERVICE_URL"].rstrip("/") + "/daas/api/"
         if not url:
             raise DaasApiError("no DAAS_API_URL in the environment: this is not running under a Jupyter "
                                "server with the daas extension; use DaasClient(url, token)")
@@ -152,13 +150,16 @@ class DaasClient:
         return self.request("POST", f"spectra/models/{model_id}/predict", body)
 
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
-                     max_trains: int | None = None, **source) -> dict:
-        """Classify a Karabo bridge (``endpoint``) or a replayed ``run`` (with ``source``,
-        ``key``, optionally ``train_rate``). Returns the stream."""
+                     max_trains: int | None = None, drop_oldest: bool | None = None, **source) -> dict:
+        """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
+        ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
+        ``train_rate``). Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items() if v is not None}
         body = {"model": model_id, "source": src}
         if max_trains is not None:
             body["max_trains"] = max_trains
+        if drop_oldest is not None:
+            body["drop_oldest"] = drop_oldest
         return self.request("POST", "spectra/streams", body)
 
     def list_streams(self) -> list[dict]:

@@ -35,6 +35,7 @@ class DaskBackend:
     def __init__(self, *, scheduler_address: str = "", cluster_class: str | Callable | None = None,
                  cluster_kwargs: dict | None = None, n_workers: int = 2, threads_per_worker: int = 1,
                  memory_limit: str | int | None = "auto", scale: int = 0, connect_timeout: float = 60,
+                 worker_nice: int = 0,
                  on_progress: Callable[[dict], None] | None = None):
         self.scheduler_address = scheduler_address
         self.cluster_class = cluster_class
@@ -44,6 +45,7 @@ class DaskBackend:
         self.memory_limit = memory_limit
         self.scale = scale
         self.connect_timeout = connect_timeout
+        self.worker_nice = worker_nice
         self.on_progress = on_progress
         self.cluster = None
         self.client = None
@@ -84,7 +86,8 @@ class DaskBackend:
             self.cluster = await LocalCluster(
                 n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
                 memory_limit=self.memory_limit, dashboard_address=None, asynchronous=True,
-                host="127.0.0.1")
+                host="127.0.0.1", preload=["server_ext.extension.worker_setup"],
+                env={"DAAS_WORKER_NICE": str(self.worker_nice)})
             target = self.cluster
         log.info("daas: jobs run on %s", self.description)
         client = await asyncio.wait_for(Client(target, asynchronous=True, timeout=self.connect_timeout),

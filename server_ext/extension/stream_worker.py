@@ -45,7 +45,7 @@ def open_stream(options: dict):
         kw["source_name"] = kw.pop("source")
     target = source.get("endpoint") or source["run"]
     return SpectraStream(clf, target, max_trains=options.get("max_trains"),
-                         queue_size=options.get("queue_size", 4), **kw)
+                         queue_size=options.get("queue_size", 4), drop_oldest=options.get("drop_oldest"), **kw)
 
 
 def main(conn, options: dict, rate: float, stop) -> None:

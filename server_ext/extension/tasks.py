@@ -32,7 +32,7 @@ class _Progress:
         self.extra = extra or {}
         self.last = 0.0
 
-    def __call__(self, done, total, **extra):
+    def __call__(self, done, total, /, **extra):
         now = time.monotonic()
         if now - self.last < PROGRESS_INTERVAL and done < total:
             return
@@ -75,13 +75,28 @@ def convert(job_id: str, options: dict) -> dict:
     return {"output": str(out), "warnings": [str(w.message) for w in caught]}
 
 
+# share of the training job's progress bar per stage of ``fit`` (the networks dominate)
+FIT_STAGES = {"screen": (0.0, 0.1), "train": (0.1, 0.9), "calibrate": (0.9, 1.0)}
+
+
 def _fit(clf, X, y, axis, progress):
-    """``clf.fit`` with per-bin progress where the classifier reports it (``progress=``)."""
-    params = inspect.signature(clf.fit).parameters
-    if "progress" in params:
-        return clf.fit(X, y, axis=axis, progress=progress)
-    progress(0, 1, stage="training")
-    return clf.fit(X, y, axis=axis)
+    """``clf.fit`` with per-bin progress where the classifier reports it.
+
+    The classifier calls ``progress(report)`` with a ``FitProgress``
+    (``stage``, ``done``, ``total``); it becomes one 0..1 fraction across the
+    stages, with the stage's own counts in the job's ``detail``. A classifier
+    without a ``progress`` parameter reports nothing until it is done.
+    """
+    if "progress" not in inspect.signature(clf.fit).parameters:
+        progress(0, 1, stage="train")
+        return clf.fit(X, y, axis=axis)
+
+    def report(p):
+        lo, hi = FIT_STAGES.get(p.stage, (0.0, 1.0))
+        fraction = lo + (hi - lo) * (p.done / p.total if p.total else 1.0)
+        progress(fraction, 1.0, stage=p.stage, done=int(p.done), total=int(p.total))
+
+    return clf.fit(X, y, axis=axis, progress=report)
 
 
 def train(job_id: str, options: dict, model_dir: str) -> dict:
@@ -92,7 +107,7 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
     cancel = _Cancel(job_id)
     report = _Progress(job_id)
 
-    def progress(done, total, **extra):  # also where a cancel stops the training between bins
+    def progress(done, total, /, **extra):  # also where a cancel stops the training between bins
         if cancel.is_set():
             raise SpectraError("training cancelled; no model was saved")
         report(done, total, **extra)

@@ -96,7 +96,8 @@ def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_m
         assert len(trains) <= 20 * elapsed + 2
     final = call(api, "GET", f"spectra/streams/{stream_id}").json()
     assert final["state"] == "finished"
-    assert final["stats"]["trains"] == 120
+    # max_trains: classified trains (or, with drops, trains received: classified + dropped)
+    assert final["stats"]["trains"] <= 120 <= final["stats"]["trains"] + final["stats"]["dropped"]
     assert final["stats"]["spectra"] > 0 and final["stats"]["latency_p99_ms"] > 0
     assert final["last_train"]["pulses"] > 0
 

@@ -31,34 +31,42 @@ def test_wrong_token_is_403(server):
     assert Api(server, token="not-the-token").get("session").status_code == 403
 
 
-def test_browser_post_needs_xsrf(server):
-    """A cookie-authenticated POST without the _xsrf token is refused (and with it, accepted)."""
+@pytest.fixture(scope="module")
+def browser(server):
+    """A session logged in as a browser is: the login cookie, no token."""
     s = requests.Session()
-    r = s.get(f"{server.url}login?next=/", timeout=30)
-    xsrf = s.cookies.get("_xsrf")
-    r = s.post(f"{server.url}login", data={"password": TOKEN, "_xsrf": xsrf}, timeout=30, allow_redirects=False)
+    s.get(f"{server.url}login?next=/", timeout=30)
+    r = s.post(f"{server.url}login", data={"password": TOKEN, "_xsrf": s.cookies.get("_xsrf")}, timeout=30,
+               allow_redirects=False)
     assert r.status_code in (302, 303), r.text
     assert s.get(server.api_url + "session", timeout=30).status_code == 200  # the cookie works
+    return s
+
+
+def test_browser_post_needs_xsrf(server, browser):
+    """A cookie-authenticated POST without the _xsrf token is refused (and with it, accepted)."""
     body = {"path": "processed/none.nxs"}
-    r = s.post(server.api_url + "nxmx/validate", json=body, timeout=30)
+    r = browser.post(server.api_url + "nxmx/validate", json=body, timeout=30)
     assert r.status_code == 403
     assert "XSRF" in r.text or "xsrf" in r.text
-    r = s.post(server.api_url + "nxmx/validate", json=body, headers={"X-XSRFToken": s.cookies.get("_xsrf")},
-               timeout=30)
+    r = browser.post(server.api_url + "nxmx/validate", json=body,
+                     headers={"X-XSRFToken": browser.cookies.get("_xsrf")}, timeout=30)
     assert r.status_code == 404  # past the XSRF check: the file does not exist
 
 
-def test_websocket_from_a_foreign_origin_is_refused(server):
+def test_websocket_from_a_foreign_origin_is_refused(server, browser):
     import asyncio
 
     from tornado.httpclient import HTTPClientError, HTTPRequest
     from tornado.websocket import websocket_connect
 
+    cookie = "; ".join(f"{c.name}={c.value}" for c in browser.cookies)
+
     async def connect(origin):
         url = server.api_url.replace("http://", "ws://") + f"spectra/streams/{SAMPLE_ID}/ws"
-        headers = {"Authorization": f"token {TOKEN}", "Origin": origin}
         try:
-            await asyncio.wait_for(websocket_connect(HTTPRequest(url, headers=headers)), 30)
+            await asyncio.wait_for(websocket_connect(HTTPRequest(url, headers={"Cookie": cookie, "Origin": origin})),
+                                   30)
         except HTTPClientError as e:
             return e.code
         return 101

@@ -37,7 +37,8 @@ class StreamsHandler(DaasHandler):
                 raise DaasRequestError(400, "source: replaying a run needs source and key "
                                             "(where the spectra are)")
         options = {"model_dir": fitted_model(self.daas, body["model"]), "source": source,
-                   "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4)}
+                   "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
+                   "drop_oldest": body.get("drop_oldest")}
         stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
 
@@ -67,6 +68,9 @@ class StreamSocketHandler(WebSocketMixin, WebSocketHandler, JupyterHandler):
     async def get(self, stream_id):
         if not await ensure_async(self.authorizer.is_authorized(self, self.current_user, "read", AUTH_RESOURCE)):
             raise web.HTTPError(403)
+        origin = self.get_origin()
+        if origin is not None and not self.check_origin(origin):  # before saying whether the stream exists
+            raise web.HTTPError(403, "cross-origin WebSocket refused")
         try:
             self.stream = self.settings["daas"].streams.get(stream_id)
         except DaasRequestError as e:

@@ -1,0 +1,67 @@
+"""DaasClient against the real server, and from inside a kernel the server started."""
+
+import json
+import time
+
+import pytest
+
+from server_ext.extension.client import DaasApiError, DaasClient
+
+from .conftest import TOKEN
+from .kernels import run_in_kernel
+
+
+@pytest.fixture(scope="module")
+def client(server):
+    return DaasClient(server.api_url, TOKEN, timeout=120)
+
+
+def test_from_env_prefers_the_extension_variables():
+    c = DaasClient.from_env({"DAAS_API_URL": "http://127.0.0.1:1/daas/api/", "DAAS_API_TOKEN": "t",
+                             "JUPYTERHUB_API_TOKEN": "hub"})
+    assert (c.url, c.token) == ("http://127.0.0.1:1/daas/api/", "t")
+    hub = DaasClient.from_env({"JUPYTERHUB_SERVICE_URL": "http://127.0.0.1:5/user/alice/",
+                               "JUPYTERHUB_SERVICE_PREFIX": "/user/alice/", "JUPYTERHUB_API_TOKEN": "hub"})
+    assert (hub.url, hub.token) == ("http://127.0.0.1:5/user/alice/daas/api/", "hub")
+    with pytest.raises(DaasApiError, match="DAAS_API_URL"):
+        DaasClient.from_env({})
+
+
+def test_client_mirrors_the_api(client, agipd_run_rel, trained_model):
+    assert client.session()["dataset"]["pid"] == "xfel:p002120"
+    assert client.run_summary(agipd_run_rel)["trains"] == 64
+    job = client.submit_conversion(agipd_run_rel, "processed/client.nxs", distance=150.0,
+                                   trains={"start": 0, "stop": 2})
+    assert job["id"] in [j["id"] for j in client.list_conversions()]
+    job = client.wait_job(job["id"], timeout=240, interval=0.3)
+    assert job["state"] == "done" and client.get_conversion(job["id"])["result"]["output"] == "processed/client.nxs"
+    assert client.validate("processed/client.nxs")["ok"] is True
+    assert trained_model["id"] in [m["id"] for m in client.list_models()]
+    assert client.get_model(trained_model["id"])["result"]["bins"]
+    assert client.stream_url("abc").startswith("ws://127.0.0.1:")
+
+
+def test_errors_carry_the_servers_message(client, server):
+    with pytest.raises(DaasApiError) as e:
+        client.submit_conversion("../elsewhere", "processed/x.nxs")
+    assert e.value.status == 403 and "outside" in e.value.message
+    with pytest.raises(DaasApiError) as e:
+        client.submit_conversion("x", "processed/x.nxs", colour="red")
+    assert e.value.status == 400 and "colour" in e.value.message
+    with pytest.raises(DaasApiError) as e:
+        client.get_model("0123456789abcdef")
+    assert e.value.status == 404
+    with pytest.raises(DaasApiError) as e:
+        DaasClient(server.api_url, "wrong-token").session()
+    assert e.value.status == 403
+    with pytest.raises(DaasApiError, match="does not answer"):
+        DaasClient("http://127.0.0.1:9/daas/api/", timeout=5).session()
+
+
+def test_a_kernel_finds_its_server(server, server_root):
+    """The extension exports DAAS_API_URL/DAAS_API_TOKEN; a kernel the server starts inherits them."""
+    code = ("from server_ext.extension.client import DaasClient\n"
+            "print(DaasClient.from_env().session()['dataset']['pid'])")
+    out = run_in_kernel(server.url, {"Authorization": f"token {TOKEN}"},
+                        server_root["env"]["JUPYTER_RUNTIME_DIR"], code)
+    assert out.strip() == "xfel:p002120"
