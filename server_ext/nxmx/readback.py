@@ -38,42 +38,52 @@ def _vector(ds) -> np.ndarray:
     return np.asarray(ds.attrs["vector"], dtype=float) * float(ds[()]) * scale
 
 
-def _module_number(name: str) -> int:
-    """``module_MM_asic_TT`` -> MM (the layout of the data array differs between versions; the names do not)."""
+def _tile_name(name: str) -> tuple[int, int]:
+    """``module_MM_asic_TT`` -> (MM, TT): extra_geom's module and tile numbers."""
     try:
-        return int(name.split("_")[1])
+        parts = name.split("_")
+        return int(parts[1]), int(parts[3])
     except (IndexError, ValueError):
         raise ReadbackError(f"unexpected detector module {name!r}: only files written by convert_run "
                             "can be shown") from None
 
 
-def detector_geometry(path: str | Path):
-    """The ``extra_geom`` geometry described by an NXmx file's detector modules."""
-    import extra_geom
+def _read_tiles(path) -> tuple[object, list[tuple[int, int, tuple, tuple, object]]]:
+    """The detector kind and, per tile: (module, tile, data_origin, data_size, GeometryFragment)."""
     import h5py
     from extra_geom.base import GeometryFragment
 
     try:
         with h5py.File(path, "r") as f:
             det = f[DETECTOR]
-            kind = _kind_for(det["description"][()].decode() if isinstance(det["description"][()], bytes)
-                             else str(det["description"][()]))
-            tiles: dict[int, list] = {}
+            description = det["description"][()]
+            kind = _kind_for(description.decode() if isinstance(description, bytes) else str(description))
+            tiles = []
             for name, mod in det.items():
-                if mod.attrs.get("NX_class") in (b"NXdetector_module", "NXdetector_module"):
-                    size = mod["data_size"][()][-2:]  # (slow, fast); rank-3 files also name the module
-                    fragment = GeometryFragment(
-                        corner_pos=_vector(mod["module_offset"]), ss_vec=_vector(mod["slow_pixel_direction"]),
-                        fs_vec=_vector(mod["fast_pixel_direction"]), ss_pixels=int(size[0]),
-                        fs_pixels=int(size[1]))
-                    tiles.setdefault(_module_number(name), []).append((name, fragment))
+                if mod.attrs.get("NX_class") not in (b"NXdetector_module", "NXdetector_module"):
+                    continue
+                origin, size = tuple(mod["data_origin"][()]), tuple(mod["data_size"][()])
+                fragment = GeometryFragment(
+                    corner_pos=_vector(mod["module_offset"]), ss_vec=_vector(mod["slow_pixel_direction"]),
+                    fs_vec=_vector(mod["fast_pixel_direction"]), ss_pixels=int(size[-2]), fs_pixels=int(size[-1]))
+                module, tile = _tile_name(name)
+                tiles.append((module, tile, origin, size, fragment))
     except (OSError, KeyError) as e:
         raise ReadbackError(f"{path} is not a readable NXmx file ({e})") from None
-    if not tiles or sorted(tiles) != list(range(len(tiles))):
+    if not tiles or sorted({t[0] for t in tiles}) != list(range(len({t[0] for t in tiles}))):
         raise ReadbackError(f"{path} has no complete set of detector modules")
-    # module_MM_asic_TT: TT is extra_geom's tile number, whose data slice the class knows
-    modules = [[frag for _, frag in sorted(tiles[m], key=lambda t: t[0])] for m in sorted(tiles)]
-    return getattr(extra_geom, kind.geometry_class)(modules)
+    return kind, sorted(tiles, key=lambda t: t[:2])
+
+
+def detector_geometry(path: str | Path):
+    """The ``extra_geom`` geometry described by an NXmx file's detector modules."""
+    import extra_geom
+
+    kind, tiles = _read_tiles(path)
+    modules: dict[int, list] = {}
+    for module, _, _, _, fragment in tiles:
+        modules.setdefault(module, []).append(fragment)
+    return getattr(extra_geom, kind.geometry_class)([modules[m] for m in sorted(modules)])
 
 
 class FrameImages:
@@ -90,6 +100,7 @@ class FrameImages:
 
         self.path = Path(path)
         self.geometry = detector_geometry(self.path)
+        _, self._tiles = _read_tiles(self.path)
         try:
             with h5py.File(self.path, "r") as f:
                 data = f[DATA]
@@ -113,8 +124,15 @@ class FrameImages:
         except OSError as e:
             raise ReadbackError(f"frame {index} of {self.path} cannot be read ({e}); "
                                 "the run's files may have moved") from None
-        # modules stacked along the slow axis, or along a module axis: the same memory order
-        return frame.reshape(self.geometry.expected_data_shape)
+        # each tile from where the file says it is (data_origin/data_size: 2-D for an image of
+        # stacked tiles, 3-D for a module axis) to where extra_geom expects it
+        out = np.full(self.geometry.expected_data_shape, np.nan, dtype=np.float32)
+        for module, tile, origin, size, _ in self._tiles:
+            lead = tuple(origin[:-2])
+            rows = slice(origin[-2], origin[-2] + size[-2])
+            cols = slice(origin[-1], origin[-1] + size[-1])
+            out[module][self.geometry._tile_slice(tile)] = frame[lead + (rows, cols)]
+        return out
 
     def image(self, index: int) -> tuple[np.ndarray, tuple[float, float]]:
         """Frame *index* assembled with the file's geometry, and the beam centre (row, column)."""

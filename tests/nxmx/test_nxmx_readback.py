@@ -49,3 +49,16 @@ def test_a_file_that_is_not_nxmx_is_a_clear_error(tmp_path):
     broken.write_bytes(b"\x89HDF\r\n\x1a\n" + b"\0" * 100)
     with pytest.raises(ReadbackError):
         detector_geometry(broken)
+
+
+@pytest.mark.parametrize("fixture", ["lpd_virtual", "jf_virtual"])
+def test_every_stored_pixel_lands_once(fixture, request):
+    path = request.getfixturevalue(fixture)
+    frames = FrameImages(path)
+    with h5py.File(path, "r") as f:
+        stored = f["/entry/data/data"][0].astype(np.float64)
+    raw = frames.raw(0)
+    assert raw.shape == frames.geometry.expected_data_shape
+    assert np.isfinite(raw).all()  # every tile of every module filled from the file
+    np.testing.assert_allclose(np.nansum(raw), np.nansum(stored), rtol=1e-6)
+    np.testing.assert_allclose(np.sort(raw, axis=None), np.sort(stored, axis=None).astype(np.float32))
