@@ -118,6 +118,7 @@ class NXmxConverter(W.VBox):
             f"XGM: {html.escape(', '.join(s.get('xgm') or []) or 'none')}; other detectors: {html.escape(unsupported)}"
             + table(rows, ["detector", "kind", "modules", "frames", "frames/train"]))
         self.detector.options = [d["name"] for d in s["detectors"]]
+        self.detector.value = self.detector.options[0] if self.detector.options else None
         n = int(s["trains"])
         self.trains.max = max(n, 1)
         self.trains.value = (0, max(n, 1))
