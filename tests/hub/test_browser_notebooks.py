@@ -97,6 +97,22 @@ def _run_all(page, notebook):
     assert errors.count() == 0, errors.first.text_content()[:2000]
 
 
+def _drawn(page, canvas, path, timeout=STEP_MS):
+    """Wait until an ipympl canvas shows a drawn figure (it replaces its element on the first draw)."""
+    deadline = time.monotonic() + timeout / 1000
+    while True:
+        try:
+            canvas.scroll_into_view_if_needed(timeout=5000)
+            box = canvas.bounding_box(timeout=5000)
+            _screenshot(page, path, canvas)
+            if box and box["width"] > 300 and box["height"] > 200 and path.stat().st_size > 10_000:
+                return  # a blank canvas compresses to far less
+        except playwright_sync.Error:
+            pass  # detached while ipympl redrew: look again
+        assert time.monotonic() < deadline, f"{path.name}: no drawn figure within {timeout / 1000} s"
+        page.wait_for_timeout(1000)
+
+
 def _job_list(page, demo_hub, user):
     r = page.request.get(f"{demo_hub.url}/user/{user}/daas/api/nxmx/jobs")
     assert r.ok, r.status
@@ -159,13 +175,8 @@ def test_mx_session_converter_survives_a_kernel_restart(demo_hub, browser_page, 
         # validation runs the file through several readers, dxtbx among them (tens of seconds)
         expect(converter.locator(".daas-validation-ok")).to_contain_text("valid NXmx", timeout=JOB_MS)
         image = converter.locator(".daas-frame-viewer .jupyter-matplotlib-figure canvas").first
-        expect(image).to_be_visible(timeout=STEP_MS)
-        image.scroll_into_view_if_needed()
-        box = image.bounding_box()
-        assert box and box["width"] > 300 and box["height"] > 300, box
+        _drawn(page, image, tmp_path / "detector-image.png")
         _screenshot(page, tmp_path / "nxmx-converted.png")
-        _screenshot(page, tmp_path / "detector-image.png", image)
-        assert (tmp_path / "detector-image.png").stat().st_size > 10_000  # a drawn image, not a blank canvas
 
         # -- a long conversion, then the kernel restarts under it
         done_before = {j["id"] for j in _job_list(page, demo_hub, user)}
@@ -215,10 +226,7 @@ def test_spectra_session_trains_and_streams(demo_hub, browser_page, tmp_path):
         app.locator("button.daas-train").click()
         expect(app.locator(".daas-train-progress .progress-bar-success")).to_be_attached(timeout=JOB_MS)
         figure = app.locator(".daas-separability .jupyter-matplotlib-figure canvas").first
-        expect(figure).to_be_visible(timeout=STEP_MS)
-        figure.scroll_into_view_if_needed()
-        _screenshot(page, tmp_path / "separability.png", figure)
-        assert (tmp_path / "separability.png").stat().st_size > 10_000
+        _drawn(page, figure, tmp_path / "separability.png")
 
         app.locator(".lm-TabBar-tab", has_text="3. stream").click()
         app.locator("button.daas-stream-start").click()
