@@ -62,6 +62,8 @@ def _open(page, demo_hub, user, name):
     notebook = page.locator(".jp-NotebookPanel:visible")
     expect(notebook).to_have_count(1, timeout=LAB_MS)
     expect(page.locator(".lm-TabBar-tab.lm-mod-current", has_text=name).first).to_be_visible(timeout=LAB_MS)
+    page.wait_for_timeout(2000)  # let JupyterLab decide whether it asks for a kernel
+    _accept_kernel_dialog(page)
     # this notebook's kernel is up (the indicator in its own toolbar)
     expect(notebook.locator(".jp-Notebook-ExecutionIndicator[data-status='idle']")).to_be_attached(timeout=LAB_MS)
     return notebook
@@ -74,12 +76,21 @@ def _screenshot(page, path, element=None):
     (element or page).screenshot(path=str(path))
 
 
+def _accept_kernel_dialog(page):
+    """JupyterLab asks which kernel to use for a notebook restored from an earlier session: the default."""
+    dialog = page.locator(".jp-Dialog", has_text="Select Kernel")
+    if dialog.count():
+        dialog.locator(".jp-Dialog-button.jp-mod-accept").click()
+        expect(dialog).to_have_count(0)
+
+
 def _prompts(notebook):
     return [t.strip() for t in notebook.locator(".jp-CodeCell .jp-InputPrompt").all_text_contents()]
 
 
 def _run_all(page, notebook):
     """Run > Run All Cells, then wait until every code cell has an execution count."""
+    _accept_kernel_dialog(page)
     notebook.locator(".jp-Cell").first.click()  # focus this notebook, so that the menu acts on it
     _menu(page, "Run", "Run All Cells")
     deadline = time.monotonic() + RUN_ALL_MS / 1000
