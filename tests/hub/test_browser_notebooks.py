@@ -216,6 +216,7 @@ def test_mx_session_converter_survives_a_kernel_restart(demo_hub, browser_page, 
         if state_at_restart in ("queued", "running"):  # the new widget followed it to the end
             expect(converter.locator(".daas-progress .progress-bar-success")).to_be_attached(timeout=STEP_MS)
         expect(converter.locator(".daas-jobs")).to_contain_text("done")
+        converter.locator(".daas-progress").scroll_into_view_if_needed()
         _screenshot(page, tmp_path / "nxmx-after-restart.png")
     except Exception:
         _fail_with_evidence(page, demo_hub, tmp_path)
