@@ -102,6 +102,10 @@ def _run_all(page, notebook):
         if all(p == "[ ]:" for p in prompts) and time.monotonic() > retry_at:  # nothing queued: ask again
             _menu(page, "Run", "Run All Cells")
             retry_at = time.monotonic() + 60
+        elif "[*]:" not in prompts and "[ ]:" in prompts and time.monotonic() > retry_at:
+            # Run All stopped at an error: show it
+            raise AssertionError("Run All stopped: " + " | ".join(
+                notebook.locator(".jp-OutputArea-output").all_text_contents())[-3000:])
         assert time.monotonic() < deadline, f"cells still running after {RUN_ALL_MS / 1000} s: {prompts}"
         page.wait_for_timeout(1000)
     errors = notebook.locator(".jp-OutputArea-output", has_text=re.compile(r"Traceback|Error\b.*\n"))
