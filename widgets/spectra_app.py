@@ -324,7 +324,7 @@ class SpectraClassifierApp(W.VBox):
         if running:
             self._follow_stream(max(running, key=lambda s: s.get("created") or ""))
 
-    def model_id(self) -> str:
+    def chosen_model(self) -> str:
         if not self.models.value:
             raise ValueError("train a model first (or pick one)")
         return self.models.value
@@ -333,7 +333,7 @@ class SpectraClassifierApp(W.VBox):
     def classify(self) -> dict | None:
         """Classify the spectra of a file with the chosen model; ambiguous ones marked."""
         try:
-            result = self.client.predict(self.model_id(), self.predict_path.value.strip(),
+            result = self.client.predict(self.chosen_model(), self.predict_path.value.strip(),
                                          dataset=self.dataset.value or None)
         except Exception as e:  # noqa: BLE001
             self.predict_status.error(e)
@@ -356,11 +356,11 @@ class SpectraClassifierApp(W.VBox):
         """Classify a Karabo bridge (endpoint given) or a replay of the run, live."""
         try:
             if self.endpoint.value.strip():
-                stream = self.client.start_stream(self.model_id(), endpoint=self.endpoint.value.strip())
+                stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip())
             else:
                 if not self._is_run():
                     raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
-                stream = self.client.start_stream(self.model_id(), run=self.data.value, source=self.source.value,
+                stream = self.client.start_stream(self.chosen_model(), run=self.data.value, source=self.source.value,
                                                   key=self.key.value, train_rate=self.train_rate.value or None)
         except Exception as e:  # noqa: BLE001
             self.stream_status.error(e)
