@@ -72,7 +72,7 @@ def stream_figure(fig, trains, fractions: dict, confidence, ambiguous):
     fig.clear()
     frac_ax, conf_ax = fig.subplots(2, 1, sharex=True)
     for i, (name, values) in enumerate(sorted(fractions.items())):
-        frac_ax.plot(trains, values, color=f"C{i}", label=name, linewidth=1.2)
+        frac_ax.plot(trains, values, ".-", color=f"C{i}", label=name, linewidth=1.2, markersize=3)
     frac_ax.set_ylim(-0.02, 1.02)
     frac_ax.set_ylabel("class fraction")
     if fractions:
