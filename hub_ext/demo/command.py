@@ -129,7 +129,7 @@ DEMO_ENVIRONMENTS = {
             "description": "a general-purpose environment for any facility",
             "facilities": [],
             "image": "registry.example.org/daas/python:2026.11",
-            "default_url": "/lab/tree/notebooks/explore_dataset.ipynb",
+            "default_url": "/lab/tree/notebooks/getting_started.ipynb",
         },
         {
             "slug": "desktop",

@@ -163,7 +163,8 @@ def test_spawn_mounts_dataset_and_refuses_stale_options(demo_hub, demo_runs):
         run = requests.get(f"{base}/data/xfel-p002120-r0029", headers=auth, timeout=30).json()
         assert any(e["name"].startswith("CORR-R0029-AGIPD00") for e in run["content"])
         notebooks = requests.get(f"{base}/notebooks", headers=auth, timeout=30).json()
-        assert {"explore_dataset.ipynb", "nxmx_conversion.ipynb", "spectra_classification.ipynb"} <= {
+        assert {"getting_started.ipynb", "explore_dataset.ipynb", "nxmx_conversion.ipynb",
+                "spectra_classification.ipynb"} <= {
             e["name"] for e in notebooks["content"]
         }
 

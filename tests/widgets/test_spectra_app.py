@@ -1,0 +1,99 @@
+"""SpectraClassifierApp against a real server: label, train, figure, classify, stream, resume."""
+
+import html
+import time
+
+import h5py
+import numpy as np
+import pytest
+
+from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, make_transition_series
+from widgets import SpectraClassifierApp
+
+from .conftest import WAIT
+
+SMALL = {"n_bins": 3, "epochs": 5, "random_state": 0, "cv_folds": 2}
+
+
+def until(predicate, timeout=WAIT, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, f"{what} not reached within {timeout} s"
+        time.sleep(0.2)
+
+
+def text(widget):
+    return html.unescape(widget.value)
+
+
+@pytest.fixture(scope="module")
+def trained(client):
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=64, params=SMALL,
+                               client=client, poll_interval=0.3)
+    specs = app.label_specs()
+    assert [s.split("=")[0] for s in specs] == ["before", "after"]
+    job = app.train()
+    assert job is not None, app.train_status.value
+    app.wait_training(WAIT)
+    assert app.model and app.model["state"] == "done", app.train_status.value
+    return app
+
+
+def test_training_draws_separability_over_the_training_curves(trained):
+    app = trained
+    assert app.train_progress.value == 1.0 and app.train_progress.bar_style == "success"
+    assert app.models.value == app.model["id"]
+    assert app.sep_box.children == (app.sep_canvas,)
+    top, bottom = app.sep_fig.axes[:2]  # then the weight axis, twin of the top one
+    n_bins = len(app.model["result"]["bins"])
+    assert len(top.collections) == n_bins  # one separability band per kept bin
+    assert len(bottom.lines) >= 4  # the training curves and each class's mean
+    assert {t.get_text().split(" ")[0] for t in bottom.get_legend().get_texts()} == {"before", "after"}
+    assert app.model["id"][:8] in app.jobs.value
+
+
+def test_classify_a_file_marks_the_ambiguous(trained, widget_root):
+    series = make_transition_series(n_spectra=40, n_points=trained.model["result"]["n_points"], random_state=3)
+    with h5py.File(widget_root["root"] / "to-classify.h5", "w") as f:
+        f["spectra"] = series.X
+    trained.predict_path.value = "to-classify.h5"
+    result = trained.classify()
+    assert result is not None, trained.predict_status.value
+    assert len(result["labels"]) == 40 and set(result["labels"]) <= {"before", "after"}
+    assert f"ambiguous: {sum(result['ambiguous'])} of 40" in text(trained.predict_status)
+    ax = trained.pred_fig.axes[0]
+    assert sum(len(c.get_offsets()) for c in ax.collections) == 40  # every spectrum drawn once
+
+
+def test_stream_plots_trains_and_counts_until_stopped(trained):
+    app = trained
+    app.train_rate.value = 20
+    stream = app.start_stream()
+    assert stream is not None, app.stream_status.value
+    until(lambda: len(app.stream_trains) >= 5, WAIT, "five streamed trains")
+    until(lambda: "trains: <b>" in app.counters.value and "spectra/s" in app.counters.value, 60, "counters")
+    assert app.stream_trains == sorted(app.stream_trains)
+    app.stop_stream()
+    until(lambda: not app.start_button.disabled, 120, "the stream to end")
+    assert app.stream["state"] in ("stopped", "finished"), app.stream
+    frac_ax = app.stream_fig.axes[0]
+    assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
+
+
+def test_a_new_app_shows_the_models_of_the_server(trained, client):
+    again = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
+    assert trained.model["id"] in [v for _, v in again.models.options]
+    assert again.model is not None and again.sep_box.children == (again.sep_canvas,)
+
+
+def test_mistakes_are_messages(client, trained):
+    app = SpectraClassifierApp("spectra-run", client=client)  # no source/key: cannot read the run
+    assert "source and key" in text(app.train_status) and "daas-status-error" in app.train_status._dom_classes
+    trained.predict_path.value = "no-such-file.h5"
+    assert trained.classify() is None
+    message = text(trained.predict_status)
+    assert "no-such-file.h5" in message and "Traceback" not in message
+    empty = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
+    empty.models.options = []
+    assert empty.start_stream() is None
+    assert "train a model first" in text(empty.stream_status)

@@ -1,0 +1,469 @@
+"""``SpectraClassifierApp``: label spectra, train, classify a file, classify a live stream.
+
+Training and streaming are jobs of the server extension (they outlive the
+kernel); the app follows them from background threads and draws with
+matplotlib on ipympl canvases: the separability/weight-per-bin figure over
+the training curves, the confidences of a classified file, and the class
+fractions and confidence per train of a stream, with its counters.
+"""
+
+from __future__ import annotations
+
+import html
+import threading
+import time
+from pathlib import Path
+
+import ipywidgets as W
+import numpy as np
+
+from .canvas import figure_widget
+from .client import default_client, local_path, relative_to_root
+from .figures import prediction_figure, separability_figure, stream_figure
+from .jobs_table import JobsTable
+from .messages import StatusLine, error_text, table
+from .polling import Follower, in_background
+
+ACTIVE = ("queued", "running")
+STREAM_ACTIVE = ("starting", "running")
+REDRAW_S = 0.5  # the live plot is redrawn at most this often
+MAX_POINTS = 5000  # trains kept in the live plot
+
+
+class LabelRow(W.HBox):
+    """One class: a name and a range of trains (a run) or of rows (a file), stop exclusive."""
+
+    def __init__(self, name: str, lo: int, hi: int, value: tuple[int, int]):
+        self.name = W.Text(value=name, layout=W.Layout(width="140px"))
+        self.range = W.IntRangeSlider(min=lo, max=hi, value=value, layout=W.Layout(width="460px"),
+                                      continuous_update=False)
+        super().__init__([self.name, self.range])
+
+    def spec(self) -> str:
+        start, stop = self.range.value
+        return f"{self.name.value.strip()}={start}:{stop}"
+
+
+class SpectraClassifierApp(W.VBox):
+    """Train and run the streaming spectra classifier from a notebook.
+
+    ``data``: a run directory or an HDF5/NeXus file of spectra (default: the
+    session's dataset); ``source``/``key``: where a run holds its spectra;
+    ``dataset``: the spectra dataset in a file (default: found);
+    ``max_per_label``: spectra read per class from a run; ``params``:
+    ``BinnedSpectraClassifier`` parameters; ``client``: a ``DaasClient``.
+    """
+
+    def __init__(self, data: str | Path | None = None, *, source: str | None = None, key: str | None = None,
+                 dataset: str | None = None, max_per_label: int | None = 200, params: dict | None = None,
+                 client=None, poll_interval: float = 0.5, **kw):
+        self.client = client or default_client()
+        self.poll_interval = poll_interval
+        self.params = dict(params or {})
+        self.max_per_label = max_per_label
+        self.session = self.client.session()
+        self.root_dir = self.session.get("root_dir")
+        default = data or self.session.get("dataset_path") or ""
+        self.model: dict | None = None
+        self.prediction: dict | None = None
+        self.stream: dict | None = None
+        self.stream_trains: list[int] = []
+        self.follower: Follower | None = None
+        self.stream_follower: Follower | None = None
+        self._ws_stop = threading.Event()
+        self._ws_thread: threading.Thread | None = None
+        self._training_data = None
+        self._ids: np.ndarray | None = None
+
+        style = {"description_width": "90px"}
+        wide = W.Layout(width="95%")
+        # -- data and labels
+        self.data = W.Text(value=relative_to_root(default, self.root_dir) if default else "", description="spectra",
+                           style=style, layout=wide, placeholder="run directory or HDF5 file")
+        self.source = W.Text(value=source or "", description="source", style=style, layout=wide,
+                             placeholder="run source holding the spectra (runs only)")
+        self.key = W.Text(value=key or "", description="key", style=style, placeholder="e.g. data.intensity")
+        self.dataset = W.Text(value=dataset or "", description="dataset", style=style,
+                              placeholder="files only; empty: found")
+        self.load_button = W.Button(description="Load", icon="folder-open")
+        self.data_info = W.HTML()
+        self.labels = W.VBox()
+        self.add_label = W.Button(description="add class", icon="plus")
+        # -- training
+        self.train_button = W.Button(description="Train", button_style="primary", icon="graduation-cap")
+        self.train_button.add_class("daas-train")
+        self.train_progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="50%"))
+        self.train_progress.add_class("daas-train-progress")
+        self.train_status = StatusLine()
+        self.models = W.Dropdown(description="model", options=[], style=style)
+        self.sep_fig, self.sep_canvas = figure_widget(9, 5.5)
+        self.sep_box = W.VBox()
+        self.sep_box.add_class("daas-separability")
+        # -- classify a file
+        self.predict_path = W.Text(description="file", style=style, layout=wide,
+                                   placeholder="HDF5 file of spectra (n_spectra, n_points)")
+        self.predict_button = W.Button(description="Classify", icon="tags")
+        self.predict_status = StatusLine()
+        self.pred_fig, self.pred_canvas = figure_widget(8, 3)
+        self.pred_box = W.VBox()
+        # -- stream
+        self.endpoint = W.Text(description="bridge", style=style, layout=wide,
+                               placeholder="tcp://host:port of a Karabo bridge; empty: replay the run above")
+        self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
+        self.start_button = W.Button(description="Start", button_style="success", icon="play")
+        self.start_button.add_class("daas-stream-start")
+        self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
+        self.counters = W.HTML()
+        self.counters.add_class("daas-stream-counters")
+        self.stream_status = StatusLine()
+        self.stream_fig, self.stream_canvas = figure_widget(9, 4.5)
+        self.stream_box = W.VBox()
+        self.stream_box.add_class("daas-stream-plot")
+        self.jobs = JobsTable("training jobs of this server")
+
+        self.load_button.on_click(lambda _: self.load())
+        self.add_label.on_click(lambda _: self._add_label())
+        self.train_button.on_click(lambda _: self.train())
+        self.predict_button.on_click(lambda _: self.classify())
+        self.start_button.on_click(lambda _: self.start_stream())
+        self.stop_button.on_click(lambda _: self.stop_stream())
+        self.models.observe(lambda ch: self._model_chosen(ch["new"]), names="value")
+
+        tabs = W.Tab([
+            W.VBox([self.data, W.HBox([self.source]), W.HBox([self.key, self.dataset, self.load_button]),
+                    self.data_info, W.HTML("<b>classes</b> (ranges of trains or rows, stop exclusive)"),
+                    self.labels, self.add_label,
+                    W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
+                    self.sep_box, self.jobs]),
+            W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_status, self.pred_box]),
+            W.VBox([self.endpoint, W.HBox([self.train_rate, self.start_button, self.stop_button]),
+                    self.counters, self.stream_status, self.stream_box]),
+        ])
+        for i, title in enumerate(["1. label and train", "2. classify a file", "3. stream"]):
+            tabs.set_title(i, title)
+        self.tabs = tabs
+        super().__init__([W.HTML("<h3>Spectra classifier</h3>"), tabs], **kw)
+        self.add_class("daas-spectra-app")
+        self._refresh_models()
+        self._resume()
+        if self.data.value:
+            self.load()
+
+    # ----------------------------------------------------------------- data
+    def _is_run(self) -> bool:
+        return local_path(self.data.value, self.root_dir).is_dir()
+
+    def load(self) -> None:
+        """Read the train IDs (run) or row count (file) and offer a first and a last fifth as classes."""
+        try:
+            path = local_path(self.data.value, self.root_dir)
+            if path.is_dir():
+                from extra_data import RunDirectory
+
+                if not self.source.value or not self.key.value:
+                    raise ValueError("give the source and key that hold the spectra in this run")
+                kd = RunDirectory(path)[self.source.value, self.key.value]
+                ids = np.asarray(kd.train_ids)
+                what = f"{len(ids)} trains ({ids[0]} - {ids[-1]}), spectra of {kd.entry_shape[-1]} points"
+                lo, hi = int(ids[0]), int(ids[-1]) + 1
+            else:
+                import h5py
+                from server_ext.spectra.datafiles import _find_spectra
+
+                with h5py.File(path, "r") as f:
+                    dset, _ = _find_spectra(f, self.dataset.value or None)
+                    ids = np.arange(dset.shape[0])
+                    what = f"{dset.shape[0]} spectra of {dset.shape[-1]} points in {dset.name}"
+                lo, hi = 0, len(ids)
+        except Exception as e:  # noqa: BLE001
+            self.data_info.value = ""
+            self.train_status.error(e)
+            return
+        self._ids = ids
+        self.data_info.value = html.escape(what)
+        fifth = max(len(ids) // 5, 1)
+        self.labels.children = [
+            LabelRow("before", lo, hi, (lo, int(ids[fifth]) if len(ids) > fifth else hi)),
+            LabelRow("after", lo, hi, (int(ids[-fifth]), hi)),
+        ]
+        self.train_status.show("label the classes, then Train")
+
+    def _add_label(self) -> None:
+        if self._ids is None:
+            self.train_status.error("load spectra first")
+            return
+        first = self.labels.children[0].range
+        self.labels.children = [*self.labels.children,
+                                LabelRow(f"class{len(self.labels.children) + 1}", first.min, first.max,
+                                         (first.min, first.min + 1))]
+
+    def label_specs(self) -> list[str]:
+        return [row.spec() for row in self.labels.children]
+
+    # ------------------------------------------------------------- training
+    def train(self) -> dict | None:
+        """Start a training job with the labelled ranges; the app follows it."""
+        options = {"max_per_label": self.max_per_label}
+        if self.params:
+            options["params"] = self.params
+        if self._is_run():
+            options.update(source=self.source.value, key=self.key.value)
+        elif self.dataset.value:
+            options["dataset"] = self.dataset.value
+        try:
+            job = self.client.train_model(self.data.value, self.label_specs(), **options)
+        except Exception as e:  # noqa: BLE001
+            self.train_status.error(e)
+            return None
+        self._training_data = None
+        self._follow_training(job)
+        return job
+
+    def _follow_training(self, job: dict) -> None:
+        if self.follower:
+            self.follower.stop()
+        self.train_button.disabled = True
+        self.train_progress.bar_style = ""
+        self.follower = Follower(lambda: self.client.get_model(job["id"]), self._training_update,
+                                 self._training_lost, interval=self.poll_interval, name="daas-train").start()
+
+    def _training_update(self, job: dict) -> None:
+        self.train_progress.value = float(job.get("progress") or 0)
+        state = job["state"]
+        if state in ACTIVE:
+            detail = job.get("detail") or {}
+            where = ""
+            if "done" in detail and "total" in detail:
+                where = f" bin {detail['done']} of {detail['total']}"
+            stage = detail.get("stage", "")
+            self.train_status.show(f"training {job['id'][:8]}: {state} {stage}{where}"
+                                   f" ({100 * self.train_progress.value:.0f} %)")
+            return
+        self.train_button.disabled = False
+        self._refresh_models()
+        if state == "done":
+            self.train_progress.value, self.train_progress.bar_style = 1.0, "success"
+            self.train_status.show(f"model {job['id'][:8]}: {len(job['result']['bins'])} informative bins, "
+                                   f"classes {', '.join(job['result']['classes'])}", "success")
+            self.model = job  # before the dropdown changes, so that its observer does not draw it again
+            self.models.value = job["id"]
+            self.show_model(job)
+        else:
+            self.train_progress.bar_style = "danger"
+            self.train_status.show(f"training {state}: {job.get('error') or ''}", "error")
+
+    def _training_lost(self, error: BaseException) -> None:
+        self.train_button.disabled = False
+        self.train_status.error(error)
+
+    def _labelled_spectra(self, job: dict):
+        """The training job's labelled spectra, read in the kernel for the figure (None if unreadable)."""
+        from server_ext.spectra.datafiles import load_labelled
+
+        opts = job.get("options") or {}
+        try:
+            return load_labelled(str(local_path(opts["data"], self.root_dir)), opts["labels"],
+                                 dataset=opts.get("dataset"), source=opts.get("source"), key=opts.get("key"),
+                                 max_per_label=opts.get("max_per_label"))
+        except Exception:  # noqa: BLE001 -- the figure then shows the bins without the curves
+            return None, None, None
+
+    def show_model(self, job: dict) -> None:
+        """Draw the separability figure of a finished training job."""
+        if self._training_data is None:
+            self._training_data = self._labelled_spectra(job)
+        X, y, axis = self._training_data
+        self.model = job
+        try:
+            separability_figure(job["result"], X, y, axis, fig=self.sep_fig)
+        except Exception as e:  # noqa: BLE001
+            self.train_status.error(f"the figure cannot be drawn: {error_text(e)}")
+            return
+        self.sep_canvas.draw_idle()
+        self.sep_box.children = [self.sep_canvas]
+
+    def _model_chosen(self, model_id: str | None) -> None:
+        if not model_id or (self.model and self.model["id"] == model_id):
+            return
+        try:
+            job = self.client.get_model(model_id)
+        except Exception as e:  # noqa: BLE001
+            self.train_status.error(e)
+            return
+        if job["state"] == "done":
+            self._training_data = None
+            self.show_model(job)
+
+    def _refresh_models(self) -> None:
+        try:
+            models = self.client.list_models()
+        except Exception as e:  # noqa: BLE001
+            self.train_status.error(e)
+            return
+        self.jobs.refresh(models)
+        done = sorted((m for m in models if m["state"] == "done"), key=lambda m: m.get("created") or "")
+        current = self.models.value
+        self.models.options = [(f"{m['id'][:8]} ({', '.join(m['result']['classes'])})", m["id"]) for m in done]
+        if current in [m["id"] for m in done]:
+            self.models.value = current
+
+    def _resume(self) -> None:
+        """After a kernel restart: follow a training or a stream that is still going, else show the last model."""
+        try:
+            models = self.client.list_models()
+            streams = self.client.list_streams()
+        except Exception as e:  # noqa: BLE001
+            self.train_status.error(e)
+            return
+        active = [m for m in models if m["state"] in ACTIVE]
+        if active:
+            self._follow_training(max(active, key=lambda m: m.get("created") or ""))
+        elif self.models.options:
+            self._model_chosen(self.models.options[-1][1])
+        running = [s for s in streams if s["state"] in STREAM_ACTIVE]
+        if running:
+            self._follow_stream(max(running, key=lambda s: s.get("created") or ""))
+
+    def chosen_model(self) -> str:
+        if not self.models.value:
+            raise ValueError("train a model first (or pick one)")
+        return self.models.value
+
+    # ------------------------------------------------------------ classify
+    def classify(self) -> dict | None:
+        """Classify the spectra of a file with the chosen model; ambiguous ones marked."""
+        try:
+            result = self.client.predict(self.chosen_model(), self.predict_path.value.strip(),
+                                         dataset=self.dataset.value or None)
+        except Exception as e:  # noqa: BLE001
+            self.predict_status.error(e)
+            return None
+        self.prediction = result
+        labels, amb = result["labels"], np.asarray(result["ambiguous"], dtype=bool)
+        counts = {c: labels.count(c) for c in sorted(set(labels))}
+        self.predict_status.show(", ".join(f"{c}: {n}" for c, n in counts.items())
+                                 + f"; ambiguous: {int(amb.sum())} of {len(labels)}", "success")
+        prediction_figure(self.pred_fig, result["confidence"], amb, labels)
+        self.pred_canvas.draw_idle()
+        rows = [[i, labels[i], f"{result['confidence'][i]:.2f}" if result["confidence"][i] is not None else "-"]
+                for i in np.flatnonzero(amb)[:20]]
+        self.pred_box.children = [self.pred_canvas] + ([W.HTML("<b>ambiguous spectra</b>" + table(
+            rows, ["spectrum", "label", "confidence"]))] if rows else [])
+        return result
+
+    # --------------------------------------------------------------- stream
+    def start_stream(self) -> dict | None:
+        """Classify a Karabo bridge (endpoint given) or a replay of the run, live."""
+        try:
+            if self.endpoint.value.strip():
+                stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip())
+            else:
+                if not self._is_run():
+                    raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
+                stream = self.client.start_stream(self.chosen_model(), run=self.data.value, source=self.source.value,
+                                                  key=self.key.value, train_rate=self.train_rate.value or None)
+        except Exception as e:  # noqa: BLE001
+            self.stream_status.error(e)
+            return None
+        self._follow_stream(stream)
+        return stream
+
+    def stop_stream(self) -> None:
+        if not self.stream:
+            return
+        try:
+            self.stream = self.client.stop_stream(self.stream["id"])
+            self.stream_status.show("stopping ...", "warning")
+        except Exception as e:  # noqa: BLE001
+            self.stream_status.error(e)
+
+    def _follow_stream(self, stream: dict) -> None:
+        """Counters by polling the stream; per-train points from its WebSocket, in another thread."""
+        self._stop_stream_threads()
+        self.stream = stream
+        self.stream_trains = []
+        self._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
+        self.start_button.disabled, self.stop_button.disabled = True, False
+        self.stream_box.children = [self.stream_canvas]
+        self._ws_stop = threading.Event()
+        self._ws_thread = in_background(self._read_messages, self.stream_status.error, name="daas-stream-ws")
+        self.stream_follower = Follower(lambda: self.client.get_stream(stream["id"]), self._stream_update,
+                                        self.stream_status.error, interval=max(self.poll_interval, 0.5),
+                                        timeout=24 * 3600, name="daas-stream").start()
+
+    def _stop_stream_threads(self) -> None:
+        self._ws_stop.set()
+        if self.stream_follower:
+            self.stream_follower.stop()
+
+    def _read_messages(self) -> None:
+        last_draw = 0.0
+        for msg in self.client.stream_messages(self.stream["id"], timeout=60):
+            if self._ws_stop.is_set():
+                return
+            if msg.get("type") == "train" and msg.get("train"):
+                self._add_train(msg["train"])
+                if time.monotonic() - last_draw > REDRAW_S:
+                    self._draw_stream()
+                    last_draw = time.monotonic()
+            if msg.get("stats"):
+                self._show_counters(msg["stats"])
+        self._draw_stream()
+
+    def _add_train(self, train: dict) -> None:
+        s = self._series
+        tid = train.get("train_id")
+        if tid is None:
+            return
+        s["trains"].append(int(tid))
+        n = len(s["trains"])
+        for name, value in (train.get("class_fractions") or {}).items():
+            s["fractions"].setdefault(name, [np.nan] * (n - 1)).append(float(value))
+        for values in s["fractions"].values():
+            if len(values) < n:
+                values.append(np.nan)
+        s["confidence"].append(np.nan if train.get("mean_confidence") is None else train["mean_confidence"])
+        s["ambiguous"].append(np.nan if train.get("ambiguous_fraction") is None else train["ambiguous_fraction"])
+        if n > MAX_POINTS:
+            for key in ("trains", "confidence", "ambiguous"):
+                del s[key][0]
+            for values in s["fractions"].values():
+                del values[0]
+        self.stream_trains = s["trains"]
+
+    def _draw_stream(self) -> None:
+        s = self._series
+        if not s["trains"]:
+            return
+        stream_figure(self.stream_fig, list(s["trains"]), {k: list(v) for k, v in s["fractions"].items()},
+                      list(s["confidence"]), list(s["ambiguous"]))
+        self.stream_canvas.draw_idle()
+
+    def _show_counters(self, st: dict) -> None:
+        def num(v, fmt):
+            return "-" if v is None else format(v, fmt)
+
+        self.counters.value = (
+            f"<span class='daas-trains'>trains: <b>{st.get('trains', 0)}</b></span> | "
+            f"spectra/s: <b>{num(st.get('spectra_per_s'), '.0f')}</b> | "
+            f"latency p50/p99: <b>{num(st.get('latency_p50_ms'), '.1f')} / {num(st.get('latency_p99_ms'), '.1f')} ms</b>"
+            f" | gaps: <b>{st.get('gaps', 0)}</b> | dropped: <b>{st.get('dropped', 0)}</b>"
+            f" | malformed: <b>{st.get('malformed', 0)}</b> | reconnects: <b>{st.get('reconnects', 0)}</b>")
+
+    def _stream_update(self, stream: dict) -> None:
+        self.stream = stream
+        self._show_counters(stream.get("stats") or {})
+        state = stream["state"]
+        if state in STREAM_ACTIVE:
+            self.stream_status.show(f"stream {stream['id'][:8]}: {state}")
+            return
+        self.start_button.disabled, self.stop_button.disabled = False, True
+        self._draw_stream()
+        level = "error" if state == "failed" else "success"
+        self.stream_status.show(f"stream {state}" + (f": {stream['error']}" if stream.get("error") else ""), level)
+
+    def wait_training(self, timeout: float = 600) -> dict | None:
+        """Block until the followed training ends (scripts and tests)."""
+        if self.follower:
+            self.follower.thread.join(timeout)
+        return self.model
