@@ -126,6 +126,19 @@ def _phase_weights(t, n_phases, transition_width):
     return transitions, weights / weights.sum(1, keepdims=True)
 
 
+def _observed(X, t, tth, lo, background, counts, beam, poisson, rng):
+    """What the detector records of the diffracted intensity ``X``: plus a
+    drifting background (air scatter and an amorphous hump over 2-theta
+    ``tth``), in counts scaled by the ``beam``, with Poisson noise."""
+    bg_level = background * (1.0 + 0.2 * np.sin(2 * np.pi * (t + rng.uniform())))
+    bg_shape = 0.6 * np.exp(-(tth - lo) / 15.0) + 0.4 * np.exp(-0.5 * ((tth - 35.0) / 12.0) ** 2)
+    X = X + bg_level[:, None] * bg_shape[None, :] / bg_shape.max()
+    X *= counts * beam[:, None]
+    if poisson:
+        X = rng.poisson(np.maximum(X, 0.0))
+    return X.astype(np.float32)
+
+
 def make_transition_series(
     n_spectra: int = 349,
     n_points: int = 4020,
@@ -192,13 +205,7 @@ def make_transition_series(
             th = np.radians(center / 2.0)
             fwhm = np.sqrt(0.004 * np.tan(th) ** 2 + 0.002 * np.tan(th) + 0.01)
             X += (weights[:, k] * i0)[:, None] * _pseudo_voigt(axis, center, fwhm, 0.4)
-    bg_level = background * (1.0 + 0.2 * np.sin(2 * np.pi * (t + rng.uniform())))
-    bg_shape = 0.6 * np.exp(-(axis - lo) / 15.0) + 0.4 * np.exp(-0.5 * ((axis - 35.0) / 12.0) ** 2)
-    X = X + bg_level[:, None] * bg_shape[None, :] / bg_shape.max()
-    X *= counts * beam[:, None]
-    if poisson:
-        X = rng.poisson(np.maximum(X, 0.0))
-    X = X.astype(np.float32)
+    X = _observed(X, t, axis, lo, background, counts, beam, poisson, rng)
     return SpectraSeries(X=X, y=y, axis=axis, fraction=fraction,
                          temperature=temperature, transitions=transitions)
 
@@ -324,13 +331,8 @@ def make_powder_series(
         if norm is None:
             norm = X[present].max()
     X /= norm
-    bg_level = background * (1.0 + 0.2 * np.sin(2 * np.pi * (t + rng.uniform())))
-    bg_shape = 0.6 * np.exp(-(tth - lo) / 15.0) + 0.4 * np.exp(-0.5 * ((tth - 35.0) / 12.0) ** 2)
-    X = X + bg_level[:, None] * bg_shape[None, :] / bg_shape.max()
-    X *= counts * beam[:, None]
-    if poisson:
-        X = rng.poisson(np.maximum(X, 0.0))
-    return SpectraSeries(X=X.astype(np.float32), y=y, axis=axis,
+    X = _observed(X, t, tth, lo, background, counts, beam, poisson, rng)
+    return SpectraSeries(X=X, y=y, axis=axis,
                          fraction=weights @ np.arange(len(phases)),
                          temperature=100.0 + 200.0 * t, transitions=transitions)
 
