@@ -56,6 +56,16 @@ def _pool():
         return _POOL
 
 
+def _forget_pool():
+    # a forked child has the pool object but none of its threads
+    global _POOL, _POOL_LOCK
+    _POOL, _POOL_LOCK = None, threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_pool)
+
+
 class InferencePlan:
     """The fitted preprocessing and fused vote, rearranged for one pass.
 
