@@ -56,6 +56,21 @@ def _pool():
         return _POOL
 
 
+_CONTROLLER = None
+
+
+def _single_threaded_blas():
+    """Limit BLAS to one thread for the duration (``threadpoolctl``); the
+    controller is made once: finding the libraries costs milliseconds,
+    the limit itself microseconds."""
+    global _CONTROLLER
+    if _CONTROLLER is None:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER = ThreadpoolController()
+    return _CONTROLLER.limit(limits=1, user_api="blas")
+
+
 def _forget_pool():
     # a forked child has the pool object but none of its threads
     global _POOL, _POOL_LOCK
@@ -144,8 +159,6 @@ class InferencePlan:
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class
         probabilities (float32; a row with NaN or inf is scored as if all
         zero), which rows are finite, and which have a signal (not flat)."""
-        from threadpoolctl import threadpool_limits
-
         n = len(X)
         P = np.empty((n, self.n_classes), np.float32)
         finite = np.empty(n, bool)
@@ -155,7 +168,7 @@ class InferencePlan:
             for a, b in bounds:
                 self._chunk(X, P, finite, signal, a, b)
             return P, finite, signal
-        with threadpool_limits(1, user_api="blas"):
+        with _single_threaded_blas():
             for _ in _pool().map(lambda ab: self._chunk(X, P, finite, signal, *ab), bounds):
                 pass
         return P, finite, signal
