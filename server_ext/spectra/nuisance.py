@@ -210,7 +210,12 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
             f_centre = (0.5 * (f_edges[:-1] + f_edges[1:])).astype(np.intp)
             f_floor, f_threshold = floor_and_threshold(f_edges)
             res = _refined_residual(a, b, f_edges, field[f_centre])
-            left = (res - f_floor) / f_threshold
+            # a window where neither profile has signal or noise (zero
+            # background, a detector gap) has no threshold: empty if nothing
+            # is left there, else a difference beyond any threshold
+            excess = res - f_floor
+            left = np.divide(excess, f_threshold, out=np.where(excess > 0, np.inf, 0.0),
+                             where=f_threshold > 0)
             worst = int(np.argmax(left))
             # the largest difference left after moving, relative to what counts
             info.update(unexplained=float(left[worst]), at_point=int(f_centre[worst]))
