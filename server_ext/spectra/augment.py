@@ -59,7 +59,8 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     (float32, copies of row i at ``src == i``).
 
     ``strain``: half-range of the relative position scaling; ``shift``:
-    half-range of a translation in points; ``intensity``: half-range of the
+    half-range of a translation in points (each a number, or one per row of
+    ``X``); ``intensity``: half-range of the
     relative intensity scale; ``noise``: extra noise up to ``noise`` times the
     measured noise variance; ``background``: amplitude of an added smooth
     background relative to the median level.
@@ -69,6 +70,9 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     src = np.repeat(np.arange(n), copies)
     m = len(src)
     pos = increasing_axis(axis, p)
+    # per labelled spectrum (an array of n) or for all (a number)
+    strain = np.broadcast_to(np.asarray(strain, np.float64), (n,))[src]
+    shift = np.broadcast_to(np.asarray(shift, np.float64), (n,))[src]
     s = rng.uniform(-strain, strain, m)
     u = rng.uniform(-shift, shift, m)
     gain = noise_gain(X)[src]

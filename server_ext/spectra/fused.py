@@ -91,6 +91,10 @@ class FusedVote:
 
     def __init__(self, segments, W1, b1, W2, b2, weights, beta=1.0):
         self.segments = np.asarray(segments, dtype=np.intp)
+        # a bin's segments are consecutive: its inputs are a slice, no gather
+        first = self.segments[:, :1]
+        self._consecutive = bool(
+            (self.segments == first + np.arange(self.segments.shape[1])).all())
         self.W1 = np.ascontiguousarray(W1, dtype=np.float32)
         self.b1 = np.ascontiguousarray(b1, dtype=np.float32)[:, None, :]
         self.W2 = np.ascontiguousarray(W2, dtype=np.float32)
@@ -108,5 +112,30 @@ class FusedVote:
         return bin_proba(Fb, self.W1, self.b1, self.W2, self.b2)
 
     def proba(self, Z):
-        """Calibrated weighted vote (n, classes) from segment features."""
-        return pool(self.bin_proba(self.features(Z)), self.vote, self.beta)
+        """Calibrated weighted vote (n, classes) from segment features.
+
+        Bin by bin on slices of ``Z`` (no gathered copy): two small matrix
+        products, then the clipped log-softmax added to the vote. The same
+        as ``pool(bin_proba(features(Z)))`` to float32 rounding, with
+        temporaries of (n, hidden) instead of (bins, n, features)."""
+        if not self._consecutive:
+            return pool(self.bin_proba(self.features(Z)), self.vote, self.beta)
+        width = self.segments.shape[1]
+        log_eps = np.float32(np.log(EPS))
+        L = np.zeros((len(Z), self.W2.shape[2]), np.float32)
+        for b, start in enumerate(self.segments[:, 0]):
+            h = Z[:, start:start + width] @ self.W1[b]
+            h += self.b1[b]
+            np.maximum(h, 0.0, out=h)
+            o = h @ self.W2[b]
+            o += self.b2[b]
+            o -= o.max(axis=1, keepdims=True)
+            o -= np.log(np.exp(o).sum(axis=1, keepdims=True))
+            np.maximum(o, log_eps, out=o)
+            o *= self.vote[b]
+            L += o
+        L *= self.beta
+        L -= L.max(axis=1, keepdims=True)
+        np.exp(L, out=L)
+        L /= L.sum(axis=1, keepdims=True)
+        return L

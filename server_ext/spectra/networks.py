@@ -42,7 +42,7 @@ def keras_module():
     return _KERAS
 
 
-def build_bin_model(n_features, hidden, n_classes, mean, variance, name):
+def build_bin_model(n_inputs, hidden, n_classes, mean, variance, name):
     """One bin's network: standardisation (fixed), Dense(hidden, relu),
     Dense(n_classes, softmax). Built to hold trained weights, so its
     initial weights are zeros (a random initializer would draw a seed from
@@ -50,7 +50,7 @@ def build_bin_model(n_features, hidden, n_classes, mean, variance, name):
     keras = keras_module()
     return keras.Sequential(
         [
-            keras.Input((n_features,), name=f"{name}_in"),
+            keras.Input((n_inputs,), name=f"{name}_in"),
             keras.layers.Normalization(mean=mean, variance=variance, name=f"{name}_norm"),
             keras.layers.Dense(hidden, activation="relu", kernel_initializer="zeros",
                                name=f"{name}_hidden"),
@@ -100,7 +100,8 @@ def _stacked_dense_class():
     return StackedDense
 
 
-def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, verbose=0):
+def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, verbose=0,
+                  on_epochs=None):
     """Train ``groups x bins`` independent networks side by side.
 
     ``F``: features (n, bins, features); ``T``: soft targets (n, classes);
@@ -113,6 +114,10 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
     its own network's gradient -- with Adam on random mini-batches and the
     whole loop in one compiled graph: a graph of many tiny networks, or
     ``Model.fit``'s per-step Python, would cost more than the arithmetic.
+
+    ``on_epochs(done)``, if given, is called as training progresses (about
+    ten times, with the number of epochs done; the graph runs in that many
+    chunks, each resuming the same random batch sequence).
 
     Returns ``(mean, var, K1, c1, K2, c2)``: the fixed standardisation
     (bins, features) and the stacked kernels/biases, leading axis
@@ -148,9 +153,9 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
     seed_pair = tf.constant([0 if seed is None else int(seed), 1], tf.int32)
 
     @tf.function
-    def run():
+    def run(first, stop):
         loss = tf.constant(0.0)
-        for i in tf.range(steps):
+        for i in tf.range(first, stop):
             idx = tf.random.stateless_uniform((bs,), seed_pair + tf.stack([0, i]),
                                               0, n, dtype=tf.int32)
             xb = tf.tile(tf.gather(x, idx), [1, n_groups, 1])
@@ -162,7 +167,12 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
             opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
         return loss
 
-    loss = float(run())
+    chunks = max(1, min(10, epochs)) if on_epochs is not None else 1
+    bounds = np.linspace(0, steps, chunks + 1).round().astype(int)
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        loss = float(run(tf.constant(a, tf.int32), tf.constant(b, tf.int32)))
+        if on_epochs is not None:
+            on_epochs(int(round(epochs * b / steps)))
     if verbose:
         print(f"trained {nets} networks, {steps} steps of {bs}: final loss {loss:.4f}")
     K1, c1 = model.layers[1].get_weights()

@@ -1,6 +1,6 @@
 """Held-out separability of candidate bins and their vote weights.
 
-A candidate bin is a window of ``n_features`` consecutive segments. Its
+A candidate bin is a window of ``segments_per_bin`` consecutive segments. Its
 separability is the accuracy, on *held-out* labelled spectra (perturbed
 copies of spectra not used for training in that fold), of a nearest-centroid
 classifier with a shared diagonal variance on the bin's features. All

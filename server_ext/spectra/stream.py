@@ -210,7 +210,9 @@ class SpectraStream:
     def __init__(self, classifier, source, queue_size: int = 4, drop_oldest=None,
                  max_trains: int | None = None, source_name: str | None = None,
                  key: str | None = None, **source_options):
-        classifier._check_fitted()
+        from sklearn.utils.validation import check_is_fitted
+
+        check_is_fitted(classifier)
         self.classifier = classifier
         if source_name is not None:
             source_options["source"] = source_name

@@ -20,6 +20,15 @@ Example::
     series = make_transition_series(n_spectra=349, kind="shift", random_state=0)
     series.X.shape, series.y[:3], series.fraction[170]
 
+``make_powder_series`` is the physics-based generator: the phases are
+crystal structures (reflections at the d-spacings of a lattice, intensities
+from structure factors), on a 2-theta or q axis, and a class can differ from
+another *only* by its cell size (every peak moves), or by weak superlattice
+reflections of a few per cent::
+
+    from server_ext.spectra.synthetic import make_powder_series
+    series = make_powder_series("shift", random_state=0)   # A -> B -> A'
+
 ``write_demo_run(path)`` writes such a series as a European XFEL run
 directory that ``extra_data.RunDirectory`` opens.
 """
@@ -34,10 +43,15 @@ import tempfile
 import numpy as np
 
 from .augment import increasing_axis, strain_shift
+from .lattice import distorted, random_structure, reflections, two_theta
 
 __all__ = [
     "SpectraSeries",
     "make_transition_series",
+    "make_powder_series",
+    "Phase",
+    "LAYOUTS",
+    "layout_phases",
     "perturb",
     "write_demo_run",
     "DEMO_SOURCE",
@@ -99,6 +113,32 @@ def _phase_tables(rng, n_phases, kind, lo, hi, n_peaks):
     return phases
 
 
+def _phase_weights(t, n_phases, transition_width):
+    """Equally spaced transitions along ``t`` (0..1) and the weight of each
+    phase per spectrum: products of logistic steps between consecutive
+    phases, so neighbours coexist near a transition."""
+    transitions = [(k + 1) / n_phases for k in range(n_phases - 1)]
+    steps = [1.0 / (1.0 + np.exp(-(t - tc) / (transition_width / 4.0))) for tc in transitions]
+    weights = np.ones((len(t), n_phases))
+    for k in range(n_phases):
+        for j, s in enumerate(steps):
+            weights[:, k] *= s if j < k else (1.0 - s) if j == k else 1.0
+    return transitions, weights / weights.sum(1, keepdims=True)
+
+
+def _observed(X, t, tth, lo, background, counts, beam, poisson, rng):
+    """What the detector records of the diffracted intensity ``X``: plus a
+    drifting background (air scatter and an amorphous hump over 2-theta
+    ``tth``), in counts scaled by the ``beam``, with Poisson noise."""
+    bg_level = background * (1.0 + 0.2 * np.sin(2 * np.pi * (t + rng.uniform())))
+    bg_shape = 0.6 * np.exp(-(tth - lo) / 15.0) + 0.4 * np.exp(-0.5 * ((tth - 35.0) / 12.0) ** 2)
+    X = X + bg_level[:, None] * bg_shape[None, :] / bg_shape.max()
+    X *= counts * beam[:, None]
+    if poisson:
+        X = rng.poisson(np.maximum(X, 0.0))
+    return X.astype(np.float32)
+
+
 def make_transition_series(
     n_spectra: int = 349,
     n_points: int = 4020,
@@ -151,16 +191,7 @@ def make_transition_series(
 
     t = np.linspace(0.0, 1.0, n_spectra)
     temperature = 100.0 + 200.0 * t
-    transitions = [(k + 1) / n_phases for k in range(n_phases - 1)]
-    # weight of each phase: product of logistic steps between consecutive phases
-    steps = [1.0 / (1.0 + np.exp(-(t - tc) / (transition_width / 4.0))) for tc in transitions]
-    weights = np.zeros((n_spectra, n_phases))
-    for k in range(n_phases):
-        w = np.ones(n_spectra)
-        for j, s in enumerate(steps):
-            w *= s if j < k else (1.0 - s) if j == k else 1.0
-        weights[:, k] = w
-    weights /= weights.sum(1, keepdims=True)
+    transitions, weights = _phase_weights(t, n_phases, transition_width)
     y = weights.argmax(1)
     fraction = weights @ np.arange(n_phases)
 
@@ -174,15 +205,154 @@ def make_transition_series(
             th = np.radians(center / 2.0)
             fwhm = np.sqrt(0.004 * np.tan(th) ** 2 + 0.002 * np.tan(th) + 0.01)
             X += (weights[:, k] * i0)[:, None] * _pseudo_voigt(axis, center, fwhm, 0.4)
-    bg_level = background * (1.0 + 0.2 * np.sin(2 * np.pi * (t + rng.uniform())))
-    bg_shape = 0.6 * np.exp(-(axis - lo) / 15.0) + 0.4 * np.exp(-0.5 * ((axis - 35.0) / 12.0) ** 2)
-    X = X + bg_level[:, None] * bg_shape[None, :] / bg_shape.max()
-    X *= counts * beam[:, None]
-    if poisson:
-        X = rng.poisson(np.maximum(X, 0.0))
-    X = X.astype(np.float32)
+    X = _observed(X, t, axis, lo, background, counts, beam, poisson, rng)
     return SpectraSeries(X=X, y=y, axis=axis, fraction=fraction,
                          temperature=temperature, transitions=transitions)
+
+
+@dataclasses.dataclass(frozen=True)
+class Phase:
+    """One state of a powder series: ``structure`` (index of the series'
+    crystal structures: 0 a random one, 1 a distortion of it, 2 another
+    random one), ``cell`` (relative cell size: 1.01 = every d-spacing 1 %
+    larger, every peak moved) and ``weak`` (height of superlattice
+    reflections relative to the strongest peak; 0: none)."""
+
+    structure: int
+    cell: float = 1.0
+    weak: float = 0.0
+
+
+def layout_phases(name: str, cell_step: float = 0.01, weak: float = 0.03) -> tuple:
+    """The phases of a named layout (see :data:`LAYOUTS`)."""
+    layouts = {
+        # A -> B -> A': A' differs from A only by a larger (or smaller) cell
+        "shift": (Phase(0), Phase(1), Phase(0, 1.0 + cell_step)),
+        # A -> A' -> B -> B': two structures, each seen at two cell sizes
+        "shift4": (Phase(0), Phase(0, 1.0 + cell_step), Phase(2), Phase(2, 1.0 + cell_step)),
+        # A -> A + weak superlattice peaks -> distorted A -> another structure
+        "weak": (Phase(0), Phase(0, 1.0, weak), Phase(1), Phase(2)),
+        # structural transitions only: position is nuisance everywhere
+        "pattern": (Phase(0), Phase(1), Phase(2)),
+    }
+    if name not in layouts:
+        raise ValueError(f"layout must be one of {sorted(layouts)}, not {name!r}")
+    return layouts[name]
+
+
+#: the named class layouts of :func:`make_powder_series`
+LAYOUTS = ("shift", "shift4", "weak", "pattern")
+
+
+def make_powder_series(
+    layout="shift",
+    n_spectra: int = 360,
+    n_points: int = 4020,
+    axis_kind: str = "2theta",
+    two_theta_range=(10.0, 90.0),
+    wavelength: float = 1.5406,
+    cell_step: float = 0.01,
+    drift: float = 0.3,
+    weak: float = 0.03,
+    transition_width: float = 0.02,
+    counts: float = 2000.0,
+    background: float = 0.15,
+    intensity_drift: float = 0.15,
+    poisson: bool = True,
+    random_state=0,
+) -> SpectraSeries:
+    """Powder patterns of a sample going through a sequence of phases.
+
+    ``layout``: a name of :data:`LAYOUTS` or a sequence of :class:`Phase`.
+    ``axis_kind``: ``"2theta"`` (degrees, uniform) or ``"q"`` (1/angstrom,
+    uniform in q over the same angular range). ``cell_step``: relative cell
+    change between the classes that differ by position only. ``drift``:
+    thermal expansion within one class's stretch of the series, as a
+    fraction of ``cell_step`` (the whole series expands ``n_phases`` times
+    that). ``weak``: height of the superlattice reflections of a ``weak``
+    phase relative to the strongest peak. The rest as in
+    :func:`make_transition_series` (pseudo-Voigt peaks with Caglioti widths,
+    Lorentz-polarisation, Debye-Waller, background, beam drift, Poisson
+    noise, coexisting phases near a transition). Labels ``y``: the phase
+    with the largest fraction.
+    """
+    if axis_kind not in ("2theta", "q"):
+        raise ValueError(f"axis_kind must be '2theta' or 'q', not {axis_kind!r}")
+    phases = layout_phases(layout, cell_step, weak) if isinstance(layout, str) else tuple(layout)
+    if len(phases) < 2:
+        raise ValueError("a series needs at least 2 phases")
+    rng = np.random.default_rng(random_state)
+    base = random_structure(rng)
+    structures = [base, distorted(base, rng), random_structure(rng)]
+    lo, hi = two_theta_range
+    tth_lo, tth_hi = np.radians(lo / 2), np.radians(hi / 2)
+    if axis_kind == "2theta":
+        axis = np.linspace(lo, hi, n_points)
+        tth = axis
+    else:
+        q = 4 * np.pi / wavelength * np.sin(np.linspace(tth_lo, tth_hi, n_points))
+        axis = q
+        tth = 2 * np.degrees(np.arcsin(np.clip(q * wavelength / (4 * np.pi), 0, 1)))
+    # every reflection that any phase can bring into view at any drift
+    d_min = wavelength / (2 * np.sin(tth_hi)) * 0.95
+
+    t = np.linspace(0.0, 1.0, n_spectra)
+    transitions, weights = _phase_weights(t, len(phases), transition_width)
+    y = weights.argmax(1)
+    thermal = 1.0 + drift * abs(cell_step) * len(phases) * (t - 0.5)
+    beam = 1.0 + intensity_drift * np.sin(2 * np.pi * (0.7 * t + rng.uniform()))
+    beam *= rng.normal(1.0, 0.03, n_spectra)
+
+    X = np.zeros((n_spectra, n_points))
+    norm = None
+    for k, ph in enumerate(phases):
+        s = structures[ph.structure]
+        d, inten = reflections(s, d_min)
+        if ph.weak > 0:
+            d_s, i_s = reflections(s, d_min, superlattice=True)
+            i_s = i_s * _weak_scale(s, d_min, ph.weak, wavelength)
+            d, inten = np.concatenate([d, d_s]), np.concatenate([inten, i_s])
+        present = weights[:, k] > 1e-4
+        if not present.any():
+            continue
+        c = ph.cell * thermal[present]
+        for d0, i0 in zip(d, inten):
+            center = two_theta(d0 * c, wavelength)
+            if not (center > lo - 2).any():  # NaN: beyond back-scattering
+                continue
+            center = np.nan_to_num(center, nan=179.0)
+            fwhm, lp = _width_and_lp(center)
+            # the profile beyond 15 FWHM is below 1e-3 of its height: not drawn
+            a, b = np.searchsorted(tth, [center.min() - 15 * fwhm.max(),
+                                         center.max() + 15 * fwhm.max()])
+            if b > a:
+                X[present, a:b] += (weights[present, k] * i0 * lp / fwhm)[:, None] * \
+                    _pseudo_voigt(tth[a:b], center, fwhm, 0.4)
+        if norm is None:
+            norm = X[present].max()
+    X /= norm
+    X = _observed(X, t, tth, lo, background, counts, beam, poisson, rng)
+    return SpectraSeries(X=X, y=y, axis=axis,
+                         fraction=weights @ np.arange(len(phases)),
+                         temperature=100.0 + 200.0 * t, transitions=transitions)
+
+
+def _width_and_lp(center):
+    """Caglioti-like FWHM (degrees) and Lorentz-polarisation factor at 2-theta."""
+    th = np.radians(center / 2.0)
+    fwhm = np.sqrt(0.004 * np.tan(th) ** 2 + 0.002 * np.tan(th) + 0.01)
+    return fwhm, (1 + np.cos(2 * th) ** 2) / (np.sin(th) ** 2 * np.cos(th))
+
+
+def _weak_scale(s, d_min, weak, wavelength):
+    """Factor that makes the strongest superlattice peak ``weak`` times the
+    strongest main peak (heights: intensity x Lorentz-polarisation / width)."""
+    def strongest(d, inten):
+        fwhm, lp = _width_and_lp(np.nan_to_num(two_theta(d, wavelength), nan=179.0))
+        return (inten * lp / fwhm).max()
+
+    return weak * strongest(*reflections(s, d_min)) / strongest(
+        *reflections(s, d_min, superlattice=True))
 
 
 def perturb(X, axis=None, strain=0.01, intensity=0.3, random_state=0):

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier
-from server_ext.spectra.synthetic import make_transition_series
+from server_ext.spectra.synthetic import make_powder_series, make_transition_series
 
 # 2,010 points keep the tests quick and still give 67-point bins
 N_POINTS = 2010
@@ -46,3 +46,18 @@ def fitted(intensity_series):
     train = np.arange(0, len(s.X), 5)
     clf = BinnedSpectraClassifier(random_state=0).fit(s.X[train], s.y[train], axis=s.axis)
     return clf, train
+
+
+@pytest.fixture(scope="session")
+def shift_signal_series():
+    """A -> B -> A' powder series: A' is A in a 1 % larger cell."""
+    return make_powder_series("shift", n_spectra=180, n_points=N_POINTS, random_state=3)
+
+
+@pytest.fixture(scope="session")
+def shift_signal_fitted(shift_signal_series):
+    """Protocol B on the shift series: every 4th spectrum labelled."""
+    s = shift_signal_series
+    train = np.arange(0, len(s.X), 4)
+    clf = BinnedSpectraClassifier(epochs=30, random_state=0)
+    return clf.fit(s.X[train], s.y[train], axis=s.axis), train

@@ -9,7 +9,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra.fused import pool
-from server_ext.spectra.synthetic import make_transition_series, perturb
+from server_ext.spectra.synthetic import make_powder_series, make_transition_series, perturb
 
 N_POINTS = 2010  # as in conftest.py
 
@@ -132,7 +132,7 @@ def test_three_classes_with_string_labels_fixed_bins():
     cand = clf.candidates_
     assert len(cand) == 10 and cand[0, 0] == 0 and cand[-1, 1] == 1200
     np.testing.assert_array_equal(cand[1:, 0], cand[:-1, 1])
-    assert np.ptp(cand[:, 1] - cand[:, 0]) <= clf.n_features
+    assert np.ptp(cand[:, 1] - cand[:, 0]) <= clf.segments_per_bin
     assert {tuple(b) for b in clf.bins_} <= {tuple(c) for c in cand}
     test = held_out(150, train)
     assert (clf.predict(s.X[test]) == names[test]).mean() >= 0.95
@@ -283,7 +283,8 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
 @pytest.mark.parametrize("params, match", [
     ({"batch_size": 0}, "batch_size must be >= 1"),
     ({"n_bins": "15"}, r"n_bins must be an int, not '15'"),
-    ({"n_features": 2.5}, "n_features must be an int"),
+    ({"segments_per_bin": 2.5}, "segments_per_bin must be an int"),
+    ({"learn_position": 1}, "learn_position must be True or False"),
     ({"epochs": -1}, "epochs must be >= 1"),
     ({"learning_rate": 0}, "learning_rate must be >= "),
     ({"max_overlap": 1.5}, "max_overlap must be between 0.0 and 1.0"),
@@ -345,3 +346,121 @@ def test_incomplete_model_directories(fitted, tmp_path):
     broken("no-params", drop_params)
     broken("no-array", drop_array)
     broken("no-keras", lambda path: (path / "bin00.keras").unlink())
+
+
+# ------------------------------------------------ a peak shift as the signal
+def test_classes_that_differ_only_by_position_are_separated(shift_signal_fitted,
+                                                           shift_signal_series):
+    """A -> B -> A': the classifier learns from the labels that A and A'
+    differ by position, keeps B's copies fully strained, and separates all
+    three."""
+    from sklearn.metrics import confusion_matrix
+
+    clf, train = shift_signal_fitted
+    s = shift_signal_series
+    test = held_out(len(s.X), train)
+    found = [p["classes"] for p in clf.position_pairs_ if p["separated_by"] == "position"]
+    assert found == [(0, 2)]
+    assert clf.position_scale_[1] == 1.0 and (clf.position_scale_[[0, 2]] < 0.5).all()
+    cm = confusion_matrix(s.y[test], clf.predict(s.X[test]))
+    assert cm[0, 2] + cm[2, 0] == 0  # A and A' never confused
+    assert np.trace(cm) / cm.sum() >= 0.97
+    P = clf.predict_proba(s.X[test])
+    np.testing.assert_allclose(P.sum(1), 1.0, rtol=1e-5)
+
+
+def test_strain_stays_nuisance_for_the_class_it_does_not_separate(shift_signal_fitted,
+                                                                 shift_signal_series):
+    clf, train = shift_signal_fitted
+    s = shift_signal_series
+    test = held_out(len(s.X), train)
+    b = test[s.y[test] == 1]
+    b = b[np.abs(s.fraction[b] - 1.0) < 0.05]  # pure B, away from the transitions
+    strained = perturb(s.X[b], s.axis, strain=0.01, intensity=0.3, random_state=0)
+    assert (clf.predict(s.X[b]) == 1).mean() == 1.0
+    assert (clf.predict(strained) == 1).mean() >= 0.98
+
+
+def test_without_learning_position_the_shifted_classes_blur():
+    """The same data with every movement declared nuisance (the previous
+    behaviour) loses A/A': what the learnt tolerance fixes."""
+    s = make_powder_series("shift", n_spectra=180, n_points=N_POINTS, cell_step=0.008,
+                           drift=0.0, random_state=3)
+    train = np.arange(0, len(s.X), 4)
+    test = held_out(len(s.X), train)
+    scores = {}
+    for learn in (True, False):
+        clf = BinnedSpectraClassifier(epochs=30, learn_position=learn, random_state=0)
+        clf.fit(s.X[train], s.y[train], axis=s.axis)
+        pred = clf.predict(s.X[test])
+        aa = np.isin(s.y[test], [0, 2])
+        scores[learn] = (pred[aa] == s.y[test][aa]).mean()
+    assert scores[True] >= 0.97 and scores[True] > scores[False] + 0.03
+
+
+def test_weak_peak_series_four_classes():
+    s = make_powder_series("weak", n_spectra=200, n_points=N_POINTS, random_state=6)
+    train = np.arange(0, len(s.X), 4)
+    test = held_out(len(s.X), train)
+    clf = BinnedSpectraClassifier(epochs=30, random_state=0).fit(s.X[train], s.y[train],
+                                                                 axis=s.axis)
+    assert list(clf.classes_) == [0, 1, 2, 3]
+    # the weak peaks, not the drift, separate A from A + superlattice: no class
+    # pair is taken for position-separated, so every class keeps full augmentation
+    assert (clf.position_scale_ == 1.0).all()
+    assert (clf.predict(s.X[test]) == s.y[test]).mean() >= 0.95
+    strained = perturb(s.X[test], s.axis, strain=0.01, intensity=0.3, random_state=1)
+    away = np.abs(s.fraction[test] - np.round(s.fraction[test])) < 0.05
+    acc = (clf.predict(s.X[test][away]) == s.y[test][away]).mean()
+    assert (clf.predict(strained[away]) == s.y[test][away]).mean() >= acc - 0.05
+
+
+def test_fit_reports_progress():
+    from server_ext.spectra.training import FitProgress
+
+    X, y = _tail_change_series(12, n_points=600, seed=8)
+    events = []
+    BinnedSpectraClassifier(epochs=20, random_state=3).fit(X, y, progress=events.append)
+    assert all(isinstance(e, FitProgress) for e in events)
+    stages = [e.stage for e in events]
+    assert stages[0] == "screen" and stages[-1] == "calibrate"
+    train = [e for e in events if e.stage == "train"]
+    assert len(train) == 10 and train[-1].done == train[-1].total == 20
+    assert [e.done for e in train] == sorted(e.done for e in train)
+
+
+def test_one_pass_inference_equals_the_reference(fitted, intensity_series):
+    """The chunked, threaded one-pass computation (baseline and normalisation
+    folded into the first layer) equals normalise-then-vote."""
+    from server_ext.spectra import inference
+
+    clf, _ = fitted
+    X = np.concatenate([intensity_series.X] * 6)  # more than one chunk
+    assert len(X) > inference.CHUNK_ROWS
+    Z = clf._prep.normalise(clf._prep.segment_means(X))
+    reference = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
+    P = clf.predict_proba(X)
+    assert np.abs(P - reference).max() < 1e-5
+    np.testing.assert_allclose(clf.predict_proba(X.astype(np.float64)[:50]), P[:50], atol=1e-6)
+
+
+def test_model_format_versions(fitted, tmp_path):
+    import json
+
+    clf, _ = fitted
+    path = clf.save(tmp_path / "v3")
+    config = json.loads((path / "config.json").read_text())
+    assert config["version"] == 3 and "segments_per_bin" in config["params"]
+    # a version-2 model (parameter then called n_features) still loads
+    config["version"] = 2
+    config["params"]["n_features"] = config["params"].pop("segments_per_bin")
+    del config["params"]["learn_position"]
+    (path / "config.json").write_text(json.dumps(config))
+    old = BinnedSpectraClassifier.load(path)
+    assert old.segments_per_bin == clf.segments_per_bin
+    X = np.ones((2, N_POINTS)) + np.arange(N_POINTS)
+    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+    config["version"] = 99
+    (path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(SpectraError, match="format version 99"):
+        BinnedSpectraClassifier.load(path)

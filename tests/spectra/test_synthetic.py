@@ -61,3 +61,52 @@ def test_write_demo_run_is_an_euxfel_run(tmp_path):
     again = write_demo_run(tmp_path, n_trains=30, pulses_per_train=4, n_points=800)
     assert again == info
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def _centroid_of_strongest(x, axis):
+    i = int(np.argmax(x))
+    window = slice(max(0, i - 15), i + 16)
+    w = x[window] - x[window].min()
+    return float((axis[window] * w).sum() / w.sum())
+
+
+@pytest.mark.parametrize("axis_kind", ["2theta", "q"])
+def test_powder_shift_layout_moves_peaks_by_the_cell_step(axis_kind):
+    from server_ext.spectra.synthetic import make_powder_series
+
+    s = make_powder_series("shift", n_spectra=60, n_points=3000, axis_kind=axis_kind,
+                           poisson=False, drift=0.0, intensity_drift=0.0, background=0.0,
+                           cell_step=0.01, random_state=4)
+    assert set(s.y.tolist()) == {0, 1, 2} and (np.diff(s.y) >= 0).all()
+    a, b, a2 = s.X[0], s.X[30], s.X[-1]
+    # A' is A in a 1 % larger cell: the same pattern, every peak at lower angle / q
+    c, c2 = _centroid_of_strongest(a, s.axis), _centroid_of_strongest(a2, s.axis)
+    if axis_kind == "q":
+        assert c2 == pytest.approx(c / 1.01, rel=2e-3)
+    else:
+        assert c2 < c
+    # and structure B is another pattern altogether
+    norm = lambda v: v / v.sum()  # noqa: E731
+    assert np.abs(norm(a) - norm(b)).sum() > 0.3
+
+
+def test_powder_weak_layout_adds_peaks_of_a_few_percent():
+    from server_ext.spectra.synthetic import make_powder_series
+
+    s = make_powder_series("weak", n_spectra=80, n_points=3000, poisson=False, drift=0.0,
+                           intensity_drift=0.0, background=0.0, weak=0.03, random_state=5)
+    assert set(s.y.tolist()) == {0, 1, 2, 3}
+    a, aw = s.X[0], s.X[30]
+    extra = aw / aw.max() - a / a.max()  # beam jitter scales all: compare shapes
+    assert 0.02 < extra.max() < 0.04 and extra.min() > -1e-4
+
+
+def test_powder_series_is_deterministic_and_drifts():
+    from server_ext.spectra.synthetic import make_powder_series
+
+    a = make_powder_series("pattern", n_spectra=30, n_points=500, random_state=1)
+    b = make_powder_series("pattern", n_spectra=30, n_points=500, random_state=1)
+    np.testing.assert_array_equal(a.X, b.X)
+    assert a.X.dtype == np.float32 and (a.X >= 0).all()
+    with pytest.raises(ValueError, match="layout"):
+        make_powder_series("nonsense")

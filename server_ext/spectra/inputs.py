@@ -1,0 +1,95 @@
+"""Checks of what users pass in: spectra, labels and numeric parameters.
+Each failure is a :class:`SpectraError` that says what to do."""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+from .errors import SpectraError
+
+__all__ = ["as_spectra", "as_labels", "check_number", "INT_PARAMS", "REAL_PARAMS"]
+
+
+def as_spectra(X, what="X"):
+    """``X`` as a non-empty 2-D numeric array (n_spectra, n_points)."""
+    try:
+        X = np.asarray(X)
+    except Exception as e:  # ragged lists and the like
+        raise SpectraError(f"{what} must be a 2-D array of spectra (n_spectra, n_points): {e}")
+    if X.ndim == 1:
+        raise SpectraError(f"{what} has one dimension; pass spectra as rows of a 2-D "
+                           "array, e.g. X.reshape(1, -1) for a single spectrum")
+    if X.ndim != 2:
+        raise SpectraError(f"{what} must be 2-D (n_spectra, n_points), got shape {X.shape}")
+    if X.dtype.kind not in "fiub":
+        raise SpectraError(f"{what} must be numeric, got dtype {X.dtype}")
+    if X.shape[0] == 0:
+        raise SpectraError(f"{what} holds no spectra")
+    return X
+
+
+# parameters of BinnedSpectraClassifier: (name, smallest value, None allowed)
+INT_PARAMS = [("n_bins", 1, False), ("segments_per_bin", 1, False), ("max_bins", 1, True),
+              ("hidden_units", 1, False), ("epochs", 1, False), ("batch_size", 1, False),
+              ("augment_copies", 1, True), ("cv_folds", 2, False), ("verbose", 0, False),
+              ("max_train_per_class", 1, True)]
+# (name, smallest, largest, None allowed)
+REAL_PARAMS = [("max_overlap", 0.0, 1.0, False), ("learning_rate", 1e-12, None, False),
+               ("strain", 0.0, 0.5, False), ("shift", 0.0, None, True),
+               ("intensity", 0.0, 0.99, False), ("noise", 0.0, None, False),
+               ("background", 0.0, None, False), ("mixup", 0.0, None, False),
+               ("ambiguity_threshold", 0.0, 1.0, False)]
+
+
+def check_number(est, name, kind, lo, hi, optional):
+    """``est.<name>`` is of ``kind`` (int or real), finite, in [lo, hi]."""
+    value = getattr(est, name)
+    if (value is None and optional) or (name == "verbose" and isinstance(value, bool)):
+        return
+    kind_name = "an int" if kind is numbers.Integral else "a number"
+    if not isinstance(value, kind) or isinstance(value, (bool, np.bool_)):
+        raise SpectraError(f"{name} must be {kind_name}{' or None' if optional else ''}, "
+                           f"not {value!r} ({type(value).__name__})")
+    if not np.isfinite(value) or value < lo or (hi is not None and value > hi):
+        rng = f">= {lo}" if hi is None else f"between {lo} and {hi}"
+        raise SpectraError(f"{name} must be {rng}, not {value!r}")
+
+
+def as_labels(y, n):
+    """Labels as a NumPy array of numbers, booleans or str (what ``save``
+    can store): object arrays (pandas, lists of str) are converted, bytes
+    decoded; missing labels (None, NaN) are refused."""
+    try:
+        y = np.asarray(y)
+    except ValueError as e:
+        raise SpectraError(f"y must be one label per spectrum: {e}")
+    if y.ndim != 1 or len(y) != n:
+        raise SpectraError(f"y must be 1-D with one label per spectrum: got shape "
+                           f"{y.shape} for {n} spectra")
+    if y.dtype.kind == "S":
+        y = np.char.decode(y, "utf-8")
+    elif y.dtype.kind == "O":
+        values = y.tolist()
+        missing = [i for i, v in enumerate(values) if v is None
+                   or (isinstance(v, float) and v != v)
+                   or type(v).__name__ in ("NAType", "NaTType")]  # pandas' missing values
+        if missing:
+            raise SpectraError(f"{len(missing)} labels are missing (None or NaN, rows "
+                               f"{missing[:10]}); label every spectrum or leave it out")
+        if all(isinstance(v, (str, bytes)) for v in values):
+            y = np.array([v.decode() if isinstance(v, bytes) else v for v in values], dtype=str)
+        elif all(isinstance(v, (numbers.Number, np.generic)) and not isinstance(v, (str, bytes))
+                 for v in values):
+            y = np.array(values)
+        else:
+            kinds = sorted({type(v).__name__ for v in values})
+            raise SpectraError(f"labels must be all strings or all numbers, got {kinds}")
+    if y.dtype.kind == "f" and np.isnan(y).any():
+        bad = np.flatnonzero(np.isnan(y))
+        raise SpectraError(f"{len(bad)} labels are NaN (rows {bad[:10].tolist()}); label every "
+                           "spectrum or leave it out")
+    if y.dtype.kind not in "biufU":
+        raise SpectraError(f"labels must be numbers or strings, got dtype {y.dtype}")
+    return y

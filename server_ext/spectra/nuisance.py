@@ -1,0 +1,252 @@
+"""Which peak movement is nuisance and which is signal, learnt from the labels.
+
+The training copies get a random strain and shift so that the bin networks
+ignore thermal drift and calibration offsets. That is wrong when two classes
+differ *by* a peak movement (the same structure in a 1 % larger cell): the
+copies would teach every bin that such a movement means nothing. So before
+augmenting, the labelled spectra are asked, for each pair of classes:
+
+1. Where do the class profiles differ beyond their noise (``signal`` windows,
+   a third of a bin wide)?
+2. Does one smooth displacement field (offset, strain, quadratic and cubic
+   terms, fitted robustly to the windows' best translations, then corrected
+   locally by up to 3 points or a tenth of the displacement) explain the
+   difference of the class profiles (per-point medians over the members) in
+   *every* window of a sixth of a bin, to within ``PATTERN`` times the
+   noise or 3 % of the window's signal? A window left with a difference (a
+   weak peak that appears, a peak that vanishes) means the classes differ
+   by pattern: the position need not be protected, and full augmentation
+   keeps the robustness.
+3. Is the displacement between the classes well beyond the spread of the
+   displacements within each class (drift along the series), and at least
+   ``MIN_RATIO`` of what the augmentation would do? If not, position is
+   drift, not signal.
+
+A pair that passes all three is *separated by position*; the copies of both
+classes are then moved by at most ``SAFETY`` times the displacement between
+them (window by window: a strain moves high angles further). Classes in no
+such pair keep the full augmentation. The offset term and the local
+corrections make this hold on any axis (2-theta, q, or point index with an
+unknown origin).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .augment import increasing_axis, noise_gain
+
+__all__ = ["PositionTolerance", "position_tolerance"]
+
+#: copies of position-separated classes move by at most this fraction of
+#: the displacement between the classes
+SAFETY = 0.35
+#: a difference is real beyond this many standard deviations of the noise ...
+SIGMAS = 6.0
+#: ... and beyond this fraction of the window's signal energy (alignment error)
+MODEL_ERROR = 0.03
+#: after moving, a window left with this many times that much difference
+#: says the classes differ by pattern (a weak peak of 3 % gives 3-15 on the
+#: powder series, the residue of a pure cell change 0.05-1.8)
+PATTERN = 2.5
+#: between-class displacement must exceed the within-class spread this many times
+SPREAD_RATIO = 2.5
+#: ... and be at least this fraction of the augmentation's reach: a smaller
+#: movement is within what drift and calibration do anyway
+MIN_RATIO = 0.3
+_MAX_STRAIN = 0.04  # largest relative displacement searched
+_SMOOTH = 1.0  # Gaussian smoothing of the profiles (points)
+_CORRELATION = 2.0 * np.sqrt(np.pi) * _SMOOTH  # points per independent noise value
+
+
+@dataclasses.dataclass
+class PositionTolerance:
+    """Per class ``scale`` (0..1]: the fraction of the configured strain and
+    shift its training copies get. ``pairs``: one dict per class pair
+    examined, saying what was found (``separated_by``: ``"position"``,
+    ``"pattern"``, ``"drift"`` or ``"nothing"``; ``between``/``within``:
+    displacements in points)."""
+
+    scale: np.ndarray
+    pairs: list
+
+
+def _profiles(X, width):
+    """Baseline-free, smoothed, unit-sum profiles and their noise variance
+    per point (Poisson-like noise, gain measured per spectrum; used for a
+    class of a single spectrum)."""
+    from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
+
+    X = np.asarray(X, np.float64)
+    gain = noise_gain(X).astype(np.float64)
+    Xs = gaussian_filter1d(X, _SMOOTH, axis=1)
+    base = uniform_filter1d(minimum_filter1d(Xs, width, axis=1), width, axis=1)
+    Y = np.maximum(Xs - base, 0.0)
+    total = np.maximum(Y.sum(1, keepdims=True), 1e-12)
+    var = gain[:, None] * np.maximum(Xs, 0.0) / (_CORRELATION * total * total)
+    return Y / total, var
+
+
+def _mean_variance(members, poisson_var):
+    """Variance per point of a class's median profile: measured between the
+    members when there are two or more (it then includes their drift),
+    else from the Poisson-like noise model; smoothed over a few points."""
+    from scipy.ndimage import uniform_filter1d
+
+    n = len(members)
+    v = members.var(0, ddof=1) / n if n > 1 else poisson_var.sum(0) / n ** 2
+    if n > 2:
+        v *= np.pi / 2  # the variance of a median
+    return uniform_filter1d(v, 9)
+
+
+def _shifted(b, shifts):
+    """``b`` translated by each of ``shifts`` points (linear interpolation;
+    edges held): (n_shifts, n_points)."""
+    idx = np.arange(len(b), dtype=np.float64)
+    return np.stack([np.interp(idx - u, idx, b) for u in shifts])
+
+
+def _window_sums(E, edges):
+    return np.add.reduceat(E, edges[:-1], axis=-1)
+
+
+def _best_shifts(a, b, edges, max_shift):
+    """Per window, the whole-point translation of ``b`` that best matches
+    ``a``."""
+    coarse = np.arange(-np.ceil(max_shift), np.ceil(max_shift) + 1.0)
+    R = _window_sums((a[None] - _shifted(b, coarse)) ** 2, edges)
+    return coarse[R.argmin(0)]
+
+
+def _displacement_model(u, centre, weights, strain_axis):
+    """A smooth displacement field through the windows' translations ``u``
+    (points) at ``centre``: offset + strain + quadratic and cubic terms
+    (``strain_axis``: points moved per unit strain; the higher terms
+    follow a cell change on a 2-theta axis, where high angles move more),
+    fitted by weighted least squares with outlying windows (a peak matched
+    to another) left out. Returns the field at every point."""
+    x = strain_axis / np.abs(strain_axis).max()
+    A = np.stack([np.ones_like(x), x, x * x, x * x * x], 1)
+    keep = np.ones(len(u), bool)
+    for _ in range(3):
+        sw = np.sqrt(weights * keep)
+        coef = np.linalg.lstsq(A[centre] * sw[:, None], u * sw, rcond=None)[0]
+        keep = np.abs(A[centre] @ coef - u) <= max(2.0, 0.1 * np.abs(u).max())
+    return A @ coef
+
+
+def _refined_residual(a, b, edges, model_shift):
+    """Per (fine) window, the residual energy left after the best
+    translation within 3 points (or a tenth of the displacement) of the
+    displacement model."""
+    out = np.empty(len(edges) - 1)
+    for w, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
+        reach = max(3.0, 0.1 * abs(model_shift[w]))
+        fine = np.linspace(-reach, reach, 2 * int(np.ceil(5 * reach)) + 1)
+        moved = _shifted(b, model_shift[w] + fine)[:, lo:hi]
+        out[w] = ((a[lo:hi][None] - moved) ** 2).sum(1).min()
+    return out
+
+
+def _weighted_median(values, weights):
+    order = np.argsort(values)
+    c = np.cumsum(weights[order])
+    return float(values[order][np.searchsorted(c, 0.5 * c[-1])])
+
+
+def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> PositionTolerance:
+    """Estimate which class pairs are separated by peak position (see the
+    module doc). ``X``: labelled spectra; ``width``: points per bin;
+    ``strain``, ``shift``: the configured augmentation half-ranges (relative;
+    points). Returns the per-class scale of that augmentation."""
+    n, p = X.shape
+    pos = increasing_axis(axis, p)
+    step = np.gradient(pos)
+    # how far the augmentation moves each point: strain about the axis origin, plus shift
+    strain_axis = pos / step  # points moved per unit strain about the axis origin
+    reach = strain * np.abs(strain_axis) + shift
+    max_shift = min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p)
+    prof, var = _profiles(X, max(3, int(width)))
+    n_windows = int(np.clip(round(3 * p / max(width, 1)), 4, 200))
+    edges = np.linspace(0, p, n_windows + 1).round().astype(np.intp)
+    # per-point medians: members near a transition hold some of the next
+    # phase, which must not pass for a difference between the two classes
+    means = np.stack([np.median(prof[y_idx == c], axis=0) for c in range(n_classes)])
+    mean_var = np.stack([_mean_variance(prof[y_idx == c], var[y_idx == c])
+                         for c in range(n_classes)])
+
+    scale = np.ones(n_classes)
+    pairs = []
+    for c in range(n_classes):
+        for d in range(c + 1, n_classes):
+            a, b = means[c], means[d]
+            f = mean_var[c] + mean_var[d]
+
+            def floor_and_threshold(edges):
+                """Expected residual energy of noise alone, and the least
+                residual that says the classes differ there."""
+                sigma = np.sqrt(2.0 * _CORRELATION * _window_sums(f * f, edges))
+                energy = _window_sums(0.5 * (a * a + b * b), edges)
+                return (_window_sums(f, edges),
+                        np.maximum(SIGMAS * sigma, MODEL_ERROR * energy))
+
+            floor, threshold = floor_and_threshold(edges)
+            r0 = _window_sums((a - b) ** 2, edges) - floor
+            signal = r0 > threshold
+            info = {"classes": (c, d), "separated_by": "nothing", "between": 0.0,
+                    "within": 0.0}
+            pairs.append(info)
+            if not signal.any():
+                continue
+            # the displacement field, from coarse windows, robustly
+            centre = (0.5 * (edges[:-1] + edges[1:])).astype(np.intp)
+            field = _displacement_model(_best_shifts(a, b, edges, max_shift), centre,
+                                        np.where(signal, r0, 0.0), strain_axis)
+            # then every fine window must match after a small local correction
+            f_edges = np.linspace(0, p, 2 * n_windows + 1).round().astype(np.intp)
+            f_centre = (0.5 * (f_edges[:-1] + f_edges[1:])).astype(np.intp)
+            f_floor, f_threshold = floor_and_threshold(f_edges)
+            res = _refined_residual(a, b, f_edges, field[f_centre])
+            # a window where neither profile has signal or noise (zero
+            # background, a detector gap) has no threshold: empty if nothing
+            # is left there, else a difference beyond any threshold
+            excess = res - f_floor
+            left = np.divide(excess, f_threshold, out=np.where(excess > 0, np.inf, 0.0),
+                             where=f_threshold > 0)
+            worst = int(np.argmax(left))
+            # the largest difference left after moving, relative to what counts
+            info.update(unexplained=float(left[worst]), at_point=int(f_centre[worst]))
+            if left[worst] > PATTERN:
+                info["separated_by"] = "pattern"
+                continue
+            u = np.abs(field[centre])
+            weights = r0[signal]
+            between = _weighted_median(u[signal], weights)
+            within = max(_within_spread(prof[y_idx == k], means[k], edges, signal,
+                                        weights, 2.0 * between + 2.0) for k in (c, d))
+            info.update(between=between, within=within)
+            ratio = _weighted_median(u[signal] / reach[centre[signal]], weights)
+            if between <= SPREAD_RATIO * within or ratio < MIN_RATIO:
+                info["separated_by"] = "drift"
+                continue
+            info["separated_by"] = "position"
+            for k in (c, d):
+                scale[k] = min(scale[k], SAFETY * ratio)
+    return PositionTolerance(np.clip(scale, 0.0, 1.0), pairs)
+
+
+def _within_spread(members, mean, edges, signal, weights, max_shift):
+    """The 90th percentile over members of their displacement from the
+    class mean (weighted median over the signal windows), in points."""
+    if len(members) < 2:
+        return 0.0
+    shifts = np.arange(-np.ceil(max_shift), np.ceil(max_shift) + 0.5, 0.5)
+    moved_mean = _shifted(mean, shifts)
+    spread = []
+    for m in members:
+        R = _window_sums((m[None] - moved_mean) ** 2, edges)[:, signal]
+        spread.append(_weighted_median(np.abs(shifts[R.argmin(0)]), weights))
+    return float(np.percentile(spread, 90))

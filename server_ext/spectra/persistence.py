@@ -1,0 +1,143 @@
+"""Saving and loading a fitted ``BinnedSpectraClassifier``.
+
+A model is a directory: ``config.json`` (format name and version, the
+estimator's parameters, classes, preprocessing), ``arrays.npz`` (NumPy, no
+pickle: bins, weights, the fused networks) and one ``binNN.keras`` file per
+bin network. It is written under a temporary name and renamed into place.
+Loading needs neither TensorFlow nor Keras: the fused inference is rebuilt
+from ``arrays.npz``; the Keras models load on first use of ``bin_models_``.
+
+Format versions: 1 left a tail of points out of the segments; 2 covers
+every point; 3 renames the parameter ``n_features`` to ``segments_per_bin``
+and stores ``position_scale_`` (the learnt per-class strain/shift
+augmentation scale). Version 2 models are read (the parameter renamed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import tempfile
+
+import numpy as np
+
+from .errors import SpectraError
+from .fused import FusedVote
+from .preprocess import SegmentPreprocessor
+
+__all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
+
+FORMAT = "daas-spectra-classifier"
+VERSION = 3
+_READABLE = (2, 3)
+#: fitted attributes stored as arrays
+_ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
+           "candidate_separability_")
+
+
+def _keras_file(b):
+    return f"bin{b:02d}.keras"
+
+
+def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
+    """Write the fitted ``clf`` to the directory ``path`` (see module doc)."""
+    path = pathlib.Path(path)
+    if path.exists() and not overwrite:
+        raise SpectraError(f"{path} exists; choose another path or pass overwrite=True")
+    models = clf.bin_models_
+    config = {
+        "format": FORMAT, "version": VERSION, "params": clf.get_params(),
+        "classes": clf.classes_.tolist(), "classes_dtype": clf.classes_.dtype.str,
+        "n_points": int(clf.n_features_in_), "preprocessor": clf._prep.config(),
+        "beta": float(clf.beta_),
+    }
+    arrays = {k: getattr(clf, k) for k in _ARRAYS}
+    f = clf._fused
+    arrays.update(segments=f.segments, W1=f.W1, b1=f.b1[:, 0], W2=f.W2, b2=f.b2[:, 0],
+                  position_scale_=clf.position_scale_)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
+    try:
+        (tmp / "config.json").write_text(json.dumps(config, indent=1))
+        np.savez(tmp / "arrays.npz", **arrays)
+        for b, m in enumerate(models):
+            m.save(tmp / _keras_file(b))
+        if path.exists():
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _read(path):
+    try:
+        config = json.loads((path / "config.json").read_text())
+        with np.load(path / "arrays.npz", allow_pickle=False) as z:
+            arrays = {k: z[k] for k in z.files}
+    except (OSError, ValueError, KeyError) as e:
+        raise SpectraError(f"{path} is not a saved spectra classifier ({e}); "
+                           "create one with BinnedSpectraClassifier.save or "
+                           "'daas spectra train'")
+    if not isinstance(config, dict) or config.get("format") != FORMAT:
+        raise SpectraError(f"{path} is not a saved spectra classifier")
+    if config.get("version") not in _READABLE:
+        raise SpectraError(f"{path} was saved by another version of the spectra classifier "
+                           f"(format version {config.get('version')}, this one reads "
+                           f"{', '.join(map(str, _READABLE))}); train it again with "
+                           "'daas spectra train'")
+    if config["version"] == 2 and isinstance(config.get("params"), dict):
+        params = dict(config["params"])
+        if "n_features" in params:
+            params["segments_per_bin"] = params.pop("n_features")
+        config["params"] = params
+    return config, arrays
+
+
+def load_classifier(cls, path):
+    """A ``cls`` instance restored from ``path`` (see module doc)."""
+    path = pathlib.Path(path)
+    config, arrays = _read(path)
+    try:
+        clf = cls(**config["params"])
+        clf.classes_ = np.asarray(config["classes"], dtype=np.dtype(config["classes_dtype"]))
+        clf.n_features_in_ = int(config["n_points"])
+        for k in _ARRAYS:
+            setattr(clf, k, arrays[k])
+        clf.position_scale_ = arrays.get("position_scale_", np.ones(len(clf.classes_)))
+        clf._prep = SegmentPreprocessor(**config["preprocessor"])
+        clf.beta_ = float(config["beta"])
+        clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
+                               arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
+        clf._check_params(clf.n_features_in_)
+        n_bins = len(clf.bins_)
+        shapes_agree = (len(clf._fused.W1) == len(clf.weights_) == n_bins
+                        and clf._fused.segments.max() < clf._prep.n_segments
+                        and clf._fused.W2.shape[2] == len(clf.classes_))
+    except (KeyError, TypeError, ValueError, IndexError) as e:
+        raise SpectraError(f"the model directory {path} is incomplete or corrupt "
+                           f"({type(e).__name__}: {e}); save or train it again")
+    missing = [_keras_file(b) for b in range(n_bins) if not (path / _keras_file(b)).is_file()]
+    if not shapes_agree or missing:
+        what = f"missing {', '.join(missing)}" if missing else "arrays of different sizes"
+        raise SpectraError(f"the model directory {path} is incomplete or corrupt ({what}); "
+                           "save or train it again")
+    clf._bin_models = None
+    clf._model_dir = path
+    return clf
+
+
+def load_bin_models(model_dir, n_bins):
+    """The per-bin Keras models saved in ``model_dir`` (imports TensorFlow)."""
+    from .networks import keras_module
+
+    keras = keras_module()
+    try:
+        return [keras.models.load_model(pathlib.Path(model_dir) / _keras_file(b), compile=False)
+                for b in range(n_bins)]
+    except (OSError, ValueError) as e:
+        raise SpectraError(f"the model directory {model_dir} is incomplete or corrupt (a Keras "
+                           f"model does not load: {e}); save or train it again")
