@@ -18,5 +18,5 @@ def test_wheel_ships_the_enabling_config_and_the_openapi_file(tmp_path):
         (config,) = [n for n in names if n.endswith("etc/jupyter/jupyter_server_config.d/panosc_daas.json")]
         assert ".data/data/" in config  # installed under sys.prefix, where jupyter looks
         enabled = json.loads(z.read(config))["ServerApp"]["jpserver_extensions"]
-        assert enabled == {"server_ext.extension": True}
+        assert enabled == {"server_ext.extension": True, "server_ext.desktop": True}
         assert "server_ext/extension/openapi.yaml" in names
