@@ -16,7 +16,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["parse_ranges", "open_spectra", "load_labelled_file", "load_labelled_run", "load_labelled"]
+__all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run", "load_labelled"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -141,6 +141,35 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
     if axis is not None and np.shape(axis) != (X.shape[1],):
         axis = None  # a NeXus axis that is not one value per point (e.g. per spectrum)
     return X, y, axis
+
+
+def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
+    """``(source, key)`` of the spectra in an EuXFEL run, found from the data.
+
+    Spectra are instrument keys whose entries are 1-D floating-point arrays of
+    at least ``min_points`` points (one spectrum per pulse). A run with exactly
+    one such key needs no names; otherwise the error lists what was found, so
+    the caller can name ``source`` and ``key`` itself.
+    """
+    from extra_data import RunDirectory
+
+    try:
+        run = RunDirectory(str(path))
+    except Exception as e:  # extra_data raises several kinds for "not a run"
+        raise SpectraError(f"{path} is not a readable EuXFEL run directory ({e})") from None
+    found = []
+    for source in sorted(run.instrument_sources):
+        for key in sorted(run[source].keys()):
+            kd = run[source, key]
+            if kd.ndim == 2 and kd.entry_shape[0] >= min_points and np.issubdtype(kd.dtype, np.floating):
+                found.append((source, key))
+    if len(found) == 1:
+        return found[0]
+    if not found:
+        raise SpectraError(f"no spectra in {path}: no instrument key holds 1-D float arrays "
+                           f"of at least {min_points} points; name the source and key")
+    listed = ", ".join(f"{s} {k}" for s, k in found)
+    raise SpectraError(f"several keys of {path} could hold spectra ({listed}); name the source and key")
 
 
 def load_labelled_run(path, labels, source, key, max_per_label=None, random_state=0):

@@ -1,0 +1,30 @@
+"""The spectra of a run are found from its data, so notebooks name no demo source."""
+
+import pytest
+
+from server_ext.spectra import SpectraError
+from server_ext.spectra.datafiles import find_run_spectra
+from server_ext.spectra.synthetic import write_demo_run
+
+
+def test_the_one_spectra_key_of_a_run_is_found(tmp_path):
+    info = write_demo_run(tmp_path, n_trains=6, pulses_per_train=2, n_points=300)
+    assert find_run_spectra(info["path"]) == (info["source"], info["key"])
+    with pytest.raises(SpectraError, match="no spectra in .*name the source and key"):
+        find_run_spectra(info["path"], min_points=301)
+
+
+def test_several_candidates_are_listed_and_not_guessed(tmp_path):
+    from extra_data.tests.mockdata import write_file
+    from extra_data.tests.mockdata.xgm import XGM
+
+    # two XGMs: each records 1-D float arrays per train (intensityTD), like a spectrum
+    write_file(str(tmp_path / "RAW-R0001-DA01-S00000.h5"),
+               [XGM("SA1_XTD2_XGM/DOOCS/MAIN"), XGM("SPB_XTD9_XGM/DOOCS/MAIN")], ntrains=4)
+    with pytest.raises(SpectraError, match="several keys .*SA1_XTD2_XGM.*SPB_XTD9_XGM.*name the source and key"):
+        find_run_spectra(tmp_path)
+
+
+def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
+    with pytest.raises(SpectraError, match="not a readable EuXFEL run"):
+        find_run_spectra(tmp_path)
