@@ -98,7 +98,7 @@ class HubProcess:
             self.proc.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
             self.proc.kill()
-            self.proc.wait()
+            self.proc.wait(timeout=10)  # a process stuck in the kernel raises here, never hangs us
         _, alive = psutil.wait_procs(family, timeout=10)
         for p in alive:
             try:
