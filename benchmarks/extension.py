@@ -157,7 +157,7 @@ def main():
     repeat = 3 if args.quick else 5
     n_trains, pulses = (200, 32) if args.quick else (400, 64)
 
-    from hub_ext.demo_data import write_agipd_run
+    from server_ext.nxmx.demo import write_demo_run as write_agipd_demo_run
     from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, write_demo_run
 
     work = Path(args.keep or tempfile.mkdtemp(prefix="daas-bench-"))
@@ -165,7 +165,7 @@ def main():
     (root / "processed").mkdir(parents=True, exist_ok=True)
     print("preparing data ...", flush=True)
     if not (root / "r0029").exists():
-        write_agipd_run(root / "r0029")
+        write_agipd_demo_run(root)  # the demo's AGIPD run, at root/r0029
     spectra = write_demo_run(root / "spectra", n_trains=n_trains, pulses_per_train=pulses, n_points=2010)
     spectra_rel = os.path.relpath(spectra["path"], root)
     from extra_data import RunDirectory

@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from hub_ext.demo import DEMO_USERS
+from hub_ext.demo.command import DEMO_USERS
 
 from playwright import sync_api as playwright_sync
 
