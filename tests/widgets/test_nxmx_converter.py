@@ -61,7 +61,8 @@ def test_a_new_widget_follows_a_conversion_started_before_it(client, widget_root
     assert w.job is not None and w.job["id"] == job["id"], w.status.value
     assert w.output.value == "processed/resumed.nxs"
     assert w.wait(WAIT)["state"] == "done", w.status.value
-    assert w.progress.bar_style == "success" and w.report["ok"]
+    assert w.progress.bar_style == "success", w.status.value
+    assert w.report["ok"], w.report
     assert (widget_root["root"] / "processed" / "resumed.nxs").is_file()
 
 
