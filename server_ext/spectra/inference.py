@@ -3,23 +3,30 @@ chunks on all cores.
 
 Each chunk of rows goes through the whole computation while its
 intermediates are still in cache, so the raw data is read once from memory
-and nothing of its size is ever written:
+and nothing of its size is ever written. Every step is one NumPy call for
+all bins at once (no loop over bins), so the cost per spectrum barely
+depends on how many bins were kept:
 
-1. segment means: one ``add.reduceat`` pass over the raw points (pooling
-   before any matrix product);
+1. segment means: one BLAS matrix-vector product per spectrum over a
+   reshape of its points (:meth:`.SegmentPreprocessor.segment_means_fast`);
 2. the finite and flat checks, and the baseline's block minima, on those;
-3. the first layer of every bin network with the baseline and the
-   normalisation folded in: baseline and normalising scale are linear in
-   the segment means and block minima, so ``h = (S_bin @ W1 - mins @ BW1) /
-   scale + b1`` -- the normalised spectrum is never formed;
-4. second layer, clipped log-softmax, weighted vote.
+3. the normaliser: baseline and normalising scale are linear in the segment
+   means and block minima, so one product ``mins @ baseline_W`` gives the
+   baseline's share of every first-layer unit of every bin and of the scale;
+4. the first layer of every bin network: the bins' windows of segment means
+   gathered as ``(rows, bins, segments_per_bin)`` and one batched product
+   with the stacked weights, then ``h = (. - baseline share) / scale + b1``
+   -- the normalised spectrum is never formed;
+5. second layer (one batched product), clipped log-softmax of every bin
+   (element-wise over a handful of classes), and the weighted vote as one
+   product with a ``(bins * classes, classes)`` matrix.
 
-Chunks run on a small pool of threads: NumPy releases the GIL in
-``add.reduceat`` and in the BLAS products, which is where the time goes;
-BLAS itself is kept single-threaded there (its threads would only fight
-ours for the cores over products this small). The result equals the
-reference computation (``SegmentPreprocessor.normalise`` then
-``FusedVote.proba``) to float32 rounding.
+Chunks run on a small pool of threads: NumPy releases the GIL in its loops
+and in the BLAS products, which is where the time goes; BLAS itself is kept
+single-threaded there (its threads would only fight ours for the cores over
+products this small). The result equals the reference computation
+(``SegmentPreprocessor.normalise`` then ``FusedVote.proba``) to float32
+rounding.
 """
 
 from __future__ import annotations
@@ -35,7 +42,8 @@ from .fused import EPS
 __all__ = ["InferencePlan", "CHUNK_ROWS"]
 
 #: rows per chunk: a chunk's segment means and activations stay within L2
-CHUNK_ROWS = 1024
+#: (512 measured 1.5-2x faster than 1024 per spectrum on this machine's 2 cores)
+CHUNK_ROWS = 512
 _POOL = None
 _POOL_LOCK = threading.Lock()
 
@@ -92,68 +100,115 @@ class InferencePlan:
         if not fused._consecutive:
             raise ValueError("the one-pass inference needs bins of consecutive segments")
         self.prep, self.fused = prep, fused
-        self.width = fused.segments.shape[1]
-        self.starts = [int(s) for s in fused.segments[:, 0]]
-        self.W1, self.b1 = fused.W1, fused.b1[:, 0]
-        self.W2T = np.ascontiguousarray(fused.W2.transpose(0, 2, 1))
-        self.b2 = fused.b2[:, 0]
-        self.vote, self.beta = fused.vote, fused.beta
+        self.n_bins, self.width = fused.segments.shape
+        self.hidden = fused.W1.shape[2]
         self.n_classes = fused.W2.shape[2]
+        self.starts = np.ascontiguousarray(fused.segments[:, 0])
+        self.W1, self.W2 = fused.W1, fused.W2
+        self.b1 = fused.b1.reshape(-1)  # (bins * hidden,)
+        self.b2 = fused.b2.reshape(-1)  # (bins * classes,)
         self.mean_weights = np.full(prep.n_segments, 1.0 / prep.n_segments, np.float32)
         if prep.baseline_block:
             B = prep._interp  # (blocks, segments): baseline = mins @ B
-            self.baseline_W1 = [np.ascontiguousarray(B[:, s:s + self.width] @ w)
-                                for s, w in zip(self.starts, self.W1)]
-            self.baseline_mean = B.mean(axis=1).astype(np.float32)
+            # (blocks, bins * hidden + 1): the baseline's share of every
+            # first-layer unit, then of the normalising scale (the mean)
+            self.baseline_W = np.ascontiguousarray(np.concatenate(
+                [B[:, s:s + self.width] @ w for s, w in zip(self.starts, self.W1)]
+                + [B.mean(axis=1, keepdims=True)], axis=1), dtype=np.float32)
+        # the weighted vote over bins as a product: (bins * classes, classes)
+        K = self.n_classes
+        vote = np.zeros((self.n_bins, K, K), np.float32)
+        vote[:, np.arange(K), np.arange(K)] = fused.vote[:, None]
+        self.vote_matrix = vote.reshape(self.n_bins * K, K)
+        self.beta = fused.beta
+        self.log_eps = np.float32(np.log(EPS))
 
     def _block_minima(self, S):
         prep = self.prep
         if not prep._block:
             return np.minimum.reduceat(S, prep.block_starts, axis=1)
-        # strided minimum across the block: vectorised over rows and blocks
+        # strided minimum across the block, in place: faster than a
+        # reduction over the short last axis or a pairwise tree
         blocks = S.reshape(len(S), -1, prep._block)
         mins = blocks[:, :, 0].copy()
         for j in range(1, prep._block):
             np.minimum(mins, blocks[:, :, j], out=mins)
         return mins
 
+    def _normaliser(self, S, scale):
+        """``(baseline, inv)``: the baseline's share of every first-layer
+        unit (rows, bins * hidden), or ``None`` without a baseline; and the
+        inverse normalising scale (rows, 1). ``scale``: the rows' mean
+        segment means (overwritten)."""
+        baseline = None
+        if self.prep.baseline_block:
+            share = self._block_minima(S) @ self.baseline_W
+            scale -= share[:, -1]
+            baseline = share[:, :-1]
+        scale[~(scale > 0)] = 1.0  # as normalise: no signal above the baseline
+        return baseline, (1.0 / scale)[:, None]
+
+    def _hidden(self, S, baseline, inv):
+        """First-layer activations of every bin, (rows, bins, hidden)."""
+        n = len(S)
+        windows = np.lib.stride_tricks.sliding_window_view(S, self.width, axis=1)
+        inputs = windows[:, self.starts]  # (rows, bins, width): one gather
+        h = np.empty((n, self.n_bins, self.hidden), np.float32)
+        np.matmul(inputs.transpose(1, 0, 2), self.W1, out=h.transpose(1, 0, 2))
+        flat = h.reshape(n, -1)
+        if baseline is not None:
+            flat -= baseline
+        flat *= inv
+        flat += self.b1
+        np.maximum(flat, 0.0, out=flat)
+        return h
+
+    def _bin_log_proba(self, h):
+        """Every bin's clipped class log-probabilities, (rows, bins, classes):
+        the reductions over the few classes are element-wise operations
+        across the classes' strided slices."""
+        n, K = len(h), self.n_classes
+        o = np.empty((n, self.n_bins, K), np.float32)
+        np.matmul(h.transpose(1, 0, 2), self.W2, out=o.transpose(1, 0, 2))
+        o.reshape(n, -1)[...] += self.b2
+        top = o[..., 0].copy()
+        for k in range(1, K):
+            np.maximum(top, o[..., k], out=top)
+        o -= top[..., None]
+        e = np.exp(o)
+        total = e[..., 0].copy()
+        for k in range(1, K):
+            total += e[..., k]
+        o -= np.log(total, out=total)[..., None]
+        np.maximum(o, self.log_eps, out=o)
+        return o
+
+    def _vote(self, o):
+        """The calibrated weighted vote (rows, classes) of clipped bin
+        log-probabilities."""
+        L = o.reshape(len(o), -1) @ self.vote_matrix
+        L *= self.beta
+        top = L[:, 0].copy()
+        for k in range(1, self.n_classes):
+            np.maximum(top, L[:, k], out=top)
+        L -= top[:, None]
+        np.exp(L, out=L)
+        L /= L.sum(axis=1, keepdims=True)
+        return L
+
     def _chunk(self, X, P, finite, signal, a, b):
-        S = self.prep.segment_means(X[a:b])
-        ok = np.isfinite(S).all(axis=1)
+        S = self.prep.segment_means_fast(X[a:b])
+        mean = S @ self.mean_weights
+        # NaN and inf propagate into the mean: one check per row, not per segment
+        ok = np.isfinite(mean)
         if not ok.all():
+            ok = np.isfinite(S).all(axis=1)  # a mean that overflowed is no NaN
             S[~ok] = 0.0
+            mean = S @ self.mean_weights
         finite[a:b] = ok
         signal[a:b] = self.prep.has_signal(S)
-        scale = S @ self.mean_weights
-        mins = None
-        if self.prep.baseline_block:
-            mins = self._block_minima(S)
-            scale -= mins @ self.baseline_mean
-        scale[~(scale > 0)] = 1.0  # as normalise: no signal above the baseline
-        inv = (1.0 / scale)[:, None]
-        log_eps = np.float32(np.log(EPS))
-        # class-major (classes, rows): the reductions over the few classes
-        # become element-wise operations across a handful of long rows
-        L = np.zeros((self.n_classes, b - a), np.float32)
-        for k, start in enumerate(self.starts):
-            h = S[:, start:start + self.width] @ self.W1[k]
-            if mins is not None:
-                h -= mins @ self.baseline_W1[k]
-            h *= inv
-            h += self.b1[k]
-            np.maximum(h, 0.0, out=h)
-            o = self.W2T[k] @ h.T
-            o += self.b2[k][:, None]
-            o -= o.max(axis=0)
-            o -= np.log(np.exp(o).sum(axis=0))
-            np.maximum(o, log_eps, out=o)
-            o *= self.vote[k]
-            L += o
-        L *= self.beta
-        L -= L.max(axis=0)
-        np.exp(L, out=L)
-        L /= L.sum(axis=0)
-        P[a:b] = L.T
+        baseline, inv = self._normaliser(S, mean)
+        P[a:b] = self._vote(self._bin_log_proba(self._hidden(S, baseline, inv)))
 
     def score(self, X):
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class

@@ -1,0 +1,80 @@
+"""The one-pass batched inference against the reference computation, on
+plans of every shape the estimator can produce: any number of bins and
+segments per bin, wide and narrow segments, baseline on or off, equal or
+unequal baseline blocks, 2 to 5 classes, and rows that are NaN or flat."""
+
+import numpy as np
+import pytest
+
+from server_ext.spectra import inference
+from server_ext.spectra.fused import FusedVote, pool
+from server_ext.spectra.preprocess import SegmentPreprocessor
+
+
+def random_plan(rng, n_points, n_segments, per_bin, n_bins, n_classes, baseline, hidden=16):
+    prep = SegmentPreprocessor(n_points, n_segments, per_bin if baseline else 0)
+    starts = np.sort(rng.choice(n_segments - per_bin + 1, n_bins, replace=False))
+    segments = starts[:, None] + np.arange(per_bin)
+    fused = FusedVote(segments,
+                      rng.normal(0, 1, (n_bins, per_bin, hidden)),
+                      rng.normal(0, 0.5, (n_bins, hidden)),
+                      rng.normal(0, 1, (n_bins, hidden, n_classes)),
+                      rng.normal(0, 0.5, (n_bins, n_classes)),
+                      rng.uniform(0.1, 1.0, n_bins), beta=rng.uniform(0.5, 3.0))
+    return prep, fused
+
+
+def spectra(rng, n, n_points):
+    x = np.linspace(0, 1, n_points)
+    peaks = sum(rng.uniform(0.5, 3, (n, 1)) * np.exp(-((x - c) / 0.01) ** 2)
+                for c in rng.uniform(0.05, 0.95, 12))
+    return (peaks + rng.uniform(0.1, 1, (n, 1)) * (1 + x) + rng.normal(0, 0.02, (n, n_points))
+            ).astype(np.float32)
+
+
+def reference(prep, fused, X):
+    Z = prep.normalise(prep.segment_means(X))
+    return pool(fused.bin_proba(fused.features(Z)), fused.vote, fused.beta)
+
+
+@pytest.mark.parametrize("n_points, n_segments, per_bin, n_bins, n_classes, baseline", [
+    (4020, 240, 16, 8, 2, True),     # the default geometry: 180 wide + 60 narrow segments
+    (4020, 240, 16, 15, 3, True),    # every equal bin kept
+    (4020, 480, 32, 14, 4, True),    # more segments per bin
+    (4020, 240, 8, 30, 5, True),     # many narrow bins, overlapping
+    (2010, 240, 16, 15, 3, False),   # no baseline
+    (2000, 250, 25, 6, 2, True),     # no wide segments (2000 = 250 x 8)
+    (1000, 230, 16, 5, 3, True),     # unequal baseline blocks (230 / 16)
+    (300, 300, 20, 3, 2, True),      # one point per segment
+])
+def test_one_pass_equals_reference(n_points, n_segments, per_bin, n_bins, n_classes, baseline):
+    rng = np.random.default_rng(n_points + n_segments + n_bins)
+    prep, fused = random_plan(rng, n_points, n_segments, per_bin, n_bins, n_classes, baseline)
+    X = spectra(rng, 2 * inference.CHUNK_ROWS + 37, n_points)  # several chunks and a ragged one
+    X[5] = np.nan
+    X[7, 3] = np.inf
+    X[9] = 0.0                      # flat: no signal
+    X[11] = 4.0
+    P, finite, signal = inference.InferencePlan(prep, fused).score(X)
+    assert P.dtype == np.float32 and P.shape == (len(X), n_classes)
+    assert np.flatnonzero(~finite).tolist() == [5, 7]
+    assert np.flatnonzero(~signal).tolist() == [5, 7, 9, 11]  # bad rows are scored as zeros
+    good = finite & signal  # flat rows get 1/K from the classifier, whatever their score
+    assert np.abs(P[good] - reference(prep, fused, X[good])).max() < 1e-5
+    np.testing.assert_allclose(P.sum(axis=1), 1.0, rtol=1e-5)
+    # other dtypes and a strided view give the same probabilities
+    np.testing.assert_allclose(inference.InferencePlan(prep, fused).score(
+        X[good][:64].astype(np.float64))[0], P[good][:64], atol=1e-5)
+    np.testing.assert_allclose(inference.InferencePlan(prep, fused).score(
+        np.asfortranarray(X[good][:64]))[0], P[good][:64], atol=1e-5)
+
+
+def test_fast_segment_means_equal_the_exact_ones():
+    rng = np.random.default_rng(0)
+    for n_points, n_segments in ((4020, 240), (4020, 480), (2000, 250), (17, 17), (17, 1)):
+        prep = SegmentPreprocessor(n_points, n_segments, 0)
+        X = spectra(rng, 50, n_points)
+        exact = prep.segment_means(X)
+        np.testing.assert_allclose(prep.segment_means_fast(X), exact, rtol=2e-6, atol=1e-6)
+        np.testing.assert_allclose(prep.segment_means_fast(X.astype(np.int32)),
+                                   prep.segment_means(X.astype(np.int32)), rtol=2e-6)
