@@ -26,10 +26,17 @@ accuracy under +-1 % peak-position strain and +-30 % intensity scaling
 position only: there strain is nuisance), training time, the confusion
 matrix of this classifier, and the goals of issue 13 checked in the same run.
 Then inference speed on a 27,000-spectrum batch (the BLAS kernel shown by
-threadpoolctl) and end-to-end streaming (Karabo bridge over loopback, server
-in a separate process, trains of 2,700 pulses) against the bare bridge
-client's receive rate. Headlines are ratios against peers measured in this
-run.
+threadpoolctl): ``predict`` of the first series' model and of models that
+keep as many bins as the estimator allows (15 equal bins; 32 segments per
+bin, up to 30 bins), and the inference core with every candidate bin kept
+(random weights, up to 30 bins), in rounds beside a bare pass over the
+data, with the CPU time each costs (little affected by other load, unlike
+the rates). Then end-to-end streaming (Karabo bridge over loopback, one
+server in a separate process for all runs, trains of 2,700 pulses): in
+rounds, the bare bridge client, the stream without classification (its
+receiving, hand-off and results alone) and the classified stream; the
+ratio to the bare client's receive rate is the median of the rounds'
+ratios. Headlines are ratios against peers measured in this run.
 
     .venv/bin/python benchmarks/spectra.py            # full (~30 min on 2 cores)
     .venv/bin/python benchmarks/spectra.py --quick    # one seed, shrunk stream
@@ -65,15 +72,20 @@ def timed(fn, *a, **kw):
     return out, time.perf_counter() - t0
 
 
-def rate(fn, X, min_time=1.0):
-    """Spectra per second of ``fn(X)``, repeated for at least ``min_time``."""
+def rate(fn, X, min_time=1.0, cpu=None):
+    """Spectra per second of ``fn(X)``, repeated for at least ``min_time``;
+    with a list ``cpu``, also appends spectra per second of this process's
+    CPU time (all its threads): what the work costs, whatever else the
+    machine's cores are busy with."""
     fn(X[: min(len(X), 64)])  # warm-up
-    n, t0 = 0, time.perf_counter()
+    n, t0, c0 = 0, time.perf_counter(), time.process_time()
     while True:
         fn(X)
         n += len(X)
         dt = time.perf_counter() - t0
         if dt >= min_time:
+            if cpu is not None:
+                cpu.append(n / (time.process_time() - c0))
             return n / dt
 
 
@@ -83,9 +95,15 @@ def noisy_copies(X, y, copies, rng):
 
 
 # ------------------------------------------------------------------ server
-def serve(n_trains, pulses, n_points, seed, push):
-    """Child process: a Karabo bridge server sending ``n_trains`` trains
-    (REP: on request, the bridge's default; PUSH: pipelined)."""
+def serve(pulses, n_points, seed, push):
+    """Child process: a Karabo bridge server sending trains of ``pulses``
+    spectra, train ids counting up, until the parent says stop (a line on
+    stdin) -- one server for all the runs of a comparison, so that no run
+    pays for its start. REQ/REP: on request, the bridge's default; PUSH:
+    pipelined."""
+    import queue
+    import threading
+
     from karabo_bridge import ServerInThread
 
     from server_ext.spectra.synthetic import make_transition_series
@@ -97,19 +115,24 @@ def serve(n_trains, pulses, n_points, seed, push):
     server = ServerInThread("tcp://127.0.0.1:*", maxlen=2, sock="PUSH" if push else "REP")
     server.start()
     print(server.endpoint, flush=True)
-    for i in range(n_trains):
-        tid = 10_000 + i
-        server.feed({SRC: {KEY: pool[i % len(pool)]}},
-                    {SRC: {"source": SRC, "timestamp.tid": tid}})
-    sys.stdin.readline()  # the client says when it has everything
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
+    tid = 10_000
+    while not done.is_set():
+        try:
+            server.feed({SRC: {KEY: pool[tid % len(pool)]}},
+                        {SRC: {"source": SRC, "timestamp.tid": tid}}, timeout=0.2)
+        except queue.Full:  # nobody reading now: check for the stop
+            continue
+        tid += 1
     server.stop()
 
 
 @contextlib.contextmanager
-def bridge_server(n_trains, pulses, n_points, seed, push):
+def bridge_server(pulses, n_points, seed, push):
     """A Karabo bridge serving synthetic trains in another process; yields its endpoint."""
-    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(n_trains), str(pulses),
-                             str(n_points), str(seed), str(int(push))],
+    proc = subprocess.Popen([sys.executable, __file__, "--serve", str(pulses), str(n_points),
+                             str(seed), str(int(push))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         yield proc.stdout.readline().strip()
@@ -122,40 +145,99 @@ def bridge_server(n_trains, pulses, n_points, seed, push):
             proc.wait()
 
 
-def raw_receive(n_trains, pulses, n_points, seed, push):
-    """Peer: the bare Karabo bridge client receiving the same trains and doing
-    nothing with them -- the transport ceiling of this machine."""
+def raw_receive(endpoint, n_trains, push):
+    """Peer: the bare Karabo bridge client receiving ``n_trains`` trains and
+    doing nothing with them -- the transport ceiling of this machine. Timed
+    from the first train on, like the stream. Returns spectra per second."""
+    import zmq
     from karabo_bridge import Client
 
-    with bridge_server(n_trains, pulses, n_points, seed, push) as endpoint:
-        client = Client(endpoint, sock="PULL" if push else "REQ", timeout=30)
-        client.next()
+    context = zmq.Context()
+    try:
+        client = Client(endpoint, sock="PULL" if push else "REQ", timeout=30, context=context)
+        data, _ = client.next()
+        pulses = len(data[SRC][KEY])
         t0 = time.perf_counter()
         for _ in range(n_trains - 1):
             client.next()
-        dt = time.perf_counter() - t0
-    return (n_trains - 1) * pulses / dt
+        return (n_trains - 1) * pulses / (time.perf_counter() - t0)
+    finally:
+        context.destroy(linger=0)
 
 
-def stream_benchmark(clf, n_trains, pulses, seed, push):
+def stream_run(clf, endpoint, n_trains, push):
+    """``n_trains`` trains through ``SpectraStream`` (receiver thread, queue,
+    classification, results), timed from the first result on."""
     from server_ext.spectra import KaraboBridgeSource, SpectraStream
 
-    with bridge_server(n_trains, pulses, clf.n_features_in_, seed, push) as endpoint:
-        source = KaraboBridgeSource(endpoint, key=KEY, timeout=30.0,
-                                    sock="PULL" if push else "REQ")
-        stream = SpectraStream(clf, source, max_trains=n_trains, queue_size=2)
-        t_first = None
-        n_after_first = 0
-        for r in stream:
-            if t_first is None:  # steady state: from the first result on
-                t_first = time.perf_counter()
-            else:
-                n_after_first += len(r)
-        elapsed = time.perf_counter() - t_first
-        st = stream.stats
+    source = KaraboBridgeSource(endpoint, key=KEY, timeout=30.0, sock="PULL" if push else "REQ")
+    stream = SpectraStream(clf, source, max_trains=n_trains, queue_size=2)
+    t_first = None
+    n_after_first = 0
+    for r in stream:
+        if t_first is None:  # steady state: from the first result on
+            t_first = time.perf_counter()
+        else:
+            n_after_first += len(r)
+    elapsed = time.perf_counter() - t_first
+    st = stream.stats
     return {"spectra_per_s": n_after_first / elapsed, "trains": st.trains,
             "spectra": st.spectra, "dropped": st.dropped, "gaps": st.gaps,
             "p50_ms": 1e3 * st.latency(50), "p99_ms": 1e3 * st.latency(99)}
+
+
+def _cpu():
+    t = os.times()
+    return t.user + t.system
+
+
+def classify_cost(clf, X, n=20):
+    """``(cpu, wall)`` seconds of ``classify_batch`` on one 2,700-pulse train."""
+    train = np.ascontiguousarray(X[np.random.default_rng(2).integers(0, len(X), 2700)])
+    clf.classify_batch(train)
+    c0, t0 = _cpu(), time.perf_counter()
+    for _ in range(n):
+        clf.classify_batch(train)
+    return (_cpu() - c0) / n, (time.perf_counter() - t0) / n
+
+
+def without_classification(clf):
+    """A copy of ``clf`` whose ``classify_batch`` answers at once (class 0):
+    the stream's own receiving, hand-off and result building, without the
+    inference."""
+    import copy
+
+    blank = copy.copy(clf)
+
+    def classify_batch(X):
+        n = len(X)
+        return np.zeros(n, np.intp), np.ones(n, np.float32), np.zeros(n, bool), np.ones(n, bool)
+
+    blank.classify_batch = classify_batch
+    return blank
+
+
+def stream_comparison(clf, n_trains, rounds, pulses, seed, push):
+    """``rounds`` times, over ``n_trains`` trains each from one bridge: the
+    bare client, the stream without classification, the classified stream.
+    Ratios are taken within a round (the machine's load drifts between
+    rounds, much less within one). Returns one dict per round: rates
+    (spectra/s) and process CPU seconds per train."""
+    blank = without_classification(clf)
+    out = []
+    with bridge_server(pulses, clf.n_features_in_, seed, push) as endpoint:
+        raw_receive(endpoint, 3, push)  # warm-up: connections, page faults, caches
+        for _ in range(rounds):
+            c0 = _cpu()
+            bare = raw_receive(endpoint, n_trains, push)
+            c1 = _cpu()
+            machinery = stream_run(blank, endpoint, n_trains, push)["spectra_per_s"]
+            c2 = _cpu()
+            st = stream_run(clf, endpoint, n_trains, push)
+            c3 = _cpu()
+            out.append({"bare": bare, "machinery": machinery, "classified": st,
+                        "bare_cpu": (c1 - c0) / n_trains, "classified_cpu": (c3 - c2) / n_trains})
+    return out
 
 
 # ------------------------------------------------------------------- main
@@ -280,31 +362,99 @@ def run_series(title, X, y, axis, by_position, args, with_published):
     return rows, models, goals
 
 
-def inference_speed(clf, X):
+def worst_case_models(n_points, seed):
+    """Models that keep as many bins as the estimator allows, trained on the
+    ``pattern`` powder series (three structures: informative everywhere):
+    the 15 equal bins, and 32 segments per bin with up to 30 overlapping
+    bins. Few epochs: the speed does not depend on the weights' values."""
+    from server_ext.spectra import BinnedSpectraClassifier
+    from server_ext.spectra.synthetic import make_powder_series
+
+    s = make_powder_series("pattern", n_spectra=360, n_points=n_points, axis_kind="q",
+                           random_state=seed)
+    train = np.arange(0, len(s.X), 5)
+    out = []
+    for label, params in (("15 fixed bins", dict(bin_placement="fixed")),
+                          ("32 segments/bin, up to 30 bins",
+                           dict(segments_per_bin=32, max_bins=30, max_overlap=0.9))):
+        clf = BinnedSpectraClassifier(random_state=seed, epochs=5, **params)
+        out.append((label, clf.fit(s.X[train], s.y[train], axis=s.axis)))
+    return out
+
+
+def stress_plans(clf, rng):
+    """Inference plans on ``clf``'s geometry with every candidate bin kept
+    and random weights (4 classes): more bins than any fit keeps, the cost
+    ceiling. ``(label, plan)``."""
+    from server_ext.spectra.fused import FusedVote
+    from server_ext.spectra.inference import InferencePlan
+    from server_ext.spectra.preprocess import SegmentPreprocessor
+
+    out = []
+    for n_bins, per_bin, hidden in ((15, 16, 16), (30, 16, 16), (15, 32, 16)):
+        prep = SegmentPreprocessor(clf.n_features_in_, n_bins * per_bin, per_bin)
+        starts = np.arange(n_bins) * per_bin
+        fused = FusedVote(starts[:, None] + np.arange(per_bin),
+                          rng.normal(0, 1, (n_bins, per_bin, hidden)),
+                          rng.normal(0, 1, (n_bins, hidden)),
+                          rng.normal(0, 1, (n_bins, hidden, 4)), rng.normal(0, 1, (n_bins, 4)),
+                          np.ones(n_bins))
+        out.append((f"{n_bins} bins x {per_bin} segments, 4 classes (random weights)",
+                    InferencePlan(prep, fused)))
+    return out
+
+
+def inference_speed(cases, plans, X, repeats=3):
+    """Spectra per second of ``predict`` for each fitted model in ``cases``
+    and of the inference core (``InferencePlan.score``) of each stress plan,
+    on a 27,000-spectrum batch, in rounds (every case once per round, so the
+    machine's load drifts alike for all), beside a bare pass over the data.
+    Returns ``{label: median rate}``."""
     from threadpoolctl import threadpool_info
 
     batch = np.ascontiguousarray(X[np.random.default_rng(1).integers(0, len(X), EUXFEL_MAX)])
     blas = [f"{i['internal_api']} {i.get('version')} kernel {i.get('architecture')} "
             f"threads {i['num_threads']}" for i in threadpool_info()]
-    print(f"\ninference on a {EUXFEL_MAX}-spectrum batch of {X.shape[1]} points, "
-          f"{len(clf.bins_)} bins (BLAS: {'; '.join(blas)}; OPENBLAS_CORETYPE="
-          f"{os.environ.get('OPENBLAS_CORETYPE')}):")
-    results = {}
-    for label, fn in (("predict", clf.predict), ("predict_with_confidence",
-                                                   clf.predict_with_confidence),
-                      ("one pass over the data (X.sum(1), 1 thread)", lambda Z: Z.sum(1))):
-        rates = [rate(fn, batch, 1.0) for _ in range(3)]
-        results[label] = rates
-        print(f"  {label:45s} {np.median(rates):10.0f} spectra/s (3 runs: "
-              f"{', '.join(f'{r:.0f}' for r in rates)}); x{np.median(rates) / EUXFEL_MAX:.1f} "
-              f"the EuXFEL maximum")
-    return np.median(results["predict"])
+    print(f"\ninference on a {EUXFEL_MAX}-spectrum batch of {X.shape[1]} points (BLAS: "
+          f"{'; '.join(blas)}; OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE')}; "
+          f"{repeats} rounds, median):")
+    bare = "one pass over the data (X.sum(1), 1 thread)"
+    # (key, shown, fn); the keys of predict are the cases' labels
+    fns = [(label, f"predict, {label}: {len(clf.bins_)} bins x {clf.segments_per_bin} "
+            f"segments, {len(clf.classes_)} classes", clf.predict) for label, clf in cases]
+    fns += [("predict_with_confidence", f"predict_with_confidence, {cases[0][0]}",
+             cases[0][1].predict_with_confidence)]
+    fns += [(f"core {label}", f"core, {label}", plan.score) for label, plan in plans]
+    fns += [(bare, bare, lambda Z: Z.sum(1))]
+    rates = {key: [] for key, _, _ in fns}
+    cpu_rates = {key: [] for key, _, _ in fns}
+    for _ in range(repeats):
+        for key, _, fn in fns:
+            rates[key].append(rate(fn, batch, 1.0, cpu_rates[key]))
+    out = {key: float(np.median(r)) for key, r in rates.items()}
+    per_cpu = {key: float(np.median(r)) for key, r in cpu_rates.items()}
+    print(f"  {'':78s} {'spectra/s':>9s}   {'EuXFEL':>6s}  {'/bare':>5s}  {'per CPU-s':>9s}  "
+          f"(each round's spectra/s)")
+    for key, shown, _ in fns:
+        print(f"  {shown:78s} {out[key]:9.0f}  x{out[key] / EUXFEL_MAX:5.1f}  "
+              f"x{out[key] / out[bare]:4.2f}  {per_cpu[key]:9.0f}  "
+              f"({', '.join(f'{r:.0f}' for r in rates[key])})")
+    worst = min(out[label] for label, _ in cases)
+    worst_cpu = min(per_cpu[label] for label, _ in cases)
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    print(f"  slowest predict: {worst:.0f}/s (goal >= {10 * EUXFEL_MAX}: "
+          f"{'MET' if worst >= 10 * EUXFEL_MAX else 'NOT MET'} in this run); it costs "
+          f"{1e6 / worst_cpu:.1f} us of CPU per spectrum: {cores} idle cores would give "
+          f"~{cores * worst_cpu:.0f}/s ('per CPU-s' is little affected by other load, "
+          f"spectra/s much)")
+    return out
 
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one seed per layout, fewer epochs "
-                    "for the published method (100) and a shorter stream")
+                    "for the published method (100) and a shorter stream (5 rounds of 60 "
+                    "trains instead of 9 of 150)")
     ap.add_argument("--kind", default="both", choices=["intensity", "shift", "both"],
                     help="what changes at the original synthetic transition")
     ap.add_argument("--data", help=".npz with X (n, points), y (n,) ordered along the "
@@ -313,7 +463,7 @@ def main():
     ap.add_argument("--skip-stream", action="store_true", help="no streaming measurement")
     ap.add_argument("--speed-only", action="store_true", help="only inference speed and "
                     "streaming, with a protocol-B model of the first series")
-    ap.add_argument("--serve", nargs=5, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=4, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         return serve(*args.serve)
@@ -345,25 +495,34 @@ def main():
         print(f"  {title:45s} {'  '.join('MET' if g else 'NOT MET' for g in goals)}")
 
     X, clf = first
-    predict_rate = inference_speed(clf, X)
+    cases = [("first series", clf)] + worst_case_models(X.shape[1], args.seed)
+    rates = inference_speed(cases, stress_plans(clf, np.random.default_rng(args.seed)), X)
     if args.skip_stream:
         return
-    n_trains = 40 if args.quick else 200
-    print(f"\nstreaming (Karabo bridge over loopback, server in another process, "
-          f"{n_trains} trains x 2,700 pulses x {X.shape[1]} points, protocol-B model of the "
-          f"first series; predict alone: {predict_rate:.0f}/s):")
+    n_trains, pairs = (60, 5) if args.quick else (150, 9)
+    print(f"\nstreaming (Karabo bridge over loopback, one server in another process, "
+          f"{pairs} rounds of {n_trains} trains x 2,700 pulses x {X.shape[1]} points each: the "
+          f"bare client, the stream without classification, the classified stream, in turn; "
+          f"protocol-B model of the first series):")
+    cost = classify_cost(clf, X)
+    print(f"  classify_batch alone, one train: {1e3 * cost[0]:.1f} ms CPU, {1e3 * cost[1]:.1f} ms "
+          f"wall")
     for push, label in ((False, "REQ/REP (bridge default)"), (True, "PUSH/PULL (pipelined)")):
-        ratios = []
-        for _ in range(2):  # bare and classified alternate: the machine's load drifts
-            bare = raw_receive(n_trains, 2700, X.shape[1], args.seed, push)
-            st = stream_benchmark(clf, n_trains, 2700, args.seed, push)
-            ratios.append(st["spectra_per_s"] / bare)
-            print(f"  {label}: bare client receive {bare:.0f} spectra/s, classified end to "
-                  f"end {st['spectra_per_s']:.0f} spectra/s = x{ratios[-1]:.2f} the bare "
-                  f"receive, x{st['spectra_per_s'] / EUXFEL_MAX:.2f} the EuXFEL maximum; "
-                  f"latency p50 {st['p50_ms']:.1f} ms, p99 {st['p99_ms']:.1f} ms; trains "
-                  f"{st['trains']}, dropped {st['dropped']}, gaps {st['gaps']}")
-        print(f"    ratio to the bare receive, median of {len(ratios)}: {np.median(ratios):.2f}")
+        runs = stream_comparison(clf, n_trains, pairs, 2700, args.seed, push)
+        for r in runs:
+            st = r["classified"]
+            print(f"  {label}: bare {r['bare']:6.0f}/s ({1e3 * r['bare_cpu']:.0f} ms CPU/train) | "
+                  f"no classification x{r['machinery'] / r['bare']:.2f} | classified "
+                  f"{st['spectra_per_s']:6.0f}/s = x{st['spectra_per_s'] / r['bare']:.2f} "
+                  f"({1e3 * r['classified_cpu']:.0f} ms CPU/train), p50 {st['p50_ms']:.0f} ms "
+                  f"p99 {st['p99_ms']:.0f} ms, trains {st['trains']}, dropped {st['dropped']}, "
+                  f"gaps {st['gaps']}")
+        ratio = np.median([r["classified"]["spectra_per_s"] / r["bare"] for r in runs])
+        machinery = np.median([r["machinery"] / r["bare"] for r in runs])
+        print(f"    median of {pairs} rounds: classified x{ratio:.2f} the bare receive (goal >= "
+              f"0.95: {'MET' if ratio >= 0.95 else 'NOT MET'}), without classification "
+              f"x{machinery:.2f}; x{ratio * np.median([r['bare'] for r in runs]) / EUXFEL_MAX:.2f} "
+              f"the EuXFEL maximum; predict alone x{rates['first series'] / EUXFEL_MAX:.1f}")
 
 
 if __name__ == "__main__":

@@ -47,7 +47,8 @@ def test_iterable_stream_matches_batch_prediction(fitted, intensity_series):
     assert [r.train_id for r in results] == list(range(500, 500 + len(trains)))
     labels, conf, amb = clf.predict_with_confidence(X[:10 * len(trains)])
     np.testing.assert_array_equal(np.concatenate([r.labels for r in results]), labels)
-    np.testing.assert_allclose(np.concatenate([r.confidence for r in results]), conf, rtol=1e-6)
+    # float32 products over 10 rows and over 200 may round differently (BLAS blocking)
+    np.testing.assert_allclose(np.concatenate([r.confidence for r in results]), conf, rtol=1e-5)
     np.testing.assert_array_equal(np.concatenate([r.ambiguous for r in results]), amb)
     pulse = list(results[3])[4]
     assert (pulse.train_id, pulse.pulse) == (503, 4) and pulse.label == labels[34]
