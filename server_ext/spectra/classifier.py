@@ -310,7 +310,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """Per class, how much of the strain/shift augmentation is nuisance."""
         n_classes = len(data.classes)
         if not self.learn_position or (self.strain == 0 and self._shift_points(prep) == 0):
-            return PositionTolerance(np.ones(n_classes), [])
+            return PositionTolerance.full(n_classes)
         return position_tolerance(data.X, data.y, n_classes, data.axis,
                                   prep.width * self.segments_per_bin, float(self.strain),
                                   self._shift_points(prep))
@@ -319,10 +319,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """The labelled spectra and their perturbed copies, as segment features."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
-        scale = tolerance.scale[data.y]
+        # per labelled spectrum, (low, high) bounds of its copies' movement
+        reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
-        perturbed, source = augment(X, data.axis, copies, rng, strain=self.strain * scale,
-                                    shift=self._shift_points(prep) * scale,
+        perturbed, source = augment(X, data.axis, copies, rng, strain=self.strain * reach,
+                                    shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
                                     background=self.background)
         source = np.concatenate([np.arange(n), source])
