@@ -11,24 +11,39 @@ each labelled spectrum, so no assumption about the detector's units is made.
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 
 __all__ = ["noise_gain", "augment", "mixup"]
 
 _CHUNK = 256  # copies perturbed at a time
+_LEVEL_POINTS = 9  # running mean giving the local level of the noise gain
 
 
 def noise_gain(X: np.ndarray) -> np.ndarray:
     """Per spectrum, noise variance per unit of signal (1 for Poisson counts).
 
-    Uses second differences, which cancel the smooth signal: for white noise
-    ``var(x[i-1] - 2 x[i] + x[i+1]) = 6 var(x)``; medians keep peaks out.
+    Second differences cancel the smooth signal: for white noise
+    ``var(x[i-1] - 2 x[i] + x[i+1]) = 6 var(x)``. Each squared second
+    difference is divided by the local level (a running mean over a few
+    points) before the median, so that the ratio of variance to level is
+    measured point by point: a median of the variance over a spectrum with
+    a high background on one side and almost none on the other, divided by
+    the median level, read about half the true gain on powder patterns.
+    Points without a positive level (a zero baseline, a detector gap) are
+    left out; the median keeps peaks (curvature, not noise) out.
     """
+    from scipy.ndimage import uniform_filter1d
+
     X = np.asarray(X, dtype=np.float32)
     d2 = X[:, :-2] - 2.0 * X[:, 1:-1] + X[:, 2:]
-    var = np.median(d2 * d2, axis=1) / 6.0 / 0.4549  # median of chi2(1) = 0.4549
-    level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)
-    return var / level
+    level = uniform_filter1d(X, _LEVEL_POINTS, axis=1, mode="nearest")[:, 1:-1]
+    ratio = np.where(level > 0, d2 * d2 / (6.0 * np.where(level > 0, level, 1.0)), np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # a row with no positive level
+        gain = np.nanmedian(ratio, axis=1) / 0.4549  # median of chi2(1) = 0.4549
+    return np.nan_to_num(gain, nan=0.0).astype(np.float32)
 
 
 def strain_shift(X, rows, pos, s, u=0.0):
@@ -53,14 +68,25 @@ def increasing_axis(axis, p):
     return np.asarray(axis, dtype=np.float64)
 
 
+def _bounds(half_range, n):
+    """``(low, high)`` per row from a half-range (a number, or one per row)
+    or from (n, 2) bounds."""
+    v = np.asarray(half_range, np.float64)
+    if v.shape == (n, 2):
+        return v[:, 0], v[:, 1]
+    v = np.broadcast_to(v, (n,))
+    return -v, v
+
+
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             noise=1.0, background=0.1):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
     (float32, copies of row i at ``src == i``).
 
     ``strain``: half-range of the relative position scaling; ``shift``:
-    half-range of a translation in points (each a number, or one per row of
-    ``X``); ``intensity``: half-range of the
+    half-range of a translation in points (each a number, one per row of
+    ``X``, or ``(low, high)`` bounds per row as an (n, 2) array, ``low <=
+    0 <= high``: a class may be moved less one way than the other); ``intensity``: half-range of the
     relative intensity scale; ``noise``: extra noise up to ``noise`` times the
     measured noise variance; ``background``: amplitude of an added smooth
     background relative to the median level.
@@ -70,11 +96,10 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     src = np.repeat(np.arange(n), copies)
     m = len(src)
     pos = increasing_axis(axis, p)
-    # per labelled spectrum (an array of n) or for all (a number)
-    strain = np.broadcast_to(np.asarray(strain, np.float64), (n,))[src]
-    shift = np.broadcast_to(np.asarray(shift, np.float64), (n,))[src]
-    s = rng.uniform(-strain, strain, m)
-    u = rng.uniform(-shift, shift, m)
+    s_lo, s_hi = _bounds(strain, n)
+    u_lo, u_hi = _bounds(shift, n)
+    s = rng.uniform(s_lo[src], s_hi[src], m)
+    u = rng.uniform(u_lo[src], u_hi[src], m)
     gain = noise_gain(X)[src]
     level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)[src]
     amp = rng.uniform(0.0, noise, m)

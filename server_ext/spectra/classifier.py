@@ -4,8 +4,8 @@ Pipeline (``fit``, one method per step):
 
 0. the labels say which peak movement is signal (:mod:`.nuisance`): classes
    that differ by position (same structure, other cell) get copies moved
-   by only a fraction of the displacement between them, the others the full
-   strain and shift;
+   towards each other by only a fraction of the displacement between them
+   (away from each other freely), the others the full strain and shift;
 1. every labelled spectrum gets perturbed copies (strain, shift, noise,
    intensity, background; see :mod:`.augment`);
 2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`);
@@ -124,7 +124,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     learn_position : bool
         Learn from the labelled spectra which classes differ by peak
         position (see :mod:`.nuisance`) and move the copies of those classes
-        by only a fraction of that difference. ``False``: every movement up
+        towards each other by only a fraction of that difference (away from
+        each other freely). ``False``: every movement up
         to ``strain``/``shift`` is nuisance for every class.
     intensity : float
         Half-range of the relative intensity scale of the copies.
@@ -164,8 +165,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     candidates_, candidate_separability_ : all candidate bins and their
         held-out nearest-centroid accuracy (the screening score).
     position_scale_ : per class, the fraction of ``strain``/``shift`` its
-        training copies got (below 1: the class differs from another by
-        peak position).
+        training copies got towards the class it is separated from (below
+        1: the class differs from another by peak position; away from that
+        class they got all of it).
     position_pairs_ : the position-separated class pairs found in ``fit``
         (see :class:`.nuisance.PositionTolerance`; not saved).
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
@@ -310,7 +312,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """Per class, how much of the strain/shift augmentation is nuisance."""
         n_classes = len(data.classes)
         if not self.learn_position or (self.strain == 0 and self._shift_points(prep) == 0):
-            return PositionTolerance(np.ones(n_classes), [])
+            return PositionTolerance.full(n_classes)
         return position_tolerance(data.X, data.y, n_classes, data.axis,
                                   prep.width * self.segments_per_bin, float(self.strain),
                                   self._shift_points(prep))
@@ -319,10 +321,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """The labelled spectra and their perturbed copies, as segment features."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
-        scale = tolerance.scale[data.y]
+        # per labelled spectrum, (low, high) bounds of its copies' movement
+        reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
-        perturbed, source = augment(X, data.axis, copies, rng, strain=self.strain * scale,
-                                    shift=self._shift_points(prep) * scale,
+        perturbed, source = augment(X, data.axis, copies, rng, strain=self.strain * reach,
+                                    shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
                                     background=self.background)
         source = np.concatenate([np.arange(n), source])

@@ -18,14 +18,21 @@ augmenting, the labelled spectra are asked, for each pair of classes:
    by pattern: the position need not be protected, and full augmentation
    keeps the robustness.
 3. Is the displacement between the classes well beyond the spread of the
-   displacements within each class (drift along the series), and at least
-   ``MIN_RATIO`` of what the augmentation would do? If not, position is
-   drift, not signal.
+   displacements within each class (drift along the series)? If not,
+   position is drift, not signal. When something is left after moving,
+   below ``PATTERN`` but above the noise threshold (a weak peak may hide
+   there), the displacement must also be at least ``MIN_RATIO`` of what
+   the augmentation would do; when nothing is left, the labels say the
+   classes differ and position is all that differs, so any displacement
+   beyond the within-class spread is signal.
 
 A pair that passes all three is *separated by position*; the copies of both
-classes are then moved by at most ``SAFETY`` times the displacement between
-them (window by window: a strain moves high angles further). Classes in no
-such pair keep the full augmentation. The offset term and the local
+classes are then moved *towards each other* by at most ``SAFETY`` times the
+displacement between them (window by window: a strain moves high angles
+further), and away from each other by the full strain and shift: drift
+away from the other class cannot confuse them, and the test spectra of a
+class may well lie farther out than its labelled ones. Classes in no such
+pair keep the full augmentation. The offset term and the local
 corrections make this hold on any axis (2-theta, q, or point index with an
 unknown origin).
 """
@@ -63,14 +70,27 @@ _CORRELATION = 2.0 * np.sqrt(np.pi) * _SMOOTH  # points per independent noise va
 
 @dataclasses.dataclass
 class PositionTolerance:
-    """Per class ``scale`` (0..1]: the fraction of the configured strain and
-    shift its training copies get. ``pairs``: one dict per class pair
-    examined, saying what was found (``separated_by``: ``"position"``,
-    ``"pattern"``, ``"drift"`` or ``"nothing"``; ``between``/``within``:
-    displacements in points)."""
+    """Per class, the fraction (0..1] of the configured strain and shift its
+    training copies get towards lower positions (``lower``) and towards
+    higher ones (``upper``): a class separated by position from another is
+    moved by only a fraction of the displacement *towards* it, and fully
+    away from it. ``scale``: the smaller of the two. ``pairs``: one dict per
+    class pair examined, saying what was found (``separated_by``:
+    ``"position"``, ``"pattern"``, ``"drift"`` or ``"nothing"``;
+    ``between``/``within``: displacements in points)."""
 
-    scale: np.ndarray
+    lower: np.ndarray
+    upper: np.ndarray
     pairs: list
+
+    @property
+    def scale(self) -> np.ndarray:
+        return np.minimum(self.lower, self.upper)
+
+    @classmethod
+    def full(cls, n_classes: int) -> "PositionTolerance":
+        """Every movement is nuisance for every class."""
+        return cls(np.ones(n_classes), np.ones(n_classes), [])
 
 
 def _profiles(X, width):
@@ -178,7 +198,7 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
     mean_var = np.stack([_mean_variance(prof[y_idx == c], var[y_idx == c])
                          for c in range(n_classes)])
 
-    scale = np.ones(n_classes)
+    lower, upper = np.ones(n_classes), np.ones(n_classes)
     pairs = []
     for c in range(n_classes):
         for d in range(c + 1, n_classes):
@@ -229,13 +249,25 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
                                         weights, 2.0 * between + 2.0) for k in (c, d))
             info.update(between=between, within=within)
             ratio = _weighted_median(u[signal] / reach[centre[signal]], weights)
-            if between <= SPREAD_RATIO * within or ratio < MIN_RATIO:
+            # nothing at all left after moving: the labels call the classes
+            # different and position is the only thing that differs, so it
+            # is signal however small (a net cell change of a few tenths of
+            # a percent); MIN_RATIO guards only the undecided band, where a
+            # weak peak may hide in the noise
+            only_position = left[worst] <= 1.0
+            if between <= SPREAD_RATIO * within or (ratio < MIN_RATIO and not only_position):
                 info["separated_by"] = "drift"
                 continue
             info["separated_by"] = "position"
-            for k in (c, d):
-                scale[k] = min(scale[k], SAFETY * ratio)
-    return PositionTolerance(np.clip(scale, 0.0, 1.0), pairs)
+            # c's peaks lie above d's where the field is positive: c's copies
+            # must not move down far, d's not up far; away is nuisance as ever
+            c_above = _weighted_median(field[centre][signal], weights) > 0
+            info["higher"] = c if c_above else d
+            limit = SAFETY * ratio
+            for k, towards_lower in ((c, c_above), (d, not c_above)):
+                side = lower if towards_lower else upper
+                side[k] = min(side[k], limit)
+    return PositionTolerance(np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0), pairs)
 
 
 def _within_spread(members, mean, edges, signal, weights, max_shift):

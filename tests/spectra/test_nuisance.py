@@ -22,3 +22,19 @@ def test_background_free_data_keeps_pattern_pairs_apart_from_position_pairs():
     assert all(np.isfinite(q["unexplained"]) for q in t.pairs)
     assert t.scale[1] == 1.0  # B keeps the whole strain augmentation
     assert (t.scale[[0, 2]] < 0.5).all()
+
+
+def test_position_pair_copies_are_held_back_only_towards_each_other():
+    """A' (a smaller cell, peaks at higher angles) may move up freely and
+    A down freely; towards each other both are held to a fraction of the
+    displacement; B keeps everything."""
+    n, p = 120, 2010
+    s = make_powder_series("shift", n_spectra=n, n_points=p, cell_step=-0.01, random_state=0)
+    train = np.arange(0, n, 4)
+    t = position_tolerance(s.X[train], s.y[train], 3, s.axis, p // 15, 0.015, p / 480)
+    pair = [q for q in t.pairs if q["separated_by"] == "position"]
+    assert [q["classes"] for q in pair] == [(0, 2)] and pair[0]["higher"] == 2
+    assert t.lower[0] == 1.0 and t.upper[0] < 0.5  # A: not up towards A'
+    assert t.upper[2] == 1.0 and t.lower[2] < 0.5  # A': not down towards A
+    assert t.lower[1] == t.upper[1] == 1.0
+    np.testing.assert_array_equal(t.scale, np.minimum(t.lower, t.upper))

@@ -1,0 +1,43 @@
+"""The training copies (:mod:`server_ext.spectra.augment`): the noise model
+read from the data, and movement bounds per labelled spectrum."""
+
+import numpy as np
+import pytest
+
+from server_ext.spectra.augment import augment, noise_gain
+from server_ext.spectra.synthetic import make_powder_series
+
+
+@pytest.mark.parametrize("gain", [1.0, 3.0])
+def test_noise_gain_reads_poisson_counts_under_an_uneven_background(gain):
+    """Counts with a high background on one side and almost none on the
+    other (as powder patterns have): the variance per unit of signal is
+    the gain, not about half of it (a median variance over the median
+    level read 0.5 on the powder series)."""
+    rng = np.random.default_rng(0)
+    x = np.linspace(0, 1, 4000)
+    level = 400 * np.exp(-x / 0.15) + 0.05 + 900 * np.exp(-0.5 * ((x - 0.3) / 0.002) ** 2)
+    X = gain * rng.poisson(np.tile(level, (6, 1))).astype(np.float32)
+    np.testing.assert_allclose(noise_gain(X), gain, rtol=0.1)
+
+
+def test_noise_gain_on_powder_patterns_and_on_data_without_signal():
+    s = make_powder_series("weak", n_spectra=20, n_points=2010, random_state=1)
+    g = noise_gain(s.X)
+    # Poisson counts: 1, read a little high where peaks are a few points wide
+    assert ((g > 0.9) & (g < 1.35)).all()
+    assert noise_gain(np.zeros((2, 50)))[0] == 0.0  # no positive level: no noise measured
+
+
+def test_movement_bounds_per_labelled_spectrum():
+    """(low, high) bounds: the copies of row 0 move only up, of row 1 only
+    down (a peak's position is the evidence)."""
+    p = 1000
+    pos = np.arange(p, dtype=float)
+    X = np.tile(1000 * np.exp(-0.5 * ((pos - 500) / 4) ** 2) + 10, (2, 1)).astype(np.float32)
+    rng = np.random.default_rng(0)
+    Xa, src = augment(X, None, 200, rng, strain=np.array([[0.0, 0.02], [-0.02, 0.0]]),
+                      shift=0.0, noise=0.0, background=0.0, intensity=0.0)
+    peak = Xa.argmax(1)
+    assert (peak[src == 0] >= 500).all() and peak[src == 0].max() >= 505
+    assert (peak[src == 1] <= 500).all() and peak[src == 1].min() <= 495
