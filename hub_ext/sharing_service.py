@@ -23,7 +23,7 @@ from jupyterhub.utils import url_path_join
 from tornado import web
 from traitlets.config import Config
 
-from .api.service import CatalogSettings, UserDirectory, main as run_service, scope_allows
+from .api.service import CatalogSettings, UserDirectory, log_request, main as run_service, scope_allows
 from .catalogs import CatalogError
 from .catalogs.base import user_access_token
 from .sharing import SCOPE, ShareRefused, check_member, proposal_groups
@@ -216,6 +216,7 @@ def make_app(config: Config) -> web.Application:
             (url_path_join(prefix, r"([^/]+)/([^/]*)"), SharePageHandler),
         ],
         hub_auth=hub_auth,
+        log_function=log_request,
         cookie_secret=os.urandom(32),
         daas={"spawner": CatalogSettings(config=config), "prefix": prefix,
               "hub": UserDirectory(hub_auth.api_url, hub_auth.api_token, ttl=0)},

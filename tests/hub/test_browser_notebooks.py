@@ -12,6 +12,7 @@ busy two-core machine runs the hub, the server, Dask, TensorFlow and Chromium.
 Screenshots go to the test's tmp_path.
 """
 
+import contextlib
 import re
 import time
 
@@ -130,6 +131,20 @@ def _job_list(page, demo_hub, user):
     return r.json()["jobs"]
 
 
+@contextlib.contextmanager
+def _session(page, demo_hub, tmp_path, pid, env):
+    """A demo user allowed to see ``pid`` logged in and working in ``env`` on it, in JupyterLab;
+    evidence left on failure, the server stopped after."""
+    user = _user_with(demo_hub, pid)
+    try:
+        with evidence_on_failure(page, demo_hub, tmp_path):
+            _login_and_spawn(page, demo_hub, user, pid, env)
+            yield user
+    finally:
+        if demo_hub.server_state(user) is not None:
+            demo_hub.stop_server(user)
+
+
 @pytest.fixture
 def browser_page():
     with chromium(width=1400, height=1000, step_ms=STEP_MS) as page:
@@ -138,106 +153,88 @@ def browser_page():
 
 def test_getting_started_and_explore_run_clean(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p002120:r0029"
-    user = _user_with(demo_hub, pid)
-    try:
-        with evidence_on_failure(page, demo_hub, tmp_path):
-            _login_and_spawn(page, demo_hub, user, pid, "python-basic")
-            for name in ("getting_started.ipynb", "explore_dataset.ipynb"):
-                notebook = _open(page, demo_hub, user, name)
-                _run_all(page, notebook)
-                if name == "getting_started.ipynb":
-                    expect(notebook).to_contain_text("Open nxmx_conversion.ipynb")
-                else:
-                    expect(notebook.locator(".jp-RenderedImage img").first).to_be_attached()
-                _screenshot(page, tmp_path / name.replace(".ipynb", ".png"))
-    finally:
-        if demo_hub.server_state(user) is not None:
-            demo_hub.stop_server(user)
+    with _session(page, demo_hub, tmp_path, pid, "python-basic") as user:
+        for name in ("getting_started.ipynb", "explore_dataset.ipynb"):
+            notebook = _open(page, demo_hub, user, name)
+            _run_all(page, notebook)
+            if name == "getting_started.ipynb":
+                expect(notebook).to_contain_text("Open nxmx_conversion.ipynb")
+            else:
+                expect(notebook.locator(".jp-RenderedImage img").first).to_be_attached()
+            _screenshot(page, tmp_path / name.replace(".ipynb", ".png"))
 
 
 def test_mx_session_converter_survives_a_kernel_restart(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p002120:r0029"
-    user = _user_with(demo_hub, pid)
-    try:
-        with evidence_on_failure(page, demo_hub, tmp_path):
-            _login_and_spawn(page, demo_hub, user, pid, "euxfel-mx")
-            notebook = _open(page, demo_hub, user, "nxmx_conversion.ipynb")
-            _run_all(page, notebook)
-            converter = notebook.locator(".daas-nxmx-converter")
-            expect(converter.locator("button.daas-convert")).to_be_visible()
-            expect(converter.locator(".daas-run-summary")).to_contain_text("64 trains", timeout=STEP_MS)
-            converter.locator("button.daas-convert").click()
-            expect(converter.locator(".daas-progress .progress-bar-success")).to_be_attached(timeout=JOB_MS)
-            # validation runs the file through several readers, dxtbx among them (tens of seconds)
-            expect(converter.locator(".daas-validation-ok")).to_contain_text("valid NXmx", timeout=JOB_MS)
-            image = converter.locator(".daas-frame-viewer .jupyter-matplotlib-figure canvas").first
-            _drawn(page, image, tmp_path / "detector-image.png")
-            _screenshot(page, tmp_path / "nxmx-converted.png")
+    with _session(page, demo_hub, tmp_path, pid, "euxfel-mx") as user:
+        notebook = _open(page, demo_hub, user, "nxmx_conversion.ipynb")
+        _run_all(page, notebook)
+        converter = notebook.locator(".daas-nxmx-converter")
+        expect(converter.locator("button.daas-convert")).to_be_visible()
+        expect(converter.locator(".daas-run-summary")).to_contain_text("64 trains", timeout=STEP_MS)
+        converter.locator("button.daas-convert").click()
+        expect(converter.locator(".daas-progress .progress-bar-success")).to_be_attached(timeout=JOB_MS)
+        # validation runs the file through several readers, dxtbx among them (tens of seconds)
+        expect(converter.locator(".daas-validation-ok")).to_contain_text("valid NXmx", timeout=JOB_MS)
+        image = converter.locator(".daas-frame-viewer .jupyter-matplotlib-figure canvas").first
+        _drawn(page, image, tmp_path / "detector-image.png")
+        _screenshot(page, tmp_path / "nxmx-converted.png")
 
-            # -- a long conversion, then the kernel restarts under it
-            done_before = {j["id"] for j in _job_list(page, demo_hub, user)}
-            converter.locator(".widget-toggle-button", has_text="compressed copy").click()
-            converter.locator("button.daas-convert").click()
-            deadline = time.monotonic() + 60
-            while not (new := [j for j in _job_list(page, demo_hub, user) if j["id"] not in done_before]):
-                assert time.monotonic() < deadline, "the second conversion was not submitted"
-                page.wait_for_timeout(300)
-            job_id = new[0]["id"]
-            _menu(page, "Kernel", "Restart Kernel")
-            page.locator(".jp-Dialog-button.jp-mod-accept").click()
-            state_at_restart = next(j["state"] for j in _job_list(page, demo_hub, user) if j["id"] == job_id)
-            print("conversion state when the kernel restarted:", state_at_restart)
-            # the widget's cell again (it imports what it needs): the new widget finds the job
-            notebook.locator(".jp-CodeCell", has_text="NXmxConverter()").locator(".jp-InputArea-editor").click()
-            page.keyboard.press("Shift+Enter")
-            converter = notebook.locator(".daas-nxmx-converter")
-            expect(converter.locator(".daas-jobs")).to_contain_text(job_id[:8], timeout=STEP_MS)
-            deadline = time.monotonic() + JOB_MS / 1000
-            while (job := next(j for j in _job_list(page, demo_hub, user) if j["id"] == job_id))["state"] in (
-                    "queued", "running"):
-                assert time.monotonic() < deadline, f"conversion {job_id} still {job['state']}"
-                page.wait_for_timeout(1000)
-            assert job["state"] == "done", job
-            if state_at_restart in ("queued", "running"):  # the new widget followed it to the end
-                expect(converter.locator(".daas-progress .progress-bar-success")).to_be_attached(timeout=STEP_MS)
-            expect(converter.locator(".daas-jobs")).to_contain_text("done")
-            converter.locator(".daas-progress").scroll_into_view_if_needed()
-            _screenshot(page, tmp_path / "nxmx-after-restart.png")
-    finally:
-        if demo_hub.server_state(user) is not None:
-            demo_hub.stop_server(user)
+        # -- a long conversion, then the kernel restarts under it
+        done_before = {j["id"] for j in _job_list(page, demo_hub, user)}
+        converter.locator(".widget-toggle-button", has_text="compressed copy").click()
+        converter.locator("button.daas-convert").click()
+        deadline = time.monotonic() + 60
+        while not (new := [j for j in _job_list(page, demo_hub, user) if j["id"] not in done_before]):
+            assert time.monotonic() < deadline, "the second conversion was not submitted"
+            page.wait_for_timeout(300)
+        job_id = new[0]["id"]
+        _menu(page, "Kernel", "Restart Kernel")
+        page.locator(".jp-Dialog-button.jp-mod-accept").click()
+        state_at_restart = next(j["state"] for j in _job_list(page, demo_hub, user) if j["id"] == job_id)
+        print("conversion state when the kernel restarted:", state_at_restart)
+        # the widget's cell again (it imports what it needs): the new widget finds the job
+        notebook.locator(".jp-CodeCell", has_text="NXmxConverter()").locator(".jp-InputArea-editor").click()
+        page.keyboard.press("Shift+Enter")
+        converter = notebook.locator(".daas-nxmx-converter")
+        expect(converter.locator(".daas-jobs")).to_contain_text(job_id[:8], timeout=STEP_MS)
+        deadline = time.monotonic() + JOB_MS / 1000
+        while (job := next(j for j in _job_list(page, demo_hub, user) if j["id"] == job_id))["state"] in (
+                "queued", "running"):
+            assert time.monotonic() < deadline, f"conversion {job_id} still {job['state']}"
+            page.wait_for_timeout(1000)
+        assert job["state"] == "done", job
+        if state_at_restart in ("queued", "running"):  # the new widget followed it to the end
+            expect(converter.locator(".daas-progress .progress-bar-success")).to_be_attached(timeout=STEP_MS)
+        expect(converter.locator(".daas-jobs")).to_contain_text("done")
+        converter.locator(".daas-progress").scroll_into_view_if_needed()
+        _screenshot(page, tmp_path / "nxmx-after-restart.png")
 
 
 def test_spectra_session_trains_and_streams(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p700000:r0001"
-    user = _user_with(demo_hub, pid)
-    try:
-        with evidence_on_failure(page, demo_hub, tmp_path):
-            _login_and_spawn(page, demo_hub, user, pid, "spectroscopy")
-            notebook = _open(page, demo_hub, user, "spectra_classification.ipynb")
-            _run_all(page, notebook)
-            app = notebook.locator(".daas-spectra-app")
-            expect(app.locator("button.daas-train")).to_be_visible()
-            app.locator("button.daas-train").click()
-            expect(app.locator(".daas-train-progress .progress-bar-success")).to_be_attached(timeout=JOB_MS)
-            figure = app.locator(".daas-separability .jupyter-matplotlib-figure canvas").first
-            _drawn(page, figure, tmp_path / "separability.png")
+    with _session(page, demo_hub, tmp_path, pid, "spectroscopy") as user:
+        notebook = _open(page, demo_hub, user, "spectra_classification.ipynb")
+        _run_all(page, notebook)
+        app = notebook.locator(".daas-spectra-app")
+        expect(app.locator("button.daas-train")).to_be_visible()
+        app.locator("button.daas-train").click()
+        expect(app.locator(".daas-train-progress .progress-bar-success")).to_be_attached(timeout=JOB_MS)
+        figure = app.locator(".daas-separability .jupyter-matplotlib-figure canvas").first
+        _drawn(page, figure, tmp_path / "separability.png")
 
-            app.locator(".lm-TabBar-tab", has_text="3. stream").click()
-            app.locator("button.daas-stream-start").click()
-            counter = app.locator(".daas-stream-counters .daas-trains b")
-            expect(counter).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=JOB_MS)
-            first = int(counter.text_content())
-            deadline = time.monotonic() + 120
-            while int(counter.text_content()) <= first:
-                assert time.monotonic() < deadline, f"train counter stuck at {first}"
-                page.wait_for_timeout(500)
-            plot = app.locator(".daas-stream-plot .jupyter-matplotlib-figure canvas").first
-            expect(plot).to_be_visible()
-            plot.scroll_into_view_if_needed()
-            _screenshot(page, tmp_path / "stream.png")
-            app.locator("button.daas-stream-start").page.locator(".daas-spectra-app button", has_text="Stop").click()
-            expect(app.locator("button.daas-stream-start")).to_be_enabled(timeout=60_000)
-    finally:
-        if demo_hub.server_state(user) is not None:
-            demo_hub.stop_server(user)
+        app.locator(".lm-TabBar-tab", has_text="3. stream").click()
+        app.locator("button.daas-stream-start").click()
+        counter = app.locator(".daas-stream-counters .daas-trains b")
+        expect(counter).to_have_text(re.compile(r"^[1-9]\d*$"), timeout=JOB_MS)
+        first = int(counter.text_content())
+        deadline = time.monotonic() + 120
+        while int(counter.text_content()) <= first:
+            assert time.monotonic() < deadline, f"train counter stuck at {first}"
+            page.wait_for_timeout(500)
+        plot = app.locator(".daas-stream-plot .jupyter-matplotlib-figure canvas").first
+        expect(plot).to_be_visible()
+        plot.scroll_into_view_if_needed()
+        _screenshot(page, tmp_path / "stream.png")
+        app.locator("button.daas-stream-start").page.locator(".daas-spectra-app button", has_text="Stop").click()
+        expect(app.locator("button.daas-stream-start")).to_be_enabled(timeout=60_000)
