@@ -18,7 +18,9 @@ then thinks for a random, exponentially distributed time (mean
 random moments of the first think time. 200 such users offer about
 200 / (3 s + latency) = ~65 searches per second, and the latency measured
 is what one of them sees. The run is bounded in time (``--seconds``) and in
-searches per user (``--max-per-user``). The previous model (every user
+searches per user (``--max-per-user``). Before it, every user searches
+once (the service then knows each token, as in steady state; it asks the
+hub again about a token every 10 s). The previous model (every user
 firing its next search the instant the previous one answered, on the 2
 cores the hub also runs on) measured how long the queue was, not latency.
 

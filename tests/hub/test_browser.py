@@ -10,6 +10,7 @@ test is a plain function. Timeouts are generous: JupyterLab can take half a
 minute to come up on a busy two-core machine.
 """
 
+import os
 import re
 import struct
 
