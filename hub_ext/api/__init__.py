@@ -30,27 +30,46 @@ def configure(c: Any, config_file: str, port: int, ip: str = "127.0.0.1", name: 
     ``http://<ip>:<port>``; it listens on ``bind_ip`` (default: ``ip``), e.g.
     ``ip`` the hub's Kubernetes Service name and ``bind_ip="0.0.0.0"``.
     """
+    add_service(
+        c, name=name, module="hub_ext.api.service", config_file=config_file, port=port, ip=ip, bind_ip=bind_ip,
+        scope=SCOPE, scope_description="Search the datasets a user may access (no storage paths).",
+        service_scopes=["read:users", "admin:auth_state"],
+        service_role_description="The dataset search service reads users' groups and access tokens",
+    )
+
+
+def add_service(c: Any, *, name: str, module: str, config_file: str, port: int, ip: str, bind_ip: str,
+                scope: str, scope_description: str, service_scopes: list[str], service_role_description: str,
+                user_scopes: tuple[str, ...] = (), **service: Any) -> None:
+    """Register a hub-managed service ``python -m module --config config_file`` with its custom ``scope``.
+
+    Every user holds ``scope`` for themselves (``!user``, added to the
+    ``user`` role, which several services share), plus ``user_scopes``; the
+    service's own role grants it ``service_scopes``. ``service`` adds keys to its entry in
+    ``c.JupyterHub.services`` (e.g. ``oauth_client_allowed_scopes``).
+    """
     c.JupyterHub.custom_scopes = {
         **dict(c.JupyterHub.get("custom_scopes", {}) or {}),
-        SCOPE: {"description": "Search the datasets a user may access (no storage paths)."},
+        scope: {"description": scope_description},
     }
     c.JupyterHub.services = _listed(c.JupyterHub, "services") + [{
         "name": name,
         "url": f"http://{ip}:{port}",
-        "command": [sys.executable, "-m", "hub_ext.api.service", "--config", str(config_file)],
+        "command": [sys.executable, "-m", module, "--config", str(config_file)],
         "display": False,
         "environment": {"DAAS_API_BIND_IP": bind_ip or ip},
+        **service,
     }]
-    c.JupyterHub.load_roles = _listed(c.JupyterHub, "load_roles") + [{
-        "name": "user",
-        "description": "Standard user privileges, plus searching one's own datasets",
-        "scopes": ["self", f"{SCOPE}!user"],
-    }, {
-        "name": f"{name}-service",
-        "description": "The dataset search service reads users' groups and access tokens",
-        "scopes": ["read:users", "admin:auth_state"],
-        "services": [name],
-    }]
+    roles = _listed(c.JupyterHub, "load_roles")
+    user_role = next((r for r in roles if r.get("name") == "user"), None)
+    if user_role is None:
+        user_role = {"name": "user", "description": "Standard user privileges, plus the panosc-daas services",
+                     "scopes": ["self"]}
+        roles.append(user_role)
+    user_role["scopes"] = [*user_role["scopes"], f"{scope}!user", *user_scopes]
+    roles.append({"name": f"{name}-service", "description": service_role_description,
+                  "scopes": service_scopes, "services": [name]})
+    c.JupyterHub.load_roles = roles
 
 
 def _listed(section: Any, key: str) -> list:

@@ -35,12 +35,12 @@ from . import SCOPE
 log = logging.getLogger("daas.api")
 
 
-def scope_allows(scopes, user: str, groups) -> bool:
-    """True when ``scopes`` (a token's, expanded) hold :data:`SCOPE` for ``user`` (who is in ``groups``)."""
+def scope_allows(scopes, user: str, groups, wanted: str = SCOPE) -> bool:
+    """True when ``scopes`` (a token's, expanded) hold ``wanted`` for ``user`` (who is in ``groups``)."""
     groups = set(groups)
     for scope in scopes:
         base, _, filt = scope.partition("!")
-        if base != SCOPE:
+        if base != wanted:
             continue
         if not filt:
             return True
@@ -51,7 +51,7 @@ def scope_allows(scopes, user: str, groups) -> bool:
 
 
 class UserDirectory:
-    """Users' groups, admin flag and access token, from the hub's REST API (briefly cached)."""
+    """The hub's REST API for a service: users' groups, admin flag and access token (briefly cached)."""
 
     def __init__(self, hub_api_url: str, token: str, ttl: float = 10.0):
         self.url = hub_api_url.rstrip("/")
@@ -60,23 +60,32 @@ class UserDirectory:
         # its own connections: a catalogue backend that hangs cannot starve them
         self._http = AsyncHTTPClient(force_instance=True, max_clients=20)
 
-    async def get(self, name: str) -> dict | None:
-        hit, model = self._cache.get(name)
-        if hit:
-            return model
+    async def call(self, method: str, path: str, body: object = None) -> tuple[int, object]:
+        """``(status, decoded JSON body or None)`` of one hub API request; unreachable hub: CatalogError."""
         request = HTTPRequest(
-            f"{self.url}/users/{quote(name, safe='')}",
-            headers={"Authorization": f"token {self.token}"},
-            request_timeout=10, connect_timeout=5,
+            f"{self.url}{path}", method=method,
+            headers={"Authorization": f"token {self.token}", "Content-Type": "application/json"},
+            body=None if body is None else json.dumps(body),
+            allow_nonstandard_methods=True, request_timeout=10, connect_timeout=5,
         )
         response = await self._http.fetch(request, raise_error=False)
-        if response.code == 404:
+        if response.code >= 500 or response.code == 599:
+            raise CatalogError(f"The hub did not answer {method} {path} ({response.code})")
+        return response.code, (json.loads(response.body) if response.body else None)
+
+    async def get(self, name: str, **params: str) -> dict | None:
+        """User ``name``'s model (None if unknown)."""
+        key = (name, tuple(sorted(params.items())))
+        hit, model = self._cache.get(key)
+        if hit:
+            return model
+        query = "?" + "&".join(f"{k}={quote(v)}" for k, v in sorted(params.items())) if params else ""
+        code, model = await self.call("GET", f"/users/{quote(name, safe='')}{query}")
+        if code == 404:
             model = None
-        elif response.code != 200:
-            raise CatalogError(f"The hub did not answer for user {name} ({response.code})")
-        else:
-            model = json.loads(response.body)
-        self._cache.put(name, model)
+        elif code != 200:
+            raise CatalogError(f"The hub did not answer for user {name} ({code})")
+        self._cache.put(key, model)
         return model
 
 
@@ -144,7 +153,17 @@ class DatasetSearchHandler(HubAuthenticated, web.RequestHandler):
         self.write(json.dumps(page.picker_dict()))
 
 
-class _Settings(FacilitySpawner):
+def log_request(handler: web.RequestHandler) -> None:
+    """Tornado's access log, with successful requests at debug level: one line per keystroke of
+    every picker cost the service a measurable share of its time under load."""
+    status = handler.get_status()
+    level = logging.DEBUG if status < 400 else logging.WARNING if status < 500 else logging.ERROR
+    access = logging.getLogger("tornado.access")
+    if access.isEnabledFor(level):
+        access.log(level, "%d %s %.2fms", status, handler._request_summary(), 1000.0 * handler.request.request_time())
+
+
+class CatalogSettings(FacilitySpawner):
     """The FacilitySpawner configuration, read outside a spawner (no user)."""
 
     @property
@@ -158,15 +177,17 @@ def load_hub_config(path: str) -> Config:
 
 
 def make_app(config: Config) -> web.Application:
-    spawner = _Settings(config=config)
+    spawner = CatalogSettings(config=config)
     prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX", "/services/daas-datasets/")
     # Identities and groups are reused for a few seconds: the picker sees a
     # membership change that late at most (starting a server re-checks in the hub).
-    hub_auth = HubAuth(cache_max_age=10)
+    # the handlers' HubAuth is the singleton (HubAuthenticated.hub_auth): made here, it is this one
+    hub_auth = HubAuth.instance(cache_max_age=10)
     users = UserDirectory(hub_auth.api_url, hub_auth.api_token)
     return web.Application(
         [(url_path_join(prefix, "datasets"), DatasetSearchHandler)],
         hub_auth=hub_auth,
+        log_function=log_request,
         daas={"spawner": spawner, "users": users, "page_size": spawner.search_page_size,
               "needs_directory": spawner.admin_sees_all_datasets or _wants_user_tokens(config)},
     )
@@ -180,18 +201,19 @@ def _wants_user_tokens(config: Config) -> bool:
     return any(isinstance(b, dict) and (b.get("config") or {}).get("on_behalf_of_user") for b in backends)
 
 
-def main(argv=None) -> None:
-    parser = argparse.ArgumentParser(description="panosc-daas dataset search service (started by JupyterHub)")
+def main(argv=None, make_app=make_app, what: str = "dataset search service") -> None:
+    """Run a hub-managed service app made from the hub's configuration, until SIGTERM/SIGINT."""
+    parser = argparse.ArgumentParser(description=f"panosc-daas {what} (started by JupyterHub)")
     parser.add_argument("--config", required=True, help="the hub's jupyterhub_config.py")
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s daas.api] %(message)s")
+    logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s %(name)s] %(message)s")
     app = make_app(load_hub_config(args.config))
     url = urlparse(os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8090"))
 
     async def serve():
         server = HTTPServer(app, xheaders=True)
         server.listen(url.port or 80, os.environ.get("DAAS_API_BIND_IP") or url.hostname or "127.0.0.1")
-        log.info("Dataset search service on %s", url.geturl())
+        log.info("panosc-daas %s on %s", what, url.geturl())
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -157,19 +157,21 @@ class Page:
     source_total: int | None = None
 
     def to_dict(self):
+        return self._dict([d.to_dict() for d in self.items])
+
+    def picker_dict(self) -> dict:
+        """The page as the picker gets it (:meth:`Dataset.picker_dict` items)."""
+        # not through to_dict(): dataclasses.asdict of every item was the search service's largest cost
+        return self._dict([item.picker_dict() for item in self.items])
+
+    def _dict(self, items: list) -> dict:
         return {
             "total": self.total,
             "offset": self.offset,
             "limit": self.limit,
-            "items": [d.to_dict() for d in self.items],
+            "items": items,
             "unavailable": list(self.unavailable),
         }
-
-    def picker_dict(self) -> dict:
-        """The page as the picker gets it (:meth:`Dataset.picker_dict` items)."""
-        d = self.to_dict()
-        d["items"] = [item.picker_dict() for item in self.items]
-        return d
 
 
 class Catalog(LoggingConfigurable):

@@ -97,9 +97,10 @@ class FederatedCatalog(Catalog):
     down_retry = Float(
         10.0,
         help="""Seconds a backend that failed or timed out is left out of searches
-        before it is asked again (the picker names it unavailable meanwhile), so
-        a facility that is down costs its timeout once per interval, not on every
-        keystroke. Resolving a dataset at start always asks it. 0: always ask.""",
+        before it is asked again (the picker names it unavailable meanwhile). That
+        question is asked in the background, so no search waits for a facility
+        known to be down; once it answers, the next searches include it again.
+        Resolving a dataset at start always asks it. 0: always ask.""",
     ).tag(config=True)
 
     cache_size = Integer(2048, help="Most answers kept in the cache (least recently used go first).").tag(config=True)
@@ -114,6 +115,7 @@ class FederatedCatalog(Catalog):
         self._cache = TTLCache(self.cache_ttl, self.cache_size)
         self._backends: list[Backend] | None = None
         self._down_until: dict[str, float] = {}
+        self._probes: dict[str, asyncio.Future] = {}
 
     # -- configuration ---------------------------------------------------------------
 
@@ -187,21 +189,30 @@ class FederatedCatalog(Catalog):
         hit, value = self._cache.get(key)
         if hit:
             return value
-        now = time.monotonic()
         down_until = self._down_until.get(backend.name)
         if down_until is not None:
-            if now < down_until:
-                raise BackendUnavailable(backend.facility, "it failed moments ago")
-            # One request probes whether it is back; the others keep going without it meanwhile.
-            self._down_until[backend.name] = now + backend.timeout + 1.0
+            if time.monotonic() >= down_until and backend.name not in self._probes:
+                # Whether it is back is asked in the background: no search waits for a
+                # backend known to be down; the first answer after the probe shows it again.
+                probe = asyncio.ensure_future(self._probe(backend, key, make_call))
+                self._probes[backend.name] = probe
+                probe.add_done_callback(lambda _, name=backend.name: self._probes.pop(name, None))
+            raise BackendUnavailable(backend.facility, "it failed moments ago")
         try:
-            value = await self._ask(backend, key, make_call)
+            return await self._ask(backend, key, make_call)
         except BackendUnavailable:
             if self.down_retry > 0:
                 self._down_until[backend.name] = time.monotonic() + self.down_retry
             raise
-        self._down_until.pop(backend.name, None)
-        return value
+
+    async def _probe(self, backend: Backend, key: tuple, make_call) -> None:
+        """Ask a backend that was down; back in the searches if it answers, left out ``down_retry`` more if not."""
+        try:
+            await self._ask(backend, key, make_call)
+        except BackendUnavailable:
+            self._down_until[backend.name] = time.monotonic() + self.down_retry
+        else:
+            self._down_until.pop(backend.name, None)
 
     async def _ask(self, backend: Backend, key: tuple, make_call) -> Any:
         try:

@@ -21,7 +21,7 @@ from jupyterhub.auth import Authenticator
 from traitlets import Dict
 
 from ..files import write_atomic
-from .hubprocess import HubProcess, check_ports_free
+from .hubprocess import HubProcess, check_ports_free, free_port
 
 DEMO_USERS = {
     # name: (password, groups, admin)
@@ -192,7 +192,7 @@ def ensure_demo_data(data_dir, log=print):
 
 def write_hub_files(
     state_dir, catalog, environments, *, ip="127.0.0.1", port=8000, hub_port=8081,
-    proxy_api_port=8001, api_port=8002, users=DEMO_USERS, allowed_data_roots=(), extra_config="",
+    proxy_api_port=8001, api_port=8002, share_port=None, users=DEMO_USERS, allowed_data_roots=(), extra_config="",
     oidc_url=None, group_rules=None, catalog_class="yaml",
 ):
     """Write catalogue, environments and ``jupyterhub_config.py`` into ``state_dir``.
@@ -202,6 +202,7 @@ def write_hub_files(
     base URL) users log in there and their groups come from ``group_rules``;
     otherwise with the demo passwords and fixed groups. ``catalog`` may also be
     ``None`` when ``extra_config`` configures the catalogue itself.
+    ``share_port`` (the sharing service's) defaults to a free port.
     """
     state_dir = Path(state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +228,7 @@ def write_hub_files(
             groups.setdefault(g, {"users": []})["users"].append(name)
     settings = {
         "ip": ip, "port": port, "hub_port": hub_port, "proxy_api_port": proxy_api_port, "api_port": api_port,
+        "share_port": share_port or free_port(),
         "catalog_class": catalog_class, "oidc_url": oidc_url, "group_rules": group_rules or [],
         "state": str(state_dir), "chp": str(chp), "catalog": str(catalog_path),
         "environments": str(env_path), "roots": [str(r) for r in allowed_data_roots],
@@ -247,8 +249,8 @@ import json
 import os
 
 from hub_ext.api import configure as configure_dataset_api
-from hub_ext.sharing_page import TEMPLATES as daas_templates
-from hub_ext.sharing_page import default_handlers as sharing_handlers
+from hub_ext.sharing import TEMPLATES as daas_templates
+from hub_ext.sharing import configure as configure_sharing
 
 with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "daas_settings.json")) as f:
     s = json.load(f)
@@ -263,11 +265,11 @@ c.JupyterHub.db_url = "sqlite:///" + s["state"] + "/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = s["state"] + "/jupyterhub_cookie_secret"
 c.JupyterHub.pid_file = s["state"] + "/jupyterhub.pid"
 c.JupyterHub.cleanup_servers = True
-c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing: API and page (the dataset search is a service)
 c.JupyterHub.template_paths = [str(daas_templates)]  # the home page links to the Share page
 with open(s["state"] + "/crypt_key") as f:
     c.CryptKeeper.keys = [f.read().strip()]
 configure_dataset_api(c, config_file=__file__, port=s["api_port"])
+configure_sharing(c, config_file=__file__, port=s["share_port"])  # proposal sharing: API and page
 c.Authenticator.admin_users = set(s["admins"])
 if s["oidc_url"]:
     # Log in at the OpenID Connect provider; groups from its claims, re-synced at each login.
@@ -307,7 +309,7 @@ def run_demo(args):
         print(f"Not installed (the features that need them say so): {' '.join(missing)}; "
               f"to add them: sudo apt-get install {' '.join(missing)}", flush=True)
     ports = {"port": args.port, "hub-port": args.hub_port, "proxy-api-port": args.proxy_api_port,
-             "api-port": args.api_port}
+             "api-port": args.api_port, "share-port": args.share_port}
     if args.oidc:
         ports["oidc-port"] = args.oidc_port
     check_ports_free(args.ip, ports)
@@ -323,7 +325,7 @@ def run_demo(args):
     config = write_hub_files(
         data_dir / "hub", demo_catalog(runs), DEMO_ENVIRONMENTS,
         ip=args.ip, port=args.port, hub_port=args.hub_port, proxy_api_port=args.proxy_api_port,
-        api_port=args.api_port, allowed_data_roots=[data_dir / "datasets"],
+        api_port=args.api_port, share_port=args.share_port, allowed_data_roots=[data_dir / "datasets"],
         oidc_url=oidc_url, group_rules=DEMO_GROUP_RULES if args.oidc else None,
     )
     print(f"\npanosc-daas demo: http://{args.ip}:{args.port}\n")
@@ -369,6 +371,7 @@ def register(subparsers):
     p.add_argument("--hub-port", type=int, default=8081, help="internal hub API port (default 8081)")
     p.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")
     p.add_argument("--api-port", type=int, default=8002, help="dataset search service port (default 8002)")
+    p.add_argument("--share-port", type=int, default=8003, help="sharing service port (default 8003)")
     p.add_argument("--oidc", action="store_true",
                    help="log in through a local OpenID Connect provider (groups from token claims) instead of passwords")
     p.add_argument("--oidc-port", type=int, default=8003, help="port of the local OpenID Connect provider (default 8003)")

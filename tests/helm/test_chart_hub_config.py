@@ -100,8 +100,9 @@ def test_hub_and_proxy_wiring(renders, hub_config):
     r = renders(None)
     c, env, _ = hub_config(r)
     hub_service = r.one("Service", "hub")
-    port, datasets_port = hub_service["spec"]["ports"]
+    port, datasets_port, share_port = hub_service["spec"]["ports"]
     assert datasets_port["name"] == "datasets"  # the dataset search service, for the proxy
+    assert share_port["name"] == "share"  # the sharing service (API and Share page), for the proxy
     assert c.JupyterHub.hub_connect_url == f"http://{hub_service['metadata']['name']}:{port['port']}"
     assert c.JupyterHub.hub_bind_url == f"http://:{port['port']}"
     api_service = r.get("Service", f"{FULLNAME}-proxy-api")
@@ -119,7 +120,7 @@ def test_hub_and_proxy_wiring(renders, hub_config):
 
 def test_idle_culler_service(renders, hub_config):
     c, _, _ = hub_config(renders(None))
-    (service,) = [s for s in c.JupyterHub.services if s["name"] != "daas-datasets"]
+    (service,) = [s for s in c.JupyterHub.services if s["name"] not in ("daas-datasets", "daas-share")]
     assert service["name"] == "idle-culler"
     command = service["command"]
     assert command[1:3] == ["-m", "jupyterhub_idle_culler"]
@@ -148,7 +149,7 @@ def test_idle_culler_accepts_its_command(chart, hub_config):
 
 def test_culler_off_and_base_url(renders, hub_config):
     c, _, _ = hub_config(renders("no-netpol"))
-    assert [s["name"] for s in c.JupyterHub.services] == ["daas-datasets"]  # no culler
+    assert [s["name"] for s in c.JupyterHub.services] == ["daas-datasets", "daas-share"]  # no culler
     c, _, _ = hub_config(renders("ingress-tls"))
     assert c.JupyterHub.base_url == "/daas/"
     (culler,) = [s for s in c.JupyterHub.services if s["name"] == "idle-culler"]
@@ -205,8 +206,24 @@ def test_spawner_configuration(renders, hub_config):
     assert service["url"] == c.JupyterHub.hub_connect_url.replace(":8081", ":8090")
     assert service["environment"]["DAAS_API_BIND_IP"] == "0.0.0.0"
     assert "custom:daas:datasets" in c.JupyterHub.custom_scopes
-    user_role = next(role for role in c.JupyterHub.load_roles if role["name"] == "user")
+    (user_role,) = [role for role in c.JupyterHub.load_roles if role["name"] == "user"]
     assert "custom:daas:datasets!user" in user_role["scopes"]
+
+
+def test_sharing_is_a_service_not_an_extra_handler(renders, hub_config):
+    """Proposal sharing runs as a hub-managed service: no deprecated extra_handlers, its port wired through."""
+    r = renders(None)
+    c, _, _ = hub_config(r)
+    assert not c.JupyterHub.get("extra_handlers")
+    service = next(s for s in c.JupyterHub.services if s["name"] == "daas-share")
+    assert service["url"] == c.JupyterHub.hub_connect_url.replace(":8081", ":8091")
+    assert service["command"][1:3] == ["-m", "hub_ext.sharing_service"]
+    assert service["oauth_client_allowed_scopes"] == ["custom:daas:share!user"]  # the page's login: own sessions only
+    (user_role,) = [role for role in c.JupyterHub.load_roles if role["name"] == "user"]
+    assert {"self", "custom:daas:share!user", "custom:daas:datasets!user"} <= set(user_role["scopes"])
+    assert not any(s == "shares" or s.startswith("shares!") for s in user_role["scopes"])  # users share only through it
+    ports = r.one("Deployment", "hub")["spec"]["template"]["spec"]["containers"][0]["ports"]
+    assert {"name": "share", "containerPort": 8091} in ports
 
 
 async def build_pod(config, monkeypatch, dataset, environment, groups):

@@ -21,7 +21,7 @@ c.JupyterHub.services.append({{"name": "tester", "api_token": "{API_TOKEN}"}})
 c.JupyterHub.load_roles.append({{
     "name": "tester",
     "scopes": ["admin:users", "admin:servers", "access:servers", "read:users", "admin:groups", "tokens",
-               "admin:auth_state"],
+               "admin:auth_state", "read:shares"],
     "services": ["tester"],
 }})
 c.JupyterHub.services.append({{"name": "catalogue-reader", "api_token": "{READER_TOKEN}"}})
@@ -45,6 +45,7 @@ class Hub:
             extra_config=TEST_CONFIG + extra_config, **hub_files,
         )
         self.search_url = f"{self.url}/services/daas-datasets/datasets"
+        self.share_url = f"{self.url}/services/daas-share"
         self.catalog_path = self.state_dir / "catalog.yaml"
         self.log_path = self.state_dir / "jupyterhub.log"
         self.process = HubProcess(self.config, self.url, log_path=self.log_path)
@@ -106,6 +107,7 @@ class Browser:
 
     def __init__(self, hub, user):
         self.hub = hub
+        self.user = user
         self.s = requests.Session()
         r = self.s.get(f"{hub.url}/hub/login", timeout=30)
         r = self.s.post(
@@ -137,6 +139,20 @@ class Browser:
             for item in v if isinstance(v, list) else [v]:
                 data.append((k, item))
         return self.s.post(f"{self.hub.url}/hub/spawn", data=data, allow_redirects=False, timeout=60)
+
+    def token(self, note="test"):
+        """An API token this user makes for herself: it carries her permissions (sharing her sessions included)."""
+        r = self.s.post(f"{self.hub.url}/hub/api/users/{self.user}/tokens", json={"note": note}, timeout=30,
+                        headers={"X-XSRFToken": self.s.cookies.get("_xsrf", path="/hub/") or ""})
+        assert r.status_code == 201, r.text
+        return r.json()["token"]
+
+    def share(self, method, owner, server="", **kw):
+        """A call of the sharing service's API (``daas-share``) with this user's own token."""
+        if not hasattr(self, "_own_token"):
+            self._own_token = self.token("sharing")
+        return requests.request(method, f"{self.hub.share_url}/api/shares/{owner}/{server}", timeout=30,
+                                headers={"Authorization": f"token {self._own_token}"}, **kw)
 
     def picker_token(self):
         """The search token the spawn form hands its picker (as the browser's script reads it)."""

@@ -14,7 +14,6 @@ import os
 import re
 import struct
 
-import pytest
 import yaml
 
 from hub_ext.catalogs import slugify
@@ -22,7 +21,8 @@ from hub_ext.demo.command import DEMO_ENVIRONMENTS, DEMO_USERS
 
 from playwright import sync_api as playwright_sync
 
-CHROMIUM = "/usr/bin/chromium"
+from .browsertools import chromium, evidence_on_failure, log_in
+
 USER = "alice"
 STEP_MS = 30_000  # a form interaction (search round trip, page load)
 LAB_MS = 180_000  # server start + JupyterLab's first load
@@ -104,8 +104,6 @@ def _env_state(page):
 
 
 def test_pick_dataset_and_environment_then_reach_jupyterlab(demo_hub, tmp_path):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `.venv/bin/daas setup --test` as root or `sudo apt-get install chromium`")
     visible = _visible_datasets(demo_hub.catalog_path, USER)
     hidden_pid = "xfel:p900001:r0100"
     assert hidden_pid not in visible and len(visible) > PAGER_SIZE
@@ -117,19 +115,12 @@ def test_pick_dataset_and_environment_then_reach_jupyterlab(demo_hub, tmp_path):
     )
     form_png, lab_png = tmp_path / "spawn-form.png", tmp_path / "jupyterlab.png"
 
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        try:
-            page.set_default_timeout(STEP_MS)
+    try:
+        with chromium(step_ms=STEP_MS) as page, evidence_on_failure(page, demo_hub, tmp_path):
             page.route(lambda url: url.rstrip("/").endswith("/hub/spawn"), _small_pages)
 
             # -- log in through the hub's own login page
-            page.goto(f"{demo_hub.url}/hub/login")
-            page.fill("#username_input", USER)
-            page.fill("#password_input", DEMO_USERS[USER][0])
-            page.click("#login_submit")
-            page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+            log_in(page, demo_hub, USER)
             page.goto(f"{demo_hub.url}/hub/spawn")
             playwright_sync.expect(page.locator("#daas-form")).to_be_visible()
             assert page.locator("#daas-error").count() == 0
@@ -228,16 +219,9 @@ def test_pick_dataset_and_environment_then_reach_jupyterlab(demo_hub, tmp_path):
             r = page.request.get(f"{demo_hub.url}/user/{USER}/api/contents/data")
             assert r.ok, r.status
             assert slug in {c["name"] for c in r.json()["content"]}
-        except Exception:
-            # leave evidence next to the test's files: where the browser was and what it showed
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            print(f"browser at {page.url}; screenshot {tmp_path / 'failure.png'}")
-            print(demo_hub.log_text()[-4000:])
-            raise
-        finally:
-            browser.close()
-            if demo_hub.server_state(USER) is not None:
-                demo_hub.stop_server(USER)
+    finally:
+        if demo_hub.server_state(USER) is not None:
+            demo_hub.stop_server(USER)
 
     _assert_screenshot(form_png)
     _assert_screenshot(lab_png)

@@ -12,7 +12,7 @@ busy two-core machine runs the hub, the server, Dask, TensorFlow and Chromium.
 Screenshots go to the test's tmp_path.
 """
 
-import os
+import contextlib
 import re
 import time
 
@@ -22,7 +22,8 @@ from hub_ext.demo.command import DEMO_USERS
 
 from playwright import sync_api as playwright_sync
 
-CHROMIUM = "/usr/bin/chromium"
+from .browsertools import chromium, evidence_on_failure, log_in
+
 STEP_MS = 30_000
 LAB_MS = 180_000  # server start + JupyterLab's first load
 RUN_ALL_MS = 420_000  # every cell of a notebook (the spectra one trains a classifier in the kernel)
@@ -42,11 +43,7 @@ def _user_with(demo_hub, pid):
 
 
 def _login_and_spawn(page, demo_hub, user, pid, env):
-    page.goto(f"{demo_hub.url}/hub/login")
-    page.fill("#username_input", user)
-    page.fill("#password_input", DEMO_USERS[user][0])
-    page.click("#login_submit")
-    page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+    log_in(page, demo_hub, user)
     page.goto(f"{demo_hub.url}/hub/spawn?dataset={pid}&environment={env}")
     page.wait_for_url(re.compile(rf"/user/{user}/lab"), timeout=LAB_MS)
     expect(page.locator(".jp-NotebookPanel:visible")).to_have_count(1, timeout=LAB_MS)
@@ -134,31 +131,29 @@ def _job_list(page, demo_hub, user):
     return r.json()["jobs"]
 
 
-def _fail_with_evidence(page, demo_hub, tmp_path):
-    page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-    print(f"browser at {page.url}; screenshot {tmp_path / 'failure.png'}")
-    print(demo_hub.log_text()[-4000:])
+@contextlib.contextmanager
+def _session(page, demo_hub, tmp_path, pid, env):
+    """A demo user allowed to see ``pid`` logged in and working in ``env`` on it, in JupyterLab;
+    evidence left on failure, the server stopped after."""
+    user = _user_with(demo_hub, pid)
+    try:
+        with evidence_on_failure(page, demo_hub, tmp_path):
+            _login_and_spawn(page, demo_hub, user, pid, env)
+            yield user
+    finally:
+        if demo_hub.server_state(user) is not None:
+            demo_hub.stop_server(user)
 
 
 @pytest.fixture
 def browser_page():
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `.venv/bin/daas setup --test` as root or `sudo apt-get install chromium`")
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1000})
-        page.set_default_timeout(STEP_MS)
-        try:
-            yield page
-        finally:
-            browser.close()
+    with chromium(width=1400, height=1000, step_ms=STEP_MS) as page:
+        yield page
 
 
 def test_getting_started_and_explore_run_clean(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p002120:r0029"
-    user = _user_with(demo_hub, pid)
-    try:
-        _login_and_spawn(page, demo_hub, user, pid, "python-basic")
+    with _session(page, demo_hub, tmp_path, pid, "python-basic") as user:
         for name in ("getting_started.ipynb", "explore_dataset.ipynb"):
             notebook = _open(page, demo_hub, user, name)
             _run_all(page, notebook)
@@ -167,19 +162,11 @@ def test_getting_started_and_explore_run_clean(demo_hub, browser_page, tmp_path)
             else:
                 expect(notebook.locator(".jp-RenderedImage img").first).to_be_attached()
             _screenshot(page, tmp_path / name.replace(".ipynb", ".png"))
-    except Exception:
-        _fail_with_evidence(page, demo_hub, tmp_path)
-        raise
-    finally:
-        if demo_hub.server_state(user) is not None:
-            demo_hub.stop_server(user)
 
 
 def test_mx_session_converter_survives_a_kernel_restart(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p002120:r0029"
-    user = _user_with(demo_hub, pid)
-    try:
-        _login_and_spawn(page, demo_hub, user, pid, "euxfel-mx")
+    with _session(page, demo_hub, tmp_path, pid, "euxfel-mx") as user:
         notebook = _open(page, demo_hub, user, "nxmx_conversion.ipynb")
         _run_all(page, notebook)
         converter = notebook.locator(".daas-nxmx-converter")
@@ -222,19 +209,11 @@ def test_mx_session_converter_survives_a_kernel_restart(demo_hub, browser_page, 
         expect(converter.locator(".daas-jobs")).to_contain_text("done")
         converter.locator(".daas-progress").scroll_into_view_if_needed()
         _screenshot(page, tmp_path / "nxmx-after-restart.png")
-    except Exception:
-        _fail_with_evidence(page, demo_hub, tmp_path)
-        raise
-    finally:
-        if demo_hub.server_state(user) is not None:
-            demo_hub.stop_server(user)
 
 
 def test_spectra_session_trains_and_streams(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p700000:r0001"
-    user = _user_with(demo_hub, pid)
-    try:
-        _login_and_spawn(page, demo_hub, user, pid, "spectroscopy")
+    with _session(page, demo_hub, tmp_path, pid, "spectroscopy") as user:
         notebook = _open(page, demo_hub, user, "spectra_classification.ipynb")
         _run_all(page, notebook)
         app = notebook.locator(".daas-spectra-app")
@@ -259,9 +238,3 @@ def test_spectra_session_trains_and_streams(demo_hub, browser_page, tmp_path):
         _screenshot(page, tmp_path / "stream.png")
         app.locator("button.daas-stream-start").page.locator(".daas-spectra-app button", has_text="Stop").click()
         expect(app.locator("button.daas-stream-start")).to_be_enabled(timeout=60_000)
-    except Exception:
-        _fail_with_evidence(page, demo_hub, tmp_path)
-        raise
-    finally:
-        if demo_hub.server_state(user) is not None:
-            demo_hub.stop_server(user)

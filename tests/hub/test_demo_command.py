@@ -37,7 +37,7 @@ def test_daas_demo_starts_spawns_and_stops_cleanly(tmp_path):
     log = open(tmp_path / "demo.log", "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub_ext.cli", "demo", "--data-dir", str(tmp_path / "data"), "--port", str(port),
-         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port())],
+         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port()), "--share-port", str(free_port())],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )
     try:
@@ -83,7 +83,7 @@ def test_daas_demo_on_a_taken_port_says_so(tmp_path):
         port = busy.getsockname()[1]
         r = subprocess.run(
             [sys.executable, "-m", "hub_ext.cli", "demo", "--data-dir", str(tmp_path / "data"), "--port", str(port),
-             "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port())],
+             "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port()), "--share-port", str(free_port())],
             capture_output=True, text=True, timeout=300,
         )
     assert r.returncode == 2, r.stderr
@@ -102,7 +102,7 @@ def test_daas_demo_oidc_logs_in_through_the_local_provider(tmp_path, demo_runs):
     log = open(log_path, "w")
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub_ext.cli", "demo", "--oidc", "--data-dir", data_dir, "--port", str(port),
-         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port()),
+         "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()), "--api-port", str(free_port()), "--share-port", str(free_port()),
          "--oidc-port", str(oidc_port)],
         stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
     )

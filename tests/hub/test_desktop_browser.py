@@ -8,7 +8,6 @@ to the test's temporary directory.
 """
 
 import io
-import os
 import re
 import time
 
@@ -16,13 +15,12 @@ import psutil
 import pytest
 from playwright import sync_api as playwright_sync
 
-from hub_ext.demo.command import DEMO_USERS
 from server_ext.desktop.processes import marked_processes, server_mark, stop_marked
 
 from ..desktop.servertools import missing_tools
+from .browsertools import chromium, evidence_on_failure, log_in
 from .test_desktop_hub import DATASET, OWNER, server_pid
 
-CHROMIUM = "/usr/bin/chromium"
 STEP_MS = 30_000
 START_MS = 180_000  # server start + first desktop on a busy two-core machine
 VIEWER_S = 90  # silx (Qt) starting and drawing
@@ -66,20 +64,11 @@ def _changed_screenshot(canvas, before, path, timeout, fraction=0.02):
 
 
 def test_spawn_desktop_from_the_form_and_open_silx_view(demo_hub, tmp_path):
-    if not os.access(CHROMIUM, os.X_OK):
-        pytest.fail(f"{CHROMIUM} is missing: run `.venv/bin/daas setup --test` as root or `sudo apt-get install chromium`")
     desktop_png, viewer_png = tmp_path / "desktop.png", tmp_path / "silx-view.png"
     mark = None
-    with playwright_sync.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1280, "height": 900})
-        try:
-            page.set_default_timeout(STEP_MS)
-            page.goto(f"{demo_hub.url}/hub/login")
-            page.fill("#username_input", OWNER)
-            page.fill("#password_input", DEMO_USERS[OWNER][0])
-            page.click("#login_submit")
-            page.wait_for_url(re.compile(r"/hub/(spawn|home)"))
+    try:
+        with chromium(step_ms=STEP_MS) as page, evidence_on_failure(page, demo_hub, tmp_path):
+            log_in(page, demo_hub, OWNER)
 
             # -- the form: the dataset preselected, the Desktop beside the notebook environments
             page.goto(f"{demo_hub.url}/hub/spawn?dataset={DATASET}")
@@ -119,16 +108,10 @@ def test_spawn_desktop_from_the_form_and_open_silx_view(demo_hub, tmp_path):
             assert cmd[:4] == ["/usr/bin/python3", "-m", "silx", "view"] and cmd[4].endswith(".h5"), cmd
             viewer_shot = _changed_screenshot(canvas, desktop_shot, viewer_png, VIEWER_S)
             assert _differing_fraction(viewer_shot, desktop_shot) >= 0.02, "silx view started but never showed up in the frame"
-        except Exception:
-            page.screenshot(path=str(tmp_path / "failure.png"), full_page=True)
-            print(f"browser at {page.url}; screenshot {tmp_path / 'failure.png'}")
-            print(demo_hub.log_text()[-4000:])
-            raise
-        finally:
-            browser.close()
-            if demo_hub.server_state(OWNER) is not None:
-                demo_hub.stop_server(OWNER)
-            if mark:
-                stop_marked(mark)
+    finally:
+        if demo_hub.server_state(OWNER) is not None:
+            demo_hub.stop_server(OWNER)
+        if mark:
+            stop_marked(mark)
     for png in (desktop_png, viewer_png):
         assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000

@@ -62,14 +62,6 @@ async def refused(hub, headers):
     return None
 
 
-def own_token(browser, user):
-    """An API token ``user`` makes for herself (it carries her permissions, shares included)."""
-    r = browser.s.post(f"{browser.hub.url}/hub/api/users/{user}/tokens", json={"note": "desktop test"},
-                       headers={"X-XSRFToken": browser.s.cookies.get("_xsrf", path="/hub/") or ""}, timeout=30)
-    assert r.status_code == 201, r.text
-    return {"Authorization": f"token {r.json()['token']}"}
-
-
 @pytest.fixture(scope="module")
 def desktop(demo_hub):
     owner = demo_hub.login(OWNER)
@@ -100,8 +92,8 @@ async def test_desktop_websocket_without_a_token_is_refused(demo_hub, desktop):
 
 
 def _share(owner, method, **kw):
-    return owner.s.request(method, f"{owner.hub.url}/hub/api/daas/shares/{OWNER}/", timeout=30,
-                           headers={"X-XSRFToken": owner.s.cookies.get("_xsrf", path="/hub/") or ""}, **kw)
+    """The sharing service's API on dana's default server, with ``owner``'s own token."""
+    return owner.share(method, OWNER, **kw)
 
 
 async def test_share_with_the_proposal_team_and_revoke(demo_hub, desktop):
@@ -117,14 +109,15 @@ async def test_share_with_the_proposal_team_and_revoke(demo_hub, desktop):
     # bob cannot share dana's session himself, nor use the hub's own sharing API
     bob = demo_hub.login(OUTSIDER)
     xsrf = {"X-XSRFToken": bob.s.cookies.get("_xsrf", path="/hub/") or ""}
-    assert bob.s.post(f"{demo_hub.url}/hub/api/daas/shares/{OWNER}/", json={"user": OUTSIDER},
-                      headers=xsrf, timeout=30).status_code == 403
+    r = bob.share("POST", OWNER, json={"user": OUTSIDER})
+    assert r.status_code == 403 and r.json()["message"] == "Only the session's owner can share it.", r.text
+    assert bob.share("GET", OWNER).status_code == 403  # nor see who has it
     assert bob.s.post(f"{demo_hub.url}/hub/api/shares/{OWNER}/", json={"user": OUTSIDER},
                       headers=xsrf, timeout=30).status_code == 403
 
     # alice now reaches dana's server and desktop with her own login
     assert colleague.get(DESKTOP_PAGE).status_code == 200
-    alice_token = own_token(colleague, COLLEAGUE)
+    alice_token = {"Authorization": f"token {colleague.token('desktop test')}"}
     frame = await drawn(demo_hub, alice_token)
     assert not frame.is_blank()
 
@@ -155,9 +148,8 @@ def test_share_requests_that_make_no_sense_are_refused_clearly(demo_hub, desktop
 
 
 def test_sharing_a_server_that_does_not_exist_is_404(demo_hub, desktop):
-    r = desktop.s.post(f"{demo_hub.url}/hub/api/daas/shares/{OWNER}/no-such-server", json={"user": COLLEAGUE},
-                       headers={"X-XSRFToken": desktop.s.cookies.get("_xsrf", path="/hub/") or ""}, timeout=30)
-    assert r.status_code == 404
+    r = desktop.share("POST", OWNER, "no-such-server", json={"user": COLLEAGUE})
+    assert r.status_code == 404 and r.json()["message"] == "No such session.", r.text
 
 
 async def test_stopping_the_server_leaves_no_desktop_process(demo_hub, desktop):

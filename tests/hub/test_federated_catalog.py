@@ -144,18 +144,39 @@ def test_slow_failing_and_malformed_backends(backends, caplog):
         run(cat2.search(GROUPS))
 
 
-def test_a_failed_backend_is_left_out_for_a_while(backends):
+def test_a_failed_backend_is_left_out_for_a_while_and_probed_in_the_background(backends):
     xfel, ess, path = backends
     cat = federated(xfel, ess, path, down_retry=1.5)
-    xfel.delay = 5.0
-    assert run(cat.search(GROUPS)).unavailable == ["EuXFEL"]
-    asked = xfel.request_count()
-    assert run(cat.search(GROUPS, query="scan")).unavailable == ["EuXFEL"]
-    assert xfel.request_count() == asked  # not asked again: no second timeout to wait for
-    xfel.delay = 0.0
-    time.sleep(1.6)
-    page = run(cat.search(GROUPS, limit=100))
-    assert page.unavailable == [] and page.total == 15
+
+    async def scenario():  # one event loop, as in the search service: the probe outlives a search
+        xfel.delay = 5.0
+        assert (await cat.search(GROUPS)).unavailable == ["EuXFEL"]
+        asked = xfel.request_count()
+        t0 = time.monotonic()
+        assert (await cat.search(GROUPS, query="scan")).unavailable == ["EuXFEL"]
+        assert xfel.request_count() == asked  # not asked again: no second timeout to wait for
+        await asyncio.sleep(1.6)
+        # known down, retry due: this search does not wait, a probe asks in the background (and times out)
+        t0 = time.monotonic()
+        assert (await cat.search(GROUPS, query="probe")).unavailable == ["EuXFEL"]
+        assert time.monotonic() - t0 < 1.0  # not the 1.0 s timeout of the backend
+        deadline = time.monotonic() + 10
+        while xfel.request_count() == asked:
+            assert time.monotonic() < deadline, "no background probe of the failed backend"
+            await asyncio.sleep(0.05)
+        await asyncio.sleep(1.2)  # the probe times out: left out again
+        assert (await cat.search(GROUPS, query="still")).unavailable == ["EuXFEL"]
+        # back: the probe after the next interval finds it, and the searches after it include it
+        xfel.delay = 0.0
+        await asyncio.sleep(1.6)
+        assert (await cat.search(GROUPS, query="again")).unavailable == ["EuXFEL"]  # starts the probe
+        deadline = time.monotonic() + 10
+        while (page := await cat.search(GROUPS, limit=100)).unavailable:
+            assert time.monotonic() < deadline, "the backend never came back"
+            await asyncio.sleep(0.05)
+        assert page.total == 15
+
+    run(scenario())
     # resolving a dataset at start always asks the owning backend
     xfel.delay = 5.0
     run(cat.search(GROUPS, query="x"))

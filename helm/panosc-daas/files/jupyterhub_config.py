@@ -12,8 +12,8 @@ from pathlib import Path
 
 import yaml
 from hub_ext.api import configure as configure_dataset_api
-from hub_ext.sharing_page import TEMPLATES as daas_templates
-from hub_ext.sharing_page import default_handlers as sharing_handlers
+from hub_ext.sharing import TEMPLATES as daas_templates
+from hub_ext.sharing import configure as configure_sharing
 
 c = get_config()  # noqa: F821 (provided by JupyterHub's config loader)
 
@@ -46,11 +46,13 @@ else:
     c.JupyterHub.db_url = "sqlite:////srv/jupyterhub/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "/srv/jupyterhub/jupyterhub_cookie_secret"
 c.JupyterHub.upgrade_db = bool(hub["upgradeDb"])
-c.JupyterHub.extra_handlers = sharing_handlers  # proposal sharing: API and page
 c.JupyterHub.template_paths = [str(daas_templates)]  # the home page links to the Share page
 # The options form's dataset search: a hub-managed service in the hub pod
 # (port "datasets" of the hub Service), behind the custom:daas:datasets scope.
 configure_dataset_api(c, config_file=__file__, port=8090, ip=chart["hubService"], bind_ip="0.0.0.0")
+# Proposal sharing (its API and the Share page): a hub-managed service too
+# (port "share"), behind the custom:daas:share scope.
+configure_sharing(c, config_file=__file__, port=8091, ip=chart["hubService"], bind_ip="0.0.0.0")
 
 # -- login ----------------------------------------------------------------------------
 c.Authenticator.admin_users = set(hub["adminUsers"])
