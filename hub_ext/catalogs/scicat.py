@@ -324,7 +324,10 @@ class SciCatCatalog(Catalog):
             ca_certs=self.ca_certs or None,
         )
         try:
-            response = await self._client().fetch(request, raise_error=False)
+            # shielded: a caller's own deadline (the federated catalogue's timeout) cancels
+            # only the wait; tornado then ends the request at its own timeout without
+            # logging "Exception after Future was cancelled"
+            response = await asyncio.shield(self._client().fetch(request, raise_error=False))
         except (HTTPClientError, OSError, asyncio.TimeoutError) as e:
             self.log.error("SciCat request %s failed: %s", path, e)
             raise CatalogError(UNREACHABLE) from e
