@@ -211,6 +211,9 @@ def make_app(config: Config) -> web.Application:
     hub_auth = HubOAuth.instance(cache_max_age=0)  # every request sees the hub's current answer
     return web.Application(
         [
+            # the service's own address (the hub's health check, a trimmed link) leads home,
+            # where each session's Share link is
+            (prefix, web.RedirectHandler, {"url": url_path_join(hub_auth.hub_prefix, "home"), "permanent": False}),
             (url_path_join(prefix, "oauth_callback"), HubOAuthCallbackHandler),
             (url_path_join(prefix, r"api/shares/([^/]+)/([^/]*)"), ProposalShareHandler),
             (url_path_join(prefix, r"([^/]+)/([^/]*)"), SharePageHandler),

@@ -54,6 +54,8 @@ def test_sharing_is_registered_as_a_service_without_deprecated_extra_handlers(de
     assert "Starting managed service daas-share" in log and "panosc-daas sharing service on" in log, log[-3000:]
     assert "extra_handlers" not in log, [line for line in log.splitlines() if "extra_handlers" in line]
     assert requests.get(f"{demo_hub.url}/hub/api/daas/shares/{OWNER}/", timeout=30).status_code == 404  # the old route is gone
+    r = requests.get(f"{demo_hub.url}/services/daas-share/", timeout=30, allow_redirects=False)
+    assert r.status_code == 302 and r.headers["Location"] == "/hub/home"  # the service's root leads home
 
 
 def test_share_page_refuses_clearly_without_a_session_or_to_others(demo_hub):
