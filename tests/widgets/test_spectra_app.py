@@ -1,6 +1,7 @@
 """SpectraClassifierApp against a real server: label, train, figure, classify, stream, resume."""
 
 import html
+import threading
 import time
 
 import h5py
@@ -78,6 +79,31 @@ def test_stream_plots_trains_and_counts_until_stopped(trained):
     assert app.stream["state"] in ("stopped", "finished"), app.stream
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
+
+
+def test_redraws_from_two_threads_give_one_consistent_figure(client):
+    # the WebSocket reader and the stream's follower both redraw as a stream ends
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
+    app._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
+    for tid in range(40):
+        app._add_train({"train_id": 10000 + tid, "class_fractions": {"before": 0.25, "after": 0.75},
+                        "mean_confidence": 0.9, "ambiguous_fraction": 0.1})
+    start = threading.Barrier(4)
+
+    def redraw():
+        start.wait(30)
+        for _ in range(15):
+            app._draw_stream()
+
+    threads = [threading.Thread(target=redraw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    frac_ax, conf_ax = app.stream_fig.axes
+    assert [line.get_label() for line in frac_ax.lines] == ["after", "before"]
+    assert [line.get_label() for line in conf_ax.lines] == ["mean confidence", "ambiguous fraction"]
 
 
 def test_a_new_app_shows_the_models_of_the_server(trained, client):
