@@ -8,10 +8,11 @@ import h5py
 import numpy as np
 import pytest
 
+from server_ext.nxmx import dials
 from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, make_transition_series
 from widgets import SpectraClassifierApp
 
-from .conftest import WAIT
+from .conftest import SLUG, WAIT
 
 SMALL = {"n_bins": 3, "epochs": 5, "random_state": 0, "cv_folds": 2}
 
@@ -104,6 +105,19 @@ def test_redraws_from_two_threads_give_one_consistent_figure(client):
     frac_ax, conf_ax = app.stream_fig.axes
     assert [line.get_label() for line in frac_ax.lines] == ["after", "before"]
     assert [line.get_label() for line in conf_ax.lines] == ["mean confidence", "ambiguous fraction"]
+
+
+@pytest.mark.skipif(not dials.dials_available(), reason=dials.install_hint())
+def test_a_compressed_file_validates_on_the_worker_that_trained(trained, client):
+    # training imported TensorFlow in the server's one Dask worker, which then
+    # holds HDF5_PLUGIN_PATH=disable: DIALS, started from it, must still decode bitshuffle
+    job = client.submit_conversion(f"data/{SLUG}", "after-training.nxs", mode="copy", overwrite=True,
+                                   trains={"start": 0, "stop": 2}, distance=150)
+    done = client.wait_job(job["id"], timeout=WAIT)
+    assert done["state"] == "done", done.get("error")
+    report = client.validate("after-training.nxs")
+    assert report["ok"], [f for f in report["findings"] if f["severity"] == "error"]
+    assert "dxtbx" in report["checked_by"] and report["read"]["dxtbx"]["format_class"] == "FormatNXmx"
 
 
 def test_a_new_app_shows_the_models_of_the_server(trained, client):
