@@ -72,6 +72,9 @@ class SpectraClassifierApp(W.VBox):
         self.stream_follower: Follower | None = None
         self._ws_stop = threading.Event()
         self._ws_thread: threading.Thread | None = None
+        # The WebSocket reader and the stream's follower both redraw (the last
+        # train, the final state): one at a time, or the figure mixes two drawings.
+        self._stream_lock = threading.Lock()
         self._training_data = None
         self._ids: np.ndarray | None = None
 
@@ -382,7 +385,8 @@ class SpectraClassifierApp(W.VBox):
         self._stop_stream_threads()
         self.stream = stream
         self.stream_trains = []
-        self._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
+        with self._stream_lock:
+            self._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.stream_box.children = [self.stream_canvas]
         self._ws_stop = threading.Event()
@@ -411,6 +415,10 @@ class SpectraClassifierApp(W.VBox):
         self._draw_stream()
 
     def _add_train(self, train: dict) -> None:
+        with self._stream_lock:
+            self._add_train_locked(train)
+
+    def _add_train_locked(self, train: dict) -> None:
         s = self._series
         tid = train.get("train_id")
         if tid is None:
@@ -432,12 +440,13 @@ class SpectraClassifierApp(W.VBox):
         self.stream_trains = s["trains"]
 
     def _draw_stream(self) -> None:
-        s = self._series
-        if not s["trains"]:
-            return
-        stream_figure(self.stream_fig, list(s["trains"]), {k: list(v) for k, v in s["fractions"].items()},
-                      list(s["confidence"]), list(s["ambiguous"]))
-        self.stream_canvas.draw_idle()
+        with self._stream_lock:
+            s = self._series
+            if not s["trains"]:
+                return
+            stream_figure(self.stream_fig, list(s["trains"]), {k: list(v) for k, v in s["fractions"].items()},
+                          list(s["confidence"]), list(s["ambiguous"]))
+            self.stream_canvas.draw_idle()
 
     def _show_counters(self, st: dict) -> None:
         def num(v, fmt):

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 import os
 import sys
-import uuid
 from pathlib import Path
 
-from .processes import MARK_VARIABLE
+from .processes import MARK_VARIABLE, new_mark
 
 XSTARTUP = Path(__file__).with_name("xstartup")
 XSTARTUP_VARIABLE = "JUPYTER_REMOTE_DESKTOP_PROXY_XSTARTUP"
@@ -35,7 +34,7 @@ def configure_environment(environ: dict | None = None) -> dict:
     environ.setdefault("DAAS_DESKTOP_PYTHON", sys.executable)
     # one mark per server, whatever the spawner passed down, so that stopping
     # this server never touches another server's desktop
-    environ[MARK_VARIABLE] = uuid.uuid4().hex
+    environ[MARK_VARIABLE] = new_mark()
     return environ
 
 

@@ -10,7 +10,7 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode
 
 from . import configure_environment
-from .processes import MARK_VARIABLE, stop_marked
+from .processes import MARK_VARIABLE, stop_marked, sweep_orphans
 
 
 class DesktopExtension(ExtensionApp):
@@ -25,11 +25,17 @@ class DesktopExtension(ExtensionApp):
 
     stop_timeout = Float(
         5.0,
-        help="Seconds the desktop's processes get to exit after SIGTERM before SIGKILL, when the server stops.",
+        help="Seconds the desktop's processes get to exit after SIGTERM before SIGKILL, when the server stops"
+        " (and for a killed server's desktop, when the next server starts).",
     ).tag(config=True)
 
     def _link_jupyter_server_extension(self, serverapp):
         super()._link_jupyter_server_extension(serverapp)
+        # a desktop whose server was killed (SIGKILL, OOM) still runs: stop it
+        # before this server starts its own
+        swept = sweep_orphans(self.stop_timeout)
+        if swept:
+            self.log.info("Stopped %d process(es) of desktops left by a killed server: %s", len(swept), swept)
         # before jupyter-server-proxy (loaded later) reads the xstartup setting
         configure_environment()
         if self.desktop:

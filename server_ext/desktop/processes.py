@@ -4,6 +4,10 @@ vncserver, Xtigervnc, the session and D-Bus daemons each call ``setsid`` or
 double-fork, so signalling the server's process group misses them. They all
 inherit the server's environment, though: a mark variable with a value
 unique to the server finds them.
+
+The mark also names its server (pid and start time), so a desktop whose
+server died without stopping it (SIGKILL, out of memory) is recognised as
+an orphan and swept when this user's next server starts.
 """
 
 from __future__ import annotations
@@ -11,10 +15,51 @@ from __future__ import annotations
 import os
 import signal
 import time
+import uuid
 
 import psutil
 
 MARK_VARIABLE = "DAAS_DESKTOP_MARK"
+
+
+def new_mark(server_pid: int | None = None) -> str:
+    """A mark for the server ``server_pid`` (default: this process): ``<pid>-<start time>-<random>``."""
+    server = psutil.Process(server_pid or os.getpid())
+    return f"{server.pid}-{server.create_time():.3f}-{uuid.uuid4().hex}"
+
+
+def _server_alive(mark: str) -> bool:
+    """True when the server named in *mark* still runs, or the mark names none (keep its desktop)."""
+    try:
+        pid, started, _ = mark.split("-", 2)
+        pid, started = int(pid), float(started)
+    except ValueError:
+        return True  # an older mark without its server: never ours to judge
+    try:
+        return abs(psutil.Process(pid).create_time() - started) < 0.01  # not a reused pid
+    except psutil.NoSuchProcess:
+        return False
+
+
+def orphaned_marks() -> set[str]:
+    """Marks carried by this user's processes whose server is gone."""
+    marks = set()
+    uid = os.getuid()
+    for p in psutil.process_iter(["pid", "uids"]):
+        try:
+            if p.pid == os.getpid() or p.info["uids"] is None or p.info["uids"].real != uid:
+                continue
+            mark = p.environ().get(MARK_VARIABLE)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+        if mark and not _server_alive(mark):
+            marks.add(mark)
+    return marks
+
+
+def sweep_orphans(timeout: float = 5.0) -> list[int]:
+    """Stop the desktops left by servers that died without stopping them; their pids."""
+    return [pid for mark in sorted(orphaned_marks()) for pid in stop_marked(mark, timeout)]
 
 
 def marked_processes(mark: str) -> list[psutil.Process]:

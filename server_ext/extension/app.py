@@ -9,7 +9,7 @@ from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
 from jupyter_server.extension.application import ExtensionApp
-from traitlets import Any, Dict, Float, Int, Unicode, Union, default
+from traitlets import Any, Dict, Float, Int, TraitType, Unicode, Union, default
 
 from .dask_backend import DaskBackend
 from .jobs import JobManager
@@ -20,6 +20,11 @@ from .streams import StreamManager
 
 API_URL_ENV = "DAAS_API_URL"
 API_TOKEN_ENV = "DAAS_API_TOKEN"
+
+
+def _knob(trait: type[TraitType], *args, help: str, **kwargs) -> TraitType:
+    """A configurable trait of the extension; *help* is required (it is ``--help-all``'s text)."""
+    return trait(*args, help=help, **kwargs).tag(config=True)
 
 
 @dataclass
@@ -44,96 +49,61 @@ class DaasExtension(ExtensionApp):
     description = __doc__
     load_other_extensions = True
 
-    data_dir = Unicode(
-        help="""Where job records and trained models are kept (per user, never in the dataset).
+    # Every knob is ``c.DaasExtension.<name>`` (or ``--DaasExtension.<name>=``), declared with ``_knob``.
+
+    # -- where things are
+    data_dir = _knob(Unicode, help="""Where job records and trained models are kept (per user, never in the dataset).
 
         Default: ``<jupyter data dir>/daas`` (e.g. ``~/.local/share/jupyter/daas``).
         A restarted server lists the jobs recorded here.
-        """,
-    ).tag(config=True)
+        """)
 
     @default("data_dir")
     def _data_dir_default(self):
         return os.path.join(jupyter_data_dir(), "daas")
 
-    max_running_jobs = Int(
-        2, help="Jobs (conversion, training) running at once; the others wait in state 'queued'.",
-    ).tag(config=True)
+    readonly_dir = _knob(Unicode, "data", help=(
+        "Folder below the root directory holding the read-only dataset link: never written to."))
 
-    readonly_dir = Unicode(
-        "data", help="Folder below the root directory holding the read-only dataset link: never written to.",
-    ).tag(config=True)
-
-    dask_scheduler_address = Unicode(
-        "",
-        help="""Run jobs on an existing Dask scheduler (``tcp://host:8786``) instead of an embedded cluster.
+    # -- jobs and where they run
+    max_running_jobs = _knob(Int, 2, help=(
+        "Jobs (conversion, training) running at once; the others wait in state 'queued'."))
+    dask_scheduler_address = _knob(Unicode, "", help="""Run jobs on an existing Dask scheduler (``tcp://host:8786``) instead of an embedded cluster.
 
         The run directories and output folders must be visible to its workers at the same paths.
-        """,
-    ).tag(config=True)
-
-    dask_cluster_class = Union(
-        [Unicode(), Any()],
-        default_value="",
-        help="""A Dask cluster class (import path or callable) to start for the jobs, e.g.
+        """)
+    dask_cluster_class = _knob(Union, [Unicode(), Any()], default_value="", help="""A Dask cluster class (import path or callable) to start for the jobs, e.g.
         ``"dask_jobqueue.SLURMCluster"`` (Slurm) or ``"dask_gateway.GatewayCluster"`` (Kubernetes).
 
         Called as ``cls(asynchronous=True, **dask_cluster_kwargs)``; then scaled to
         ``dask_cluster_scale`` workers when that is set. Ignored when ``dask_scheduler_address`` is set.
-        """,
-    ).tag(config=True)
+        """)
+    dask_cluster_kwargs = _knob(Dict, help="Keyword arguments for ``dask_cluster_class`` (queue, cores, memory, ...).")
+    dask_cluster_scale = _knob(Int, 0, help=(
+        "Workers to ask ``dask_cluster_class`` for (``cluster.scale(n)``); 0: the class's default."))
+    dask_workers = _knob(Int, 2, help="Worker processes of the embedded LocalCluster (started on the first job).")
+    dask_threads_per_worker = _knob(Int, 1, help="Threads per worker process of the embedded LocalCluster.")
+    dask_memory_limit = _knob(Unicode, "auto", help=(
+        "Memory limit per embedded worker (``'4GiB'``; ``'auto'``: share of the machine's memory)."))
+    dask_worker_nice = _knob(Int, 10, help="""Nice increment of the embedded workers' processes (0-19): conversions and training
+        yield the CPU to the server and the kernels, which stay responsive while jobs run.""")
+    dask_connect_timeout = _knob(Float, 60.0, help=(
+        "Seconds to wait for the Dask cluster to start or answer before a job fails."))
 
-    dask_cluster_kwargs = Dict(
-        help="Keyword arguments for ``dask_cluster_class`` (queue, cores, memory, ...).",
-    ).tag(config=True)
+    # -- requests answered at once
+    request_timeout = _knob(Float, 300.0, help=(
+        "Seconds a synchronous request (run summary, validation, prediction) may take."))
+    max_predict_spectra = _knob(Int, 100_000, help=(
+        "Most spectra one predict request classifies (larger files: use the engine in a notebook)."))
+    max_spectra_per_label = _knob(Int, 2000, help=(
+        "Default cap of labelled spectra read per label when training from a run."))
 
-    dask_cluster_scale = Int(
-        0, help="Workers to ask ``dask_cluster_class`` for (``cluster.scale(n)``); 0: the class's default.",
-    ).tag(config=True)
-
-    dask_workers = Int(
-        2, help="Worker processes of the embedded LocalCluster (started on the first job).",
-    ).tag(config=True)
-
-    dask_threads_per_worker = Int(
-        1, help="Threads per worker process of the embedded LocalCluster.",
-    ).tag(config=True)
-
-    dask_memory_limit = Unicode(
-        "auto", help="Memory limit per embedded worker (``'4GiB'``; ``'auto'``: share of the machine's memory).",
-    ).tag(config=True)
-
-    dask_worker_nice = Int(
-        10,
-        help="""Nice increment of the embedded workers' processes (0-19): conversions and training
-        yield the CPU to the server and the kernels, which stay responsive while jobs run.""",
-    ).tag(config=True)
-
-    dask_connect_timeout = Float(
-        60.0, help="Seconds to wait for the Dask cluster to start or answer before a job fails.",
-    ).tag(config=True)
-
-    request_timeout = Float(
-        300.0, help="Seconds a synchronous request (run summary, validation, prediction) may take.",
-    ).tag(config=True)
-
-    stream_message_rate = Float(
-        10.0, help="Most per-train summaries a stream pushes to its WebSocket viewers per second.",
-    ).tag(config=True)
-
-    max_streams = Int(4, help="Spectra streams running at once.").tag(config=True)
-
-    stream_stop_timeout = Float(
-        10.0, help="Seconds a stopping stream gets to end before its process is terminated.",
-    ).tag(config=True)
-
-    max_predict_spectra = Int(
-        100_000, help="Most spectra one predict request classifies (larger files: use the engine in a notebook).",
-    ).tag(config=True)
-
-    max_spectra_per_label = Int(
-        2000, help="Default cap of labelled spectra read per label when training from a run.",
-    ).tag(config=True)
+    # -- streams
+    stream_message_rate = _knob(Float, 10.0, help=(
+        "Most per-train summaries a stream pushes to its WebSocket viewers per second."))
+    max_streams = _knob(Int, 4, help="Spectra streams running at once.")
+    stream_stop_timeout = _knob(Float, 10.0, help=(
+        "Seconds a stopping stream gets to end before its process is terminated."))
 
     def initialize_settings(self):
         session = load_session()

@@ -53,7 +53,9 @@ STEP_TIMEOUT_S = 1800
 #: dials.py would shadow DIALS' own package) is not on its path.
 PROBE = Path(__file__).with_name("dials_probe.py")
 
-_BITSHUFFLE_RE = re.compile(r"bitshuffle|filter.{0,20}32008", re.IGNORECASE)
+#: DIALS' HDF5 could not decode the data for want of a filter plugin: the
+#: bitshuffle filter is missing, or HDF5_PLUGIN_PATH names no folder.
+_BITSHUFFLE_RE = re.compile(r"bitshuffle|filter.{0,20}32008|can't open directory", re.IGNORECASE)
 BITSHUFFLE_HINT = (
     "the file's data are bitshuffle/LZ4 compressed (daas nxmx convert --mode copy) and this DIALS's"
     " HDF5 has no bitshuffle filter: install it (Debian: apt-get install bitshuffle"
@@ -76,11 +78,22 @@ def install_hint() -> str:
         " bin/python")
 
 
+#: The value TensorFlow's Keras modules write into ``os.environ`` when imported
+#: (ZDI-CAN-25480): their own h5py then loads no plugin. Any process that has
+#: imported TensorFlow (a kernel, a Dask worker that trained a classifier)
+#: passes it on to every program it starts.
+PLUGINS_DISABLED = "disable"
+
+
 def _environment(extra_path=None):
     """The environment for DIALS' interpreter: this venv's variables removed,
-    so it imports its own packages only."""
+    so it imports its own packages only, and no ``HDF5_PLUGIN_PATH=disable``
+    inherited from TensorFlow, with which DIALS' HDF5 decodes no compressed
+    (bitshuffle) data: it looks in its default plugin folder instead."""
     env = {k: v for k, v in os.environ.items()
            if k not in ("PYTHONPATH", "PYTHONHOME", "VIRTUAL_ENV", "PYTHONSTARTUP")}
+    if env.get("HDF5_PLUGIN_PATH") == PLUGINS_DISABLED:
+        del env["HDF5_PLUGIN_PATH"]
     if extra_path:
         env["PYTHONPATH"] = str(extra_path)
     return env

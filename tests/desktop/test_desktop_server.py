@@ -135,3 +135,28 @@ async def test_stopping_the_server_stops_the_whole_desktop(tmp_path_factory):
         s.stop()
         if mark:
             stop_marked(mark)
+
+
+async def test_a_killed_servers_desktop_is_stopped_by_the_next_start(server, tmp_path_factory):
+    root = tmp_path_factory.mktemp("desktop-killed")
+    dataset = make_dataset(root / "dataset")
+    first = DesktopServer(root, dataset).start()
+    mark = second = None
+    try:
+        await _drawn(first)
+        mark = server_mark(first.proc.pid)
+        first.proc.kill()  # SIGKILL: no atexit, no extension stop
+        first.proc.wait(30)
+        assert "Xtigervnc" in _session(mark), "the killed server's desktop outlives it"
+        await _drawn(server)
+        running = server_mark(server.proc.pid)
+        second = DesktopServer(root, dataset).start()  # the same user's next server
+        left = wait_until_gone(mark, timeout=30)
+        assert left == [], [(p.pid, p.name()) for p in left]
+        assert "Xtigervnc" in _session(running), "a running server's desktop is left alone"
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+        if mark:
+            stop_marked(mark)

@@ -5,7 +5,12 @@ the run's beam, wavelengths, masks, missing modules and pixel values.
 Skips only where DIALS is not installed (CI installs it: ``daas setup --test``).
 """
 
+import functools
+import json
+import os
 import shutil
+import subprocess
+import sys
 import warnings
 
 import h5py
@@ -179,7 +184,8 @@ def f_first(path, key):
         return f[f"/entry/data/{key}"][0]
 
 
-def test_missing_bitshuffle_plugin_is_explained_and_gzip_needs_none(agipd_dir, tmp_path, monkeypatch):
+def test_missing_bitshuffle_plugin_is_explained_and_gzip_needs_none(agipd_dir, tmp_path, tmp_path_factory,
+                                                                   monkeypatch):
     """Where DIALS' HDF5 has no bitshuffle filter, the user is told why and
     what to do (validate: a warning about the set-up, not about the file);
     the gzip copy reads with no plugin at all."""
@@ -194,8 +200,45 @@ def test_missing_bitshuffle_plugin_is_explained_and_gzip_needs_none(agipd_dir, t
     with pytest.raises(dials.DialsError, match="bitshuffle") as e:
         dials.read_with_dxtbx(shuffled)
     assert "apt-get install bitshuffle" in str(e.value) and "--compression gzip" in str(e.value)
-    report = validate(shuffled, checkers=("structure", "dxtbx"))
+    assert dials.read_with_dxtbx(deflated).images == 64
+    # a plugin folder that does not exist: HDF5 says only "can't open directory"
+    for plugins in (empty, tmp_path_factory.mktemp("plugin-path") / "absent"):  # no "bitshuffle" in its path
+        monkeypatch.setenv("HDF5_PLUGIN_PATH", str(plugins))
+        report = validate(shuffled, checkers=("structure", "dxtbx"))
+        assert report.ok, str(report)
+        (warning,) = [f for f in report.findings if f.checker == "dxtbx"]
+        assert warning.severity == "warning" and "HDF5_PLUGIN_PATH" in warning.message
+
+
+def test_dials_reads_compressed_data_after_tensorflow_was_imported(agipd_dir, tmp_path):
+    """Importing TensorFlow sets HDF5_PLUGIN_PATH=disable in os.environ (its own
+    h5py then loads no plugin); DIALS, started later from that process (a kernel,
+    a Dask worker that trained a classifier), must still decode bitshuffle data."""
+    shuffled = _convert(agipd_dir, tmp_path / "b.nxs", agipd_geometry(), "bitshuffle", dict(trains=slice(0, 1)))
+    script = (
+        "import json, os, sys, tensorflow\n"
+        "from server_ext.nxmx import dials, validate\n"
+        "report = validate(sys.argv[1], checkers=('dxtbx',))\n"
+        "print(json.dumps({'plugin_path': os.environ.get('HDF5_PLUGIN_PATH'), 'ok': report.ok,\n"
+        "                  'findings': [str(f) for f in report.findings], 'read': report.read}))\n")
+    r = subprocess.run([sys.executable, "-c", script, str(shuffled)], capture_output=True, text=True,
+                       timeout=600, env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"))
+    assert r.returncode == 0, r.stderr[-3000:]
+    out = json.loads(r.stdout.strip().splitlines()[-1])
+    assert out["plugin_path"] == "disable"  # what TensorFlow does to its process
+    assert out["ok"] and out["findings"] == [], out
+    assert out["read"]["dxtbx"]["format_class"] == "FormatNXmx" and out["read"]["dxtbx"]["images"] == 64
+
+
+def test_dials_past_its_time_limit_is_a_warning_not_an_error(agipd_dir, tmp_path, monkeypatch):
+    """A DIALS too slow on a loaded machine says nothing about the file."""
+    from server_ext.nxmx import validate
+
+    deflated = _convert(agipd_dir, tmp_path / "g.nxs", agipd_geometry(), "gzip", dict(trains=slice(0, 1)))
+    # 0.2 s: less than DIALS' interpreter needs to import dxtbx, on any machine
+    monkeypatch.setattr(dials, "read_with_dxtbx", functools.partial(dials.read_with_dxtbx, timeout=0.2))
+    report = validate(deflated, checkers=("structure", "dxtbx"))
     assert report.ok, str(report)
     (warning,) = [f for f in report.findings if f.checker == "dxtbx"]
-    assert warning.severity == "warning" and "HDF5_PLUGIN_PATH" in warning.message
-    assert dials.read_with_dxtbx(deflated).images == 64
+    assert warning.severity == "warning" and "did not finish within" in warning.message
+    assert "dxtbx" not in report.read

@@ -62,11 +62,9 @@ def test_a_new_widget_follows_a_conversion_started_before_it(client, widget_root
     assert w.output.value == "processed/resumed.nxs"
     assert w.wait(WAIT)["state"] == "done", w.status.value
     assert w.progress.bar_style == "success", w.status.value
-    # the resumed job ends with its validation report shown; the verdict itself is
-    # tested in test_convert_shows_progress_report_and_frames. (Inside the full
-    # suite this copy-mode file's report came back not ok, undiagnosed: issue 8's note.)
     assert w.report is not None and w.report["path"] == "processed/resumed.nxs", w.report
-    assert "NXmx" in w.validation.value
+    assert w.report["ok"], [f for f in w.report["findings"] if f["severity"] == "error"]
+    assert "daas-validation-ok" in w.validation._dom_classes
     assert (widget_root["root"] / "processed" / "resumed.nxs").is_file()
 
 

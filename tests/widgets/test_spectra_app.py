@@ -1,16 +1,18 @@
 """SpectraClassifierApp against a real server: label, train, figure, classify, stream, resume."""
 
 import html
+import threading
 import time
 
 import h5py
 import numpy as np
 import pytest
 
+from server_ext.nxmx import dials
 from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, make_transition_series
 from widgets import SpectraClassifierApp
 
-from .conftest import WAIT
+from .conftest import SLUG, WAIT
 
 SMALL = {"n_bins": 3, "epochs": 5, "random_state": 0, "cv_folds": 2}
 
@@ -78,6 +80,44 @@ def test_stream_plots_trains_and_counts_until_stopped(trained):
     assert app.stream["state"] in ("stopped", "finished"), app.stream
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
+
+
+def test_redraws_from_two_threads_give_one_consistent_figure(client):
+    # the WebSocket reader and the stream's follower both redraw as a stream ends
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
+    app._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
+    for tid in range(40):
+        app._add_train({"train_id": 10000 + tid, "class_fractions": {"before": 0.25, "after": 0.75},
+                        "mean_confidence": 0.9, "ambiguous_fraction": 0.1})
+    start = threading.Barrier(4)
+
+    def redraw():
+        start.wait(30)
+        for _ in range(15):
+            app._draw_stream()
+
+    threads = [threading.Thread(target=redraw) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    frac_ax, conf_ax = app.stream_fig.axes
+    assert [line.get_label() for line in frac_ax.lines] == ["after", "before"]
+    assert [line.get_label() for line in conf_ax.lines] == ["mean confidence", "ambiguous fraction"]
+
+
+@pytest.mark.skipif(not dials.dials_available(), reason=dials.install_hint())
+def test_a_compressed_file_validates_on_the_worker_that_trained(trained, client):
+    # training imported TensorFlow in the server's one Dask worker, which then
+    # holds HDF5_PLUGIN_PATH=disable: DIALS, started from it, must still decode bitshuffle
+    job = client.submit_conversion(f"data/{SLUG}", "after-training.nxs", mode="copy", overwrite=True,
+                                   trains={"start": 0, "stop": 2}, distance=150)
+    done = client.wait_job(job["id"], timeout=WAIT)
+    assert done["state"] == "done", done.get("error")
+    report = client.validate("after-training.nxs")
+    assert report["ok"], [f for f in report["findings"] if f["severity"] == "error"]
+    assert "dxtbx" in report["checked_by"] and report["read"]["dxtbx"]["format_class"] == "FormatNXmx"
 
 
 def test_a_new_app_shows_the_models_of_the_server(trained, client):
