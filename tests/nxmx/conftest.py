@@ -11,7 +11,7 @@ import nxmx_mockruns  # noqa: E402
 
 from server_ext.nxmx import convert_run  # noqa: E402
 
-DISTANCE_MM = 150.0
+DISTANCE_MM = nxmx_mockruns.DISTANCE_MM
 
 
 def _quiet_convert(*args, **kwargs):

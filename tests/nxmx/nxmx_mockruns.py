@@ -15,6 +15,7 @@ from extra_data.tests.mockdata.xgm import XGM
 
 XGM_SOURCES = ("SPB_XTD9_XGM/DOOCS/MAIN", "SA1_XTD2_XGM/DOOCS/MAIN")
 WAVELENGTH_NM = 0.1  # 12.398 keV
+DISTANCE_MM = 150.0  # detector distance the shared fixtures convert with
 
 
 def add_xgm(run_dir, ntrains, rng, firsttrain=10000, pulses=None):

@@ -12,7 +12,7 @@ from server_ext.nxmx import convert_run
 from server_ext.nxmx.geometry import DefaultGeometryWarning, default_geometry, image_layout
 from server_ext.nxmx.detectors import AGIPD_1M, JUNGFRAU, LPD_1M
 
-from conftest import DISTANCE_MM
+from nxmx_mockruns import DISTANCE_MM  # not "from conftest": another directory's conftest may be the one imported
 
 
 def nxmx_pixel_centres(path):
