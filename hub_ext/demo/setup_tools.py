@@ -5,7 +5,6 @@ active virtual environment (``npm install -g --prefix sys.prefix``), so it
 lands in ``.venv/bin`` next to ``jupyterhub`` and nothing global is touched.
 """
 
-import json
 import os
 import shutil
 import subprocess

@@ -9,7 +9,6 @@ and a module missing a frame leaves a hole that the output fills.
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import h5py
 import numpy as np
 
 from .errors import CorruptRunError

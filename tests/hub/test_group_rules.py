@@ -20,7 +20,7 @@ def test_aarc_entitlements_with_roles_filtered_and_facility_prefix():
             f"{NS}:group:pan:proposal-2121:role=owner",
             f"{NS}:group:pan:proposal-3000:role=applicant#idp.example.org",  # role not allowed
             f"{NS}:group:pan:proposal-3001#idp.example.org",  # no role at all: not allowed either
-            f"urn:mace:evil.org:group:pan:proposal-4000:role=member",  # another namespace
+            "urn:mace:evil.org:group:pan:proposal-4000:role=member",  # another namespace
             f"{NS}:group:pan:proposal-5000:role=member:extra",  # malformed tail
         ],
         "eduperson_entitlement": f"{NS}:group:pan:proposal-2122:role=member",  # the older claim, a string

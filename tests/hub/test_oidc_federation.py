@@ -11,7 +11,6 @@ provider taking away both the dataset and the server running on it.
 """
 
 import copy
-import json
 import re
 import time
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit

@@ -1,9 +1,7 @@
 """Each kind of bad input raises its ConversionError and writes nothing."""
 
 import os
-import shutil
 import warnings
-from pathlib import Path
 
 import h5py
 import numpy as np

@@ -5,7 +5,6 @@ import threading
 import time
 
 import h5py
-import numpy as np
 import pytest
 
 from server_ext.nxmx import dials
