@@ -26,7 +26,8 @@ def free_port() -> int:
 
 
 class JupyterServerProcess:
-    """``jupyter server`` in *root_dir* with ``--Name.trait=value`` *options* and extra *env*."""
+    """``jupyter server`` in *root_dir* with ``--Name.trait=value`` *options* and extra *env*
+    (a variable set to None is removed from the inherited environment)."""
 
     def __init__(self, root_dir, *, options: dict | None = None, env: dict | None = None,
                  log_path=None, token: str = "daas-test-token"):
@@ -54,7 +55,7 @@ class JupyterServerProcess:
         if os.geteuid() == 0:
             args.append("--allow-root")
         args += [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.options.items()]
-        env = {**os.environ, **self.env}
+        env = {k: v for k, v in {**os.environ, **self.env}.items() if v is not None}
         with open(self.log_path, "ab") as log:
             self.proc = subprocess.Popen(args, cwd=self.root_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
                                          start_new_session=True)

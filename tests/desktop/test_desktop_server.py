@@ -73,7 +73,7 @@ def test_jupyterlab_launcher_has_a_desktop_tile(server):
     import json
     import urllib.request
 
-    with urllib.request.urlopen(f"{server.url}/server-proxy/servers-info?token={TOKEN}", timeout=30) as r:
+    with urllib.request.urlopen(f"{server.url}server-proxy/servers-info?token={TOKEN}", timeout=30) as r:
         entries = [s["launcher_entry"] for s in json.load(r)["server_processes"]]
     assert {"enabled": True, "title": "Desktop", "path_info": "desktop"}.items() <= entries[0].items(), entries
 
