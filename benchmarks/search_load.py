@@ -286,7 +286,7 @@ def main(argv=None):
     rng = random.Random(SEED)
 
     with tempfile.TemporaryDirectory(prefix="daas-search-load-") as workdir, ProcessPoolExecutor(1) as pool:
-        pool.submit(int).result()  # the load process starts before any hub
+        pool.submit(int).result(timeout=120)  # the load process starts before any hub
         files = catalog_files(workdir)
         props = [p for f in files for p in proposals(f)]
         groups = {f"u{i:03d}": sorted({"p2120"} | {f"p{rng.choice(props)}" for _ in range(3)})
