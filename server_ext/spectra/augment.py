@@ -79,7 +79,7 @@ def _bounds(half_range, n):
 
 
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
-            noise=1.0, background=0.1):
+            noise=1.0, background=0.1, gain=None, noise_floor=0.0):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
     (float32, copies of row i at ``src == i``).
 
@@ -89,7 +89,11 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     0 <= high``: a class may be moved less one way than the other); ``intensity``: half-range of the
     relative intensity scale; ``noise``: extra noise up to ``noise`` times the
     measured noise variance; ``background``: amplitude of an added smooth
-    background relative to the median level.
+    background relative to the median level; ``gain``: the noise gain per
+    row (default: measured on ``X``); ``noise_floor``: noise every copy gets
+    at least, in the same units (a number or one per row): 1 for a row
+    whose own noise was taken out (:mod:`.denoise`), so that its copies
+    are as noisy as a measured spectrum.
     """
     X = np.asarray(X, dtype=np.float32)
     n, p = X.shape
@@ -100,9 +104,10 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     u_lo, u_hi = _bounds(shift, n)
     s = rng.uniform(s_lo[src], s_hi[src], m)
     u = rng.uniform(u_lo[src], u_hi[src], m)
-    gain = noise_gain(X)[src]
+    gain = (noise_gain(X) if gain is None else np.asarray(gain, np.float32))[src]
     level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)[src]
-    amp = rng.uniform(0.0, noise, m)
+    floor = np.broadcast_to(np.asarray(noise_floor, np.float64), (n,))[src]
+    amp = floor + rng.uniform(0.0, noise, m)
     c = rng.uniform(-background, background, (m, 3)) * level[:, None]
     scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
     t = np.linspace(-1.0, 1.0, p, dtype=np.float32)

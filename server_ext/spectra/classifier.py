@@ -39,7 +39,8 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .augment import augment
+from .augment import augment, noise_gain
+from .denoise import denoise
 from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
@@ -133,6 +134,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         Extra noise on the copies, up to this times the measured noise variance.
     background : float
         Amplitude of the smooth background added to the copies (relative).
+    denoise_below : int
+        The labelled spectra of a class with fewer than this many are
+        replaced by a peak model of their noise-free mean before they are
+        copied (where the model explains them; see :mod:`.denoise`), and
+        their copies get fresh noise of at least the measured level: with a
+        few labelled spectra, every copy would otherwise carry one of a
+        few noise realisations, which the networks learn in place of a
+        weak peak. With many, the realisations average out. 0: never.
     mixup : float
         Label-mixed pairs added to training, as a fraction of the copies.
     baseline : bool
@@ -177,7 +186,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin=16, bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, intensity=0.3, noise=1.0, background=0.1, mixup=0.5,
+                 learn_position=True, intensity=0.3, noise=1.0, background=0.1,
+                 denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
                  verbose=0, max_train_per_class=256):
         self.n_bins = n_bins
@@ -196,6 +206,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.intensity = intensity
         self.noise = noise
         self.background = background
+        self.denoise_below = denoise_below
         self.mixup = mixup
         self.baseline = baseline
         self.cv_folds = cv_folds
@@ -324,13 +335,29 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # per labelled spectrum, (low, high) bounds of its copies' movement
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
-        perturbed, source = augment(X, data.axis, copies, rng, strain=self.strain * reach,
+        sources, gains, floor = self._denoised(X, data.y)
+        perturbed, source = augment(sources, data.axis, copies, rng, strain=self.strain * reach,
                                     shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
-                                    background=self.background)
+                                    background=self.background, gain=gains, noise_floor=floor)
         source = np.concatenate([np.arange(n), source])
         features = prep.transform(np.concatenate([X, perturbed]))
         return _Copies(features, data.y[source], source)
+
+    def _denoised(self, X, y):
+        """The spectra the copies are made from, their noise gains and the
+        least noise each copy gets: the spectra of classes with fewer than
+        ``denoise_below`` labelled spectra denoised, with a floor of 1."""
+        gains = noise_gain(X)
+        floor = np.zeros(len(X))
+        rows = np.flatnonzero(np.bincount(y)[y] < self.denoise_below)
+        if not len(rows):
+            return X, gains, floor
+        sources = X.copy()
+        modelled, info = denoise(X[rows], gains[rows])
+        sources[rows] = modelled
+        floor[rows] = [float(i.modelled > 0) for i in info]
+        return sources, gains, floor
 
     def _screen_bins(self, copies: _Copies, splits, prep, n_classes) -> _Screening:
         """Score every candidate bin on held-out copies; choose the best

@@ -34,7 +34,7 @@ def as_spectra(X, what="X"):
 INT_PARAMS = [("n_bins", 1, False), ("segments_per_bin", 1, False), ("max_bins", 1, True),
               ("hidden_units", 1, False), ("epochs", 1, False), ("batch_size", 1, False),
               ("augment_copies", 1, True), ("cv_folds", 2, False), ("verbose", 0, False),
-              ("max_train_per_class", 1, True)]
+              ("max_train_per_class", 1, True), ("denoise_below", 0, False)]
 # (name, smallest, largest, None allowed)
 REAL_PARAMS = [("max_overlap", 0.0, 1.0, False), ("learning_rate", 1e-12, None, False),
                ("strain", 0.0, 0.5, False), ("shift", 0.0, None, True),
