@@ -7,7 +7,9 @@ Pipeline (``fit``, one method per step):
    towards each other by only a fraction of the displacement between them
    (away from each other freely), the others the full strain and shift;
 1. every labelled spectrum gets perturbed copies (strain, shift, noise,
-   intensity, background; see :mod:`.augment`);
+   intensity, background; see :mod:`.augment`); those of a class with few
+   labelled spectra are first denoised by a peak model (:mod:`.denoise`),
+   so that the copies do not all carry one of a few noise realisations;
 2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`);
 3. candidate bins -- the fixed grid of ``n_bins`` equal bins, or windows of
    the same width every quarter bin (``bin_placement="adaptive"``) -- are

@@ -337,8 +337,6 @@ def denoise(X, gains=None, shape: PeakShape | None = None, significance: float =
     ``significance``: chance per spectrum of one noise peak being taken
     for a peak. Rows that cannot be modelled are returned unchanged.
     """
-    from scipy.stats import norm
-
     X = np.asarray(X, np.float64)
     n, p = X.shape
     finite = np.isfinite(X).all(1)
@@ -358,20 +356,29 @@ def denoise(X, gains=None, shape: PeakShape | None = None, significance: float =
             info[i].reason = "no peak shape measured (fewer than 3 isolated peaks)"
         if info[i].reason:
             continue
-        model = _Model(p, shape)
-        positions = p / float(np.median(shape.fwhm(model.idx)))
-        threshold = float(norm.isf(significance / positions))
-        peaks = _pursuit(model, X[i], gains[i], threshold, 0.75 * threshold)
-        level = np.maximum(_lower_envelope(X[i], max(p // 100, 5)), 0)
-        for _ in range(2):  # weights from the model's own level
-            fitted, peaks, _, _ = model.fit(X[i], 1.0 / _variance(level, gains[i]), peaks,
-                                            refine=2)
-            level = np.maximum(fitted, 0)
-        centers = np.sort(peaks[:, 0])
-        ok = _checked_windows(model, X[i], gains[i], peaks, fitted)
-        if ok.mean() < 1.0 - _MAX_FAILED:
-            info[i] = DenoisedSpectrum(0.0, centers, "the peak model does not explain it")
-            continue
-        out[i] = np.where(ok, fitted, X[i])
-        info[i] = DenoisedSpectrum(float(ok.mean()), centers)
+        try:
+            out[i], info[i] = _denoise_one(X[i], gains[i], shape, significance)
+        except (np.linalg.LinAlgError, RuntimeError, ValueError) as e:
+            # a singular fit: the spectrum is not for this model; keep it as measured
+            info[i].reason = f"the peak model could not be fitted ({e})"
     return out, info
+
+
+def _denoise_one(x, gain, shape, significance):
+    """One spectrum: ``(denoised, DenoisedSpectrum)``."""
+    from scipy.stats import norm
+
+    p = len(x)
+    model = _Model(p, shape)
+    positions = p / float(np.median(shape.fwhm(model.idx)))
+    threshold = float(norm.isf(significance / positions))
+    peaks = _pursuit(model, x, gain, threshold, 0.75 * threshold)
+    level = np.maximum(_lower_envelope(x, max(p // 100, 5)), 0)
+    for _ in range(2):  # weights from the model's own level
+        fitted, peaks, _, _ = model.fit(x, 1.0 / _variance(level, gain), peaks, refine=2)
+        level = np.maximum(fitted, 0)
+    centers = np.sort(peaks[:, 0])
+    ok = _checked_windows(model, x, gain, peaks, fitted)
+    if ok.mean() < 1.0 - _MAX_FAILED:
+        return x, DenoisedSpectrum(0.0, centers, "the peak model does not explain it")
+    return np.where(ok, fitted, x), DenoisedSpectrum(float(ok.mean()), centers)

@@ -1,0 +1,124 @@
+"""Peak-model denoising of labelled spectra (:mod:`server_ext.spectra.denoise`)
+on peaks + background + Poisson counts with a known noise-free mean."""
+
+import numpy as np
+import pytest
+
+from server_ext.spectra.augment import augment
+from server_ext.spectra.denoise import denoise, peak_shape
+
+P = 2000
+IDX = np.arange(P, dtype=np.float64)
+# strong peaks at sub-point positions, widening along the axis (Caglioti-like)
+STRONG = np.array([151.3, 402.7, 655.1, 903.45, 1210.8, 1500.2, 1801.6])
+HEIGHTS = np.array([2500.0, 1200.0, 3000.0, 800.0, 1800.0, 1000.0, 2200.0])
+WEAK = 1052.35  # a weak peak, ~6 noise sigmas after the matched filter
+WEAK_HEIGHT = 45.0
+
+
+def fwhm(x):
+    return 4.0 + 2.0 * (x / P) ** 2
+
+
+def profile(center, height, eta=0.5):
+    d = ((IDX - center) / fwhm(center)) ** 2
+    return height * (eta / (1 + 4 * d) + (1 - eta) * np.exp(-4 * np.log(2) * d))
+
+
+def truth(weak=True):
+    mean = 150.0 * np.exp(-IDX / 900.0) + 120.0
+    for c, h in zip(STRONG, HEIGHTS):
+        mean += profile(c, h)
+    return mean + (profile(WEAK, WEAK_HEIGHT) if weak else 0.0)
+
+
+@pytest.fixture(scope="module")
+def counts():
+    rng = np.random.default_rng(4)
+    mean = truth()
+    return mean, rng.poisson(np.tile(mean, (3, 1))).astype(np.float64)
+
+
+@pytest.fixture(scope="module")
+def denoised(counts):
+    return denoise(counts[1])
+
+
+def test_the_peak_shape_is_measured_from_the_strong_peaks(counts):
+    shape = peak_shape(counts[1])
+    np.testing.assert_allclose(shape.fwhm(STRONG), fwhm(STRONG), rtol=0.1)
+    assert 0.3 < shape.eta < 0.7
+
+
+def test_noise_removed_positions_kept_weak_peak_found(counts, denoised):
+    mean, X = counts
+    Xd, info = denoised
+    for row, spectrum in zip(Xd, info):
+        assert spectrum.reason == "" and spectrum.modelled > 0.95
+        # most of the noise is gone...
+        assert np.sqrt(np.mean((row - mean) ** 2)) < 0.5 * np.sqrt(np.mean((X[0] - mean) ** 2))
+        # ...the peaks stay where they are, to a small fraction of a point
+        nearest = np.abs(spectrum.centers[None, :] - STRONG[:, None]).min(1)
+        assert (nearest < 0.1).all(), nearest
+        # the weak peak is kept (its position known to ~fwhm / SNR), little else invented
+        assert np.abs(spectrum.centers - WEAK).min() < 0.3 * fwhm(WEAK)
+        known = np.append(STRONG, WEAK)
+        invented = np.abs(spectrum.centers[:, None] - known[None, :]).min(1) > 2 * fwhm(known).max()
+        assert invented.sum() <= 1, spectrum.centers[invented]
+
+
+def test_a_spectrum_without_the_weak_peak_gets_none(counts):
+    """The same pattern without the weak peak: nothing appears there."""
+    X = np.random.default_rng(5).poisson(np.tile(truth(weak=False), (2, 1))).astype(np.float64)
+    Xd, info = denoise(X, shape=peak_shape(counts[1]))
+    for spectrum in info:
+        assert np.abs(spectrum.centers - WEAK).min() > 2 * fwhm(WEAK)
+    window = slice(int(WEAK) - 6, int(WEAK) + 7)
+    assert np.abs(Xd[:, window] - truth(weak=False)[window]).max() < 0.3 * WEAK_HEIGHT
+
+
+def test_what_the_model_cannot_explain_stays_raw(counts):
+    """A box-shaped reflection (not a peak of the measured shape) keeps its
+    raw points; a sawtooth (ramps and steps, no peak of that shape) is
+    returned unchanged, saying why."""
+    rng = np.random.default_rng(6)
+    shape = peak_shape(counts[1])
+    box = truth().copy()
+    box[700:760] += 1500.0
+    sawtooth = 400.0 + 1500.0 * (np.arange(P) % 40) / 40.0
+    X = rng.poisson(np.stack([box, sawtooth])).astype(np.float64)
+    Xd, info = denoise(X, shape=shape)
+    # its sharp edges, which no sum of such peaks follows, stay raw (the flat
+    # top may be followed within the noise)
+    for edge in (slice(697, 704), slice(756, 763)):
+        np.testing.assert_array_equal(Xd[0, edge], X[0, edge])
+    assert 0.9 < info[0].modelled < 1.0  # the rest of the spectrum is modelled
+    np.testing.assert_array_equal(Xd[1], X[1])
+    assert info[1].modelled == 0.0 and "does not explain" in info[1].reason
+
+
+def test_nan_flat_and_peakless_spectra_are_returned_unchanged(counts):
+    X = np.stack([counts[1][0], counts[1][0], np.zeros(P), np.full(P, 7.0)])
+    X[1, 10] = np.nan
+    Xd, info = denoise(X)
+    np.testing.assert_array_equal(Xd[1:], X[1:])
+    assert info[0].modelled > 0.95
+    assert "NaN" in info[1].reason
+    assert info[2].reason and info[3].reason
+    # background and noise only: no peak shape to measure, nothing modelled
+    flat = np.random.default_rng(7).poisson(np.full((2, P), 300.0)).astype(np.float64)
+    Xd, info = denoise(flat)
+    np.testing.assert_array_equal(Xd, flat)
+    assert all("peak shape" in i.reason for i in info)
+
+
+def test_copies_of_a_denoised_spectrum_get_at_least_the_measured_noise():
+    """``noise_floor=1``: the copies of a noise-free row are as noisy as a
+    Poisson spectrum of the given gain, even with no extra noise asked."""
+    level = np.full((1, 4000), 400.0, np.float32)
+    Xa, _ = augment(level, None, 20, np.random.default_rng(0), strain=0.0, intensity=0.0,
+                    noise=0.0, background=0.0, gain=np.array([2.0]), noise_floor=1.0)
+    np.testing.assert_allclose(Xa.var(1), 2.0 * 400.0, rtol=0.1)
+    Xa, _ = augment(level, None, 2, np.random.default_rng(0), strain=0.0, intensity=0.0,
+                    noise=0.0, background=0.0, gain=np.array([2.0]))
+    assert Xa.var() == 0.0  # no floor, no extra noise: the row as it is
