@@ -295,6 +295,8 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
     ({"shift": "x"}, "shift must be a number or None"),
     ({"baseline": "yes"}, "baseline must be True or False"),
     ({"random_state": 1.5}, "random_state must be None or an int"),
+    ({"denoise_below": -1}, "denoise_below must be >= 0"),
+    ({"denoise_below": None}, "denoise_below must be an int, not None"),
 ])
 def test_every_parameter_is_checked(params, match):
     X, y = _tail_change_series(4, n_points=600)
