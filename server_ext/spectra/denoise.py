@@ -48,7 +48,7 @@ _KNOTS_PER_FWHM = 80.0  # background knot spacing, in peak widths
 _WINDOW_FWHM = 4.0  # check windows, in peak widths
 _WINDOW_P = 1e-4  # a window fails when its odd-point chi2 is this unlikely
 _MAX_FAILED = 0.25  # more failed windows than this: the raw spectrum
-_ROUNDS = 25
+_ROUNDS = 25  # matching-pursuit rounds at most (each adds every significant peak left)
 _FREE_WIDTH_Z = 25.0  # peaks this significant get their own width
 
 
@@ -106,7 +106,7 @@ def _lower_envelope(x, half):
 
 
 def _strong_peaks(x, gain):
-    """``(center, fwhm, eta, weight)`` of the strongest isolated peaks of one
+    """``(center, fwhm, eta)`` rows for the strongest isolated peaks of one
     spectrum, each fitted alone (pseudo-Voigt on a straight line)."""
     from scipy.optimize import least_squares
     from scipy.signal import find_peaks, peak_widths
@@ -117,7 +117,7 @@ def _strong_peaks(x, gain):
     smooth = np.convolve(x, np.ones(3) / 3, mode="same") - base
     peaks, props = find_peaks(smooth, prominence=_STRONG * np.median(sigma))
     if not len(peaks):
-        return np.empty((0, 4))
+        return np.empty((0, 3))
     peaks = peaks[np.argsort(-props["prominences"])][:_MAX_SHAPE_PEAKS]
     widths = peak_widths(smooth, peaks, rel_height=0.5)[0]
     out = []
@@ -145,9 +145,8 @@ def _strong_peaks(x, gain):
             continue
         chi2 = float(np.mean(fit.fun ** 2))
         if fit.success and chi2 < 3.0:  # an isolated peak of this shape, not a doublet
-            c, h, w, eta = fit.x[:4]
-            out.append((c, w, eta, h / math.sqrt(chi2)))
-    return np.array(out).reshape(-1, 4)
+            out.append((fit.x[0], fit.x[2], fit.x[3]))
+    return np.array(out).reshape(-1, 3)
 
 
 def peak_shape(X, gains=None) -> PeakShape | None:
@@ -159,7 +158,7 @@ def peak_shape(X, gains=None) -> PeakShape | None:
     # the shape is the instrument's: a few spectra, spread over the set, tell it
     usable = usable[np.linspace(0, len(usable) - 1, min(len(usable), _SHAPE_SPECTRA)).astype(int)]
     found = [_strong_peaks(X[i], gains[i]) for i in usable]
-    found = np.concatenate(found) if found else np.empty((0, 4))
+    found = np.concatenate(found) if found else np.empty((0, 3))
     if len(found) < 3:
         return None
     from scipy.optimize import least_squares
