@@ -225,10 +225,19 @@ def stream_comparison(clf, n_trains, rounds, pulses, seed, push):
     Ratios are taken within a round (the machine's load drifts between
     rounds, much less within one). Returns one dict per round: rates
     (spectra/s) and process CPU seconds per train."""
+    from server_ext.spectra import allocator
+
     blank = without_classification(clf)
     out = []
     with bridge_server(pulses, clf.n_features_in_, seed, push) as endpoint:
         raw_receive(endpoint, 3, push)  # warm-up: connections, page faults, caches
+        if not allocator.kept_bytes():  # once per process: the setting stays
+            c0 = _cpu()
+            rate = raw_receive(endpoint, n_trains, push)
+            print(f"  bare client with glibc's malloc defaults: {rate:6.0f}/s "
+                  f"({1e3 * (_cpu() - c0) / n_trains:.0f} ms CPU/train); from here on the bare "
+                  f"client and the stream alike reuse train buffers (allocator.keep_buffers)")
+            allocator.keep_buffers(pulses * clf.n_features_in_ * 4)
         for _ in range(rounds):
             c0 = _cpu()
             bare = raw_receive(endpoint, n_trains, push)

@@ -20,6 +20,7 @@ import time
 
 import numpy as np
 
+from . import allocator
 from .errors import SpectraError
 
 __all__ = ["IterableSource", "RunSource", "KaraboBridgeSource", "as_source"]
@@ -114,12 +115,18 @@ class KaraboBridgeSource:
     bridge keeps the rest (up to its own queue length); with ``PULL`` the
     sender blocks once ZeroMQ's buffers are full, with ``SUB`` the publisher
     drops -- losses the stream sees only as ``gaps``.
+
+    ``keep_buffers`` (default ``True``): trains larger than 32 MiB make this
+    process's ``malloc`` reuse their memory rather than map fresh pages per
+    train -- half or more of the receiving CPU (see :mod:`.allocator`, which
+    also says what it costs); ``False`` leaves the allocator alone.
     """
 
     live = True
 
     def __init__(self, endpoint: str, source: str | None = None, key: str = "data.intensity",
-                 timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = 5):
+                 timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = 5,
+                 keep_buffers: bool = True):
         endpoint = str(endpoint)
         if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
@@ -137,6 +144,7 @@ class KaraboBridgeSource:
                                f"forever, not {max_reconnects!r}")
         self.endpoint, self.source, self.key = endpoint, source, key
         self.timeout, self.sock, self.max_reconnects = timeout, sock, max_reconnects
+        self.keep_buffers = bool(keep_buffers)
 
     def _pick(self, data, meta):
         if self.source is not None:
@@ -202,6 +210,8 @@ class KaraboBridgeSource:
                 if arr is None:
                     stats.malformed_trains += 1
                     continue
+                if self.keep_buffers:
+                    allocator.keep_buffers(getattr(arr, "nbytes", 0))
                 yield tid, arr, received
         finally:
             context.destroy(linger=0)
