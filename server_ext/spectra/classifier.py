@@ -74,11 +74,14 @@ class _Labelled:
 class _Copies:
     """Training copies as segment features: ``features`` (n_copies,
     segments), ``labels`` (class index), ``source`` (labelled spectrum of
-    each copy; the labelled spectra themselves come first)."""
+    each copy; the labelled spectra themselves come first), ``targets``
+    (n_copies, n_classes: the training target of each copy's labelled
+    spectrum, one-hot or its estimated mixture fractions)."""
 
     features: np.ndarray
     labels: np.ndarray
     source: np.ndarray
+    targets: np.ndarray
 
 
 @dataclasses.dataclass
@@ -127,6 +130,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         towards each other by only a fraction of that difference (away from
         each other freely). ``False``: every movement up
         to ``strain``/``shift`` is nuisance for every class.
+    learn_mixtures : bool
+        A labelled spectrum that is a mixture of two classes (at a phase
+        transition, where they coexist) trains with its estimated fractions
+        as targets instead of its label alone, its class keeping at least
+        half (see :mod:`.mixtures`). ``False``: every labelled spectrum
+        is trained as wholly its class.
     intensity : float
         Half-range of the relative intensity scale of the copies.
     noise : float
@@ -170,6 +179,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         class they got all of it).
     position_pairs_ : the position-separated class pairs found in ``fit``
         (see :class:`.nuisance.PositionTolerance`; not saved).
+    label_targets_ : (n_used, n_classes) training target of each labelled
+        spectrum used (after ``max_train_per_class``): one-hot, or the
+        estimated fractions of a mixture (not saved).
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -177,7 +189,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin=16, bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, intensity=0.3, noise=1.0, background=0.1, mixup=0.5,
+                 learn_position=True, learn_mixtures=True, intensity=0.3, noise=1.0, background=0.1, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
                  verbose=0, max_train_per_class=256):
         self.n_bins = n_bins
@@ -193,6 +205,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.strain = strain
         self.shift = shift
         self.learn_position = learn_position
+        self.learn_mixtures = learn_mixtures
         self.intensity = intensity
         self.noise = noise
         self.background = background
@@ -215,7 +228,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             check_number(self, name, numbers.Integral, lo, None, optional)
         for name, lo, hi, optional in REAL_PARAMS:
             check_number(self, name, numbers.Real, lo, hi, optional)
-        for name in ("baseline", "learn_position"):
+        for name in ("baseline", "learn_position", "learn_mixtures"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SpectraError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.random_state is not None and (
@@ -248,7 +261,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         tolerance = self._position_tolerance(data, prep)
-        copies = self._perturbed_copies(data, tolerance, prep, rng)
+        targets = self._label_targets(data, prep)
+        copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng)
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
         if progress is not None:
@@ -263,9 +277,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 hidden_units=int(self.hidden_units), epochs=int(self.epochs),
                 learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
                 mixup_fraction=float(self.mixup), seeded=self.random_state is not None,
-                rng=rng, verbose=self.verbose, progress=progress)
+                rng=rng, verbose=self.verbose, progress=progress, targets=copies.targets)
             models = bin_models(*(a[trained.kept] for a in trained.networks))
         self._set_fitted(data, prep, tolerance, screening, segments, trained, models)
+        self.label_targets_ = targets
         return self
 
     def _labelled(self, X, y, axis, prep) -> _Labelled:
@@ -317,7 +332,21 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                   prep.width * self.segments_per_bin, float(self.strain),
                                   self._shift_points(prep))
 
-    def _perturbed_copies(self, data: _Labelled, tolerance, prep, rng) -> _Copies:
+    def _label_targets(self, data: _Labelled, prep) -> np.ndarray:
+        """Per labelled spectrum, its training target: one-hot, or its
+        estimated fractions where it is a mixture of two classes."""
+        if not self.learn_mixtures:
+            return np.eye(len(data.classes))[data.y]
+        from .mixtures import mixture_targets
+        from .nuisance import profiles
+
+        # not normalised: a neighbour's weight is then how much of its
+        # phases the spectrum holds, whatever each phase's scattering power
+        prof, _ = profiles(data.X, max(3, int(prep.width * self.segments_per_bin)),
+                           unit_sum=False)
+        return mixture_targets(prof, data.y, len(data.classes))
+
+    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng) -> _Copies:
         """The labelled spectra and their perturbed copies, as segment features."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
@@ -330,7 +359,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     background=self.background)
         source = np.concatenate([np.arange(n), source])
         features = prep.transform(np.concatenate([X, perturbed]))
-        return _Copies(features, data.y[source], source)
+        return _Copies(features, data.y[source], source, targets[source])
 
     def _screen_bins(self, copies: _Copies, splits, prep, n_classes) -> _Screening:
         """Score every candidate bin on held-out copies; choose the best

@@ -45,7 +45,7 @@ import numpy as np
 
 from .augment import increasing_axis, noise_gain
 
-__all__ = ["PositionTolerance", "position_tolerance"]
+__all__ = ["PositionTolerance", "position_tolerance", "profiles"]
 
 #: copies of position-separated classes move by at most this fraction of
 #: the displacement between the classes
@@ -93,10 +93,11 @@ class PositionTolerance:
         return cls(np.ones(n_classes), np.ones(n_classes), [])
 
 
-def _profiles(X, width):
+def profiles(X, width, unit_sum=True):
     """Baseline-free, smoothed, unit-sum profiles and their noise variance
     per point (Poisson-like noise, gain measured per spectrum; used for a
-    class of a single spectrum)."""
+    class of a single spectrum). ``unit_sum=False``: the profiles keep
+    their intensity (the variance is then meaningless)."""
     from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
 
     X = np.asarray(X, np.float64)
@@ -104,7 +105,7 @@ def _profiles(X, width):
     Xs = gaussian_filter1d(X, _SMOOTH, axis=1)
     base = uniform_filter1d(minimum_filter1d(Xs, width, axis=1), width, axis=1)
     Y = np.maximum(Xs - base, 0.0)
-    total = np.maximum(Y.sum(1, keepdims=True), 1e-12)
+    total = np.maximum(Y.sum(1, keepdims=True), 1e-12) if unit_sum else 1.0
     var = gain[:, None] * np.maximum(Xs, 0.0) / (_CORRELATION * total * total)
     return Y / total, var
 
@@ -189,7 +190,7 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
     strain_axis = pos / step  # points moved per unit strain about the axis origin
     reach = strain * np.abs(strain_axis) + shift
     max_shift = min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p)
-    prof, var = _profiles(X, max(3, int(width)))
+    prof, var = profiles(X, max(3, int(width)))
     n_windows = int(np.clip(round(3 * p / max(width, 1)), 4, 200))
     edges = np.linspace(0, p, n_windows + 1).round().astype(np.intp)
     # per-point medians: members near a transition hold some of the next

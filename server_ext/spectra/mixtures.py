@@ -1,0 +1,84 @@
+"""Labelled spectra that are mixtures of two classes, and their training targets.
+
+Near a phase transition the phases coexist, and a labelled curve there is
+a mixture: a curve labelled B may hold 45 % of A (the label names the
+majority). Trained with a hard label -- it and its dozens of perturbed
+copies all saying "B" -- it teaches every bin that such mixtures are B,
+and the test spectra just before it, 60 % A, are called B with confidence.
+Mixup teaches the networks that mixtures lie in between; a hard-labelled
+mixture contradicts it exactly where the decision is made.
+
+So each labelled spectrum is explained as a non-negative combination of
+its nearest other members of its own class (which covers its drift along
+the series: thermal expansion, beam) and, in turn, of each other class's
+nearest members. The other class's share of that combination is its
+estimated fraction, believed in proportion to how much of what the own
+class leaves unexplained the mixture explains: a pure spectrum at the end
+of a drift is explained by its own neighbours, a coexistence spectrum only
+by both classes. The spectrum then trains with the estimated fractions as
+its target, the label's class keeping at least half (the label says it is
+the majority).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["mixture_targets"]
+
+#: nearest members per class that a labelled spectrum is explained by
+NEIGHBOURS = 2
+
+
+def _nnls_fit(basis, target):
+    """Non-negative weights of ``basis`` (m, points) fitting ``target``, and
+    the residual energy."""
+    from scipy.optimize import nnls
+
+    w, r = nnls(basis.T, target)
+    return w, r * r
+
+
+def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> np.ndarray:
+    """Training targets (n, n_classes) of labelled spectra: one-hot, or the
+    estimated fractions for a mixture of two classes (see the module doc).
+
+    ``profiles``: baseline-free profiles of the labelled spectra, not
+    normalised (as from :func:`.nuisance.profiles` with ``unit_sum=False``:
+    the weight of a neighbour is then how much of its phases the spectrum
+    holds, so fractions are of phase, not of scattered intensity -- phases
+    scatter unequally); ``y_idx``: class index of each.
+    """
+    n = len(profiles)
+    targets = np.eye(n_classes)[y_idx]
+    sq = (profiles * profiles).sum(1)
+    dist = sq[:, None] + sq[None, :] - 2.0 * profiles @ profiles.T
+    np.fill_diagonal(dist, np.inf)
+    members = [np.flatnonzero(y_idx == c) for c in range(n_classes)]
+    for i in range(n):
+        c = y_idx[i]
+
+        def nearest(k):
+            m = members[k][members[k] != i]
+            return m[np.argsort(dist[i, m], kind="stable")[:NEIGHBOURS]]
+
+        own = nearest(c)
+        if not len(own):  # a class of one spectrum: nothing to compare with
+            continue
+        _, r_own = _nnls_fit(profiles[own], profiles[i])
+        if r_own <= 0.0:
+            continue
+        best = (r_own, 0.0, c)
+        for d in range(n_classes):
+            other = nearest(d) if d != c else ()
+            if not len(other):
+                continue
+            w, r_mix = _nnls_fit(profiles[np.concatenate([own, other])], profiles[i])
+            if r_mix < best[0] and w.sum() > 0:
+                best = (r_mix, w[len(own):].sum() / w.sum(), d)
+        r_mix, fraction, d = best
+        # believed as far as the mixture explains what the own class leaves
+        share = min(fraction * (1.0 - r_mix / r_own), 0.5)
+        if d != c and share > 0:
+            targets[i, c], targets[i, d] = 1.0 - share, share
+    return targets
