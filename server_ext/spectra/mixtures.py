@@ -51,28 +51,30 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> 
     """
     n = len(profiles)
     targets = np.eye(n_classes)[y_idx]
-    sq = (profiles * profiles).sum(1)
-    dist = sq[:, None] + sq[None, :] - 2.0 * profiles @ profiles.T
-    np.fill_diagonal(dist, np.inf)
+    norm = np.maximum(np.linalg.norm(profiles, axis=1), 1e-300)
+    unit = profiles / norm[:, None]
+    cosine = unit @ unit.T
+    np.fill_diagonal(cosine, -np.inf)
     members = [np.flatnonzero(y_idx == c) for c in range(n_classes)]
     for i in range(n):
         c = y_idx[i]
-
-        def nearest(k):
-            m = members[k][members[k] != i]
-            return m[np.argsort(dist[i, m], kind="stable")[:NEIGHBOURS]]
-
-        own = nearest(c)
+        # its own class's closest in shape (whatever the intensity): the
+        # members next to it along a drift
+        own = members[c][np.argsort(-cosine[i, members[c]], kind="stable")[:NEIGHBOURS]]
+        own = own[own != i]
         if not len(own):  # a class of one spectrum: nothing to compare with
             continue
-        _, r_own = _nnls_fit(profiles[own], profiles[i])
+        w, r_own = _nnls_fit(profiles[own], profiles[i])
         if r_own <= 0.0:
             continue
+        left = profiles[i] - w @ profiles[own]
         best = (r_own, 0.0, c)
         for d in range(n_classes):
-            other = nearest(d) if d != c else ()
-            if not len(other):
+            if d == c or not len(members[d]):
                 continue
+            # the other class's members that best explain what is left
+            gain = np.maximum(unit[members[d]] @ left, 0.0)
+            other = members[d][np.argsort(-gain, kind="stable")[:NEIGHBOURS]]
             w, r_mix = _nnls_fit(profiles[np.concatenate([own, other])], profiles[i])
             if r_mix < best[0] and w.sum() > 0:
                 best = (r_mix, w[len(own):].sum() / w.sum(), d)
