@@ -172,6 +172,24 @@ def _refined_residual(a, b, edges, model_shift):
     return out
 
 
+def _smooth_level(difference, width):
+    """The smooth level of a difference of profiles: its running median
+    over a bin (peaks, weak ones too, are narrower and do not move it)."""
+    from scipy.ndimage import median_filter
+
+    return median_filter(difference, size=max(3, int(width)), mode="nearest")
+
+
+def _level_and_scale(a, moved, width):
+    """The smooth level by which ``a`` exceeds ``moved`` and the one scale
+    of ``moved`` that best matches ``a`` less that level."""
+    scale = 1.0
+    for _ in range(2):
+        level = _smooth_level(a - scale * moved, width)
+        scale = float(np.dot(a - level, moved) / max(np.dot(moved, moved), 1e-300))
+    return level, scale
+
+
 def _weighted_median(values, weights):
     order = np.argsort(values)
     c = np.cumsum(weights[order])
@@ -215,7 +233,12 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
                         np.maximum(SIGMAS * sigma, MODEL_ERROR * energy))
 
             floor, threshold = floor_and_threshold(edges)
-            r0 = _window_sums((a - b) ** 2, edges) - floor
+            # a smooth level between the profiles (the baseline's residue
+            # follows the background's counts, which drift along a series)
+            # marks no window as one where the classes differ: else the
+            # field is fitted to the best translations of flat stretches
+            level = _smooth_level(a - b, width)
+            r0 = _window_sums((a - b - level) ** 2, edges) - floor
             signal = r0 > threshold
             info = {"classes": (c, d), "separated_by": "nothing", "between": 0.0,
                     "within": 0.0}
@@ -230,7 +253,14 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
             f_edges = np.linspace(0, p, 2 * n_windows + 1).round().astype(np.intp)
             f_centre = (0.5 * (f_edges[:-1] + f_edges[1:])).astype(np.intp)
             f_floor, f_threshold = floor_and_threshold(f_edges)
-            res = _refined_residual(a, b, f_edges, field[f_centre])
+            # a smooth level left between the profiles (the baseline's
+            # residue follows the background's counts, which drift along a
+            # series) and an overall scale (the unit sum includes that
+            # residue) are no pattern: the bin networks remove a baseline
+            # and normalise too
+            idx = np.arange(p, dtype=np.float64)
+            level, scale = _level_and_scale(a, np.interp(idx - field, idx, b), width)
+            res = _refined_residual(a - level, scale * b, f_edges, field[f_centre])
             # a window where neither profile has signal or noise (zero
             # background, a detector gap) has no threshold: empty if nothing
             # is left there, else a difference beyond any threshold
