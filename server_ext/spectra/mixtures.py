@@ -28,6 +28,10 @@ __all__ = ["mixture_targets"]
 
 #: nearest members per class that a labelled spectrum is explained by
 NEIGHBOURS = 2
+#: a smaller share of another class is left out: what drift and noise give
+#: pure spectra (at most 0.01 on the extreme curves of the powder series,
+#: 0.03 along their drift) -- it would only blur the targets
+MIN_SHARE = 0.05
 
 
 def _nnls_fit(basis, target):
@@ -81,6 +85,6 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> 
         r_mix, fraction, d = best
         # believed as far as the mixture explains what the own class leaves
         share = min(fraction * (1.0 - r_mix / r_own), 0.5)
-        if d != c and share > 0:
+        if d != c and share >= MIN_SHARE:
             targets[i, c], targets[i, d] = 1.0 - share, share
     return targets
