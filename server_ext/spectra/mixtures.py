@@ -34,13 +34,19 @@ NEIGHBOURS = 2
 MIN_SHARE = 0.05
 
 
-def _nnls_fit(basis, target):
-    """Non-negative weights of ``basis`` (m, points) fitting ``target``, and
-    the residual energy."""
+def _nnls_fit(gram, i, basis):
+    """Non-negative weights of the profiles ``basis`` fitting profile ``i``,
+    and the residual energy, from the Gram matrix of the profiles (a fit
+    of a few columns costs microseconds, whatever the number of points)."""
+    from scipy.linalg import cholesky, solve_triangular
     from scipy.optimize import nnls
 
-    w, r = nnls(basis.T, target)
-    return w, r * r
+    G = gram[np.ix_(basis, basis)]
+    G = G + np.eye(len(basis)) * (1e-12 * np.trace(G) / len(basis) + 1e-300)
+    L = cholesky(G, lower=True)
+    z = solve_triangular(L, gram[basis, i], lower=True)
+    w, r = nnls(L.T, z)
+    return w, max(gram[i, i] - z @ z + r * r, 0.0)
 
 
 def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> np.ndarray:
@@ -55,9 +61,9 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> 
     """
     n = len(profiles)
     targets = np.eye(n_classes)[y_idx]
-    norm = np.maximum(np.linalg.norm(profiles, axis=1), 1e-300)
-    unit = profiles / norm[:, None]
-    cosine = unit @ unit.T
+    gram = profiles @ profiles.T
+    norm = np.sqrt(np.maximum(np.diag(gram), 1e-300))
+    cosine = gram / norm[:, None] / norm[None, :]
     np.fill_diagonal(cosine, -np.inf)
     members = [np.flatnonzero(y_idx == c) for c in range(n_classes)]
     for i in range(n):
@@ -68,20 +74,20 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> 
         own = own[own != i]
         if not len(own):  # a class of one spectrum: nothing to compare with
             continue
-        w, r_own = _nnls_fit(profiles[own], profiles[i])
+        w, r_own = _nnls_fit(gram, i, own)
         if r_own <= 0.0:
             continue
-        left = profiles[i] - w @ profiles[own]
         best = (r_own, 0.0, c)
         for d in range(n_classes):
             if d == c or not len(members[d]):
                 continue
             # the other class's members that best explain what is left
-            gain = np.maximum(unit[members[d]] @ left, 0.0)
-            other = members[d][np.argsort(-gain, kind="stable")[:NEIGHBOURS]]
-            w, r_mix = _nnls_fit(profiles[np.concatenate([own, other])], profiles[i])
-            if r_mix < best[0] and w.sum() > 0:
-                best = (r_mix, w[len(own):].sum() / w.sum(), d)
+            m = members[d]
+            gain = np.maximum((gram[m, i] - gram[np.ix_(m, own)] @ w) / norm[m], 0.0)
+            other = m[np.argsort(-gain, kind="stable")[:NEIGHBOURS]]
+            w_mix, r_mix = _nnls_fit(gram, i, np.concatenate([own, other]))
+            if r_mix < best[0] and w_mix.sum() > 0:
+                best = (r_mix, w_mix[len(own):].sum() / w_mix.sum(), d)
         r_mix, fraction, d = best
         # believed as far as the mixture explains what the own class leaves
         share = min(fraction * (1.0 - r_mix / r_own), 0.5)
