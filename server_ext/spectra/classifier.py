@@ -77,11 +77,14 @@ class _Labelled:
 class _Copies:
     """Training copies as segment features: ``features`` (n_copies,
     segments), ``labels`` (class index), ``source`` (labelled spectrum of
-    each copy; the labelled spectra themselves come first)."""
+    each copy; the labelled spectra themselves come first), ``targets``
+    (n_copies, n_classes: the training target of each copy's labelled
+    spectrum, one-hot or its estimated mixture fractions)."""
 
     features: np.ndarray
     labels: np.ndarray
     source: np.ndarray
+    targets: np.ndarray
 
 
 @dataclasses.dataclass
@@ -130,6 +133,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         towards each other by only a fraction of that difference (away from
         each other freely). ``False``: every movement up
         to ``strain``/``shift`` is nuisance for every class.
+    learn_mixtures : bool
+        A labelled spectrum that is a mixture of two classes (at a phase
+        transition, where they coexist) trains with its estimated fractions
+        as targets instead of its label alone, its class keeping at least
+        half (see :mod:`.mixtures`). ``False``: every labelled spectrum
+        is trained as wholly its class.
     intensity : float
         Half-range of the relative intensity scale of the copies.
     noise : float
@@ -181,6 +190,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         class they got all of it).
     position_pairs_ : the position-separated class pairs found in ``fit``
         (see :class:`.nuisance.PositionTolerance`; not saved).
+    label_targets_ : (n_used, n_classes) training target of each labelled
+        spectrum used (after ``max_train_per_class``): one-hot, or the
+        estimated fractions of a mixture (not saved).
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -188,8 +200,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin=16, bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, intensity=0.3, noise=1.0, background=0.1,
-                 denoise_below=8, mixup=0.5,
+                 learn_position=True, learn_mixtures=True, intensity=0.3, noise=1.0,
+                 background=0.1, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
                  verbose=0, max_train_per_class=256):
         self.n_bins = n_bins
@@ -205,6 +217,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.strain = strain
         self.shift = shift
         self.learn_position = learn_position
+        self.learn_mixtures = learn_mixtures
         self.intensity = intensity
         self.noise = noise
         self.background = background
@@ -228,7 +241,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             check_number(self, name, numbers.Integral, lo, None, optional)
         for name, lo, hi, optional in REAL_PARAMS:
             check_number(self, name, numbers.Real, lo, hi, optional)
-        for name in ("baseline", "learn_position"):
+        for name in ("baseline", "learn_position", "learn_mixtures"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SpectraError(f"{name} must be True or False, not {getattr(self, name)!r}")
         if self.random_state is not None and (
@@ -261,7 +274,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         tolerance = self._position_tolerance(data, prep)
-        copies = self._perturbed_copies(data, tolerance, prep, rng)
+        targets = self._label_targets(data, prep)
+        copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng)
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
         if progress is not None:
@@ -276,9 +290,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 hidden_units=int(self.hidden_units), epochs=int(self.epochs),
                 learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
                 mixup_fraction=float(self.mixup), seeded=self.random_state is not None,
-                rng=rng, verbose=self.verbose, progress=progress)
+                rng=rng, verbose=self.verbose, progress=progress, targets=copies.targets)
             models = bin_models(*(a[trained.kept] for a in trained.networks))
         self._set_fitted(data, prep, tolerance, screening, segments, trained, models)
+        self.label_targets_ = targets
         return self
 
     def _labelled(self, X, y, axis, prep) -> _Labelled:
@@ -330,7 +345,21 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                   prep.width * self.segments_per_bin, float(self.strain),
                                   self._shift_points(prep))
 
-    def _perturbed_copies(self, data: _Labelled, tolerance, prep, rng) -> _Copies:
+    def _label_targets(self, data: _Labelled, prep) -> np.ndarray:
+        """Per labelled spectrum, its training target: one-hot, or its
+        estimated fractions where it is a mixture of two classes."""
+        if not self.learn_mixtures:
+            return np.eye(len(data.classes))[data.y]
+        from .mixtures import mixture_targets
+        from .nuisance import profiles
+
+        # not normalised: a neighbour's weight is then how much of its
+        # phases the spectrum holds, whatever each phase's scattering power
+        prof, _ = profiles(data.X, max(3, int(prep.width * self.segments_per_bin)),
+                           unit_sum=False)
+        return mixture_targets(prof, data.y, len(data.classes))
+
+    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng) -> _Copies:
         """The labelled spectra and their perturbed copies, as segment features."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
@@ -344,7 +373,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     background=self.background, gain=gains, noise_floor=floor)
         source = np.concatenate([np.arange(n), source])
         features = prep.transform(np.concatenate([X, perturbed]))
-        return _Copies(features, data.y[source], source)
+        return _Copies(features, data.y[source], source, targets[source])
 
     def _denoised(self, X, y):
         """The spectra the copies are made from, their noise gains and the

@@ -45,7 +45,7 @@ import numpy as np
 
 from .augment import increasing_axis, noise_gain
 
-__all__ = ["PositionTolerance", "position_tolerance"]
+__all__ = ["PositionTolerance", "position_tolerance", "profiles"]
 
 #: copies of position-separated classes move by at most this fraction of
 #: the displacement between the classes
@@ -93,10 +93,11 @@ class PositionTolerance:
         return cls(np.ones(n_classes), np.ones(n_classes), [])
 
 
-def _profiles(X, width):
+def profiles(X, width, unit_sum=True):
     """Baseline-free, smoothed, unit-sum profiles and their noise variance
     per point (Poisson-like noise, gain measured per spectrum; used for a
-    class of a single spectrum)."""
+    class of a single spectrum). ``unit_sum=False``: the profiles keep
+    their intensity (the variance is then meaningless)."""
     from scipy.ndimage import gaussian_filter1d, minimum_filter1d, uniform_filter1d
 
     X = np.asarray(X, np.float64)
@@ -104,7 +105,7 @@ def _profiles(X, width):
     Xs = gaussian_filter1d(X, _SMOOTH, axis=1)
     base = uniform_filter1d(minimum_filter1d(Xs, width, axis=1), width, axis=1)
     Y = np.maximum(Xs - base, 0.0)
-    total = np.maximum(Y.sum(1, keepdims=True), 1e-12)
+    total = np.maximum(Y.sum(1, keepdims=True), 1e-12) if unit_sum else 1.0
     var = gain[:, None] * np.maximum(Xs, 0.0) / (_CORRELATION * total * total)
     return Y / total, var
 
@@ -171,6 +172,24 @@ def _refined_residual(a, b, edges, model_shift):
     return out
 
 
+def _smooth_level(difference, width):
+    """The smooth level of a difference of profiles: its running median
+    over a bin (peaks, weak ones too, are narrower and do not move it)."""
+    from scipy.ndimage import median_filter
+
+    return median_filter(difference, size=max(3, int(width)), mode="nearest")
+
+
+def _level_and_scale(a, moved, width):
+    """The smooth level by which ``a`` exceeds ``moved`` and the one scale
+    of ``moved`` that best matches ``a`` less that level."""
+    scale = 1.0
+    for _ in range(2):
+        level = _smooth_level(a - scale * moved, width)
+        scale = float(np.dot(a - level, moved) / max(np.dot(moved, moved), 1e-300))
+    return level, scale
+
+
 def _weighted_median(values, weights):
     order = np.argsort(values)
     c = np.cumsum(weights[order])
@@ -189,7 +208,7 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
     strain_axis = pos / step  # points moved per unit strain about the axis origin
     reach = strain * np.abs(strain_axis) + shift
     max_shift = min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p)
-    prof, var = _profiles(X, max(3, int(width)))
+    prof, var = profiles(X, max(3, int(width)))
     n_windows = int(np.clip(round(3 * p / max(width, 1)), 4, 200))
     edges = np.linspace(0, p, n_windows + 1).round().astype(np.intp)
     # per-point medians: members near a transition hold some of the next
@@ -214,7 +233,12 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
                         np.maximum(SIGMAS * sigma, MODEL_ERROR * energy))
 
             floor, threshold = floor_and_threshold(edges)
-            r0 = _window_sums((a - b) ** 2, edges) - floor
+            # a smooth level between the profiles (the baseline's residue
+            # follows the background's counts, which drift along a series)
+            # marks no window as one where the classes differ: else the
+            # field is fitted to the best translations of flat stretches
+            level = _smooth_level(a - b, width)
+            r0 = _window_sums((a - b - level) ** 2, edges) - floor
             signal = r0 > threshold
             info = {"classes": (c, d), "separated_by": "nothing", "between": 0.0,
                     "within": 0.0}
@@ -229,7 +253,14 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
             f_edges = np.linspace(0, p, 2 * n_windows + 1).round().astype(np.intp)
             f_centre = (0.5 * (f_edges[:-1] + f_edges[1:])).astype(np.intp)
             f_floor, f_threshold = floor_and_threshold(f_edges)
-            res = _refined_residual(a, b, f_edges, field[f_centre])
+            # a smooth level left between the profiles (the baseline's
+            # residue follows the background's counts, which drift along a
+            # series) and an overall scale (the unit sum includes that
+            # residue) are no pattern: the bin networks remove a baseline
+            # and normalise too
+            idx = np.arange(p, dtype=np.float64)
+            level, scale = _level_and_scale(a, np.interp(idx - field, idx, b), width)
+            res = _refined_residual(a - level, scale * b, f_edges, field[f_centre])
             # a window where neither profile has signal or noise (zero
             # background, a detector gap) has no threshold: empty if nothing
             # is left there, else a difference beyond any threshold

@@ -80,20 +80,26 @@ def _with_mixtures(features, targets, masks, n_mix, rng):
 
 def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epochs,
                        learning_rate, batch_size, mixup_fraction, seeded, rng,
-                       verbose=0, progress: ProgressHook = None) -> TrainedBins:
+                       verbose=0, progress: ProgressHook = None,
+                       targets=None) -> TrainedBins:
     """Train the bin networks once per fold and once on all copies, side by
     side; score each bin on its held-out copies; fit the vote on held-out
     copies and held-out mixtures.
 
     ``features``: (n_copies, bins, segments_per_bin); ``labels``: class
     index per copy; ``splits``: from :func:`held_out_splits`; ``seeded``:
-    network initialisation and batches drawn from ``rng`` (reproducible).
+    network initialisation and batches drawn from ``rng`` (reproducible);
+    ``targets``: optional (n_copies, n_classes) training and calibration
+    targets (the estimated fractions of copies of a labelled mixture, see
+    :mod:`.mixtures`; default one-hot ``labels``). Held-out accuracy is
+    always measured against ``labels``.
     """
     from .fused import bin_proba, fit_vote
     from .networks import fold_standardisation, train_stacked
 
     n, n_bins = features.shape[:2]
-    onehot = np.eye(n_classes, dtype=np.float32)[labels]
+    onehot = (np.eye(n_classes, dtype=np.float32)[labels] if targets is None
+              else np.asarray(targets, np.float32))
     groups = np.stack([train for train, _ in splits] + [np.ones(n, bool)], axis=1)
     inputs, targets, masks = _with_mixtures(features, onehot, groups, int(mixup_fraction * n), rng)
     seed = int(rng.integers(2**31 - 1)) if seeded else None
@@ -115,15 +121,17 @@ def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epo
         return P.transpose(1, 0, 2)
 
     # held-out predictions: pure copies, and mixtures of held-out copies
-    pure, pure_labels, mixed, mixed_targets = [], [], [], []
+    pure, pure_labels, pure_targets, mixed, mixed_targets = [], [], [], [], []
     for g, (_, test) in enumerate(splits):
         pure.append(proba(features[test], g))
         pure_labels.append(labels[test])
+        pure_targets.append(onehot[test])
         x_mix, t_mix, _ = mixup(features[test], onehot[test], int(test.sum()), rng)
         if len(x_mix):
             mixed.append(proba(x_mix, g))
             mixed_targets.append(t_mix)
     pure, pure_labels = np.concatenate(pure), np.concatenate(pure_labels)
+    pure_targets = np.concatenate(pure_targets)
     accuracy = (pure.argmax(2) == pure_labels[:, None]).mean(0)
     published = vote_weight(accuracy, n_classes)
     kept = published > 0
@@ -131,7 +139,7 @@ def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epo
         kept[np.argmax(accuracy)] = True
         published = np.maximum(published, 1e-3)
     calibration = np.concatenate([pure] + mixed)[:, kept].transpose(1, 0, 2)
-    calibration_targets = np.concatenate([np.eye(n_classes)[pure_labels]] + mixed_targets)
+    calibration_targets = np.concatenate([pure_targets] + mixed_targets)
     u = fit_vote(calibration, calibration_targets, published[kept])
     weights = np.zeros(n_bins)
     weights[kept] = u / u.max()

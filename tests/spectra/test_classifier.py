@@ -285,6 +285,7 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
     ({"n_bins": "15"}, r"n_bins must be an int, not '15'"),
     ({"segments_per_bin": 2.5}, "segments_per_bin must be an int"),
     ({"learn_position": 1}, "learn_position must be True or False"),
+    ({"learn_mixtures": "no"}, "learn_mixtures must be True or False"),
     ({"epochs": -1}, "epochs must be >= 1"),
     ({"learning_rate": 0}, "learning_rate must be >= "),
     ({"max_overlap": 1.5}, "max_overlap must be between 0.0 and 1.0"),
@@ -499,6 +500,7 @@ def test_model_format_versions(fitted, tmp_path):
     config["version"] = 2
     config["params"]["n_features"] = config["params"].pop("segments_per_bin")
     del config["params"]["learn_position"]
+    del config["params"]["learn_mixtures"]  # neither existed then: defaults
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
     assert old.segments_per_bin == clf.segments_per_bin

@@ -38,3 +38,22 @@ def test_position_pair_copies_are_held_back_only_towards_each_other():
     assert t.upper[2] == 1.0 and t.lower[2] < 0.5  # A': not down towards A
     assert t.lower[1] == t.upper[1] == 1.0
     np.testing.assert_array_equal(t.scale, np.minimum(t.lower, t.upper))
+
+
+def test_a_higher_background_in_one_class_is_no_pattern():
+    """A and A' (a 1 % larger cell) where A' was recorded over a higher
+    background (more counts, so the baseline removal leaves a higher level
+    and the unit sum divides by more): a smooth level and an overall scale
+    are no pattern, the pair is still separated by position. (It was
+    called "pattern": the level marked flat stretches as differences, and
+    the left-over after moving was the level.)"""
+    s = make_powder_series("shift", n_spectra=180, n_points=2010, random_state=3)
+    keep = np.flatnonzero(s.y != 1)[::4]
+    X, y = s.X[keep].astype(np.float64), (s.y[keep] == 2).astype(int)
+    rng = np.random.default_rng(0)
+    for extra in (1.0, 2.0):  # times the median count
+        Xb = X.copy()
+        Xb[y == 1] += rng.poisson(extra * np.median(X), Xb[y == 1].shape)
+        t = position_tolerance(Xb, y, 2, s.axis, 134, 0.015, 134 / 32)
+        assert t.pairs[0]["separated_by"] == "position", (extra, t.pairs[0])
+        assert t.pairs[0]["unexplained"] < 1.0
