@@ -471,6 +471,16 @@ class SpectraClassifierApp(W.VBox):
         level = "error" if state == "failed" else "success"
         self.stream_status.show(f"stream {state}" + (f": {stream['error']}" if stream.get("error") else ""), level)
 
+    def wait_stream(self, timeout: float = 600) -> dict | None:
+        """Block until the followed stream has ended and its last trains are
+        drawn (scripts and tests): its poller and its WebSocket reader, which
+        redraws once more when the stream's messages end."""
+        deadline = time.monotonic() + timeout
+        for thread in (self.stream_follower and self.stream_follower.thread, self._ws_thread):
+            if thread is not None:
+                thread.join(max(0.0, deadline - time.monotonic()))
+        return self.stream
+
     def wait_training(self, timeout: float = 600) -> dict | None:
         """Block until the followed training ends (scripts and tests)."""
         if self.follower:

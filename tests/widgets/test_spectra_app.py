@@ -76,6 +76,9 @@ def test_stream_plots_trains_and_counts_until_stopped(trained):
     assert app.stream_trains == sorted(app.stream_trains)
     app.stop_stream()
     until(lambda: not app.start_button.disabled, 120, "the stream to end")
+    # the WebSocket reader redraws once more when the messages end: a figure
+    # read before that may be half redrawn
+    app.wait_stream(120)
     assert app.stream["state"] in ("stopped", "finished"), app.stream
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
