@@ -20,6 +20,7 @@ stream. Elsewhere than glibc nothing is changed.
 from __future__ import annotations
 
 import ctypes
+import functools
 import logging
 import platform
 import threading
@@ -36,8 +37,10 @@ _LARGEST = 1 << 30  # beyond this a train is not worth keeping resident
 
 _lock = threading.Lock()
 _kept = 0
+_refused_from = _LARGEST + 1  # trains this large are not asked for again (0: not glibc)
 
 
+@functools.lru_cache(maxsize=1)
 def _mallopt():
     if platform.libc_ver()[0] != "glibc":
         return None
@@ -54,10 +57,10 @@ def keep_buffers(nbytes: int) -> bool:
     glibc reaches by itself or one already set, ``False`` where glibc is
     absent, refuses, or ``nbytes`` is above 1 GiB. Cheap when nothing
     changes: call it per train."""
-    global _kept
+    global _kept, _refused_from
     if nbytes <= max(_kept, _GLIBC_ADAPTS_UP_TO):
         return True
-    if nbytes > _LARGEST:
+    if nbytes >= _refused_from:
         return False
     with _lock:
         if nbytes <= _kept:
@@ -67,6 +70,7 @@ def keep_buffers(nbytes: int) -> bool:
         size = 1 << (int(nbytes) + _HEADROOM).bit_length()
         if mallopt is None or not (mallopt(_M_MMAP_THRESHOLD, size) and mallopt(_M_TOP_PAD, size)):
             log.debug("cannot keep %d-byte receive buffers: not glibc, or it refused", nbytes)
+            _refused_from = 0 if mallopt is None else min(_refused_from, int(nbytes))
             return False
         _kept = size - _HEADROOM
         log.debug("receive buffers up to %d bytes are now reused", _kept)

@@ -60,3 +60,14 @@ def test_large_trains_reuse_their_memory(bridge):
 def test_keep_buffers_limits():
     assert allocator.keep_buffers(1 << 20)  # below glibc's own threshold: nothing to do
     assert not allocator.keep_buffers(2 << 30)  # too large to keep resident
+
+
+def test_without_glibc_nothing_changes_and_it_is_asked_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(allocator, "_mallopt", lambda: calls.append(1))  # returns None: no glibc
+    monkeypatch.setattr(allocator, "_kept", 0)
+    monkeypatch.setattr(allocator, "_refused_from", allocator._LARGEST + 1)
+    for _ in range(3):  # one train after another
+        assert not allocator.keep_buffers(40 << 20)
+    assert allocator.kept_bytes() == 0 and len(calls) == 1
+    assert allocator.keep_buffers(1 << 20)
