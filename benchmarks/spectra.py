@@ -237,7 +237,7 @@ def stream_comparison(clf, n_trains, rounds, pulses, seed, push):
             print(f"  bare client with glibc's malloc defaults: {rate:6.0f}/s "
                   f"({1e3 * (_cpu() - c0) / n_trains:.0f} ms CPU/train); from here on the bare "
                   f"client and the stream alike reuse train buffers (allocator.keep_buffers)")
-            allocator.keep_buffers(pulses * clf.n_features_in_ * 4)
+            allocator.keep_buffers(pulses * clf.n_features_in_ * np.float32().itemsize)
         for _ in range(rounds):
             c0 = _cpu()
             bare = raw_receive(endpoint, n_trains, push)

@@ -94,11 +94,13 @@ def _variance(level, gain):
     return gain * np.maximum(level, floor)
 
 
-def _lower_envelope(x, half):
+def _lower_envelope(x, half=None):
     """A smooth curve under the peaks: repeated clipping to a running mean
-    (peaks narrower than ``half`` points are cut away)."""
+    (peaks narrower than ``half`` points, default 1 % of the spectrum, are
+    cut away)."""
     from scipy.ndimage import uniform_filter1d
 
+    half = max(len(x) // 100, 5) if half is None else half
     b = x.astype(np.float64)
     for _ in range(12):
         b = np.minimum(b, uniform_filter1d(b, 2 * half + 1, mode="nearest"))
@@ -112,7 +114,7 @@ def _strong_peaks(x, gain):
     from scipy.signal import find_peaks, peak_widths
 
     p = len(x)
-    base = _lower_envelope(x, max(p // 100, 5))
+    base = _lower_envelope(x)
     sigma = np.sqrt(_variance(np.maximum(base, 0), gain))
     smooth = np.convolve(x, np.ones(3) / 3, mode="same") - base
     peaks, props = find_peaks(smooth, prominence=_STRONG * np.median(sigma))
@@ -275,15 +277,15 @@ def _matched_filter(model: _Model, resid, weight, fwhm_grid):
     return z
 
 
-def _pursuit(model: _Model, x, gain, threshold, keep_threshold):
-    """Peaks added while significant ones are left: (n, 2) centre, width scale."""
+def _pursuit(model: _Model, x, gain, threshold, keep_threshold, level):
+    """Peaks added while significant ones are left: (n, 2) centre, width
+    scale; ``level``: the first estimate of the noise-free spectrum."""
     from scipy.signal import find_peaks
 
     fwhm = model.shape.fwhm(model.idx)
     grid = np.geomspace(fwhm.min(), fwhm.max() * 1.0001, 9) if fwhm.max() > fwhm.min() * 1.05 \
         else np.array([fwhm.min() * 0.99, fwhm.max() * 1.01])
     peaks = np.empty((0, 2))
-    level = _lower_envelope(x, max(len(x) // 100, 5))
     for _ in range(_ROUNDS):
         weight = 1.0 / _variance(np.maximum(level, 0), gain)
         fitted, peaks, amp, z = model.fit(x, weight, peaks, refine=1 if len(peaks) else 0)
@@ -371,8 +373,8 @@ def _denoise_one(x, gain, shape, significance):
     model = _Model(p, shape)
     positions = p / float(np.median(shape.fwhm(model.idx)))
     threshold = float(norm.isf(significance / positions))
-    peaks = _pursuit(model, x, gain, threshold, 0.75 * threshold)
-    level = np.maximum(_lower_envelope(x, max(p // 100, 5)), 0)
+    level = np.maximum(_lower_envelope(x), 0)
+    peaks = _pursuit(model, x, gain, threshold, 0.75 * threshold, level)
     for _ in range(2):  # weights from the model's own level
         fitted, peaks, _, _ = model.fit(x, 1.0 / _variance(level, gain), peaks, refine=2)
         level = np.maximum(fitted, 0)

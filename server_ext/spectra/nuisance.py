@@ -253,10 +253,8 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
             f_edges = np.linspace(0, p, 2 * n_windows + 1).round().astype(np.intp)
             f_centre = (0.5 * (f_edges[:-1] + f_edges[1:])).astype(np.intp)
             f_floor, f_threshold = floor_and_threshold(f_edges)
-            # a smooth level left between the profiles (the baseline's
-            # residue follows the background's counts, which drift along a
-            # series) and an overall scale (the unit sum includes that
-            # residue) are no pattern: the bin networks remove a baseline
+            # that level, and an overall scale (the unit sum includes the
+            # level), are no pattern: the bin networks remove a baseline
             # and normalise too
             idx = np.arange(p, dtype=np.float64)
             level, scale = _level_and_scale(a, np.interp(idx - field, idx, b), width)

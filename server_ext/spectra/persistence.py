@@ -11,9 +11,9 @@ Format versions: 1 left a tail of points out of the segments; 2 covers
 every point; 3 renames the parameter ``n_features`` to ``segments_per_bin``
 and stores ``position_scale_`` (the learnt per-class strain/shift
 augmentation scale). Version 2 models are read (the parameter renamed).
-A parameter added within a version (``learn_mixtures``) takes its default
-when a model saved before it is read; it changes training only, not what
-is saved, so the format stays 3.
+Parameters added within a version (``learn_mixtures``, ``denoise_below``)
+take their defaults when a model saved before them is read; they change
+training only, not what is saved, so the format stays 3.
 """
 
 from __future__ import annotations
