@@ -106,8 +106,12 @@ class InferencePlan:
         if not fused._consecutive:
             raise ValueError("the one-pass inference needs bins of consecutive segments")
         self.prep, self.fused, self.aligner = prep, fused, aligner
-        if aligner is not None:  # only the kept bins' windows are aligned
-            self.aligned_columns = aligner.columns(fused.segments.reshape(-1))
+        if aligner is not None:
+            # only the kept bins' windows are aligned, unless they overlap so
+            # much that aligning every segment once is less work
+            self.window_columns = fused.segments.size < prep.n_segments
+            self.aligned_columns = aligner.columns(
+                fused.segments.reshape(-1) if self.window_columns else None)
         self.n_bins, self.width = fused.segments.shape
         self.hidden = fused.W1.shape[2]
         self.n_classes = fused.W2.shape[2]
@@ -230,8 +234,11 @@ class InferencePlan:
         if self.aligner is None:
             h = self._hidden(S, *self._normaliser(S, mean))
         else:
-            inputs = self.aligner.align(self._normalised(S), self.aligned_columns)
-            h = self._hidden(S, None, None, inputs.reshape(len(S), self.n_bins, self.width))
+            Z = self.aligner.align(self._normalised(S), self.aligned_columns)
+            if self.window_columns:
+                h = self._hidden(S, None, None, Z.reshape(len(S), self.n_bins, self.width))
+            else:
+                h = self._hidden(Z, None, None)
         P[a:b] = self._vote(self._bin_log_proba(h))
 
     def score(self, X):
