@@ -384,7 +384,8 @@ def run_series(title, X, y, axis, by_position, args, with_published):
                                                    for row in cm))
         print(f"    {len(clf.bins_)} bins, ambiguous {100 * amb.mean():.1f}% of test spectra, "
               f"position-separated pairs learnt {pairs}, copy strain scale "
-              f"{np.round(clf.position_scale_, 2).tolist()}")
+              f"{np.round(clf.position_scale_, 2).tolist()}, strain aligned "
+              f"{clf.strain_aligned_}")
         print(f"    goal: >= peers ({100 * peers:.2f}%) and >= {100 * floor:.0f}% and loss* <= 2p: "
               f"{'MET' if met else 'NOT MET'}")
     return rows, models, goals

@@ -41,6 +41,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
+from .align import StrainAligner
 from .augment import augment, noise_gain
 from .denoise import denoise
 from .errors import SpectraError
@@ -54,6 +55,10 @@ from .separability import candidate_starts, cv_separability, select_bins, vote_w
 from .training import FitProgress, ProgressHook, held_out_splits, train_bin_networks
 
 __all__ = ["BinnedSpectraClassifier", "SpectraNotFittedError", "FitProgress"]
+
+#: the strain estimate searches the copies' strain plus this much: the drift
+#: of the labelled spectra about their class mean and of the test spectra
+ALIGN_MARGIN = 0.01
 
 
 class SpectraNotFittedError(SpectraError, NotFittedError):
@@ -139,6 +144,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         as targets instead of its label alone, its class keeping at least
         half (see :mod:`.mixtures`). ``False``: every labelled spectrum
         is trained as wholly its class.
+    align_strain : {"auto", True, False}
+        Estimate each spectrum's strain (from its correlation with the
+        class means strained over a grid) and undo it before the bins see
+        it, in training and inference (see :mod:`.align`): the copies keep
+        their random strain, but the networks see them aligned to a
+        fraction of a segment, so a weak peak stays in its segments.
+        ``"auto"``: when ``strain > 0`` and no class pair differs by
+        position (aligning would undo that difference).
     intensity : float
         Half-range of the relative intensity scale of the copies.
     noise : float
@@ -188,6 +201,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         training copies got towards the class it is separated from (below
         1: the class differs from another by peak position; away from that
         class they got all of it).
+    strain_aligned_ : whether each spectrum's strain is undone before the
+        bins (see ``align_strain``).
     position_pairs_ : the position-separated class pairs found in ``fit``
         (see :class:`.nuisance.PositionTolerance`; not saved).
     label_targets_ : (n_used, n_classes) training target of each labelled
@@ -200,7 +215,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin=16, bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, learn_mixtures=True, intensity=0.3, noise=1.0,
+                 learn_position=True, learn_mixtures=True, align_strain="auto",
+                 intensity=0.3, noise=1.0,
                  background=0.1, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
                  verbose=0, max_train_per_class=256):
@@ -218,6 +234,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.shift = shift
         self.learn_position = learn_position
         self.learn_mixtures = learn_mixtures
+        self.align_strain = align_strain
         self.intensity = intensity
         self.noise = noise
         self.background = background
@@ -241,6 +258,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             check_number(self, name, numbers.Integral, lo, None, optional)
         for name, lo, hi, optional in REAL_PARAMS:
             check_number(self, name, numbers.Real, lo, hi, optional)
+        if not (isinstance(self.align_strain, (bool, np.bool_)) or self.align_strain == "auto"):
+            raise SpectraError("align_strain must be 'auto', True or False, "
+                               f"not {self.align_strain!r}")
         for name in ("baseline", "learn_position", "learn_mixtures"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SpectraError(f"{name} must be True or False, not {getattr(self, name)!r}")
@@ -274,8 +294,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         tolerance = self._position_tolerance(data, prep)
+        aligner = self._strain_aligner(data, tolerance, prep)
         targets = self._label_targets(data, prep)
-        copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
+        copies = self._perturbed_copies(data, tolerance, targets, prep, rng, aligner)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng)
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
         if progress is not None:
@@ -292,7 +313,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 mixup_fraction=float(self.mixup), seeded=self.random_state is not None,
                 rng=rng, verbose=self.verbose, progress=progress, targets=copies.targets)
             models = bin_models(*(a[trained.kept] for a in trained.networks))
-        self._set_fitted(data, prep, tolerance, screening, segments, trained, models)
+        self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.label_targets_ = targets
         return self
 
@@ -345,6 +366,20 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                   prep.width * self.segments_per_bin, float(self.strain),
                                   self._shift_points(prep))
 
+    def _strain_aligner(self, data: _Labelled, tolerance, prep) -> StrainAligner | None:
+        """The strain estimate and alignment, or None where it is off (see
+        ``align_strain``); strains searched: the copies' reach plus
+        ``ALIGN_MARGIN`` (the drift of the labelled spectra, of the test
+        spectra)."""
+        use = self.align_strain
+        if use == "auto":
+            use = self.strain > 0 and not any(p["separated_by"] == "position"
+                                              for p in tolerance.pairs)
+        if not use:
+            return None
+        return StrainAligner.fit(prep, data.X, data.y, len(data.classes), data.axis,
+                                 float(self.strain) + ALIGN_MARGIN)
+
     def _label_targets(self, data: _Labelled, prep) -> np.ndarray:
         """Per labelled spectrum, its training target: one-hot, or its
         estimated fractions where it is a mixture of two classes."""
@@ -359,8 +394,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                            unit_sum=False)
         return mixture_targets(prof, data.y, len(data.classes))
 
-    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng) -> _Copies:
-        """The labelled spectra and their perturbed copies, as segment features."""
+    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng,
+                          aligner=None) -> _Copies:
+        """The labelled spectra and their perturbed copies, as segment
+        features (aligned where ``aligner`` is given)."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
         # per labelled spectrum, (low, high) bounds of its copies' movement
@@ -373,6 +410,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     background=self.background, gain=gains, noise_floor=floor)
         source = np.concatenate([np.arange(n), source])
         features = prep.transform(np.concatenate([X, perturbed]))
+        if aligner is not None:
+            features = aligner.align(features)
         return _Copies(features, data.y[source], source, targets[source])
 
     def _denoised(self, X, y):
@@ -401,7 +440,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                              int(self.max_bins or self.n_bins), self.max_overlap)
         return _Screening(starts, accuracy, chosen)
 
-    def _set_fitted(self, data, prep, tolerance, screening, segments, trained, models):
+    def _set_fitted(self, data, prep, tolerance, aligner, screening, segments, trained,
+                    models):
         from .networks import unpack
 
         kept = trained.kept
@@ -419,6 +459,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.position_scale_ = tolerance.scale
         self.position_pairs_ = tolerance.pairs
         self._prep = prep
+        self._aligner = aligner
         self._fused = FusedVote(segments[kept], *unpack(models), self.weights_, self.beta_)
         self._bin_models = models
         self._model_dir = None
@@ -436,8 +477,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def _plan(self):
         plan = self.__dict__.get("_inference")
-        if plan is None or plan.prep is not self._prep or plan.fused is not self._fused:
-            plan = self._inference = InferencePlan(self._prep, self._fused)
+        if (plan is None or plan.prep is not self._prep or plan.fused is not self._fused
+                or plan.aligner is not self._aligner):
+            plan = self._inference = InferencePlan(self._prep, self._fused, self._aligner)
         return plan
 
     def _checked(self, X, what="X"):
@@ -502,8 +544,19 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """The per-bin network inputs, (n_bins_kept, n_spectra, segments_per_bin):
         ``bin_models_[b].predict(transform_bins(X)[b])`` are bin b's
         probabilities."""
-        S = self._prep.segment_means(self._checked(X))
-        return self._fused.features(self._prep.normalise(S))
+        return self._fused.features(self.segment_features(X))
+
+    def segment_features(self, X):
+        """Baseline-free, normalised segment means (n_spectra, segments),
+        each spectrum's strain undone where ``strain_aligned_``: what the
+        bins' windows are taken from."""
+        Z = self._prep.normalise(self._prep.segment_means(self._checked(X)))
+        return Z if self._aligner is None else self._aligner.align(Z)
+
+    @property
+    def strain_aligned_(self) -> bool:
+        self._require_fitted()
+        return self._aligner is not None
 
     def bin_proba(self, X):
         """Per-bin probabilities from the fused computation, (bins, n, classes)."""

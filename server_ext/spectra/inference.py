@@ -21,6 +21,11 @@ depends on how many bins were kept:
    (element-wise over a handful of classes), and the weighted vote as one
    product with a ``(bins * classes, classes)`` matrix.
 
+With a strain alignment (:mod:`.align`) the normalised segment means are
+formed (steps 2-3: one product with the baseline's interpolation matrix),
+each row's strain is estimated (one product with the templates) and undone
+(one gather), and the first layer takes its windows from the aligned rows.
+
 Chunks run on a small pool of threads: NumPy releases the GIL in its loops
 and in the BLAS products, which is where the time goes; BLAS itself is kept
 single-threaded there (its threads would only fight ours for the cores over
@@ -93,13 +98,20 @@ class InferencePlan:
     """The fitted preprocessing and fused vote, rearranged for one pass.
 
     ``prep``: a :class:`.preprocess.SegmentPreprocessor`; ``fused``: a
-    :class:`.fused.FusedVote` whose bins are consecutive segments.
+    :class:`.fused.FusedVote` whose bins are consecutive segments;
+    ``aligner``: an optional :class:`.align.StrainAligner`.
     """
 
-    def __init__(self, prep, fused):
+    def __init__(self, prep, fused, aligner=None):
         if not fused._consecutive:
             raise ValueError("the one-pass inference needs bins of consecutive segments")
-        self.prep, self.fused = prep, fused
+        self.prep, self.fused, self.aligner = prep, fused, aligner
+        if aligner is not None:
+            # only the kept bins' windows are aligned, unless they overlap so
+            # much that aligning every segment once is less work
+            self.window_columns = fused.segments.size < prep.n_segments
+            self.aligned_columns = aligner.columns(
+                fused.segments.reshape(-1) if self.window_columns else None)
         self.n_bins, self.width = fused.segments.shape
         self.hidden = fused.W1.shape[2]
         self.n_classes = fused.W2.shape[2]
@@ -148,17 +160,29 @@ class InferencePlan:
         scale[~(scale > 0)] = 1.0  # as normalise: no signal above the baseline
         return baseline, (1.0 / scale)[:, None]
 
-    def _hidden(self, S, baseline, inv):
-        """First-layer activations of every bin, (rows, bins, hidden)."""
+    def _normalised(self, S):
+        """The normalised segment means (rows, segments): the arithmetic
+        of ``prep.normalise``, with the faster block minima."""
+        Z = S - self._block_minima(S) @ self.prep._interp if self.prep.baseline_block else S.copy()
+        scale = Z.mean(axis=1, keepdims=True)
+        scale[~(scale > 0)] = 1.0
+        Z /= scale
+        return Z
+
+    def _hidden(self, S, baseline, inv, inputs=None):
+        """First-layer activations of every bin, (rows, bins, hidden);
+        ``inputs``: the bins' windows (rows, bins, width) if not from ``S``."""
         n = len(S)
-        windows = np.lib.stride_tricks.sliding_window_view(S, self.width, axis=1)
-        inputs = windows[:, self.starts]  # (rows, bins, width): one gather
+        if inputs is None:
+            windows = np.lib.stride_tricks.sliding_window_view(S, self.width, axis=1)
+            inputs = windows[:, self.starts]  # (rows, bins, width): one gather
         h = np.empty((n, self.n_bins, self.hidden), np.float32)
         np.matmul(inputs.transpose(1, 0, 2), self.W1, out=h.transpose(1, 0, 2))
         flat = h.reshape(n, -1)
         if baseline is not None:
             flat -= baseline
-        flat *= inv
+        if inv is not None:  # None: S is normalised already
+            flat *= inv
         flat += self.b1
         np.maximum(flat, 0.0, out=flat)
         return h
@@ -207,8 +231,15 @@ class InferencePlan:
             mean = S @ self.mean_weights
         finite[a:b] = ok
         signal[a:b] = self.prep.has_signal(S)
-        baseline, inv = self._normaliser(S, mean)
-        P[a:b] = self._vote(self._bin_log_proba(self._hidden(S, baseline, inv)))
+        if self.aligner is None:
+            h = self._hidden(S, *self._normaliser(S, mean))
+        else:
+            Z = self.aligner.align(self._normalised(S), self.aligned_columns)
+            if self.window_columns:
+                h = self._hidden(S, None, None, Z.reshape(len(S), self.n_bins, self.width))
+            else:
+                h = self._hidden(Z, None, None)
+        P[a:b] = self._vote(self._bin_log_proba(h))
 
     def score(self, X):
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class

@@ -10,10 +10,14 @@ from ``arrays.npz``; the Keras models load on first use of ``bin_models_``.
 Format versions: 1 left a tail of points out of the segments; 2 covers
 every point; 3 renames the parameter ``n_features`` to ``segments_per_bin``
 and stores ``position_scale_`` (the learnt per-class strain/shift
-augmentation scale). Version 2 models are read (the parameter renamed).
-Parameters added within a version (``learn_mixtures``, ``denoise_below``)
-take their defaults when a model saved before them is read; they change
-training only, not what is saved, so the format stays 3.
+augmentation scale); 4 stores the strain alignment where the model has one
+(``align_grid``, ``align_templates``, ``align_positions``, ``align_used``;
+see :mod:`.align`).
+Version 2 and 3 models are read (2: the parameter renamed) and classify as
+before, without alignment. Parameters added within a version
+(``learn_mixtures``, ``denoise_below`` in 3) take their defaults when a
+model saved before them is read; they change training only, not what is
+saved.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ import tempfile
 
 import numpy as np
 
+from .align import StrainAligner
 from .errors import SpectraError
 from .fused import FusedVote
 from .preprocess import SegmentPreprocessor
@@ -33,8 +38,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 3
-_READABLE = (2, 3)
+VERSION = 4
+_READABLE = (2, 3, 4)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
@@ -60,6 +65,10 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
     f = clf._fused
     arrays.update(segments=f.segments, W1=f.W1, b1=f.b1[:, 0], W2=f.W2, b2=f.b2[:, 0],
                   position_scale_=clf.position_scale_)
+    if clf._aligner is not None:
+        a = clf._aligner
+        arrays.update(align_grid=a.grid, align_templates=a.templates,
+                      align_positions=a.positions, align_used=a.used)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = pathlib.Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
     try:
@@ -100,6 +109,18 @@ def _read(path):
     return config, arrays
 
 
+def _aligner_agrees(aligner, n_segments):
+    if aligner is None:
+        return True
+    G = len(aligner.grid)
+    return (aligner.grid.ndim == 1 and G >= 1 and aligner.positions.shape == (G, n_segments)
+            and aligner.templates.ndim == 2 and aligner.templates.shape[1] % G == 0
+            and aligner.templates.shape[0] == len(aligner.used)
+            and (len(aligner.used) == 0 or (aligner.used.min() >= 0
+                                             and aligner.used.max() < n_segments))
+            and np.isfinite(aligner.positions).all())
+
+
 def load_classifier(cls, path):
     """A ``cls`` instance restored from ``path`` (see module doc)."""
     path = pathlib.Path(path)
@@ -112,6 +133,10 @@ def load_classifier(cls, path):
             setattr(clf, k, arrays[k])
         clf.position_scale_ = arrays.get("position_scale_", np.ones(len(clf.classes_)))
         clf._prep = SegmentPreprocessor(**config["preprocessor"])
+        clf._aligner = None
+        if config["version"] >= 4 and "align_grid" in arrays:
+            clf._aligner = StrainAligner(arrays["align_grid"], arrays["align_templates"],
+                                         arrays["align_positions"], arrays["align_used"])
         clf.beta_ = float(config["beta"])
         clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
                                arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
@@ -119,7 +144,8 @@ def load_classifier(cls, path):
         n_bins = len(clf.bins_)
         shapes_agree = (len(clf._fused.W1) == len(clf.weights_) == n_bins
                         and clf._fused.segments.max() < clf._prep.n_segments
-                        and clf._fused.W2.shape[2] == len(clf.classes_))
+                        and clf._fused.W2.shape[2] == len(clf.classes_)
+                        and _aligner_agrees(clf._aligner, clf._prep.n_segments))
     except (KeyError, TypeError, ValueError, IndexError) as e:
         raise SpectraError(f"the model directory {path} is incomplete or corrupt "
                            f"({type(e).__name__}: {e}); save or train it again")

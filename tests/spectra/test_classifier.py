@@ -483,6 +483,8 @@ def test_one_pass_inference_equals_the_reference(fitted, intensity_series):
     X = np.concatenate([intensity_series.X] * 6)  # more than one chunk
     assert len(X) > inference.CHUNK_ROWS
     Z = clf._prep.normalise(clf._prep.segment_means(X))
+    if clf.strain_aligned_:
+        Z = clf._aligner.align(Z)
     reference = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
     P = clf.predict_proba(X)
     assert np.abs(P - reference).max() < 1e-5
@@ -493,19 +495,22 @@ def test_model_format_versions(fitted, tmp_path):
     import json
 
     clf, _ = fitted
-    path = clf.save(tmp_path / "v3")
+    path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 3 and "segments_per_bin" in config["params"]
-    # a version-2 model (parameter then called n_features) still loads
+    assert config["version"] == 4 and "segments_per_bin" in config["params"]
+    # a version-2 model (parameter then called n_features) still loads; it
+    # classifies without strain alignment (version 4), whatever arrays it holds
     config["version"] = 2
     config["params"]["n_features"] = config["params"].pop("segments_per_bin")
-    del config["params"]["learn_position"]
-    del config["params"]["learn_mixtures"]  # neither existed then: defaults
+    for name in ("learn_position", "learn_mixtures", "align_strain"):
+        del config["params"][name]  # none existed then: defaults
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
-    assert old.segments_per_bin == clf.segments_per_bin
+    assert old.segments_per_bin == clf.segments_per_bin and not old.strain_aligned_
     X = np.ones((2, N_POINTS)) + np.arange(N_POINTS)
-    np.testing.assert_array_equal(old.predict_proba(X), clf.predict_proba(X))
+    Z = clf._prep.normalise(clf._prep.segment_means(X))
+    unaligned = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
+    np.testing.assert_allclose(old.predict_proba(X), unaligned, atol=1e-5)
     config["version"] = 99
     (path / "config.json").write_text(json.dumps(config))
     with pytest.raises(SpectraError, match="format version 99"):
