@@ -351,7 +351,8 @@ def run_series(title, X, y, axis, by_position, args, with_published):
              lambda m: m.fit(Xn, yn)),
             ("RandomForest", RandomForestClassifier(n_estimators=200, random_state=args.seed,
                                                     n_jobs=1), lambda m: m.fit(Xn, yn)),
-            ("BinnedSpectraClassifier", BinnedSpectraClassifier(random_state=args.seed),
+            ("BinnedSpectraClassifier", BinnedSpectraClassifier(random_state=args.seed,
+                                                                align_strain=args.align_strain),
              lambda m: m.fit(X[train], y[train], axis=axis)),
         ]
         for method, model, fit in methods:
@@ -391,7 +392,7 @@ def run_series(title, X, y, axis, by_position, args, with_published):
     return rows, models, goals
 
 
-def worst_case_models(n_points, seed):
+def worst_case_models(n_points, seed, align_strain=False):
     """Models that keep as many bins as the estimator allows, trained on the
     ``pattern`` powder series (three structures: informative everywhere):
     the 15 equal bins, and 32 segments per bin with up to 30 overlapping
@@ -406,7 +407,8 @@ def worst_case_models(n_points, seed):
     for label, params in (("15 fixed bins", dict(bin_placement="fixed")),
                           ("32 segments/bin, up to 30 bins",
                            dict(segments_per_bin=32, max_bins=30, max_overlap=0.9))):
-        clf = BinnedSpectraClassifier(random_state=seed, epochs=5, **params)
+        clf = BinnedSpectraClassifier(random_state=seed, epochs=5, align_strain=align_strain,
+                                      **params)
         out.append((label, clf.fit(s.X[train], s.y[train], axis=s.axis)))
     return out
 
@@ -492,6 +494,9 @@ def main():
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="only the series whose title "
                     "contains one of these, e.g. \"'weak'\" or shift-net")
     ap.add_argument("--skip-stream", action="store_true", help="no streaming measurement")
+    ap.add_argument("--align-strain", default=False, type=lambda v: v if v == "auto" else
+                    {"true": True, "false": False}[v.lower()], metavar="auto|true|false",
+                    help="BinnedSpectraClassifier(align_strain=...) (default false)")
     ap.add_argument("--speed-only", action="store_true", help="only inference speed and "
                     "streaming, with a protocol-B model of the first series")
     ap.add_argument("--serve", nargs=4, type=int, help=argparse.SUPPRESS)
@@ -509,8 +514,8 @@ def main():
 
         title, X, y, axis, _ = series_list(args)[0]
         train = np.arange(0, len(X), 5)
-        first = (X, BinnedSpectraClassifier(random_state=args.seed).fit(X[train], y[train],
-                                                                         axis=axis))
+        clf = BinnedSpectraClassifier(random_state=args.seed, align_strain=args.align_strain)
+        first = (X, clf.fit(X[train], y[train], axis=axis))
     for i, (title, X, y, axis, by_position) in enumerate(
             [] if args.speed_only else series_list(args)):
         # the published method (700 full-batch epochs per bin) on the original series only
@@ -526,7 +531,7 @@ def main():
         print(f"  {title:45s} {'  '.join('MET' if g else 'NOT MET' for g in goals)}")
 
     X, clf = first
-    cases = [("first series", clf)] + worst_case_models(X.shape[1], args.seed)
+    cases = [("first series", clf)] + worst_case_models(X.shape[1], args.seed, args.align_strain)
     rates = inference_speed(cases, stress_plans(clf, np.random.default_rng(args.seed)), X)
     if args.skip_stream:
         return

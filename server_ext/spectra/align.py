@@ -39,7 +39,7 @@ import numpy as np
 
 from .augment import increasing_axis, strain_shift
 
-__all__ = ["StrainAligner"]
+__all__ = ["StrainAligner", "aligns"]
 
 #: grid step: the strain that moves the outermost segment centre by this
 #: fraction of a segment; the best grid value is refined between its
@@ -61,6 +61,15 @@ USED_SEGMENTS = 96
 #: the refinement is rounded to this many parts of a grid step (the
 #: interpolation weights are precomputed for each)
 SUBSTEPS = 8
+
+
+def aligns(align_strain, strain, pairs) -> bool:
+    """Whether a model aligns: ``align_strain`` True/False, or ``"auto"``:
+    when the copies get strain and no class pair (``pairs``, as
+    ``position_pairs_``) is separated by position."""
+    if align_strain == "auto":
+        return strain > 0 and not any(p["separated_by"] == "position" for p in pairs)
+    return bool(align_strain)
 
 
 class StrainAligner:

@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .align import StrainAligner
+from .align import StrainAligner, aligns
 from .augment import augment, noise_gain
 from .denoise import denoise
 from .errors import SpectraError
@@ -151,7 +151,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         their random strain, but the networks see them aligned to a
         fraction of a segment, so a weak peak stays in its segments.
         ``"auto"``: when ``strain > 0`` and no class pair differs by
-        position (aligning would undo that difference).
+        position (aligning would undo that difference). ``False``
+        (default): aligned inference costs 1.5-2x, more with many bins
+        of 32 segments (README, "Strain alignment").
     intensity : float
         Half-range of the relative intensity scale of the copies.
     noise : float
@@ -215,7 +217,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin=16, bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, learn_mixtures=True, align_strain="auto",
+                 learn_position=True, learn_mixtures=True, align_strain=False,
                  intensity=0.3, noise=1.0,
                  background=0.1, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
@@ -371,11 +373,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         ``align_strain``); strains searched: the copies' reach plus
         ``ALIGN_MARGIN`` (the drift of the labelled spectra, of the test
         spectra)."""
-        use = self.align_strain
-        if use == "auto":
-            use = self.strain > 0 and not any(p["separated_by"] == "position"
-                                              for p in tolerance.pairs)
-        if not use:
+        if not aligns(self.align_strain, self.strain, tolerance.pairs):
             return None
         return StrainAligner.fit(prep, data.X, data.y, len(data.classes), data.axis,
                                  float(self.strain) + ALIGN_MARGIN)

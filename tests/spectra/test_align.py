@@ -1,7 +1,8 @@
 """The per-spectrum strain estimate and alignment (``align_strain``): a
 known strain is recovered, the one-pass inference equals the reference
-computation with it, it is off where two classes differ by position, and
-models saved before it (format 3) load and classify as before."""
+computation with it, "auto" is off where two classes differ by position,
+weak peaks under strain need it, and models saved before it (format 3)
+load and classify as before."""
 
 import json
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError, inference
-from server_ext.spectra.align import StrainAligner
+from server_ext.spectra.align import StrainAligner, aligns
 from server_ext.spectra.augment import strain_shift
 from server_ext.spectra.fused import pool
 from server_ext.spectra.preprocess import SegmentPreprocessor
@@ -21,6 +22,23 @@ N_POINTS = 2010  # as in conftest.py
 @pytest.fixture(scope="module")
 def pattern_series():
     return make_powder_series("pattern", n_spectra=90, n_points=N_POINTS, random_state=4)
+
+
+@pytest.fixture(scope="module")
+def weak_pair():
+    """A against A + superlattice peaks of 3 % (4,020 points, every 4th of
+    120 curves labelled), fitted without and with alignment:
+    ``(series, train, test, strained test spectra, {align_strain: model})``."""
+    from server_ext.spectra.synthetic import Phase, perturb
+
+    s = make_powder_series((Phase(0), Phase(0, 1.0, 0.03)), n_spectra=120, n_points=4020,
+                           random_state=2)
+    train = np.arange(0, len(s.X), 4)
+    test = np.setdiff1d(np.arange(len(s.X)), train)
+    strained = perturb(s.X[test], s.axis, strain=0.01, intensity=0.3, random_state=2)
+    models = {align: BinnedSpectraClassifier(epochs=30, random_state=0, align_strain=align)
+              .fit(s.X[train], s.y[train], axis=s.axis) for align in (False, "auto")}
+    return s, train, test, strained, models
 
 
 def test_alignment_recovers_a_known_strain(pattern_series):
@@ -65,10 +83,15 @@ def test_one_pass_inference_equals_the_reference_with_alignment(pattern_series):
     assert np.abs(P[good] - reference).max() < 1e-5
 
 
-def test_alignment_is_off_where_classes_differ_by_position(shift_signal_fitted):
-    clf, _ = shift_signal_fitted
-    assert any(p["separated_by"] == "position" for p in clf.position_pairs_)
-    assert not clf.strain_aligned_
+def test_auto_alignment_is_off_where_classes_differ_by_position(shift_signal_fitted, fitted):
+    shift, _ = shift_signal_fitted
+    assert any(p["separated_by"] == "position" for p in shift.position_pairs_)
+    assert not aligns("auto", 0.015, shift.position_pairs_)
+    intensity, _ = fitted  # nothing differs by position there
+    assert aligns("auto", 0.015, intensity.position_pairs_)
+    assert not aligns("auto", 0.0, intensity.position_pairs_)  # no strain to undo
+    assert aligns(True, 0.015, shift.position_pairs_) and not aligns(False, 0.015, [])
+    assert not shift.strain_aligned_ and not intensity.strain_aligned_  # the default: off
 
 
 def test_alignment_parameter_is_checked():
@@ -77,10 +100,10 @@ def test_alignment_parameter_is_checked():
         BinnedSpectraClassifier(align_strain="yes").fit(X, np.repeat([0, 1], 4))
 
 
-def test_aligned_model_round_trip_and_format_3(fitted, intensity_series, tmp_path):
-    clf, _ = fitted
-    assert clf.strain_aligned_  # nothing differs by position there
-    X = intensity_series.X[::3]
+def test_aligned_model_round_trip_and_format_3(weak_pair, tmp_path):
+    s, _, test, _, models = weak_pair
+    clf = models["auto"]
+    X = s.X[test[::3]]
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
     assert config["version"] == 4
@@ -102,22 +125,13 @@ def test_aligned_model_round_trip_and_format_3(fitted, intensity_series, tmp_pat
     assert np.abs(old.predict_proba(X) - unaligned).max() < 1e-5
 
 
-def test_weak_peaks_need_the_alignment():
-    """A against A + superlattice peaks of 3 % (4,020 points, every 4th of
-    120 curves labelled): under the copies' random strain the weak peaks
-    at high angle move by several segments and the strong peaks' flanks
-    swamp them (95.6 % without alignment); aligned, 100 %, strained too."""
-    from server_ext.spectra.synthetic import Phase, perturb
-
-    s = make_powder_series((Phase(0), Phase(0, 1.0, 0.03)), n_spectra=120, n_points=4020,
-                           random_state=2)
-    train = np.arange(0, len(s.X), 4)
-    test = np.setdiff1d(np.arange(len(s.X)), train)
-    strained = perturb(s.X[test], s.axis, strain=0.01, intensity=0.3, random_state=2)
+def test_weak_peaks_need_the_alignment(weak_pair):
+    """Under the copies' random strain the weak peaks at high angle move by
+    several segments and the strong peaks' flanks swamp them (95.6 %
+    without alignment); aligned, 100 %, strained too."""
+    s, _, test, strained, models = weak_pair
     scores = {}
-    for align in (False, "auto"):
-        clf = BinnedSpectraClassifier(epochs=30, random_state=0, align_strain=align)
-        clf.fit(s.X[train], s.y[train], axis=s.axis)
+    for align, clf in models.items():
         assert clf.strain_aligned_ == (align == "auto")
         scores[align] = ((clf.predict(s.X[test]) == s.y[test]).mean(),
                          (clf.predict(strained) == s.y[test]).mean())
