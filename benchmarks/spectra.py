@@ -207,7 +207,7 @@ def without_classification(clf, read=False):
     """A copy of ``clf`` whose ``classify_batch`` answers at once (class 0):
     the stream's own receiving, hand-off and result building, without the
     inference. ``read``: it first sums the train, i.e. reads every point
-    once, the least any classifier must do with it (one core, ~2 ms per
+    once, the least any classifier must do with it (one core, 2-3 ms of CPU per
     2,700 x 4,020 train here)."""
     import copy
 

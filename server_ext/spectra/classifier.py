@@ -548,7 +548,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """Baseline-free, normalised segment means (n_spectra, segments),
         each spectrum's strain undone where ``strain_aligned_``: what the
         bins' windows are taken from."""
-        Z = self._prep.normalise(self._prep.segment_means(self._checked(X)))
+        Z = self._prep.transform(self._checked(X))
         return Z if self._aligner is None else self._aligner.align(Z)
 
     @property

@@ -160,15 +160,6 @@ class InferencePlan:
         scale[~(scale > 0)] = 1.0  # as normalise: no signal above the baseline
         return baseline, (1.0 / scale)[:, None]
 
-    def _normalised(self, S):
-        """The normalised segment means (rows, segments): the arithmetic
-        of ``prep.normalise``, with the faster block minima."""
-        Z = S - self._block_minima(S) @ self.prep._interp if self.prep.baseline_block else S.copy()
-        scale = Z.mean(axis=1, keepdims=True)
-        scale[~(scale > 0)] = 1.0
-        Z /= scale
-        return Z
-
     def _hidden(self, S, baseline, inv, inputs=None):
         """First-layer activations of every bin, (rows, bins, hidden);
         ``inputs``: the bins' windows (rows, bins, width) if not from ``S``."""
@@ -234,7 +225,8 @@ class InferencePlan:
         if self.aligner is None:
             h = self._hidden(S, *self._normaliser(S, mean))
         else:
-            Z = self.aligner.align(self._normalised(S), self.aligned_columns)
+            mins = self._block_minima(S) if self.prep.baseline_block else None
+            Z = self.aligner.align(self.prep.normalise(S, mins), self.aligned_columns)
             if self.window_columns:
                 h = self._hidden(S, None, None, Z.reshape(len(S), self.n_bins, self.width))
             else:

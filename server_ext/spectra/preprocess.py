@@ -133,13 +133,14 @@ class SegmentPreprocessor:
         level = np.maximum(hi, -lo)  # = max |S|, without an |S| temporary
         return (hi - lo) > FLAT_TOLERANCE * level
 
-    def normalise(self, S: np.ndarray) -> np.ndarray:
-        """Baseline-free, normalised segment means (float32, new array)."""
+    def normalise(self, S: np.ndarray, mins: np.ndarray | None = None) -> np.ndarray:
+        """Baseline-free, normalised segment means (float32, new array).
+        ``mins``: the baseline's block minima of ``S`` where the caller has
+        them already (the one-pass inference forms them faster)."""
         if self.baseline_block:
-            if self._block:
-                mins = S.reshape(len(S), -1, self._block).min(axis=2)
-            else:
-                mins = np.minimum.reduceat(S, self.block_starts, axis=1)
+            if mins is None:
+                mins = (S.reshape(len(S), -1, self._block).min(axis=2) if self._block
+                        else np.minimum.reduceat(S, self.block_starts, axis=1))
             Y = S - mins @ self._interp
         else:
             Y = S.copy()
