@@ -38,7 +38,10 @@ server in a separate process for all runs, trains of 2,700 pulses): in
 rounds, the bare bridge client, the stream without classification (its
 receiving, hand-off and results alone) and the classified stream; the
 ratio to the bare client's receive rate is the median of the rounds'
-ratios. Headlines are ratios against peers measured in this run.
+ratios, printed beside the CPU each side and the server spend (what CPU
+alone would allow); then a few rounds with the server paced to a network
+link (``--link-gbps``). Headlines are ratios against peers measured in
+this run.
 
     .venv/bin/python benchmarks/spectra.py            # full (~30 min on 2 cores)
     .venv/bin/python benchmarks/spectra.py --quick    # one seed, shrunk stream
@@ -97,12 +100,13 @@ def noisy_copies(X, y, copies, rng):
 
 
 # ------------------------------------------------------------------ server
-def serve(pulses, n_points, seed, push):
+def serve(pulses, n_points, seed, push, link_rate=0):
     """Child process: a Karabo bridge server sending trains of ``pulses``
     spectra, train ids counting up, until the parent says stop (a line on
     stdin) -- one server for all the runs of a comparison, so that no run
     pays for its start. REQ/REP: on request, the bridge's default; PUSH:
-    pipelined."""
+    pipelined. ``link_rate``: bytes of spectra per second at most (a
+    network link's rate; 0: as fast as the server goes)."""
     import queue
     import threading
 
@@ -120,7 +124,12 @@ def serve(pulses, n_points, seed, push):
     done = threading.Event()
     threading.Thread(target=lambda: (sys.stdin.readline(), done.set()), daemon=True).start()
     tid = 10_000
+    period = pool[0].nbytes / link_rate if link_rate else 0.0
+    due = time.perf_counter()
     while not done.is_set():
+        if period:  # a train leaves no sooner than the link has carried the last one
+            time.sleep(max(0.0, due - time.perf_counter()))
+            due = max(due + period, time.perf_counter() - 2 * period)
         try:
             server.feed({SRC: {KEY: pool[tid % len(pool)]}},
                         {SRC: {"source": SRC, "timestamp.tid": tid}}, timeout=0.2)
@@ -131,13 +140,14 @@ def serve(pulses, n_points, seed, push):
 
 
 @contextlib.contextmanager
-def bridge_server(pulses, n_points, seed, push):
-    """A Karabo bridge serving synthetic trains in another process; yields its endpoint."""
+def bridge_server(pulses, n_points, seed, push, link_rate=0):
+    """A Karabo bridge serving synthetic trains in another process; yields
+    its endpoint and a function giving the server's CPU seconds so far."""
     proc = subprocess.Popen([sys.executable, __file__, "--serve", str(pulses), str(n_points),
-                             str(seed), str(int(push))],
+                             str(seed), str(int(push)), str(int(link_rate))],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
-        yield proc.stdout.readline().strip()
+        yield proc.stdout.readline().strip(), lambda: _process_cpu(proc.pid)
         proc.stdin.write("done\n")
         proc.stdin.flush()
         proc.wait(30)
@@ -193,6 +203,17 @@ def _cpu():
     return t.user + t.system
 
 
+def _process_cpu(pid):
+    """CPU seconds (user + system) of another process so far, from /proc
+    (Linux); NaN elsewhere."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return float("nan")
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def classify_cost(clf, X, n=20):
     """``(cpu, wall)`` seconds of ``classify_batch`` on one 2,700-pulse train."""
     train = np.ascontiguousarray(X[np.random.default_rng(2).integers(0, len(X), 2700)])
@@ -223,18 +244,25 @@ def without_classification(clf, read=False):
     return blank
 
 
-def stream_comparison(clf, n_trains, rounds, pulses, seed, push):
+def stream_comparison(clf, n_trains, rounds, pulses, seed, push, link_rate=0):
     """``rounds`` times, over ``n_trains`` trains each from one bridge: the
     bare client, the stream without classification, the stream that only
-    reads each train once, the classified stream.
+    reads each train once, the classified stream (with ``link_rate``, a
+    paced server: the bare client and the classified stream only).
     Ratios are taken within a round (the machine's load drifts between
     rounds, much less within one). Returns one dict per round: rates
-    (spectra/s) and process CPU seconds per train."""
+    (spectra/s), and CPU seconds per train of this process (``*_cpu``) and
+    of the server (``*_server_cpu``)."""
     from server_ext.spectra import allocator
 
-    blank, reader = without_classification(clf), without_classification(clf, read=True)
+    runs = [("bare", lambda ep: raw_receive(ep, n_trains, push))]
+    if not link_rate:
+        runs += [(name, lambda ep, m=without_classification(clf, read=read):
+                  stream_run(m, ep, n_trains, push)["spectra_per_s"])
+                 for name, read in (("machinery", False), ("read_once", True))]
+    runs.append(("classified", lambda ep: stream_run(clf, ep, n_trains, push)))
     out = []
-    with bridge_server(pulses, clf.n_features_in_, seed, push) as endpoint:
+    with bridge_server(pulses, clf.n_features_in_, seed, push, link_rate) as (endpoint, server):
         raw_receive(endpoint, 3, push)  # warm-up: connections, page faults, caches
         if not allocator.kept_bytes():  # once per process: the setting stays
             c0 = _cpu()
@@ -244,21 +272,24 @@ def stream_comparison(clf, n_trains, rounds, pulses, seed, push):
                   f"client and the stream alike reuse train buffers (allocator.keep_buffers)")
             allocator.keep_buffers(pulses * clf.n_features_in_ * np.float32().itemsize)
         for _ in range(rounds):
-            c0 = _cpu()
-            bare = raw_receive(endpoint, n_trains, push)
-            c1 = _cpu()
-            machinery = stream_run(blank, endpoint, n_trains, push)["spectra_per_s"]
-            c2 = _cpu()
-            read_once = stream_run(reader, endpoint, n_trains, push)["spectra_per_s"]
-            c3 = _cpu()
-            st = stream_run(clf, endpoint, n_trains, push)
-            c4 = _cpu()
-            out.append({"bare": bare, "machinery": machinery, "read_once": read_once,
-                        "classified": st,
-                        "bare_cpu": (c1 - c0) / n_trains, "machinery_cpu": (c2 - c1) / n_trains,
-                        "read_once_cpu": (c3 - c2) / n_trains,
-                        "classified_cpu": (c4 - c3) / n_trains})
+            r = {}
+            for name, run in runs:
+                c0, s0 = _cpu(), server()
+                r[name] = run(endpoint)
+                r[f"{name}_cpu"] = (_cpu() - c0) / n_trains
+                r[f"{name}_server_cpu"] = (server() - s0) / n_trains
+            out.append(r)
     return out
+
+
+def cpu_ceiling(r, classify_cpu, pulses, cores):
+    """The classified stream's best ratio to the bare client when CPU is
+    what bounds it: the bare round's CPU (server + client) plus the
+    classification's own, spread over ``cores`` at best, against the bare
+    round's wall time per train."""
+    wall = pulses / r["bare"]
+    work = r["bare_cpu"] + r["bare_server_cpu"] + classify_cpu
+    return min(1.0, cores * wall / work)
 
 
 # ------------------------------------------------------------------- main
@@ -497,9 +528,12 @@ def main():
     ap.add_argument("--align-strain", default=False, type=lambda v: v if v == "auto" else
                     {"true": True, "false": False}[v.lower()], metavar="auto|true|false",
                     help="BinnedSpectraClassifier(align_strain=...) (default false)")
+    ap.add_argument("--link-gbps", type=float, default=10.0, help="after the unpaced "
+                    "streaming rounds, a few with the server paced to a network link of this "
+                    "many Gb/s (0: none)")
     ap.add_argument("--speed-only", action="store_true", help="only inference speed and "
                     "streaming, with a protocol-B model of the first series")
-    ap.add_argument("--serve", nargs=4, type=int, help=argparse.SUPPRESS)
+    ap.add_argument("--serve", nargs=5, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.serve:
         return serve(*args.serve)
@@ -545,13 +579,15 @@ def main():
     cost = classify_cost(clf, X)
     print(f"  classify_batch alone, one train: {1e3 * cost[0]:.1f} ms CPU, {1e3 * cost[1]:.1f} ms "
           f"wall")
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    med = lambda runs, key: np.median([r[key] for r in runs])  # noqa: E731
     for push, label in ((False, "REQ/REP (bridge default)"), (True, "PUSH/PULL (pipelined)")):
         runs = stream_comparison(clf, n_trains, pairs, 2700, args.seed, push)
         for r in runs:
             st = r["classified"]
-            print(f"  {label}: bare {r['bare']:6.0f}/s ({1e3 * r['bare_cpu']:.0f} ms CPU/train) | "
-                  f"no classification x{r['machinery'] / r['bare']:.2f} "
-                  f"({1e3 * r['machinery_cpu']:.0f} ms) | read once "
+            print(f"  {label}: bare {r['bare']:6.0f}/s ({1e3 * r['bare_cpu']:.0f} ms CPU/train, "
+                  f"server {1e3 * r['bare_server_cpu']:.0f} ms) | no classification "
+                  f"x{r['machinery'] / r['bare']:.2f} ({1e3 * r['machinery_cpu']:.0f} ms) | read once "
                   f"x{r['read_once'] / r['bare']:.2f} ({1e3 * r['read_once_cpu']:.0f} ms) | classified "
                   f"{st['spectra_per_s']:6.0f}/s = x{st['spectra_per_s'] / r['bare']:.2f} "
                   f"({1e3 * r['classified_cpu']:.0f} ms CPU/train), p50 {st['p50_ms']:.0f} ms "
@@ -560,14 +596,30 @@ def main():
         ratio = np.median([r["classified"]["spectra_per_s"] / r["bare"] for r in runs])
         machinery = np.median([r["machinery"] / r["bare"] for r in runs])
         read_once = np.median([r["read_once"] / r["bare"] for r in runs])
+        ceiling = np.median([cpu_ceiling(r, cost[0], 2700, cores) for r in runs])
         print(f"    median of {pairs} rounds: classified x{ratio:.2f} the bare receive (goal >= "
               f"0.95: {'MET' if ratio >= 0.95 else 'NOT MET'}), without classification "
               f"x{machinery:.2f}, reading each train once x{read_once:.2f}; CPU per train "
-              f"(this process, all threads) {1e3 * np.median([r['bare_cpu'] for r in runs]):.0f} / "
-              f"{1e3 * np.median([r['machinery_cpu'] for r in runs]):.0f} / "
-              f"{1e3 * np.median([r['read_once_cpu'] for r in runs]):.0f} / "
-              f"{1e3 * np.median([r['classified_cpu'] for r in runs]):.0f} ms; x{ratio * np.median([r['bare'] for r in runs]) / EUXFEL_MAX:.2f} "
+              f"(this process, all threads) {1e3 * med(runs, 'bare_cpu'):.0f} / "
+              f"{1e3 * med(runs, 'machinery_cpu'):.0f} / {1e3 * med(runs, 'read_once_cpu'):.0f} / "
+              f"{1e3 * med(runs, 'classified_cpu'):.0f} ms; x{ratio * med(runs, 'bare') / EUXFEL_MAX:.2f} "
               f"the EuXFEL maximum; predict alone x{rates['first series'] / EUXFEL_MAX:.1f}")
+        wall = 2700 / med(runs, "bare")  # seconds per train, bare
+        transport = med(runs, "bare_cpu") + med(runs, "bare_server_cpu")
+        print(f"    CPU bound: the bare rounds keep {cores} cores {100 * transport / (cores * wall):.0f} % "
+              f"busy (client {1e3 * med(runs, 'bare_cpu'):.0f} + server "
+              f"{1e3 * med(runs, 'bare_server_cpu'):.0f} ms CPU per train); adding the "
+              f"classification's {1e3 * cost[0]:.1f} ms leaves at best x{ceiling:.2f}; x0.95 "
+              f"needs a classification of at most "
+              f"{1e3 * max(0.0, cores * wall / 0.95 - transport):.1f} ms CPU per train here")
+    if args.link_gbps:
+        link = args.link_gbps * 1e9 / 8
+        runs = stream_comparison(clf, n_trains, max(3, pairs // 3), 2700, args.seed, False, link)
+        ratio = np.median([r["classified"]["spectra_per_s"] / r["bare"] for r in runs])
+        print(f"  a server paced to a {args.link_gbps:g} Gb/s link (REQ/REP; not the goal's "
+              f"measurement, which lets the server go as fast as it can on the same cores): "
+              f"bare {med(runs, 'bare'):6.0f}/s, classified x{ratio:.2f}, dropped "
+              f"{sum(r['classified']['dropped'] for r in runs)} trains in {len(runs)} rounds")
 
 
 if __name__ == "__main__":
