@@ -525,8 +525,7 @@ def main():
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="only the series whose title "
                     "contains one of these, e.g. \"'weak'\" or shift-net")
     ap.add_argument("--skip-stream", action="store_true", help="no streaming measurement")
-    ap.add_argument("--align-strain", default=False, type=lambda v: v if v == "auto" else
-                    {"true": True, "false": False}[v.lower()], metavar="auto|true|false",
+    ap.add_argument("--align-strain", default="false", choices=("auto", "true", "false"),
                     help="BinnedSpectraClassifier(align_strain=...) (default false)")
     ap.add_argument("--link-gbps", type=float, default=10.0, help="after the unpaced "
                     "streaming rounds, a few with the server paced to a network link of this "
@@ -535,6 +534,7 @@ def main():
                     "streaming, with a protocol-B model of the first series")
     ap.add_argument("--serve", nargs=5, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    args.align_strain = {"true": True, "false": False}.get(args.align_strain, args.align_strain)
     if args.serve:
         return serve(*args.serve)
 

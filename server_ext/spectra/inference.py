@@ -135,18 +135,6 @@ class InferencePlan:
         self.beta = fused.beta
         self.log_eps = np.float32(np.log(EPS))
 
-    def _block_minima(self, S):
-        prep = self.prep
-        if not prep._block:
-            return np.minimum.reduceat(S, prep.block_starts, axis=1)
-        # strided minimum across the block, in place: faster than a
-        # reduction over the short last axis or a pairwise tree
-        blocks = S.reshape(len(S), -1, prep._block)
-        mins = blocks[:, :, 0].copy()
-        for j in range(1, prep._block):
-            np.minimum(mins, blocks[:, :, j], out=mins)
-        return mins
-
     def _normaliser(self, S, scale):
         """``(baseline, inv)``: the baseline's share of every first-layer
         unit (rows, bins * hidden), or ``None`` without a baseline; and the
@@ -154,7 +142,7 @@ class InferencePlan:
         segment means (overwritten)."""
         baseline = None
         if self.prep.baseline_block:
-            share = self._block_minima(S) @ self.baseline_W
+            share = self.prep.block_minima(S) @ self.baseline_W
             scale -= share[:, -1]
             baseline = share[:, :-1]
         scale[~(scale > 0)] = 1.0  # as normalise: no signal above the baseline
@@ -225,8 +213,7 @@ class InferencePlan:
         if self.aligner is None:
             h = self._hidden(S, *self._normaliser(S, mean))
         else:
-            mins = self._block_minima(S) if self.prep.baseline_block else None
-            Z = self.aligner.align(self.prep.normalise(S, mins), self.aligned_columns)
+            Z = self.aligner.align(self.prep.normalise(S), self.aligned_columns)
             if self.window_columns:
                 h = self._hidden(S, None, None, Z.reshape(len(S), self.n_bins, self.width))
             else:

@@ -133,15 +133,23 @@ class SegmentPreprocessor:
         level = np.maximum(hi, -lo)  # = max |S|, without an |S| temporary
         return (hi - lo) > FLAT_TOLERANCE * level
 
-    def normalise(self, S: np.ndarray, mins: np.ndarray | None = None) -> np.ndarray:
-        """Baseline-free, normalised segment means (float32, new array).
-        ``mins``: the baseline's block minima of ``S`` where the caller has
-        them already (the one-pass inference forms them faster)."""
+    def block_minima(self, S: np.ndarray) -> np.ndarray:
+        """The baseline's block minima of segment means ``S`` (rows,
+        blocks); the baseline is ``block_minima(S) @ _interp``."""
+        if not self._block:
+            return np.minimum.reduceat(S, self.block_starts, axis=1)
+        # strided minimum across the block, in place: faster than a
+        # reduction over the short last axis or a pairwise tree
+        blocks = S.reshape(len(S), -1, self._block)
+        mins = blocks[:, :, 0].copy()
+        for j in range(1, self._block):
+            np.minimum(mins, blocks[:, :, j], out=mins)
+        return mins
+
+    def normalise(self, S: np.ndarray) -> np.ndarray:
+        """Baseline-free, normalised segment means (float32, new array)."""
         if self.baseline_block:
-            if mins is None:
-                mins = (S.reshape(len(S), -1, self._block).min(axis=2) if self._block
-                        else np.minimum.reduceat(S, self.block_starts, axis=1))
-            Y = S - mins @ self._interp
+            Y = S - self.block_minima(S) @ self._interp
         else:
             Y = S.copy()
         scale = Y.mean(axis=1, keepdims=True)
