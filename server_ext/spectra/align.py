@@ -35,11 +35,13 @@ the very difference that tells them apart.
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
 from .augment import increasing_axis, strain_shift
 
-__all__ = ["StrainAligner", "aligns"]
+__all__ = ["StrainAligner", "aligns", "class_templates", "ClassTemplates"]
 
 #: grid step: the strain that moves the outermost segment centre by this
 #: fraction of a segment; the best grid value is refined between its
@@ -95,39 +97,27 @@ class StrainAligner:
         self.n_segments = self.positions.shape[1]
 
     @classmethod
-    def fit(cls, prep, X, y, n_classes, axis, max_strain) -> "StrainAligner":
+    def fit(cls, prep, X, y, n_classes, axis, max_strain, templates=None) -> "StrainAligner":
         """Templates from the class means of the labelled spectra ``X``
         (class index ``y``), strains in ``±max_strain`` about the axis origin
-        (``axis``: as given to ``fit``, None for the point index).
+        (``axis``: as given to ``fit``, None for the point index);
+        ``templates``: those of :func:`class_templates`, if already made.
 
         Classes of one structure (A and A + weak peaks) share the templates
-        of the first of them (a class mean whose best correlation over the
-        grid with an earlier class's reaches ``SAME_STRUCTURE``): the
-        alignment must not depend on which of the two a spectrum resembles
-        more, or the networks learn that instead of the weak peaks."""
-        pos = increasing_axis(axis, prep.n_points)
-        idx = np.arange(prep.n_points, dtype=np.float64)
-        centers = 0.5 * (prep.edges[:-1] + prep.edges[1:] - 1)
-        x = np.interp(centers, idx, pos)
-        seg = (pos[-1] - pos[0]) / prep.n_segments
-        reach = max(abs(x[0]), abs(x[-1]), 1e-12)
-        n_steps = int(min(MAX_STEPS, max(1, np.ceil(max_strain * reach / (STEP_SEGMENTS * seg)))))
-        grid = np.linspace(-1.0, 1.0, 2 * n_steps + 1) * max_strain
-        G = len(grid)
-        means = np.stack([np.asarray(X[y == k], np.float64).mean(0) for k in range(n_classes)])
-        rows = np.repeat(np.arange(n_classes), G)
-        strained = strain_shift(means.astype(np.float32), rows, pos, np.tile(grid, n_classes))
-        T = _unit(prep.transform(strained).astype(np.float64)).reshape(n_classes, G, -1)
-        reference = []
-        for k in range(n_classes):
-            if not reference or (T[reference] @ T[k, n_steps]).max() < SAME_STRUCTURE:
-                reference.append(k)
-        T = T[reference]
+        of the first of them: the alignment must not depend on which of
+        the two a spectrum resembles more, or the networks learn that
+        instead of the weak peaks."""
+        if templates is None:
+            templates = class_templates(prep, X, y, n_classes, axis, max_strain)
+        grid, G = templates.grid, len(templates.grid)
+        reference = np.unique(templates.structure)
+        T = templates.features[reference]
         used = np.arange(prep.n_segments)
         if USED_SEGMENTS < prep.n_segments:
             change = T.var(axis=1).sum(axis=0)
             used = np.sort(np.argsort(-change)[:USED_SEGMENTS])
         T = _unit(T[:, :, used].reshape(len(reference) * G, -1))
+        pos, idx, centers, x = _segment_positions(prep, axis)
         # what sits at x when unstrained is observed at x * (1 + s)
         observed = np.interp(x[None, :] * (1.0 + grid[:, None]), pos, idx)
         positions = np.interp(observed, centers, np.arange(prep.n_segments))
@@ -190,6 +180,53 @@ class StrainAligner:
             right *= weight[k]
             out += right
         return out
+
+
+class ClassTemplates(NamedTuple):
+    """The class means strained over a grid: ``grid`` (G,) strains;
+    ``features`` (classes, G, segments): their segment features, centred
+    and of unit norm; ``structure`` (classes,): per class the first class
+    of its structure (itself, or an earlier class whose strained mean
+    correlates with its own at ``SAME_STRUCTURE`` or more)."""
+
+    grid: np.ndarray
+    features: np.ndarray
+    structure: np.ndarray
+
+
+def class_templates(prep, X, y, n_classes, axis, max_strain) -> ClassTemplates:
+    """The strained class means of the labelled spectra ``X`` (class index
+    ``y``), strains in ``±max_strain`` about the axis origin, in steps that
+    move the outermost segment by ``STEP_SEGMENTS``; and which classes are
+    one structure (A, A + weak peaks, A in another cell)."""
+    pos, _, centers, x = _segment_positions(prep, axis)
+    seg = (pos[-1] - pos[0]) / prep.n_segments
+    reach = max(abs(x[0]), abs(x[-1]), 1e-12)
+    n_steps = int(min(MAX_STEPS, max(1, np.ceil(max_strain * reach / (STEP_SEGMENTS * seg)))))
+    grid = np.linspace(-1.0, 1.0, 2 * n_steps + 1) * max_strain
+    G = len(grid)
+    means = np.stack([np.asarray(X[y == k], np.float64).mean(0) for k in range(n_classes)])
+    rows = np.repeat(np.arange(n_classes), G)
+    strained = strain_shift(means.astype(np.float32), rows, pos, np.tile(grid, n_classes))
+    T = _unit(prep.transform(strained).astype(np.float64)).reshape(n_classes, G, -1)
+    structure = np.arange(n_classes)
+    reference = [0]
+    for k in range(1, n_classes):
+        best = (T[reference] @ T[k, n_steps]).max(axis=1)
+        if best.max() >= SAME_STRUCTURE:
+            structure[k] = reference[int(np.argmax(best))]
+        else:
+            reference.append(k)
+    return ClassTemplates(grid, T, structure)
+
+
+def _segment_positions(prep, axis):
+    """``(pos, idx, centers, x)``: the points' positions and indices, the
+    segment centres as point indices and as positions."""
+    pos = increasing_axis(axis, prep.n_points)
+    idx = np.arange(prep.n_points, dtype=np.float64)
+    centers = 0.5 * (prep.edges[:-1] + prep.edges[1:] - 1)
+    return pos, idx, centers, np.interp(centers, idx, pos)
 
 
 def _unit(T):

@@ -124,14 +124,23 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     return Xa, src
 
 
-def mixup(Z, Y, n, rng):
+def mixup(Z, Y, n, rng, scales=None):
     """``n`` mixtures of pairs of samples with *different* labels (fewer:
     pairs drawn with equal labels are skipped); returns ``(Z, Y, (i, j))``.
 
-    ``Z``: features, ``Y``: one-hot (or soft) targets. The mixing fraction is
-    uniform, and the target is mixed with it: near a phase transition the
-    spectra are mixtures of the two phases, and this is what teaches the
-    networks to answer "in between" there instead of guessing confidently.
+    ``Z``: normalised features, ``Y``: one-hot (or soft) targets. The mixing
+    fraction is uniform, and the target is mixed with it: near a phase
+    transition the spectra are mixtures of the two phases, and this is what
+    teaches the networks to answer "in between" there instead of guessing
+    confidently.
+
+    ``scales`` (optional, per sample): the normalising scale of a sample's
+    phases per unit fraction -- their scattering power. A mixture of
+    fractions ``1 - a`` and ``a`` is ``(1 - a) s_i z_i + a s_j z_j`` before
+    normalisation, so the features are mixed in those proportions while
+    the target keeps ``a``: a phase that scatters 4x more dominates the
+    normalised spectrum of a 50 % mixture (mixed with weights ``1 - a``
+    and ``a``, the networks learnt that a 33 % mixture of it is its class).
     """
     lab = Y.argmax(1)
     i = rng.integers(0, len(Z), n)
@@ -139,7 +148,11 @@ def mixup(Z, Y, n, rng):
     keep = lab[i] != lab[j]
     i, j = i[keep], j[keep]
     a = rng.uniform(0.0, 1.0, len(i)).astype(np.float32)
+    b = a
+    if scales is not None:
+        si, sj = (1.0 - a) * scales[i], a * scales[j]
+        b = (sj / (si + sj)).astype(np.float32)
     shape = (-1,) + (1,) * (Z.ndim - 1)
-    Zm = (1.0 - a).reshape(shape) * Z[i] + a.reshape(shape) * Z[j]
+    Zm = (1.0 - b).reshape(shape) * Z[i] + b.reshape(shape) * Z[j]
     Ym = (1.0 - a)[:, None] * Y[i] + a[:, None] * Y[j]
     return Zm.astype(np.float32), Ym.astype(np.float32), (i, j)

@@ -41,7 +41,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .align import StrainAligner, aligns
+from .align import StrainAligner, aligns, class_templates
 from .augment import augment, noise_gain
 from .denoise import denoise
 from .errors import SpectraError
@@ -169,7 +169,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         few noise realisations, which the networks learn in place of a
         weak peak. With many, the realisations average out. 0: never.
     mixup : float
-        Label-mixed pairs added to training, as a fraction of the copies.
+        Label-mixed pairs added to training, as a fraction of the copies:
+        the targets mix as phase fractions, the features in proportion to
+        each class's scattering power (``class_scales_``), as the phases of
+        a real mixture do.
     baseline : bool
         Remove a baseline (lower envelope over one-bin blocks).
     cv_folds : int
@@ -207,6 +210,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         bins (see ``align_strain``).
     position_pairs_ : the position-separated class pairs found in ``fit``
         (see :class:`.nuisance.PositionTolerance`; not saved).
+    class_scales_ : per class, the normalising scale of its spectra at a
+        fraction of 1, relative to the largest (its scattering power; one
+        for classes of one structure): the mixtures of ``mixup`` are mixed
+        in proportion to it (None: as fractions, where a class has no
+        signal above its baseline; not saved).
     label_targets_ : (n_used, n_classes) training target of each labelled
         spectrum used (after ``max_train_per_class``): one-hot, or the
         estimated fractions of a mixture (not saved).
@@ -296,8 +304,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         tolerance = self._position_tolerance(data, prep)
-        aligner = self._strain_aligner(data, tolerance, prep)
+        templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,
+                                    float(self.strain) + ALIGN_MARGIN)
+        aligner = self._strain_aligner(data, tolerance, prep, templates)
         targets = self._label_targets(data, prep)
+        class_scales = self._class_scales(data, targets, prep, templates.structure)
         copies = self._perturbed_copies(data, tolerance, targets, prep, rng, aligner)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng)
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
@@ -313,10 +324,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 hidden_units=int(self.hidden_units), epochs=int(self.epochs),
                 learning_rate=float(self.learning_rate), batch_size=int(self.batch_size),
                 mixup_fraction=float(self.mixup), seeded=self.random_state is not None,
-                rng=rng, verbose=self.verbose, progress=progress, targets=copies.targets)
+                rng=rng, verbose=self.verbose, progress=progress, targets=copies.targets,
+                scales=None if class_scales is None else copies.targets @ class_scales)
             models = bin_models(*(a[trained.kept] for a in trained.networks))
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.label_targets_ = targets
+        self.class_scales_ = class_scales
         return self
 
     def _labelled(self, X, y, axis, prep) -> _Labelled:
@@ -368,7 +381,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                   prep.width * self.segments_per_bin, float(self.strain),
                                   self._shift_points(prep))
 
-    def _strain_aligner(self, data: _Labelled, tolerance, prep) -> StrainAligner | None:
+    def _strain_aligner(self, data: _Labelled, tolerance, prep,
+                        templates) -> StrainAligner | None:
         """The strain estimate and alignment, or None where it is off (see
         ``align_strain``); strains searched: the copies' reach plus
         ``ALIGN_MARGIN`` (the drift of the labelled spectra, of the test
@@ -376,7 +390,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         if not aligns(self.align_strain, self.strain, tolerance.pairs):
             return None
         return StrainAligner.fit(prep, data.X, data.y, len(data.classes), data.axis,
-                                 float(self.strain) + ALIGN_MARGIN)
+                                 float(self.strain) + ALIGN_MARGIN, templates)
 
     def _label_targets(self, data: _Labelled, prep) -> np.ndarray:
         """Per labelled spectrum, its training target: one-hot, or its
@@ -391,6 +405,31 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         prof, _ = profiles(data.X, max(3, int(prep.width * self.segments_per_bin)),
                            unit_sum=False)
         return mixture_targets(prof, data.y, len(data.classes))
+
+    def _class_scales(self, data: _Labelled, targets, prep, structure) -> np.ndarray | None:
+        """Per class, the normalising scale of its phase at a fraction of 1
+        (its scattering power), relative to the largest: non-negative least
+        squares of the labelled spectra's scales on their targets (a
+        mixture's scale is its fractions' sum). Classes of one structure
+        (``structure``: per class the first class of its structure) share
+        one scale: the beam's drift along a series would otherwise tell
+        them apart (``weak`` seed 2 in protocol A: A 0.38, A + weak peaks
+        0.50). None (the mixtures are mixed as fractions) where a
+        structure gets no scale."""
+        from scipy.optimize import nnls
+
+        scales = prep.baseline_free(prep.segment_means(data.X)).mean(axis=1)
+        if not (np.isfinite(scales).all() and (scales > 0).all()):
+            return None
+        groups, member = np.unique(structure, return_inverse=True)
+        if len(groups) == 1:
+            return np.ones(len(structure))
+        per_structure, _ = nnls(np.asarray(targets, np.float64) @ np.eye(len(groups))[member],
+                                scales.astype(np.float64))
+        if not (per_structure > 0).all():
+            return None
+        per_class = per_structure[member]
+        return per_class / per_class.max()
 
     def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng,
                           aligner=None) -> _Copies:

@@ -146,12 +146,16 @@ class SegmentPreprocessor:
             np.minimum(mins, blocks[:, :, j], out=mins)
         return mins
 
+    def baseline_free(self, S: np.ndarray) -> np.ndarray:
+        """Segment means ``S`` less their baseline (a new array); their row
+        means are the normalising scales."""
+        if self.baseline_block:
+            return S - self.block_minima(S) @ self._interp
+        return S.copy()
+
     def normalise(self, S: np.ndarray) -> np.ndarray:
         """Baseline-free, normalised segment means (float32, new array)."""
-        if self.baseline_block:
-            Y = S - self.block_minima(S) @ self._interp
-        else:
-            Y = S.copy()
+        Y = self.baseline_free(S)
         scale = Y.mean(axis=1, keepdims=True)
         # a spectrum with no signal above its baseline stays all-zero
         scale[~(scale > 0)] = 1.0

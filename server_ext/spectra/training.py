@@ -68,12 +68,12 @@ def held_out_splits(y_idx, src, cv_folds, rng):
     return [(~odd, odd), (odd, ~odd)]
 
 
-def _with_mixtures(features, targets, masks, n_mix, rng):
+def _with_mixtures(features, targets, masks, n_mix, rng, scales=None):
     """Append ``n_mix`` label-mixed pairs; a mixture trains a group only if
     both its sources do."""
     if not n_mix:
         return features, targets, masks
-    mixed, mixed_targets, (i, j) = mixup(features, targets, n_mix, rng)
+    mixed, mixed_targets, (i, j) = mixup(features, targets, n_mix, rng, scales)
     return (np.concatenate([features, mixed]), np.concatenate([targets, mixed_targets]),
             np.concatenate([masks, masks[i] & masks[j]]))
 
@@ -81,7 +81,7 @@ def _with_mixtures(features, targets, masks, n_mix, rng):
 def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epochs,
                        learning_rate, batch_size, mixup_fraction, seeded, rng,
                        verbose=0, progress: ProgressHook = None,
-                       targets=None) -> TrainedBins:
+                       targets=None, scales=None) -> TrainedBins:
     """Train the bin networks once per fold and once on all copies, side by
     side; score each bin on its held-out copies; fit the vote on held-out
     copies and held-out mixtures.
@@ -91,8 +91,10 @@ def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epo
     network initialisation and batches drawn from ``rng`` (reproducible);
     ``targets``: optional (n_copies, n_classes) training and calibration
     targets (the estimated fractions of copies of a labelled mixture, see
-    :mod:`.mixtures`; default one-hot ``labels``). Held-out accuracy is
-    always measured against ``labels``.
+    :mod:`.mixtures`; default one-hot ``labels``); ``scales``: optional
+    scattering power per copy, what the mixtures are mixed in proportion
+    to (see :func:`.augment.mixup`). Held-out accuracy is always measured
+    against ``labels``.
     """
     from .fused import bin_proba, fit_vote
     from .networks import fold_standardisation, train_stacked
@@ -101,7 +103,8 @@ def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epo
     onehot = (np.eye(n_classes, dtype=np.float32)[labels] if targets is None
               else np.asarray(targets, np.float32))
     groups = np.stack([train for train, _ in splits] + [np.ones(n, bool)], axis=1)
-    inputs, targets, masks = _with_mixtures(features, onehot, groups, int(mixup_fraction * n), rng)
+    inputs, targets, masks = _with_mixtures(features, onehot, groups, int(mixup_fraction * n), rng,
+                                            scales)
     seed = int(rng.integers(2**31 - 1)) if seeded else None
     on_epochs = None if progress is None else (
         lambda done: progress(FitProgress("train", done, epochs)))
@@ -126,7 +129,8 @@ def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epo
         pure.append(proba(features[test], g))
         pure_labels.append(labels[test])
         pure_targets.append(onehot[test])
-        x_mix, t_mix, _ = mixup(features[test], onehot[test], int(test.sum()), rng)
+        x_mix, t_mix, _ = mixup(features[test], onehot[test], int(test.sum()), rng,
+                                None if scales is None else scales[test])
         if len(x_mix):
             mixed.append(proba(x_mix, g))
             mixed_targets.append(t_mix)

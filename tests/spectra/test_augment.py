@@ -4,7 +4,7 @@ read from the data, and movement bounds per labelled spectrum."""
 import numpy as np
 import pytest
 
-from server_ext.spectra.augment import augment, noise_gain
+from server_ext.spectra.augment import augment, mixup, noise_gain
 from server_ext.spectra.synthetic import make_powder_series
 
 
@@ -41,3 +41,21 @@ def test_movement_bounds_per_labelled_spectrum():
     peak = Xa.argmax(1)
     assert (peak[src == 0] >= 500).all() and peak[src == 0].max() >= 505
     assert (peak[src == 1] <= 500).all() and peak[src == 1].min() <= 495
+
+
+def test_mixup_mixes_targets_as_fractions_and_features_by_scattering_power():
+    """Two classes, the second scattering 4x more: a mixture of fractions
+    ``1 - a`` and ``a`` has normalised features ``((1 - a) z0 + 4 a z1) /
+    ((1 - a) + 4 a)`` and target ``(1 - a, a)``; without scales the
+    features mix as the target (the phases scatter alike)."""
+    Z = np.stack([np.full(5, 1.0), np.full(5, 3.0)] * 10).astype(np.float32)
+    Y = np.eye(2, dtype=np.float32)[np.arange(20) % 2]
+    scales = np.where(Y[:, 1] > 0, 4.0, 1.0)
+    Zm, Ym, (i, j) = mixup(Z, Y, 200, np.random.default_rng(1), scales)
+    assert len(Zm) > 50 and (Y[i].argmax(1) != Y[j].argmax(1)).all()
+    a = Ym[:, 1]  # the fraction of the second class
+    share = 4 * a / ((1 - a) + 4 * a)
+    np.testing.assert_allclose(Zm[:, 0], 1.0 + 2.0 * share, rtol=1e-5)
+    np.testing.assert_allclose(Ym.sum(1), 1.0, rtol=1e-6)
+    Zp, Yp, _ = mixup(Z, Y, 200, np.random.default_rng(1))
+    np.testing.assert_allclose(Zp[:, 0], 1.0 + 2.0 * Yp[:, 1], rtol=1e-5)

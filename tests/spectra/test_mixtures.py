@@ -72,3 +72,57 @@ def test_spectra_next_to_a_labelled_mixture_are_called_for_their_majority(shift4
     wrong = clf.predict(s.X[test]) != s.y[test]
     assert soft.sum() >= 3  # the labelled curves inside the transitions
     assert not wrong[clear].any(), test[clear & wrong]
+
+
+def _two_phases(fractions, rng, strong=4.0):
+    """Raw mixtures of two phases on a background, phase 1 scattering
+    ``strong`` times more per unit of phase: peaks of unit and ``strong``
+    height, a beam that varies by 5 %, Poisson counts."""
+    x = np.arange(N_POINTS)
+    centres = rng.choice(np.arange(40, N_POINTS - 40), (2, 24), replace=False)
+    heights = np.array([[1.0], [strong]]) * rng.uniform(0.3, 1.0, (2, 24))
+
+    def pattern(k):
+        return (heights[k, :, None] * np.exp(-0.5 * ((x - centres[k, :, None]) / 2.5) ** 2)).sum(0)
+
+    a, b = pattern(0), pattern(1)
+    f = np.asarray(fractions, np.float64)[:, None]
+    beam = rng.uniform(0.95, 1.05, (len(f), 1))
+    return rng.poisson(400 * beam * ((1 - f) * a + f * b + 0.1)).astype(np.float32)
+
+
+def test_a_mixture_is_called_for_its_majority_phase_not_the_one_that_scatters_more():
+    """Phase 1 scatters 4x more than phase 0: in a 30 % mixture of it, 63 %
+    of the normalised spectrum's signal is phase 1's. Trained on pure
+    spectra only, the mixtures of mixup are what places the transition:
+    mixed as fractions of the normalised spectra, the networks learnt
+    that such a spectrum is phase 1 (so it was when this test was
+    written; not asserted). Mixed in proportion to each class's scale
+    (``class_scales_``), every mixture is called for its majority phase."""
+    rng = np.random.default_rng(5)
+    train_f = np.repeat([0.0, 1.0], 30)
+    test_f = np.repeat([0.2, 0.3, 0.35, 0.65, 0.7, 0.8], 20)
+    X = _two_phases(np.concatenate([train_f, test_f]), rng)
+    X_train, X_test = X[:len(train_f)], X[len(train_f):]
+    clf = BinnedSpectraClassifier(epochs=30, random_state=0)
+    clf.fit(X_train, (train_f > 0.5).astype(int))
+    np.testing.assert_allclose(clf.class_scales_, [0.25, 1.0], rtol=0.15)
+    P = clf.predict_proba(X_test)[:, 1]
+    majority = (test_f > 0.5).astype(int)
+    assert (clf.predict(X_test) == majority).all(), [
+        (f, round(float(P[test_f == f].mean()), 2)) for f in np.unique(test_f)]
+    # the probability of phase 1 rises with its fraction
+    means = [P[test_f == f].mean() for f in np.unique(test_f)]
+    assert np.all(np.diff(means) > 0), means
+
+
+def test_classes_of_one_structure_share_one_scale_whatever_the_beam():
+    """Class 1 is phase 0 under a 30 % stronger beam (as a drift along a
+    series gives): it scatters no more than class 0, so both get one
+    scale; phase 1 keeps its own, 4x."""
+    X = _two_phases(np.repeat([0.0, 0.0, 1.0], 10), np.random.default_rng(6))
+    X[10:20] *= 1.3
+    clf = BinnedSpectraClassifier(epochs=1, random_state=0).fit(X, np.repeat([0, 1, 2], 10))
+    s = clf.class_scales_
+    assert s[0] == s[1] and s[2] == 1.0
+    assert 0.2 < s[0] < 0.4, s
