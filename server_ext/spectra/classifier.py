@@ -70,12 +70,14 @@ class SpectraNotFittedError(SpectraError, NotFittedError):
 @dataclasses.dataclass
 class _Labelled:
     """Checked labelled spectra: ``X`` (n, points), class index ``y``,
-    ``classes`` (the labels), ``axis`` (or None)."""
+    ``classes`` (the labels), ``axis`` (or None), and their segment
+    means ``S`` (n, segments)."""
 
     X: np.ndarray
     y: np.ndarray
     classes: np.ndarray
     axis: np.ndarray | None
+    S: np.ndarray
 
 
 @dataclasses.dataclass
@@ -350,13 +352,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             raise SpectraError(f"labels must be mutually comparable: {e}")
         if len(classes) < 2:
             raise SpectraError(f"need at least 2 classes to classify, got {classes.tolist()}")
-        flat = ~prep.has_signal(prep.segment_means(X))
+        S = prep.segment_means(X)
+        flat = ~prep.has_signal(S)
         if flat.any():
             bad = np.flatnonzero(flat)
             raise SpectraError(f"{len(bad)} labelled spectra are flat, with no signal (rows "
                                f"{bad[:10].tolist()}; a detector dropout?); remove them, they "
                                "say nothing about the sample's state")
-        return _Labelled(X, y_idx.reshape(-1), classes, axis)
+        return _Labelled(X, y_idx.reshape(-1), classes, axis, S)
 
     def _subsample(self, data: _Labelled, rng) -> _Labelled:
         """At most ``max_train_per_class`` spectra per class, in their order."""
@@ -367,7 +370,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         keep = np.sort(np.concatenate([
             rng.choice(np.flatnonzero(data.y == c), min(cap, k), replace=False)
             for c, k in enumerate(counts)]))
-        return dataclasses.replace(data, X=data.X[keep], y=data.y[keep])
+        return dataclasses.replace(data, X=data.X[keep], y=data.y[keep], S=data.S[keep])
 
     def _shift_points(self, prep):
         return 0.5 * prep.width if self.shift is None else float(self.shift)
@@ -418,7 +421,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         structure gets no scale."""
         from scipy.optimize import nnls
 
-        scales = prep.baseline_free(prep.segment_means(data.X)).mean(axis=1)
+        scales = prep.baseline_free(data.S).mean(axis=1)
         if not (np.isfinite(scales).all() and (scales > 0).all()):
             return None
         groups, member = np.unique(structure, return_inverse=True)
@@ -446,7 +449,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     intensity=self.intensity, noise=self.noise,
                                     background=self.background, gain=gains, noise_floor=floor)
         source = np.concatenate([np.arange(n), source])
-        features = prep.transform(np.concatenate([X, perturbed]))
+        features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))
         if aligner is not None:
             features = aligner.align(features)
         return _Copies(features, data.y[source], source, targets[source])
