@@ -97,18 +97,21 @@ class StrainAligner:
         self.n_segments = self.positions.shape[1]
 
     @classmethod
-    def fit(cls, prep, X, y, n_classes, axis, max_strain, templates=None) -> "StrainAligner":
+    def fit(cls, prep, X, y, n_classes, axis, max_strain) -> "StrainAligner":
         """Templates from the class means of the labelled spectra ``X``
         (class index ``y``), strains in ``±max_strain`` about the axis origin
-        (``axis``: as given to ``fit``, None for the point index);
-        ``templates``: those of :func:`class_templates`, if already made.
+        (``axis``: as given to ``fit``, None for the point index)."""
+        return cls.from_templates(prep, class_templates(prep, X, y, n_classes, axis, max_strain),
+                                  axis)
+
+    @classmethod
+    def from_templates(cls, prep, templates: "ClassTemplates", axis) -> "StrainAligner":
+        """The aligner of :func:`class_templates`' strained class means.
 
         Classes of one structure (A and A + weak peaks) share the templates
         of the first of them: the alignment must not depend on which of
         the two a spectrum resembles more, or the networks learn that
         instead of the weak peaks."""
-        if templates is None:
-            templates = class_templates(prep, X, y, n_classes, axis, max_strain)
         grid, G = templates.grid, len(templates.grid)
         reference = np.unique(templates.structure)
         T = templates.features[reference]

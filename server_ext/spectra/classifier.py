@@ -306,6 +306,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         tolerance = self._position_tolerance(data, prep)
+        # strains searched: the copies' reach plus ALIGN_MARGIN
         templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,
                                     float(self.strain) + ALIGN_MARGIN)
         aligner = self._strain_aligner(data, tolerance, prep, templates)
@@ -386,14 +387,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def _strain_aligner(self, data: _Labelled, tolerance, prep,
                         templates) -> StrainAligner | None:
-        """The strain estimate and alignment, or None where it is off (see
-        ``align_strain``); strains searched: the copies' reach plus
-        ``ALIGN_MARGIN`` (the drift of the labelled spectra, of the test
-        spectra)."""
+        """The strain estimate and alignment from the strained class means
+        ``templates``, or None where it is off (see ``align_strain``)."""
         if not aligns(self.align_strain, self.strain, tolerance.pairs):
             return None
-        return StrainAligner.fit(prep, data.X, data.y, len(data.classes), data.axis,
-                                 float(self.strain) + ALIGN_MARGIN, templates)
+        return StrainAligner.from_templates(prep, templates, data.axis)
 
     def _label_targets(self, data: _Labelled, prep) -> np.ndarray:
         """Per labelled spectrum, its training target: one-hot, or its
