@@ -30,7 +30,10 @@ parabola, and two gathers of the kept bins' windows.
 
 Only where movement is nuisance: when two classes differ by position (the
 same structure in another cell, see :mod:`.nuisance`), aligning would undo
-the very difference that tells them apart.
+the very difference that tells them apart. And only where it pays: "auto"
+aligns when the aligned held-out copies tell some class pair apart better
+and none worse (:func:`alignment_pays`), which also catches a difference
+of position that the position test missed.
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import numpy as np
 
 from .augment import increasing_axis, strain_shift
 
-__all__ = ["StrainAligner", "aligns", "class_templates", "ClassTemplates"]
+__all__ = ["StrainAligner", "aligns", "alignment_pays", "class_templates", "ClassTemplates"]
 
 #: grid step: the strain that moves the outermost segment centre by this
 #: fraction of a segment; the best grid value is refined between its
@@ -63,15 +66,36 @@ USED_SEGMENTS = 96
 #: the refinement is rounded to this many parts of a grid step (the
 #: interpolation weights are precomputed for each)
 SUBSTEPS = 8
+#: "auto" aligns only where the aligned copies tell some class pair apart
+#: better by at least this (held-out accuracy of the pair's best window,
+#: :func:`.separability.pair_separability`): elsewhere alignment costs
+#: inference time for nothing (on the benchmark's series: 0.03-0.37 on
+#: ``weak`` and ``pattern``, 0-0.035 on ``transition``)
+GAIN = 0.02
+#: ... and no pair worse by more than this: aligning erases a difference of
+#: peak position (the same structure in another cell) that the position
+#: test missed (0.04-0.22 on the ``shift`` series' pair)
+LOSS = 0.01
 
 
 def aligns(align_strain, strain, pairs) -> bool:
-    """Whether a model aligns: ``align_strain`` True/False, or ``"auto"``:
-    when the copies get strain and no class pair (``pairs``, as
-    ``position_pairs_``) is separated by position."""
+    """Whether a model may align: ``align_strain`` True/False, or
+    ``"auto"``: when the copies get strain and no class pair (``pairs``, as
+    ``position_pairs_``) is separated by position; "auto" then aligns only
+    where :func:`alignment_pays`."""
     if align_strain == "auto":
         return strain > 0 and not any(p["separated_by"] == "position" for p in pairs)
     return bool(align_strain)
+
+
+def alignment_pays(unaligned, aligned) -> bool:
+    """Whether the aligned copies separate the classes better: per class
+    pair, held-out best-window accuracy (classes, classes) without and
+    with alignment; some pair gains ``GAIN``, none loses more than
+    ``LOSS``."""
+    upper = np.triu_indices(len(unaligned), 1)
+    change = np.asarray(aligned)[upper] - np.asarray(unaligned)[upper]
+    return bool(len(change) and change.max() >= GAIN and change.min() >= -LOSS)
 
 
 class StrainAligner:

@@ -10,7 +10,9 @@ Pipeline (``fit``, one method per step):
    intensity, background; see :mod:`.augment`); those of a class with few
    labelled spectra are first denoised by a peak model (:mod:`.denoise`),
    so that the copies do not all carry one of a few noise realisations;
-2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`);
+2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`),
+   each spectrum's strain undone where that tells the classes apart better
+   on held-out copies (:mod:`.align`);
 3. candidate bins -- the fixed grid of ``n_bins`` equal bins, or windows of
    the same width every quarter bin (``bin_placement="adaptive"``) -- are
    scored on held-out folds (:mod:`.separability`), and the best-separated,
@@ -41,7 +43,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .align import StrainAligner, aligns, class_templates
+from .align import StrainAligner, alignment_pays, aligns, class_templates
 from .augment import augment, noise_gain
 from .denoise import denoise
 from .errors import SpectraError
@@ -51,7 +53,8 @@ from .inputs import INT_PARAMS, REAL_PARAMS, as_labels, as_spectra, check_number
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor
-from .separability import candidate_starts, cv_separability, select_bins, vote_weight
+from .separability import (candidate_starts, cv_separability, pair_separability, select_bins,
+                           vote_weight)
 from .training import FitProgress, ProgressHook, held_out_splits, train_bin_networks
 
 __all__ = ["BinnedSpectraClassifier", "SpectraNotFittedError", "FitProgress"]
@@ -152,10 +155,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         it, in training and inference (see :mod:`.align`): the copies keep
         their random strain, but the networks see them aligned to a
         fraction of a segment, so a weak peak stays in its segments.
-        ``"auto"``: when ``strain > 0`` and no class pair differs by
-        position (aligning would undo that difference). ``False``
-        (default): aligned inference costs 1.5-2x, more with many bins
-        of 32 segments (README, "Strain alignment").
+        ``"auto"`` (default): when ``strain > 0``, no class pair differs
+        by position (aligning would undo that difference), and the
+        aligned held-out copies tell some class pair apart better and
+        none worse (``alignment_evidence_``): elsewhere aligned inference
+        would cost 1.1-2x for nothing (README, "Strain alignment").
+        ``True``: whenever possible; ``False``: never.
     intensity : float
         Half-range of the relative intensity scale of the copies.
     noise : float
@@ -210,6 +215,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         class they got all of it).
     strain_aligned_ : whether each spectrum's strain is undone before the
         bins (see ``align_strain``).
+    alignment_evidence_ : what "auto" decided on: per class pair, the
+        held-out accuracy of its best candidate window without and with
+        the alignment, two (n_classes, n_classes) arrays; None where "auto"
+        did not weigh it (``align_strain`` True or False, or alignment
+        impossible; not saved).
     position_pairs_ : the position-separated class pairs found in ``fit``
         (see :class:`.nuisance.PositionTolerance`; not saved).
     class_scales_ : per class, the normalising scale of its spectra at a
@@ -227,7 +237,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin=16, bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, learn_mixtures=True, align_strain=False,
+                 learn_position=True, learn_mixtures=True, align_strain="auto",
                  intensity=0.3, noise=1.0,
                  background=0.1, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
@@ -312,8 +322,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         aligner = self._strain_aligner(data, tolerance, prep, templates)
         targets = self._label_targets(data, prep)
         class_scales = self._class_scales(data, targets, prep, templates.structure)
-        copies = self._perturbed_copies(data, tolerance, targets, prep, rng, aligner)
+        copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng)
+        aligner, copies, evidence = self._alignment(aligner, copies, splits, prep,
+                                                    len(data.classes))
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
         if progress is not None:
             progress(FitProgress("screen", len(screening.chosen), len(screening.chosen)))
@@ -333,6 +345,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.label_targets_ = targets
         self.class_scales_ = class_scales
+        self.alignment_evidence_ = evidence
         return self
 
     def _labelled(self, X, y, axis, prep) -> _Labelled:
@@ -432,10 +445,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         per_class = per_structure[member]
         return per_class / per_class.max()
 
-    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng,
-                          aligner=None) -> _Copies:
+    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng) -> _Copies:
         """The labelled spectra and their perturbed copies, as segment
-        features (aligned where ``aligner`` is given)."""
+        features."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
         # per labelled spectrum, (low, high) bounds of its copies' movement
@@ -448,9 +460,26 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     background=self.background, gain=gains, noise_floor=floor)
         source = np.concatenate([np.arange(n), source])
         features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))
-        if aligner is not None:
-            features = aligner.align(features)
         return _Copies(features, data.y[source], source, targets[source])
+
+    def _alignment(self, aligner, copies: _Copies, splits, prep, n_classes):
+        """``(aligner, copies, evidence)``: the copies aligned by ``aligner``
+        where it is given and, for "auto", where aligning tells the
+        classes apart better on held-out copies (:func:`.align.alignment_pays`;
+        ``evidence``: the per-pair separability without and with it), else
+        ``(None, copies, evidence)``."""
+        if aligner is None:
+            return None, copies, None
+        aligned = dataclasses.replace(copies, features=aligner.align(copies.features))
+        if self.align_strain != "auto":
+            return aligner, aligned, None
+        width = int(self.segments_per_bin)
+        starts = candidate_starts(prep.n_segments, width, self.bin_placement)
+        evidence = tuple(pair_separability(c.features, c.labels, splits, starts, width, n_classes)
+                         for c in (copies, aligned))
+        if alignment_pays(*evidence):
+            return aligner, aligned, evidence
+        return None, copies, evidence
 
     def _denoised(self, X, y):
         """The spectra the copies are made from, their noise gains and the

@@ -14,7 +14,8 @@ augmentation scale); 4 stores the strain alignment where the model has one
 (``align_grid``, ``align_templates``, ``align_positions``, ``align_used``;
 see :mod:`.align`).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
-before, without alignment. Parameters added within a version
+before, without alignment (``align_strain=False``, what they were fitted
+with: the default is now "auto"). Parameters added within a version
 (``learn_mixtures``, ``denoise_below`` in 3) take their defaults when a
 model saved before them is read; they change training only, not what is
 saved.
@@ -106,6 +107,9 @@ def _read(path):
         if "n_features" in params:
             params["segments_per_bin"] = params.pop("n_features")
         config["params"] = params
+    if config["version"] < 4 and isinstance(config.get("params"), dict):
+        # before format 4 no model aligned: refitted, it does the same
+        config["params"] = {"align_strain": False, **config["params"]}
     return config, arrays
 
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["candidate_starts", "stratified_folds", "cv_separability",
+__all__ = ["candidate_starts", "stratified_folds", "cv_separability", "pair_separability",
            "vote_weight", "select_bins"]
 
 
@@ -47,6 +47,23 @@ def _window_sums(E, starts, width):
     return c[..., starts + width] - c[..., starts]
 
 
+def _held_out_distances(Z, y_idx, splits, starts, width, n_classes):
+    """Per fold, ``(D, truth)``: the summed squared standardised distance
+    of every held-out copy to every class centroid in every candidate
+    window, (n_test, classes, candidates), and the copies' classes (the
+    centroids and a shared diagonal variance from the fold's training
+    copies)."""
+    for train, test in splits:
+        Zt, yt = Z[train], y_idx[train]
+        mu = np.stack([Zt[yt == c].mean(0) for c in range(n_classes)])
+        resid = Zt - mu[yt]
+        var = resid.var(0) if len(Zt) > n_classes else np.zeros(Z.shape[1])
+        var = np.maximum(var, 1e-2 * var.mean() + 1e-12)
+        # E[i, c, s] = squared standardised distance of held-out i to class c
+        E = (Z[test][:, None, :] - mu[None]) ** 2 / var
+        yield _window_sums(E, starts, width), y_idx[test]
+
+
 def cv_separability(Z, y_idx, splits, starts, width, n_classes):
     """Held-out accuracy and mean true-class probability per candidate.
 
@@ -56,19 +73,9 @@ def cv_separability(Z, y_idx, splits, starts, width, n_classes):
     """
     acc = np.zeros(len(starts))
     soft = np.zeros(len(starts))
-    for train, test in splits:
-        Zt, yt = Z[train], y_idx[train]
-        mu = np.stack([Zt[yt == c].mean(0) for c in range(n_classes)])
-        resid = Zt - mu[yt]
-        var = resid.var(0) if len(Zt) > n_classes else np.zeros(Z.shape[1])
-        var = np.maximum(var, 1e-2 * var.mean() + 1e-12)
-        Zv = Z[test]
-        # E[i, c, s] = squared standardised distance of held-out i to class c
-        E = (Zv[:, None, :] - mu[None]) ** 2 / var
-        D = _window_sums(E, starts, width)  # (n_test, classes, candidates)
-        pred = D.argmin(1)
-        truth = y_idx[test][:, None]
-        acc += (pred == truth).mean(0)
+    for D, truth in _held_out_distances(Z, y_idx, splits, starts, width, n_classes):
+        truth = truth[:, None]
+        acc += (D.argmin(1) == truth).mean(0)
         logit = -0.5 * D / width
         logit -= logit.max(1, keepdims=True)
         p = np.exp(logit)
@@ -76,6 +83,27 @@ def cv_separability(Z, y_idx, splits, starts, width, n_classes):
         soft += np.take_along_axis(p, truth[:, None, :], axis=1)[:, 0].mean(0)
     k = len(splits)
     return acc / k, soft / k
+
+
+def pair_separability(Z, y_idx, splits, starts, width, n_classes):
+    """Per class pair, the held-out accuracy of the best candidate window
+    at telling the pair apart (nearest centroid of the two): (classes,
+    classes), symmetric, 1 on the diagonal. The hardest pair is what a
+    change of the features (e.g. the strain alignment) must not cost."""
+    acc = np.zeros((n_classes, n_classes, len(starts)))
+    folds = np.zeros((n_classes, n_classes, 1))
+    for D, truth in _held_out_distances(Z, y_idx, splits, starts, width, n_classes):
+        for c in range(n_classes):
+            for d in range(c + 1, n_classes):
+                m = (truth == c) | (truth == d)
+                if m.any():
+                    right = np.where(D[m, c] <= D[m, d], c, d) == truth[m][:, None]
+                    acc[c, d] += right.mean(0)
+                    folds[c, d] += 1
+    best = (acc / np.maximum(folds, 1)).max(axis=2)
+    best = best + best.T
+    np.fill_diagonal(best, 1.0)
+    return best
 
 
 def vote_weight(acc, n_classes):

@@ -1,8 +1,9 @@
 """The per-spectrum strain estimate and alignment (``align_strain``): a
 known strain is recovered, the one-pass inference equals the reference
-computation with it, "auto" is off where two classes differ by position,
-weak peaks under strain need it, and models saved before it (format 3)
-load and classify as before."""
+computation with it, "auto" is off where two classes differ by position
+and aligns only where the held-out copies separate better aligned, weak
+peaks under strain need it, and models saved before it (format 3) load
+and classify as before."""
 
 import json
 
@@ -10,7 +11,7 @@ import numpy as np
 import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError, inference
-from server_ext.spectra.align import StrainAligner, aligns
+from server_ext.spectra.align import GAIN, LOSS, StrainAligner, alignment_pays, aligns
 from server_ext.spectra.augment import strain_shift
 from server_ext.spectra.fused import pool
 from server_ext.spectra.preprocess import SegmentPreprocessor
@@ -91,7 +92,43 @@ def test_auto_alignment_is_off_where_classes_differ_by_position(shift_signal_fit
     assert aligns("auto", 0.015, intensity.position_pairs_)
     assert not aligns("auto", 0.0, intensity.position_pairs_)  # no strain to undo
     assert aligns(True, 0.015, shift.position_pairs_) and not aligns(False, 0.015, [])
-    assert not shift.strain_aligned_ and not intensity.strain_aligned_  # the default: off
+    assert not shift.strain_aligned_ and shift.alignment_evidence_ is None
+
+
+def test_auto_alignment_follows_the_held_out_evidence(fitted, weak_pair, shift_signal_series):
+    """The default "auto" aligns where the aligned held-out copies tell a
+    class pair apart better and none worse: the weak peaks yes; not the
+    intensity transition (nothing to gain, only inference time to lose);
+    not a pair that differs by position when the position test is off
+    (aligning erases the difference)."""
+    intensity, _ = fitted
+    before, after = intensity.alignment_evidence_
+    assert before.shape == after.shape == (2, 2)
+    assert not intensity.strain_aligned_ and after[0, 1] - before[0, 1] < GAIN
+
+    weak = weak_pair[-1]["auto"]
+    before, after = weak.alignment_evidence_
+    assert weak.strain_aligned_ and after[0, 1] - before[0, 1] >= GAIN
+
+    s = shift_signal_series  # A -> B -> A': A' is A in a 1 % larger cell
+    train = np.arange(0, len(s.X), 4)
+    blind = BinnedSpectraClassifier(epochs=5, random_state=0, learn_position=False)
+    blind.fit(s.X[train], s.y[train], axis=s.axis)
+    assert blind.position_pairs_ == []
+    before, after = blind.alignment_evidence_
+    assert after[0, 2] - before[0, 2] < -LOSS
+    assert not blind.strain_aligned_
+
+
+def test_alignment_pays_rule():
+    base = np.array([[1.0, 0.80, 0.95], [0.80, 1.0, 1.0], [0.95, 1.0, 1.0]])
+    gained = base.copy()
+    gained[0, 1] = gained[1, 0] = 0.80 + GAIN
+    assert alignment_pays(base, gained)
+    assert not alignment_pays(base, base)
+    lost = gained.copy()
+    lost[0, 2] = lost[2, 0] = 0.95 - 2 * LOSS
+    assert not alignment_pays(base, lost)
 
 
 def test_alignment_parameter_is_checked():
@@ -120,6 +157,7 @@ def test_aligned_model_round_trip_and_format_3(weak_pair, tmp_path):
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
     assert not old.strain_aligned_
+    assert old.align_strain is False  # what it was fitted with, not today's default
     Z = clf._prep.normalise(clf._prep.segment_means(X))
     unaligned = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
     assert np.abs(old.predict_proba(X) - unaligned).max() < 1e-5
@@ -137,3 +175,23 @@ def test_weak_peaks_need_the_alignment(weak_pair):
                          (clf.predict(strained) == s.y[test]).mean())
     assert scores[False][0] < 0.98
     assert min(scores["auto"]) >= 0.99
+
+
+def test_pair_separability_finds_the_window_that_separates_a_pair():
+    """Class 1 differs from 0 only in segments 40-47, class 2 only in 0-15,
+    class 3 not at all: the best window separates the first two pairs,
+    nothing separates the third."""
+    from server_ext.spectra.separability import candidate_starts, pair_separability
+
+    rng = np.random.default_rng(3)
+    y = np.repeat(np.arange(4), 200)
+    Z = rng.normal(0.0, 1.0, (len(y), 64))
+    Z[y == 1, 40:48] += 3.0
+    Z[y == 2, :16] += 3.0
+    fold = np.arange(len(y)) % 4
+    splits = [(fold != k, fold == k) for k in range(4)]
+    sep = pair_separability(Z, y, splits, candidate_starts(64, 16, "adaptive"), 16, 4)
+    np.testing.assert_array_equal(sep, sep.T)
+    assert (np.diag(sep) == 1.0).all()
+    assert sep[0, 1] > 0.95 and sep[0, 2] > 0.95 and sep[1, 2] > 0.95
+    assert sep[0, 3] < 0.65
