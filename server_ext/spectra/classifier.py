@@ -159,7 +159,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         by position (aligning would undo that difference), and the
         aligned held-out copies tell some class pair apart better and
         none worse (``alignment_evidence_``): elsewhere aligned inference
-        would cost 1.1-2x for nothing (README, "Strain alignment").
+        would cost 1.4-1.7x for nothing (README, "Strain alignment").
         ``True``: whenever possible; ``False``: never.
     intensity : float
         Half-range of the relative intensity scale of the copies.
