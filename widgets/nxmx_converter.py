@@ -17,7 +17,7 @@ import ipywidgets as W
 from .client import default_client, local_path, relative_to_root
 from .jobs_table import JobsTable
 from .messages import StatusLine, error_text, table
-from .polling import Follower, in_background
+from .polling import Follower, in_background, join_within
 
 ACTIVE = ("queued", "running")
 
@@ -106,7 +106,7 @@ class NXmxConverter(W.VBox):
 
         thread = in_background(work, self.status.error, name="daas-run-summary")
         if wait:
-            thread.join(120)
+            join_within((thread,), 120, "reading the run's summary")
 
     def _show_summary(self, s: dict) -> None:
         self.summary_data = s
@@ -259,7 +259,8 @@ class NXmxConverter(W.VBox):
             self.jobs.value = f"jobs cannot be listed: {html.escape(error_text(e))}"
 
     def wait(self, timeout: float = 600) -> dict | None:
-        """Block until the followed job ends (for scripts and tests); returns the job."""
-        if self.follower:
-            self.follower.thread.join(timeout)
+        """Block until the followed job ends (for scripts and tests); returns
+        the job. Raises ``TimeoutError`` if it takes more than ``timeout``
+        seconds."""
+        join_within((self.follower and self.follower.thread,), timeout, "the conversion")
         return self.job

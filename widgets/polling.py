@@ -65,6 +65,20 @@ class Follower:
             self._stop.wait(self.interval)
 
 
+def join_within(threads, timeout: float, what: str) -> None:
+    """Wait for ``threads`` (``None`` skipped) for at most ``timeout`` seconds
+    in all; one still running raises ``TimeoutError`` naming ``what``. A
+    script that waits must learn that the wait ran out -- the job itself
+    goes on in the server, and waiting again picks it up."""
+    deadline = time.monotonic() + timeout
+    threads = [t for t in threads if t is not None]
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    if any(t.is_alive() for t in threads):
+        raise TimeoutError(f"{what} did not end within {timeout:g} s; it goes on: wait again, "
+                           "or stop it")
+
+
 def in_background(work: Callable[[], None], on_error: Callable[[BaseException], None],
                   name: str = "daas-work") -> threading.Thread:
     """Run a one-off *work* (a request, a file read) off the kernel's main thread."""

@@ -22,7 +22,7 @@ from .client import default_client, local_path, relative_to_root
 from .figures import prediction_figure, separability_figure, stream_figure
 from .jobs_table import JobsTable
 from .messages import StatusLine, error_text, table
-from .polling import Follower, in_background
+from .polling import Follower, in_background, join_within
 
 ACTIVE = ("queued", "running")
 STREAM_ACTIVE = ("starting", "running")
@@ -474,15 +474,14 @@ class SpectraClassifierApp(W.VBox):
     def wait_stream(self, timeout: float = 600) -> dict | None:
         """Block until the followed stream has ended and its last trains are
         drawn (scripts and tests): its poller and its WebSocket reader, which
-        redraws once more when the stream's messages end."""
-        deadline = time.monotonic() + timeout
-        for thread in (self.stream_follower and self.stream_follower.thread, self._ws_thread):
-            if thread is not None:
-                thread.join(max(0.0, deadline - time.monotonic()))
+        redraws once more when the stream's messages end. Raises
+        ``TimeoutError`` if that takes more than ``timeout`` seconds."""
+        join_within((self.stream_follower and self.stream_follower.thread, self._ws_thread),
+                    timeout, "the stream")
         return self.stream
 
     def wait_training(self, timeout: float = 600) -> dict | None:
-        """Block until the followed training ends (scripts and tests)."""
-        if self.follower:
-            self.follower.thread.join(timeout)
+        """Block until the followed training ends (scripts and tests); raises
+        ``TimeoutError`` if it takes more than ``timeout`` seconds."""
+        join_within((self.follower and self.follower.thread,), timeout, "the training")
         return self.model
