@@ -105,8 +105,8 @@ class NXmxConverter(W.VBox):
             self._show_summary(summary)
 
         thread = in_background(work, self.status.error, name="daas-run-summary")
-        if wait:
-            join_within((thread,), 120, "reading the run's summary")
+        if wait:  # the constructor's: a slow server fills the widget in later
+            thread.join(120)
 
     def _show_summary(self, s: dict) -> None:
         self.summary_data = s
