@@ -21,10 +21,12 @@ depends on how many bins were kept:
    (element-wise over a handful of classes), and the weighted vote as one
    product with a ``(bins * classes, classes)`` matrix.
 
-With a strain alignment (:mod:`.align`) the normalised segment means are
-formed (steps 2-3: one product with the baseline's interpolation matrix),
-each row's strain is estimated (one product with the templates) and undone
-(one gather), and the first layer takes its windows from the aligned rows.
+With a strain alignment (:mod:`.align`) the baseline is subtracted from
+the segment means (one product with its interpolation matrix), each row's
+strain is estimated (one product with the templates) and undone (two
+gathers), and the first layer takes its windows from the aligned rows; the
+normalising scale is applied to its products as in step 4 (neither the
+estimate nor the linear interpolation depends on a row's scale).
 
 Chunks run on a small pool of threads: NumPy releases the GIL in its loops
 and in the BLAS products, which is where the time goes; BLAS itself is kept
@@ -109,7 +111,7 @@ class InferencePlan:
         if aligner is not None:
             # only the kept bins' windows are aligned, unless they overlap so
             # much that aligning every segment once is less work
-            self.window_columns = fused.segments.size < prep.n_segments
+            self.window_columns = fused.segments.size <= prep.n_segments
             self.aligned_columns = aligner.columns(
                 fused.segments.reshape(-1) if self.window_columns else None)
         self.n_bins, self.width = fused.segments.shape
@@ -122,6 +124,7 @@ class InferencePlan:
         self.mean_weights = np.full(prep.n_segments, 1.0 / prep.n_segments, np.float32)
         if prep.baseline_block:
             B = prep._interp  # (blocks, segments): baseline = mins @ B
+            self.baseline_mean = B.mean(axis=1)  # the baseline's share of the scale
             # (blocks, bins * hidden + 1): the baseline's share of every
             # first-layer unit, then of the normalising scale (the mean)
             self.baseline_W = np.ascontiguousarray(np.concatenate(
@@ -160,8 +163,7 @@ class InferencePlan:
         flat = h.reshape(n, -1)
         if baseline is not None:
             flat -= baseline
-        if inv is not None:  # None: S is normalised already
-            flat *= inv
+        flat *= inv
         flat += self.b1
         np.maximum(flat, 0.0, out=flat)
         return h
@@ -210,15 +212,28 @@ class InferencePlan:
             mean = S @ self.mean_weights
         finite[a:b] = ok
         signal[a:b] = self.prep.has_signal(S)
-        if self.aligner is None:
-            h = self._hidden(S, *self._normaliser(S, mean))
-        else:
-            Z = self.aligner.align(self.prep.normalise(S), self.aligned_columns)
-            if self.window_columns:
-                h = self._hidden(S, None, None, Z.reshape(len(S), self.n_bins, self.width))
-            else:
-                h = self._hidden(Z, None, None)
+        h = self._hidden(S, *self._normaliser(S, mean)) if self.aligner is None else \
+            self._hidden_aligned(S, mean)
         P[a:b] = self._vote(self._bin_log_proba(h))
+
+    def _hidden_aligned(self, S, mean):
+        """First-layer activations of every bin with each row's strain
+        undone. The alignment interpolates linearly and the strain estimate
+        compares a row with the templates (argmax and parabola), so neither
+        changes with a row's positive scale: the baseline is removed from
+        the segment means in place (``S`` and ``mean`` are overwritten) and
+        the normalising scale applied to the first layer's products, as
+        without alignment -- the normalised spectrum is never formed."""
+        if self.prep.baseline_block:
+            mins = self.prep.block_minima(S)
+            S -= mins @ self.prep._interp
+            mean -= mins @ self.baseline_mean
+        mean[~(mean > 0)] = 1.0  # as normalise: no signal above the baseline
+        inv = (1.0 / mean)[:, None]
+        Z = self.aligner.align(S, self.aligned_columns)
+        if self.window_columns:
+            return self._hidden(S, None, inv, Z.reshape(len(S), self.n_bins, self.width))
+        return self._hidden(Z, None, inv)
 
     def score(self, X):
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class

@@ -62,21 +62,30 @@ def test_alignment_recovers_a_known_strain(pattern_series):
     assert after < 0.4 * before
 
 
-def test_one_pass_inference_equals_the_reference_with_alignment(pattern_series):
+@pytest.mark.parametrize("starts", [
+    [0, 40, 100, 180, 224],  # a few bins: only their windows are aligned
+    list(range(0, 240, 16)),  # bins that tile the spectrum
+    list(range(0, 232, 8)),  # overlapping bins: every segment aligned once
+], ids=["windows", "tiled", "overlapping"])
+def test_one_pass_inference_equals_the_reference_with_alignment(pattern_series, starts):
     s = pattern_series
     rng = np.random.default_rng(5)
     prep = SegmentPreprocessor(N_POINTS, 240, 16)
     aligner = StrainAligner.fit(prep, s.X, s.y, 3, s.axis, 0.025)
-    starts = np.array([0, 40, 100, 180, 224])
+    starts = np.array(starts)
+    n_bins = len(starts)
     from server_ext.spectra.fused import FusedVote
 
-    fused = FusedVote(starts[:, None] + np.arange(16), rng.normal(0, 1, (5, 16, 16)),
-                      rng.normal(0, 0.5, (5, 16)), rng.normal(0, 1, (5, 16, 3)),
-                      rng.normal(0, 0.5, (5, 3)), rng.uniform(0.1, 1.0, 5), beta=1.5)
+    fused = FusedVote(starts[:, None] + np.arange(16), rng.normal(0, 1, (n_bins, 16, 16)),
+                      rng.normal(0, 0.5, (n_bins, 16)), rng.normal(0, 1, (n_bins, 16, 3)),
+                      rng.normal(0, 0.5, (n_bins, 3)), rng.uniform(0.1, 1.0, n_bins), beta=1.5)
+    plan = inference.InferencePlan(prep, fused, aligner)
+    assert plan.window_columns == (fused.segments.size <= prep.n_segments)
     X = np.concatenate([s.X] * 7).astype(np.float32)  # several chunks and a ragged one
     assert len(X) > inference.CHUNK_ROWS
     X[3] = np.nan
-    P, finite, signal = inference.InferencePlan(prep, fused, aligner).score(X)
+    X[5] *= 3.0  # the scale applied after the alignment, not before
+    P, finite, signal = plan.score(X)
     assert np.flatnonzero(~finite).tolist() == [3]
     good = finite & signal
     Z = aligner.align(prep.normalise(prep.segment_means(X[good])))
