@@ -96,6 +96,14 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
+def _inverse(scale):
+    """The inverse normalising scales (rows, 1) of baseline-free row means
+    ``scale`` (overwritten): 1 where there is no signal above the baseline,
+    as :meth:`.SegmentPreprocessor.normalise`."""
+    scale[~(scale > 0)] = 1.0
+    return (1.0 / scale)[:, None]
+
+
 class InferencePlan:
     """The fitted preprocessing and fused vote, rearranged for one pass.
 
@@ -124,12 +132,14 @@ class InferencePlan:
         self.mean_weights = np.full(prep.n_segments, 1.0 / prep.n_segments, np.float32)
         if prep.baseline_block:
             B = prep._interp  # (blocks, segments): baseline = mins @ B
-            self.baseline_mean = B.mean(axis=1)  # the baseline's share of the scale
-            # (blocks, bins * hidden + 1): the baseline's share of every
-            # first-layer unit, then of the normalising scale (the mean)
-            self.baseline_W = np.ascontiguousarray(np.concatenate(
-                [B[:, s:s + self.width] @ w for s, w in zip(self.starts, self.W1)]
-                + [B.mean(axis=1, keepdims=True)], axis=1), dtype=np.float32)
+            if aligner is None:
+                # (blocks, bins * hidden + 1): the baseline's share of every
+                # first-layer unit, then of the normalising scale (the mean)
+                self.baseline_W = np.ascontiguousarray(np.concatenate(
+                    [B[:, s:s + self.width] @ w for s, w in zip(self.starts, self.W1)]
+                    + [B.mean(axis=1, keepdims=True)], axis=1), dtype=np.float32)
+            else:  # aligned: the baseline is subtracted, only its share of the scale
+                self.baseline_mean = B.mean(axis=1)
         # the weighted vote over bins as a product: (bins * classes, classes)
         K = self.n_classes
         vote = np.zeros((self.n_bins, K, K), np.float32)
@@ -148,8 +158,7 @@ class InferencePlan:
             share = self.prep.block_minima(S) @ self.baseline_W
             scale -= share[:, -1]
             baseline = share[:, :-1]
-        scale[~(scale > 0)] = 1.0  # as normalise: no signal above the baseline
-        return baseline, (1.0 / scale)[:, None]
+        return baseline, _inverse(scale)
 
     def _hidden(self, S, baseline, inv, inputs=None):
         """First-layer activations of every bin, (rows, bins, hidden);
@@ -228,8 +237,7 @@ class InferencePlan:
             mins = self.prep.block_minima(S)
             S -= mins @ self.prep._interp
             mean -= mins @ self.baseline_mean
-        mean[~(mean > 0)] = 1.0  # as normalise: no signal above the baseline
-        inv = (1.0 / mean)[:, None]
+        inv = _inverse(mean)
         Z = self.aligner.align(S, self.aligned_columns)
         if self.window_columns:
             return self._hidden(S, None, inv, Z.reshape(len(S), self.n_bins, self.width))
