@@ -219,17 +219,19 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         held-out accuracy of its best candidate window without and with
         the alignment, two (n_classes, n_classes) arrays; None where "auto"
         did not weigh it (``align_strain`` True or False, or alignment
-        impossible; not saved).
-    position_pairs_ : the position-separated class pairs found in ``fit``
-        (see :class:`.nuisance.PositionTolerance`; not saved).
+        impossible).
+    position_pairs_ : the class pairs examined in ``fit`` and what told
+        each apart (see :class:`.nuisance.PositionTolerance`).
     class_scales_ : per class, the normalising scale of its spectra at a
         fraction of 1, relative to the largest (its scattering power; one
         for classes of one structure): the mixtures of ``mixup`` are mixed
         in proportion to it (None: as fractions, where a class has no
-        signal above its baseline; not saved).
+        signal above its baseline).
     label_targets_ : (n_used, n_classes) training target of each labelled
         spectrum used (after ``max_train_per_class``): one-hot, or the
-        estimated fractions of a mixture (not saved).
+        estimated fractions of a mixture.
+        These four are None in a model saved before format 5 (see
+        :mod:`.persistence`), which did not store them.
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """

@@ -12,7 +12,10 @@ every point; 3 renames the parameter ``n_features`` to ``segments_per_bin``
 and stores ``position_scale_`` (the learnt per-class strain/shift
 augmentation scale); 4 stores the strain alignment where the model has one
 (``align_grid``, ``align_templates``, ``align_positions``, ``align_used``;
-see :mod:`.align`).
+see :mod:`.align`); 5 stores what ``fit`` found besides the networks
+(``position_pairs_`` in ``config.json``; ``label_targets_``,
+``class_scales_`` and ``alignment_evidence_`` in ``arrays.npz``), which
+models read from earlier versions report as None.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -39,11 +42,44 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 4
-_READABLE = (2, 3, 4)
+VERSION = 5
+_READABLE = (2, 3, 4, 5)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
+#: what ``fit`` found, stored from format 5 where the model has it (None
+#: is not stored: ``class_scales_``, ``alignment_evidence_`` may be None)
+_FINDINGS = ("label_targets_", "class_scales_", "alignment_evidence_")
+
+
+def _plain(value):
+    """``value`` with NumPy scalars and tuples as JSON's own types."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _findings(config, arrays, n_classes):
+    """``{attribute: value}`` of what ``fit`` found (format 5; before it,
+    all None), each checked against the number of classes."""
+    found = dict.fromkeys(("position_pairs_",) + _FINDINGS)
+    if config["version"] < 5:
+        return found
+    pairs = config.get("position_pairs")
+    found["position_pairs_"] = None if pairs is None else [
+        {**p, "classes": tuple(int(c) for c in p["classes"])} for p in pairs]
+    found.update({k: arrays[k] for k in _FINDINGS if k in arrays})
+    shapes = {"label_targets_": lambda a: a.ndim == 2 and a.shape[1] == n_classes,
+              "class_scales_": lambda a: a.shape == (n_classes,),
+              "alignment_evidence_": lambda a: a.shape == (2, n_classes, n_classes)}
+    for k, agrees in shapes.items():
+        if found[k] is not None and not agrees(found[k]):
+            raise ValueError(f"{k} has shape {found[k].shape} for {n_classes} classes")
+    if found["alignment_evidence_"] is not None:
+        found["alignment_evidence_"] = tuple(found["alignment_evidence_"])
+    return found
 
 
 def _keras_file(b):
@@ -60,9 +96,11 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "format": FORMAT, "version": VERSION, "params": clf.get_params(),
         "classes": clf.classes_.tolist(), "classes_dtype": clf.classes_.dtype.str,
         "n_points": int(clf.n_features_in_), "preprocessor": clf._prep.config(),
-        "beta": float(clf.beta_),
+        "beta": float(clf.beta_), "position_pairs": _plain(clf.position_pairs_),
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
+    arrays.update({k: np.asarray(getattr(clf, k), np.float64) for k in _FINDINGS
+                   if getattr(clf, k) is not None})
     f = clf._fused
     arrays.update(segments=f.segments, W1=f.W1, b1=f.b1[:, 0], W2=f.W2, b2=f.b2[:, 0],
                   position_scale_=clf.position_scale_)
@@ -142,6 +180,8 @@ def load_classifier(cls, path):
             clf._aligner = StrainAligner(arrays["align_grid"], arrays["align_templates"],
                                          arrays["align_positions"], arrays["align_used"])
         clf.beta_ = float(config["beta"])
+        for k, v in _findings(config, arrays, len(clf.classes_)).items():
+            setattr(clf, k, v)
         clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
                                arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
         clf._check_params(clf.n_features_in_)

@@ -150,12 +150,17 @@ def test_aligned_model_round_trip_and_format_3(weak_pair, tmp_path):
     s, _, test, _, models = weak_pair
     clf = models["auto"]
     X = s.X[test[::3]]
-    path = clf.save(tmp_path / "v4")
+    path = clf.save(tmp_path / "v5")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 4
+    assert config["version"] == 5
     loaded = BinnedSpectraClassifier.load(path)
     assert loaded.strain_aligned_
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
+    # what fit found comes back too (format 5)
+    assert loaded.position_pairs_ == clf.position_pairs_ and len(clf.position_pairs_) == 1
+    for name in ("label_targets_", "class_scales_", "alignment_evidence_"):
+        np.testing.assert_array_equal(getattr(loaded, name), getattr(clf, name))
+    assert isinstance(loaded.alignment_evidence_, tuple)
     # the same model as format 3 wrote it: no alignment arrays; it loads and
     # classifies as before, without alignment
     with np.load(path / "arrays.npz") as z:
@@ -167,6 +172,9 @@ def test_aligned_model_round_trip_and_format_3(weak_pair, tmp_path):
     old = BinnedSpectraClassifier.load(path)
     assert not old.strain_aligned_
     assert old.align_strain is False  # what it was fitted with, not today's default
+    # format 3 did not store what fit found: None, not stale values
+    assert old.position_pairs_ is None and old.alignment_evidence_ is None
+    assert old.label_targets_ is None and old.class_scales_ is None
     Z = clf._prep.normalise(clf._prep.segment_means(X))
     unaligned = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
     assert np.abs(old.predict_proba(X) - unaligned).max() < 1e-5

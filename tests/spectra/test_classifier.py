@@ -346,9 +346,16 @@ def test_incomplete_model_directories(fitted, tmp_path):
             arrays = {k: z[k] for k in z.files if k != "W2"}
         np.savez(path / "arrays.npz", **arrays)
 
+    def wrong_scales(path):
+        with np.load(path / "arrays.npz") as z:
+            arrays = {k: z[k] for k in z.files}
+        arrays["class_scales_"] = np.ones(len(clf.classes_) + 1)
+        np.savez(path / "arrays.npz", **arrays)
+
     broken("no-params", drop_params)
     broken("no-array", drop_array)
     broken("no-keras", lambda path: (path / "bin00.keras").unlink())
+    broken("scales-of-another-model", wrong_scales)
 
 
 # ------------------------------------------------ a peak shift as the signal
@@ -497,7 +504,7 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 4 and "segments_per_bin" in config["params"]
+    assert config["version"] == 5 and "segments_per_bin" in config["params"]
     # a version-2 model (parameter then called n_features) still loads; it
     # classifies without strain alignment (version 4), whatever arrays it holds
     config["version"] = 2
