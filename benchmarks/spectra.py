@@ -428,8 +428,9 @@ def evidence(clf):
     held-out best-window separability when aligned (least, most)."""
     if getattr(clf, "alignment_evidence_", None) is None:
         return ""
-    before, after = clf.alignment_evidence_
-    change = (after - before)[np.triu_indices(len(before), 1)]
+    from server_ext.spectra.align import pair_changes
+
+    change = pair_changes(*clf.alignment_evidence_)
     return f" (aligned, pair separability {change.min():+.3f} to {change.max():+.3f})"
 
 

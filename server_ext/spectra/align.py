@@ -44,7 +44,8 @@ import numpy as np
 
 from .augment import increasing_axis, strain_shift
 
-__all__ = ["StrainAligner", "aligns", "alignment_pays", "class_templates", "ClassTemplates"]
+__all__ = ["StrainAligner", "aligns", "alignment_pays", "pair_changes", "class_templates",
+           "ClassTemplates"]
 
 #: grid step: the strain that moves the outermost segment centre by this
 #: fraction of a segment; the best grid value is refined between its
@@ -88,13 +89,19 @@ def aligns(align_strain, strain, pairs) -> bool:
     return bool(align_strain)
 
 
-def alignment_pays(unaligned, aligned) -> bool:
-    """Whether the aligned copies separate the classes better: per class
-    pair, held-out best-window accuracy (classes, classes) without and
-    with alignment; some pair gains ``GAIN``, none loses more than
-    ``LOSS``."""
+def pair_changes(unaligned, aligned) -> np.ndarray:
+    """Per class pair (c < d), how much better the aligned copies separate
+    it: ``aligned - unaligned`` of two (classes, classes) held-out
+    best-window accuracies (``alignment_evidence_``)."""
     upper = np.triu_indices(len(unaligned), 1)
-    change = np.asarray(aligned)[upper] - np.asarray(unaligned)[upper]
+    return np.asarray(aligned)[upper] - np.asarray(unaligned)[upper]
+
+
+def alignment_pays(unaligned, aligned) -> bool:
+    """Whether the aligned copies separate the classes better
+    (:func:`pair_changes`): some pair gains ``GAIN``, none loses more
+    than ``LOSS``."""
+    change = pair_changes(unaligned, aligned)
     return bool(len(change) and change.max() >= GAIN and change.min() >= -LOSS)
 
 

@@ -100,8 +100,28 @@ def train(args):
     print("bin (points)        held-out accuracy  weight")
     for (a, b), s, w in zip(clf.bins_, clf.separability_, clf.weights_):
         print(f"{a:6d}-{b:<6d}       {s:8.3f}         {w:6.3f}")
+    for line in _findings(clf):
+        print(line)
     print(f"saved {path}")
     return 0
+
+
+def _findings(clf):
+    """What fit found besides the bins, as lines for a scientist: which
+    classes differ by peak position, and whether strain is undone and why."""
+    names = clf.classes_
+    pairs = [f"{names[c]}/{names[d]}" for c, d in
+             (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
+    yield f"classes told apart by peak position: {', '.join(pairs) or 'none'}"
+    state = "on" if clf.strain_aligned_ else "off"
+    if clf.alignment_evidence_ is None:
+        yield f"strain alignment: {state}"
+        return
+    from .align import pair_changes
+
+    change = pair_changes(*clf.alignment_evidence_)
+    yield (f"strain alignment: {state} (weighed on held-out copies: aligning changes the "
+           f"class pairs' separability by {change.min():+.3f} to {change.max():+.3f})")
 
 
 def classify(args):

@@ -31,6 +31,8 @@ def test_train_then_classify_a_run(nexus_file, tmp_path, capsys):
                  "-o", str(model)]) == 0
     out = capsys.readouterr().out
     assert "classes high, low" in out and "saved" in out
+    assert "classes told apart by peak position: none" in out
+    assert "strain alignment: " in out
     info = write_demo_run(tmp_path / "data", n_trains=10, pulses_per_train=3, n_points=1200)
     assert main(["spectra", "classify", "--model", str(model), "--run", info["path"],
                  "--source-name", info["source"], "--interval", "1000"]) == 0
@@ -178,3 +180,19 @@ def test_classify_ends_at_max_trains_and_on_a_quiet_bridge(fitted, bridge, tmp_p
     with pytest.raises(SystemExit):
         main(base + ["--max-reconnects", "-1"])
     assert "expected a whole number >= 0 or 'forever'" in capsys.readouterr().err
+
+
+def test_train_says_what_fit_found(shift_signal_fitted, fitted):
+    """The lines after the bins: the pair told apart by position (A / A'
+    of the shift series: labels 0 and 2), and the alignment "auto" weighed
+    but refused on the intensity series (nothing to gain)."""
+    from server_ext.spectra.cli import _findings
+
+    shift, _ = shift_signal_fitted
+    assert list(_findings(shift)) == ["classes told apart by peak position: 0/2",
+                                      "strain alignment: off"]
+    intensity, _ = fitted
+    position, alignment = _findings(intensity)
+    assert position.endswith(": none")
+    assert alignment.startswith("strain alignment: off (weighed on held-out copies: aligning "
+                                "changes the class pairs' separability by ")
