@@ -19,6 +19,9 @@ smaller cell, against the thermal expansion: a net change of a few tenths of
 a percent between the labelled curves), ``shift4`` (A -> A' -> C ->
 C'), ``weak`` (A -> A + superlattice peaks of 3 % -> distorted A -> C),
 ``pattern`` (three structures), on a 2-theta and a q axis, for several seeds.
+``--variants`` adds series that vary what those do not (``VARIANTS``: the
+axis, the number of points, counting noise, drift, angular range and
+wavelength, the weak peaks' height, three classes of one structure).
 
 Protocols: A -- train on the 2 most extreme curves of each class (farthest
 from any other class) plus noisy copies, test on all others; B -- label
@@ -312,6 +315,13 @@ def confusion(truth, pred, classes):
     return confusion_matrix(truth, pred, labels=classes)
 
 
+def position_only(phases):
+    """The classes whose structure (with its weak peaks) another class
+    shares: they differ from it by cell only."""
+    return [k for k, ph in enumerate(phases)
+            if sum(q.structure == ph.structure and q.weak == ph.weak for q in phases) > 1]
+
+
 def series_list(args):
     """(title, X, y, axis, classes that differ from another by position only)."""
     from server_ext.spectra.synthetic import layout_phases, make_powder_series, make_transition_series
@@ -333,11 +343,7 @@ def series_list(args):
         # shift-net: A' in a 1 % smaller cell, against thermal expansion: the
         # labelled curves of A and A' lie only ~0.2 % apart
         layout, cell_step = ("shift", -0.01) if name == "shift-net" else (name, 0.01)
-        phases = layout_phases(layout, cell_step, 0.03)
-        # classes whose structure another class shares (differ by cell only)
-        by_position = [k for k, ph in enumerate(phases)
-                       if sum(q.structure == ph.structure and q.weak == ph.weak
-                              for q in phases) > 1]
+        by_position = position_only(layout_phases(layout, cell_step, 0.03))
         for seed in seeds:
             title = f"powder '{name}' {axis_kind} seed {seed}"
             if args.only and not any(o in title for o in args.only):
@@ -345,6 +351,44 @@ def series_list(args):
             s = make_powder_series(layout, n_spectra=360, n_points=4020, axis_kind=axis_kind,
                                    cell_step=cell_step, random_state=seed)
             out.append((title, s.X, s.y, s.axis, by_position))
+    if args.variants:
+        out += variant_series(args)
+    return out
+
+
+#: ``--variants``: what the main series do not vary -- the axis, the number
+#: of points, counting noise, drift, the angular range and wavelength, the
+#: weak peaks' height, and a layout of three classes of one structure
+VARIANTS = (
+    ("weak on q", dict(layout="weak", axis_kind="q")),
+    ("weak, 2,000 points", dict(layout="weak", n_points=2000)),
+    ("weak 5 %, 6,000 points", dict(layout="weak", weak=0.05, n_points=6000)),
+    ("weak, 2-theta 5-60 at 0.7 A", dict(layout="weak", two_theta_range=(5.0, 60.0),
+                                         wavelength=0.7)),
+    ("shift, 200 counts", dict(layout="shift", counts=200.0)),
+    ("pattern, drift x2.7", dict(layout="pattern", drift=0.8)),
+    # phases as (structure, cell, weak peaks' height)
+    ("A -> A + 5 % weak peaks -> A in a 1 % larger cell",
+     dict(layout=((0, 1.0, 0.0), (0, 1.0, 0.05), (0, 1.01, 0.0)))),
+)
+
+
+def variant_series(args):
+    """The :data:`VARIANTS` (4,020 points unless said, 2-theta unless said)."""
+    from server_ext.spectra.synthetic import Phase, layout_phases, make_powder_series
+
+    out = []
+    for name, kw in VARIANTS:
+        title = f"variant '{name}' seed {args.seed}"
+        if args.only and not any(o in title for o in args.only):
+            continue
+        kw = dict(kw)
+        if not isinstance(kw["layout"], str):
+            kw["layout"] = tuple(Phase(*phase) for phase in kw["layout"])
+        by_position = position_only(layout_phases(kw["layout"], 0.01, kw.get("weak", 0.03))
+                                    if isinstance(kw["layout"], str) else kw["layout"])
+        s = make_powder_series(n_spectra=360, random_state=args.seed, **kw)
+        out.append((title, s.X, s.y, s.axis, by_position))
     return out
 
 
@@ -550,6 +594,9 @@ def main():
     ap.add_argument("--only", nargs="+", metavar="TEXT", help="only the series whose title "
                     "contains one of these, e.g. \"'weak'\" or shift-net")
     ap.add_argument("--skip-stream", action="store_true", help="no streaming measurement")
+    ap.add_argument("--variants", action="store_true", help="also the series of VARIANTS: "
+                    "other axes, sizes, noise, drift and a layout of three classes of one "
+                    "structure (use with --only variant to run only them)")
     ap.add_argument("--align-strain", default="auto", choices=("auto", "true", "false"),
                     help="BinnedSpectraClassifier(align_strain=...) (default auto, the "
                     "estimator's)")
