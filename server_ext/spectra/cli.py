@@ -39,6 +39,11 @@ def register(subparsers):
     t.add_argument("--max-per-class", type=int, default=256, metavar="N",
                    help="use at most N labelled spectra per class, subsampled evenly "
                         "(default %(default)s; 0: all)")
+    t.add_argument("--position-nuisance", action="store_true",
+                   help="the classes do not differ by cell: never learn a difference of peak "
+                        "position between them (learn_position=False); for labelled curves "
+                        "whose thermal drift passes for one, see the line 'classes told apart "
+                        "by peak position' after training")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model")
     t.set_defaults(func=train)
 
@@ -91,7 +96,8 @@ def train(args):
                                args.source, args.key, max_per_label=cap, random_state=args.seed)
     t0 = time.perf_counter()
     clf = BinnedSpectraClassifier(n_bins=args.n_bins, bin_placement=args.placement,
-                                  random_state=args.seed, max_train_per_class=cap)
+                                  random_state=args.seed, max_train_per_class=cap,
+                                  learn_position=not args.position_nuisance)
     clf.fit(X, y, axis=axis)
     dt = time.perf_counter() - t0
     path = clf.save(args.output, overwrite=args.overwrite)

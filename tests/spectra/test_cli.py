@@ -69,8 +69,14 @@ def test_train_from_run_train_ranges(tmp_path, capsys):
     (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
     assert main(["spectra", "train", info["path"], "--source", info["source"], "--key",
                  info["key"], "--labels", f"low={lo0}:{lo1}", f"high={hi0}:{hi1}",
-                 "-o", str(tmp_path / "m")]) == 0
-    assert f"trained on {3 * (lo1 - lo0 + hi1 - hi0)} spectra" in capsys.readouterr().out
+                 "-o", str(tmp_path / "m"), "--position-nuisance"]) == 0
+    out = capsys.readouterr().out
+    assert f"trained on {3 * (lo1 - lo0 + hi1 - hi0)} spectra" in out
+    assert "classes told apart by peak position: none" in out
+    from server_ext.spectra import BinnedSpectraClassifier
+
+    model = BinnedSpectraClassifier.load(tmp_path / "m")
+    assert model.learn_position is False and model.position_pairs_ == []
     assert main(["spectra", "train", info["path"], "--source", info["source"], "--labels",
                  "low=1:2", "high=3:4", "-o", str(tmp_path / "n")]) == 2
     assert "no train of the run" in capsys.readouterr().err
