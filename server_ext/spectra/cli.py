@@ -119,6 +119,11 @@ def _findings(clf):
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
     yield f"classes told apart by peak position: {', '.join(pairs) or 'none'}"
+    if pairs:
+        # from a few curves per class, thermal drift along the series can pass
+        # for a cell change (README: "Measured, not adopted")
+        yield ("  (if those classes share their cell, the drift between their labelled curves "
+               "passed for a difference: train again with --position-nuisance)")
     state = "on" if clf.strain_aligned_ else "off"
     if clf.alignment_evidence_ is None:
         yield f"strain alignment: {state}"

@@ -195,8 +195,9 @@ def test_train_says_what_fit_found(shift_signal_fitted, fitted):
     from server_ext.spectra.cli import _findings
 
     shift, _ = shift_signal_fitted
-    assert list(_findings(shift)) == ["classes told apart by peak position: 0/2",
-                                      "strain alignment: off"]
+    position, hint, alignment = _findings(shift)
+    assert position == "classes told apart by peak position: 0/2"
+    assert "--position-nuisance" in hint and alignment == "strain alignment: off"
     intensity, _ = fitted
     position, alignment = _findings(intensity)
     assert position.endswith(": none")
