@@ -383,11 +383,12 @@ def variant_series(args):
         if args.only and not any(o in title for o in args.only):
             continue
         kw = dict(kw)
-        if not isinstance(kw["layout"], str):
-            kw["layout"] = tuple(Phase(*phase) for phase in kw["layout"])
-        by_position = position_only(layout_phases(kw["layout"], 0.01, kw.get("weak", 0.03))
-                                    if isinstance(kw["layout"], str) else kw["layout"])
-        s = make_powder_series(n_spectra=360, random_state=args.seed, **kw)
+        layout = kw.pop("layout")
+        # the series' phases, as make_powder_series would take them from a name
+        phases = (layout_phases(layout, 0.01, kw.get("weak", 0.03)) if isinstance(layout, str)
+                  else tuple(Phase(*phase) for phase in layout))
+        by_position = position_only(phases)
+        s = make_powder_series(phases, n_spectra=360, random_state=args.seed, **kw)
         out.append((title, s.X, s.y, s.axis, by_position))
     return out
 
