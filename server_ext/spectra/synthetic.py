@@ -68,7 +68,9 @@ DEMO_TEMPERATURE_SOURCE = "SPB_EXP_SAMPLE/TEMP/CRYOSTREAM"
 class SpectraSeries:
     """A generated series: spectra ``X`` (n, points), labels ``y``, the
     2-theta ``axis`` (degrees), the phase ``fraction`` of the last phase
-    present (0..n_phases-1 as a continuous value) and the ``temperature``."""
+    present (0..n_phases-1 as a continuous value), the ``temperature``, and
+    ``weights`` (n, phases): each phase's fraction of each spectrum (near a
+    transition two phases coexist; ``y`` names the larger)."""
 
     X: np.ndarray
     y: np.ndarray
@@ -76,6 +78,7 @@ class SpectraSeries:
     fraction: np.ndarray
     temperature: np.ndarray
     transitions: list
+    weights: np.ndarray
 
 
 def _pseudo_voigt(x, center, fwhm, eta):
@@ -207,7 +210,7 @@ def make_transition_series(
             X += (weights[:, k] * i0)[:, None] * _pseudo_voigt(axis, center, fwhm, 0.4)
     X = _observed(X, t, axis, lo, background, counts, beam, poisson, rng)
     return SpectraSeries(X=X, y=y, axis=axis, fraction=fraction,
-                         temperature=temperature, transitions=transitions)
+                         temperature=temperature, transitions=transitions, weights=weights)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,7 +337,8 @@ def make_powder_series(
     X = _observed(X, t, tth, lo, background, counts, beam, poisson, rng)
     return SpectraSeries(X=X, y=y, axis=axis,
                          fraction=weights @ np.arange(len(phases)),
-                         temperature=100.0 + 200.0 * t, transitions=transitions)
+                         temperature=100.0 + 200.0 * t, transitions=transitions,
+                         weights=weights)
 
 
 def _width_and_lp(center):

@@ -16,6 +16,13 @@ def test_series_is_deterministic_and_has_a_transition():
     switch = np.flatnonzero(np.diff(a.y))
     assert len(switch) == 1 and 20 < switch[0] < 40
     assert a.fraction[0] < 0.01 and a.fraction[-1] > 0.99
+    # the phase weights: fractions of each spectrum, the label the larger
+    assert a.weights.shape == (60, 2)
+    np.testing.assert_allclose(a.weights.sum(1), 1.0)
+    np.testing.assert_array_equal(a.weights.argmax(1), a.y)
+    np.testing.assert_allclose(a.weights[:, 1], a.fraction)
+    # near the transition both phases are present
+    assert 0.1 < a.weights[switch[0], 1] < 0.9
 
 
 @pytest.mark.parametrize("kind", ["intensity", "shift"])
@@ -96,6 +103,8 @@ def test_powder_weak_layout_adds_peaks_of_a_few_percent():
     s = make_powder_series("weak", n_spectra=80, n_points=3000, poisson=False, drift=0.0,
                            intensity_drift=0.0, background=0.0, weak=0.03, random_state=5)
     assert set(s.y.tolist()) == {0, 1, 2, 3}
+    assert s.weights.shape == (80, 4)
+    np.testing.assert_array_equal(s.weights.argmax(1), s.y)
     a, aw = s.X[0], s.X[30]
     extra = aw / aw.max() - a / a.max()  # beam jitter scales all: compare shapes
     assert 0.02 < extra.max() < 0.04 and extra.min() > -1e-4
