@@ -23,8 +23,9 @@ depends on how many bins were kept:
 
 With a strain alignment (:mod:`.align`) the baseline is subtracted from
 the segment means (one product with its interpolation matrix), each row's
-strain is estimated (one product with the templates) and undone (two
-gathers), and the first layer takes its windows from the aligned rows; the
+strain is estimated (one product with the templates) and undone (one
+compiled pass per row: the best template, its refinement and the
+interpolation), and the first layer takes its windows from the aligned rows; the
 normalising scale is applied to its products as in step 4 (neither the
 estimate nor the linear interpolation depends on a row's scale).
 

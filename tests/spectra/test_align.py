@@ -62,6 +62,53 @@ def test_alignment_recovers_a_known_strain(pattern_series):
     assert after < 0.4 * before
 
 
+def _by_definition(aligner, Z, columns):
+    """The estimate and the interpolation spelt out in NumPy: the first best
+    template, the vertex of the parabola through it and its grid
+    neighbours (none at the grid's ends), the plan's refinement nearest to
+    it, and linear interpolation between the observed segments."""
+    left, weight, n_sub = columns
+    scores = Z[:, aligner.used] @ aligner.templates
+    best = scores.argmax(axis=1)
+    G = len(aligner.grid)
+    g = best % G
+    delta = np.zeros(len(Z), np.float32)
+    for r, b in enumerate(best):
+        if 0 < g[r] < G - 1:
+            lo, mid, hi = scores[r, b - 1:b + 2]
+            curve = lo - 2 * mid + hi
+            if curve < 0:
+                delta[r] = np.clip(0.5 * (lo - hi) / curve, -0.5, 0.5)
+    k = g * n_sub + np.rint(delta * (n_sub - 1)).astype(int) + n_sub // 2
+    rows = np.arange(len(Z))[:, None]
+    j = left[k]
+    return g, delta, Z[rows, j] + (Z[rows, j + 1] - Z[rows, j]) * weight[k]
+
+
+def test_compiled_alignment_is_its_definition(pattern_series):
+    s = pattern_series
+    prep = SegmentPreprocessor(N_POINTS, 240, 16)
+    aligner = StrainAligner.fit(prep, s.X, s.y, 3, s.axis, 0.025)
+    rng = np.random.default_rng(3)
+    rows = np.arange(len(s.X))
+    # strains beyond the grid's reach too: the best template at its ends
+    strained = strain_shift(s.X.astype(np.float32), rows, s.axis,
+                            rng.uniform(-0.04, 0.04, len(rows)))
+    Z = prep.transform(np.concatenate([s.X, strained]))
+    Z = np.concatenate([Z, np.zeros((1, Z.shape[1]), np.float32)])  # all scores tie
+    G = len(aligner.grid)
+    for columns in (aligner.columns(), aligner.columns(np.arange(30, 90))):
+        g, delta, expected = _by_definition(aligner, Z, columns)
+        assert {0, G - 1} <= set(g.tolist()) and (np.abs(delta) > 0.1).any()
+        found_g, found_delta, aligned = aligner._estimate(Z, columns)
+        np.testing.assert_array_equal(found_g, g)
+        np.testing.assert_allclose(found_delta, delta, atol=1e-6)
+        np.testing.assert_allclose(aligned, expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_array_equal(aligner.align(Z), aligner._estimate(Z, aligner.columns())[2])
+    step = aligner.grid[1] - aligner.grid[0]
+    np.testing.assert_allclose(aligner.strain(Z), aligner.grid[g] + delta * step, atol=1e-9)
+
+
 @pytest.mark.parametrize("starts", [
     [0, 40, 100, 180, 224],  # a few bins: only their windows are aligned
     list(range(0, 240, 16)),  # bins that tile the spectrum
