@@ -25,12 +25,13 @@ observed segments around where it lies at that strain (rounding to the
 nearest segment left a saw-tooth residual of up to half a segment that the
 strong peaks' flanks turn into large feature changes: `weak` seed 1 lost
 5-9 points under strain with it, 0.35-1.4 with the interpolation).
-Inference pays one small product (rows x used segments x templates), the
-parabola, and two gathers of the kept bins' windows, compiled (numba) into
-one pass per row while the row is in cache: as whole-chunk NumPy steps
-(the products, then index arrays of the chunk's size for the gathers)
-the same work cost 2.4 of the 6.5 us per spectrum of the slowest model;
-compiled, that model's ``predict`` runs x1.3-1.5 faster (spectra README).
+Inference pays one small product (rows x used segments x templates, one
+BLAS call per chunk), then the best template, the parabola and the
+interpolation of the kept bins' windows, compiled (numba) into one pass
+per row while the row is in cache: as whole-chunk NumPy steps (index
+arrays of the chunk's size for the gathers) the estimate and alignment
+cost 2.4 of the 6.5 us per spectrum of the slowest model; compiled, that
+model's ``predict`` runs x1.3-1.5 faster (spectra README).
 
 Only where movement is nuisance: when two classes differ by position (the
 same structure in another cell, see :mod:`.nuisance`), aligning would undo
