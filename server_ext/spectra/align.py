@@ -212,7 +212,18 @@ class StrainAligner:
         return self._estimate(Z, self.columns() if columns is None else columns)[2]
 
 
-@numba.njit(nogil=True, cache=True)
+def _compiled(function):
+    """``function`` compiled by numba, releasing the GIL; the machine code
+    is cached beside the module or in the user's cache directory, and
+    where neither is writable (a read-only install without a home) it is
+    compiled in each process instead of failing the import."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def _best_and_align(Z, scores, n_grid, n_sub, left, weight, g, delta, out):
     """:meth:`StrainAligner._estimate`, row by row while the row is in
     cache: from the correlations ``scores`` with the templates, the best

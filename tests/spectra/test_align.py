@@ -1,11 +1,14 @@
 """The per-spectrum strain estimate and alignment (``align_strain``): a
-known strain is recovered, the one-pass inference equals the reference
+known strain is recovered, the compiled pass is the computation spelt out
+in NumPy and imports where numba can cache it nowhere, the one-pass
+inference equals the reference
 computation with it, "auto" is off where two classes differ by position
 and aligns only where the held-out copies separate better aligned, weak
 peaks under strain need it, and models saved before it (format 3) load
 and classify as before."""
 
 import json
+import os
 
 import numpy as np
 import pytest
@@ -259,3 +262,39 @@ def test_pair_separability_finds_the_window_that_separates_a_pair():
     assert (np.diag(sep) == 1.0).all()
     assert sep[0, 1] > 0.95 and sep[0, 2] > 0.95 and sep[1, 2] > 0.95
     assert sep[0, 3] < 0.65
+
+
+def test_alignment_compiles_where_no_cache_is_writable(tmp_path):
+    """A read-only install without a writable home: numba cannot cache
+    the compiled alignment anywhere, and the module still imports and
+    aligns (compiled in the process) instead of failing the import."""
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import server_ext
+
+    source = Path(server_ext.__file__).parent
+    copy = tmp_path / "server_ext"
+    shutil.copytree(source, copy, ignore=shutil.ignore_patterns("__pycache__"))
+    (copy / "spectra" / "__pycache__").write_text("")  # numba cannot create it
+    blocked = tmp_path / "not-a-directory"
+    blocked.write_text("")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_")}
+    env.update(HOME=str(blocked / "home"), XDG_CACHE_HOME=str(blocked / "cache"),
+               PYTHONDONTWRITEBYTECODE="1")
+    script = (
+        "import numpy as np\n"
+        "from server_ext.spectra import align\n"
+        "print(align.__file__)\n"
+        "a = align.StrainAligner(np.linspace(-0.01, 0.01, 5),\n"
+        "    np.eye(10, 10, dtype=np.float32), np.tile(np.arange(20.0), (5, 1)), np.arange(10))\n"
+        "Z = np.arange(60, dtype=np.float32).reshape(3, 20)\n"
+        "print(np.array_equal(a.align(Z), Z))\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    module, aligned = done.stdout.split()
+    assert Path(module).parent == copy / "spectra"
+    assert aligned == "True"
