@@ -31,8 +31,8 @@ accuracy under +-1 % peak-position strain and +-30 % intensity scaling
 position only: there strain is nuisance), training time, the errors on
 pure spectra and on mixtures at a transition (the larger phase below 90 %:
 the label names the larger phase, so a 55/45 mixture's label turns on a
-tenth of its pattern), the confusion matrix of this classifier, and the goals of
-issue 13 checked in the same run.
+tenth of its pattern), the confusion matrix of this classifier, and the
+goals of issue 13 checked in the same run.
 Then inference speed on a 27,000-spectrum batch (the BLAS kernel shown by
 threadpoolctl): ``predict`` of the first series' model and of models that
 keep as many bins as the estimator allows (15 equal bins; 32 segments per
@@ -87,6 +87,11 @@ class Series(NamedTuple):
     axis: np.ndarray | None
     by_position: list  # classes that differ from another by position only
     purity: np.ndarray | None  # per spectrum, its larger phase's fraction (None: unknown)
+
+
+def generated(title, s, by_position):
+    """A generated series (``synthetic.SpectraSeries``) as a :class:`Series`."""
+    return Series(title, s.X, s.y, s.axis, by_position, s.weights.max(1))
 
 
 def timed(fn, *a, **kw):
@@ -351,7 +356,7 @@ def series_list(args):
     if not args.only or any(o in title for o in args.only):
         s = make_transition_series(n_spectra=349, n_points=4020, kind=args.kind,
                                    random_state=args.seed)
-        out.append(Series(title, s.X, s.y, s.axis, [], s.weights.max(1)))
+        out.append(generated(title, s, []))
     seeds = [args.seed] if args.quick else [args.seed, args.seed + 1]
     for name, axis_kind in (("shift", "2theta"), ("shift", "q"), ("shift-net", "2theta"),
                             ("shift4", "2theta"), ("weak", "2theta"), ("pattern", "q")):
@@ -365,7 +370,7 @@ def series_list(args):
                 continue
             s = make_powder_series(layout, n_spectra=360, n_points=4020, axis_kind=axis_kind,
                                    cell_step=cell_step, random_state=seed)
-            out.append(Series(title, s.X, s.y, s.axis, by_position, s.weights.max(1)))
+            out.append(generated(title, s, by_position))
     if args.variants:
         out += variant_series(args)
     return out
@@ -404,7 +409,7 @@ def variant_series(args):
                   else tuple(Phase(*phase) for phase in layout))
         by_position = position_only(phases)
         s = make_powder_series(phases, n_spectra=360, random_state=args.seed, **kw)
-        out.append(Series(title, s.X, s.y, s.axis, by_position, s.weights.max(1)))
+        out.append(generated(title, s, by_position))
     return out
 
 

@@ -45,7 +45,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import numba
+import functools
+
 import numpy as np
 
 from .augment import increasing_axis, strain_shift
@@ -179,7 +180,7 @@ class StrainAligner:
         # the correlations: one BLAS product for all rows (compiled loops
         # over the rows ran it 4x slower)
         scores = Z[:, self.used] @ self.templates
-        _best_and_align(Z, scores, len(self.grid), n_sub, left, weight, g, delta, out)
+        _compiled()(Z, scores, len(self.grid), n_sub, left, weight, g, delta, out)
         return g, delta, out
 
     def strain(self, Z) -> np.ndarray:
@@ -212,18 +213,21 @@ class StrainAligner:
         return self._estimate(Z, self.columns() if columns is None else columns)[2]
 
 
-def _compiled(function):
-    """``function`` compiled by numba, releasing the GIL; the machine code
-    is cached beside the module or in the user's cache directory, and
-    where neither is writable (a read-only install without a home) it is
-    compiled in each process instead of failing the import."""
+@functools.cache
+def _compiled():
+    """:func:`_best_and_align` compiled by numba, releasing the GIL; on
+    first use, so that importing the classifier does not import numba
+    (0.3 s). The machine code is cached beside the module or in the user's
+    cache directory; where neither is writable (a read-only install
+    without a home) it is compiled in each process instead of failing."""
+    import numba
+
     try:
-        return numba.njit(nogil=True, cache=True)(function)
+        return numba.njit(nogil=True, cache=True)(_best_and_align)
     except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(function)
+        return numba.njit(nogil=True)(_best_and_align)
 
 
-@_compiled
 def _best_and_align(Z, scores, n_grid, n_sub, left, weight, g, delta, out):
     """:meth:`StrainAligner._estimate`, row by row while the row is in
     cache: from the correlations ``scores`` with the templates, the best
