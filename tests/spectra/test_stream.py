@@ -295,8 +295,10 @@ def test_bridge_that_comes_back_goes_on(fitted, intensity_series, bridge):
         return X[4 * (tid - 2000):4 * (tid - 1999)]
 
     feed(bridge, 2000, spectra(2000))
-    # 3 reconnections in a row are allowed; a train in between resets the count
-    stream = SpectraStream(clf, KaraboBridgeSource(bridge.endpoint, key=KEY, timeout=0.5,
+    # 3 reconnections in a row are allowed; a train in between resets the count.
+    # A silence of 1 s: the feeder below has two of them to bring the trains
+    # (with 0.5 s the test failed once on 2 loaded cores)
+    stream = SpectraStream(clf, KaraboBridgeSource(bridge.endpoint, key=KEY, timeout=1.0,
                                                    max_reconnects=3), drop_oldest=False)
     marks = [0]
 
