@@ -3,9 +3,10 @@
 The published method trained on a handful of "extreme" labelled curves plus
 noisy copies. Here each copy also gets a random peak-position strain (all
 positions scaled about the axis origin, as a lattice-parameter change does), a
-small translation (detector/calibration offset), a global intensity scale and
-a smooth added background, so that the per-bin networks learn the class and
-not these nuisances. Noise is Poisson-like, scaled from the noise measured in
+small translation (detector/calibration offset), its own background's level
+changed (air scatter and sample environment drift along a series), a global
+intensity scale and a smooth added background, so that the per-bin networks
+learn the class and not these nuisances. Noise is Poisson-like, scaled from the noise measured in
 each labelled spectrum, so no assumption about the detector's units is made.
 """
 
@@ -79,7 +80,8 @@ def _bounds(half_range, n):
 
 
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
-            noise=1.0, background=0.1, gain=None, noise_floor=0.0):
+            noise=1.0, background=0.1, gain=None, noise_floor=0.0, baseline=None,
+            baseline_scale=0.0):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
     (float32, copies of row i at ``src == i``).
 
@@ -93,7 +95,11 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     row (default: measured on ``X``); ``noise_floor``: noise every copy gets
     at least, in the same units (a number or one per row): 1 for a row
     whose own noise was taken out (:mod:`.denoise`), so that its copies
-    are as noisy as a measured spectrum.
+    are as noisy as a measured spectrum; ``baseline``: (n, points), the
+    background under each row's peaks (e.g.
+    :meth:`.SegmentPreprocessor.baseline_points`), of which each copy gets
+    ``1 ± baseline_scale`` times (strained and shifted with the row,
+    before the noise: more background, more counting noise).
     """
     X = np.asarray(X, dtype=np.float32)
     n, p = X.shape
@@ -110,12 +116,19 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     amp = floor + rng.uniform(0.0, noise, m)
     c = rng.uniform(-background, background, (m, 3)) * level[:, None]
     scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
+    if baseline is not None and baseline_scale > 0:
+        base = np.asarray(baseline, dtype=np.float32)
+        drift = rng.uniform(-baseline_scale, baseline_scale, m).astype(np.float32)
+    else:
+        base = None
     t = np.linspace(-1.0, 1.0, p, dtype=np.float32)
     Xa = np.empty((m, p), np.float32)
     # in chunks of copies: the float64 index arithmetic stays small whatever m is
     for a in range(0, m, _CHUNK):
         b = min(a + _CHUNK, m)
         Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b])
+        if base is not None:
+            Y += drift[a:b, None] * strain_shift(base, src[a:b], pos, s[a:b], u[a:b])
         Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
             np.maximum(Y, 0.0) * (gain[a:b] * amp[a:b]).astype(np.float32)[:, None])
         Y += (c[a:b, :1] + c[a:b, 1:2] * t + c[a:b, 2:3] * (t * t)).astype(np.float32)

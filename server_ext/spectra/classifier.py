@@ -167,6 +167,17 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         Extra noise on the copies, up to this times the measured noise variance.
     background : float
         Amplitude of the smooth background added to the copies (relative).
+    background_drift : float
+        Each copy's own background (the baseline under its peaks, as the
+        baseline removal estimates it) is scaled by ``1 ± background_drift``:
+        along a series the background's level drifts (air scatter, sample
+        environment) while the sample's state stays, and what the baseline
+        removal leaves of it moves the normalised peaks (on the ``weak``
+        series, A spectra at the other end of their stretch were called A +
+        weak peaks). Where peaks crowd, the estimate holds peak tails too,
+        which a larger factor distorts (README, "Background drift"). The
+        price: classes told apart by their background alone (an amorphous
+        hump growing) are learnt less. 0: never.
     denoise_below : int
         The labelled spectra of a class with fewer than this many are
         replaced by a peak model of their noise-free mean before they are
@@ -241,7 +252,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                  batch_size=128, augment_copies=None, strain=0.015, shift=None,
                  learn_position=True, learn_mixtures=True, align_strain="auto",
                  intensity=0.3, noise=1.0,
-                 background=0.1, denoise_below=8, mixup=0.5,
+                 background=0.1, background_drift=0.5, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
                  verbose=0, max_train_per_class=256):
         self.n_bins = n_bins
@@ -262,6 +273,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.intensity = intensity
         self.noise = noise
         self.background = background
+        self.background_drift = background_drift
         self.denoise_below = denoise_below
         self.mixup = mixup
         self.baseline = baseline
@@ -459,7 +471,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         perturbed, source = augment(sources, data.axis, copies, rng, strain=self.strain * reach,
                                     shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
-                                    background=self.background, gain=gains, noise_floor=floor)
+                                    background=self.background, gain=gains, noise_floor=floor,
+                                    baseline=prep.baseline_points(sources),
+                                    baseline_scale=self.background_drift)
         source = np.concatenate([np.arange(n), source])
         features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))
         return _Copies(features, data.y[source], source, targets[source])

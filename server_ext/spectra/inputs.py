@@ -39,7 +39,8 @@ INT_PARAMS = [("n_bins", 1, False), ("segments_per_bin", 1, False), ("max_bins",
 REAL_PARAMS = [("max_overlap", 0.0, 1.0, False), ("learning_rate", 1e-12, None, False),
                ("strain", 0.0, 0.5, False), ("shift", 0.0, None, True),
                ("intensity", 0.0, 0.99, False), ("noise", 0.0, None, False),
-               ("background", 0.0, None, False), ("mixup", 0.0, None, False),
+               ("background", 0.0, None, False), ("background_drift", 0.0, 1.0, False),
+               ("mixup", 0.0, None, False),
                ("ambiguity_threshold", 0.0, 1.0, False)]
 
 

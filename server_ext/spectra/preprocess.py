@@ -153,6 +153,17 @@ class SegmentPreprocessor:
             return S - self.block_minima(S) @ self._interp
         return S.copy()
 
+    def baseline_points(self, X: np.ndarray) -> np.ndarray:
+        """The baseline of each raw spectrum at every point (float32):
+        linear between the segment centres, constant beyond the first and
+        last; all zero without a baseline."""
+        S = self.segment_means(X)
+        B = S - self.baseline_free(S)
+        centers = 0.5 * (self.edges[:-1] + self.edges[1:] - 1)
+        left, weight = _interp_plan(centers, self.n_points)
+        right = np.minimum(left + 1, self.n_segments - 1)
+        return B[:, left] + (B[:, right] - B[:, left]) * weight
+
     def normalise(self, S: np.ndarray) -> np.ndarray:
         """Baseline-free, normalised segment means (float32, new array)."""
         Y = self.baseline_free(S)

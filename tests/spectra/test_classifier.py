@@ -298,6 +298,7 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
     ({"random_state": 1.5}, "random_state must be None or an int"),
     ({"denoise_below": -1}, "denoise_below must be >= 0"),
     ({"denoise_below": None}, "denoise_below must be an int, not None"),
+    ({"background_drift": 1.5}, "background_drift must be between 0.0 and 1.0"),
 ])
 def test_every_parameter_is_checked(params, match):
     X, y = _tail_change_series(4, n_points=600)
