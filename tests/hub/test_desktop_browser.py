@@ -132,4 +132,7 @@ def test_spawn_desktop_from_the_form_and_open_silx_view(demo_hub, tmp_path):
         if mark:
             stop_marked(mark)
     for png in (desktop_png, viewer_png):
-        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+        # the screenshots kept as evidence show a drawn frame; their compressed
+        # size says little (a plain desktop came to 8,279 bytes once)
+        data = png.read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and _drawn_fraction(data) >= 0.02
