@@ -472,7 +472,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
                                     background=self.background, gain=gains, noise_floor=floor,
-                                    baseline=prep.baseline_points(sources),
+                                    # without a baseline there is none to drift
+                                    baseline=(prep.baseline_points(sources)
+                                              if prep.baseline_block else None),
                                     baseline_scale=self.background_drift)
         source = np.concatenate([np.arange(n), source])
         features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))

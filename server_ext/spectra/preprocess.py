@@ -146,19 +146,25 @@ class SegmentPreprocessor:
             np.minimum(mins, blocks[:, :, j], out=mins)
         return mins
 
+    def baseline(self, S: np.ndarray) -> np.ndarray:
+        """The baseline of segment means ``S`` at every segment (all zero
+        without a baseline)."""
+        if self.baseline_block:
+            return self.block_minima(S) @ self._interp
+        return np.zeros_like(S)
+
     def baseline_free(self, S: np.ndarray) -> np.ndarray:
         """Segment means ``S`` less their baseline (a new array); their row
         means are the normalising scales."""
         if self.baseline_block:
-            return S - self.block_minima(S) @ self._interp
+            return S - self.baseline(S)
         return S.copy()
 
     def baseline_points(self, X: np.ndarray) -> np.ndarray:
         """The baseline of each raw spectrum at every point (float32):
         linear between the segment centres, constant beyond the first and
         last; all zero without a baseline."""
-        S = self.segment_means(X)
-        B = S - self.baseline_free(S)
+        B = self.baseline(self.segment_means(X))
         centers = 0.5 * (self.edges[:-1] + self.edges[1:] - 1)
         left, weight = _interp_plan(centers, self.n_points)
         right = np.minimum(left + 1, self.n_segments - 1)

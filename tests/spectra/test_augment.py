@@ -111,3 +111,16 @@ def test_a_background_that_drifts_leaves_the_class(weak_peaks_and_background):
     for level in (-0.5, 0.5, 1.0):
         assert (drifting.predict(s.X[test] + level * base) == s.y[test]).mean() >= 0.97
     assert (kept.predict(s.X[test] + base) == s.y[test]).mean() < 0.93
+
+
+def test_without_a_baseline_there_is_no_background_to_drift():
+    """``baseline=False``: the copies get no baseline of their own (it
+    would be all zero), so ``background_drift`` leaves the model as it is,
+    to the bit."""
+    s = make_powder_series("shift", n_spectra=60, n_points=2010, random_state=2)
+    train = np.arange(0, len(s.X), 3)
+    proba = [BinnedSpectraClassifier(baseline=False, epochs=3, random_state=0,
+                                     background_drift=drift)
+             .fit(s.X[train], s.y[train], axis=s.axis).predict_proba(s.X)
+             for drift in (0.0, 0.5)]
+    np.testing.assert_array_equal(proba[0], proba[1])
