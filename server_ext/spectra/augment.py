@@ -63,10 +63,19 @@ def strain_shift(X, rows, pos, s, u=0.0):
 
 
 def increasing_axis(axis, p):
-    """``axis`` as float64 when it increases strictly, else the point index."""
-    if axis is None or not np.all(np.diff(axis) > 0):
+    """Increasing float64 positions of the points: ``axis`` when it
+    increases strictly, ``-axis`` when it decreases strictly (a d-spacing
+    axis: a strain scales positions about 0 either way), else the point
+    index."""
+    if axis is None:
         return np.arange(p, dtype=np.float64)
-    return np.asarray(axis, dtype=np.float64)
+    axis = np.asarray(axis, dtype=np.float64)
+    step = np.diff(axis)
+    if np.all(step > 0):
+        return axis
+    if np.all(step < 0):
+        return -axis
+    return np.arange(p, dtype=np.float64)
 
 
 def _bounds(half_range, n):

@@ -316,9 +316,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """Learn the bins, their weights and one network per bin.
 
         ``X``: (n_spectra, n_points) labelled spectra; ``y``: any labels, 2 or
-        more classes; ``axis``: optional (n_points,) increasing positions
-        (e.g. 2-theta or q); the strain augmentation then scales about
-        position 0 instead of point 0. ``progress``: optional callable given
+        more classes; ``axis``: optional (n_points,) positions, strictly
+        increasing or decreasing (2-theta, q, d-spacing); the strain
+        augmentation then scales about position 0 instead of point 0 (an
+        axis that is not monotonic is refused). ``progress``: optional callable given
         a :class:`FitProgress` after the bins are chosen, about ten times
         while their networks train, and when the vote is calibrated.
         Returns ``self``.
@@ -374,6 +375,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             if axis.shape != (X.shape[1],):
                 raise SpectraError(f"axis must have one value per point ({X.shape[1]}), "
                                    f"got shape {axis.shape}")
+            step = np.diff(axis)
+            if not (np.isfinite(axis).all() and ((step > 0).all() or (step < 0).all())):
+                raise SpectraError("axis must be finite and strictly increasing or decreasing "
+                                   "(2-theta, q or d-spacing per point), or None: the strain "
+                                   "of the training copies scales positions about 0")
         try:
             classes, y_idx = np.unique(y, return_inverse=True)
         except TypeError as e:

@@ -168,6 +168,20 @@ def test_bad_training_input(X, y, match):
         BinnedSpectraClassifier().fit(X, y)
 
 
+@pytest.mark.parametrize("axis", [
+    np.r_[np.arange(150), np.arange(150)],  # two scans joined
+    np.r_[0.0, 0.0, np.arange(1.0, 299.0)],  # a repeated position
+    np.r_[np.nan, np.arange(1.0, 300.0)],
+])
+def test_an_axis_that_is_not_monotonic_is_refused(axis):
+    """The strain of the copies scales positions about 0: it needs them in
+    order (either way); the wrong axis is refused, not read as point
+    indices."""
+    X = np.random.default_rng(0).poisson(50.0, (4, 300)).astype(float)
+    with pytest.raises(SpectraError, match="strictly increasing or decreasing"):
+        BinnedSpectraClassifier().fit(X, [0, 0, 1, 1], axis=axis)
+
+
 def test_bad_params_and_prediction_input(fitted):
     clf, _ = fitted
     with pytest.raises(SpectraError, match="bin_placement"):

@@ -57,3 +57,20 @@ def test_a_higher_background_in_one_class_is_no_pattern():
         t = position_tolerance(Xb, y, 2, s.axis, 134, 0.015, 134 / 32)
         assert t.pairs[0]["separated_by"] == "position", (extra, t.pairs[0])
         assert t.pairs[0]["unexplained"] < 1.0
+
+
+def test_a_d_spacing_axis_is_a_cell_change_too():
+    """The same powder patterns on q and on d = 2 pi / q (decreasing): a
+    strain scales both about 0, so the verdicts agree. A and A + 3 %
+    weak peaks, two curves each as protocol A labels them, are no
+    position pair on either axis (read as point indices, as a decreasing
+    axis used to be, the thermal drift between them passed for a cell
+    change: "position")."""
+    s = make_powder_series("weak", n_spectra=360, n_points=4020, axis_kind="q", random_state=1)
+    train = np.array([0, 1, 134, 135, 224, 225, 358, 359])  # the middle of each class
+    verdicts = {}
+    for name, axis in (("q", s.axis), ("d", 2 * np.pi / s.axis)):
+        t = position_tolerance(s.X[train], s.y[train], 4, axis, 256, 0.015, 8.0)
+        verdicts[name] = {q["classes"]: q["separated_by"] for q in t.pairs}
+    assert verdicts["d"] == verdicts["q"]
+    assert "position" not in verdicts["d"].values()
