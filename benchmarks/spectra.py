@@ -376,11 +376,13 @@ def series_list(args):
     return out
 
 
-#: ``--variants``: what the main series do not vary -- the axis, the number
+#: ``--variants``: what the main series do not vary -- the axis (q, d), the number
 #: of points, counting noise, drift, the angular range and wavelength, the
 #: weak peaks' height, and a layout of three classes of one structure
 VARIANTS = (
     ("weak on q", dict(layout="weak", axis_kind="q")),
+    # the same patterns against d = 2 pi / q: a decreasing axis
+    ("weak on d-spacing", dict(layout="weak", axis_kind="q", d_spacing=True)),
     ("weak, 2,000 points", dict(layout="weak", n_points=2000)),
     ("weak 5 %, 6,000 points", dict(layout="weak", weak=0.05, n_points=6000)),
     ("weak, 2-theta 5-60 at 0.7 A", dict(layout="weak", two_theta_range=(5.0, 60.0),
@@ -408,8 +410,10 @@ def variant_series(args):
         phases = (layout_phases(layout, 0.01, kw.get("weak", 0.03)) if isinstance(layout, str)
                   else tuple(Phase(*phase) for phase in layout))
         by_position = position_only(phases)
+        d_spacing = kw.pop("d_spacing", False)
         s = make_powder_series(phases, n_spectra=360, random_state=args.seed, **kw)
-        out.append(generated(title, s, by_position))
+        series = generated(title, s, by_position)
+        out.append(series._replace(axis=2 * np.pi / s.axis) if d_spacing else series)
     return out
 
 
