@@ -16,6 +16,8 @@ import warnings
 
 import numpy as np
 
+from .errors import SpectraError
+
 __all__ = ["noise_gain", "augment", "mixup"]
 
 _CHUNK = 256  # copies perturbed at a time
@@ -63,19 +65,22 @@ def strain_shift(X, rows, pos, s, u=0.0):
 
 
 def increasing_axis(axis, p):
-    """Increasing float64 positions of the points: ``axis`` when it
-    increases strictly, ``-axis`` when it decreases strictly (a d-spacing
-    axis: a strain scales positions about 0 either way), else the point
-    index."""
+    """Increasing float64 positions of the ``p`` points: the point index
+    without an axis, ``axis`` when it increases strictly, ``-axis`` when it
+    decreases strictly (a d-spacing axis: a strain scales positions about
+    0 either way); any other axis raises :class:`.SpectraError`."""
     if axis is None:
         return np.arange(p, dtype=np.float64)
     axis = np.asarray(axis, dtype=np.float64)
     step = np.diff(axis)
-    if np.all(step > 0):
-        return axis
-    if np.all(step < 0):
-        return -axis
-    return np.arange(p, dtype=np.float64)
+    if axis.shape == (p,) and np.isfinite(axis).all():
+        if (step > 0).all():
+            return axis
+        if (step < 0).all():
+            return -axis
+    raise SpectraError(f"axis must be finite and strictly increasing or decreasing, one "
+                       f"position per point ({p}: 2-theta, q or d-spacing), or None: the "
+                       "strain of the training copies scales positions about 0")
 
 
 def _bounds(half_range, n):

@@ -44,7 +44,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .align import StrainAligner, alignment_pays, aligns, class_templates
-from .augment import augment, noise_gain
+from .augment import augment, increasing_axis, noise_gain
 from .denoise import denoise
 from .errors import SpectraError
 from .fused import FusedVote
@@ -375,11 +375,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             if axis.shape != (X.shape[1],):
                 raise SpectraError(f"axis must have one value per point ({X.shape[1]}), "
                                    f"got shape {axis.shape}")
-            step = np.diff(axis)
-            if not (np.isfinite(axis).all() and ((step > 0).all() or (step < 0).all())):
-                raise SpectraError("axis must be finite and strictly increasing or decreasing "
-                                   "(2-theta, q or d-spacing per point), or None: the strain "
-                                   "of the training copies scales positions about 0")
+            increasing_axis(axis, X.shape[1])  # refuses one that is not monotonic
         try:
             classes, y_idx = np.unique(y, return_inverse=True)
         except TypeError as e:

@@ -6,8 +6,8 @@ background drifts."""
 import numpy as np
 import pytest
 
-from server_ext.spectra.augment import augment, mixup, noise_gain
-from server_ext.spectra import BinnedSpectraClassifier
+from server_ext.spectra import BinnedSpectraClassifier, SpectraError
+from server_ext.spectra.augment import augment, increasing_axis, mixup, noise_gain
 from server_ext.spectra.preprocess import SegmentPreprocessor
 from server_ext.spectra.synthetic import Phase, make_powder_series
 
@@ -124,3 +124,16 @@ def test_without_a_baseline_there_is_no_background_to_drift():
              .fit(s.X[train], s.y[train], axis=s.axis).predict_proba(s.X)
              for drift in (0.0, 0.5)]
     np.testing.assert_array_equal(proba[0], proba[1])
+
+
+def test_positions_from_an_axis():
+    """Increasing positions: the point index without an axis, the axis, or
+    its negative when it decreases (d-spacing: a strain scales either
+    about 0); an axis out of order, of another length or not finite is
+    refused rather than read as point indices."""
+    np.testing.assert_array_equal(increasing_axis(None, 3), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(increasing_axis([1.0, 2.0, 4.0], 3), [1.0, 2.0, 4.0])
+    np.testing.assert_array_equal(increasing_axis([4.0, 2.0, 1.0], 3), [-4.0, -2.0, -1.0])
+    for bad in ([1.0, 3.0, 2.0], [1.0, 1.0, 2.0], [1.0, 2.0], [1.0, 2.0, np.inf]):
+        with pytest.raises(SpectraError, match="strictly increasing or decreasing"):
+            increasing_axis(bad, 3)
