@@ -35,10 +35,16 @@ model's ``predict`` runs x1.3-1.5 faster (spectra README).
 
 Only where movement is nuisance: when two classes differ by position (the
 same structure in another cell, see :mod:`.nuisance`), aligning would undo
-the very difference that tells them apart. And only where it pays: "auto"
-aligns when the aligned held-out copies tell some class pair apart better
-and none worse (:func:`alignment_pays`), which also catches a difference
-of position that the position test missed.
+the very difference that tells them apart. And not where it harms: "auto"
+aligns unless the aligned held-out copies tell some class pair apart worse
+(:func:`alignment_is_safe`), which catches a difference of position that
+the position test missed. It does not wait for the copies to show a gain:
+they move only within ``strain``, and the labelled spectra may not show how
+far a class drifts (protocol A: two neighbouring curves per class), while
+the alignment reaches ``strain`` + 1 % (an independent rock-salt -> CsCl
+pressure series, B1 labelled only at 0 GPa and compressed by 4 % in d up to
+the transition: 92.4 % unaligned, as "auto" chose when it asked for a gain
+of 0.02, 99.6 % aligned).
 """
 
 from __future__ import annotations
@@ -51,7 +57,7 @@ import numpy as np
 
 from .augment import increasing_axis, strain_shift
 
-__all__ = ["StrainAligner", "aligns", "alignment_pays", "pair_changes", "class_templates",
+__all__ = ["StrainAligner", "aligns", "alignment_is_safe", "pair_changes", "class_templates",
            "ClassTemplates"]
 
 #: grid step: the strain that moves the outermost segment centre by this
@@ -74,15 +80,11 @@ USED_SEGMENTS = 96
 #: the refinement is rounded to this many parts of a grid step (the
 #: interpolation weights are precomputed for each)
 SUBSTEPS = 8
-#: "auto" aligns only where the aligned copies tell some class pair apart
-#: better by at least this (held-out accuracy of the pair's best window,
-#: :func:`.separability.pair_separability`): elsewhere alignment costs
-#: inference time for nothing (on the benchmark's series: 0.03-0.37 on
-#: ``weak`` and ``pattern``, 0-0.035 on ``transition``)
-GAIN = 0.02
-#: ... and no pair worse by more than this: aligning erases a difference of
-#: peak position (the same structure in another cell) that the position
-#: test missed (0.04-0.22 on the ``shift`` series' pair)
+#: "auto" does not align where some class pair's held-out accuracy (of the
+#: pair's best window, :func:`.separability.pair_separability`) is worse
+#: aligned by more than this: aligning erases a difference of peak position
+#: (the same structure in another cell) that the position test missed
+#: (0.04-0.22 on the ``shift`` series' pair)
 LOSS = 0.01
 
 
@@ -90,7 +92,7 @@ def aligns(align_strain, strain, pairs) -> bool:
     """Whether a model may align: ``align_strain`` True/False, or
     ``"auto"``: when the copies get strain and no class pair (``pairs``, as
     ``position_pairs_``) is separated by position; "auto" then aligns only
-    where :func:`alignment_pays`."""
+    where :func:`alignment_is_safe`."""
     if align_strain == "auto":
         return strain > 0 and not any(p["separated_by"] == "position" for p in pairs)
     return bool(align_strain)
@@ -104,12 +106,11 @@ def pair_changes(unaligned, aligned) -> np.ndarray:
     return np.asarray(aligned)[upper] - np.asarray(unaligned)[upper]
 
 
-def alignment_pays(unaligned, aligned) -> bool:
-    """Whether the aligned copies separate the classes better
-    (:func:`pair_changes`): some pair gains ``GAIN``, none loses more
-    than ``LOSS``."""
+def alignment_is_safe(unaligned, aligned) -> bool:
+    """Whether no class pair is separated worse by more than ``LOSS`` on
+    the aligned copies (:func:`pair_changes`)."""
     change = pair_changes(unaligned, aligned)
-    return bool(len(change) and change.max() >= GAIN and change.min() >= -LOSS)
+    return bool(len(change) and change.min() >= -LOSS)
 
 
 class StrainAligner:

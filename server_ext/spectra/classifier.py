@@ -11,7 +11,7 @@ Pipeline (``fit``, one method per step):
    labelled spectra are first denoised by a peak model (:mod:`.denoise`),
    so that the copies do not all carry one of a few noise realisations;
 2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`),
-   each spectrum's strain undone where that tells the classes apart better
+   each spectrum's strain undone unless that tells some classes apart worse
    on held-out copies (:mod:`.align`);
 3. candidate bins -- the fixed grid of ``n_bins`` equal bins, or windows of
    the same width every quarter bin (``bin_placement="adaptive"``) -- are
@@ -43,7 +43,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
-from .align import StrainAligner, alignment_pays, aligns, class_templates
+from .align import StrainAligner, alignment_is_safe, aligns, class_templates
 from .augment import augment, increasing_axis, noise_gain
 from .denoise import denoise
 from .errors import SpectraError
@@ -157,9 +157,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         fraction of a segment, so a weak peak stays in its segments.
         ``"auto"`` (default): when ``strain > 0``, no class pair differs
         by position (aligning would undo that difference), and the
-        aligned held-out copies tell some class pair apart better and
-        none worse (``alignment_evidence_``): elsewhere aligned inference
-        would cost 1.4-1.7x for nothing (README, "Strain alignment").
+        aligned held-out copies tell no class pair apart worse
+        (``alignment_evidence_``). It costs 1.4-1.7x in inference, and
+        it keeps a class whose peaks drift beyond the copies' strain
+        (README, "Strain alignment").
         ``True``: whenever possible; ``False``: never.
     intensity : float
         Half-range of the relative intensity scale of the copies.
@@ -484,8 +485,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def _alignment(self, aligner, copies: _Copies, splits, prep, n_classes):
         """``(aligner, copies, evidence)``: the copies aligned by ``aligner``
-        where it is given and, for "auto", where aligning tells the
-        classes apart better on held-out copies (:func:`.align.alignment_pays`;
+        where it is given and, for "auto", unless aligning tells some
+        classes apart worse on held-out copies (:func:`.align.alignment_is_safe`;
         ``evidence``: the per-pair separability without and with it), else
         ``(None, copies, evidence)``."""
         if aligner is None:
@@ -497,7 +498,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         starts = candidate_starts(prep.n_segments, width, self.bin_placement)
         evidence = tuple(pair_separability(c.features, c.labels, splits, starts, width, n_classes)
                          for c in (copies, aligned))
-        if alignment_pays(*evidence):
+        if alignment_is_safe(*evidence):
             return aligner, aligned, evidence
         return None, copies, evidence
 

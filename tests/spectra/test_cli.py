@@ -191,7 +191,7 @@ def test_classify_ends_at_max_trains_and_on_a_quiet_bridge(fitted, bridge, tmp_p
 def test_train_says_what_fit_found(shift_signal_fitted, fitted):
     """The lines after the bins: the pair told apart by position (A / A'
     of the shift series: labels 0 and 2), and the alignment "auto" weighed
-    but refused on the intensity series (nothing to gain)."""
+    and took on the intensity series (no class pair separated worse)."""
     from server_ext.spectra.cli import _findings
 
     shift, _ = shift_signal_fitted
@@ -201,5 +201,5 @@ def test_train_says_what_fit_found(shift_signal_fitted, fitted):
     intensity, _ = fitted
     position, alignment = _findings(intensity)
     assert position.endswith(": none")
-    assert alignment.startswith("strain alignment: off (weighed on held-out copies: aligning "
+    assert alignment.startswith("strain alignment: on (weighed on held-out copies: aligning "
                                 "changes the class pairs' separability by ")
