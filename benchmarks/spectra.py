@@ -22,6 +22,10 @@ C'), ``weak`` (A -> A + superlattice peaks of 3 % -> distorted A -> C),
 ``--variants`` adds series that vary what those do not (``VARIANTS``: the
 axis, the number of points, counting noise, drift, angular range and
 wavelength, the weak peaks' height, three classes of one structure).
+``--physics`` adds series from ``benchmarks/powder_physics.py``, a generator
+written without reading this project's: structure factors from atom
+positions, Debye-Waller, Caglioti and Scherrer widths, Birch-Murnaghan
+compression (``PHYSICS``).
 
 Protocols: A -- train on the 2 most extreme curves of each class (farthest
 from any other class) plus noisy copies, test on all others; B -- label
@@ -373,6 +377,41 @@ def series_list(args):
             out.append(generated(title, s, by_position))
     if args.variants:
         out += variant_series(args)
+    if args.physics:
+        out += physics_series(args)
+    return out
+
+
+#: ``--physics``: series of ``powder_physics`` (a generator written without
+#: reading this project's ``synthetic``), with the axis and the classes that
+#: differ from another by position only (by cell or by strain at most)
+PHYSICS = (
+    # tetragonal -> cubic -> the cubic in a 1 % larger cell
+    ("perovskite_heating", "2theta", [1, 2]),
+    # rock salt compressed by up to 4 % in d -> CsCl
+    ("pressure_b1_b2", "2theta", []),
+    # disordered fcc -> ordered (superlattice peaks of ~5 %) -> ordered, c/a 1.005
+    ("superlattice", "2theta", []),
+    ("superlattice", "q", []),
+    ("d_spacing", "d", []),  # the superlattice series against d: a decreasing axis
+    # four cells 0.8 % apart, drift inside each a third of that
+    ("isostructural_shift", "2theta", [0, 1, 2, 3]),
+)
+
+
+def physics_series(args):
+    """The :data:`PHYSICS` series (4,020 points; the fractions of the phases
+    give the purity)."""
+    import powder_physics  # next to this script
+
+    out = []
+    for name, axis_kind, by_position in PHYSICS:
+        title = f"physics '{name}' {axis_kind} seed {args.seed}"
+        if args.only and not any(o in title for o in args.only):
+            continue
+        d = powder_physics.SCENARIOS[name](random_state=args.seed)
+        axis = d["q"] if axis_kind == "q" else d["axis"]
+        out.append(Series(title, d["X"], d["y"], axis, by_position, d["fraction"].max(1)))
     return out
 
 
@@ -629,6 +668,11 @@ def main():
     ap.add_argument("--variants", action="store_true", help="also the series of VARIANTS: "
                     "other axes, sizes, noise, drift and a layout of three classes of one "
                     "structure (use with --only variant to run only them)")
+    ap.add_argument("--physics", action="store_true", help="also the series of PHYSICS: "
+                    "powder patterns from an independent generator (powder_physics.py): "
+                    "tetragonal -> cubic -> cubic in a larger cell, a pressure transition, "
+                    "superlattice ordering and a tetragonal distortion, four cells (use with "
+                    "--only physics to run only them)")
     ap.add_argument("--align-strain", default="auto", choices=("auto", "true", "false"),
                     help="BinnedSpectraClassifier(align_strain=...) (default auto, the "
                     "estimator's)")
