@@ -4,8 +4,8 @@ in NumPy and runs where numba can cache it nowhere, the one-pass
 inference equals the reference
 computation with it, "auto" is off where two classes differ by position
 or where the held-out copies separate worse aligned, and on where a class
-drifts beyond the copies' strain, weak peaks under strain need it, and models saved before it (format 3) load
-and classify as before."""
+drifts beyond the copies' strain, weak peaks under strain need it, and
+models saved before it (format 3) load and classify as before."""
 
 import json
 import os
