@@ -615,7 +615,7 @@ def inference_speed(cases, plans, X, repeats=3):
           f"{repeats} rounds, median):")
     bare = "one pass over the data (X.sum(1), 1 thread)"
     # (key, shown, fn); the keys of predict are the cases' labels
-    fns = [(label, f"predict, {label}: {len(clf.bins_)} bins x {clf.segments_per_bin} "
+    fns = [(label, f"predict, {label}: {len(clf.bins_)} bins x {clf.segments_per_bin_} "
             f"segments, {len(clf.classes_)} classes", clf.predict) for label, clf in cases]
     fns += [("predict_with_confidence", f"predict_with_confidence, {cases[0][0]}",
              cases[0][1].predict_with_confidence)]
@@ -634,11 +634,16 @@ def inference_speed(cases, plans, X, repeats=3):
         print(f"  {shown:78s} {out[key]:9.0f}  x{out[key] / EUXFEL_MAX:5.1f}  "
               f"x{out[key] / out[bare]:4.2f}  {per_cpu[key]:9.0f}  "
               f"({', '.join(f'{r:.0f}' for r in rates[key])})")
+    from server_ext.spectra.classifier import BinnedSpectraClassifier, auto_segments_per_bin
+
+    most = BinnedSpectraClassifier().n_bins
+    width = auto_segments_per_bin(X.shape[1], most)
     default = [f"core {label}" for label, plan in plans
-               if plan.width == 16 and plan.n_bins <= 15]  # the estimator's defaults
-    default += [label for label, clf in cases if clf.segments_per_bin == 16]
+               if plan.width == width and plan.n_bins <= most]
+    default += [label for label, clf in cases
+                if clf.segments_per_bin_ == width and clf.max_bins is None]
     slowest = min(default, key=out.get)
-    print(f"  slowest with the default geometry (16 segments per bin, at most 15 bins), "
+    print(f"  slowest with the default geometry ({width} segments per bin, at most {most} bins), "
           f"stress plans included: {out[slowest]:.0f}/s ({slowest}; goal >= {10 * EUXFEL_MAX}: "
           f"{'MET' if out[slowest] >= 10 * EUXFEL_MAX else 'NOT MET'} in this run)")
     worst = min(out[label] for label, _ in cases)

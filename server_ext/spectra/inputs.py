@@ -31,7 +31,7 @@ def as_spectra(X, what="X"):
 
 
 # parameters of BinnedSpectraClassifier: (name, smallest value, None allowed)
-INT_PARAMS = [("n_bins", 1, False), ("segments_per_bin", 1, False), ("max_bins", 1, True),
+INT_PARAMS = [("n_bins", 1, False), ("max_bins", 1, True),
               ("hidden_units", 1, False), ("epochs", 1, False), ("batch_size", 1, False),
               ("augment_copies", 1, True), ("cv_folds", 2, False), ("verbose", 0, False),
               ("max_train_per_class", 1, True), ("denoise_below", 0, False)]

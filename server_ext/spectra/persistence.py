@@ -15,7 +15,10 @@ augmentation scale); 4 stores the strain alignment where the model has one
 see :mod:`.align`); 5 stores what ``fit`` found besides the networks
 (``position_pairs_`` in ``config.json``; ``label_targets_``,
 ``class_scales_`` and ``alignment_evidence_`` in ``arrays.npz``), which
-models read from earlier versions report as None.
+models read from earlier versions report as None; 6 allows
+``segments_per_bin="auto"`` (the count used, ``segments_per_bin_``, is
+the width of the stored bins' ``segments``), which version 5 readers
+would refuse as a parameter.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -42,8 +45,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 5
-_READABLE = (2, 3, 4, 5)
+VERSION = 6
+_READABLE = (2, 3, 4, 5, 6)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
@@ -184,9 +187,11 @@ def load_classifier(cls, path):
             setattr(clf, k, v)
         clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
                                arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
-        clf._check_params(clf.n_features_in_)
+        _, per_bin = clf._check_params(clf.n_features_in_)
+        clf.segments_per_bin_ = int(clf._fused.segments.shape[1])
         n_bins = len(clf.bins_)
         shapes_agree = (len(clf._fused.W1) == len(clf.weights_) == n_bins
+                        and clf.segments_per_bin_ == per_bin
                         and clf._fused.segments.max() < clf._prep.n_segments
                         and clf._fused.W2.shape[2] == len(clf.classes_)
                         and _aligner_agrees(clf._aligner, clf._prep.n_segments))

@@ -35,7 +35,10 @@ def weak_pair():
     ``(series, train, test, strained test spectra, {align_strain: model})``.
     The copies keep their background's level (``background_drift=0``): the
     drift alone takes this pair to 98.9 % unaligned, and the pair is here
-    to show what the alignment does."""
+    to show what the alignment does. So do segments of 8 points (the
+    "auto" count here): unaligned 100 %, strained too; the pair is fitted
+    with segments of 17 points (16 per bin), as the alignment was built
+    for."""
     from server_ext.spectra.synthetic import Phase, perturb
 
     s = make_powder_series((Phase(0), Phase(0, 1.0, 0.03)), n_spectra=120, n_points=4020,
@@ -44,7 +47,7 @@ def weak_pair():
     test = np.setdiff1d(np.arange(len(s.X)), train)
     strained = perturb(s.X[test], s.axis, strain=0.01, intensity=0.3, random_state=2)
     models = {align: BinnedSpectraClassifier(epochs=30, random_state=0, align_strain=align,
-                                             background_drift=0.0)
+                                             background_drift=0.0, segments_per_bin=16)
               .fit(s.X[train], s.y[train], axis=s.axis) for align in (False, "auto")}
     return s, train, test, strained, models
 
@@ -226,9 +229,9 @@ def test_aligned_model_round_trip_and_format_3(weak_pair, tmp_path):
     s, _, test, _, models = weak_pair
     clf = models["auto"]
     X = s.X[test[::3]]
-    path = clf.save(tmp_path / "v5")
+    path = clf.save(tmp_path / "v6")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 5
+    assert config["version"] == 6
     loaded = BinnedSpectraClassifier.load(path)
     assert loaded.strain_aligned_
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

@@ -132,7 +132,7 @@ def test_three_classes_with_string_labels_fixed_bins():
     cand = clf.candidates_
     assert len(cand) == 10 and cand[0, 0] == 0 and cand[-1, 1] == 1200
     np.testing.assert_array_equal(cand[1:, 0], cand[:-1, 1])
-    assert np.ptp(cand[:, 1] - cand[:, 0]) <= clf.segments_per_bin
+    assert np.ptp(cand[:, 1] - cand[:, 0]) <= clf.segments_per_bin_
     assert {tuple(b) for b in clf.bins_} <= {tuple(c) for c in cand}
     test = held_out(150, train)
     assert (clf.predict(s.X[test]) == names[test]).mean() >= 0.95
@@ -297,7 +297,9 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
 @pytest.mark.parametrize("params, match", [
     ({"batch_size": 0}, "batch_size must be >= 1"),
     ({"n_bins": "15"}, r"n_bins must be an int, not '15'"),
-    ({"segments_per_bin": 2.5}, "segments_per_bin must be an int"),
+    ({"segments_per_bin": 2.5}, "segments_per_bin must be 'auto' or an int >= 1, not 2.5"),
+    ({"segments_per_bin": "fine"}, "segments_per_bin must be 'auto' or an int"),
+    ({"segments_per_bin": 0}, "segments_per_bin must be 'auto' or an int >= 1, not 0"),
     ({"learn_position": 1}, "learn_position must be True or False"),
     ({"learn_mixtures": "no"}, "learn_mixtures must be True or False"),
     ({"epochs": -1}, "epochs must be >= 1"),
@@ -519,16 +521,19 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 5 and "segments_per_bin" in config["params"]
-    # a version-2 model (parameter then called n_features) still loads; it
-    # classifies without strain alignment (version 4), whatever arrays it holds
+    assert config["version"] == 6 and config["params"]["segments_per_bin"] == "auto"
+    # a version-2 model (parameter then called n_features, always a count)
+    # still loads; it classifies without strain alignment (version 4),
+    # whatever arrays it holds
     config["version"] = 2
-    config["params"]["n_features"] = config["params"].pop("segments_per_bin")
+    del config["params"]["segments_per_bin"]
+    config["params"]["n_features"] = clf.segments_per_bin_
     for name in ("learn_position", "learn_mixtures", "align_strain"):
         del config["params"][name]  # none existed then: defaults
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
-    assert old.segments_per_bin == clf.segments_per_bin and not old.strain_aligned_
+    assert old.segments_per_bin == old.segments_per_bin_ == clf.segments_per_bin_
+    assert not old.strain_aligned_
     X = np.ones((2, N_POINTS)) + np.arange(N_POINTS)
     Z = clf._prep.normalise(clf._prep.segment_means(X))
     unaligned = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
