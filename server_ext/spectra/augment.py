@@ -2,8 +2,11 @@
 
 The published method trained on a handful of "extreme" labelled curves plus
 noisy copies. Here each copy also gets a random peak-position strain (all
-positions scaled about the axis origin, as a lattice-parameter change does), a
-small translation (detector/calibration offset), its own background's level
+positions scaled about the axis origin, as a lattice-parameter change does),
+a smaller strain that varies along the axis (reflections moving by
+different amounts, as when a non-cubic cell expands anisotropically and its
+c/a changes on heating: one isotropic strain cannot narrow a tetragonal
+split), a small translation (detector/calibration offset), its own background's level
 changed (air scatter and sample environment drift along a series), a global
 intensity scale and a smooth added background, so that the per-bin networks
 learn the class and not these nuisances. Noise is Poisson-like, scaled from the noise measured in
@@ -18,7 +21,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["noise_gain", "augment", "mixup"]
+__all__ = ["noise_gain", "augment", "mixup", "strain_field"]
 
 _CHUNK = 256  # copies perturbed at a time
 _LEVEL_POINTS = 9  # running mean giving the local level of the noise gain
@@ -49,19 +52,39 @@ def noise_gain(X: np.ndarray) -> np.ndarray:
     return np.nan_to_num(gain, nan=0.0).astype(np.float32)
 
 
-def strain_shift(X, rows, pos, s, u=0.0):
+def strain_shift(X, rows, pos, s, u=0.0, field=None):
     """``X[rows]`` resampled so that the feature at position x moves to
     ``x * (1 + s)`` and then by ``u`` points (linear interpolation; ``pos`` is
-    an increasing axis, ``s`` and ``u`` one value per row)."""
+    an increasing axis, ``s`` and ``u`` one value per row); ``field``: an
+    optional (rows, points) strain added point by point (see
+    :func:`strain_field`)."""
     p = X.shape[1]
     idx = np.arange(p, dtype=np.float64)
+    strain = np.asarray(s)[:, None] if field is None else np.asarray(s)[:, None] + field
     # the value at position x comes from x / (1 + s) in the original
-    q = np.interp(pos[None, :] / (1.0 + np.asarray(s)[:, None]), pos, idx) - np.asarray(u)[..., None]
+    q = np.interp(pos[None, :] / (1.0 + strain), pos, idx) - np.asarray(u)[..., None]
     np.clip(q, 0.0, p - 1.0, out=q)
     i0 = np.minimum(q.astype(np.intp), p - 2)
     f = (q - i0).astype(X.dtype)
     rows = np.asarray(rows)[:, None]
     return X[rows, i0] * (1.0 - f) + X[rows, i0 + 1] * f
+
+
+def strain_field(rng, half_range, n_points, width):
+    """One strain field per value of ``half_range`` (m,): (m, n_points)
+    float64, varying smoothly along the axis over about ``width`` points
+    (white noise smoothed by a Gaussian of that sigma), with a standard
+    deviation of half ``half_range`` and clipped to it. Peaks a few
+    ``width`` apart move independently, so the splits and spacings of
+    neighbouring reflections change by up to twice ``half_range``."""
+    from scipy.ndimage import gaussian_filter1d
+
+    half_range = np.asarray(half_range, np.float64)
+    field = gaussian_filter1d(rng.standard_normal((len(half_range), n_points)), width, axis=1)
+    field *= np.sqrt(2.0 * np.sqrt(np.pi) * width)  # unit variance: smoothing divides it
+    np.clip(field, -2.0, 2.0, out=field)
+    field *= 0.5 * half_range[:, None]
+    return field
 
 
 def increasing_axis(axis, p):
@@ -95,7 +118,7 @@ def _bounds(half_range, n):
 
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             noise=1.0, background=0.1, gain=None, noise_floor=0.0, baseline=None,
-            baseline_scale=0.0):
+            baseline_scale=0.0, local_strain=0.0, local_width=16.0):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
     (float32, copies of row i at ``src == i``).
 
@@ -113,7 +136,11 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     background under each row's peaks (e.g.
     :meth:`.SegmentPreprocessor.baseline_points`), of which each copy gets
     ``1 ± baseline_scale`` times (strained and shifted with the row,
-    before the noise: more background, more counting noise).
+    before the noise: more background, more counting noise); ``local_strain``:
+    half-range of a strain varying along the axis over ``local_width``
+    points, added to ``strain`` (a number or one per row; see
+    :func:`strain_field`). With ``local_strain`` 0 no field is drawn, and the
+    copies are those of before it existed.
     """
     X = np.asarray(X, dtype=np.float32)
     n, p = X.shape
@@ -130,6 +157,7 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     amp = floor + rng.uniform(0.0, noise, m)
     c = rng.uniform(-background, background, (m, 3)) * level[:, None]
     scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
+    local = np.broadcast_to(np.asarray(local_strain, np.float64), (n,))[src]
     if baseline is not None and baseline_scale > 0:
         base = np.asarray(baseline, dtype=np.float32)
         drift = rng.uniform(-baseline_scale, baseline_scale, m).astype(np.float32)
@@ -140,9 +168,10 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     # in chunks of copies: the float64 index arithmetic stays small whatever m is
     for a in range(0, m, _CHUNK):
         b = min(a + _CHUNK, m)
-        Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b])
+        field = strain_field(rng, local[a:b], p, local_width) if local[a:b].any() else None
+        Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b], field)
         if base is not None:
-            Y += drift[a:b, None] * strain_shift(base, src[a:b], pos, s[a:b], u[a:b])
+            Y += drift[a:b, None] * strain_shift(base, src[a:b], pos, s[a:b], u[a:b], field)
         Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
             np.maximum(Y, 0.0) * (gain[a:b] * amp[a:b]).astype(np.float32)[:, None])
         Y += (c[a:b, :1] + c[a:b, 1:2] * t + c[a:b, 2:3] * (t * t)).astype(np.float32)

@@ -6,8 +6,9 @@ Pipeline (``fit``, one method per step):
    that differ by position (same structure, other cell) get copies moved
    towards each other by only a fraction of the displacement between them
    (away from each other freely), the others the full strain and shift;
-1. every labelled spectrum gets perturbed copies (strain, shift, noise,
-   intensity, background; see :mod:`.augment`); those of a class with few
+1. every labelled spectrum gets perturbed copies (strain, a smaller strain
+   varying along the axis, shift, noise, intensity, background; see
+   :mod:`.augment`); those of a class with few
    labelled spectra are first denoised by a peak model (:mod:`.denoise`),
    so that the copies do not all carry one of a few noise realisations;
 2. spectra become baseline-free, normalised segment means (:mod:`.preprocess`),
@@ -67,6 +68,10 @@ ALIGN_MARGIN = 0.01
 #: this range of segments per bin (see the parameter)
 SEGMENT_POINTS = 8
 AUTO_SEGMENTS_PER_BIN = (16, 32)
+#: ``local_strain`` varies over about this many segments (the Gaussian's
+#: sigma): reflections one or two segments apart, as a split pair is at
+#: 8-point segments, move apart or together
+LOCAL_SEGMENTS = 2.0
 
 
 def auto_segments_per_bin(n_points: int, n_bins: int = 15) -> int:
@@ -157,6 +162,13 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     strain : float
         Half-range of the relative peak-position strain of the copies (the
         most: see ``learn_position``).
+    local_strain : float
+        Half-range of a further strain of the copies that varies along the
+        axis (over about two segments): neighbouring reflections move by
+        different amounts, as when a non-cubic cell expands anisotropically
+        -- a tetragonal split that narrows on heating, which one isotropic
+        strain cannot produce. Scaled per class like ``strain`` (see
+        ``learn_position``); 0: none.
     shift : float or None
         Half-range of a translation of the copies, in points (default half a
         segment).
@@ -275,8 +287,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def __init__(self, n_bins=15, segments_per_bin="auto", bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
-                 batch_size=128, augment_copies=None, strain=0.015, shift=None,
-                 learn_position=True, learn_mixtures=True, align_strain="auto",
+                 batch_size=128, augment_copies=None, strain=0.015, local_strain=0.002,
+                 shift=None, learn_position=True, learn_mixtures=True, align_strain="auto",
                  intensity=0.3, noise=1.0,
                  background=0.1, background_drift=0.5, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
@@ -292,6 +304,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.batch_size = batch_size
         self.augment_copies = augment_copies
         self.strain = strain
+        self.local_strain = local_strain
         self.shift = shift
         self.learn_position = learn_position
         self.learn_mixtures = learn_mixtures
@@ -514,7 +527,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     # without a baseline there is none to drift
                                     baseline=(prep.baseline_points(sources)
                                               if prep.baseline_block else None),
-                                    baseline_scale=self.background_drift)
+                                    baseline_scale=self.background_drift,
+                                    local_strain=self.local_strain * tolerance.scale[data.y],
+                                    local_width=LOCAL_SEGMENTS * prep.width)
         source = np.concatenate([np.arange(n), source])
         features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))
         return _Copies(features, data.y[source], source, targets[source])

@@ -18,7 +18,9 @@ see :mod:`.align`); 5 stores what ``fit`` found besides the networks
 models read from earlier versions report as None; 6 allows
 ``segments_per_bin="auto"`` (the count used, ``segments_per_bin_``, is
 the width of the stored bins' ``segments``), which version 5 readers
-would refuse as a parameter.
+would refuse as a parameter; 7 adds the parameter ``local_strain`` (a
+training parameter: models read from earlier versions were fitted
+without it, and report 0).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -45,8 +47,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 6
-_READABLE = (2, 3, 4, 5, 6)
+VERSION = 7
+_READABLE = (2, 3, 4, 5, 6, 7)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
@@ -151,6 +153,9 @@ def _read(path):
     if config["version"] < 4 and isinstance(config.get("params"), dict):
         # before format 4 no model aligned: refitted, it does the same
         config["params"] = {"align_strain": False, **config["params"]}
+    if config["version"] < 7 and isinstance(config.get("params"), dict):
+        # fitted before the local strain existed: refitted, it does the same
+        config["params"] = {"local_strain": 0.0, **config["params"]}
     return config, arrays
 
 

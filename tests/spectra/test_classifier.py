@@ -470,18 +470,21 @@ def test_weak_peak_from_two_curves_per_class():
     distorted A, C): per class the 2 curves farthest from the other
     classes. Their noise used to be learnt in place of the weak peaks: A
     and A + weak peaks scored 81 % (90 % over all classes) with
-    ``denoise_below=0``, 95 % (97 %) with the labelled curves denoised."""
+    ``denoise_below=0``, 95 % (97 %) with the labelled curves denoised.
+    The local strain (the default ``local_strain``) costs a little here,
+    where a 3 % peak must stand out of two curves: 88 % (94 %); over
+    network seeds 0-2 on this series and the next, 86-92 % with it
+    against 86-95 % without."""
     s = make_powder_series("weak", n_spectra=180, n_points=N_POINTS, random_state=2)
     idx = np.arange(len(s.y))
     far = np.array([np.abs(idx[:, None] - idx[None, s.y != c]).min(1) for c in range(4)])
     train = np.sort(np.concatenate([np.argsort(-np.where(s.y == c, far[c], -1))[:2]
                                     for c in range(4)]))
     test = held_out(len(s.y), train)
-    clf = BinnedSpectraClassifier(epochs=30, random_state=0).fit(s.X[train], s.y[train],
-                                                                 axis=s.axis)
-    ok = clf.predict(s.X[test]) == s.y[test]
-    assert ok[s.y[test] < 2].mean() >= 0.92
-    assert ok.mean() >= 0.95
+    for local_strain, pair, overall in ((0.0, 0.92, 0.95), (0.002, 0.86, 0.92)):
+        clf = BinnedSpectraClassifier(epochs=30, random_state=0, local_strain=local_strain)
+        ok = clf.fit(s.X[train], s.y[train], axis=s.axis).predict(s.X[test]) == s.y[test]
+        assert ok[s.y[test] < 2].mean() >= pair and ok.mean() >= overall, local_strain
 
 
 def test_fit_reports_progress():
@@ -521,20 +524,28 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 6 and config["params"]["segments_per_bin"] == "auto"
+    assert config["version"] == 7 and config["params"]["segments_per_bin"] == "auto"
+    assert config["params"]["local_strain"] == clf.local_strain > 0
+    # a version-6 model was fitted without the local strain, and says so
+    v6 = dict(config, version=6, params={k: v for k, v in config["params"].items()
+                                         if k != "local_strain"})
+    (path / "config.json").write_text(json.dumps(v6))
+    loaded = BinnedSpectraClassifier.load(path)
+    assert loaded.local_strain == 0.0
+    X = np.ones((2, N_POINTS)) + np.arange(N_POINTS)
+    np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     # a version-2 model (parameter then called n_features, always a count)
     # still loads; it classifies without strain alignment (version 4),
     # whatever arrays it holds
     config["version"] = 2
     del config["params"]["segments_per_bin"]
     config["params"]["n_features"] = clf.segments_per_bin_
-    for name in ("learn_position", "learn_mixtures", "align_strain"):
+    for name in ("learn_position", "learn_mixtures", "align_strain", "local_strain"):
         del config["params"][name]  # none existed then: defaults
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
     assert old.segments_per_bin == old.segments_per_bin_ == clf.segments_per_bin_
-    assert not old.strain_aligned_
-    X = np.ones((2, N_POINTS)) + np.arange(N_POINTS)
+    assert not old.strain_aligned_ and old.local_strain == 0.0
     Z = clf._prep.normalise(clf._prep.segment_means(X))
     unaligned = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
     np.testing.assert_allclose(old.predict_proba(X), unaligned, atol=1e-5)
