@@ -1,5 +1,8 @@
-"""Shared small data, one trained classifier per kind of change, a Karabo bridge."""
+"""Shared small data, one trained classifier per kind of change, a Karabo bridge,
+the benchmark's modules."""
 
+import importlib.util
+import pathlib
 import threading
 
 import numpy as np
@@ -25,6 +28,24 @@ def bridge():
     stopper.start()
     stopper.join(30)
     assert not stopper.is_alive(), "the Karabo bridge server did not stop within 30 s"
+
+
+@pytest.fixture(scope="session")
+def benchmark_module():
+    """``load(name)``: a module of ``benchmarks/`` -- the independent
+    physics generator ``powder_physics``, the benchmark's protocols in
+    ``spectra`` -- loaded once."""
+    root = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
+    loaded = {}
+
+    def load(name):
+        if name not in loaded:
+            spec = importlib.util.spec_from_file_location(name, root / f"{name}.py")
+            loaded[name] = importlib.util.module_from_spec(spec)
+            spec.loader.exec_module(loaded[name])
+        return loaded[name]
+
+    return load
 
 
 @pytest.fixture(scope="session")

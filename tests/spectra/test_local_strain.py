@@ -12,23 +12,11 @@ cubic, then cubic in a 1 % larger cell; in protocol A only the two 300 K
 curves of the tetragonal phase are labelled.
 """
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra.augment import augment, strain_field
-
-BENCHMARKS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks"
-
-
-def _benchmark_module(name):
-    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_strain_field_is_bounded_smooth_and_per_row():
@@ -93,9 +81,9 @@ def test_bad_local_strain_is_refused(value):
 
 
 @pytest.fixture(scope="module")
-def perovskite():
-    d = _benchmark_module("powder_physics").perovskite_heating(random_state=1)
-    train = _benchmark_module("spectra").extremes(d["y"])
+def perovskite(benchmark_module):
+    d = benchmark_module("powder_physics").perovskite_heating(random_state=1)
+    train = benchmark_module("spectra").extremes(d["y"])
     return d, train, np.setdiff1d(np.arange(len(d["y"])), train)
 
 

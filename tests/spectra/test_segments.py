@@ -9,24 +9,16 @@ points: less than one segment of 17 points (16 per bin, the earlier
 default), two of 8.
 """
 
-import importlib.util
-import pathlib
-
 import numpy as np
 import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra.classifier import SEGMENT_POINTS, auto_segments_per_bin
 
-PHYSICS = pathlib.Path(__file__).resolve().parents[2] / "benchmarks" / "powder_physics.py"
-
 
 @pytest.fixture(scope="module")
-def superlattice():
-    spec = importlib.util.spec_from_file_location("powder_physics", PHYSICS)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.superlattice(random_state=2)
+def superlattice(benchmark_module):
+    return benchmark_module("powder_physics").superlattice(random_state=2)
 
 
 @pytest.mark.parametrize("n_points, n_bins, expected", [
