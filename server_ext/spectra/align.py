@@ -51,11 +51,10 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-import functools
-
 import numpy as np
 
 from .augment import increasing_axis, strain_shift
+from .compiled import compiled
 
 __all__ = ["StrainAligner", "aligns", "alignment_is_safe", "pair_changes", "class_templates",
            "ClassTemplates"]
@@ -181,7 +180,7 @@ class StrainAligner:
         # the correlations: one BLAS product for all rows (compiled loops
         # over the rows ran it 4x slower)
         scores = Z[:, self.used] @ self.templates
-        _compiled()(Z, scores, len(self.grid), n_sub, left, weight, g, delta, out)
+        compiled(_best_and_align)(Z, scores, len(self.grid), n_sub, left, weight, g, delta, out)
         return g, delta, out
 
     def strain(self, Z) -> np.ndarray:
@@ -212,21 +211,6 @@ class StrainAligner:
         aligned one lies (a new float32 array). ``columns``: from
         :meth:`columns`, only those aligned segments."""
         return self._estimate(Z, self.columns() if columns is None else columns)[2]
-
-
-@functools.cache
-def _compiled():
-    """:func:`_best_and_align` compiled by numba, releasing the GIL; on
-    first use, so that importing the classifier does not import numba
-    (0.3 s). The machine code is cached beside the module or in the user's
-    cache directory; where neither is writable (a read-only install
-    without a home) it is compiled in each process instead of failing."""
-    import numba
-
-    try:
-        return numba.njit(nogil=True, cache=True)(_best_and_align)
-    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
-        return numba.njit(nogil=True)(_best_and_align)
 
 
 def _best_and_align(Z, scores, n_grid, n_sub, left, weight, g, delta, out):
@@ -262,7 +246,7 @@ def _best_and_align(Z, scores, n_grid, n_sub, left, weight, g, delta, out):
         k = g[r] * n_sub + int(np.rint(d * np.float32(n_sub - 1))) + n_sub // 2
         target = out[r]
         for c in range(out.shape[1]):
-            j = left[k, c]
+            j = np.uint64(left[k, c])  # unsigned: numba then skips its wrap-around of negatives
             if n_segments > 1:
                 target[c] = row[j] + (row[j + 1] - row[j]) * weight[k, c]
             else:

@@ -9,25 +9,23 @@ depends on how many bins were kept:
 
 1. segment means: one BLAS matrix-vector product per spectrum over a
    reshape of its points (:meth:`.SegmentPreprocessor.segment_means_fast`);
-2. the finite and flat checks, and the baseline's block minima, on those;
-3. the normaliser: baseline and normalising scale are linear in the segment
-   means and block minima, so one product ``mins @ baseline_W`` gives the
-   baseline's share of every first-layer unit of every bin and of the scale;
-4. the first layer of every bin network: the bins' windows of segment means
+2. on those, one compiled pass per row
+   (:meth:`.SegmentPreprocessor.normalise_rows`): the finite and flat
+   checks, the baseline's block minima, the baseline subtracted in place
+   and the normalising scale;
+3. the first layer of every bin network: the bins' windows of segment means
    gathered as ``(rows, bins, segments_per_bin)`` and one batched product
-   with the stacked weights, then ``h = (. - baseline share) / scale + b1``
-   -- the normalised spectrum is never formed;
-5. second layer (one batched product), clipped log-softmax of every bin
+   with the stacked weights, then ``h = . / scale + b1`` -- the normalised
+   spectrum is never formed;
+4. second layer (one batched product), clipped log-softmax of every bin
    (element-wise over a handful of classes), and the weighted vote as one
    product with a ``(bins * classes, classes)`` matrix.
 
-With a strain alignment (:mod:`.align`) the baseline is subtracted from
-the segment means (one product with its interpolation matrix), each row's
-strain is estimated (one product with the templates) and undone (one
-compiled pass per row: the best template, its refinement and the
-interpolation), and the first layer takes its windows from the aligned rows; the
-normalising scale is applied to its products as in step 4 (neither the
-estimate nor the linear interpolation depends on a row's scale).
+With a strain alignment (:mod:`.align`) each row's strain is estimated
+(one product with the templates) and undone (one compiled pass per row:
+the best template, its refinement and the interpolation) before step 3,
+which takes its windows from the aligned rows (neither the estimate nor
+the linear interpolation depends on a row's scale).
 
 Chunks run on a small pool of threads: NumPy releases the GIL in its loops
 and in the BLAS products, which is where the time goes; BLAS itself is kept
@@ -97,14 +95,6 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_pool)
 
 
-def _inverse(scale):
-    """The inverse normalising scales (rows, 1) of baseline-free row means
-    ``scale`` (overwritten): 1 where there is no signal above the baseline,
-    as :meth:`.SegmentPreprocessor.normalise`."""
-    scale[~(scale > 0)] = 1.0
-    return (1.0 / scale)[:, None]
-
-
 class InferencePlan:
     """The fitted preprocessing and fused vote, rearranged for one pass.
 
@@ -130,17 +120,6 @@ class InferencePlan:
         self.W1, self.W2 = fused.W1, fused.W2
         self.b1 = fused.b1.reshape(-1)  # (bins * hidden,)
         self.b2 = fused.b2.reshape(-1)  # (bins * classes,)
-        self.mean_weights = np.full(prep.n_segments, 1.0 / prep.n_segments, np.float32)
-        if prep.baseline_block:
-            B = prep._interp  # (blocks, segments): baseline = mins @ B
-            if aligner is None:
-                # (blocks, bins * hidden + 1): the baseline's share of every
-                # first-layer unit, then of the normalising scale (the mean)
-                self.baseline_W = np.ascontiguousarray(np.concatenate(
-                    [B[:, s:s + self.width] @ w for s, w in zip(self.starts, self.W1)]
-                    + [B.mean(axis=1, keepdims=True)], axis=1), dtype=np.float32)
-            else:  # aligned: the baseline is subtracted, only its share of the scale
-                self.baseline_mean = B.mean(axis=1)
         # the weighted vote over bins as a product: (bins * classes, classes)
         K = self.n_classes
         vote = np.zeros((self.n_bins, K, K), np.float32)
@@ -149,19 +128,7 @@ class InferencePlan:
         self.beta = fused.beta
         self.log_eps = np.float32(np.log(EPS))
 
-    def _normaliser(self, S, scale):
-        """``(baseline, inv)``: the baseline's share of every first-layer
-        unit (rows, bins * hidden), or ``None`` without a baseline; and the
-        inverse normalising scale (rows, 1). ``scale``: the rows' mean
-        segment means (overwritten)."""
-        baseline = None
-        if self.prep.baseline_block:
-            share = self.prep.block_minima(S) @ self.baseline_W
-            scale -= share[:, -1]
-            baseline = share[:, :-1]
-        return baseline, _inverse(scale)
-
-    def _hidden(self, S, baseline, inv, inputs=None):
+    def _hidden(self, S, inv, inputs=None):
         """First-layer activations of every bin, (rows, bins, hidden);
         ``inputs``: the bins' windows (rows, bins, width) if not from ``S``."""
         n = len(S)
@@ -171,8 +138,6 @@ class InferencePlan:
         h = np.empty((n, self.n_bins, self.hidden), np.float32)
         np.matmul(inputs.transpose(1, 0, 2), self.W1, out=h.transpose(1, 0, 2))
         flat = h.reshape(n, -1)
-        if baseline is not None:
-            flat -= baseline
         flat *= inv
         flat += self.b1
         np.maximum(flat, 0.0, out=flat)
@@ -213,36 +178,18 @@ class InferencePlan:
 
     def _chunk(self, X, P, finite, signal, a, b):
         S = self.prep.segment_means_fast(X[a:b])
-        mean = S @ self.mean_weights
-        # NaN and inf propagate into the mean: one check per row, not per segment
-        ok = np.isfinite(mean)
-        if not ok.all():
-            ok = np.isfinite(S).all(axis=1)  # a mean that overflowed is no NaN
-            S[~ok] = 0.0
-            mean = S @ self.mean_weights
-        finite[a:b] = ok
-        signal[a:b] = self.prep.has_signal(S)
-        h = self._hidden(S, *self._normaliser(S, mean)) if self.aligner is None else \
-            self._hidden_aligned(S, mean)
+        inv = self.prep.normalise_rows(S, finite[a:b], signal[a:b])  # S: baseline-free
+        if self.aligner is None:
+            h = self._hidden(S, inv)
+        else:
+            # neither the strain estimate (argmax and parabola of
+            # correlations) nor the linear interpolation changes with a
+            # row's positive scale: the scale is applied to the first
+            # layer's products, as without alignment
+            Z = self.aligner.align(S, self.aligned_columns)
+            h = self._hidden(S, inv, Z.reshape(len(S), self.n_bins, self.width)) \
+                if self.window_columns else self._hidden(Z, inv)
         P[a:b] = self._vote(self._bin_log_proba(h))
-
-    def _hidden_aligned(self, S, mean):
-        """First-layer activations of every bin with each row's strain
-        undone. The alignment interpolates linearly and the strain estimate
-        compares a row with the templates (argmax and parabola), so neither
-        changes with a row's positive scale: the baseline is removed from
-        the segment means in place (``S`` and ``mean`` are overwritten) and
-        the normalising scale applied to the first layer's products, as
-        without alignment -- the normalised spectrum is never formed."""
-        if self.prep.baseline_block:
-            mins = self.prep.block_minima(S)
-            S -= mins @ self.prep._interp
-            mean -= mins @ self.baseline_mean
-        inv = _inverse(mean)
-        Z = self.aligner.align(S, self.aligned_columns)
-        if self.window_columns:
-            return self._hidden(S, None, inv, Z.reshape(len(S), self.n_bins, self.width))
-        return self._hidden(Z, None, inv)
 
     def score(self, X):
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class

@@ -296,11 +296,12 @@ def test_pair_separability_finds_the_window_that_separates_a_pair():
     assert sep[0, 3] < 0.65
 
 
-def test_alignment_compiles_where_no_cache_is_writable(tmp_path):
+def test_kernels_compile_where_no_cache_is_writable(tmp_path):
     """A read-only install without a writable home: numba cannot cache
-    the compiled alignment anywhere, and it still aligns (compiled in the
-    process) instead of failing; importing the classifier leaves numba
-    (and TensorFlow) unimported until first use."""
+    the compiled kernels anywhere, and they still run (compiled in the
+    process) instead of failing -- the alignment, and the normalisation
+    every prediction runs; importing the classifier leaves numba (and
+    TensorFlow) unimported until first use."""
     import shutil
     import subprocess
     import sys
@@ -326,10 +327,16 @@ def test_alignment_compiles_where_no_cache_is_writable(tmp_path):
         "a = align.StrainAligner(np.linspace(-0.01, 0.01, 5),\n"
         "    np.eye(10, 10, dtype=np.float32), np.tile(np.arange(20.0), (5, 1)), np.arange(10))\n"
         "Z = np.arange(60, dtype=np.float32).reshape(3, 20)\n"
-        "print(np.array_equal(a.align(Z), Z))\n")
+        "print(np.array_equal(a.align(Z), Z))\n"
+        "from server_ext.spectra.preprocess import SegmentPreprocessor\n"
+        "prep = SegmentPreprocessor(20, 20, 5)\n"
+        "S = prep.segment_means(Z)\n"
+        "ok = np.empty(3, bool)\n"
+        "inverse = prep.normalise_rows(S, ok, ok.copy())\n"
+        "print(np.allclose(S * inverse, prep.normalise(Z), atol=1e-6))\n")
     done = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env=env,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    module, aligned = done.stdout.split()
+    module, aligned, normalised = done.stdout.split()
     assert Path(module).parent == copy / "spectra"
-    assert aligned == "True"
+    assert aligned == "True" and normalised == "True"

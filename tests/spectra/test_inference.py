@@ -78,3 +78,28 @@ def test_fast_segment_means_equal_the_exact_ones():
         np.testing.assert_allclose(prep.segment_means_fast(X), exact, rtol=2e-6, atol=1e-6)
         np.testing.assert_allclose(prep.segment_means_fast(X.astype(np.int32)),
                                    prep.segment_means(X.astype(np.int32)), rtol=2e-6)
+
+
+@pytest.mark.parametrize("n_points, n_segments, block", [
+    (4020, 240, 16), (4020, 480, 32), (4020, 240, 8), (2010, 240, 0), (1000, 230, 16),
+    (300, 300, 20), (17, 17, 17), (37, 37, 0)])  # one block; fewer segments than LANES
+def test_compiled_normalisation_equals_its_definition(n_points, n_segments, block):
+    rng = np.random.default_rng(n_points + n_segments)
+    prep = SegmentPreprocessor(n_points, n_segments, block)
+    X = spectra(rng, 300, n_points)
+    X[5] = np.nan
+    X[7, 3] = -np.inf
+    X[9] = 0.0
+    X[11] = -4.0
+    X[13] *= -1.0  # without a baseline its mean is negative: the scale is then 1
+    S = prep.segment_means(X)
+    expected_finite = np.isfinite(S).all(axis=1)
+    zeroed = np.where(expected_finite[:, None], S, 0.0).astype(np.float32)
+    finite, signal = np.empty(len(S), bool), np.empty(len(S), bool)
+    inverse = prep.normalise_rows(S, finite, signal)
+    np.testing.assert_array_equal(finite, expected_finite)
+    np.testing.assert_array_equal(signal, prep.has_signal(zeroed))
+    assert np.flatnonzero(~signal).tolist() == [5, 7, 9, 11]
+    np.testing.assert_allclose(S, prep.baseline_free(zeroed), rtol=1e-6, atol=1e-5)
+    np.testing.assert_allclose(S * inverse, prep.normalise(zeroed), rtol=1e-5, atol=1e-5)
+    assert inverse[5, 0] == 1.0 and (inverse[13, 0] == 1.0) == (not block)
