@@ -200,7 +200,7 @@ class SegmentPreprocessor:
         inverse normalising scales (n, 1) -- :meth:`normalise` is ``S *
         inverse``, to float32 rounding. As whole-chunk NumPy steps (the
         checks, the block minima, the baseline as a product with its
-        interpolation matrix) these cost 0.5-1.1 us per spectrum at 240-480
+        interpolation matrix) these cost 0.5-1.0 us per spectrum at 240-480
         segments on this project's 2-core machine, compiled 0.2-0.4."""
         inverse = np.empty((len(S), 1), np.float32)
         kernel = compiled(_normalise_rows, reorder=True)
