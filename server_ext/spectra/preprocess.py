@@ -86,14 +86,17 @@ class SegmentPreprocessor:
             np.add.at(self._interp, (left, cols), 1.0 - frac)
             np.add.at(self._interp, (np.minimum(left + 1, n_blocks - 1), cols), frac)
             # the same interpolation per segment, for normalise_rows
-            runs = np.flatnonzero(np.diff(left)) + 1
-            self._baseline_plan = (np.concatenate([[0], runs, [self.n_segments]]), left,
-                                   np.minimum(left + 1, n_blocks - 1),
+            # the same interpolation as runs of segments between one pair of
+            # blocks: each run's bounds, its two blocks, and every segment's weights
+            starts = np.concatenate([[0], np.flatnonzero(np.diff(left)) + 1])
+            self._baseline_plan = (np.append(starts, self.n_segments), left[starts],
+                                   np.minimum(left[starts] + 1, n_blocks - 1),
                                    (1.0 - frac).astype(np.float32), frac)
         else:
             self.block_starts = np.zeros(0, np.intp)
-            index, weight = np.zeros(self.n_segments, np.intp), np.zeros(self.n_segments, np.float32)
-            self._baseline_plan = (np.array([0, self.n_segments]), index, index, weight, weight)
+            weight = np.zeros(self.n_segments, np.float32)  # unused: no blocks
+            self._baseline_plan = (np.array([0, self.n_segments]), np.zeros(1, np.intp),
+                                   np.zeros(1, np.intp), weight, weight)
 
     def config(self) -> dict:
         return {"n_points": self.n_points, "n_segments": self.n_segments,
@@ -218,8 +221,9 @@ LANES = 16
 def _normalise_rows(S, block_starts, runs, left, right, w_left, w_right, tolerance,
                     inverse, finite, signal):
     """:meth:`SegmentPreprocessor.normalise_rows`, row by row; no baseline
-    where ``block_starts`` is empty. ``runs``: the segments where the
-    baseline's pair of blocks (``left``, ``right``) changes, and the end.
+    where ``block_starts`` is empty. Run ``i`` of the baseline is segments
+    ``runs[i]:runs[i + 1]``, interpolated between the minima of blocks
+    ``left[i]`` and ``right[i]`` with each segment's ``w_left``, ``w_right``.
     Indices are unsigned where numba cannot see that they are not negative:
     its wrap-around of negative indices would keep the loops from
     vectorising."""
@@ -266,7 +270,7 @@ def _normalise_rows(S, block_starts, runs, left, right, w_left, w_right, toleran
         signal[r] = top - bottom > tolerance * max(top, -bottom)
         if n_blocks:
             for i in range(len(runs) - 1):
-                a, b = mins[left[runs[i]]], mins[right[runs[i]]]
+                a, b = mins[left[i]], mins[right[i]]
                 for j in range(np.uint64(runs[i]), np.uint64(runs[i + 1])):
                     row[j] -= a * w_left[j] + b * w_right[j]
             # summed apart: a sum inside each short run pays a reduction per run
