@@ -475,7 +475,7 @@ def run_series(series, args, with_published):
     print(f"\n=== {title}: {n} spectra x {X.shape[1]} points, classes {classes.tolist()}"
           + (f", classes {by_position} differ from another by position only" if by_position
              else ""))
-    rows, models, sizes = [], {}, []
+    rows, models, sizes, missed = [], {}, [], {}
     for name, train in (("A", extremes(y)), ("B", np.arange(0, n, 5))):
         test = np.setdiff1d(np.arange(n), train)
         mixed = purity[test] < PURE if purity is not None else np.zeros(len(test), bool)
@@ -506,6 +506,8 @@ def run_series(series, args, with_published):
                          ok[r].mean() - ok_p[r].mean() if r.any() else np.nan, t_fit,
                          f"{(~ok[~mixed]).sum()}/{(~ok[mixed]).sum()}"))
             models[(name, method)] = (model, confusion(y[test], pred, classes), test)
+            if purity is not None:  # how mixed the mixtures each method misses are
+                missed[(name, method)] = np.sort(purity[test][~ok & mixed])
     print(f"{'protocol':8s} {'method':26s} {'accuracy':>9s} {'strained':>9s} {'loss':>6s} "
           f"{'loss*':>6s} {'train s':>8s} {'errors':>7s}")
     for name, method, acc, acc_p, loss_r, t_fit, errors in rows:
@@ -533,6 +535,11 @@ def run_series(series, args, with_published):
               f"position-separated pairs learnt {pairs}, copy strain scale "
               f"{np.round(clf.position_scale_, 2).tolist()}, strain aligned "
               f"{clf.strain_aligned_}{evidence(clf)}")
+        if missed:
+            print("    mixtures missed, their larger phase's fraction: " + " | ".join(
+                f"{m.replace('SpectraClassifier', '')} "
+                + (" ".join(f"{v:.2f}" for v in missed[(p, m)]) or "-")
+                for m in ("BinnedSpectraClassifier", "LogisticRegression", "RandomForest")))
         print(f"    goal: >= peers ({100 * peers:.2f}%) and >= {100 * floor:.0f}% and loss* <= 2p: "
               f"{'MET' if met else 'NOT MET'}")
     return rows, models, goals
