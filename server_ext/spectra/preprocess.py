@@ -85,9 +85,9 @@ class SegmentPreprocessor:
             cols = np.arange(self.n_segments)
             np.add.at(self._interp, (left, cols), 1.0 - frac)
             np.add.at(self._interp, (np.minimum(left + 1, n_blocks - 1), cols), frac)
-            # the same interpolation per segment, for normalise_rows
-            # the same interpolation as runs of segments between one pair of
-            # blocks: each run's bounds, its two blocks, and every segment's weights
+            # for normalise_rows, the same interpolation as runs of segments
+            # between one pair of blocks: each run's bounds, its two blocks,
+            # and every segment's weights
             starts = np.concatenate([[0], np.flatnonzero(np.diff(left)) + 1])
             self._baseline_plan = (np.append(starts, self.n_segments), left[starts],
                                    np.minimum(left[starts] + 1, n_blocks - 1),
