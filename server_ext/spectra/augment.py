@@ -4,13 +4,15 @@ The published method trained on a handful of "extreme" labelled curves plus
 noisy copies. Here each copy also gets a random peak-position strain (all
 positions scaled about the axis origin, as a lattice-parameter change does),
 a smaller strain that varies along the axis (reflections moving by
-different amounts, as when a non-cubic cell expands anisotropically and its
-c/a changes on heating: one isotropic strain cannot narrow a tetragonal
-split), a small translation (detector/calibration offset), its own background's level
-changed (air scatter and sample environment drift along a series), a global
-intensity scale and a smooth added background, so that the per-bin networks
-learn the class and not these nuisances. Noise is Poisson-like, scaled from the noise measured in
-each labelled spectrum, so no assumption about the detector's units is made.
+different amounts, as when a non-cubic cell expands anisotropically), split
+pairs of peaks narrowed or widened with each peak redrawn (:mod:`.splits`,
+in the spectra a peak model was fitted to: a tetragonal c/a falling on
+heating), a small translation (detector/calibration offset), its own
+background's level changed (air scatter and sample environment drift along
+a series), a global intensity scale and a smooth added background, so that
+the per-bin networks learn the class and not these nuisances. Noise is
+Poisson-like, scaled from the noise measured in each labelled spectrum, so
+no assumption about the detector's units is made.
 """
 
 from __future__ import annotations
@@ -118,7 +120,8 @@ def _bounds(half_range, n):
 
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             noise=1.0, background=0.1, gain=None, noise_floor=0.0, baseline=None,
-            baseline_scale=0.0, local_strain=0.0, local_width=16.0):
+            baseline_scale=0.0, local_strain=0.0, local_width=16.0, splits=None,
+            split_variation=0.0):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
     (float32, copies of row i at ``src == i``).
 
@@ -140,7 +143,10 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     half-range of a strain varying along the axis over ``local_width``
     points, added to ``strain`` (a number or one per row; see
     :func:`strain_field`). With ``local_strain`` 0 no field is drawn, and the
-    copies are those of before it existed.
+    copies are those of before it existed. ``splits``: per row a
+    :class:`.splits.SplitPlan` of its peaks, or None; ``split_variation``:
+    the half-range of the factor scaling each cluster's gaps (a number or
+    one per row; see :mod:`.splits`).
     """
     X = np.asarray(X, dtype=np.float32)
     n, p = X.shape
@@ -158,6 +164,10 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     c = rng.uniform(-background, background, (m, 3)) * level[:, None]
     scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
     local = np.broadcast_to(np.asarray(local_strain, np.float64), (n,))[src]
+    varied = np.broadcast_to(np.asarray(split_variation, np.float64), (n,))[src]
+    # a child stream (spawning draws nothing from rng): copies of spectra
+    # without a split to vary come out as without split_variation
+    split_rng = rng.spawn(1)[0] if splits is not None and varied.any() else None
     if baseline is not None and baseline_scale > 0:
         base = np.asarray(baseline, dtype=np.float32)
         drift = rng.uniform(-baseline_scale, baseline_scale, m).astype(np.float32)
@@ -169,7 +179,13 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     for a in range(0, m, _CHUNK):
         b = min(a + _CHUNK, m)
         field = strain_field(rng, local[a:b], p, local_width) if local[a:b].any() else None
-        Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b], field)
+        if split_rng is None:
+            Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b], field)
+        else:  # each copy's own peaks moved first
+            from .splits import split_moves  # it draws peaks as .denoise, which imports this
+
+            moved = X[src[a:b]] + split_moves(splits, src[a:b], varied[a:b], p, split_rng)
+            Y = strain_shift(moved, np.arange(b - a), pos, s[a:b], u[a:b], field)
         if base is not None:
             Y += drift[a:b, None] * strain_shift(base, src[a:b], pos, s[a:b], u[a:b], field)
         Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(

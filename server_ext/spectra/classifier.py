@@ -56,6 +56,7 @@ from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor
 from .separability import (candidate_starts, cv_separability, pair_separability, select_bins,
                            vote_weight)
+from .splits import split_plan
 from .training import FitProgress, ProgressHook, held_out_splits, train_bin_networks
 
 __all__ = ["BinnedSpectraClassifier", "SpectraNotFittedError", "FitProgress",
@@ -72,6 +73,9 @@ AUTO_SEGMENTS_PER_BIN = (16, 32)
 #: sigma): reflections one or two segments apart, as a split pair is at
 #: 8-point segments, move apart or together
 LOCAL_SEGMENTS = 2.0
+#: ``split_variation``: reflections closer than this, relative to their
+#: position, are a split pair (see :mod:`.splits`)
+SPLIT_MAX = 0.025
 
 
 def auto_segments_per_bin(n_points: int, n_bins: int = 15) -> int:
@@ -169,6 +173,15 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         -- a tetragonal split that narrows on heating, which one isotropic
         strain cannot produce. Scaled per class like ``strain`` (see
         ``learn_position``); 0: none.
+    split_variation : float
+        Half-range of the factor by which the gaps between neighbouring
+        reflections of the copies scale, pair by pair: a split pair (peaks
+        closer than ``SPLIT_MAX`` of their position) narrows or widens by up
+        to this fraction of itself while each peak keeps its shape -- a
+        non-cubic cell's distortion falling towards its transition. Only
+        the copies of denoised spectra (``denoise_below``), whose peaks the
+        peak model has found (see :mod:`.splits`); scaled per class like
+        ``strain``; 0: none.
     shift : float or None
         Half-range of a translation of the copies, in points (default half a
         segment).
@@ -288,6 +301,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def __init__(self, n_bins=15, segments_per_bin="auto", bin_placement="adaptive", max_bins=None,
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, local_strain=0.002,
+                 split_variation=0.5,
                  shift=None, learn_position=True, learn_mixtures=True, align_strain="auto",
                  intensity=0.3, noise=1.0,
                  background=0.1, background_drift=0.5, denoise_below=8, mixup=0.5,
@@ -305,6 +319,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.augment_copies = augment_copies
         self.strain = strain
         self.local_strain = local_strain
+        self.split_variation = split_variation
         self.shift = shift
         self.learn_position = learn_position
         self.learn_mixtures = learn_mixtures
@@ -519,7 +534,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # per labelled spectrum, (low, high) bounds of its copies' movement
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
-        sources, gains, floor = self._denoised(X, data.y)
+        sources, gains, floor, splits = self._denoised(X, data.y, data.axis)
         perturbed, source = augment(sources, data.axis, copies, rng, strain=self.strain * reach,
                                     shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
@@ -529,7 +544,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                               if prep.baseline_block else None),
                                     baseline_scale=self.background_drift,
                                     local_strain=self.local_strain * tolerance.scale[data.y],
-                                    local_width=LOCAL_SEGMENTS * prep.width)
+                                    local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
+                                    split_variation=(self.split_variation
+                                                     * tolerance.scale[data.y]))
         source = np.concatenate([np.arange(n), source])
         features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))
         return _Copies(features, data.y[source], source, targets[source])
@@ -553,20 +570,28 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             return aligner, aligned, evidence
         return None, copies, evidence
 
-    def _denoised(self, X, y):
-        """The spectra the copies are made from, their noise gains and the
-        least noise each copy gets: the spectra of classes with fewer than
-        ``denoise_below`` labelled spectra denoised, with a floor of 1."""
+    def _denoised(self, X, y, axis):
+        """The spectra the copies are made from, their noise gains, the
+        least noise each copy gets and where their peaks lie: the spectra of
+        classes with fewer than ``denoise_below`` labelled spectra denoised,
+        with a floor of 1 and a :class:`.splits.SplitPlan` (None for the
+        others: their splits vary among their many labelled spectra)."""
         gains = noise_gain(X)
         floor = np.zeros(len(X))
+        plans = [None] * len(X)
         rows = np.flatnonzero(np.bincount(y)[y] < self.denoise_below)
         if not len(rows):
-            return X, gains, floor
+            return X, gains, floor, plans
         sources = X.copy()
         modelled, info = denoise(X[rows], gains[rows])
         sources[rows] = modelled
         floor[rows] = [float(i.modelled > 0) for i in info]
-        return sources, gains, floor
+        pos = increasing_axis(axis, X.shape[1])
+        for r, i in zip(rows, info):
+            if i.modelled > 0:
+                plans[r] = split_plan(i.centers, i.fwhm, i.heights, i.eta, pos,
+                                      SPLIT_MAX)
+        return sources, gains, floor, plans
 
     def _screen_bins(self, copies: _Copies, splits, prep, n_classes) -> _Screening:
         """Score every candidate bin on held-out copies; choose the best

@@ -43,7 +43,7 @@ __all__ = ["DenoisedSpectrum", "PeakShape", "denoise", "peak_shape"]
 _STRONG = 30.0  # peaks used to measure the shape: prominence in noise sigmas
 _MAX_SHAPE_PEAKS = 12  # per spectrum
 _SHAPE_SPECTRA = 4  # spectra the shape is measured on
-_SUPPORT = 12.0  # a peak column spans +-this many FWHM
+SUPPORT_FWHM = 12.0  # a peak column spans +-this many FWHM
 _KNOTS_PER_FWHM = 80.0  # background knot spacing, in peak widths
 _WINDOW_FWHM = 4.0  # check windows, in peak widths
 _WINDOW_P = 1e-4  # a window fails when its odd-point chi2 is this unlikely
@@ -70,14 +70,19 @@ class PeakShape:
 class DenoisedSpectrum:
     """One spectrum's outcome: ``modelled`` fraction of points replaced by
     the model (0: the raw spectrum), ``centers`` of the peaks found
-    (points, sub-point), ``reason`` when it fell back to the raw spectrum."""
+    (points, sub-point, increasing), ``reason`` when it fell back to the raw
+    spectrum; each peak's ``fwhm`` (points) and height (``heights``), and
+    the profile's Lorentzian fraction ``eta`` (see :func:`pseudo_voigt`)."""
 
     modelled: float
     centers: np.ndarray
     reason: str = ""
+    fwhm: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    heights: np.ndarray = dataclasses.field(default_factory=lambda: np.empty(0))
+    eta: float = 0.0
 
 
-def _pseudo_voigt(d, eta):
+def pseudo_voigt(d, eta):
     """Unit-height profile at ``d = (x - c) / fwhm`` and its derivative in ``d``."""
     u = d * d
     lor = 1.0 / (1.0 + 4.0 * u)
@@ -135,7 +140,7 @@ def _strong_peaks(x, gain):
 
         def resid(q):
             c, h, w, eta, b0, b1 = q
-            return (h * _pseudo_voigt((xs - c) / w, eta)[0] + b0 + b1 * (xs - c) - ys) * wt
+            return (h * pseudo_voigt((xs - c) / w, eta)[0] + b0 + b1 * (xs - c) - ys) * wt
 
         h0 = float(x[c0] - base[c0])
         start = [float(c0), h0, w0, 0.5, float(base[c0]), 0.0]
@@ -200,11 +205,12 @@ class _Model:
             return empty, empty, empty
         c = peaks[:, 0]
         w = self.shape.fwhm(c) * peaks[:, 1]
-        half = int(math.ceil(_SUPPORT * w.max())) + 1
+        half = int(math.ceil(SUPPORT_FWHM * w.max())) + 1
         rows = np.floor(c).astype(np.intp)[:, None] + np.arange(-half, half + 1)[None, :]
-        inside = (rows >= 0) & (rows < self.p) & (np.abs(rows - c[:, None]) <= _SUPPORT * w[:, None])
+        inside = ((rows >= 0) & (rows < self.p)
+                  & (np.abs(rows - c[:, None]) <= SUPPORT_FWHM * w[:, None]))
         d = (rows - c[:, None]) / w[:, None]
-        g, dg = _pseudo_voigt(d, self.shape.eta)
+        g, dg = pseudo_voigt(d, self.shape.eta)
         r = rows[inside]
         k = np.broadcast_to(np.arange(len(peaks))[:, None], rows.shape)[inside]
         # d g / d c and d g / d log(w)
@@ -269,8 +275,8 @@ def _matched_filter(model: _Model, resid, weight, fwhm_grid):
         if not sel.any():
             continue
         w = 0.5 * (lo + hi)
-        half = int(math.ceil(_SUPPORT * w))
-        g, _ = _pseudo_voigt(np.arange(-half, half + 1) / w, model.shape.eta)
+        half = int(math.ceil(SUPPORT_FWHM * w))
+        g, _ = pseudo_voigt(np.arange(-half, half + 1) / w, model.shape.eta)
         num = correlate1d(resid * weight, g, mode="constant")
         den = correlate1d(weight, g * g, mode="constant")
         z[sel] = (num / np.sqrt(np.maximum(den, 1e-30)))[sel]
@@ -376,10 +382,15 @@ def _denoise_one(x, gain, shape, significance):
     level = np.maximum(_lower_envelope(x), 0)
     peaks = _pursuit(model, x, gain, threshold, 0.75 * threshold, level)
     for _ in range(2):  # weights from the model's own level
-        fitted, peaks, _, _ = model.fit(x, 1.0 / _variance(level, gain), peaks, refine=2)
+        fitted, peaks, amp, _ = model.fit(x, 1.0 / _variance(level, gain), peaks, refine=2)
         level = np.maximum(fitted, 0)
-    centers = np.sort(peaks[:, 0])
+    order = np.argsort(peaks[:, 0])
+    centers = peaks[order, 0]
+    fwhm = shape.fwhm(centers) * peaks[order, 1]
+    heights = amp[order] if len(peaks) else np.empty(0)
     ok = _checked_windows(model, x, gain, peaks, fitted)
     if ok.mean() < 1.0 - _MAX_FAILED:
-        return x, DenoisedSpectrum(0.0, centers, "the peak model does not explain it")
-    return np.where(ok, fitted, x), DenoisedSpectrum(float(ok.mean()), centers)
+        return x, DenoisedSpectrum(0.0, centers, "the peak model does not explain it", fwhm,
+                                   heights, shape.eta)
+    return np.where(ok, fitted, x), DenoisedSpectrum(float(ok.mean()), centers, "", fwhm, heights,
+                                                       shape.eta)

@@ -38,6 +38,7 @@ INT_PARAMS = [("n_bins", 1, False), ("max_bins", 1, True),
 # (name, smallest, largest, None allowed)
 REAL_PARAMS = [("max_overlap", 0.0, 1.0, False), ("learning_rate", 1e-12, None, False),
                ("strain", 0.0, 0.5, False), ("local_strain", 0.0, 0.1, False),
+               ("split_variation", 0.0, 1.0, False),
                ("shift", 0.0, None, True),
                ("intensity", 0.0, 0.99, False), ("noise", 0.0, None, False),
                ("background", 0.0, None, False), ("background_drift", 0.0, 1.0, False),

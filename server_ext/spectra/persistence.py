@@ -20,7 +20,7 @@ models read from earlier versions report as None; 6 allows
 the width of the stored bins' ``segments``), which version 5 readers
 would refuse as a parameter; 7 adds the parameter ``local_strain`` (a
 training parameter: models read from earlier versions were fitted
-without it, and report 0).
+without it, and report 0); 8 adds ``split_variation`` (the same way).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -47,8 +47,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 7
-_READABLE = (2, 3, 4, 5, 6, 7)
+VERSION = 8
+_READABLE = (2, 3, 4, 5, 6, 7, 8)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
@@ -156,6 +156,9 @@ def _read(path):
     if config["version"] < 7 and isinstance(config.get("params"), dict):
         # fitted before the local strain existed: refitted, it does the same
         config["params"] = {"local_strain": 0.0, **config["params"]}
+    if config["version"] < 8 and isinstance(config.get("params"), dict):
+        # fitted before the splits varied: refitted, it does the same
+        config["params"] = {"split_variation": 0.0, **config["params"]}
     return config, arrays
 
 

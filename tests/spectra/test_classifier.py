@@ -524,14 +524,21 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 7 and config["params"]["segments_per_bin"] == "auto"
+    assert config["version"] == 8 and config["params"]["segments_per_bin"] == "auto"
     assert config["params"]["local_strain"] == clf.local_strain > 0
-    # a version-6 model was fitted without the local strain, and says so
-    v6 = dict(config, version=6, params={k: v for k, v in config["params"].items()
-                                         if k != "local_strain"})
+    assert config["params"]["split_variation"] == clf.split_variation > 0
+    # a version-7 model was fitted without varied splits, a version-6 one
+    # without the local strain too, and each says so
+    v7 = dict(config, version=7, params={k: v for k, v in config["params"].items()
+                                         if k != "split_variation"})
+    (path / "config.json").write_text(json.dumps(v7))
+    loaded = BinnedSpectraClassifier.load(path)
+    assert loaded.split_variation == 0.0 and loaded.local_strain == clf.local_strain
+    v6 = dict(v7, version=6, params={k: v for k, v in v7["params"].items()
+                                     if k != "local_strain"})
     (path / "config.json").write_text(json.dumps(v6))
     loaded = BinnedSpectraClassifier.load(path)
-    assert loaded.local_strain == 0.0
+    assert loaded.local_strain == 0.0 and loaded.split_variation == 0.0
     X = np.ones((2, N_POINTS)) + np.arange(N_POINTS)
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))
     # a version-2 model (parameter then called n_features, always a count)
@@ -540,12 +547,13 @@ def test_model_format_versions(fitted, tmp_path):
     config["version"] = 2
     del config["params"]["segments_per_bin"]
     config["params"]["n_features"] = clf.segments_per_bin_
-    for name in ("learn_position", "learn_mixtures", "align_strain", "local_strain"):
+    for name in ("learn_position", "learn_mixtures", "align_strain", "local_strain",
+                 "split_variation"):
         del config["params"][name]  # none existed then: defaults
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
     assert old.segments_per_bin == old.segments_per_bin_ == clf.segments_per_bin_
-    assert not old.strain_aligned_ and old.local_strain == 0.0
+    assert not old.strain_aligned_ and old.local_strain == old.split_variation == 0.0
     Z = clf._prep.normalise(clf._prep.segment_means(X))
     unaligned = pool(clf._fused.bin_proba(clf._fused.features(Z)), clf._fused.vote, clf.beta_)
     np.testing.assert_allclose(old.predict_proba(X), unaligned, atol=1e-5)
