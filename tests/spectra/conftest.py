@@ -49,6 +49,28 @@ def benchmark_module():
 
 
 @pytest.fixture(scope="session")
+def perovskite_protocol_a(benchmark_module):
+    """``accuracy(series_seed, network_seed, **params)``: protocol A of the
+    benchmark (the two purest curves per class labelled) on the independent
+    ``perovskite_heating`` series, fitted with ``params``: the test accuracy."""
+    series = {}
+
+    def accuracy(series_seed, network_seed, **params):
+        if series_seed not in series:
+            series[series_seed] = benchmark_module("powder_physics").perovskite_heating(
+                random_state=series_seed)
+        d = series[series_seed]
+        X, y = d["X"], d["y"]
+        train = benchmark_module("spectra").extremes(y)
+        test = np.setdiff1d(np.arange(len(y)), train)
+        clf = BinnedSpectraClassifier(random_state=network_seed, **params)
+        clf.fit(X[train], y[train], axis=d["axis"])
+        return (clf.predict(X[test]) == y[test]).mean()
+
+    return accuracy
+
+
+@pytest.fixture(scope="session")
 def intensity_series():
     return make_transition_series(n_spectra=200, n_points=N_POINTS, kind="intensity",
                                   random_state=11)

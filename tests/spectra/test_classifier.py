@@ -315,6 +315,10 @@ def test_flat_spectra_are_ambiguous_not_confident(fitted, intensity_series):
     ({"denoise_below": -1}, "denoise_below must be >= 0"),
     ({"denoise_below": None}, "denoise_below must be an int, not None"),
     ({"background_drift": 1.5}, "background_drift must be between 0.0 and 1.0"),
+    ({"split_variation": -0.1}, "split_variation must be between 0.0 and 1.0"),
+    ({"split_variation": 1.5}, "split_variation must be between 0.0 and 1.0"),
+    ({"split_variation": "half"}, "split_variation must be a number"),
+    ({"split_variation": None}, "split_variation must be a number"),
 ])
 def test_every_parameter_is_checked(params, match):
     X, y = _tail_change_series(4, n_points=600)

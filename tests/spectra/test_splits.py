@@ -13,7 +13,7 @@ then cubic, then cubic in a 1 % larger cell; in protocol A only the two
 import numpy as np
 import pytest
 
-from server_ext.spectra import BinnedSpectraClassifier, SpectraError
+from server_ext.spectra import BinnedSpectraClassifier
 from server_ext.spectra.augment import augment
 from server_ext.spectra.denoise import denoise
 from server_ext.spectra.splits import split_plan
@@ -109,36 +109,27 @@ def test_split_pairs_narrow_and_widen_and_peaks_keep_their_shape():
         np.testing.assert_array_equal(again, plain)
 
 
-@pytest.mark.parametrize("value", [-0.1, 1.5, "half", None])
-def test_bad_split_variation_is_refused(value):
-    X = np.random.default_rng(0).uniform(1, 2, (4, 600))
-    with pytest.raises(SpectraError, match="split_variation must be"):
-        BinnedSpectraClassifier(split_variation=value).fit(X, [0, 0, 1, 1])
-
-
-def test_a_narrowing_split_keeps_its_class(benchmark_module):
-    """Protocol A, series seed 2, six network seeds: with the splits varied
-    more of the tetragonal spectra up to the transition stay tetragonal.
-    Without, which of them is a toss-up for a single model, so the test
-    asks for the mean. Measured on this series, network seeds 0-5:
-    96.61-99.72 % (mean 97.83 %) with the splits varied by half, 92.37-98.59 %
-    (mean 95.15 %) without."""
-    d = benchmark_module("powder_physics").perovskite_heating(random_state=2)
-    train = benchmark_module("spectra").extremes(d["y"])
-    test = np.setdiff1d(np.arange(len(d["y"])), train)
-    X, y = d["X"], d["y"]
-
-    def accuracy(split_variation, seed):
-        clf = BinnedSpectraClassifier(random_state=seed, split_variation=split_variation)
-        clf.fit(X[train], y[train], axis=d["axis"])
-        return (clf.predict(X[test]) == y[test]).mean()
-
-    seeds = range(6)
-    varied = [accuracy(0.5, s) for s in seeds]
-    plain = [accuracy(0.0, s) for s in seeds]
-    assert BinnedSpectraClassifier().split_variation == 0.5
-    assert np.mean(varied) >= 0.965, (varied, plain)
-    assert np.mean(varied) >= np.mean(plain) + 0.015, (varied, plain)
+@pytest.mark.parametrize("name, series_seed, on, others, floor, gain", [
+    ("local_strain", 1, 0.002, {"split_variation": 0.0}, 0.95, 0.02),
+    ("split_variation", 2, 0.5, {}, 0.965, 0.015),
+])
+def test_a_narrowing_split_keeps_its_class(perovskite_protocol_a, name, series_seed, on, others,
+                                           floor, gain):
+    """Protocol A, six network seeds, with and without one augmentation:
+    with it more of the tetragonal spectra up to the transition stay
+    tetragonal; without, those above ~470 K, whose split has narrowed by a
+    third, are called cubic. Which of them is a toss-up for a single model
+    (each seed's networks extrapolate differently), so the test asks for
+    the mean. Measured, network seeds 0-5: the local strain (series seed
+    1, splits not varied) 90.96-99.15 % (mean 96.0 %) against 83.62-97.18 %
+    (mean 92.5 %); the splits varied by half (series seed 2, the default
+    local strain) 96.61-99.72 % (mean 97.83 %) against 92.37-98.59 % (mean
+    95.15 %)."""
+    assert getattr(BinnedSpectraClassifier(), name) == on  # the default is measured
+    with_it = [perovskite_protocol_a(series_seed, s, **others, **{name: on}) for s in range(6)]
+    without = [perovskite_protocol_a(series_seed, s, **others, **{name: 0.0}) for s in range(6)]
+    assert np.mean(with_it) >= floor, (with_it, without)
+    assert np.mean(with_it) >= np.mean(without) + gain, (with_it, without)
 
 
 @pytest.mark.parametrize("peaks", [(), ((1500, 1000),), ((1500, 1000), (1530, -50))])
