@@ -168,6 +168,9 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     # a child stream (spawning draws nothing from rng): copies of spectra
     # without a split to vary come out as without split_variation
     split_rng = rng.spawn(1)[0] if splits is not None and varied.any() else None
+    if split_rng is not None:
+        # here, not at the top: .splits draws peaks with .denoise, which imports this module
+        from .splits import split_moves
     if baseline is not None and baseline_scale > 0:
         base = np.asarray(baseline, dtype=np.float32)
         drift = rng.uniform(-baseline_scale, baseline_scale, m).astype(np.float32)
@@ -182,8 +185,6 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
         if split_rng is None:
             Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b], field)
         else:  # each copy's own peaks moved first
-            from .splits import split_moves  # it draws peaks as .denoise, which imports this
-
             moved = X[src[a:b]] + split_moves(splits, src[a:b], varied[a:b], p, split_rng)
             Y = strain_shift(moved, np.arange(b - a), pos, s[a:b], u[a:b], field)
         if base is not None:

@@ -387,7 +387,7 @@ def _denoise_one(x, gain, shape, significance):
     order = np.argsort(peaks[:, 0])
     centers = peaks[order, 0]
     fwhm = shape.fwhm(centers) * peaks[order, 1]
-    heights = amp[order] if len(peaks) else np.empty(0)
+    heights = amp[order]
     ok = _checked_windows(model, x, gain, peaks, fitted)
     if ok.mean() < 1.0 - _MAX_FAILED:
         return x, DenoisedSpectrum(0.0, centers, "the peak model does not explain it", fwhm,

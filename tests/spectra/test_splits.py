@@ -26,9 +26,9 @@ PEAKS = ((300, 900), (600, 800), (900, 700), (1500, 1000), (1530, 500), (2000, 1
          (2030, 10), (2400, 800), (2700, 600), (2706, 600))
 
 
-def _pattern(peaks=PEAKS):
+def _pattern():
     x = np.arange(N_POINTS)
-    return 20.0 + sum(h * np.exp(-0.5 * ((x - c) / SIGMA) ** 2) for c, h in peaks)
+    return 20.0 + sum(h * np.exp(-0.5 * ((x - c) / SIGMA) ** 2) for c, h in PEAKS)
 
 
 def _plan():
@@ -96,12 +96,12 @@ def test_split_pairs_narrow_and_widen_and_peaks_keep_their_shape():
     # (2 FWHM = 9.4 points), which half would not reach
     assert gaps.min() > 0.5 * 30 - 0.5 and gaps.max() < 1.5 * 30 + 0.5
     assert gaps.min() < 20 and gaps.max() > 40
+    np.testing.assert_allclose(widths, [[_centroid(X[0], 1500, 8)[1],
+                                         _centroid(X[0], 1530, 5)[1]]] * len(gaps), rtol=0.02)
     narrow, _ = augment(X, None, 200, np.random.default_rng(1), splits=[_plan()],
                         split_variation=0.9, **quiet)
     firsts = [_centroid(row, 1500, 8)[0] for row in narrow]
     assert 2 * 2.3548 * SIGMA - 0.5 < 2 * (1515 - max(firsts)) < 12
-    np.testing.assert_allclose(widths, [[_centroid(X[0], 1500, 8)[1],
-                                         _centroid(X[0], 1530, 5)[1]]] * len(gaps), rtol=0.02)
     # no variation, or no plan for the row: the copies of before
     for kw in (dict(splits=[_plan()], split_variation=0.0),
                dict(splits=[None], split_variation=0.5)):
