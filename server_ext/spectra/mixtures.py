@@ -8,16 +8,38 @@ and the test spectra just before it, 60 % A, are called B with confidence.
 Mixup teaches the networks that mixtures lie in between; a hard-labelled
 mixture contradicts it exactly where the decision is made.
 
-So each labelled spectrum is explained as a non-negative combination of
-its nearest other members of its own class (which covers its drift along
-the series: thermal expansion, beam) and, in turn, of each other class's
-nearest members. The other class's share of that combination is its
-estimated fraction, believed in proportion to how much of what the own
-class leaves unexplained the mixture explains: a pure spectrum at the end
-of a drift is explained by its own neighbours, a coexistence spectrum only
-by both classes. The spectrum then trains with the estimated fractions as
-its target, the label's class keeping at least half (the label says it is
-the majority).
+So each labelled spectrum is tested for another class first: its own
+class's two nearest members in shape are fitted to it by non-negative
+least squares, then the two members of another class (the one whose
+members explain it best in the joint fit below) that best explain what
+they leave; where that class's share, times the part of the residual it
+explains, reaches ``MIN_SHARE``, the spectrum is a mixture.
+Taken as the estimate, that share under-reads -- the own class, fitted
+first, takes what it can -- so the fraction comes from a joint fit: the
+own class's two nearest members and two of the detected class (added one
+at a time, each the one that then leaves least unexplained, among those
+closest in shape and those that best explain what the own class leaves).
+Near a transition the curves on the far side are mixtures themselves, so
+a spectrum's phase content is the weighted content of its neighbours, not
+their labels: all labelled spectra's contents are solved together as one
+linear system. The mixture is believed in proportion to how much of what
+its own class alone leaves unexplained it explains: a pure spectrum at the
+end of a drift is explained by its own neighbours, a coexistence spectrum
+only by both classes. The spectrum then trains with the estimated
+fractions as its target, the label's class keeping at least half (the
+label says it is the majority).
+
+Measured on protocol B's labelled curves (series seeds 0-4): of the
+independent physics series' 191 curves in a transition, 90 are detected
+as mixtures, and their fractions are off by 0.037 on average (at most
+0.16; fitting the own class first and counting neighbours as wholly their
+label's, 0.089 and 0.28); of the benchmark's own series' 126, 42, off by
+0.020 (0.039). The others are mostly within 0.07 of pure, but also the
+transitions that only add a few weak peaks (`superlattice`'s ordering,
+`weak`'s A / A + weak peaks): there the joint fit reads drift as a
+mixture -- both classes' curves interpolate the drift, and pure curves
+came out up to 0.08 mixed -- so the test keeps them one-hot, as before.
+Pure curves stay within 0.03.
 """
 
 from __future__ import annotations
@@ -49,6 +71,99 @@ def _nnls_fit(gram, i, basis):
     return w, max(gram[i, i] - z @ z + r * r, 0.0)
 
 
+#: a mixture that explains everything its own class leaves is still not
+#: believed entirely: it keeps the linear system of contents solvable
+MAX_BELIEF = 0.99
+#: another class's members tried as a spectrum's neighbours, per criterion
+CANDIDATES = 6
+
+
+def _similarity(profiles):
+    """The Gram matrix of the profiles and their cosine similarity (each
+    with itself at -inf: never its own neighbour)."""
+    gram = profiles @ profiles.T
+    norm = np.sqrt(np.maximum(np.diag(gram), 1e-300))
+    cosine = gram / norm[:, None] / norm[None, :]
+    np.fill_diagonal(cosine, -np.inf)
+    return gram, cosine
+
+
+def _nearest(cosine, i, candidates, k=NEIGHBOURS):
+    """The ``k`` of ``candidates`` closest in shape to ``i``."""
+    return candidates[np.argsort(-cosine[i, candidates], kind="stable")[:k]]
+
+
+def _explaining_gain(gram, i, basis, candidates):
+    """How much more of ``i`` each of ``candidates`` explains than the fit
+    on ``basis`` does (the projection of that fit's residual on it)."""
+    w, _ = _nnls_fit(gram, i, basis)
+    norm = np.sqrt(np.maximum(np.diag(gram)[candidates], 1e-300))
+    return (gram[candidates, i] - gram[np.ix_(candidates, basis)] @ w) / norm
+
+
+def _detected(gram, i, own, r_own, candidates):
+    """Whether another class's members explain enough of what the own
+    class's neighbours ``own`` leave of ``i``: the other class's share of
+    the fit on both, times the part of that residual it explains, at least
+    ``MIN_SHARE``. Taken alone, as the estimate, this under-reads (the own
+    class is fitted first); as a test it keeps the curves whose two
+    classes look alike (a few weak peaks) one-hot."""
+    gain = _explaining_gain(gram, i, own, candidates)
+    other = candidates[np.argsort(-gain, kind="stable")[:NEIGHBOURS]]
+    w, r = _nnls_fit(gram, i, np.concatenate([own, other]))
+    return w.sum() > 0 and w[len(own):].sum() / w.sum() * (1.0 - r / r_own) >= MIN_SHARE
+
+
+def _other_neighbours(gram, cosine, i, basis, candidates):
+    """The ``NEIGHBOURS`` of another class's ``candidates`` that, added one
+    at a time to ``basis``, leave the least of ``i`` unexplained; tried
+    among those closest in shape and those that best explain what
+    ``basis`` leaves (a mixture's other phase may be either)."""
+    gain = _explaining_gain(gram, i, basis, candidates)
+    pool = np.union1d(_nearest(cosine, i, candidates, CANDIDATES),
+                      candidates[np.argsort(-gain, kind="stable")[:CANDIDATES]])
+    chosen = []
+    for _ in range(min(NEIGHBOURS, len(pool))):
+        r = [_nnls_fit(gram, i, np.concatenate([basis, chosen, [k]]).astype(np.intp))[1]
+             if k not in chosen else np.inf for k in pool]
+        chosen.append(pool[int(np.argmin(r))])
+    return np.asarray(chosen, np.intp)
+
+
+def _mixture_fit(gram, cosine, members, i, c):
+    """The neighbours explaining labelled spectrum ``i`` of class ``c`` (its
+    own class's and the best other class's), their normalised weights, and
+    how far that mixture is believed; ``None`` where no other class is
+    :func:`_detected` in it."""
+    own = _nearest(cosine, i, members[c][members[c] != i])
+    if not len(own):  # a class of one spectrum: nothing to compare with
+        return None
+    _, r_own = _nnls_fit(gram, i, own)
+    best = None
+    for d, m in enumerate(members):
+        if d == c or not len(m) or r_own <= 0.0:
+            continue
+        basis = np.concatenate([own, _other_neighbours(gram, cosine, i, own, m)])
+        w, r = _nnls_fit(gram, i, basis)
+        if r < r_own and w.sum() > 0 and (best is None or r < best[2]):
+            best = (basis, w / w.sum(), r, m)
+    if best is None or not _detected(gram, i, own, r_own, best[3]):
+        return None
+    basis, weights, r, _ = best
+    return basis, weights, min(1.0 - r / r_own, MAX_BELIEF)
+
+
+def _as_target(content, c):
+    """Phase content -> training target: shares below ``MIN_SHARE`` dropped,
+    the label's class ``c`` keeping at least half."""
+    share = np.where(content >= MIN_SHARE, content, 0.0)
+    share[c] = 0.0
+    if share.sum() > 0.5:
+        share *= 0.5 / share.sum()
+    share[c] = 1.0 - share.sum()
+    return share
+
+
 def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> np.ndarray:
     """Training targets (n, n_classes) of labelled spectra: one-hot, or the
     estimated fractions for a mixture of two classes (see the module doc).
@@ -60,37 +175,24 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> 
     scatter unequally); ``y_idx``: class index of each.
     """
     n = len(profiles)
-    targets = np.eye(n_classes)[y_idx]
-    gram = profiles @ profiles.T
-    norm = np.sqrt(np.maximum(np.diag(gram), 1e-300))
-    cosine = gram / norm[:, None] / norm[None, :]
-    np.fill_diagonal(cosine, -np.inf)
+    onehot = np.eye(n_classes)[y_idx]
+    gram, cosine = _similarity(profiles)
     members = [np.flatnonzero(y_idx == c) for c in range(n_classes)]
+    # content_i = (1 - belief_i) onehot_i + belief_i sum_k weight_ik content_k
+    mixing = np.zeros((n, n))
+    pure_part = onehot.copy()
+    explained = []
     for i in range(n):
-        c = y_idx[i]
-        # its own class's closest in shape (whatever the intensity): the
-        # members next to it along a drift
-        own = members[c][np.argsort(-cosine[i, members[c]], kind="stable")[:NEIGHBOURS]]
-        own = own[own != i]
-        if not len(own):  # a class of one spectrum: nothing to compare with
+        fit = _mixture_fit(gram, cosine, members, i, y_idx[i])
+        if fit is None:
             continue
-        w, r_own = _nnls_fit(gram, i, own)
-        if r_own <= 0.0:
-            continue
-        best = (r_own, 0.0, c)
-        for d in range(n_classes):
-            if d == c or not len(members[d]):
-                continue
-            # the other class's members that best explain what is left
-            m = members[d]
-            gain = np.maximum((gram[m, i] - gram[np.ix_(m, own)] @ w) / norm[m], 0.0)
-            other = m[np.argsort(-gain, kind="stable")[:NEIGHBOURS]]
-            w_mix, r_mix = _nnls_fit(gram, i, np.concatenate([own, other]))
-            if r_mix < best[0] and w_mix.sum() > 0:
-                best = (r_mix, w_mix[len(own):].sum() / w_mix.sum(), d)
-        r_mix, fraction, d = best
-        # believed as far as the mixture explains what the own class leaves
-        share = min(fraction * (1.0 - r_mix / r_own), 0.5)
-        if d != c and share >= MIN_SHARE:
-            targets[i, c], targets[i, d] = 1.0 - share, share
+        basis, weights, belief = fit
+        mixing[i, basis] = belief * weights
+        pure_part[i] *= 1.0 - belief
+        explained.append(i)
+    content = np.linalg.solve(np.eye(n) - mixing, pure_part)
+    targets = onehot
+    for i in explained:
+        targets[i] = _as_target(np.maximum(content[i], 0.0), y_idx[i])
     return targets
+
