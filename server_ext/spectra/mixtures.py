@@ -93,39 +93,37 @@ def _nearest(cosine, i, candidates, k=NEIGHBOURS):
     return candidates[np.argsort(-cosine[i, candidates], kind="stable")[:k]]
 
 
-def _explaining_gain(gram, i, basis, candidates):
+def _explaining_gain(gram, i, basis, w, candidates):
     """How much more of ``i`` each of ``candidates`` explains than the fit
-    on ``basis`` does (the projection of that fit's residual on it)."""
-    w, _ = _nnls_fit(gram, i, basis)
+    ``w`` on ``basis`` does (the projection of that fit's residual on it)."""
     norm = np.sqrt(np.maximum(np.diag(gram)[candidates], 1e-300))
     return (gram[candidates, i] - gram[np.ix_(candidates, basis)] @ w) / norm
 
 
-def _detected(gram, i, own, r_own, candidates):
+def _detected(gram, i, own, r_own, candidates, gain):
     """Whether another class's members explain enough of what the own
-    class's neighbours ``own`` leave of ``i``: the other class's share of
-    the fit on both, times the part of that residual it explains, at least
+    class's neighbours ``own`` leave of ``i`` (``r_own``; ``gain``: each
+    candidate's :func:`_explaining_gain`): the other class's share of the
+    fit on both, times the part of that residual it explains, at least
     ``MIN_SHARE``. Taken alone, as the estimate, this under-reads (the own
     class is fitted first); as a test it keeps the curves whose two
     classes look alike (a few weak peaks) one-hot."""
-    gain = _explaining_gain(gram, i, own, candidates)
     other = candidates[np.argsort(-gain, kind="stable")[:NEIGHBOURS]]
     w, r = _nnls_fit(gram, i, np.concatenate([own, other]))
     return w.sum() > 0 and w[len(own):].sum() / w.sum() * (1.0 - r / r_own) >= MIN_SHARE
 
 
-def _other_neighbours(gram, cosine, i, basis, candidates):
+def _other_neighbours(gram, cosine, i, basis, candidates, gain):
     """The ``NEIGHBOURS`` of another class's ``candidates`` that, added one
     at a time to ``basis``, leave the least of ``i`` unexplained; tried
     among those closest in shape and those that best explain what
-    ``basis`` leaves (a mixture's other phase may be either)."""
-    gain = _explaining_gain(gram, i, basis, candidates)
+    ``basis`` leaves (``gain``; a mixture's other phase may be either)."""
     pool = np.union1d(_nearest(cosine, i, candidates, CANDIDATES),
                       candidates[np.argsort(-gain, kind="stable")[:CANDIDATES]])
     chosen = []
     for _ in range(min(NEIGHBOURS, len(pool))):
-        r = [_nnls_fit(gram, i, np.concatenate([basis, chosen, [k]]).astype(np.intp))[1]
-             if k not in chosen else np.inf for k in pool]
+        r = [_nnls_fit(gram, i, np.array([*basis, *chosen, k]))[1] if k not in chosen else np.inf
+             for k in pool]
         chosen.append(pool[int(np.argmin(r))])
     return np.asarray(chosen, np.intp)
 
@@ -138,18 +136,21 @@ def _mixture_fit(gram, cosine, members, i, c):
     own = _nearest(cosine, i, members[c][members[c] != i])
     if not len(own):  # a class of one spectrum: nothing to compare with
         return None
-    _, r_own = _nnls_fit(gram, i, own)
+    w_own, r_own = _nnls_fit(gram, i, own)
+    if r_own <= 0.0:  # its own class explains it wholly
+        return None
     best = None
     for d, m in enumerate(members):
-        if d == c or not len(m) or r_own <= 0.0:
+        if d == c or not len(m):
             continue
-        basis = np.concatenate([own, _other_neighbours(gram, cosine, i, own, m)])
+        gain = _explaining_gain(gram, i, own, w_own, m)
+        basis = np.concatenate([own, _other_neighbours(gram, cosine, i, own, m, gain)])
         w, r = _nnls_fit(gram, i, basis)
         if r < r_own and w.sum() > 0 and (best is None or r < best[2]):
-            best = (basis, w / w.sum(), r, m)
-    if best is None or not _detected(gram, i, own, r_own, best[3]):
+            best = (basis, w / w.sum(), r, m, gain)
+    if best is None or not _detected(gram, i, own, r_own, best[3], best[4]):
         return None
-    basis, weights, r, _ = best
+    basis, weights, r, _, _ = best
     return basis, weights, min(1.0 - r / r_own, MAX_BELIEF)
 
 
@@ -193,6 +194,6 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int) -> 
     content = np.linalg.solve(np.eye(n) - mixing, pure_part)
     targets = onehot
     for i in explained:
-        targets[i] = _as_target(np.maximum(content[i], 0.0), y_idx[i])
+        targets[i] = _as_target(content[i], y_idx[i])
     return targets
 
