@@ -40,6 +40,7 @@ unknown origin).
 from __future__ import annotations
 
 import dataclasses
+from typing import NamedTuple
 
 import numpy as np
 
@@ -196,107 +197,140 @@ def _weighted_median(values, weights):
     return float(values[order][np.searchsorted(c, 0.5 * c[-1])])
 
 
+class _Windows(NamedTuple):
+    """Where the profiles of a pair are compared: ``edges``/``centre`` of
+    the coarse windows (a third of a bin), ``fine_edges``/``fine_centre``
+    of the fine ones (half as wide); ``strain_axis``: points moved per unit
+    strain about the axis origin; ``reach``: how far the augmentation moves
+    each point (strain plus shift); ``max_shift``: the largest translation
+    searched."""
+
+    edges: np.ndarray
+    centre: np.ndarray
+    fine_edges: np.ndarray
+    fine_centre: np.ndarray
+    strain_axis: np.ndarray
+    reach: np.ndarray
+    max_shift: float
+
+
+def _windows(axis, p, width, strain, shift) -> _Windows:
+    pos = increasing_axis(axis, p)
+    step = np.gradient(pos)
+    strain_axis = pos / step
+    n_windows = int(np.clip(round(3 * p / max(width, 1)), 4, 200))
+
+    def cut(n):
+        edges = np.linspace(0, p, n + 1).round().astype(np.intp)
+        return edges, (0.5 * (edges[:-1] + edges[1:])).astype(np.intp)
+
+    return _Windows(*cut(n_windows), *cut(2 * n_windows), strain_axis,
+                    strain * np.abs(strain_axis) + shift,
+                    min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p))
+
+
 def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> PositionTolerance:
     """Estimate which class pairs are separated by peak position (see the
     module doc). ``X``: labelled spectra; ``width``: points per bin;
     ``strain``, ``shift``: the configured augmentation half-ranges (relative;
     points). Returns the per-class scale of that augmentation."""
-    n, p = X.shape
-    pos = increasing_axis(axis, p)
-    step = np.gradient(pos)
-    # how far the augmentation moves each point: strain about the axis origin, plus shift
-    strain_axis = pos / step  # points moved per unit strain about the axis origin
-    reach = strain * np.abs(strain_axis) + shift
-    max_shift = min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p)
+    windows = _windows(axis, X.shape[1], width, strain, shift)
     prof, var = profiles(X, max(3, int(width)))
-    n_windows = int(np.clip(round(3 * p / max(width, 1)), 4, 200))
-    edges = np.linspace(0, p, n_windows + 1).round().astype(np.intp)
+    members = [prof[y_idx == c] for c in range(n_classes)]
     # per-point medians: members near a transition hold some of the next
     # phase, which must not pass for a difference between the two classes
-    means = np.stack([np.median(prof[y_idx == c], axis=0) for c in range(n_classes)])
-    mean_var = np.stack([_mean_variance(prof[y_idx == c], var[y_idx == c])
-                         for c in range(n_classes)])
+    means = np.stack([np.median(m, axis=0) for m in members])
+    mean_var = np.stack([_mean_variance(members[c], var[y_idx == c]) for c in range(n_classes)])
 
     lower, upper = np.ones(n_classes), np.ones(n_classes)
     pairs = []
     for c in range(n_classes):
         for d in range(c + 1, n_classes):
-            a, b = means[c], means[d]
-            f = mean_var[c] + mean_var[d]
-
-            def floor_and_threshold(edges):
-                """Expected residual energy of noise alone, and the least
-                residual that says the classes differ there."""
-                sigma = np.sqrt(2.0 * _CORRELATION * _window_sums(f * f, edges))
-                energy = _window_sums(0.5 * (a * a + b * b), edges)
-                return (_window_sums(f, edges),
-                        np.maximum(SIGMAS * sigma, MODEL_ERROR * energy))
-
-            floor, threshold = floor_and_threshold(edges)
-            # a smooth level between the profiles (the baseline's residue
-            # follows the background's counts, which drift along a series)
-            # marks no window as one where the classes differ: else the
-            # field is fitted to the best translations of flat stretches
-            level = _smooth_level(a - b, width)
-            r0 = _window_sums((a - b - level) ** 2, edges) - floor
-            signal = r0 > threshold
-            info = {"classes": (c, d), "separated_by": "nothing", "between": 0.0,
-                    "within": 0.0}
+            info, limit = _pair(c, d, means, mean_var[c] + mean_var[d], members, windows, width)
             pairs.append(info)
-            if not signal.any():
+            if info["separated_by"] != "position":
                 continue
-            # the displacement field, from coarse windows, robustly
-            centre = (0.5 * (edges[:-1] + edges[1:])).astype(np.intp)
-            field = _displacement_model(_best_shifts(a, b, edges, max_shift), centre,
-                                        np.where(signal, r0, 0.0), strain_axis)
-            # then every fine window must match after a small local correction
-            f_edges = np.linspace(0, p, 2 * n_windows + 1).round().astype(np.intp)
-            f_centre = (0.5 * (f_edges[:-1] + f_edges[1:])).astype(np.intp)
-            f_floor, f_threshold = floor_and_threshold(f_edges)
-            # that level, and an overall scale (the unit sum includes the
-            # level), are no pattern: the bin networks remove a baseline
-            # and normalise too
-            idx = np.arange(p, dtype=np.float64)
-            level, scale = _level_and_scale(a, np.interp(idx - field, idx, b), width)
-            res = _refined_residual(a - level, scale * b, f_edges, field[f_centre])
-            # a window where neither profile has signal or noise (zero
-            # background, a detector gap) has no threshold: empty if nothing
-            # is left there, else a difference beyond any threshold
-            excess = res - f_floor
-            left = np.divide(excess, f_threshold, out=np.where(excess > 0, np.inf, 0.0),
-                             where=f_threshold > 0)
-            worst = int(np.argmax(left))
-            # the largest difference left after moving, relative to what counts
-            info.update(unexplained=float(left[worst]), at_point=int(f_centre[worst]))
-            if left[worst] > PATTERN:
-                info["separated_by"] = "pattern"
-                continue
-            u = np.abs(field[centre])
-            weights = r0[signal]
-            between = _weighted_median(u[signal], weights)
-            within = max(_within_spread(prof[y_idx == k], means[k], edges, signal,
-                                        weights, 2.0 * between + 2.0) for k in (c, d))
-            info.update(between=between, within=within)
-            ratio = _weighted_median(u[signal] / reach[centre[signal]], weights)
-            # nothing at all left after moving: the labels call the classes
-            # different and position is the only thing that differs, so it
-            # is signal however small (a net cell change of a few tenths of
-            # a percent); MIN_RATIO guards only the undecided band, where a
-            # weak peak may hide in the noise
-            only_position = left[worst] <= 1.0
-            if between <= SPREAD_RATIO * within or (ratio < MIN_RATIO and not only_position):
-                info["separated_by"] = "drift"
-                continue
-            info["separated_by"] = "position"
             # c's peaks lie above d's where the field is positive: c's copies
             # must not move down far, d's not up far; away is nuisance as ever
-            c_above = _weighted_median(field[centre][signal], weights) > 0
-            info["higher"] = c if c_above else d
-            limit = SAFETY * ratio
+            c_above = info["higher"] == c
             for k, towards_lower in ((c, c_above), (d, not c_above)):
                 side = lower if towards_lower else upper
                 side[k] = min(side[k], limit)
     return PositionTolerance(np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0), pairs)
+
+
+def _floor_and_threshold(a, b, f, edges):
+    """Per window, the expected residual energy of noise alone (``f``: the
+    pair's summed variance per point), and the least residual that says
+    the classes differ there."""
+    sigma = np.sqrt(2.0 * _CORRELATION * _window_sums(f * f, edges))
+    energy = _window_sums(0.5 * (a * a + b * b), edges)
+    return _window_sums(f, edges), np.maximum(SIGMAS * sigma, MODEL_ERROR * energy)
+
+
+def _pair(c, d, means, f, members, w: _Windows, width):
+    """The pair (c, d) decided: ``(info, limit)``, ``info`` as in
+    :attr:`PositionTolerance.pairs`, ``limit`` the scale of the copies'
+    movement towards each other where separated by position."""
+    a, b = means[c], means[d]
+    info = {"classes": (c, d), "separated_by": "nothing", "between": 0.0, "within": 0.0}
+    floor, threshold = _floor_and_threshold(a, b, f, w.edges)
+    # a smooth level between the profiles (the baseline's residue follows
+    # the background's counts, which drift along a series) marks no window
+    # as one where the classes differ: else the field is fitted to the best
+    # translations of flat stretches
+    level = _smooth_level(a - b, width)
+    r0 = _window_sums((a - b - level) ** 2, w.edges) - floor
+    signal = r0 > threshold
+    if not signal.any():
+        return info, 1.0
+    # the displacement field, from coarse windows, robustly
+    field = _displacement_model(_best_shifts(a, b, w.edges, w.max_shift), w.centre,
+                                np.where(signal, r0, 0.0), w.strain_axis)
+    left = _left_after_moving(a, b, f, field, w, width)
+    worst = int(np.argmax(left))
+    # the largest difference left after moving, relative to what counts
+    info.update(unexplained=float(left[worst]), at_point=int(w.fine_centre[worst]))
+    if left[worst] > PATTERN:
+        info["separated_by"] = "pattern"
+        return info, 1.0
+    u = np.abs(field[w.centre])
+    weights = r0[signal]
+    between = _weighted_median(u[signal], weights)
+    within = max(_within_spread(members[k], means[k], w.edges, signal, weights,
+                                2.0 * between + 2.0) for k in (c, d))
+    info.update(between=between, within=within)
+    ratio = _weighted_median(u[signal] / w.reach[w.centre[signal]], weights)
+    # nothing at all left after moving: the labels call the classes
+    # different and position is the only thing that differs, so it is
+    # signal however small (a net cell change of a few tenths of a
+    # percent); MIN_RATIO guards only the undecided band, where a weak peak
+    # may hide in the noise
+    only_position = left[worst] <= 1.0
+    if between <= SPREAD_RATIO * within or (ratio < MIN_RATIO and not only_position):
+        info["separated_by"] = "drift"
+        return info, 1.0
+    info["separated_by"] = "position"
+    info["higher"] = c if _weighted_median(field[w.centre][signal], weights) > 0 else d
+    return info, SAFETY * ratio
+
+
+def _left_after_moving(a, b, f, field, w: _Windows, width):
+    """Per fine window, the difference left once ``b`` is moved by
+    ``field`` and a small local correction, relative to the threshold."""
+    p = len(a)
+    floor, threshold = _floor_and_threshold(a, b, f, w.fine_edges)
+    # that level, and an overall scale (the unit sum includes the level),
+    # are no pattern: the bin networks remove a baseline and normalise too
+    idx = np.arange(p, dtype=np.float64)
+    level, scale = _level_and_scale(a, np.interp(idx - field, idx, b), width)
+    res = _refined_residual(a - level, scale * b, w.fine_edges, field[w.fine_centre])
+    # a window where neither profile has signal or noise (zero background,
+    # a detector gap) has no threshold: empty if nothing is left there, else
+    # a difference beyond any threshold
+    excess = res - floor
+    return np.divide(excess, threshold, out=np.where(excess > 0, np.inf, 0.0),
+                     where=threshold > 0)
 
 
 def _within_spread(members, mean, edges, signal, weights, max_shift):
