@@ -248,7 +248,7 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> Posit
         for d in range(c + 1, n_classes):
             info, limit = _pair(c, d, means, mean_var[c] + mean_var[d], members, windows, width)
             pairs.append(info)
-            if info["separated_by"] != "position":
+            if limit is None:
                 continue
             # c's peaks lie above d's where the field is positive: c's copies
             # must not move down far, d's not up far; away is nuisance as ever
@@ -271,7 +271,7 @@ def _floor_and_threshold(a, b, f, edges):
 def _pair(c, d, means, f, members, w: _Windows, width):
     """The pair (c, d) decided: ``(info, limit)``, ``info`` as in
     :attr:`PositionTolerance.pairs`, ``limit`` the scale of the copies'
-    movement towards each other where separated by position."""
+    movement towards each other where separated by position, else None."""
     a, b = means[c], means[d]
     info = {"classes": (c, d), "separated_by": "nothing", "between": 0.0, "within": 0.0}
     floor, threshold = _floor_and_threshold(a, b, f, w.edges)
@@ -283,7 +283,7 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     r0 = _window_sums((a - b - level) ** 2, w.edges) - floor
     signal = r0 > threshold
     if not signal.any():
-        return info, 1.0
+        return info, None
     # the displacement field, from coarse windows, robustly
     field = _displacement_model(_best_shifts(a, b, w.edges, w.max_shift), w.centre,
                                 np.where(signal, r0, 0.0), w.strain_axis)
@@ -293,7 +293,7 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     info.update(unexplained=float(left[worst]), at_point=int(w.fine_centre[worst]))
     if left[worst] > PATTERN:
         info["separated_by"] = "pattern"
-        return info, 1.0
+        return info, None
     u = np.abs(field[w.centre])
     weights = r0[signal]
     between = _weighted_median(u[signal], weights)
@@ -309,7 +309,7 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     only_position = left[worst] <= 1.0
     if between <= SPREAD_RATIO * within or (ratio < MIN_RATIO and not only_position):
         info["separated_by"] = "drift"
-        return info, 1.0
+        return info, None
     info["separated_by"] = "position"
     info["higher"] = c if _weighted_median(field[w.centre][signal], weights) > 0 else d
     return info, SAFETY * ratio
@@ -318,11 +318,10 @@ def _pair(c, d, means, f, members, w: _Windows, width):
 def _left_after_moving(a, b, f, field, w: _Windows, width):
     """Per fine window, the difference left once ``b`` is moved by
     ``field`` and a small local correction, relative to the threshold."""
-    p = len(a)
     floor, threshold = _floor_and_threshold(a, b, f, w.fine_edges)
     # that level, and an overall scale (the unit sum includes the level),
     # are no pattern: the bin networks remove a baseline and normalise too
-    idx = np.arange(p, dtype=np.float64)
+    idx = np.arange(len(a), dtype=np.float64)
     level, scale = _level_and_scale(a, np.interp(idx - field, idx, b), width)
     res = _refined_residual(a - level, scale * b, w.fine_edges, field[w.fine_centre])
     # a window where neither profile has signal or noise (zero background,
