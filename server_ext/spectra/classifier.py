@@ -421,7 +421,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 mixup_fraction=float(self.mixup), seeded=self.random_state is not None,
                 rng=rng, verbose=self.verbose, progress=progress, targets=copies.targets,
                 scales=None if class_scales is None else copies.targets @ class_scales)
-            models = bin_models(*(a[trained.kept] for a in trained.networks))
+            models = bin_models(trained.networks.select(trained.kept))
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.label_targets_ = targets
         self.class_scales_ = class_scales

@@ -10,12 +10,12 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+from typing import NamedTuple
 
 import numpy as np
 
-__all__ = ["keras_module", "build_bin_model", "global_random_state_kept", "train_stacked",
-           "fold_standardisation",
-           "bin_models", "unpack"]
+__all__ = ["keras_module", "build_bin_model", "global_random_state_kept", "BinNetworks",
+           "train_stacked", "bin_models", "unpack"]
 
 _KERAS = None
 
@@ -100,13 +100,106 @@ def _stacked_dense_class():
     return StackedDense
 
 
-def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, verbose=0,
-                  on_epochs=None):
+class BinNetworks(NamedTuple):
+    """One small network per bin, stacked on the leading axis (bins): the
+    fixed standardisation ``mean``/``variance`` (bins, segments), then
+    Dense(hidden, relu) ``hidden_kernel`` (bins, segments, hidden) +
+    ``hidden_bias`` (bins, hidden), and Dense(classes, softmax)
+    ``output_kernel`` (bins, hidden, classes) + ``output_bias``."""
+
+    mean: np.ndarray
+    variance: np.ndarray
+    hidden_kernel: np.ndarray
+    hidden_bias: np.ndarray
+    output_kernel: np.ndarray
+    output_bias: np.ndarray
+
+    def select(self, bins) -> "BinNetworks":
+        """The networks of ``bins`` (an index or mask over the leading axis)."""
+        return BinNetworks(*(a[bins] for a in self))
+
+    def folded(self):
+        """float32 ``(W1, b1, W2, b2)`` with the standardisation folded into
+        the first layer, as :class:`.fused.FusedVote` computes them. Keras'
+        Normalization divides by ``max(sqrt(variance), 1e-7)``."""
+        n_bins = len(self.hidden_kernel)
+        mean = np.asarray(self.mean, np.float64).reshape(n_bins, -1)
+        std = np.maximum(np.sqrt(np.asarray(self.variance, np.float64).reshape(n_bins, -1)), 1e-7)
+        kernel = np.asarray(self.hidden_kernel, np.float64)
+        W1 = kernel / std[:, :, None]
+        b1 = np.asarray(self.hidden_bias, np.float64) - np.einsum("bi,biu->bu", mean / std, kernel)
+        return (W1.astype(np.float32), b1.astype(np.float32),
+                self.output_kernel.astype(np.float32), self.output_bias.astype(np.float32))
+
+
+def _standardisation(features):
+    """Per bin and segment, the mean and (floored) variance of the copies."""
+    mean = features.mean(0)
+    var = features.var(0)
+    # floor: a constant feature must not turn noise into a huge input
+    return mean, np.maximum(var, 1e-2 * var.mean(1, keepdims=True) + 1e-8)
+
+
+def _stacked_model(mean, var, n_groups, hidden_units, n_classes, seed):
+    """The ``n_groups`` copies of the bins' networks as one Keras model on
+    (n, groups * bins, segments)."""
+    keras = keras_module()
+    StackedDense = _stacked_dense_class()
+    n_networks = n_groups * len(mean)
+    return keras.Sequential([
+        keras.Input((n_networks, mean.shape[1])),
+        keras.layers.Normalization(axis=(1, 2), mean=np.tile(mean, (n_groups, 1)),
+                                   variance=np.tile(var, (n_groups, 1))),
+        StackedDense(n_networks, hidden_units, "relu", seed=None if seed is None else int(seed)),
+        StackedDense(n_networks, n_classes, "softmax",
+                     seed=None if seed is None else int(seed) + 1),
+    ])
+
+
+def _training_steps(model, features, targets, masks, batch, learning_rate, seed):
+    """A compiled ``run(first, stop)``: Adam steps ``first..stop-1`` on
+    random mini-batches of ``batch`` copies (batch i drawn from ``seed`` and
+    i alone, so the steps can run in chunks); returns the last step's loss."""
+    import tensorflow as tf
+
+    keras = keras_module()
+    n, n_bins = features.shape[:2]
+    n_groups = masks.shape[1]
+    x = tf.constant(features, tf.float32)
+    t = tf.constant(targets, tf.float32)
+    # which copies train network (g, b): its group's mask, repeated per bin
+    m = tf.constant(np.repeat(masks.astype(np.float32), n_bins, axis=1))  # (n, networks)
+    variables = model.trainable_variables
+    opt = keras.optimizers.Adam(learning_rate)
+    opt.build(variables)
+    seed_pair = tf.constant([0 if seed is None else int(seed), 1], tf.int32)
+
+    @tf.function
+    def run(first, stop):
+        loss = tf.constant(0.0)
+        for i in tf.range(first, stop):
+            idx = tf.random.stateless_uniform((batch,), seed_pair + tf.stack([0, i]),
+                                              0, n, dtype=tf.int32)
+            xb = tf.tile(tf.gather(x, idx), [1, n_groups, 1])
+            tb, mb = tf.gather(t, idx), tf.gather(m, idx)
+            with tf.GradientTape() as tape:
+                p = model(xb, training=True)
+                ce = -tf.reduce_sum(tb[:, None, :] * tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)), -1)
+                loss = tf.reduce_sum(ce * mb) / tf.maximum(tf.reduce_sum(mb), 1.0)
+            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
+        return loss
+
+    return run
+
+
+def train_stacked(features, targets, masks, *, hidden_units, epochs, learning_rate, batch_size,
+                  seed, verbose=0, on_epochs=None) -> list:
     """Train ``groups x bins`` independent networks side by side.
 
-    ``F``: features (n, bins, features); ``T``: soft targets (n, classes);
-    ``masks``: (n, groups) bool, which samples network group g trains on
-    (e.g. one group per cross-validation fold plus one on everything).
+    ``features``: (n, bins, segments); ``targets``: soft targets
+    (n, classes); ``masks``: (n, groups) bool, which copies network group g
+    trains on (e.g. one group per cross-validation fold plus one on
+    everything).
 
     The networks share no weights. They are trained as one stacked Keras
     model -- network (g, b) is slice ``g * bins + b`` of each kernel, and the
@@ -119,54 +212,17 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
     ten times, with the number of epochs done; the graph runs in that many
     chunks, each resuming the same random batch sequence).
 
-    Returns ``(mean, var, K1, c1, K2, c2)``: the fixed standardisation
-    (bins, features) and the stacked kernels/biases, leading axis
-    ``groups * bins``.
+    Returns one :class:`BinNetworks` per group.
     """
     import tensorflow as tf
 
-    keras = keras_module()
-    n, n_bins, n_feat = F.shape
+    n, n_bins = features.shape[:2]
     n_groups = masks.shape[1]
-    n_classes = T.shape[1]
-    nets = n_groups * n_bins
-    mean = F.mean(0)
-    var = F.var(0)
-    # floor: a constant feature must not turn noise into a huge input
-    var = np.maximum(var, 1e-2 * var.mean(1, keepdims=True) + 1e-8)
-    StackedDense = _stacked_dense_class()
-    model = keras.Sequential([
-        keras.Input((nets, n_feat)),
-        keras.layers.Normalization(axis=(1, 2), mean=np.tile(mean, (n_groups, 1)),
-                                   variance=np.tile(var, (n_groups, 1))),
-        StackedDense(nets, hidden, "relu", seed=None if seed is None else int(seed)),
-        StackedDense(nets, n_classes, "softmax", seed=None if seed is None else int(seed) + 1),
-    ])
-    bs = int(min(batch_size, n))
-    steps = int(np.ceil(epochs * n / bs))
-    x = tf.constant(F, tf.float32)
-    t = tf.constant(T, tf.float32)
-    m = tf.constant(np.repeat(masks.astype(np.float32), n_bins, axis=1))  # (n, nets)
-    variables = model.trainable_variables
-    opt = keras.optimizers.Adam(learning_rate)
-    opt.build(variables)
-    seed_pair = tf.constant([0 if seed is None else int(seed), 1], tf.int32)
-
-    @tf.function
-    def run(first, stop):
-        loss = tf.constant(0.0)
-        for i in tf.range(first, stop):
-            idx = tf.random.stateless_uniform((bs,), seed_pair + tf.stack([0, i]),
-                                              0, n, dtype=tf.int32)
-            xb = tf.tile(tf.gather(x, idx), [1, n_groups, 1])
-            tb, mb = tf.gather(t, idx), tf.gather(m, idx)
-            with tf.GradientTape() as tape:
-                p = model(xb, training=True)
-                ce = -tf.reduce_sum(tb[:, None, :] * tf.math.log(tf.clip_by_value(p, 1e-7, 1.0)), -1)
-                loss = tf.reduce_sum(ce * mb) / tf.maximum(tf.reduce_sum(mb), 1.0)
-            opt.apply_gradients(zip(tape.gradient(loss, variables), variables))
-        return loss
-
+    mean, var = _standardisation(features)
+    model = _stacked_model(mean, var, n_groups, hidden_units, targets.shape[1], seed)
+    batch = int(min(batch_size, n))
+    steps = int(np.ceil(epochs * n / batch))
+    run = _training_steps(model, features, targets, masks, batch, learning_rate, seed)
     chunks = max(1, min(10, epochs)) if on_epochs is not None else 1
     bounds = np.linspace(0, steps, chunks + 1).round().astype(int)
     for a, b in zip(bounds[:-1], bounds[1:]):
@@ -174,44 +230,32 @@ def train_stacked(F, T, masks, hidden, epochs, learning_rate, batch_size, seed, 
         if on_epochs is not None:
             on_epochs(int(round(epochs * b / steps)))
     if verbose:
-        print(f"trained {nets} networks, {steps} steps of {bs}: final loss {loss:.4f}")
-    K1, c1 = model.layers[1].get_weights()
-    K2, c2 = model.layers[2].get_weights()
-    return mean, var, K1, c1, K2, c2
+        print(f"trained {n_groups * n_bins} networks, {steps} steps of {batch}: "
+              f"final loss {loss:.4f}")
+    weights = model.layers[1].get_weights() + model.layers[2].get_weights()
+    return [BinNetworks(mean, var, *(w[g * n_bins:(g + 1) * n_bins] for w in weights))
+            for g in range(n_groups)]
 
 
-def fold_standardisation(mean, var, K1, c1):
-    """First-layer weights with the fixed standardisation folded in, as
-    float32: ``W1 (bins, features, hidden)``, ``b1 (bins, hidden)``. Keras'
-    Normalization divides by ``max(sqrt(var), 1e-7)``."""
-    mean = np.asarray(mean, np.float64).reshape(len(K1), -1)
-    std = np.maximum(np.sqrt(np.asarray(var, np.float64).reshape(len(K1), -1)), 1e-7)
-    K1 = np.asarray(K1, np.float64)
-    W1 = K1 / std[:, :, None]
-    b1 = np.asarray(c1, np.float64) - np.einsum("bi,biu->bu", mean / std, K1)
-    return W1.astype(np.float32), b1.astype(np.float32)
-
-
-def bin_models(mean, var, K1, c1, K2, c2):
+def bin_models(networks: BinNetworks):
     """One ``keras.Sequential`` per bin holding the given trained weights."""
     models = []
-    for b in range(len(K1)):
-        m = build_bin_model(K1.shape[1], K1.shape[2], K2.shape[2], mean[b], var[b],
-                            f"bin{b:02d}")
-        m.layers[1].set_weights([K1[b], c1[b]])
-        m.layers[2].set_weights([K2[b], c2[b]])
+    for b in range(len(networks.mean)):
+        net = networks.select(b)
+        m = build_bin_model(*net.hidden_kernel.shape, net.output_kernel.shape[1], net.mean,
+                            net.variance, f"bin{b:02d}")
+        m.layers[1].set_weights([net.hidden_kernel, net.hidden_bias])
+        m.layers[2].set_weights([net.output_kernel, net.output_bias])
         models.append(m)
     return models
 
 
 def unpack(models):
-    """Stacked float32 arrays of the networks with the (fixed) standardisation
-    folded into the first layer: ``W1 (bins, features, hidden)``, ``b1``,
-    ``W2 (bins, hidden, classes)``, ``b2``."""
+    """The networks of ``models`` (from :func:`bin_models`), stacked and
+    folded as :meth:`BinNetworks.folded` gives them."""
     layers = [m.layers for m in models]
     mean = np.stack([np.asarray(norm.mean).reshape(-1) for norm, _, _ in layers])
     var = np.stack([np.asarray(norm.variance).reshape(-1) for norm, _, _ in layers])
-    K1, c1, K2, c2 = (np.stack(w) for w in zip(*(d1.get_weights() + d2.get_weights()
-                                                 for _, d1, d2 in layers)))
-    W1, b1 = fold_standardisation(mean, var, K1, c1)
-    return W1, b1, K2.astype(np.float32), c2.astype(np.float32)
+    dense = (np.stack(w) for w in zip(*(hidden.get_weights() + out.get_weights()
+                                        for _, hidden, out in layers)))
+    return BinNetworks(mean, var, *dense).folded()

@@ -6,12 +6,15 @@ trained side by side), their held-out accuracy, and the calibrated vote.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable, NamedTuple, Optional
+from typing import TYPE_CHECKING, Callable, NamedTuple, Optional
 
 import numpy as np
 
 from .augment import mixup
 from .separability import stratified_folds, vote_weight
+
+if TYPE_CHECKING:
+    from .networks import BinNetworks
 
 __all__ = ["FitProgress", "TrainedBins", "held_out_splits", "train_bin_networks"]
 
@@ -38,9 +41,8 @@ class TrainedBins:
     ``published_weights``: the published weight of that accuracy;
     ``kept``: bins that keep a vote; ``vote_weights``: fitted vote weight
     per bin (largest 1, 0 where not kept); ``temperature``: the vote's
-    calibrated temperature; ``networks``: the networks trained on all
-    copies, ``(mean, var, K1, c1, K2, c2)`` as from
-    :func:`.networks.train_stacked`, one slice per bin.
+    calibrated temperature; ``networks``: the bins' networks trained on all
+    copies.
     """
 
     held_out_accuracy: np.ndarray
@@ -48,7 +50,7 @@ class TrainedBins:
     kept: np.ndarray
     vote_weights: np.ndarray
     temperature: float
-    networks: tuple
+    networks: "BinNetworks"
 
 
 def held_out_splits(y_idx, src, cv_folds, rng):
@@ -78,6 +80,64 @@ def _with_mixtures(features, targets, masks, n_mix, rng, scales=None):
             np.concatenate([masks, masks[i] & masks[j]]))
 
 
+class _HeldOut(NamedTuple):
+    """The bin networks' probabilities (n, bins, classes) on copies their
+    fold did not train on: ``pure`` copies with their ``labels``; and the
+    calibration set, the pure copies then mixtures of held-out copies, with
+    ``calibration_targets``."""
+
+    pure: np.ndarray
+    labels: np.ndarray
+    calibration: np.ndarray
+    calibration_targets: np.ndarray
+
+
+def _proba(networks, x):
+    """(n, bins, segments) -> each bin's class probabilities (n, bins, classes)."""
+    from .fused import bin_proba
+
+    W1, b1, W2, b2 = networks.folded()
+    P = bin_proba(np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32),
+                  W1, b1[:, None, :], W2, b2[:, None, :])
+    return P.transpose(1, 0, 2)
+
+
+def _held_out(fold_networks, features, labels, onehot, splits, rng, scales) -> _HeldOut:
+    """Each fold's networks on its held-out copies, and on as many mixtures
+    of pairs of them (mixed as :func:`.augment.mixup` mixes)."""
+    pure, pure_labels, pure_targets, mixed, mixed_targets = [], [], [], [], []
+    for networks, (_, test) in zip(fold_networks, splits):
+        pure.append(_proba(networks, features[test]))
+        pure_labels.append(labels[test])
+        pure_targets.append(onehot[test])
+        x_mix, t_mix, _ = mixup(features[test], onehot[test], int(test.sum()), rng,
+                                None if scales is None else scales[test])
+        if len(x_mix):
+            mixed.append(_proba(networks, x_mix))
+            mixed_targets.append(t_mix)
+    return _HeldOut(np.concatenate(pure), np.concatenate(pure_labels),
+                    np.concatenate(pure + mixed), np.concatenate(pure_targets + mixed_targets))
+
+
+def _vote(held_out: _HeldOut, n_classes):
+    """Score each bin on the held-out copies, keep those whose published
+    weight is positive and fit their vote: ``(accuracy, published, kept,
+    weights, temperature)``, weights largest 1 and 0 where not kept."""
+    from .fused import fit_vote
+
+    accuracy = (held_out.pure.argmax(2) == held_out.labels[:, None]).mean(0)
+    published = vote_weight(accuracy, n_classes)
+    kept = published > 0
+    if not kept.any():  # nothing separates: keep the best bin, say so by a tiny weight
+        kept[np.argmax(accuracy)] = True
+        published = np.maximum(published, 1e-3)
+    u = fit_vote(held_out.calibration[:, kept].transpose(1, 0, 2), held_out.calibration_targets,
+                 published[kept])
+    weights = np.zeros(len(accuracy))
+    weights[kept] = u / u.max()
+    return accuracy, published, kept & (weights > 0), weights, float(u.sum())
+
+
 def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epochs,
                        learning_rate, batch_size, mixup_fraction, seeded, rng,
                        verbose=0, progress: ProgressHook = None,
@@ -96,58 +156,23 @@ def train_bin_networks(features, labels, splits, n_classes, *, hidden_units, epo
     to (see :func:`.augment.mixup`). Held-out accuracy is always measured
     against ``labels``.
     """
-    from .fused import bin_proba, fit_vote
-    from .networks import fold_standardisation, train_stacked
+    from .networks import train_stacked
 
-    n, n_bins = features.shape[:2]
+    n = len(features)
     onehot = (np.eye(n_classes, dtype=np.float32)[labels] if targets is None
               else np.asarray(targets, np.float32))
     groups = np.stack([train for train, _ in splits] + [np.ones(n, bool)], axis=1)
-    inputs, targets, masks = _with_mixtures(features, onehot, groups, int(mixup_fraction * n), rng,
-                                            scales)
+    inputs, training_targets, masks = _with_mixtures(features, onehot, groups,
+                                                     int(mixup_fraction * n), rng, scales)
     seed = int(rng.integers(2**31 - 1)) if seeded else None
     on_epochs = None if progress is None else (
         lambda done: progress(FitProgress("train", done, epochs)))
-    mean, var, K1, c1, K2, c2 = train_stacked(
-        inputs, targets, masks, hidden_units, epochs, learning_rate, batch_size, seed,
-        verbose, on_epochs=on_epochs)
-
-    def group(g):
-        sl = slice(g * n_bins, (g + 1) * n_bins)
-        return mean, var, K1[sl], c1[sl], K2[sl], c2[sl]
-
-    def proba(x, g):  # (n, bins, segments) -> (n, bins, classes)
-        _, _, k1, b1, k2, b2 = group(g)
-        W1, b1 = fold_standardisation(mean, var, k1, b1)
-        P = bin_proba(np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32),
-                      W1, b1[:, None, :], k2, b2[:, None, :])
-        return P.transpose(1, 0, 2)
-
-    # held-out predictions: pure copies, and mixtures of held-out copies
-    pure, pure_labels, pure_targets, mixed, mixed_targets = [], [], [], [], []
-    for g, (_, test) in enumerate(splits):
-        pure.append(proba(features[test], g))
-        pure_labels.append(labels[test])
-        pure_targets.append(onehot[test])
-        x_mix, t_mix, _ = mixup(features[test], onehot[test], int(test.sum()), rng,
-                                None if scales is None else scales[test])
-        if len(x_mix):
-            mixed.append(proba(x_mix, g))
-            mixed_targets.append(t_mix)
-    pure, pure_labels = np.concatenate(pure), np.concatenate(pure_labels)
-    pure_targets = np.concatenate(pure_targets)
-    accuracy = (pure.argmax(2) == pure_labels[:, None]).mean(0)
-    published = vote_weight(accuracy, n_classes)
-    kept = published > 0
-    if not kept.any():  # nothing separates: keep the best bin, say so by a tiny weight
-        kept[np.argmax(accuracy)] = True
-        published = np.maximum(published, 1e-3)
-    calibration = np.concatenate([pure] + mixed)[:, kept].transpose(1, 0, 2)
-    calibration_targets = np.concatenate([pure_targets] + mixed_targets)
-    u = fit_vote(calibration, calibration_targets, published[kept])
-    weights = np.zeros(n_bins)
-    weights[kept] = u / u.max()
-    kept &= weights > 0
+    *fold_networks, on_all = train_stacked(
+        inputs, training_targets, masks, hidden_units=hidden_units, epochs=epochs,
+        learning_rate=learning_rate, batch_size=batch_size, seed=seed, verbose=verbose,
+        on_epochs=on_epochs)
+    held_out = _held_out(fold_networks, features, labels, onehot, splits, rng, scales)
+    accuracy, published, kept, weights, temperature = _vote(held_out, n_classes)
     if progress is not None:
         progress(FitProgress("calibrate", int(kept.sum()), int(kept.sum())))
-    return TrainedBins(accuracy, published, kept, weights, float(u.sum()), group(len(splits)))
+    return TrainedBins(accuracy, published, kept, weights, temperature, on_all)
