@@ -18,6 +18,7 @@ no assumption about the detector's units is made.
 from __future__ import annotations
 
 import warnings
+from typing import NamedTuple, Optional
 
 import numpy as np
 
@@ -118,6 +119,72 @@ def _bounds(half_range, n):
     return -v, v
 
 
+class _CopyDraws(NamedTuple):
+    """What each copy draws once (one row per copy): relative ``strain``,
+    ``shift`` in points, ``noise`` variance per unit of signal, ``background``
+    polynomial coefficients (3, in the spectrum's units), intensity
+    ``scale``, half-ranges of ``local`` strain and of the ``split``
+    variation, and the baseline's ``drift`` (None without a baseline)."""
+
+    strain: np.ndarray
+    shift: np.ndarray
+    noise: np.ndarray
+    background: np.ndarray
+    scale: np.ndarray
+    local: np.ndarray
+    split: np.ndarray
+    drift: Optional[np.ndarray]
+
+    def rows(self, a, b) -> "_CopyDraws":
+        return _CopyDraws(*(None if v is None else v[a:b] for v in self))
+
+
+def _draw_copies(X, src, rng, *, strain, shift, intensity, noise, background, gain,
+                 noise_floor, local_strain, split_variation) -> _CopyDraws:
+    """Each copy's draws, all at once and always in this order: with the
+    same ``rng`` a fit gets the same copies."""
+    n, m = len(X), len(src)
+    s_lo, s_hi = _bounds(strain, n)
+    u_lo, u_hi = _bounds(shift, n)
+    s = rng.uniform(s_lo[src], s_hi[src], m)
+    u = rng.uniform(u_lo[src], u_hi[src], m)
+    gain = (noise_gain(X) if gain is None else np.asarray(gain, np.float32))[src]
+    level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)[src]
+    floor = _per_row(noise_floor, n)[src]
+    amp = floor + rng.uniform(0.0, noise, m)
+    c = rng.uniform(-background, background, (m, 3)) * level[:, None]
+    scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
+    return _CopyDraws(s, u, (gain * amp).astype(np.float32), c, scale,
+                      _per_row(local_strain, n)[src], _per_row(split_variation, n)[src], None)
+
+
+def _per_row(value, n):
+    return np.broadcast_to(np.asarray(value, np.float64), (n,))
+
+
+def _perturbed(X, src, pos, draws: _CopyDraws, rng, *, base, local_width, splits, split_rng):
+    """The copies of rows ``src`` of ``X`` perturbed as ``draws`` say (float32)."""
+    p = X.shape[1]
+    field = strain_field(rng, draws.local, p, local_width) if draws.local.any() else None
+    if split_rng is None:
+        Y = strain_shift(X, src, pos, draws.strain, draws.shift, field)
+    else:  # each copy's own peaks moved first
+        from .splits import split_moves  # here: .splits imports .denoise, which imports this
+
+        moved = X[src] + split_moves(splits, src, draws.split, p, split_rng)
+        Y = strain_shift(moved, np.arange(len(src)), pos, draws.strain, draws.shift, field)
+    if base is not None:
+        Y += draws.drift[:, None] * strain_shift(base, src, pos, draws.strain, draws.shift, field)
+    # Poisson-like: variance proportional to the signal
+    Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
+        np.maximum(Y, 0.0) * draws.noise[:, None])
+    t = np.linspace(-1.0, 1.0, p, dtype=np.float32)
+    c = draws.background
+    Y += (c[:, :1] + c[:, 1:2] * t + c[:, 2:3] * (t * t)).astype(np.float32)
+    Y *= draws.scale[:, None].astype(np.float32)
+    return Y
+
+
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             noise=1.0, background=0.1, gain=None, noise_floor=0.0, baseline=None,
             baseline_scale=0.0, local_strain=0.0, local_width=16.0, splits=None,
@@ -153,47 +220,24 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     src = np.repeat(np.arange(n), copies)
     m = len(src)
     pos = increasing_axis(axis, p)
-    s_lo, s_hi = _bounds(strain, n)
-    u_lo, u_hi = _bounds(shift, n)
-    s = rng.uniform(s_lo[src], s_hi[src], m)
-    u = rng.uniform(u_lo[src], u_hi[src], m)
-    gain = (noise_gain(X) if gain is None else np.asarray(gain, np.float32))[src]
-    level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)[src]
-    floor = np.broadcast_to(np.asarray(noise_floor, np.float64), (n,))[src]
-    amp = floor + rng.uniform(0.0, noise, m)
-    c = rng.uniform(-background, background, (m, 3)) * level[:, None]
-    scale = rng.uniform(1.0 - intensity, 1.0 + intensity, m)
-    local = np.broadcast_to(np.asarray(local_strain, np.float64), (n,))[src]
-    varied = np.broadcast_to(np.asarray(split_variation, np.float64), (n,))[src]
+    draws = _draw_copies(X, src, rng, strain=strain, shift=shift, intensity=intensity,
+                         noise=noise, background=background, gain=gain,
+                         noise_floor=noise_floor, local_strain=local_strain,
+                         split_variation=split_variation)
     # a child stream (spawning draws nothing from rng): copies of spectra
     # without a split to vary come out as without split_variation
-    split_rng = rng.spawn(1)[0] if splits is not None and varied.any() else None
-    if split_rng is not None:
-        # here, not at the top: .splits draws peaks with .denoise, which imports this module
-        from .splits import split_moves
+    split_rng = rng.spawn(1)[0] if splits is not None and draws.split.any() else None
+    base = None
     if baseline is not None and baseline_scale > 0:
         base = np.asarray(baseline, dtype=np.float32)
-        drift = rng.uniform(-baseline_scale, baseline_scale, m).astype(np.float32)
-    else:
-        base = None
-    t = np.linspace(-1.0, 1.0, p, dtype=np.float32)
+        draws = draws._replace(drift=rng.uniform(-baseline_scale, baseline_scale, m)
+                               .astype(np.float32))
     Xa = np.empty((m, p), np.float32)
     # in chunks of copies: the float64 index arithmetic stays small whatever m is
     for a in range(0, m, _CHUNK):
         b = min(a + _CHUNK, m)
-        field = strain_field(rng, local[a:b], p, local_width) if local[a:b].any() else None
-        if split_rng is None:
-            Y = strain_shift(X, src[a:b], pos, s[a:b], u[a:b], field)
-        else:  # each copy's own peaks moved first
-            moved = X[src[a:b]] + split_moves(splits, src[a:b], varied[a:b], p, split_rng)
-            Y = strain_shift(moved, np.arange(b - a), pos, s[a:b], u[a:b], field)
-        if base is not None:
-            Y += drift[a:b, None] * strain_shift(base, src[a:b], pos, s[a:b], u[a:b], field)
-        Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
-            np.maximum(Y, 0.0) * (gain[a:b] * amp[a:b]).astype(np.float32)[:, None])
-        Y += (c[a:b, :1] + c[a:b, 1:2] * t + c[a:b, 2:3] * (t * t)).astype(np.float32)
-        Y *= scale[a:b, None].astype(np.float32)
-        Xa[a:b] = Y
+        Xa[a:b] = _perturbed(X, src[a:b], pos, draws.rows(a, b), rng, base=base,
+                             local_width=local_width, splits=splits, split_rng=split_rng)
     return Xa, src
 
 
