@@ -247,6 +247,46 @@ def layout_phases(name: str, cell_step: float = 0.01, weak: float = 0.03) -> tup
 LAYOUTS = ("shift", "shift4", "weak", "pattern")
 
 
+def _powder_axis(axis_kind, n_points, lo, hi, wavelength):
+    """``(axis, two_theta)`` of the points: uniform in 2-theta (degrees)
+    from ``lo`` to ``hi``, or uniform in q over the same angles."""
+    if axis_kind == "2theta":
+        axis = np.linspace(lo, hi, n_points)
+        return axis, axis
+    q = 4 * np.pi / wavelength * np.sin(np.linspace(np.radians(lo / 2), np.radians(hi / 2),
+                                                    n_points))
+    return q, 2 * np.degrees(np.arcsin(np.clip(q * wavelength / (4 * np.pi), 0, 1)))
+
+
+def _phase_reflections(structure, weak, d_min, wavelength):
+    """``(d, intensity)`` of a phase's reflections down to ``d_min``, with
+    its superlattice reflections at ``weak`` of the strongest peak."""
+    d, inten = reflections(structure, d_min)
+    if weak > 0:
+        d_s, i_s = reflections(structure, d_min, superlattice=True)
+        i_s = i_s * _weak_scale(structure, d_min, weak, wavelength)
+        d, inten = np.concatenate([d, d_s]), np.concatenate([inten, i_s])
+    return d, inten
+
+
+def _add_peaks(X, present, fraction, cell, d, inten, tth, lo, wavelength):
+    """Add to the rows ``present`` of ``X`` a phase's peaks (reflections
+    ``d``, ``inten`` of the unit cell) in a cell ``cell`` times as large,
+    at ``fraction`` of the sample."""
+    for d0, i0 in zip(d, inten):
+        center = two_theta(d0 * cell, wavelength)
+        if not (center > lo - 2).any():  # NaN: beyond back-scattering
+            continue
+        center = np.nan_to_num(center, nan=179.0)
+        fwhm, lp = _width_and_lp(center)
+        # the profile beyond 15 FWHM is below 1e-3 of its height: not drawn
+        a, b = np.searchsorted(tth, [center.min() - 15 * fwhm.max(),
+                                     center.max() + 15 * fwhm.max()])
+        if b > a:
+            X[present, a:b] += (fraction * i0 * lp / fwhm)[:, None] * \
+                _pseudo_voigt(tth[a:b], center, fwhm, 0.4)
+
+
 def make_powder_series(
     layout="shift",
     n_spectra: int = 360,
@@ -288,16 +328,9 @@ def make_powder_series(
     base = random_structure(rng)
     structures = [base, distorted(base, rng), random_structure(rng)]
     lo, hi = two_theta_range
-    tth_lo, tth_hi = np.radians(lo / 2), np.radians(hi / 2)
-    if axis_kind == "2theta":
-        axis = np.linspace(lo, hi, n_points)
-        tth = axis
-    else:
-        q = 4 * np.pi / wavelength * np.sin(np.linspace(tth_lo, tth_hi, n_points))
-        axis = q
-        tth = 2 * np.degrees(np.arcsin(np.clip(q * wavelength / (4 * np.pi), 0, 1)))
+    axis, tth = _powder_axis(axis_kind, n_points, lo, hi, wavelength)
     # every reflection that any phase can bring into view at any drift
-    d_min = wavelength / (2 * np.sin(tth_hi)) * 0.95
+    d_min = wavelength / (2 * np.sin(np.radians(hi / 2))) * 0.95
 
     t = np.linspace(0.0, 1.0, n_spectra)
     transitions, weights = _phase_weights(t, len(phases), transition_width)
@@ -309,28 +342,12 @@ def make_powder_series(
     X = np.zeros((n_spectra, n_points))
     norm = None
     for k, ph in enumerate(phases):
-        s = structures[ph.structure]
-        d, inten = reflections(s, d_min)
-        if ph.weak > 0:
-            d_s, i_s = reflections(s, d_min, superlattice=True)
-            i_s = i_s * _weak_scale(s, d_min, ph.weak, wavelength)
-            d, inten = np.concatenate([d, d_s]), np.concatenate([inten, i_s])
         present = weights[:, k] > 1e-4
         if not present.any():
             continue
-        c = ph.cell * thermal[present]
-        for d0, i0 in zip(d, inten):
-            center = two_theta(d0 * c, wavelength)
-            if not (center > lo - 2).any():  # NaN: beyond back-scattering
-                continue
-            center = np.nan_to_num(center, nan=179.0)
-            fwhm, lp = _width_and_lp(center)
-            # the profile beyond 15 FWHM is below 1e-3 of its height: not drawn
-            a, b = np.searchsorted(tth, [center.min() - 15 * fwhm.max(),
-                                         center.max() + 15 * fwhm.max()])
-            if b > a:
-                X[present, a:b] += (weights[present, k] * i0 * lp / fwhm)[:, None] * \
-                    _pseudo_voigt(tth[a:b], center, fwhm, 0.4)
+        d, inten = _phase_reflections(structures[ph.structure], ph.weak, d_min, wavelength)
+        _add_peaks(X, present, weights[present, k], ph.cell * thermal[present], d, inten, tth,
+                   lo, wavelength)
         if norm is None:
             norm = X[present].max()
     X /= norm
