@@ -664,7 +664,7 @@ def inference_speed(cases, plans, X, repeats=3):
     return out
 
 
-def main():
+def arguments():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="one seed per layout, fewer epochs "
                     "for the published method (100) and a shorter stream (9 rounds of 30 "
@@ -696,39 +696,56 @@ def main():
     ap.add_argument("--serve", nargs=5, type=int, help=argparse.SUPPRESS)
     args = ap.parse_args()
     args.align_strain = {"true": True, "false": False}.get(args.align_strain, args.align_strain)
-    if args.serve:
-        return serve(*args.serve)
+    return args
 
-    from server_ext.spectra.networks import keras_module
 
-    keras_module()  # TensorFlow import time is not training time
-    all_goals = {}
-    first = None
+def accuracy(args):
+    """Every series' table and goals; the protocol-B model of the first
+    series and its spectra, ``(X, model)`` (with ``--speed-only`` only
+    that model, fitted)."""
     if args.speed_only:
         from server_ext.spectra import BinnedSpectraClassifier
 
         _, X, y, axis, _, _ = series_list(args)[0]
         train = np.arange(0, len(X), 5)
         clf = BinnedSpectraClassifier(random_state=args.seed, align_strain=args.align_strain)
-        first = (X, clf.fit(X[train], y[train], axis=axis))
-    for series in [] if args.speed_only else series_list(args):
+        return X, clf.fit(X[train], y[train], axis=axis)
+    all_goals = {}
+    first = None
+    for series in series_list(args):
         # the published method (700 full-batch epochs per bin) on the original series only
         rows, models, goals = run_series(series, args,
                                          with_published=series.title.startswith("transition"))
         all_goals[series.title] = goals
         if first is None:
             first = (series.X, models[("B", "BinnedSpectraClassifier")][0])
-    if all_goals:
-        print("\ngoals (>= LogisticRegression and RandomForest, >= 95 % A / 99 % B, strain loss "
-              "<= 2 points where strain is nuisance), protocols A, B:")
+    if first is None:
+        raise SystemExit(f"no series matches --only {' '.join(args.only or [])}")
+    print("\ngoals (>= LogisticRegression and RandomForest, >= 95 % A / 99 % B, strain loss "
+          "<= 2 points where strain is nuisance), protocols A, B:")
     for title, goals in all_goals.items():
         print(f"  {title:45s} {'  '.join('MET' if g else 'NOT MET' for g in goals)}")
+    return first
 
-    X, clf = first
-    cases = [("first series", clf)] + worst_case_models(X.shape[1], args.seed, args.align_strain)
-    rates = inference_speed(cases, stress_plans(clf, np.random.default_rng(args.seed)), X)
-    if args.skip_stream:
-        return
+
+def round_line(r):
+    """One streaming round: each stream's rate against the bare client's,
+    with the CPU it took per train."""
+    st = r["classified"]
+    return (f"bare {r['bare']:6.0f}/s ({1e3 * r['bare_cpu']:.0f} ms CPU/train, "
+            f"server {1e3 * r['bare_server_cpu']:.0f} ms) | no classification "
+            f"x{r['machinery'] / r['bare']:.2f} ({1e3 * r['machinery_cpu']:.0f} ms) | read once "
+            f"x{r['read_once'] / r['bare']:.2f} ({1e3 * r['read_once_cpu']:.0f} ms) | classified "
+            f"{st['spectra_per_s']:6.0f}/s = x{st['spectra_per_s'] / r['bare']:.2f} "
+            f"({1e3 * r['classified_cpu']:.0f} ms CPU/train), p50 {st['p50_ms']:.0f} ms "
+            f"p99 {st['p99_ms']:.0f} ms, trains {st['trains']}, dropped {st['dropped']}, "
+            f"gaps {st['gaps']}")
+
+
+def streaming(clf, X, args, rates):
+    """The streaming part: bare client, stream without classification,
+    reading once and classified, in rounds, for REQ/REP and PUSH/PULL;
+    then a few rounds with the server paced to ``--link-gbps``."""
     # short runs, many rounds: the load of a shared machine drifts within seconds
     n_trains, pairs = (30, 9) if args.quick else (60, 21)
     print(f"\nstreaming (Karabo bridge over loopback, one server in another process, "
@@ -744,15 +761,7 @@ def main():
     for push, label in ((False, "REQ/REP (bridge default)"), (True, "PUSH/PULL (pipelined)")):
         runs = stream_comparison(clf, n_trains, pairs, 2700, args.seed, push)
         for r in runs:
-            st = r["classified"]
-            print(f"  {label}: bare {r['bare']:6.0f}/s ({1e3 * r['bare_cpu']:.0f} ms CPU/train, "
-                  f"server {1e3 * r['bare_server_cpu']:.0f} ms) | no classification "
-                  f"x{r['machinery'] / r['bare']:.2f} ({1e3 * r['machinery_cpu']:.0f} ms) | read once "
-                  f"x{r['read_once'] / r['bare']:.2f} ({1e3 * r['read_once_cpu']:.0f} ms) | classified "
-                  f"{st['spectra_per_s']:6.0f}/s = x{st['spectra_per_s'] / r['bare']:.2f} "
-                  f"({1e3 * r['classified_cpu']:.0f} ms CPU/train), p50 {st['p50_ms']:.0f} ms "
-                  f"p99 {st['p99_ms']:.0f} ms, trains {st['trains']}, dropped {st['dropped']}, "
-                  f"gaps {st['gaps']}")
+            print(f"  {label}: {round_line(r)}")
         ratio = np.median([r["classified"]["spectra_per_s"] / r["bare"] for r in runs])
         machinery = np.median([r["machinery"] / r["bare"] for r in runs])
         read_once = np.median([r["read_once"] / r["bare"] for r in runs])
@@ -780,6 +789,22 @@ def main():
               f"measurement, which lets the server go as fast as it can on the same cores): "
               f"bare {med(runs, 'bare'):6.0f}/s, classified x{ratio:.2f}, dropped "
               f"{sum(r['classified']['dropped'] for r in runs)} trains in {len(runs)} rounds")
+
+
+
+def main():
+    args = arguments()
+    if args.serve:
+        return serve(*args.serve)
+
+    from server_ext.spectra.networks import keras_module
+
+    keras_module()  # TensorFlow import time is not training time
+    X, clf = accuracy(args)
+    cases = [("first series", clf)] + worst_case_models(X.shape[1], args.seed, args.align_strain)
+    rates = inference_speed(cases, stress_plans(clf, np.random.default_rng(args.seed)), X)
+    if not args.skip_stream:
+        streaming(clf, X, args, rates)
 
 
 if __name__ == "__main__":
