@@ -136,12 +136,15 @@ class _CopyDraws(NamedTuple):
     drift: Optional[np.ndarray]
 
     def rows(self, a, b) -> "_CopyDraws":
+        """The draws of copies ``a:b``."""
         return _CopyDraws(*(None if v is None else v[a:b] for v in self))
 
 
 def _draw_copies(X, src, rng, *, strain, shift, intensity, noise, background, gain,
                  noise_floor, local_strain, split_variation) -> _CopyDraws:
-    """Each copy's draws, all at once and always in this order: with the
+    """The draws made once per copy, before any chunk of copies is
+    perturbed (the baseline's drift is drawn after them, the strain field
+    and the noise per chunk). Their order is part of the result: with the
     same ``rng`` a fit gets the same copies."""
     n, m = len(X), len(src)
     s_lo, s_hi = _bounds(strain, n)

@@ -193,7 +193,7 @@ def _training_steps(model, features, targets, masks, batch, learning_rate, seed)
 
 
 def train_stacked(features, targets, masks, *, hidden_units, epochs, learning_rate, batch_size,
-                  seed, verbose=0, on_epochs=None) -> list:
+                  seed, verbose=0, on_epochs=None) -> list[BinNetworks]:
     """Train ``groups x bins`` independent networks side by side.
 
     ``features``: (n, bins, segments); ``targets``: soft targets
