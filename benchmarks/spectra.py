@@ -703,24 +703,24 @@ def accuracy(args):
     """Every series' table and goals; the protocol-B model of the first
     series and its spectra, ``(X, model)`` (with ``--speed-only`` only
     that model, fitted)."""
+    series = series_list(args)
+    if not series:
+        raise SystemExit(f"no series matches --only {' '.join(args.only or [])}")
     if args.speed_only:
         from server_ext.spectra import BinnedSpectraClassifier
 
-        _, X, y, axis, _, _ = series_list(args)[0]
+        _, X, y, axis, _, _ = series[0]
         train = np.arange(0, len(X), 5)
         clf = BinnedSpectraClassifier(random_state=args.seed, align_strain=args.align_strain)
         return X, clf.fit(X[train], y[train], axis=axis)
     all_goals = {}
     first = None
-    for series in series_list(args):
+    for one in series:
         # the published method (700 full-batch epochs per bin) on the original series only
-        rows, models, goals = run_series(series, args,
-                                         with_published=series.title.startswith("transition"))
-        all_goals[series.title] = goals
+        _, models, goals = run_series(one, args, with_published=one.title.startswith("transition"))
+        all_goals[one.title] = goals
         if first is None:
-            first = (series.X, models[("B", "BinnedSpectraClassifier")][0])
-    if first is None:
-        raise SystemExit(f"no series matches --only {' '.join(args.only or [])}")
+            first = (one.X, models[("B", "BinnedSpectraClassifier")][0])
     print("\ngoals (>= LogisticRegression and RandomForest, >= 95 % A / 99 % B, strain loss "
           "<= 2 points where strain is nuisance), protocols A, B:")
     for title, goals in all_goals.items():

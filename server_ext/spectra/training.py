@@ -92,11 +92,12 @@ class _HeldOut(NamedTuple):
     calibration_targets: np.ndarray
 
 
-def _proba(networks, x):
-    """(n, bins, segments) -> each bin's class probabilities (n, bins, classes)."""
+def _proba(folded, x):
+    """(n, bins, segments) -> each bin's class probabilities (n, bins, classes);
+    ``folded``: :meth:`.networks.BinNetworks.folded` of the bins' networks."""
     from .fused import bin_proba
 
-    W1, b1, W2, b2 = networks.folded()
+    W1, b1, W2, b2 = folded
     P = bin_proba(np.ascontiguousarray(x.transpose(1, 0, 2), dtype=np.float32),
                   W1, b1[:, None, :], W2, b2[:, None, :])
     return P.transpose(1, 0, 2)
@@ -107,13 +108,14 @@ def _held_out(fold_networks, features, labels, onehot, splits, rng, scales) -> _
     of pairs of them (mixed as :func:`.augment.mixup` mixes)."""
     pure, pure_labels, pure_targets, mixed, mixed_targets = [], [], [], [], []
     for networks, (_, test) in zip(fold_networks, splits):
-        pure.append(_proba(networks, features[test]))
+        folded = networks.folded()
+        pure.append(_proba(folded, features[test]))
         pure_labels.append(labels[test])
         pure_targets.append(onehot[test])
         x_mix, t_mix, _ = mixup(features[test], onehot[test], int(test.sum()), rng,
                                 None if scales is None else scales[test])
         if len(x_mix):
-            mixed.append(_proba(networks, x_mix))
+            mixed.append(_proba(folded, x_mix))
             mixed_targets.append(t_mix)
     return _HeldOut(np.concatenate(pure), np.concatenate(pure_labels),
                     np.concatenate(pure + mixed), np.concatenate(pure_targets + mixed_targets))
