@@ -67,9 +67,12 @@ def _open(page, demo_hub, user, name):
 
 
 def _screenshot(page, path, element=None):
+    # JupyterLab's news question, over the notebook otherwise; it slides in and
+    # may be replaced while we click, and a screenshot is no reason to fail
     news = page.locator(".jp-toast-button", has_text=re.compile("^No$"))
     if news.count():
-        news.first.click()  # JupyterLab's news question, over the notebook otherwise
+        with contextlib.suppress(playwright_sync.Error):
+            news.first.click(timeout=5000)
     (element or page).screenshot(path=str(path))
 
 
