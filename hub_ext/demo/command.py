@@ -300,10 +300,10 @@ c.Spawner.http_timeout = 180
 
 
 def run_demo(args):
-    from .setup_tools import ensure_debian_packages, ensure_proxy, ensure_server_config
+    from .setup_tools import ensure_debian_packages, ensure_proxy, ensure_jupyter_config
 
     ensure_proxy()
-    ensure_server_config()
+    ensure_jupyter_config()
     missing = ensure_debian_packages(("runtime",))
     if missing:
         print(f"Not installed (the features that need them say so): {' '.join(missing)}; "

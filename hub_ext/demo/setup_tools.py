@@ -5,6 +5,7 @@ active virtual environment (``npm install -g --prefix sys.prefix``), so it
 lands in ``.venv/bin`` next to ``jupyterhub`` and nothing global is touched.
 """
 
+import json
 import os
 import shutil
 import subprocess
@@ -119,25 +120,47 @@ def ensure_debian_packages(purposes=("runtime",), quiet=False):
 #: The file that enables this package's Jupyter Server extensions
 #: (server_ext.extension, server_ext.desktop) in every server of a prefix.
 SERVER_CONFIG = Path("jupyter_server_config.d") / "panosc_daas.json"
+#: JupyterLab's defaults for every user of a prefix: a facility's servers do
+#: not ask each scientist about Jupyter news nor look for updates on the web.
+LAB_SETTINGS = Path("lab") / "overrides.json"
+CHECKOUT_CONFIG = Path(__file__).resolve().parents[2] / "jupyter-config"
 
 
-def ensure_server_config(prefix=None):
-    """Enable our server extensions in ``prefix`` (default: this environment), as a wheel install does.
+def ensure_jupyter_config(prefix=None):
+    """Install this package's Jupyter configuration into ``prefix`` (default:
+    this environment), as a wheel install does; returns the two paths.
 
     A wheel ships ``etc/jupyter/jupyter_server_config.d/panosc_daas.json``
-    (setup.cfg data_files); an editable install (``pip install -e``) does not
-    install data files, so set-up copies the checkout's. Returns its path.
+    and ``share/jupyter/lab/settings/overrides.json`` (setup.cfg
+    data_files); an editable install (``pip install -e``) does not install
+    data files, so set-up copies the checkout's. JupyterLab reads a single
+    overrides file per prefix: ours is merged into one already there,
+    plugin by plugin, rather than replacing it.
     """
-    target = Path(prefix or sys.prefix) / "etc" / "jupyter" / SERVER_CONFIG
-    source = Path(__file__).resolve().parents[2] / "jupyter-config" / SERVER_CONFIG
-    if source.is_file() and (not target.is_file() or target.read_bytes() != source.read_bytes()):
-        write_atomic(target, source.read_bytes())
-    return target
+    prefix = Path(prefix or sys.prefix)
+    server = prefix / "etc" / "jupyter" / SERVER_CONFIG
+    source = CHECKOUT_CONFIG / SERVER_CONFIG
+    if source.is_file() and (not server.is_file() or server.read_bytes() != source.read_bytes()):
+        write_atomic(server, source.read_bytes())
+    lab = prefix / "share" / "jupyter" / "lab" / "settings" / LAB_SETTINGS.name
+    source = CHECKOUT_CONFIG / LAB_SETTINGS
+    if source.is_file():
+        try:
+            merged = json.loads(lab.read_text()) if lab.is_file() else {}
+        except ValueError as e:
+            raise SetupError(f"{lab} is not JSON ({e}): JupyterLab cannot read it either; "
+                             "fix or remove it, then run `daas setup` again") from None
+        for plugin, settings in json.loads(source.read_text()).items():
+            merged[plugin] = {**merged.get(plugin, {}), **settings}
+        text = json.dumps(merged, indent=2) + "\n"
+        if not lab.is_file() or lab.read_text() != text:
+            write_atomic(lab, text.encode())
+    return server, lab
 
 
 def _setup(args):
     ensure_proxy()
-    ensure_server_config()
+    ensure_jupyter_config()
     purposes = ("runtime", "test") if args.test else ("runtime",)
     missing = ensure_debian_packages(purposes)
     if missing:

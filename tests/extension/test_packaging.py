@@ -1,4 +1,5 @@
-"""A regular pip install enables the extension: the wheel ships the jupyter_server_config.d file."""
+"""A regular pip install enables the extension and sets JupyterLab's defaults: the wheel ships
+the jupyter_server_config.d file and the lab settings overrides."""
 
 import json
 import subprocess
@@ -20,3 +21,7 @@ def test_wheel_ships_the_enabling_config_and_the_openapi_file(tmp_path):
         enabled = json.loads(z.read(config))["ServerApp"]["jpserver_extensions"]
         assert enabled == {"server_ext.extension": True, "server_ext.desktop": True}
         assert "server_ext/extension/openapi.yaml" in names
+        (lab,) = [n for n in names if n.endswith("share/jupyter/lab/settings/overrides.json")]
+        assert ".data/data/" in lab
+        assert json.loads(z.read(lab))["@jupyterlab/apputils-extension:notification"] == {
+            "fetchNews": "false", "checkForUpdates": False}

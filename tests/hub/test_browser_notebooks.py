@@ -67,12 +67,6 @@ def _open(page, demo_hub, user, name):
 
 
 def _screenshot(page, path, element=None):
-    # JupyterLab's news question, over the notebook otherwise; it slides in and
-    # may be replaced while we click, and a screenshot is no reason to fail
-    news = page.locator(".jp-toast-button", has_text=re.compile("^No$"))
-    if news.count():
-        with contextlib.suppress(playwright_sync.Error):
-            news.first.click(timeout=5000)
     (element or page).screenshot(path=str(path))
 
 
@@ -157,6 +151,12 @@ def browser_page():
 def test_getting_started_and_explore_run_clean(demo_hub, browser_page, tmp_path):
     page, pid = browser_page, "xfel:p002120:r0029"
     with _session(page, demo_hub, tmp_path, pid, "python-basic") as user:
+        # the set-up's lab settings: no toast asks about Jupyter news over the notebooks
+        r = page.request.get(f"{demo_hub.url}/user/{user}/lab/api/settings/"
+                             "@jupyterlab/apputils-extension:notification")
+        assert r.ok, r.status
+        defaults = {k: v["default"] for k, v in r.json()["schema"]["properties"].items()}
+        assert defaults["fetchNews"] == "false" and defaults["checkForUpdates"] is False, defaults
         for name in ("getting_started.ipynb", "explore_dataset.ipynb"):
             notebook = _open(page, demo_hub, user, name)
             _run_all(page, notebook)

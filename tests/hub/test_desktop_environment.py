@@ -57,10 +57,34 @@ def test_form_offers_the_desktop_where_it_is_installed(tmp_path):
 def test_setup_enables_the_server_extensions(tmp_path):
     import json
 
-    from hub_ext.demo.setup_tools import DEBIAN_PACKAGES, ensure_server_config
+    from hub_ext.demo.setup_tools import DEBIAN_PACKAGES, ensure_jupyter_config
 
-    path = ensure_server_config(tmp_path)
-    assert json.loads(path.read_text())["ServerApp"]["jpserver_extensions"] == {
+    server, lab = ensure_jupyter_config(tmp_path)
+    assert json.loads(server.read_text())["ServerApp"]["jpserver_extensions"] == {
         "server_ext.extension": True, "server_ext.desktop": True}
-    assert ensure_server_config(tmp_path) == path  # idempotent
+    assert json.loads(lab.read_text()) == {"@jupyterlab/apputils-extension:notification": {
+        "fetchNews": "false", "checkForUpdates": False}}
+    assert ensure_jupyter_config(tmp_path) == (server, lab)  # idempotent
     assert desktop.DESKTOP_PACKAGES.items() <= DEBIAN_PACKAGES["runtime"].items()
+
+
+def test_lab_settings_merge_into_a_prefixs_own(tmp_path):
+    """JupyterLab reads one overrides.json per prefix: a facility's own settings stay."""
+    import json
+
+    from hub_ext.demo.setup_tools import SetupError, ensure_jupyter_config
+
+    lab = tmp_path / "share" / "jupyter" / "lab" / "settings" / "overrides.json"
+    lab.parent.mkdir(parents=True)
+    lab.write_text(json.dumps({
+        "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+        "@jupyterlab/apputils-extension:notification": {"doNotDisturbMode": True, "fetchNews": "true"}}))
+    ensure_jupyter_config(tmp_path)
+    assert json.loads(lab.read_text()) == {
+        "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
+        "@jupyterlab/apputils-extension:notification": {
+            "doNotDisturbMode": True, "fetchNews": "false", "checkForUpdates": False}}
+    lab.write_text("{not json")
+    with pytest.raises(SetupError, match="overrides.json is not JSON"):
+        ensure_jupyter_config(tmp_path)
+    assert lab.read_text() == "{not json"  # left for its owner to fix
