@@ -148,8 +148,10 @@ def ensure_jupyter_config(prefix=None):
         try:
             merged = json.loads(lab.read_text()) if lab.is_file() else {}
         except ValueError as e:
-            raise SetupError(f"{lab} is not JSON ({e}): JupyterLab cannot read it either; "
-                             "fix or remove it, then run `daas setup` again") from None
+            merged = f"not JSON ({e})"
+        if not isinstance(merged, dict) or not all(isinstance(v, dict) for v in merged.values()):
+            raise SetupError(f"{lab} is {merged if isinstance(merged, str) else 'not an object of plugin settings'}: "
+                             "JupyterLab cannot use it either; fix or remove it, then run `daas setup` again")
         for plugin, settings in json.loads(source.read_text()).items():
             merged[plugin] = {**merged.get(plugin, {}), **settings}
         text = json.dumps(merged, indent=2) + "\n"

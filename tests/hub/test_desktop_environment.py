@@ -64,7 +64,9 @@ def test_setup_enables_the_server_extensions(tmp_path):
         "server_ext.extension": True, "server_ext.desktop": True}
     assert json.loads(lab.read_text()) == {"@jupyterlab/apputils-extension:notification": {
         "fetchNews": "false", "checkForUpdates": False}}
-    assert ensure_jupyter_config(tmp_path) == (server, lab)  # idempotent
+    written = server.stat().st_ino, lab.stat().st_ino
+    assert ensure_jupyter_config(tmp_path) == (server, lab)  # idempotent: nothing rewritten
+    assert (server.stat().st_ino, lab.stat().st_ino) == written
     assert desktop.DESKTOP_PACKAGES.items() <= DEBIAN_PACKAGES["runtime"].items()
 
 
@@ -84,7 +86,9 @@ def test_lab_settings_merge_into_a_prefixs_own(tmp_path):
         "@jupyterlab/apputils-extension:themes": {"theme": "JupyterLab Dark"},
         "@jupyterlab/apputils-extension:notification": {
             "doNotDisturbMode": True, "fetchNews": "false", "checkForUpdates": False}}
-    lab.write_text("{not json")
-    with pytest.raises(SetupError, match="overrides.json is not JSON"):
-        ensure_jupyter_config(tmp_path)
-    assert lab.read_text() == "{not json"  # left for its owner to fix
+    for bad, says in (("{not json", "is not JSON"), ('["a list"]', "not an object of plugin settings"),
+                      ('{"@jupyterlab/apputils-extension:notification": 1}', "not an object of plugin")):
+        lab.write_text(bad)
+        with pytest.raises(SetupError, match=says):
+            ensure_jupyter_config(tmp_path)
+        assert lab.read_text() == bad  # left for its owner to fix
