@@ -122,7 +122,7 @@ def ensure_debian_packages(purposes=("runtime",), quiet=False):
 SERVER_CONFIG = Path("jupyter_server_config.d") / "panosc_daas.json"
 #: JupyterLab's defaults for every user of a prefix: a facility's servers do
 #: not ask each scientist about Jupyter news nor look for updates on the web.
-LAB_SETTINGS = Path("lab") / "overrides.json"
+LAB_OVERRIDES = Path("lab") / "settings" / "overrides.json"
 CHECKOUT_CONFIG = Path(__file__).resolve().parents[2] / "jupyter-config"
 
 
@@ -140,24 +140,31 @@ def ensure_jupyter_config(prefix=None):
     prefix = Path(prefix or sys.prefix)
     server = prefix / "etc" / "jupyter" / SERVER_CONFIG
     source = CHECKOUT_CONFIG / SERVER_CONFIG
-    if source.is_file() and (not server.is_file() or server.read_bytes() != source.read_bytes()):
-        write_atomic(server, source.read_bytes())
-    lab = prefix / "share" / "jupyter" / "lab" / "settings" / LAB_SETTINGS.name
-    source = CHECKOUT_CONFIG / LAB_SETTINGS
     if source.is_file():
-        try:
-            merged = json.loads(lab.read_text()) if lab.is_file() else {}
-        except ValueError as e:
-            merged = f"not JSON ({e})"
-        if not isinstance(merged, dict) or not all(isinstance(v, dict) for v in merged.values()):
-            raise SetupError(f"{lab} is {merged if isinstance(merged, str) else 'not an object of plugin settings'}: "
-                             "JupyterLab cannot use it either; fix or remove it, then run `daas setup` again")
-        for plugin, settings in json.loads(source.read_text()).items():
-            merged[plugin] = {**merged.get(plugin, {}), **settings}
-        text = json.dumps(merged, indent=2) + "\n"
-        if not lab.is_file() or lab.read_text() != text:
-            write_atomic(lab, text.encode())
+        _write_if_changed(server, source.read_bytes())
+    lab = prefix / "share" / "jupyter" / LAB_OVERRIDES
+    source = CHECKOUT_CONFIG / "lab" / LAB_OVERRIDES.name
+    if source.is_file():
+        merged = _merged(lab, json.loads(source.read_text()))
+        _write_if_changed(lab, (json.dumps(merged, indent=2) + "\n").encode())
     return server, lab
+
+
+def _write_if_changed(path, data: bytes):
+    if not path.is_file() or path.read_bytes() != data:
+        write_atomic(path, data)
+
+
+def _merged(path, ours):
+    """The plugin settings in ``path`` (if any) updated with ``ours``, plugin by plugin."""
+    fix = "JupyterLab cannot use it either; fix or remove it, then run `daas setup` again"
+    try:
+        theirs = json.loads(path.read_text()) if path.is_file() else {}
+    except ValueError as e:
+        raise SetupError(f"{path} is not JSON ({e}): {fix}") from None
+    if not isinstance(theirs, dict) or not all(isinstance(v, dict) for v in theirs.values()):
+        raise SetupError(f"{path} is not an object of plugin settings: {fix}")
+    return {**theirs, **{plugin: {**theirs.get(plugin, {}), **settings} for plugin, settings in ours.items()}}
 
 
 def _setup(args):
