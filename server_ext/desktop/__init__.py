@@ -9,7 +9,9 @@ connection authenticated by the Jupyter server). This server extension:
   proxy reads it (extensions are all *linked* before any is *loaded*);
 - marks the server's environment so that every desktop process, including
   those that leave the server's process group (vncserver, Xtigervnc, the
-  session's D-Bus daemons), can be found and stopped when the server stops.
+  session's D-Bus daemons), can be found and stopped when the server stops;
+  the server's own children (kernels, Dask workers) carry the mark too and
+  are left to the server's shutdown.
 
 Enabled by ``jupyter-config/jupyter_server_config.d/panosc_daas.json``
 (installed with the package).

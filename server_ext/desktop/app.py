@@ -48,7 +48,7 @@ class DesktopExtension(ExtensionApp):
 
     def _stop_desktop(self):
         mark = os.environ.get(MARK_VARIABLE)
-        stopped = stop_marked(mark, self.stop_timeout) if mark else []
+        stopped = stop_marked(mark, self.stop_timeout, server_pid=os.getpid()) if mark else []
         if stopped:
             self.log.info("Stopped %d desktop process(es): %s", len(stopped), stopped)
         return stopped

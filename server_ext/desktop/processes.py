@@ -3,7 +3,8 @@
 vncserver, Xtigervnc, the session and D-Bus daemons each call ``setsid`` or
 double-fork, so signalling the server's process group misses them. They all
 inherit the server's environment, though: a mark variable with a value
-unique to the server finds them.
+unique to the server finds them. The server's other children (kernels, Dask
+workers) carry it too; a running server leaves those to its own shutdown.
 
 The mark also names its server (pid and start time), so a desktop whose
 server died without stopping it (SIGKILL, out of memory) is recognised as
@@ -85,14 +86,50 @@ def _signal(procs: list[psutil.Process], kill: bool) -> None:
             pass
 
 
-def stop_marked(mark: str, timeout: float = 5.0) -> list[int]:
-    """SIGTERM the marked processes, SIGKILL what is left after ``timeout``; their pids."""
-    procs = marked_processes(mark)
+def _runs_the_desktop(proc: psutil.Process) -> bool:
+    # jupyter-remote-desktop-proxy starts it as /bin/sh -c "cd ... && .../vncserver ..."
+    return any("vncserver" in part for part in proc.cmdline())
+
+
+def servers_own(server_pid: int) -> set[int]:
+    """The processes below the server that are not its desktop: kernels, Dask
+    workers and multiprocessing's resource tracker, streams, terminals.
+
+    They inherit the mark too, but the server stops them itself: signalled
+    here, a kernel is restarted by Jupyter's restarter, and the resource
+    tracker ignores SIGTERM until its server has gone.
+    """
+    try:
+        children = psutil.Process(server_pid).children()
+    except psutil.NoSuchProcess:
+        return set()
+    own = set()
+    for child in children:
+        try:
+            if not _runs_the_desktop(child):
+                own |= {child.pid} | {p.pid for p in child.children(recursive=True)}
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return own
+
+
+def stop_marked(mark: str, timeout: float = 5.0, server_pid: int | None = None) -> list[int]:
+    """SIGTERM the marked processes, SIGKILL what is left after ``timeout``; their pids.
+
+    With ``server_pid`` (a running server stopping its desktop), the server's
+    own processes (:func:`servers_own`) are left to it.
+    """
+    def found():
+        procs = marked_processes(mark)
+        spare = servers_own(server_pid) if server_pid else set()
+        return [p for p in procs if p.pid not in spare]
+
+    procs = found()
     _signal(procs, kill=False)
     _, alive = psutil.wait_procs(procs, timeout=timeout)
     _signal(alive, kill=True)
     psutil.wait_procs(alive, timeout=timeout)
-    late = marked_processes(mark)  # a daemon may have forked while we waited
+    late = found()  # a daemon may have forked while we waited
     _signal(late, kill=True)
     psutil.wait_procs(late, timeout=timeout)
     return [p.pid for p in procs + late]

@@ -5,12 +5,16 @@ noVNC does, and polls full frames until the window manager has drawn.
 """
 
 import asyncio
+import contextlib
 import os
+import re
 import stat
 import subprocess
+import time
 
 import psutil
 import pytest
+import requests
 from tornado.httpclient import HTTPClientError, HTTPRequest
 from tornado.websocket import websocket_connect
 
@@ -119,6 +123,18 @@ async def test_logging_out_gives_a_fresh_desktop(server):
     assert not frame.is_blank()
 
 
+def _kernel_pid(server, kernel_id, timeout=60):
+    """The pid of the server's kernel ``kernel_id`` (its connection file names it)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        for p in psutil.Process(server.proc.pid).children():
+            with contextlib.suppress(psutil.Error):
+                if any(f"kernel-{kernel_id}.json" in a for a in p.cmdline()):
+                    return p.pid
+        assert time.monotonic() < deadline, f"no process for kernel {kernel_id}"
+        time.sleep(0.3)
+
+
 async def test_stopping_the_server_stops_the_whole_desktop(tmp_path_factory):
     s = _start(tmp_path_factory, "desktop-stop")
     mark = None
@@ -128,9 +144,18 @@ async def test_stopping_the_server_stops_the_whole_desktop(tmp_path_factory):
         names = set(_session(mark))
         assert {"Xtigervnc", "openbox", "dbus-daemon"} <= names, names
         assert names & {"xterm", "thunar"}, names  # the dataset view: a file manager where installed
+        # a kernel carries the mark too, but it is the server's to stop, not the desktop's
+        r = requests.post(f"{s.url}api/kernels", headers=AUTH, json={"name": "python3"}, timeout=60)
+        assert r.status_code == 201, r.text
+        kernel = _kernel_pid(s, r.json()["id"])
         s.stop()
         left = wait_until_gone(mark, timeout=30)
         assert left == [], [(p.pid, p.name()) for p in left]
+        log = s.log_path.read_text()
+        stopped = {int(pid) for line in re.findall(r"Stopped \d+ desktop process\(es\): \[([\d, ]*)\]", log)
+                   for pid in line.replace(",", " ").split()}
+        assert kernel not in stopped, (kernel, stopped)
+        assert "restarting kernel" not in log
     finally:
         s.stop()
         if mark:

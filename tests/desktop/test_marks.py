@@ -1,10 +1,15 @@
 """Desktop marks name their server, so a desktop left by a killed server is found (real processes)."""
 
+import contextlib
 import os
 import subprocess
 import sys
+import time
 
-from server_ext.desktop.processes import MARK_VARIABLE, new_mark, orphaned_marks, sweep_orphans
+import psutil
+
+from server_ext.desktop.processes import (MARK_VARIABLE, new_mark, orphaned_marks, servers_own, stop_marked,
+                                          sweep_orphans)
 
 
 def _sleeper(mark):
@@ -35,3 +40,36 @@ def test_only_marks_of_dead_servers_are_orphans():
         for p in procs:
             p.kill()
             p.wait(30)
+
+
+def test_a_running_server_stops_its_desktop_and_leaves_its_own_processes():
+    """This test process plays the server: a child like a kernel stays, the
+    desktop's launcher (its command runs vncserver) with its children and a
+    process that left the tree (as the desktop's daemons do) are stopped."""
+    mark = new_mark()
+    env = dict(os.environ, **{MARK_VARIABLE: mark})
+    kernel = _sleeper(mark)
+    launcher = subprocess.Popen(["/bin/sh", "-c", "sleep 120; : vncserver -fg"], env=env)
+    escape = ("import subprocess, sys; p = subprocess.Popen([sys.executable, '-c', 'import time; "
+              "time.sleep(120)'], start_new_session=True, "
+              "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL); print(p.pid)")
+    daemon = int(subprocess.run([sys.executable, "-c", escape], env=env, capture_output=True, text=True,
+                                timeout=60, check=True).stdout)
+    try:
+        deadline = time.monotonic() + 30
+        while not (below := psutil.Process(launcher.pid).children()):
+            assert time.monotonic() < deadline, "the launcher started nothing"
+            time.sleep(0.1)
+        assert servers_own(os.getpid()) >= {kernel.pid} and launcher.pid not in servers_own(os.getpid())
+        stopped = stop_marked(mark, timeout=10, server_pid=os.getpid())
+        assert set(stopped) == {launcher.pid, daemon} | {p.pid for p in below}, stopped
+        assert launcher.wait(30) is not None and not psutil.pid_exists(daemon)
+        assert kernel.poll() is None
+        # a dead server's mark takes everything, as the sweep does
+        assert stop_marked(mark, timeout=10) == [kernel.pid]
+    finally:
+        for p in (kernel, launcher):
+            p.kill()
+            p.wait(30)
+        with contextlib.suppress(psutil.Error):
+            psutil.Process(daemon).kill()
