@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -134,6 +135,16 @@ class DaasExtension(ExtensionApp):
         # under JupyterHub the kernels use the server's JUPYTERHUB_API_TOKEN (the hub's auth)
         if token and not os.environ.get("JUPYTERHUB_API_TOKEN"):
             os.environ[API_TOKEN_ENV] = token
+        # JupyterHub's LocalProcessSpawner stops a server with SIGINT first. Without a
+        # terminal Jupyter Server leaves SIGINT to Python: KeyboardInterrupt ends the
+        # loop with no clean-up (extensions, kernels; here the jobs stay "running" and
+        # Dask's exit waits ~10 s for a cluster nobody closed). Stop as on SIGTERM.
+        if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            signal.signal(signal.SIGINT, self._stop_on_sigint)
+
+    def _stop_on_sigint(self, signum, frame):
+        self.log.info("daas: SIGINT, stopping the server (with its clean-up, as on SIGTERM)")
+        self.serverapp.stop(from_signal=True)
 
     def initialize_handlers(self):
         from .handlers import default_handlers

@@ -57,8 +57,9 @@ class JupyterServerProcess:
         args += [f"--{k}={json.dumps(v) if not isinstance(v, str) else v}" for k, v in self.options.items()]
         env = {k: v for k, v in {**os.environ, **self.env}.items() if v is not None}
         with open(self.log_path, "ab") as log:
-            self.proc = subprocess.Popen(args, cwd=self.root_dir, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                         start_new_session=True)
+            # no terminal, as under a spawner
+            self.proc = subprocess.Popen(args, cwd=self.root_dir, env=env, stdin=subprocess.DEVNULL, stdout=log,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -1,5 +1,8 @@
 """Job records survive a server restart; a job running when the server died is 'interrupted'."""
 
+import json
+import signal
+from pathlib import Path
 
 import pytest
 
@@ -41,5 +44,30 @@ def test_restart_lists_finished_failed_and_interrupted_jobs(own_root, agipd_run_
             assert "submit it again" in jobs[job_id]["error"]
         # the records are in the user's data dir, nothing in the dataset
         assert [p for p in (own_root["root"] / "processed").iterdir() if "slow" in p.name] == []
+    finally:
+        server.stop()
+
+
+def test_sigint_stops_the_server_with_its_clean_up(own_root, agipd_run_rel):
+    """JupyterHub's LocalProcessSpawner stops a server with SIGINT first: the
+    server (no terminal) stops as on SIGTERM, its extensions and kernels
+    included, and a job it was running is recorded as interrupted."""
+    server = JupyterServerProcess(own_root["root"], env=own_root["env"], token=TOKEN, options=SMALL_CLUSTER)
+    try:
+        api = Api(server.start())
+        kernel = api.session.post(f"{server.url}api/kernels", json={"name": "python3"}, timeout=120)
+        assert kernel.status_code == 201, kernel.text
+        slow = api.post("nxmx/jobs", json={"run": agipd_run_rel, "output": "processed/slow.nxs",
+                                           "mode": "copy", "distance": 150.0}).json()
+        api.wait(f"nxmx/jobs/{slow['id']}", states=("running",))
+        server.proc.send_signal(signal.SIGINT)
+        assert server.proc.wait(120) == 0
+        log = server.log_path.read_text()
+        assert "Interrupted..." not in log  # KeyboardInterrupt: the loop ended with no clean-up
+        assert "Shutting down" in log and f"Kernel shutdown: {kernel.json()['id']}" in log
+        # written by the server as it stopped (a crashed server's "running" is read so only later)
+        record = json.loads((Path(own_root["env"]["JUPYTER_DATA_DIR"]) / "daas" / "jobs" / f"{slow['id']}.json")
+                            .read_text())
+        assert record["state"] == "interrupted", record
     finally:
         server.stop()
