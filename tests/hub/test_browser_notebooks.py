@@ -89,16 +89,14 @@ def _run_cells(page, notebook, through=None):
     those code cells has an execution count."""
     _accept_kernel_dialog(page)
     cells = notebook.locator(".jp-Cell")
-    if through is None:
-        n_code, presses = None, 0
-    else:
-        last = cells.evaluate_all(
-            "(cs, t) => cs.findIndex(c => c.classList.contains('jp-CodeCell') && c.textContent.includes(t))",
-            through)
-        assert last >= 0, f"no code cell contains {through!r}"
-        n_code = notebook.locator(".jp-CodeCell").evaluate_all(
-            "(cs, t) => cs.findIndex(c => c.textContent.includes(t)) + 1", through)
-        presses = last + 1
+    n_code = presses = None
+    if through is not None:
+        # Shift+Enter steps over every cell, markdown too; the prompts to wait for are
+        # those of the code cells down to the target
+        code = cells.evaluate_all("cs => cs.map(c => c.classList.contains('jp-CodeCell') ? c.textContent : null)")
+        target = next((i for i, text in enumerate(code) if text is not None and through in text), None)
+        assert target is not None, f"no code cell contains {through!r}"
+        presses, n_code = target + 1, sum(text is not None for text in code[:target + 1])
 
     def start():
         cells.first.click()  # focus this notebook, so that the menu or the keys act on it
