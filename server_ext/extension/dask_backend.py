@@ -12,6 +12,7 @@ import logging
 import os
 from collections.abc import Callable
 
+from .errors import ServerStopping
 from .tasks import PROGRESS_TOPIC, cancel_event_name
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class DaskBackend:
         self.on_progress = on_progress
         self.cluster = None
         self.client = None
+        self.closing = False
         self._starting: asyncio.Future | None = None
 
     @property
@@ -62,6 +64,8 @@ class DaskBackend:
 
     async def get_client(self):
         """The client, starting the cluster or connecting on first call (concurrent callers share one start)."""
+        if self.closing:  # a cluster started now would outlive the server
+            raise ServerStopping()
         if self.client is not None:
             return self.client
         if self._starting is None:
@@ -133,6 +137,10 @@ class DaskBackend:
         future = client.submit(fn, *args, pure=False)
         try:
             return await asyncio.wait_for(future, timeout)
+        except Exception:
+            if self.closing:  # cancelled by close(), not failed: FutureCancelledError is no fault
+                raise ServerStopping() from None
+            raise
         finally:
             if not future.done():
                 future.cancel()
@@ -145,6 +153,7 @@ class DaskBackend:
         await Event(cancel_event_name(job_id), client=self.client).set()
 
     async def close(self):
+        self.closing = True
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
         if client is not None:
             await client.close()

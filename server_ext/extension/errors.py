@@ -22,3 +22,10 @@ class DaasRequestError(web.HTTPError):
 
     def __str__(self):
         return self.message
+
+
+class ServerStopping(DaasRequestError):
+    """A cluster call that arrived, or was still waiting, while the server stops: not a fault."""
+
+    def __init__(self):
+        super().__init__(503, "the Jupyter server is stopping; start it again and repeat the request")

@@ -1,10 +1,12 @@
 """Jobs on a separate Dask scheduler and worker (as a facility cluster), progress and cancel included."""
 
+import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -13,6 +15,7 @@ import pytest
 from server_ext.extension.serverprocess import JupyterServerProcess
 
 from .conftest import TOKEN, Api, make_root
+from .openapi_check import check_response
 
 
 def _dask(args, log):
@@ -106,3 +109,68 @@ def test_jobs_run_on_a_cluster_class(tmp_path, demo_runs, agipd_run_rel):
         assert (root["root"] / "processed" / "cls.nxs").is_file()
     finally:
         server.stop()
+
+
+def _scheduler_keys(client) -> list[str]:
+    return client.run_on_scheduler(lambda dask_scheduler: [str(k) for k in dask_scheduler.tasks])
+
+
+def test_a_call_waiting_on_the_cluster_when_the_server_stops_is_answered_503(
+        tmp_path, demo_runs, dask_cluster, agipd_run_rel):
+    """The cluster's one worker thread is held by another client's task, so a
+    validation waits on the cluster; the server is stopped meanwhile. The waiting
+    request is told the server is stopping (503), not 'internal error' with a
+    traceback in the log."""
+    from distributed import Client, Event
+
+    root = make_root(tmp_path / "server", demo_runs)
+    server = JupyterServerProcess(root["root"], env=root["env"], token=TOKEN,
+                                  options={"DaasExtension.dask_scheduler_address": dask_cluster})
+    answers = []
+    with Client(dask_cluster, timeout=60) as client:
+        release = Event("release", client=client)
+        try:
+            holder = client.submit(lambda: (Event("holding").set(), Event("release").wait(120)), pure=False)
+            assert Event("holding", client=client).wait(120), "the worker did not take the holding task"
+            api = Api(server.start())
+            some_file = next((root["root"] / agipd_run_rel).glob("*.h5")).relative_to(root["root"])
+            waiting = threading.Thread(target=lambda: answers.append(
+                api.post("nxmx/validate", json={"path": str(some_file)})))
+            waiting.start()
+            deadline = time.monotonic() + 120
+            while not any(k.startswith("validate-") for k in _scheduler_keys(client)):
+                assert time.monotonic() < deadline, "the validation never reached the scheduler"
+                time.sleep(0.2)
+            server.proc.send_signal(signal.SIGTERM)
+            waiting.join(120)
+            assert not waiting.is_alive()
+            assert server.proc.wait(120) == 0
+        finally:
+            server.stop()
+            release.set()
+        holder.result(60)
+    [answer] = answers
+    assert answer.status_code == 503, answer.text
+    check_response(answer, "nxmx/validate")
+    assert "server is stopping" in answer.json()["message"]
+    log = server.log_path.read_text()
+    assert "internal error" not in log and "FutureCancelledError" not in log, log[-3000:]
+
+
+def test_a_closed_backend_connects_to_no_cluster_again():
+    """A request reaching the extension after its stop must not start (or connect) a
+    cluster that would outlive the server: it is answered 'stopping' at once."""
+    from server_ext.extension.dask_backend import DaskBackend
+    from server_ext.extension.errors import ServerStopping
+
+    backend = DaskBackend(scheduler_address="tcp://127.0.0.1:9", connect_timeout=30)
+
+    async def after_close():
+        await backend.close()
+        with pytest.raises(ServerStopping) as stopping:
+            await backend.call(len, [], timeout=30)
+        return stopping.value
+
+    error = asyncio.run(asyncio.wait_for(after_close(), 10))
+    assert error.status_code == 503 and "stopping" in error.message
+    assert backend.client is None and backend.cluster is None
