@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import os
+import signal
 
 from jupyter_server.extension.application import ExtensionApp
 from traitlets import Float, Unicode
@@ -40,10 +41,8 @@ class DesktopExtension(ExtensionApp):
         configure_environment()
         if self.desktop:
             os.environ["DAAS_DESKTOP"] = self.desktop
-        # simpervisor (jupyter-server-proxy) answers SIGTERM/SIGINT with
-        # sys.exit() before the server's own shutdown and the extensions'
-        # stop run, and its signal reaches only the shell around vncserver;
-        # atexit still runs then.
+        route_supervisor_signals(serverapp, self.log)
+        # the last resort for an exit that skips the extensions' stop
         atexit.register(self._stop_desktop)
 
     def _stop_desktop(self):
@@ -55,3 +54,32 @@ class DesktopExtension(ExtensionApp):
 
     async def stop_extension(self):
         await asyncio.get_running_loop().run_in_executor(None, self._stop_desktop)
+
+
+def route_supervisor_signals(serverapp, log) -> None:
+    """Keep the server's clean shutdown once the desktop runs.
+
+    simpervisor (jupyter-server-proxy's supervisor) takes SIGTERM and SIGINT
+    when it starts its first process, forwards the signal to it and calls
+    ``sys.exit()``: the loop ends there, with no extension stop (the cluster,
+    jobs) and no kernel shutdown. Its handler is looked up by name when
+    installed, so this one takes its place: forward as simpervisor does
+    (it marks its processes killed, not to be restarted), then stop the
+    server as Jupyter does on SIGTERM.
+    """
+    try:
+        from simpervisor import atexitasync
+    except ImportError:  # no jupyter-server-proxy: no desktop either
+        return
+    if not callable(getattr(atexitasync, "_handle_signal", None)) or not hasattr(atexitasync, "_handlers"):
+        log.warning("simpervisor.atexitasync has changed (no _handle_signal/_handlers): once the desktop runs, "
+                    "SIGTERM may end this server without its clean-up")
+        return
+
+    def forward_and_stop(signum, frame=None):
+        for handler in list(atexitasync._handlers):
+            handler(signum)
+        log.info("%s: stopping the server with its clean-up (the desktop included)", signal.Signals(signum).name)
+        serverapp.stop(from_signal=True)
+
+    atexitasync._handle_signal = forward_and_stop

@@ -8,6 +8,7 @@ import asyncio
 import contextlib
 import os
 import re
+import signal
 import stat
 import subprocess
 import time
@@ -148,10 +149,15 @@ async def test_stopping_the_server_stops_the_whole_desktop(tmp_path_factory):
         r = requests.post(f"{s.url}api/kernels", headers=AUTH, json={"name": "python3"}, timeout=60)
         assert r.status_code == 201, r.text
         kernel = _kernel_pid(s, r.json()["id"])
-        s.stop()
+        # as JupyterHub's local spawner stops a server; simpervisor, which runs the
+        # desktop, holds SIGINT and SIGTERM alike
+        s.proc.send_signal(signal.SIGINT)
+        assert s.proc.wait(60) == 0
         left = wait_until_gone(mark, timeout=30)
         assert left == [], [(p.pid, p.name()) for p in left]
         log = s.log_path.read_text()
+        # the server's own shutdown ran (simpervisor's sys.exit() skipped it)
+        assert "Shutting down" in log and f"Kernel shutdown: {r.json()['id']}" in log, log[-3000:]
         stopped = {int(pid) for line in re.findall(r"Stopped \d+ desktop process\(es\): \[([\d, ]*)\]", log)
                    for pid in line.replace(",", " ").split()}
         assert kernel not in stopped, (kernel, stopped)
