@@ -95,6 +95,8 @@ class DaskBackend:
                                         self.connect_timeout + 5)
         client.subscribe_topic(PROGRESS_TOPIC, self._progress)
         self.client = client
+        if self.closing:  # close() waited for this start; it closes what it made
+            raise ServerStopping()
         return client
 
     async def _local_cluster(self, LocalCluster):
@@ -154,6 +156,9 @@ class DaskBackend:
 
     async def close(self):
         self.closing = True
+        if self._starting is not None and not self._starting.done():
+            # a cluster still starting would be left running: let it come up, then close it
+            await asyncio.wait([self._starting], timeout=self.connect_timeout + 10)
         client, cluster, self.client, self.cluster = self.client, self.cluster, None, None
         if client is not None:
             await client.close()
