@@ -78,10 +78,15 @@ def marked_processes(mark: str) -> list[psutil.Process]:
     return found
 
 
+#: answer SIGTERM by killing their D-Bus daemon, then sleep(3) before SIGKILLing it, so
+#: every desktop stop waited 3 s for them; the daemon is marked and stopped here anyway
+KILLED_AT_ONCE = {"dbus-launch"}
+
+
 def _signal(procs: list[psutil.Process], kill: bool) -> None:
     for p in procs:
         try:
-            p.kill() if kill else p.send_signal(signal.SIGTERM)
+            p.kill() if kill or p.name() in KILLED_AT_ONCE else p.send_signal(signal.SIGTERM)
         except psutil.NoSuchProcess:
             pass
 

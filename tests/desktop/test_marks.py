@@ -2,6 +2,7 @@
 
 import contextlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -73,3 +74,35 @@ def test_a_running_server_stops_its_desktop_and_leaves_its_own_processes():
             p.wait(30)
         with contextlib.suppress(psutil.Error):
             psutil.Process(daemon).kill()
+
+
+BABYSITTER = """
+import ctypes, pathlib, signal, sys, time
+ctypes.CDLL(None).prctl(15, b"dbus-launch", 0, 0, 0)  # PR_SET_NAME: what psutil's name() reads
+def babysit(signum, frame):  # as dbus-launch does: TERM the bus, sleep(3), KILL it, exit
+    pathlib.Path(sys.argv[1]).write_text("terminated")
+    time.sleep(3)
+    sys.exit(3)
+signal.signal(signal.SIGTERM, babysit)
+print("ready", flush=True)
+time.sleep(120)
+"""
+
+
+def test_dbus_launch_is_killed_rather_than_waited_for(tmp_path):
+    """dbus-launch's SIGTERM path sleeps 3 s before it exits; its bus is marked
+    and stopped with the desktop anyway, so it is SIGKILLed at once."""
+    mark = new_mark()
+    env = dict(os.environ, **{MARK_VARIABLE: mark})
+    trace = tmp_path / "sigterm"
+    sitter = subprocess.Popen([sys.executable, "-c", BABYSITTER, str(trace)], env=env, stdout=subprocess.PIPE,
+                              text=True)
+    try:
+        assert sitter.stdout.readline().strip() == "ready"
+        assert psutil.Process(sitter.pid).name() == "dbus-launch"
+        assert sitter.pid in stop_marked(mark, timeout=30)
+        assert not psutil.pid_exists(sitter.pid) or psutil.Process(sitter.pid).status() == psutil.STATUS_ZOMBIE
+        assert not trace.exists()  # its SIGTERM handler (the 3 s wait) never ran
+    finally:
+        sitter.kill()
+        sitter.wait(30)
