@@ -1,5 +1,6 @@
 """FacilityLocalSpawner: the facility spawner as local processes (one machine, the demo)."""
 
+import asyncio
 import os
 import shutil
 import sys
@@ -92,6 +93,24 @@ class FacilityLocalSpawner(FacilitySpawner, LocalProcessSpawner):
         if self.readonly_data:
             args.append("--ServerApp.contents_manager_class=server_ext.extension.contents.ReadOnlyDataContentsManager")
         return args
+
+    async def wait_for_death(self, timeout=10):
+        """Whether the server exited within ``timeout`` s, checked every ``death_interval`` s.
+
+        JupyterHub backs off exponentially here (random waits doubling up to
+        5 s), made for servers that are costly to poll: a server that exits
+        3 s after its signal was seen up to 3-4 s later, and the stop, the
+        user's "Stop My Server" included, waited for that. A local process
+        is a ``waitpid`` away.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while await self.poll() is None:
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            await asyncio.sleep(min(self.death_interval, left))
+        return True
 
     def environment_unavailable(self, env):
         # servers run on this machine: a desktop needs its Debian packages here

@@ -163,3 +163,27 @@ def test_form_escapes_catalogue_text(tmp_path):
     html = asyncio.run(sp.render_options_form())
     assert "<img src=x" not in html and "<script>alert(2)" not in html
     assert "&lt;img src=x onerror=alert(1)&gt;" in html  # shown as text in the table
+
+
+def test_wait_for_death_sees_the_exit_and_is_bounded(tmp_path):
+    """The stop waits for a real process: True once it has exited, False when the time is up
+    (then JupyterHub's stop goes on to SIGTERM and SIGKILL)."""
+    import signal
+    import subprocess
+    import sys
+
+    sp = spawner(tmp_path)
+    proc = subprocess.Popen([sys.executable, "-c", "import signal, time; "
+                             "signal.signal(signal.SIGINT, signal.SIG_IGN); print('ready', flush=True); "
+                             "time.sleep(120)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "ready"
+        sp.proc, sp.pid = proc, proc.pid
+        proc.send_signal(signal.SIGINT)  # ignored, as by a server that hangs in its clean-up
+        assert asyncio.run(sp.wait_for_death(0.5)) is False
+        proc.terminate()
+        assert asyncio.run(asyncio.wait_for(sp.wait_for_death(60), 90)) is True
+        assert proc.returncode == -signal.SIGTERM  # reaped by the poll
+    finally:
+        proc.kill()
+        proc.wait(30)
