@@ -118,7 +118,10 @@ class DaskBackend:
                 return await LocalCluster(
                     n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
                     memory_limit=self.memory_limit, dashboard_address=None, asynchronous=True,
-                    host="127.0.0.1", preload=["server_ext.extension.worker_setup"], env=worker_env)
+                    host="127.0.0.1", preload=["server_ext.extension.worker_setup"], env=worker_env,
+                    # no dashboard, but the scheduler's HTTP routes still listen: on 8787
+                    # unless told, the port of the first user's server on the machine
+                    scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         finally:  # e.g. the PYTHONHASHSEED a nanny sets for its workers
             for key in set(os.environ) - set(before):
                 del os.environ[key]

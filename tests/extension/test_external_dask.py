@@ -1,6 +1,5 @@
 """Jobs on a separate Dask scheduler and worker (as a facility cluster), progress and cancel included."""
 
-import asyncio
 import json
 import os
 import signal
@@ -162,59 +161,3 @@ def test_a_call_waiting_on_the_cluster_when_the_server_stops_is_answered_503(
     assert "server is stopping" in answer.json()["message"]
     log = server.log_path.read_text()
     assert "internal error" not in log and "FutureCancelledError" not in log, log[-3000:]
-
-
-def test_a_closed_backend_connects_to_no_cluster_again():
-    """A request reaching the extension after its stop must not start (or connect) a
-    cluster that would outlive the server: it is answered 'stopping' at once."""
-    from server_ext.extension.dask_backend import DaskBackend
-    from server_ext.extension.errors import ServerStopping
-
-    backend = DaskBackend(scheduler_address="tcp://127.0.0.1:9", connect_timeout=30)
-
-    async def after_close():
-        await backend.close()
-        with pytest.raises(ServerStopping) as stopping:
-            await backend.call(len, [], timeout=30)
-        return stopping.value
-
-    error = asyncio.run(asyncio.wait_for(after_close(), 10))
-    assert error.status_code == 503 and "stopping" in error.message
-    assert backend.client is None and backend.cluster is None
-
-
-def test_a_cluster_still_starting_when_the_server_stops_is_closed_too():
-    """The first job starts the cluster; a stop during that start closes the
-    cluster once it is up, rather than leaving it to outlive the server."""
-    from distributed import LocalCluster
-
-    from server_ext.extension.dask_backend import DaskBackend
-    from server_ext.extension.errors import ServerStopping
-
-    made = []
-
-    async def run():
-        entered, release = asyncio.Event(), asyncio.Event()
-
-        async def slow_cluster(**kwargs):
-            entered.set()
-            await release.wait()
-            made.append(await LocalCluster(n_workers=0, processes=False, dashboard_address=None, **kwargs))
-            return made[-1]
-
-        backend = DaskBackend(cluster_class=slow_cluster, connect_timeout=30)
-        first_job = asyncio.ensure_future(backend.get_client())
-        await entered.wait()
-        stopping = asyncio.ensure_future(backend.close())
-        await asyncio.sleep(0)
-        assert not stopping.done()  # it waits for the start
-        release.set()
-        await stopping
-        with pytest.raises(ServerStopping):
-            await first_job
-        return backend
-
-    backend = asyncio.run(asyncio.wait_for(run(), 60))
-    [cluster] = made
-    assert cluster.status.name == "closed"
-    assert backend.client is None and backend.cluster is None

@@ -1,0 +1,99 @@
+"""DaskBackend on its own: what it listens on, and its stop (with no Jupyter server around it)."""
+
+import asyncio
+import urllib.error
+import urllib.request
+
+import psutil
+import pytest
+
+from server_ext.extension.dask_backend import DaskBackend
+from server_ext.extension.errors import ServerStopping
+
+
+def _status(url):
+    try:
+        with urllib.request.urlopen(url, timeout=30) as r:
+            return r.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def _listening(pids):
+    return [c.laddr for pid in pids for c in psutil.Process(pid).net_connections(kind="inet")
+            if c.status == psutil.CONN_LISTEN]
+
+
+def test_the_embedded_cluster_serves_no_dashboard_and_listens_on_loopback_only():
+    """The server's own cluster is for its jobs: no Bokeh dashboard, and its scheduler's
+    HTTP routes (health, metrics) on an ephemeral loopback port, not Dask's default 8787,
+    which the first user's server on a machine would take and the next ones be warned about."""
+    backend = DaskBackend(n_workers=1, threads_per_worker=1, memory_limit="1GiB")
+
+    async def run():
+        try:
+            await asyncio.wait_for(backend.get_client(), 120)
+            port = backend.cluster.scheduler.http_server.port
+            me = psutil.Process()
+            listening = _listening([me.pid] + [p.pid for p in me.children(recursive=True)])
+            pages = await asyncio.to_thread(lambda: {page: _status(f"http://127.0.0.1:{port}/{page}")
+                                                     for page in ("health", "status")})
+            return port, listening, pages
+        finally:
+            await backend.close()
+
+    http_port, listening, pages = asyncio.run(run())
+    assert pages == {"health": 200, "status": 404}  # the routes, without the dashboard's pages
+    assert http_port != 8787 and http_port in [a.port for a in listening]
+    assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
+
+
+def test_a_closed_backend_connects_to_no_cluster_again():
+    """A request reaching the extension after its stop must not start (or connect) a
+    cluster that would outlive the server: it is answered 'stopping' at once."""
+    backend = DaskBackend(scheduler_address="tcp://127.0.0.1:9", connect_timeout=30)
+
+    async def after_close():
+        await backend.close()
+        with pytest.raises(ServerStopping) as stopping:
+            await backend.call(len, [], timeout=30)
+        return stopping.value
+
+    error = asyncio.run(asyncio.wait_for(after_close(), 10))
+    assert error.status_code == 503 and "stopping" in error.message
+    assert backend.client is None and backend.cluster is None
+
+
+def test_a_cluster_still_starting_when_the_server_stops_is_closed_too():
+    """The first job starts the cluster; a stop during that start closes the
+    cluster once it is up, rather than leaving it to outlive the server."""
+    from distributed import LocalCluster
+
+    made = []
+
+    async def run():
+        entered, release = asyncio.Event(), asyncio.Event()
+
+        async def slow_cluster(**kwargs):
+            entered.set()
+            await release.wait()
+            made.append(await LocalCluster(n_workers=0, processes=False, dashboard_address=None,
+                                           scheduler_kwargs={"dashboard_address": "127.0.0.1:0"}, **kwargs))
+            return made[-1]
+
+        backend = DaskBackend(cluster_class=slow_cluster, connect_timeout=30)
+        first_job = asyncio.ensure_future(backend.get_client())
+        await entered.wait()
+        stopping = asyncio.ensure_future(backend.close())
+        await asyncio.sleep(0)
+        assert not stopping.done()  # it waits for the start
+        release.set()
+        await stopping
+        with pytest.raises(ServerStopping):
+            await first_job
+        return backend
+
+    backend = asyncio.run(asyncio.wait_for(run(), 60))
+    [cluster] = made
+    assert cluster.status.name == "closed"
+    assert backend.client is None and backend.cluster is None
