@@ -48,16 +48,28 @@ def open_stream(options: dict):
                          queue_size=options.get("queue_size", 4), drop_oldest=options.get("drop_oldest"), **kw)
 
 
-def main(conn, options: dict, rate: float, stop) -> None:
-    """Run the stream, sending ``{"type": "train"|"end", ...}`` dicts through *conn*."""
+def main(conn, options: dict, rate: float, stop_conn) -> None:
+    """Run the stream, sending ``{"type": "train"|"end", ...}`` dicts through *conn*.
+
+    Anything arriving on *stop_conn*, or its end (the server has gone), stops it.
+    """
     period = 1.0 / rate if rate > 0 else 0.0
     stats = None
+    stop = threading.Event()
     try:
         stream = open_stream(options)
         stats = stream.stats
         classes = stream.classifier.classes_
-        watcher = threading.Thread(target=lambda: (stop.wait(), stream.stop()), daemon=True)
-        watcher.start()
+
+        def watch():
+            try:
+                stop_conn.recv()
+            except (EOFError, OSError):
+                pass
+            stop.set()
+            stream.stop()
+
+        threading.Thread(target=watch, daemon=True).start()
         conn.send({"type": "started"})
         last = 0.0
         for result in stream:
@@ -70,6 +82,9 @@ def main(conn, options: dict, rate: float, stop) -> None:
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
         state = "failed"
         error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
-    conn.send({"type": "end", "error": error,
-               "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
+    try:
+        conn.send({"type": "end", "error": error,
+                   "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
+    except OSError:  # the server has gone: nobody to tell
+        pass
     conn.close()

@@ -32,13 +32,16 @@ class Stream:
         self.stats = {"state": "starting"}
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=False)
-        self._stop = ctx.Event()
+        # a pipe, not a multiprocessing.Event: Event.set() waits for every process that
+        # ever waited on it to wake, forever once one has ended (here: on the event loop)
+        stop_reader, self._stop = ctx.Pipe(duplex=False)
         from .stream_worker import main
 
-        self.process = ctx.Process(target=main, args=(child, options, message_rate, self._stop),
+        self.process = ctx.Process(target=main, args=(child, options, message_rate, stop_reader),
                                    name=f"daas-stream-{stream_id}", daemon=True)
         self.process.start()
         child.close()
+        stop_reader.close()
         self.ended = asyncio.Event()
         self._reader = threading.Thread(target=self._read, name=f"daas-stream-reader-{stream_id}", daemon=True)
         self._reader.start()
@@ -85,7 +88,10 @@ class Stream:
                 "error": self.error, "viewers": len(self.viewers)}
 
     async def stop(self, timeout: float):
-        self._stop.set()
+        try:
+            self._stop.send("stop")
+        except OSError:  # the process has ended (broken pipe), or an earlier stop closed it
+            pass
         try:
             await asyncio.wait_for(self.ended.wait(), timeout)
         except asyncio.TimeoutError:
@@ -94,6 +100,7 @@ class Stream:
         await asyncio.get_running_loop().run_in_executor(None, self.process.join, timeout)
         if self.process.is_alive():
             self.process.kill()
+        self._stop.close()
 
 
 class StreamManager:

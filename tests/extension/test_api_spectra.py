@@ -107,6 +107,11 @@ def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_m
     assert final["stats"]["trains"] <= 120 <= final["stats"]["trains"] + final["stats"]["dropped"]
     assert final["stats"]["spectra"] > 0 and final["stats"]["latency_p99_ms"] > 0
     assert final["last_train"]["pulses"] > 0
+    # stopping a stream that has ended is answered, and the server goes on (a stop signal
+    # the ended process had waited for used to block the event loop for good)
+    r = call(api, "DELETE", f"spectra/streams/{stream_id}", timeout=30)
+    assert r.status_code == 200 and r.json()["state"] == "finished"
+    assert call(api, "GET", "spectra/streams", timeout=30).status_code == 200
 
 
 def test_stop_a_stream(api, trained_model):
