@@ -19,9 +19,16 @@ def _status(url):
         return e.code
 
 
-def _listening(pids):
-    return [c.laddr for pid in pids for c in psutil.Process(pid).net_connections(kind="inet")
-            if c.status == psutil.CONN_LISTEN]
+def _listening() -> set:
+    """(pid, address) of every listening socket of this process and its children."""
+    me = psutil.Process()
+    out = set()
+    for proc in [me] + me.children(recursive=True):
+        try:
+            out |= {(proc.pid, c.laddr) for c in proc.net_connections(kind="inet") if c.status == psutil.CONN_LISTEN}
+        except psutil.NoSuchProcess:  # ended meanwhile (another test's process)
+            pass
+    return out
 
 
 def test_the_embedded_cluster_serves_no_dashboard_and_listens_on_loopback_only():
@@ -30,12 +37,13 @@ def test_the_embedded_cluster_serves_no_dashboard_and_listens_on_loopback_only()
     which the first user's server on a machine would take and the next ones be warned about."""
     backend = DaskBackend(n_workers=1, threads_per_worker=1, memory_limit="1GiB")
 
+    before = _listening()  # other tests' servers may run beside this one
+
     async def run():
         try:
             await asyncio.wait_for(backend.get_client(), 120)
             port = backend.cluster.scheduler.http_server.port
-            me = psutil.Process()
-            listening = _listening([me.pid] + [p.pid for p in me.children(recursive=True)])
+            listening = [address for _, address in _listening() - before]
             pages = await asyncio.to_thread(lambda: {page: _status(f"http://127.0.0.1:{port}/{page}")
                                                      for page in ("health", "status")})
             return port, listening, pages
