@@ -153,8 +153,10 @@ class DaasClient:
                      max_trains: int | None = None, drop_oldest: bool | None = None, **source) -> dict:
         """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
         ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
-        ``train_rate``). Returns the stream."""
-        src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items() if v is not None}
+        ``train_rate``). ``max_reconnects=None`` reconnects for ever, until the stream is
+        stopped (left out: 5). Returns the stream."""
+        src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items()
+               if v is not None or k == "max_reconnects"}
         body = {"model": model_id, "source": src}
         if max_trains is not None:
             body["max_trains"] = max_trains

@@ -141,6 +141,30 @@ def test_stream_from_a_silent_bridge_fails_with_a_message(api, trained_model):
     assert final["error"] and "Traceback" not in final["error"]
 
 
+def test_a_stream_told_to_reconnect_for_ever_outlasts_one_that_gives_up(api, trained_model):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    ids = {}
+    for name, extra in (("patient", {"max_reconnects": None}), ("default", {})):
+        r = call(api, "POST", "spectra/streams",
+                 json={"model": trained_model["id"], "source": {"endpoint": endpoint, "timeout": 0.2, **extra}})
+        assert r.status_code == 201, r.text
+        ids[name] = r.json()["id"]
+        if name == "patient":  # silent for longer than the default one, whatever the machine's load
+            api.wait(f"spectra/streams/{ids[name]}", states=("running",), timeout=120)
+    gave_up = api.wait(f"spectra/streams/{ids['default']}", states=("failed", "finished"), timeout=120)
+    assert gave_up["state"] == "failed" and "5 times reconnected" in gave_up["error"]
+    assert call(api, "GET", f"spectra/streams/{ids['patient']}").json()["state"] == "running"
+    r = call(api, "DELETE", f"spectra/streams/{ids['patient']}")
+    assert r.status_code == 200
+    stopped = r.json()
+    assert stopped["state"] == "stopped" and stopped["error"] is None
+    assert stopped["stats"]["reconnects"] >= 1
+
+
 @pytest.mark.parametrize("source", [{"endpoint": "tcp://127.0.0.1:1", "run": "spectra-run"}, {"run": "spectra-run"}])
 def test_stream_source_must_be_one_complete_source(api, trained_model, source):
     r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": source})

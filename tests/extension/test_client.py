@@ -1,5 +1,6 @@
 """DaasClient against the real server, and from inside a kernel the server started."""
 
+import time
 
 import pytest
 
@@ -37,6 +38,23 @@ def test_client_mirrors_the_api(client, agipd_run_rel, trained_model):
     assert trained_model["id"] in [m["id"] for m in client.list_models()]
     assert client.get_model(trained_model["id"])["result"]["bins"]
     assert client.stream_url("abc").startswith("ws://127.0.0.1:")
+
+
+def test_start_stream_passes_max_reconnects_none_as_reconnect_for_ever(client, trained_model):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    stream = client.start_stream(trained_model["id"], endpoint=endpoint, timeout=0.2, max_reconnects=None)
+    try:
+        assert stream["options"]["source"]["max_reconnects"] is None  # sent as null, not left out
+        deadline = time.monotonic() + 120
+        while client.get_stream(stream["id"])["state"] == "starting" and time.monotonic() < deadline:
+            time.sleep(0.3)
+    finally:
+        stopped = client.stop_stream(stream["id"])
+    assert stopped["state"] == "stopped" and stopped["error"] is None
 
 
 def test_errors_carry_the_servers_message(client, server):
