@@ -1,0 +1,64 @@
+"""A stream's process when the Jupyter server that started it is gone.
+
+The stream runs in a process of its own (``daemon``: multiprocessing ends it
+when the server exits normally, but not when the server is killed). Its
+stop signal is a pipe from the server, and the pipe's end stops it too, so
+a stream left waiting on a silent bridge does not outlive a killed server.
+"""
+
+import multiprocessing
+import socket
+
+import pytest
+
+from server_ext.extension.stream_worker import main
+
+BOUND = 60  # s: loading the model (TensorFlow's first import in the child) on a busy machine
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from server_ext.spectra import BinnedSpectraClassifier
+    from server_ext.spectra.synthetic import make_transition_series
+
+    s = make_transition_series(n_spectra=60, n_points=2010, random_state=0)
+    path = tmp_path_factory.mktemp("stream-worker") / "model"
+    BinnedSpectraClassifier(n_bins=3, epochs=5, cv_folds=2, random_state=0).fit(s.X, s.y).save(path)
+    return str(path)
+
+
+def _silent_endpoint():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+
+
+@pytest.mark.parametrize("messages_read", [True, False], ids=["messages-still-read", "server-gone"])
+def test_the_stream_ends_when_the_servers_end_of_its_stop_pipe_closes(model_dir, messages_read):
+    # on a silent bridge the stream reconnects for ever, until it is stopped
+    options = {"model_dir": model_dir, "source": {"endpoint": _silent_endpoint(), "timeout": 0.5,
+                                                  "max_reconnects": None}}
+    ctx = multiprocessing.get_context("spawn")
+    messages, child = ctx.Pipe(duplex=False)
+    stop_reader, stop = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=main, args=(child, options, 10.0, stop_reader), daemon=True)
+    process.start()
+    child.close()
+    stop_reader.close()
+    try:
+        assert messages.poll(BOUND), "the stream did not start"
+        assert messages.recv() == {"type": "started"}
+        assert not messages.poll(1.5) and process.is_alive()  # waiting on the bridge, reconnecting
+        if not messages_read:
+            messages.close()
+        stop.close()  # as when the server is killed: nothing sent, the pipe ends
+        process.join(BOUND)
+        assert process.exitcode == 0, "the stream outlived its server's end of the stop pipe"
+        if messages_read:
+            end = messages.recv()
+            assert end["type"] == "end" and end["error"] is None
+            assert end["stats"]["state"] == "stopped" and end["stats"]["reconnects"] >= 1
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join(10)
