@@ -28,6 +28,9 @@ ACTIVE = ("queued", "running")
 STREAM_ACTIVE = ("starting", "running")
 REDRAW_S = 0.5  # the live plot is redrawn at most this often
 MAX_POINTS = 5000  # trains kept in the live plot
+#: seconds without a message from a stream before the app reports it silent; a stream told
+#: to keep waiting for its bridge sends nothing while it waits, and is not held to it
+SILENT_S = 60.0
 
 
 class LabelRow(W.HBox):
@@ -59,6 +62,7 @@ class SpectraClassifierApp(W.VBox):
                  client=None, poll_interval: float = 0.5, **kw):
         self.client = client or default_client()
         self.poll_interval = poll_interval
+        self.silent_s = SILENT_S
         self.params = dict(params or {})
         self.max_per_label = max_per_label
         self.session = self.client.session()
@@ -112,6 +116,9 @@ class SpectraClassifierApp(W.VBox):
         # -- stream
         self.endpoint = W.Text(description="bridge", style=style, layout=wide,
                                placeholder="tcp://host:port of a Karabo bridge; empty: replay the run above")
+        # between runs a bridge may fall silent for minutes: stopping is then the user's call
+        self.keep_waiting = W.Checkbox(value=False, description="keep waiting while the bridge is silent",
+                                       indent=False)
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.start_button.add_class("daas-stream-start")
@@ -139,7 +146,7 @@ class SpectraClassifierApp(W.VBox):
                     W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
                     self.sep_box, self.jobs]),
             W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_status, self.pred_box]),
-            W.VBox([self.endpoint, W.HBox([self.train_rate, self.start_button, self.stop_button]),
+            W.VBox([self.endpoint, self.keep_waiting, W.HBox([self.train_rate, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
         for i, title in enumerate(["1. label and train", "2. classify a file", "3. stream"]):
@@ -359,7 +366,9 @@ class SpectraClassifierApp(W.VBox):
         """Classify a Karabo bridge (endpoint given) or a replay of the run, live."""
         try:
             if self.endpoint.value.strip():
-                stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip())
+                # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
+                wait = {"max_reconnects": None} if self.keep_waiting.value else {}
+                stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip(), **wait)
             else:
                 if not self._is_run():
                     raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
@@ -402,7 +411,9 @@ class SpectraClassifierApp(W.VBox):
 
     def _read_messages(self) -> None:
         last_draw = 0.0
-        for msg in self.client.stream_messages(self.stream["id"], timeout=60):
+        source = self.stream.get("options", {}).get("source", {})
+        waits = "max_reconnects" in source and source["max_reconnects"] is None
+        for msg in self.client.stream_messages(self.stream["id"], timeout=24 * 3600 if waits else self.silent_s):
             if self._ws_stop.is_set():
                 return
             if msg.get("type") == "train" and msg.get("train"):

@@ -128,6 +128,29 @@ def test_a_new_app_shows_the_models_of_the_server(trained, client):
     assert again.model is not None and again.sep_box.children == (again.sep_canvas,)
 
 
+def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        trained.endpoint.value = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    trained.keep_waiting.value, trained.silent_s = True, 1.0
+    try:
+        stream = trained.start_stream()
+        assert stream is not None, trained.stream_status.value
+        assert stream["options"]["source"]["max_reconnects"] is None  # the server reconnects for ever
+        # the live plot's reader gives up on a stream silent for silent_s + 5 s; on this one it
+        # waits on, to draw the trains once the bridge sends again
+        time.sleep(9)
+        assert trained._ws_thread.is_alive(), "the live plot stopped following the stream"
+        assert trained.client.get_stream(stream["id"])["state"] == "running"
+        trained.stop_stream()
+        until(lambda: not trained.start_button.disabled, 120, "the stream to end")
+        assert trained.stream["state"] == "stopped"
+    finally:
+        trained.endpoint.value, trained.keep_waiting.value, trained.silent_s = "", False, 60.0
+
+
 def test_mistakes_are_messages(client, trained):
     app = SpectraClassifierApp("spectra-run", client=client)  # no source/key: cannot read the run
     assert "source and key" in text(app.train_status) and "daas-status-error" in app.train_status._dom_classes
