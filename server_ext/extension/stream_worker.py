@@ -1,7 +1,9 @@
 """The process running one spectra stream (engines only; started by :mod:`.streams`).
 
 It classifies at the stream's own speed and sends the parent at most
-``rate`` messages per second: the latest train's summary with the counters.
+``rate`` messages per second: the latest train's summary with the counters;
+while no train comes (a silent bridge, reconnecting), the counters alone
+every ``QUIET_S`` seconds, so that a waiting stream is seen waiting.
 """
 
 from __future__ import annotations
@@ -10,6 +12,8 @@ import threading
 import time
 
 import numpy as np
+
+QUIET_S = 1.0  # s without a train before the counters are sent on their own
 
 
 def stats_dict(stats, state: str) -> dict:
@@ -51,13 +55,22 @@ def open_stream(options: dict):
 
 
 def main(conn, options: dict, rate: float, stop_conn) -> None:
-    """Run the stream, sending ``{"type": "train"|"end", ...}`` dicts through *conn*.
+    """Run the stream, sending ``{"type": "started"|"train"|"stats"|"end", ...}`` dicts through *conn*.
 
     Anything arriving on *stop_conn*, or its end (the server has gone), stops it.
     """
     period = 1.0 / rate if rate > 0 else 0.0
     stats = None
-    stop = threading.Event()
+    stop, ended = threading.Event(), threading.Event()
+    sending = threading.Lock()
+    last = 0.0  # when the last train was sent
+
+    def send(message, quiet=False):
+        with sending:
+            if quiet and ended.is_set():  # nothing after the end, nor on a closed pipe
+                return
+            conn.send(message)
+
     try:
         stream = open_stream(options)
         stats = stream.stats
@@ -71,22 +84,32 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
             stop.set()
             stream.stop()
 
+        def while_quiet():
+            while not ended.wait(QUIET_S):
+                if time.monotonic() - last >= QUIET_S:
+                    try:
+                        send({"type": "stats", "stats": stats_dict(stats, "running")}, quiet=True)
+                    except OSError:  # the server has gone; the watcher stops the stream
+                        return
+
         threading.Thread(target=watch, daemon=True).start()
-        conn.send({"type": "started"})
-        last = 0.0
+        send({"type": "started"})
+        last = time.monotonic()
+        threading.Thread(target=while_quiet, daemon=True).start()
         for result in stream:
             now = time.monotonic()
             if now - last >= period:
                 last = now
-                conn.send({"type": "train", "train": train_summary(result, classes),
-                           "stats": stats_dict(stats, "running")})
+                send({"type": "train", "train": train_summary(result, classes),
+                      "stats": stats_dict(stats, "running")})
         state, error = ("stopped" if stop.is_set() else "finished"), None
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
         state = "failed"
         error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
+    ended.set()
     try:
-        conn.send({"type": "end", "error": error,
-                   "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
+        send({"type": "end", "error": error,
+              "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
     except OSError:  # the server has gone: nobody to tell
         pass
     conn.close()

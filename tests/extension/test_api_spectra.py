@@ -1,6 +1,7 @@
 """Training, model summary, prediction and streams (with several WebSocket viewers)."""
 
 import threading
+import time
 
 import h5py
 import numpy as np
@@ -158,6 +159,11 @@ def test_a_stream_told_to_reconnect_for_ever_outlasts_one_that_gives_up(api, tra
     gave_up = api.wait(f"spectra/streams/{ids['default']}", states=("failed", "finished"), timeout=120)
     assert gave_up["state"] == "failed" and "5 times reconnected" in gave_up["error"]
     assert call(api, "GET", f"spectra/streams/{ids['patient']}").json()["state"] == "running"
+    # no train, but its counters come each second: the reconnects are seen while it waits
+    deadline = time.monotonic() + 120
+    while call(api, "GET", f"spectra/streams/{ids['patient']}").json()["stats"].get("reconnects", 0) < 1:
+        assert time.monotonic() < deadline, "no reconnects counted while the stream waits"
+        time.sleep(0.3)
     r = call(api, "DELETE", f"spectra/streams/{ids['patient']}")
     assert r.status_code == 200
     stopped = r.json()

@@ -48,17 +48,29 @@ def test_the_stream_ends_when_the_servers_end_of_its_stop_pipe_closes(model_dir,
     try:
         assert messages.poll(BOUND), "the stream did not start"
         assert messages.recv() == {"type": "started"}
-        assert not messages.poll(1.5) and process.is_alive()  # waiting on the bridge, reconnecting
+        # waiting on the bridge, reconnecting, and saying so while no train comes
+        waiting = _next(messages)
+        assert waiting["type"] == "stats" and waiting["stats"]["state"] == "running"
+        while waiting["stats"]["reconnects"] < 1:
+            waiting = _next(messages)
+        assert process.is_alive()
         if not messages_read:
             messages.close()
         stop.close()  # as when the server is killed: nothing sent, the pipe ends
         process.join(BOUND)
         assert process.exitcode == 0, "the stream outlived its server's end of the stop pipe"
         if messages_read:
-            end = messages.recv()
+            end = _next(messages)
+            while end["type"] == "stats":
+                end = _next(messages)
             assert end["type"] == "end" and end["error"] is None
             assert end["stats"]["state"] == "stopped" and end["stats"]["reconnects"] >= 1
     finally:
         if process.is_alive():
             process.kill()
             process.join(10)
+
+
+def _next(messages):
+    assert messages.poll(BOUND), f"no message from the stream within {BOUND} s"
+    return messages.recv()

@@ -1,6 +1,7 @@
 """SpectraClassifierApp against a real server: label, train, figure, classify, stream, resume."""
 
 import html
+import re
 import threading
 import time
 
@@ -144,6 +145,7 @@ def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
         time.sleep(9)
         assert trained._ws_thread.is_alive(), "the live plot stopped following the stream"
         assert trained.client.get_stream(stream["id"])["state"] == "running"
+        until(lambda: re.search(r"reconnects: <b>[1-9]", trained.counters.value), 60, "reconnects counted")
         trained.stop_stream()
         until(lambda: not trained.start_button.disabled, 120, "the stream to end")
         assert trained.stream["state"] == "stopped"
