@@ -107,8 +107,13 @@ class DaskBackend:
         ``os.environ`` before spawning a worker; in a Jupyter server every
         kernel and stream started later would inherit single-threaded BLAS.
         Those variables go to the workers through ``env=`` instead.
+
+        It speaks TLS with credentials made for it, held in memory by the
+        server and its workers only: a worker runs whatever it is sent, and
+        any local user, or another user's kernel, may open a loopback port.
         """
         import dask
+        from distributed.security import Security
 
         before = dict(os.environ)
         worker_env = {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()}
@@ -118,7 +123,8 @@ class DaskBackend:
                 return await LocalCluster(
                     n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
                     memory_limit=self.memory_limit, dashboard_address=None, asynchronous=True,
-                    host="127.0.0.1", preload=["server_ext.extension.worker_setup"], env=worker_env,
+                    host="127.0.0.1", security=Security.temporary(),
+                    preload=["server_ext.extension.worker_setup"], env=worker_env,
                     # no dashboard, but the scheduler's HTTP routes still listen: on 8787
                     # unless told, the port of the first user's server on the machine
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})

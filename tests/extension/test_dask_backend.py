@@ -1,6 +1,7 @@
 """DaskBackend on its own: what it listens on, and its stop (with no Jupyter server around it)."""
 
 import asyncio
+import socket
 import urllib.error
 import urllib.request
 
@@ -54,6 +55,50 @@ def test_the_embedded_cluster_serves_no_dashboard_and_listens_on_loopback_only()
     assert pages == {"health": 200, "status": 404}  # the routes, without the dashboard's pages
     assert http_port != 8787 and http_port in [a.port for a in listening]
     assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
+
+
+def test_the_embedded_cluster_refuses_connections_without_its_credentials(tmp_path):
+    """Its workers run whatever they are sent: only the server (and its workers), which
+    hold the cluster's credentials, may connect; anyone else on the machine is refused
+    at the TLS handshake, before a message is read."""
+    import ssl
+
+    from distributed.security import Security
+
+    backend = DaskBackend(n_workers=1, threads_per_worker=1, memory_limit="1GiB")
+
+    def handshake(host, port, **cert):
+        """What a TLS client without the cluster's certificate gets."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+        if cert:
+            context.load_cert_chain(**cert)
+        with socket.create_connection((host, port), timeout=30) as raw:
+            with context.wrap_socket(raw) as tls:
+                try:
+                    return f"read {tls.recv(1)!r}"  # TLS 1.3: the server's verdict comes after the handshake
+                except (ssl.SSLError, ConnectionError) as e:
+                    return f"refused: {e}"
+
+    async def run(tmp):
+        try:
+            client = await asyncio.wait_for(backend.get_client(), 120)
+            address = backend.cluster.scheduler_address
+            assert address.startswith("tls://127.0.0.1:"), address
+            assert await client.submit(sum, [1, 2], pure=False) == 3  # the server's own client works
+            host, port = address.removeprefix("tls://").rsplit(":", 1)
+            other = Security.temporary()  # another user's cluster credentials
+            (tmp / "other.pem").write_text(other.tls_client_cert)
+            (tmp / "other.key").write_text(other.tls_client_key)
+            return await asyncio.to_thread(lambda: (
+                handshake(host, int(port)),
+                handshake(host, int(port), certfile=tmp / "other.pem", keyfile=tmp / "other.key")))
+        finally:
+            await backend.close()
+
+    anonymous, stranger = asyncio.run(run(tmp_path))
+    assert anonymous.startswith("refused") and "CERTIFICATE_REQUIRED" in anonymous.upper(), anonymous
+    assert stranger.startswith("refused") and "UNKNOWN_CA" in stranger.upper(), stranger
 
 
 def test_a_closed_backend_connects_to_no_cluster_again():
