@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from server_ext.extension.serverprocess import JupyterServerProcess
+from server_ext.extension.serverprocess import JupyterServerProcess, free_port
 
 TOKEN = "daas-test-token"
 WAIT = 240  # s: bound for any job in these tests (a busy 2-core machine, TensorFlow's first import)
@@ -69,6 +69,11 @@ def make_root(base: Path, demo_runs: dict) -> dict:
            "JUPYTER_DATA_DIR": str(base / "jupyter-data"), "OMP_NUM_THREADS": "1",
            "TF_NUM_INTEROP_THREADS": "1", "TF_NUM_INTRAOP_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "2"}
     return {"root": root, "dataset": dataset, "env": env, "manifest": manifest}
+
+
+def silent_bridge() -> str:
+    """A Karabo bridge endpoint where nothing listens (a loopback port just freed)."""
+    return f"tcp://127.0.0.1:{free_port()}"
 
 
 SMALL_CLUSTER = {"DaasExtension.dask_workers": 1, "DaasExtension.dask_threads_per_worker": 1,

@@ -9,7 +9,7 @@ import pytest
 
 from server_ext.extension.client import DaasClient
 
-from .conftest import DEMO_KEY, DEMO_SOURCE, TOKEN
+from .conftest import DEMO_KEY, DEMO_SOURCE, TOKEN, silent_bridge
 from .openapi_check import check_message, check_response
 
 
@@ -128,12 +128,7 @@ def test_stop_a_stream(api, trained_model):
 
 
 def test_stream_from_a_silent_bridge_fails_with_a_message(api, trained_model):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]  # nothing listens there
-    body = {"model": trained_model["id"], "source": {"endpoint": f"tcp://127.0.0.1:{port}", "timeout": 0.5,
+    body = {"model": trained_model["id"], "source": {"endpoint": silent_bridge(), "timeout": 0.5,
                                                      "max_reconnects": 1}}
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 201, r.text
@@ -143,11 +138,7 @@ def test_stream_from_a_silent_bridge_fails_with_a_message(api, trained_model):
 
 
 def test_a_stream_told_to_reconnect_for_ever_outlasts_one_that_gives_up(api, trained_model):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    endpoint = silent_bridge()
     ids = {}
     for name, extra in (("patient", {"max_reconnects": None}), ("default", {})):
         r = call(api, "POST", "spectra/streams",

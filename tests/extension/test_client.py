@@ -6,7 +6,7 @@ import pytest
 
 from server_ext.extension.client import DaasApiError, DaasClient
 
-from .conftest import TOKEN
+from .conftest import TOKEN, silent_bridge
 from .kernels import run_in_kernel
 
 
@@ -41,12 +41,7 @@ def test_client_mirrors_the_api(client, agipd_run_rel, trained_model):
 
 
 def test_start_stream_passes_max_reconnects_none_as_reconnect_for_ever(client, trained_model):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        endpoint = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
-    stream = client.start_stream(trained_model["id"], endpoint=endpoint, timeout=0.2, max_reconnects=None)
+    stream = client.start_stream(trained_model["id"], endpoint=silent_bridge(), timeout=0.2, max_reconnects=None)
     try:
         assert stream["options"]["source"]["max_reconnects"] is None  # sent as null, not left out
         deadline = time.monotonic() + 120

@@ -7,11 +7,12 @@ a stream left waiting on a silent bridge does not outlive a killed server.
 """
 
 import multiprocessing
-import socket
 
 import pytest
 
 from server_ext.extension.stream_worker import main
+
+from .conftest import silent_bridge
 
 BOUND = 60  # s: loading the model (TensorFlow's first import in the child) on a busy machine
 
@@ -27,16 +28,10 @@ def model_dir(tmp_path_factory):
     return str(path)
 
 
-def _silent_endpoint():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
-
-
 @pytest.mark.parametrize("messages_read", [True, False], ids=["messages-still-read", "server-gone"])
 def test_the_stream_ends_when_the_servers_end_of_its_stop_pipe_closes(model_dir, messages_read):
     # on a silent bridge the stream reconnects for ever, until it is stopped
-    options = {"model_dir": model_dir, "source": {"endpoint": _silent_endpoint(), "timeout": 0.5,
+    options = {"model_dir": model_dir, "source": {"endpoint": silent_bridge(), "timeout": 0.5,
                                                   "max_reconnects": None}}
     ctx = multiprocessing.get_context("spawn")
     messages, child = ctx.Pipe(duplex=False)

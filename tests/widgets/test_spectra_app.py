@@ -8,6 +8,7 @@ import time
 import h5py
 import pytest
 
+from server_ext.extension.serverprocess import free_port
 from server_ext.nxmx import dials
 from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, make_transition_series
 from widgets import SpectraClassifierApp
@@ -130,11 +131,7 @@ def test_a_new_app_shows_the_models_of_the_server(trained, client):
 
 
 def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        trained.endpoint.value = f"tcp://127.0.0.1:{s.getsockname()[1]}"  # nothing listens there
+    trained.endpoint.value = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     trained.keep_waiting.value, trained.silent_s = True, 1.0
     try:
         stream = trained.start_stream()
