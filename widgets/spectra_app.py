@@ -28,8 +28,8 @@ ACTIVE = ("queued", "running")
 STREAM_ACTIVE = ("starting", "running")
 REDRAW_S = 0.5  # the live plot is redrawn at most this often
 MAX_POINTS = 5000  # trains kept in the live plot
-#: seconds without a message from a stream before the app reports it silent; a stream told
-#: to keep waiting for its bridge sends nothing while it waits, and is not held to it
+#: seconds without a message from a stream (a train's summary, or its counters, sent each
+#: second while no train comes) before the app gives up following it
 SILENT_S = 60.0
 
 
@@ -411,9 +411,7 @@ class SpectraClassifierApp(W.VBox):
 
     def _read_messages(self) -> None:
         last_draw = 0.0
-        source = self.stream.get("options", {}).get("source", {})
-        waits = "max_reconnects" in source and source["max_reconnects"] is None
-        for msg in self.client.stream_messages(self.stream["id"], timeout=24 * 3600 if waits else self.silent_s):
+        for msg in self.client.stream_messages(self.stream["id"], timeout=self.silent_s):
             if self._ws_stop.is_set():
                 return
             if msg.get("type") == "train" and msg.get("train"):

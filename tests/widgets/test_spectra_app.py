@@ -132,14 +132,14 @@ def test_a_new_app_shows_the_models_of_the_server(trained, client):
 
 def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
     trained.endpoint.value = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
-    trained.keep_waiting.value, trained.silent_s = True, 1.0
+    trained.keep_waiting.value, trained.silent_s = True, 2.0
     try:
         stream = trained.start_stream()
         assert stream is not None, trained.stream_status.value
         assert stream["options"]["source"]["max_reconnects"] is None  # the server reconnects for ever
-        # the live plot's reader gives up on a stream silent for silent_s + 5 s; on this one it
-        # waits on, to draw the trains once the bridge sends again
-        time.sleep(9)
+        # the live plot's reader gives up on a stream that says nothing for silent_s + 5 s; this
+        # one, waiting, sends its counters each second, and the reader stays for its trains
+        time.sleep(10)
         assert trained._ws_thread.is_alive(), "the live plot stopped following the stream"
         assert trained.client.get_stream(stream["id"])["state"] == "running"
         until(lambda: re.search(r"reconnects: <b>[1-9]", trained.counters.value), 60, "reconnects counted")
