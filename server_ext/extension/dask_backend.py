@@ -119,13 +119,16 @@ class DaskBackend:
         worker_env = {k: str(v) for k, v in (dask.config.get("distributed.nanny.pre-spawn-environ") or {}).items()}
         worker_env["DAAS_WORKER_NICE"] = str(self.worker_nice)
         try:
-            with dask.config.set({"distributed.nanny.pre-spawn-environ": {}}):
+            # of the scheduler's HTTP routes only /health: the others (worker logs, call
+            # stacks, task pages) would show this user's jobs to any local process
+            with dask.config.set({"distributed.nanny.pre-spawn-environ": {},
+                                  "distributed.scheduler.http.routes": ["distributed.http.health"]}):
                 return await LocalCluster(
                     n_workers=self.n_workers, threads_per_worker=self.threads_per_worker, processes=True,
                     memory_limit=self.memory_limit, dashboard_address=None, asynchronous=True,
                     host="127.0.0.1", security=Security.temporary(),
                     preload=["server_ext.extension.worker_setup"], env=worker_env,
-                    # no dashboard, but the scheduler's HTTP routes still listen: on 8787
+                    # no dashboard, but the scheduler's HTTP route still listens: on 8787
                     # unless told, the port of the first user's server on the machine
                     scheduler_kwargs={"dashboard_address": "127.0.0.1:0"})
         finally:  # e.g. the PYTHONHASHSEED a nanny sets for its workers

@@ -32,10 +32,17 @@ def _listening() -> set:
     return out
 
 
+#: the dashboard, Dask's default HTTP routes (info pages, logs, call stacks, metrics, JSON
+#: counts), and the one kept
+PAGES = ("status", "info/main/workers.html", "info/main/logs.html", "metrics", "json/counts.json",
+         "health")
+
+
 def test_the_embedded_cluster_serves_no_dashboard_and_listens_on_loopback_only():
-    """The server's own cluster is for its jobs: no Bokeh dashboard, and its scheduler's
-    HTTP routes (health, metrics) on an ephemeral loopback port, not Dask's default 8787,
-    which the first user's server on a machine would take and the next ones be warned about."""
+    """The server's own cluster is for its jobs: no Bokeh dashboard, and of its scheduler's
+    HTTP routes only /health (the others show worker logs, call stacks, task pages to any
+    local process), on an ephemeral loopback port, not Dask's default 8787, which the first
+    user's server on a machine would take and the next ones be warned about."""
     backend = DaskBackend(n_workers=1, threads_per_worker=1, memory_limit="1GiB")
 
     before = _listening()  # other tests' servers may run beside this one
@@ -46,13 +53,13 @@ def test_the_embedded_cluster_serves_no_dashboard_and_listens_on_loopback_only()
             port = backend.cluster.scheduler.http_server.port
             listening = [address for _, address in _listening() - before]
             pages = await asyncio.to_thread(lambda: {page: _status(f"http://127.0.0.1:{port}/{page}")
-                                                     for page in ("health", "status")})
+                                                     for page in PAGES})
             return port, listening, pages
         finally:
             await backend.close()
 
     http_port, listening, pages = asyncio.run(run())
-    assert pages == {"health": 200, "status": 404}  # the routes, without the dashboard's pages
+    assert pages == {page: 200 if page == "health" else 404 for page in PAGES}, pages
     assert http_port != 8787 and http_port in [a.port for a in listening]
     assert listening and {a.ip for a in listening} == {"127.0.0.1"}, listening
 
