@@ -45,7 +45,7 @@ def open_stream(options: dict):
     source = options["source"]
     kw = {k: source[k] for k in ("source", "key", "train_rate", "timeout", "sock", "max_reconnects")
           if source.get(k) is not None}
-    if "max_reconnects" in source:  # null: reconnect for ever, until stopped
+    if "max_reconnects" in source and "endpoint" in source:  # null: reconnect for ever, until stopped
         kw["max_reconnects"] = source["max_reconnects"]
     if source.get("source") is not None:
         kw["source_name"] = kw.pop("source")

@@ -169,6 +169,18 @@ def test_stream_source_must_be_one_complete_source(api, trained_model, source):
     assert "source" in r.json()["message"]
 
 
+@pytest.mark.parametrize("source, misplaced", [
+    ({"run": "spectra-run", "timeout": 1.0}, "timeout"),
+    ({"run": "spectra-run", "sock": "PULL", "max_reconnects": None}, "sock"),
+    ({"endpoint": "tcp://127.0.0.1:1", "train_rate": 5.0}, "train_rate")])
+def test_a_bridge_option_on_a_run_or_a_run_option_on_a_bridge_is_refused(api, trained_model, source, misplaced):
+    # accepted before, the stream then failed to start with a TypeError
+    source = {**source, **({"source": DEMO_SOURCE, "key": DEMO_KEY} if "run" in source else {})}
+    r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": source})
+    assert r.status_code == 400, r.text
+    assert misplaced in r.json()["message"] and "source" in r.json()["message"]
+
+
 def test_cancel_a_training_saves_no_model(api, trained_model, server):
     r = call(api, "POST", "spectra/models", json={
         "data": "spectra-run", "labels": trained_model["options"]["labels"], "source": DEMO_SOURCE,

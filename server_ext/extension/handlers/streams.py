@@ -15,6 +15,8 @@ from .base import API, AUTH_RESOURCE, DaasHandler
 from .spectra import fitted_model
 
 ID = r"(?P<stream_id>[0-9a-f]{16})"
+BRIDGE_ONLY = ("timeout", "sock", "max_reconnects")  # of StreamSource, for an endpoint
+RUN_ONLY = ("train_rate",)
 
 
 class StreamsHandler(DaasHandler):
@@ -31,6 +33,12 @@ class StreamsHandler(DaasHandler):
         if ("endpoint" in source) == ("run" in source):
             raise DaasRequestError(400, "source: give either endpoint (a Karabo bridge, tcp://HOST:PORT) "
                                         "or run (a run directory to replay)")
+        # a bridge's options on a run (or a run's on a bridge) would fail the stream's start
+        misplaced = [k for k in (BRIDGE_ONLY if "run" in source else RUN_ONLY) if source.get(k) is not None]
+        if misplaced:
+            raise DaasRequestError(400, f"source: {', '.join(misplaced)} "
+                                        + ("apply to a Karabo bridge (endpoint), not to a replayed run"
+                                           if "run" in source else "applies to a replayed run, not to a bridge"))
         if "run" in source:
             source["run"] = self.daas.policy.input("source.run", source["run"])
             if not source.get("source") or not source.get("key"):
