@@ -278,9 +278,7 @@ class SpectraStream:
         if self._stop.is_set():
             raise SpectraError(_ONCE)
         if self._thread is None:
-            warm_up = getattr(self.classifier, "warm_up", None)
-            if warm_up is not None:  # the first train would otherwise wait for it
-                warm_up()
+            self.classifier.warm_up()  # the first train would otherwise wait for it
             self.stats.started = time.perf_counter()
             self._thread = threading.Thread(target=self._receive, name="spectra-receiver",
                                             daemon=True)

@@ -36,9 +36,10 @@ class StreamsHandler(DaasHandler):
         # a bridge's options on a run (or a run's on a bridge) would fail the stream's start
         misplaced = [k for k in (BRIDGE_ONLY if "run" in source else RUN_ONLY) if source.get(k) is not None]
         if misplaced:
+            meant = "a Karabo bridge (endpoint), not a replayed run" if "run" in source else \
+                "a replayed run, not a Karabo bridge (endpoint)"
             raise DaasRequestError(400, f"source: {', '.join(misplaced)} "
-                                        + ("apply to a Karabo bridge (endpoint), not to a replayed run"
-                                           if "run" in source else "applies to a replayed run, not to a bridge"))
+                                        f"{'is' if len(misplaced) == 1 else 'are'} for {meant}")
         if "run" in source:
             source["run"] = self.daas.policy.input("source.run", source["run"])
             if not source.get("source") or not source.get("key"):
