@@ -29,8 +29,9 @@ STREAM_ACTIVE = ("starting", "running")
 REDRAW_S = 0.5  # the live plot is redrawn at most this often
 MAX_POINTS = 5000  # trains kept in the live plot
 #: seconds without a message from a stream (a train's summary, or its counters, sent each
-#: second while no train comes) before the app gives up following it
+#: second while no train comes) before the live plot takes its connection for broken
 SILENT_S = 60.0
+RECONNECT_S = 2.0  # pause before the live plot opens a broken connection again
 
 
 class LabelRow(W.HBox):
@@ -76,6 +77,7 @@ class SpectraClassifierApp(W.VBox):
         self.stream_follower: Follower | None = None
         self._ws_stop = threading.Event()
         self._ws_thread: threading.Thread | None = None
+        self._reader_note = ""  # why the live plot is not following its stream just now
         # The WebSocket reader and the stream's follower both redraw (the last
         # train, the final state): one at a time, or the figure mixes two drawings.
         self._stream_lock = threading.Lock()
@@ -399,6 +401,7 @@ class SpectraClassifierApp(W.VBox):
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.stream_box.children = [self.stream_canvas]
         self._ws_stop = threading.Event()
+        self._reader_note = ""
         self._ws_thread = in_background(self._read_messages, self.stream_status.error, name="daas-stream-ws")
         self.stream_follower = Follower(lambda: self.client.get_stream(stream["id"]), self._stream_update,
                                         self.stream_status.error, interval=max(self.poll_interval, 0.5),
@@ -410,18 +413,38 @@ class SpectraClassifierApp(W.VBox):
             self.stream_follower.stop()
 
     def _read_messages(self) -> None:
+        """Feed the live plot from the stream's WebSocket. A connection that breaks
+        (a proxy restarted, a network hiccup, silence past ``silent_s``) is opened
+        again while the server says the stream is active; the trains in between
+        are a gap in the plot, and the stream's line says why."""
+        stream_id = self.stream["id"]
+        while not self._ws_stop.is_set():
+            try:
+                self._read_connection(stream_id)
+                break  # the stream's end came
+            except Exception as e:  # noqa: BLE001
+                if self._ws_stop.is_set():
+                    return
+                # a server that is gone raises here: shown, and the reader stops
+                if self.client.get_stream(stream_id)["state"] not in STREAM_ACTIVE:
+                    break
+                self._reader_note = f"live plot reconnecting after: {error_text(e)}"
+                self._ws_stop.wait(RECONNECT_S)
+        self._draw_stream()
+
+    def _read_connection(self, stream_id: str) -> None:
         last_draw = 0.0
-        for msg in self.client.stream_messages(self.stream["id"], timeout=self.silent_s):
+        for msg in self.client.stream_messages(stream_id, timeout=self.silent_s):
             if self._ws_stop.is_set():
                 return
-            if msg.get("type") == "train" and msg.get("train"):
-                self._add_train(msg["train"])
+            self._reader_note = ""
+            if msg.get("type") in ("train", "hello") and msg.get("train"):
+                self._add_train(msg["train"])  # a hello's train: the last one before this connection
                 if time.monotonic() - last_draw > REDRAW_S:
                     self._draw_stream()
                     last_draw = time.monotonic()
             if msg.get("stats"):
                 self._show_counters(msg["stats"])
-        self._draw_stream()
 
     def _add_train(self, train: dict) -> None:
         with self._stream_lock:
@@ -430,7 +453,7 @@ class SpectraClassifierApp(W.VBox):
     def _add_train_locked(self, train: dict) -> None:
         s = self._series
         tid = train.get("train_id")
-        if tid is None:
+        if tid is None or (s["trains"] and int(tid) <= s["trains"][-1]):  # a hello repeats the last
             return
         s["trains"].append(int(tid))
         n = len(s["trains"])
@@ -473,7 +496,9 @@ class SpectraClassifierApp(W.VBox):
         self._show_counters(stream.get("stats") or {})
         state = stream["state"]
         if state in STREAM_ACTIVE:
-            self.stream_status.show(f"stream {stream['id'][:8]}: {state}")
+            note = self._reader_note
+            self.stream_status.show(f"stream {stream['id'][:8]}: {state}" + (f"; {note}" if note else ""),
+                                    "warning" if note else "info")
             return
         self.start_button.disabled, self.stop_button.disabled = False, True
         self._draw_stream()

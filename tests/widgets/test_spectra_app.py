@@ -8,6 +8,7 @@ import time
 import h5py
 import pytest
 
+from server_ext.extension.client import DaasApiError
 from server_ext.extension.serverprocess import free_port
 from server_ext.nxmx import dials
 from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, make_transition_series
@@ -148,6 +149,44 @@ def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
         assert trained.stream["state"] == "stopped"
     finally:
         trained.endpoint.value, trained.keep_waiting.value, trained.silent_s = "", False, 60.0
+
+
+def test_the_live_plot_reconnects_when_its_connection_breaks(trained, monkeypatch):
+    # a proxy restarting drops the WebSocket while the stream runs on in the server
+    app, real = trained, trained.client.stream_messages
+    calls, note_seen = [], threading.Event()
+
+    def dropped_after_three(stream_id, timeout=30.0):
+        calls.append(stream_id)
+        if len(calls) > 1:  # the app's next connection: once the test has read the app's line
+            assert note_seen.wait(60)
+            yield from real(stream_id, timeout=timeout)
+            return
+        for n, msg in enumerate(real(stream_id, timeout=timeout)):
+            yield msg
+            if n == 3:
+                raise DaasApiError("WebSocket closed (1006)")
+
+    monkeypatch.setattr(app.client, "stream_messages", dropped_after_three)
+    app.train_rate.value = 10  # the demo run's 200 trains last 20 s
+    stream = app.start_stream()
+    assert stream is not None, app.stream_status.value
+    try:
+        until(lambda: "live plot reconnecting after: WebSocket closed (1006)" in text(app.stream_status),
+              60, "the broken connection named in the stream's line")
+        assert "daas-status-warning" in app.stream_status._dom_classes
+        seen = len(app.stream_trains)
+        note_seen.set()
+        until(lambda: len(app.stream_trains) >= seen + 5, WAIT, "trains after the reconnection")
+        assert len(calls) == 2 and app._ws_thread.is_alive()
+        until(lambda: "reconnecting" not in text(app.stream_status), 60, "the note gone once trains come")
+        assert app.stream_trains == sorted(set(app.stream_trains))  # the hello's repeated train not drawn twice
+    finally:
+        note_seen.set()
+        app.stop_stream()
+        until(lambda: not app.start_button.disabled, 120, "the stream to end")
+        app.wait_stream(120)
+    assert app.stream["state"] in ("stopped", "finished"), app.stream
 
 
 def test_mistakes_are_messages(client, trained):
