@@ -160,9 +160,9 @@ def _training_steps(model, features, targets, masks, batch, learning_rate, seed)
     """A compiled ``run(first, stop)``: Adam steps ``first..stop-1`` on
     random mini-batches of ``batch`` copies (batch i drawn from ``seed`` and
     i alone, so the steps can run in chunks); returns the last step's loss."""
+    keras = keras_module()  # first: it quiets TensorFlow's C++ log before the import
     import tensorflow as tf
 
-    keras = keras_module()
     n, n_bins = features.shape[:2]
     n_groups = masks.shape[1]
     x = tf.constant(features, tf.float32)
@@ -214,6 +214,7 @@ def train_stacked(features, targets, masks, *, hidden_units, epochs, learning_ra
 
     Returns one :class:`BinNetworks` per group.
     """
+    keras_module()  # first: it quiets TensorFlow's C++ log before the import
     import tensorflow as tf
 
     n, n_bins = features.shape[:2]
