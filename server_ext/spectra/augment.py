@@ -193,7 +193,7 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             baseline_scale=0.0, local_strain=0.0, local_width=16.0, splits=None,
             split_variation=0.0):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
-    (float32, copies of row i at ``src == i``).
+    (a number, or one per row; float32, copies of row i at ``src == i``).
 
     ``strain``: half-range of the relative position scaling; ``shift``:
     half-range of a translation in points (each a number, one per row of

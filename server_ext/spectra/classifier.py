@@ -162,7 +162,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     hidden_units, epochs, learning_rate, batch_size : network training.
     augment_copies : int or None
         Perturbed copies per labelled spectrum (default: enough for ~512
-        training spectra, between 4 and 64).
+        training spectra, between 4 and 64); a class labelled with fewer
+        spectra than another gets that many times more copies of each
+        (the ratio rounded), so that every class trains on about as many.
     strain : float
         Half-range of the relative peak-position strain of the copies (the
         most: see ``learn_position``).
@@ -228,13 +230,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         price: classes told apart by their background alone (an amorphous
         hump growing) are learnt less. 0: never.
     denoise_below : int
-        The labelled spectra of a class with fewer than this many are
-        replaced by a peak model of their noise-free mean before they are
-        copied (where the model explains them; see :mod:`.denoise`), and
-        their copies get fresh noise of at least the measured level: with a
-        few labelled spectra, every copy would otherwise carry one of a
-        few noise realisations, which the networks learn in place of a
-        weak peak. With many, the realisations average out. 0: never.
+        Where a class has fewer labelled spectra than this, the labelled
+        spectra (of every class alike) are replaced by a peak model of
+        their noise-free mean before they are copied (where the model
+        explains them; see :mod:`.denoise`), and their copies get fresh
+        noise of at least the measured level: with a few labelled spectra,
+        every copy would otherwise carry one of a few noise realisations,
+        which the networks learn in place of a weak peak. With many, the
+        realisations average out. 0: never.
     mixup : float
         Label-mixed pairs added to training, as a fraction of the copies:
         the targets mix as phase fractions, the features in proportion to
@@ -531,6 +534,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         features."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
+        # a class labelled 6 times less, trained on 6 times fewer copies, is learnt as a
+        # rarity: the bins' networks and the vote overrule it on every spectrum in doubt
+        counts = np.bincount(data.y)
+        copies = copies * np.maximum(1, np.rint(counts.max() / counts)).astype(int)[data.y]
         # per labelled spectrum, (low, high) bounds of its copies' movement
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
@@ -572,16 +579,19 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def _denoised(self, X, y, axis):
         """The spectra the copies are made from, their noise gains, the
-        least noise each copy gets and where their peaks lie: the spectra of
-        classes with fewer than ``denoise_below`` labelled spectra denoised,
-        with a floor of 1 and a :class:`.splits.SplitPlan` (None for the
-        others: their splits vary among their many labelled spectra)."""
+        least noise each copy gets and where their peaks lie: where a class
+        has fewer than ``denoise_below`` labelled spectra, every spectrum
+        denoised, with a floor of 1 and a :class:`.splits.SplitPlan`; else
+        the spectra as measured (their splits vary among their many)."""
         gains = noise_gain(X)
         floor = np.zeros(len(X))
         plans = [None] * len(X)
-        rows = np.flatnonzero(np.bincount(y)[y] < self.denoise_below)
-        if not len(rows):
+        # all classes or none: denoised copies of one class against measured copies of
+        # another differ by how they were made, which the networks learn in place of
+        # the sample (a split the denoising smoothed, read as a class's mark)
+        if np.bincount(y).min() >= self.denoise_below:
             return X, gains, floor, plans
+        rows = np.arange(len(X))
         sources = X.copy()
         modelled, info = denoise(X[rows], gains[rows])
         sources[rows] = modelled
