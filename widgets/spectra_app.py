@@ -430,7 +430,8 @@ class SpectraClassifierApp(W.VBox):
                     break
                 self._reader_note = f"live plot reconnecting after: {error_text(e)}"
                 self._ws_stop.wait(RECONNECT_S)
-        self._draw_stream()
+        if not self._ws_stop.is_set():  # set: another stream is followed now
+            self._draw_stream()
 
     def _read_connection(self, stream_id: str) -> None:
         last_draw = 0.0
@@ -438,13 +439,19 @@ class SpectraClassifierApp(W.VBox):
             if self._ws_stop.is_set():
                 return
             self._reader_note = ""
-            if msg.get("type") in ("train", "hello") and msg.get("train"):
-                self._add_train(msg["train"])  # a hello's train: the last one before this connection
+            train = msg.get("train")
+            if train and (msg.get("type") == "train" or self._is_new(train)):
+                self._add_train(train)  # a hello's: the last train before this connection
                 if time.monotonic() - last_draw > REDRAW_S:
                     self._draw_stream()
                     last_draw = time.monotonic()
             if msg.get("stats"):
                 self._show_counters(msg["stats"])
+
+    def _is_new(self, train: dict) -> bool:
+        with self._stream_lock:
+            trains = self._series["trains"]
+            return train.get("train_id") is not None and (not trains or int(train["train_id"]) > trains[-1])
 
     def _add_train(self, train: dict) -> None:
         with self._stream_lock:
@@ -453,7 +460,7 @@ class SpectraClassifierApp(W.VBox):
     def _add_train_locked(self, train: dict) -> None:
         s = self._series
         tid = train.get("train_id")
-        if tid is None or (s["trains"] and int(tid) <= s["trains"][-1]):  # a hello repeats the last
+        if tid is None:
             return
         s["trains"].append(int(tid))
         n = len(s["trains"])
