@@ -88,6 +88,8 @@ def _reconnects(text):
 
 
 def train(args):
+    import numpy as np
+
     from .classifier import BinnedSpectraClassifier
     from .datafiles import load_labelled
 
@@ -101,8 +103,9 @@ def train(args):
     clf.fit(X, y, axis=axis)
     dt = time.perf_counter() - t0
     path = clf.save(args.output, overwrite=args.overwrite)
+    labels, counts = np.unique(np.asarray(y), return_counts=True)
     print(f"trained on {len(X)} spectra of {X.shape[1]} points, classes "
-          f"{', '.join(map(str, clf.classes_))}, in {dt:.1f} s")
+          f"{', '.join(f'{c} ({n})' for c, n in zip(labels, counts))}, in {dt:.1f} s")
     print("bin (points)        held-out accuracy  weight")
     for (a, b), s, w in zip(clf.bins_, clf.separability_, clf.weights_):
         print(f"{a:6d}-{b:<6d}       {s:8.3f}         {w:6.3f}")

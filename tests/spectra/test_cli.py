@@ -30,7 +30,7 @@ def test_train_then_classify_a_run(nexus_file, tmp_path, capsys):
     assert main(["spectra", "train", str(path), "--labels", "low=0:25", "high=95:120",
                  "-o", str(model)]) == 0
     out = capsys.readouterr().out
-    assert "classes high, low" in out and "saved" in out
+    assert "classes high (25), low (25)" in out and "saved" in out
     assert "classes told apart by peak position: none" in out
     assert "strain alignment: " in out
     info = write_demo_run(tmp_path / "data", n_trains=10, pulses_per_train=3, n_points=1200)
@@ -72,6 +72,7 @@ def test_train_from_run_train_ranges(tmp_path, capsys):
                  "-o", str(tmp_path / "m"), "--position-nuisance"]) == 0
     out = capsys.readouterr().out
     assert f"trained on {3 * (lo1 - lo0 + hi1 - hi0)} spectra" in out
+    assert f"classes high ({3 * (hi1 - hi0)}), low ({3 * (lo1 - lo0)})" in out  # how many of each
     assert "classes told apart by peak position: none" in out
     from server_ext.spectra import BinnedSpectraClassifier
 
