@@ -31,10 +31,11 @@ Protocols: A -- train on the 2 most extreme curves of each class (farthest
 from any other class) plus noisy copies, test on all others; B -- label
 every 5th curve, test on the rest; with ``--imbalanced`` also C -- protocol B
 with one class labelled six times more sparsely (each class in turn), as
-when a phase is seen only briefly: the accuracy and that class's recall. Reported per series: held-out accuracy,
-accuracy under +-1 % peak-position strain and +-30 % intensity scaling
-(the loss is also given on the classes that no other class differs from by
-position only: there strain is nuisance), training time, the errors on
+when a phase is seen only briefly: the accuracy and that class's recall.
+Reported per series: held-out accuracy, accuracy under +-1 % peak-position
+strain and +-30 % intensity scaling (the loss is also given on the classes
+that no other class differs from by position only: there strain is
+nuisance), training time, the errors on
 pure spectra and on mixtures at a transition (the larger phase below 90 %:
 the label names the larger phase, so a 55/45 mixture's label turns on a
 tenth of its pattern), the confusion matrix of this classifier, and the
