@@ -459,14 +459,24 @@ def variant_series(args):
     return out
 
 
-def run_series(series, args, with_published):
+def contenders(args):
+    """Fresh estimators of every protocol: ``[(name, estimator)]``, the peers
+    on whole spectra, then this classifier (the one fitted with ``axis=``)."""
     from sklearn.ensemble import RandomForestClassifier
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from published_method import PublishedBinnedMLP  # next to this script
     from server_ext.spectra import BinnedSpectraClassifier
+
+    return [("LogisticRegression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
+            ("RandomForest", RandomForestClassifier(n_estimators=200, random_state=args.seed, n_jobs=1)),
+            ("BinnedSpectraClassifier", BinnedSpectraClassifier(random_state=args.seed,
+                                                                align_strain=args.align_strain))]
+
+
+def run_series(series, args, with_published):
+    from published_method import PublishedBinnedMLP  # next to this script
     from server_ext.spectra.synthetic import perturb
 
     title, X, y, axis, by_position, purity = series
@@ -491,15 +501,9 @@ def run_series(series, args, with_published):
             pub = PublishedBinnedMLP(epochs=epochs, noisy_copies=copies, random_state=args.seed)
             methods.append(("published (re-impl.)", pub,
                             lambda m: m.fit(X[train], y[train], axis=axis)))
-        methods += [
-            ("LogisticRegression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000)),
-             lambda m: m.fit(Xn, yn)),
-            ("RandomForest", RandomForestClassifier(n_estimators=200, random_state=args.seed,
-                                                    n_jobs=1), lambda m: m.fit(Xn, yn)),
-            ("BinnedSpectraClassifier", BinnedSpectraClassifier(random_state=args.seed,
-                                                                align_strain=args.align_strain),
-             lambda m: m.fit(X[train], y[train], axis=axis)),
-        ]
+        methods += [(method, model, (lambda m: m.fit(X[train], y[train], axis=axis))
+                     if method == "BinnedSpectraClassifier" else (lambda m: m.fit(Xn, yn)))
+                    for method, model in contenders(args)]
         for method, model, fit in methods:
             _, t_fit = timed(fit, model)
             pred, pred_p = model.predict(X[test]), model.predict(Xp[test])
@@ -552,13 +556,6 @@ def imbalanced(series, args):
     """Protocol C: protocol B with one class (each in turn) keeping one in six
     of its labels; test on every spectrum B does not label. Prints each
     method's accuracy and its recall of the sparse class."""
-    from sklearn.ensemble import RandomForestClassifier
-    from sklearn.linear_model import LogisticRegression
-    from sklearn.pipeline import make_pipeline
-    from sklearn.preprocessing import StandardScaler
-
-    from server_ext.spectra import BinnedSpectraClassifier
-
     title, X, y, axis = series[:4]
     labelled = np.arange(0, len(X), 5)
     test = np.setdiff1d(np.arange(len(X)), labelled)
@@ -567,12 +564,8 @@ def imbalanced(series, args):
         kept = labelled[y[labelled] == sparse][::6]
         train = np.sort(np.concatenate([labelled[y[labelled] != sparse], kept]))
         line, scores = [], {}
-        for method, model in (
-                ("LogisticRegression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
-                ("RandomForest", RandomForestClassifier(n_estimators=200, random_state=args.seed, n_jobs=1)),
-                ("BinnedSpectraClassifier", BinnedSpectraClassifier(random_state=args.seed,
-                                                                    align_strain=args.align_strain))):
-            model.fit(X[train], y[train], **({"axis": axis} if method.startswith("Binned") else {}))
+        for method, model in contenders(args):
+            model.fit(X[train], y[train], **({"axis": axis} if method == "BinnedSpectraClassifier" else {}))
             ok = model.predict(X[test]) == y[test]
             scores[method] = ok.mean()
             line.append(f"{method.replace('SpectraClassifier', '')} {100 * ok.mean():6.2f}% / "

@@ -591,17 +591,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # the sample (a split the denoising smoothed, read as a class's mark)
         if np.bincount(y).min() >= self.denoise_below:
             return X, gains, floor, plans
-        rows = np.arange(len(X))
-        sources = X.copy()
-        modelled, info = denoise(X[rows], gains[rows])
-        sources[rows] = modelled
-        floor[rows] = [float(i.modelled > 0) for i in info]
+        modelled, info = denoise(X, gains)
+        floor[:] = [float(i.modelled > 0) for i in info]
         pos = increasing_axis(axis, X.shape[1])
-        for r, i in zip(rows, info):
+        for r, i in enumerate(info):
             if i.modelled > 0:
                 plans[r] = split_plan(i.centers, i.fwhm, i.heights, i.eta, pos,
                                       SPLIT_MAX)
-        return sources, gains, floor, plans
+        return modelled.astype(X.dtype), gains, floor, plans
 
     def _screen_bins(self, copies: _Copies, splits, prep, n_classes) -> _Screening:
         """Score every candidate bin on held-out copies; choose the best

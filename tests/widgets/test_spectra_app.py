@@ -168,7 +168,7 @@ def test_the_live_plot_reconnects_when_its_connection_breaks(trained, monkeypatc
                 raise DaasApiError("WebSocket closed (1006)")
 
     monkeypatch.setattr(app.client, "stream_messages", dropped_after_three)
-    app.train_rate.value = 10  # the demo run's 200 trains last 20 s
+    app.train_rate.value = 5  # the demo run's 200 trains last 40 s: the reconnection well within them
     stream = app.start_stream()
     assert stream is not None, app.stream_status.value
     try:
