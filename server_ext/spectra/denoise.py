@@ -37,6 +37,7 @@ import math
 import numpy as np
 
 from .augment import noise_gain
+from .compiled import compiled
 
 __all__ = ["DenoisedSpectrum", "PeakShape", "denoise", "peak_shape"]
 
@@ -211,25 +212,32 @@ class _Model:
                   & (np.abs(rows - c[:, None]) <= SUPPORT_FWHM * w[:, None]))
         d = (rows - c[:, None]) / w[:, None]
         g, dg = pseudo_voigt(d, self.shape.eta)
-        r = rows[inside]
-        k = np.broadcast_to(np.arange(len(peaks))[:, None], rows.shape)[inside]
+        # row by row of ``rows`` is column by column, each in increasing rows
+        indices = rows[inside]
+        indptr = np.concatenate([[0], np.cumsum(inside.sum(1))])
         # d g / d c and d g / d log(w)
-        return tuple(sparse.csc_matrix((v[inside], (r, k)), shape)
+        return tuple(sparse.csc_matrix((v[inside], indices, indptr), shape)
                      for v in (g, -dg / w[:, None], -dg * d))
 
     def solve(self, A, x, weight):
-        """Weighted least squares ``A q ~ x`` through the sparse (banded:
-        every column is local) normal equations: ``(q, errors)``, the errors
-        each coefficient's with the others held (``1 / sqrt(N_kk)``; a
-        dense inverse for the marginal ones would cost most of the time)."""
-        from scipy import sparse
-        from scipy.sparse.linalg import splu
+        """Weighted least squares ``A q ~ x`` through the normal equations:
+        ``(q, errors)``, the errors each coefficient's with the others held
+        (``1 / sqrt(N_kk)``; a dense inverse for the marginal ones would
+        cost most of the time). Every column is local, so the normal
+        matrix, small (columns x columns), is summed over the overlaps of
+        the columns only (compiled: through scipy.sparse's products the
+        solves took 3 times as long, most of it building their results).
+        A singular system raises ``LinAlgError``."""
+        from scipy.linalg import lu_factor, lu_solve
 
-        Aw = sparse.diags(weight) @ A
-        N = (A.T @ Aw).tocsc()
-        diag = N.diagonal()
-        N = N + sparse.diags(1e-9 * (diag.max() + 1e-30) + np.zeros(len(diag)), format="csc")
-        q = splu(N).solve(Aw.T @ x)
+        A = A.tocsc()
+        A.sort_indices()
+        N, rhs = compiled(_normal_equations)(A.indptr, A.indices, A.data, weight, x)
+        diag = N.diagonal().copy()
+        N[np.diag_indices_from(N)] += 1e-9 * (diag.max() + 1e-30)
+        q = lu_solve(lu_factor(N, check_finite=False), rhs, check_finite=False)
+        if not np.isfinite(q).all():  # a zero pivot: LAPACK warns and divides by it
+            raise np.linalg.LinAlgError("singular normal equations")
         return q, 1.0 / np.sqrt(np.maximum(diag, 1e-300))
 
     def fit(self, x, weight, peaks, refine=2):
@@ -263,6 +271,40 @@ class _Model:
         return model, peaks, amp, amp / se[nb:]
 
 
+def _normal_equations(indptr, indices, data, weight, x):
+    """``(A^T W A, A^T W x)`` of a CSC matrix ``A`` (sorted row indices)
+    with ``W = diag(weight)``: each column's weighted values scattered into
+    a work row, read back by every later column whose rows overlap."""
+    m = len(indptr) - 1
+    N = np.zeros((m, m))
+    rhs = np.zeros(m)
+    work = np.zeros(len(x))
+    for j in range(m):
+        a, b = indptr[j], indptr[j + 1]
+        if a == b:
+            continue
+        for t in range(a, b):
+            v = data[t] * weight[indices[t]]
+            work[indices[t]] = v
+            rhs[j] += v * x[indices[t]]
+        lo, hi = indices[a], indices[b - 1]
+        for k in range(j, m):
+            c, d = indptr[k], indptr[k + 1]
+            if c == d or indices[c] > hi or indices[d - 1] < lo:
+                continue
+            total = 0.0
+            for t in range(c + np.searchsorted(indices[c:d], lo), d):
+                r = indices[t]
+                if r > hi:
+                    break
+                total += work[r] * data[t]
+            N[j, k] = total
+            N[k, j] = total
+        for t in range(a, b):
+            work[indices[t]] = 0.0
+    return N, rhs
+
+
 def _matched_filter(model: _Model, resid, weight, fwhm_grid):
     """Significance of a peak at every point (weighted matched filter with
     the local width: each width class filtered with its own kernel)."""
@@ -277,9 +319,14 @@ def _matched_filter(model: _Model, resid, weight, fwhm_grid):
         w = 0.5 * (lo + hi)
         half = int(math.ceil(SUPPORT_FWHM * w))
         g, _ = pseudo_voigt(np.arange(-half, half + 1) / w, model.shape.eta)
-        num = correlate1d(resid * weight, g, mode="constant")
-        den = correlate1d(weight, g * g, mode="constant")
-        z[sel] = (num / np.sqrt(np.maximum(den, 1e-30)))[sel]
+        # filtered over this class's points and the kernel's reach only: a
+        # point's value needs its neighbours within ``half``, and past the
+        # spectrum's ends the zeros of mode "constant", as over all points
+        first, last = np.flatnonzero(sel)[[0, -1]]
+        a, b = max(first - half, 0), min(last + half + 1, len(resid))
+        num = correlate1d(resid[a:b] * weight[a:b], g, mode="constant")
+        den = correlate1d(weight[a:b], g * g, mode="constant")
+        z[a:b][sel[a:b]] = (num / np.sqrt(np.maximum(den, 1e-30)))[sel[a:b]]
     return z
 
 

@@ -122,3 +122,36 @@ def test_copies_of_a_denoised_spectrum_get_at_least_the_measured_noise():
     Xa, _ = augment(level, None, 2, np.random.default_rng(0), strain=0.0, intensity=0.0,
                     noise=0.0, background=0.0, gain=np.array([2.0]))
     assert Xa.var() == 0.0  # no floor, no extra noise: the row as it is
+
+
+def test_the_compiled_normal_equations_are_the_weighted_products():
+    """The fits' normal equations, summed over overlapping columns only,
+    equal ``A^T W A`` and ``A^T W x`` -- with columns that are not one run
+    of rows, an empty column and columns that touch at one row."""
+    from scipy import sparse
+
+    from server_ext.spectra.compiled import compiled
+    from server_ext.spectra.denoise import PeakShape, _Model, _normal_equations
+
+    rng = np.random.default_rng(7)
+    dense = np.zeros((300, 9))
+    dense[10:60, 0] = rng.normal(size=50)
+    dense[59:120, 1] = rng.normal(size=61)  # meets column 0 at row 59 only
+    dense[[5, 80, 81, 250], 2] = rng.normal(size=4)  # scattered rows
+    dense[200:300, 4] = rng.normal(size=100)  # column 3 stays empty
+    dense[::7, 5] = rng.normal(size=43)
+    dense[100:101, 6] = 2.0
+    dense[0:300, 7] = rng.normal(size=300)
+    dense[290:300, 8] = rng.normal(size=10)
+    weight, x = rng.uniform(0.1, 2.0, 300), rng.normal(size=300)
+    A = sparse.csc_matrix(dense)
+    N, rhs = compiled(_normal_equations)(A.indptr, A.indices, A.data, weight, x)
+    np.testing.assert_allclose(N, dense.T @ (weight[:, None] * dense), rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(rhs, dense.T @ (weight * x), rtol=1e-12, atol=1e-12)
+    assert N[3].sum() == 0 and N[0, 1] == dense[59, 0] * weight[59] * dense[59, 1]
+    # a system with no finite solution is an error (the spectrum is then kept
+    # as measured), not NaN amplitudes
+    model = _Model(300, PeakShape(np.array([5.0]), 0.5, 300))
+    assert np.isfinite(model.solve(A, x, weight)[0]).all()
+    with pytest.raises(np.linalg.LinAlgError):
+        model.solve(A, x, np.where(np.arange(300) == 80, np.nan, weight))
