@@ -224,11 +224,10 @@ class _Model:
         ``(q, errors)``, the errors each coefficient's with the others held
         (``1 / sqrt(N_kk)``; a dense inverse for the marginal ones would
         cost most of the time). Every column is local, so the normal
-        matrix, small (columns x columns), is summed over the overlaps of
-        the columns only (compiled: through scipy.sparse's products the
-        solves took 3 times as long, most of it building their results).
-        A singular system raises ``RuntimeError``, one without a finite
-        solution ``LinAlgError``."""
+        matrix is summed over the overlaps of the columns only (compiled:
+        scipy.sparse's products spent most of a fit building their
+        results). A singular system raises ``RuntimeError``, one without
+        a finite solution ``LinAlgError``."""
         from scipy import sparse
         from scipy.sparse.linalg import splu
 
