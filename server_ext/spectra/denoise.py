@@ -232,7 +232,8 @@ class _Model:
         from scipy.sparse.linalg import splu
 
         A = A.tocsc()
-        A.sort_indices()
+        if not A.has_sorted_indices:  # a sorted copy: the caller's matrix stays as given
+            A = A.sorted_indices()
         N, rhs = compiled(_normal_equations)(A.indptr, A.indices, A.data, weight, x)
         diag = N.diagonal().copy()
         N[np.diag_indices_from(N)] += 1e-9 * (diag.max() + 1e-30)
