@@ -51,6 +51,7 @@ _WINDOW_P = 1e-4  # a window fails when its odd-point chi2 is this unlikely
 _MAX_FAILED = 0.25  # more failed windows than this: the raw spectrum
 _ROUNDS = 25  # matching-pursuit rounds at most (each adds every significant peak left)
 _FREE_WIDTH_Z = 25.0  # peaks this significant get their own width
+_RIDGE = 1e-9  # added to the normal matrix's diagonal, relative to its largest entry
 
 
 @dataclasses.dataclass
@@ -224,21 +225,21 @@ class _Model:
         ``(q, errors)``, the errors each coefficient's with the others held
         (``1 / sqrt(N_kk)``; a dense inverse for the marginal ones would
         cost most of the time). Every column is local, so the normal
-        matrix is summed over the overlaps of the columns only (compiled:
-        scipy.sparse's products spent most of a fit building their
-        results). A singular system raises ``RuntimeError``, one without
-        a finite solution ``LinAlgError``."""
+        matrix is summed over the overlaps of the columns only, as its
+        non-zeros (compiled: scipy.sparse's products spent most of a fit
+        building their results). A singular system raises
+        ``RuntimeError``, one without a finite solution ``LinAlgError``."""
         from scipy import sparse
         from scipy.sparse.linalg import splu
 
         A = A.tocsc()
         if not A.has_sorted_indices:  # a sorted copy: the caller's matrix stays as given
             A = A.sorted_indices()
-        N, rhs = compiled(_normal_equations)(A.indptr, A.indices, A.data, weight, x)
-        diag = N.diagonal().copy()
-        N[np.diag_indices_from(N)] += 1e-9 * (diag.max() + 1e-30)
+        rows, cols, values, rhs, diag = compiled(_normal_equations)(
+            A.indptr, A.indices, A.data, weight, x, _RIDGE)
+        m = A.shape[1]
         # factorised sparse: with hundreds of peaks a dense LU would cost more than the rest
-        q = splu(sparse.csc_matrix(N)).solve(rhs)
+        q = splu(sparse.csc_matrix((values, (rows, cols)), (m, m))).solve(rhs)
         if not np.isfinite(q).all():
             raise np.linalg.LinAlgError("no finite solution of the normal equations")
         return q, 1.0 / np.sqrt(np.maximum(diag, 1e-300))
@@ -274,38 +275,60 @@ class _Model:
         return model, peaks, amp, amp / se[nb:]
 
 
-def _normal_equations(indptr, indices, data, weight, x):
-    """``(A^T W A, A^T W x)`` of a CSC matrix ``A`` (sorted row indices)
-    with ``W = diag(weight)``: each column's weighted values scattered into
-    a work row, read back by every later column whose rows overlap."""
+def _normal_equations(indptr, indices, data, weight, x, ridge):
+    """``A^T W A + ridge * max(diag) I`` as coordinates ``(rows, cols,
+    values)``, and ``A^T W x``, of a CSC matrix ``A`` (sorted row indices)
+    with ``W = diag(weight)``: every diagonal entry, the others (both
+    triangles) only where not zero; last, the diagonal before the ridge.
+    Each column's weighted values are scattered into a work row and read
+    back by the columns that start within its rows (in order of their
+    first rows: every pair that overlaps is met once)."""
     m = len(indptr) - 1
-    N = np.zeros((m, m))
+    first = np.full(m, len(x))
+    last = np.full(m, -1)
+    for j in range(m):
+        if indptr[j] < indptr[j + 1]:
+            first[j], last[j] = indices[indptr[j]], indices[indptr[j + 1] - 1]
+    order = np.argsort(first, kind="mergesort")
+    starts = first[order]
+    # where each column's followers (in that order) stop starting within it
+    stop = np.searchsorted(starts, last[order], side="right")
+    room = m
+    for i in range(m):
+        room += 2 * max(stop[i] - i - 1, 0)
+    rows = np.empty(room, np.int64)
+    cols = np.empty(room, np.int64)
+    values = np.empty(room)
+    diag = np.zeros(m)
     rhs = np.zeros(m)
     work = np.zeros(len(x))
-    for j in range(m):
+    n = m
+    for i in range(m):
+        j = order[i]
         a, b = indptr[j], indptr[j + 1]
-        if a == b:
-            continue
         for t in range(a, b):
             v = data[t] * weight[indices[t]]
             work[indices[t]] = v
             rhs[j] += v * x[indices[t]]
-        lo, hi = indices[a], indices[b - 1]
-        for k in range(j, m):
-            c, d = indptr[k], indptr[k + 1]
-            if c == d or indices[c] > hi or indices[d - 1] < lo:
-                continue
+            diag[j] += v * data[t]
+        for u in range(i + 1, stop[i]):
+            k = order[u]
             total = 0.0
-            for t in range(c + np.searchsorted(indices[c:d], lo), d):
+            for t in range(indptr[k], indptr[k + 1]):
                 r = indices[t]
-                if r > hi:
+                if r > last[j]:
                     break
                 total += work[r] * data[t]
-            N[j, k] = total
-            N[k, j] = total
+            if total != 0.0:
+                rows[n], cols[n], values[n] = j, k, total
+                rows[n + 1], cols[n + 1], values[n + 1] = k, j, total
+                n += 2
         for t in range(a, b):
             work[indices[t]] = 0.0
-    return N, rhs
+    shift = ridge * (diag.max() + 1e-30)
+    for j in range(m):
+        rows[j], cols[j], values[j] = j, j, diag[j] + shift
+    return rows[:n], cols[:n], values[:n], rhs, diag
 
 
 def _matched_filter(model: _Model, resid, weight, fwhm_grid):

@@ -145,10 +145,18 @@ def test_the_compiled_normal_equations_are_the_weighted_products():
     dense[290:300, 8] = rng.normal(size=10)
     weight, x = rng.uniform(0.1, 2.0, 300), rng.normal(size=300)
     A = sparse.csc_matrix(dense)
-    N, rhs = compiled(_normal_equations)(A.indptr, A.indices, A.data, weight, x)
-    np.testing.assert_allclose(N, dense.T @ (weight[:, None] * dense), rtol=1e-12, atol=1e-12)
+    rows, cols, values, rhs, diag = compiled(_normal_equations)(A.indptr, A.indices, A.data,
+                                                                 weight, x, 1e-3)
+    N = sparse.coo_matrix((values, (rows, cols)), (9, 9))
+    products = dense.T @ (weight[:, None] * dense)
+    np.testing.assert_allclose(diag, products.diagonal(), rtol=1e-12)
+    ridge = 1e-3 * products.diagonal().max() * np.eye(9)
+    np.testing.assert_allclose(N.toarray(), products + ridge, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(rhs, dense.T @ (weight * x), rtol=1e-12, atol=1e-12)
-    assert N[3].sum() == 0 and N[0, 1] == dense[59, 0] * weight[59] * dense[59, 1]
+    # only what is not zero, the whole diagonal (the empty column's: the ridge)
+    assert N.nnz == np.count_nonzero(products + ridge) == len(set(zip(rows, cols)))
+    assert N.toarray()[3].sum() == ridge[3, 3]
+    assert N.toarray()[0, 1] == dense[59, 0] * weight[59] * dense[59, 1]
     # a system without a finite solution is an error that denoise() answers by
     # keeping the spectrum as measured, not NaN amplitudes
     model = _Model(300, PeakShape(np.array([5.0]), 0.5, 300))
