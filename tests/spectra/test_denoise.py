@@ -126,8 +126,10 @@ def test_copies_of_a_denoised_spectrum_get_at_least_the_measured_noise():
 
 def test_the_compiled_normal_equations_are_the_weighted_products():
     """The fits' normal equations, summed over overlapping columns only,
-    equal ``A^T W A`` and ``A^T W x`` -- with columns that are not one run
-    of rows, an empty column and columns that touch at one row."""
+    equal ``A^T W A`` (as its non-zeros, plus the ridge) and ``A^T W x`` --
+    with columns that are not one run of rows (two of them overlapping
+    without a common row), an empty column and columns that touch at one
+    row."""
     from scipy import sparse
 
     from server_ext.spectra.compiled import compiled
