@@ -28,6 +28,7 @@ from collections.abc import Iterator
 __all__ = ["DaasClient", "DaasApiError"]
 
 FINAL_STATES = ("done", "failed", "cancelled", "interrupted")
+MAX_WAIT = 30.0  # s the server waits at most for a job's end in one request: below proxies' read timeouts
 
 
 class DaasApiError(Exception):
@@ -211,11 +212,18 @@ class DaasClient:
     # ---------------------------------------------------------------- waits
     def wait_job(self, job_id: str, timeout: float = 600.0, interval: float = 0.5,
                  kind: str = "nxmx") -> dict:
-        """Poll a job (``kind`` ``"nxmx"`` or ``"spectra"``) until it is final; raise after *timeout* s."""
-        get = self.get_conversion if kind == "nxmx" else self.get_model
+        """A job (``kind`` ``"nxmx"`` or ``"spectra"``) once it is final; raise after *timeout* s.
+
+        Each request waits on the server for the job's end (``?wait=``, at most
+        :data:`MAX_WAIT` s and half this client's request timeout), so the end is
+        seen as it happens; *interval* is the pause between requests after one
+        that came back with the job still running.
+        """
+        path = f"{'nxmx/jobs' if kind == 'nxmx' else 'spectra/models'}/{job_id}"
         deadline = time.monotonic() + timeout
         while True:
-            job = get(job_id)
+            wait = max(0.0, min(MAX_WAIT, self.timeout / 2, deadline - time.monotonic()))
+            job = self.request("GET", path, query={"wait": f"{wait:.3f}"})
             if job["state"] in FINAL_STATES:
                 return job
             if time.monotonic() > deadline:

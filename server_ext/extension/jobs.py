@@ -1,7 +1,7 @@
 """The job manager: conversion and training jobs on Dask, records on disk, bounded concurrency.
 
-Handlers only call :meth:`JobManager.submit`, :meth:`list`, :meth:`get`
-and :meth:`cancel`; the work runs on the Dask workers, never on the
+Handlers only call :meth:`JobManager.submit`, :meth:`list`, :meth:`get`,
+:meth:`wait_final` and :meth:`cancel`; the work runs on the Dask workers, never on the
 server's event loop. At most ``max_running`` jobs run at once, the others
 wait ``queued`` in submission order.
 """
@@ -29,6 +29,7 @@ class JobManager:
         self._calls: dict[str, tuple[Callable, tuple]] = {}
         self._queue: collections.deque[str] = collections.deque()
         self._tasks: dict[str, asyncio.Task] = {}
+        self._final: dict[str, asyncio.Event] = {}  # set when the job ends, for waiting requests
         backend.on_progress = self.on_progress
 
     # ---------------------------------------------------------------- API
@@ -52,6 +53,18 @@ class JobManager:
         record = self.records.get(job_id)
         if record is None or (kind is not None and record["kind"] != kind):
             raise DaasRequestError(404, f"no {kind or ''} job {job_id!r} on this server".replace("  ", " "))
+        return record
+
+    async def wait_final(self, job_id: str, kind: str | None, seconds: float) -> dict:
+        """The job as soon as it is final, or as it is after *seconds* (a long poll: a client
+        learns of the end when it happens, with one request instead of many)."""
+        record = self.get(job_id, kind)
+        if record["state"] not in FINAL and seconds > 0:
+            ended = self._final.setdefault(job_id, asyncio.Event())
+            try:
+                await asyncio.wait_for(ended.wait(), seconds)
+            except asyncio.TimeoutError:
+                pass
         return record
 
     async def cancel(self, job_id: str, kind: str | None = None) -> dict:
@@ -104,6 +117,9 @@ class JobManager:
         assert state in FINAL
         record.update(state=state, finished=now(), result=result, error=error)
         self.store.save(record)
+        ended = self._final.pop(record["id"], None)
+        if ended is not None:
+            ended.set()
 
     def on_progress(self, message: dict):
         record = self.records.get(message.get("id"))

@@ -52,6 +52,20 @@ class Api:
             assert time.monotonic() < deadline, f"{path} still {r.json()['state']} after {timeout} s"
             time.sleep(0.3)
 
+    def long_poll(self, path, final=("done", "failed", "cancelled", "interrupted")):
+        """The job from ``?wait=30`` requests until it is final, and every state answered on the way.
+
+        At most WAIT / 30 requests: a server that answered at once would use them up in
+        milliseconds, so a job that takes longer fails this."""
+        states = []
+        for _ in range(WAIT // 30):
+            r = self.get(f"{path}?wait=30")
+            assert r.status_code == 200, r.text
+            states.append(r.json()["state"])
+            if states[-1] in final:
+                return r.json(), states
+        raise AssertionError(f"{path} still {states[-1]} after {len(states)} requests of 30 s")
+
 
 def make_root(base: Path, demo_runs: dict) -> dict:
     """A server root with data/<slug> -> the dataset, a manifest, and a folder to write to."""

@@ -2,6 +2,8 @@
 
 import os
 
+import pytest
+
 from .openapi_check import check_response
 
 
@@ -97,3 +99,30 @@ def test_unknown_job_is_404(api):
     r = call(api, "GET", "nxmx/jobs/0123456789abcdef")
     assert r.status_code == 404
     assert "0123456789abcdef" in r.json()["message"]
+
+
+def test_a_request_may_wait_for_the_jobs_end(api, agipd_run_rel):
+    """``?wait=`` answers once the job is final: one request where polling takes many. A job
+    that outlasts the wait comes back as it is; a cancel ends a wait at once."""
+    copy = {"run": agipd_run_rel, "mode": "copy", "distance": 150.0}
+    job = call(api, "POST", "nxmx/jobs", json={**copy, "trains": {"start": 0, "stop": 16},
+                                               "output": "processed/waited.nxs"}).json()
+    # a copy of 16 trains takes seconds: without waiting, the few requests would all see it running
+    done, _ = api.long_poll(f"nxmx/jobs/{job['id']}")
+    assert done["state"] == "done"
+    assert call(api, "GET", f"nxmx/jobs/{job['id']}?wait=0").json() == done
+
+    job = call(api, "POST", "nxmx/jobs", json={**copy, "output": "processed/stopped.nxs"}).json()
+    path = f"nxmx/jobs/{job['id']}"
+    assert call(api, "GET", f"{path}?wait=0.2").json()["state"] in ("queued", "running")
+    api.wait(path, states=("running",))
+    assert call(api, "DELETE", path).status_code == 202
+    assert api.long_poll(path)[0]["state"] == "cancelled"
+
+
+@pytest.mark.parametrize("wait", ["-1", "30.5", "nan", "inf", "soon", ""])
+def test_a_wait_that_is_not_seconds_from_0_to_30_is_refused(api, wait):
+    for path in ("nxmx/jobs/0123456789abcdef", "spectra/models/0123456789abcdef"):
+        r = call(api, "GET", f"{path}?wait={wait}")
+        assert r.status_code == 400, r.text
+        assert f"wait={wait!r}" in r.json()["message"] and "from 0 to 30" in r.json()["message"]

@@ -61,7 +61,7 @@ def test_bad_labels_fail_the_job_with_the_engines_message(api, server_root, trai
     r = call(api, "POST", "spectra/models", json={"data": "spectra-run", "labels": ["a=0:1", "b=2:3"],
                                                   "source": DEMO_SOURCE, "key": DEMO_KEY})
     assert r.status_code == 202
-    job = api.wait(f"spectra/models/{r.json()['id']}")
+    job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
     assert job["state"] == "failed"
     assert "no train of the run" in job["error"]
 

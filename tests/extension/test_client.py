@@ -6,7 +6,7 @@ import pytest
 
 from server_ext.extension.client import DaasApiError, DaasClient
 
-from .conftest import TOKEN, silent_bridge
+from .conftest import TOKEN, WAIT, silent_bridge
 from .kernels import run_in_kernel
 
 
@@ -38,6 +38,18 @@ def test_client_mirrors_the_api(client, agipd_run_rel, trained_model):
     assert trained_model["id"] in [m["id"] for m in client.list_models()]
     assert client.get_model(trained_model["id"])["result"]["bins"]
     assert client.stream_url("abc").startswith("ws://127.0.0.1:")
+
+
+def test_wait_job_sees_the_end_as_it_happens(client, agipd_run_rel, monkeypatch):
+    """Each of wait_job's requests waits on the server (up to 30 s): a copy of seconds takes one
+    request, where polling every 10 ms would take hundreds."""
+    job = client.submit_conversion(agipd_run_rel, "processed/client-copy.nxs", mode="copy", distance=150.0,
+                                   trains={"start": 0, "stop": 16})
+    queries, request = [], client.request
+    monkeypatch.setattr(client, "request", lambda *a, **kw: queries.append(kw.get("query")) or request(*a, **kw))
+    job = client.wait_job(job["id"], timeout=240, interval=0.01)
+    assert job["state"] == "done" and 1 <= len(queries) <= WAIT // 30, queries
+    assert all(0 < float(q["wait"]) <= 30 for q in queries), queries
 
 
 def test_start_stream_passes_max_reconnects_none_as_reconnect_for_ever(client, trained_model):

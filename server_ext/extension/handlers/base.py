@@ -7,6 +7,7 @@ import json
 
 from jupyter_server.base.handlers import APIHandler
 
+from ..client import MAX_WAIT
 from ..errors import DaasRequestError
 from ..schema import parse_body
 
@@ -23,6 +24,22 @@ class DaasHandler(APIHandler):
 
     def body(self, schema: str) -> dict:
         return parse_body(self.request.body, schema)
+
+    def wait_seconds(self) -> float:
+        """The ``wait`` query argument: seconds to wait for a job's end (0, the default: answer now)."""
+        raw = self.get_query_argument("wait", "0")
+        try:
+            seconds = float(raw)
+        except ValueError:
+            seconds = float("nan")
+        if not 0 <= seconds <= MAX_WAIT:  # NaN fails both
+            raise DaasRequestError(400, f"wait={raw!r}: give the seconds to wait for the job's end, "
+                                        f"from 0 to {MAX_WAIT:g}")
+        return seconds
+
+    async def job(self, job_id: str, kind: str) -> dict:
+        """The job record, once it is final if the request asks to wait (``?wait=seconds``)."""
+        return await self.daas.jobs.wait_final(job_id, kind, self.wait_seconds())
 
     def reply(self, value, status: int = 200):
         self.set_status(status)

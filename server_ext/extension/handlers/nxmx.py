@@ -42,7 +42,7 @@ class JobHandler(DaasHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id):
-        self.reply(job_view(self.daas, self.daas.jobs.get(job_id, "nxmx")))
+        self.reply(job_view(self.daas, await self.job(job_id, "nxmx")))
 
     @web.authenticated
     @authorized

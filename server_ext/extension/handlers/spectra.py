@@ -52,7 +52,7 @@ class ModelHandler(DaasHandler):
     @web.authenticated
     @authorized
     async def get(self, model_id):
-        self.reply(self.daas.jobs.get(model_id, "spectra"))
+        self.reply(await self.job(model_id, "spectra"))
 
     @web.authenticated
     @authorized
