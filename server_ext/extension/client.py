@@ -116,8 +116,9 @@ class DaasClient:
     def list_conversions(self) -> list[dict]:
         return self.request("GET", "nxmx/jobs")["jobs"]
 
-    def get_conversion(self, job_id: str) -> dict:
-        return self.request("GET", f"nxmx/jobs/{job_id}")
+    def get_conversion(self, job_id: str, wait: float = 0.0) -> dict:
+        """The job; with *wait* > 0 (s, at most :data:`MAX_WAIT`), once it is final or after *wait*."""
+        return self.request("GET", f"nxmx/jobs/{job_id}", query=_waiting(wait))
 
     def cancel_conversion(self, job_id: str) -> dict:
         """Cancel; the job ends ``cancelled`` and nothing is left at its output."""
@@ -136,9 +137,10 @@ class DaasClient:
     def list_models(self) -> list[dict]:
         return self.request("GET", "spectra/models")["models"]
 
-    def get_model(self, model_id: str) -> dict:
-        """The training job; when done, ``result`` holds classes, bins, separability, weights."""
-        return self.request("GET", f"spectra/models/{model_id}")
+    def get_model(self, model_id: str, wait: float = 0.0) -> dict:
+        """The training job; when done, ``result`` holds classes, bins, separability, weights.
+        *wait* as for :meth:`get_conversion`."""
+        return self.request("GET", f"spectra/models/{model_id}", query=_waiting(wait))
 
     def cancel_training(self, model_id: str) -> dict:
         return self.request("DELETE", f"spectra/models/{model_id}")
@@ -219,16 +221,19 @@ class DaasClient:
         seen as it happens; *interval* is the pause between requests after one
         that came back with the job still running.
         """
-        path = f"{'nxmx/jobs' if kind == 'nxmx' else 'spectra/models'}/{job_id}"
+        get = self.get_conversion if kind == "nxmx" else self.get_model
         deadline = time.monotonic() + timeout
         while True:
-            wait = max(0.0, min(MAX_WAIT, self.timeout / 2, deadline - time.monotonic()))
-            job = self.request("GET", path, query={"wait": f"{wait:.3f}"})
+            job = get(job_id, wait=min(MAX_WAIT, self.timeout / 2, deadline - time.monotonic()))
             if job["state"] in FINAL_STATES:
                 return job
             if time.monotonic() > deadline:
                 raise DaasApiError(f"job {job_id} is still {job['state']} after {timeout:g} s")
             time.sleep(interval)
+
+
+def _waiting(wait: float) -> dict | None:
+    return {"wait": f"{wait:.3f}"} if wait > 0 else None
 
 
 def _message(error: urllib.error.HTTPError) -> str:
