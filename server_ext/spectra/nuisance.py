@@ -65,6 +65,7 @@ SPREAD_RATIO = 2.5
 #: movement is within what drift and calibration do anyway
 MIN_RATIO = 0.3
 _MAX_STRAIN = 0.04  # largest relative displacement searched
+_PAST_THE_END = 0.25  # largest share of a window the displacement may take from past the axis
 _SMOOTH = 1.0  # Gaussian smoothing of the profiles (points)
 _CORRELATION = 2.0 * np.sqrt(np.pi) * _SMOOTH  # points per independent noise value
 
@@ -171,6 +172,16 @@ def _refined_residual(a, b, edges, model_shift):
         moved = _shifted(b, model_shift[w] + fine)[:, lo:hi]
         out[w] = ((a[lo:hi][None] - moved) ** 2).sum(1).min()
     return out
+
+
+def _moved_from_inside(field, edges, centre):
+    """Per (fine) window, whether the displacement model takes at most
+    :data:`_PAST_THE_END` of its points from past the axis' ends, where the
+    moved profile holds its end value: no measurement (a peak that the
+    displacement brings in from beyond the end is missing there)."""
+    source = np.arange(len(field)) - np.repeat(field[centre], np.diff(edges))
+    outside = (source < 0) | (source > len(field) - 1)
+    return np.add.reduceat(outside, edges[:-1]) <= _PAST_THE_END * np.diff(edges)
 
 
 def _smooth_level(difference, width):
@@ -285,8 +296,12 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     if not signal.any():
         return info, None
     # the displacement field, from coarse windows, robustly
-    field = _displacement_model(_best_shifts(a, b, w.edges, w.max_shift), w.centre,
-                                np.where(signal, r0, 0.0), w.strain_axis)
+    # no farther than the translations searched: beyond the windows it was fitted on a
+    # cubic can run off by thousands of points (and the refinement, a tenth of that
+    # around it, took minutes and 17 GB for one pair)
+    field = np.clip(_displacement_model(_best_shifts(a, b, w.edges, w.max_shift), w.centre,
+                                        np.where(signal, r0, 0.0), w.strain_axis),
+                    -w.max_shift, w.max_shift)
     left = _left_after_moving(a, b, f, field, w, width)
     worst = int(np.argmax(left))
     # the largest difference left after moving, relative to what counts
@@ -328,8 +343,10 @@ def _left_after_moving(a, b, f, field, w: _Windows, width):
     # a detector gap) has no threshold: empty if nothing is left there, else
     # a difference beyond any threshold
     excess = res - floor
-    return np.divide(excess, threshold, out=np.where(excess > 0, np.inf, 0.0),
+    left = np.divide(excess, threshold, out=np.where(excess > 0, np.inf, 0.0),
                      where=threshold > 0)
+    # a window that takes points from past the axis' ends says nothing either way
+    return np.where(_moved_from_inside(field, w.fine_edges, w.fine_centre), left, 0.0)
 
 
 def _within_spread(members, mean, edges, signal, weights, max_shift):

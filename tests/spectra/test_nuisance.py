@@ -74,3 +74,53 @@ def test_a_d_spacing_axis_is_a_cell_change_too():
         verdicts[name] = {q["classes"]: q["separated_by"] for q in t.pairs}
     assert verdicts["d"] == verdicts["q"]
     assert "position" not in verdicts["d"].values()
+
+
+def test_what_the_displacement_brings_in_from_past_the_axis_end_is_no_pattern():
+    """A and A' in a 1 % smaller cell against thermal expansion (the
+    benchmark's `shift-net`, seed 4, every 5th curve labelled): moved onto
+    A', A's profile has nothing left but in the last window, where the
+    displacement (~23 points there) takes points from past the axis' end,
+    which hold the end value. Judged there, that left-over (1.47 of the
+    threshold) made the pair "drift", the copies of both were strained
+    across the difference, and A' labelled on 4 curves was found on 19 %
+    of its test curves. A window that takes more than a quarter of its
+    points from past the axis' ends is not judged."""
+    p = 4020
+    s = make_powder_series("shift", n_spectra=360, n_points=p, cell_step=-0.01, random_state=4)
+    train = np.arange(0, 360, 5)
+    t = position_tolerance(s.X[train], s.y[train], 3, s.axis, 268, 0.015, 4.2)
+    found = {q["classes"]: q for q in t.pairs}
+    assert found[(0, 2)]["separated_by"] == "position", found[(0, 2)]
+    assert found[(0, 2)]["unexplained"] < 1.0
+    assert found[(0, 1)]["separated_by"] == found[(1, 2)]["separated_by"] == "pattern"
+
+
+def test_the_displacement_is_refined_only_within_the_translations_searched(monkeypatch):
+    """Where a class labelled on 4 curves meets another structure along a
+    strongly drifting series (`pattern` with 2.7 times the drift, protocol
+    C), the cubic displacement model ran off to thousands of points past
+    the windows it was fitted on, and its refinement (a tenth of that
+    around it, in fifths of a point) translated a 4,020-point profile to
+    thousands of places per window: 115 s and 17 GB for the position test
+    of one fit. The field now stays within the translations searched
+    (``max_shift``)."""
+    from server_ext.spectra import nuisance
+
+    p = 4020
+    s = make_powder_series("pattern", n_spectra=360, n_points=p, drift=0.8, random_state=0)
+    labelled = np.arange(0, 360, 5)
+    train = np.sort(np.concatenate([labelled[s.y[labelled] != 0], labelled[s.y[labelled] == 0][::6]]))
+    max_shift = nuisance._windows(s.axis, p, 268, 0.015, 4.2).max_shift
+    shifted = nuisance._shifted
+
+    def bounded(b, shifts):
+        far = float(np.max(np.abs(shifts)))
+        assert far <= 1.1 * max_shift + 3.0, f"a translation by {far:.0f} points (searched: {max_shift:.0f})"
+        return shifted(b, shifts)
+
+    monkeypatch.setattr(nuisance, "_shifted", bounded)
+    t = position_tolerance(s.X[train], s.y[train], 3, s.axis, 268, 0.015, 4.2)
+    # A -> B -> C, three structures: no pair may hold its copies back ("drift"
+    # and "pattern" both keep the whole augmentation)
+    assert all(q["separated_by"] != "position" for q in t.pairs), t.pairs
