@@ -10,9 +10,11 @@ augmenting, the labelled spectra are asked, for each pair of classes:
    a third of a bin wide)?
 2. Does one smooth displacement field (offset, strain, quadratic and cubic
    terms, fitted robustly to the windows' best translations, then corrected
-   locally by up to 3 points or a tenth of the displacement) explain the
-   difference of the class profiles (per-point medians over the members) in
-   *every* window of a sixth of a bin, to within ``PATTERN`` times the
+   locally by up to 3 points or a tenth of the displacement; held within
+   the translations searched) explain the difference of the class profiles
+   (per-point medians over the members) in *every* window of a sixth of a
+   bin (but those that take more than a quarter of their points from past
+   the axis' ends, where nothing was measured), to within ``PATTERN`` times the
    noise or 3 % of the window's signal? A window left with a difference (a
    weak peak that appears, a peak that vanishes) means the classes differ
    by pattern: the position need not be protected, and full augmentation
