@@ -14,8 +14,8 @@ augmenting, the labelled spectra are asked, for each pair of classes:
    the translations searched) explain the difference of the class profiles
    (per-point medians over the members) in *every* window of a sixth of a
    bin (but those that take more than a quarter of their points from past
-   the axis' ends, where nothing was measured), to within ``PATTERN`` times the
-   noise or 3 % of the window's signal? A window left with a difference (a
+   the axis' ends, where nothing was measured), to within ``PATTERN`` times
+   the noise or 3 % of the window's signal? A window left with a difference (a
    weak peak that appears, a peak that vanishes) means the classes differ
    by pattern: the position need not be protected, and full augmentation
    keeps the robustness.
@@ -297,10 +297,10 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     signal = r0 > threshold
     if not signal.any():
         return info, None
-    # the displacement field, from coarse windows, robustly
-    # no farther than the translations searched: beyond the windows it was fitted on a
-    # cubic can run off by thousands of points (and the refinement, a tenth of that
-    # around it, took minutes and 17 GB for one pair)
+    # the displacement field, from coarse windows, robustly, and no farther
+    # than the translations searched: beyond the windows it was fitted on a
+    # cubic can run off by thousands of points (and the refinement, a tenth
+    # of that around it, took minutes and 17 GB for one pair)
     field = np.clip(_displacement_model(_best_shifts(a, b, w.edges, w.max_shift), w.centre,
                                         np.where(signal, r0, 0.0), w.strain_axis),
                     -w.max_shift, w.max_shift)

@@ -110,7 +110,8 @@ def test_the_displacement_is_refined_only_within_the_translations_searched(monke
     p = 4020
     s = make_powder_series("pattern", n_spectra=360, n_points=p, drift=0.8, random_state=0)
     labelled = np.arange(0, 360, 5)
-    train = np.sort(np.concatenate([labelled[s.y[labelled] != 0], labelled[s.y[labelled] == 0][::6]]))
+    sparse = labelled[s.y[labelled] == 0][::6]  # A labelled on 4 curves
+    train = np.sort(np.concatenate([labelled[s.y[labelled] != 0], sparse]))
     max_shift = nuisance._windows(s.axis, p, 268, 0.015, 4.2).max_shift
     refined = nuisance._refined_residual
 

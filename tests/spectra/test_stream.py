@@ -333,7 +333,9 @@ def test_bridge_that_comes_back_goes_on(fitted, intensity_series, bridge):
     assert marks[1] >= 2 and marks[2] >= marks[1] + 2 and st.reconnects > 3, marks
     # whatever was lost is a gap: every id up to the last one received was
     # received or counted missing (the receiver may have taken trains past
-    # the one the loop stopped at, and counted the gaps before them)
+    # the one the loop stopped at, and counted the gaps before them; its
+    # counters are read once it has stopped)
+    assert not stream._thread.is_alive()
     assert st.last_train_id >= ids[-1] and st.dropped == 0  # a lossless queue
     assert st.received + st.gaps == st.last_train_id - 2000 + 1, (ids, st.counters())
     assert_delivered_match(results, range(2000, 2009), [clf.predict(spectra(t))
