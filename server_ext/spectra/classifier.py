@@ -109,7 +109,8 @@ class _Labelled:
 class _Copies:
     """Training copies as segment features: ``features`` (n_copies,
     segments), ``labels`` (class index), ``source`` (labelled spectrum of
-    each copy; the labelled spectra themselves come first), ``targets``
+    each copy; the labelled spectra themselves come first, ``measured``
+    rows: each as many times as its copies are multiplied), ``targets``
     (n_copies, n_classes: the training target of each copy's labelled
     spectrum, one-hot or its estimated mixture fractions)."""
 
@@ -117,6 +118,7 @@ class _Copies:
     labels: np.ndarray
     source: np.ndarray
     targets: np.ndarray
+    measured: int
 
 
 @dataclasses.dataclass
@@ -164,7 +166,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         Perturbed copies per labelled spectrum (default: enough for ~512
         training spectra, between 4 and 64); a class labelled with fewer
         spectra than another gets that many times more copies of each
-        (the ratio rounded), so that every class trains on about as many.
+        (the ratio rounded), and its measured spectra train that many
+        times too, so that every class trains on about as many of each.
     strain : float
         Half-range of the relative peak-position strain of the copies (the
         most: see ``learn_position``).
@@ -406,7 +409,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         targets = self._label_targets(data, prep)
         class_scales = self._class_scales(data, targets, prep, templates.structure)
         copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
-        splits = held_out_splits(data.y, copies.source, self.cv_folds, rng)
+        splits = held_out_splits(data.y, copies.source, self.cv_folds, rng, copies.measured)
         aligner, copies, evidence = self._alignment(aligner, copies, splits, prep,
                                                     len(data.classes))
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
@@ -537,7 +540,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # a class labelled 6 times less, trained on 6 times fewer copies, is learnt as a
         # rarity: the bins' networks and the vote overrule it on every spectrum in doubt
         counts = np.bincount(data.y)
-        copies = copies * np.maximum(1, np.rint(counts.max() / counts)).astype(int)[data.y]
+        balance = np.maximum(1, np.rint(counts.max() / counts)).astype(int)[data.y]
+        copies = copies * balance
         # per labelled spectrum, (low, high) bounds of its copies' movement
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
@@ -554,9 +558,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
                                     split_variation=(self.split_variation
                                                      * tolerance.scale[data.y]))
-        source = np.concatenate([np.arange(n), source])
-        features = prep.normalise(np.concatenate([data.S, prep.segment_means(perturbed)]))
-        return _Copies(features, data.y[source], source, targets[source])
+        # the measured spectra too: beside denoised copies, six measured spectra of one
+        # class to each of the sparse one's teach the networks how a measurement looks
+        # as that class's mark, in every bin the two classes share
+        measured = np.repeat(np.arange(n), balance)
+        source = np.concatenate([measured, source])
+        features = prep.normalise(np.concatenate([data.S[measured],
+                                                  prep.segment_means(perturbed)]))
+        return _Copies(features, data.y[source], source, targets[source], len(measured))
 
     def _alignment(self, aligner, copies: _Copies, splits, prep, n_classes):
         """``(aligner, copies, evidence)``: the copies aligned by ``aligner``
