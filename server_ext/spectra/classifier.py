@@ -109,7 +109,7 @@ class _Labelled:
 class _Copies:
     """Training copies as segment features: ``features`` (n_copies,
     segments), ``labels`` (class index), ``source`` (labelled spectrum of
-    each copy; the labelled spectra themselves come first, ``measured``
+    each copy; the labelled spectra themselves come first, ``n_measured``
     rows: each as many times as its copies are multiplied), ``targets``
     (n_copies, n_classes: the training target of each copy's labelled
     spectrum, one-hot or its estimated mixture fractions)."""
@@ -118,7 +118,7 @@ class _Copies:
     labels: np.ndarray
     source: np.ndarray
     targets: np.ndarray
-    measured: int
+    n_measured: int
 
 
 @dataclasses.dataclass
@@ -409,7 +409,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         targets = self._label_targets(data, prep)
         class_scales = self._class_scales(data, targets, prep, templates.structure)
         copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
-        splits = held_out_splits(data.y, copies.source, self.cv_folds, rng, copies.measured)
+        splits = held_out_splits(data.y, copies.source, self.cv_folds, rng, copies.n_measured)
         aligner, copies, evidence = self._alignment(aligner, copies, splits, prep,
                                                     len(data.classes))
         screening = self._screen_bins(copies, splits, prep, len(data.classes))
@@ -558,9 +558,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
                                     split_variation=(self.split_variation
                                                      * tolerance.scale[data.y]))
-        # the measured spectra too: beside denoised copies, six measured spectra of one
-        # class to each of the sparse one's teach the networks how a measurement looks
-        # as that class's mark, in every bin the two classes share
+        # the measured spectra too: beside copies of denoised curves, six measured spectra
+        # of one class to each of the sparse one's, and what a measurement has that those
+        # copies lack (its own noise) is learnt as that class's mark where the two look alike
         measured = np.repeat(np.arange(n), balance)
         source = np.concatenate([measured, source])
         features = prep.normalise(np.concatenate([data.S[measured],
