@@ -86,6 +86,14 @@ def auto_segments_per_bin(n_points: int, n_bins: int = 15) -> int:
     return int(min(most, max(fewest, n_points // (n_bins * SEGMENT_POINTS))))
 
 
+def copy_multiplier(y_idx) -> np.ndarray:
+    """Per labelled spectrum, how many times more its class is copied than
+    the largest: the ratio of their label counts, rounded, at least 1 (1
+    wherever the labelling is balanced or nearly so)."""
+    counts = np.bincount(y_idx)
+    return np.maximum(1, np.rint(counts.max() / counts)).astype(int)[y_idx]
+
+
 class SpectraNotFittedError(SpectraError, NotFittedError):
     """The classifier is used before ``fit`` or ``load``. Also scikit-learn's
     ``NotFittedError`` (an ``AttributeError``), so ``hasattr(clf,
@@ -200,8 +208,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         A labelled spectrum that is a mixture of two classes (at a phase
         transition, where they coexist) trains with its estimated fractions
         as targets instead of its label alone, its class keeping at least
-        half (see :mod:`.mixtures`). ``False``: every labelled spectrum
-        is trained as wholly its class.
+        half (see :mod:`.mixtures`; in a class labelled at least 1.5 times
+        more sparsely than the largest, only a mixture explained nearly
+        wholly: its own neighbours lie too far apart along the series to
+        tell a mixture from drift otherwise). ``False``: every labelled
+        spectrum is trained as wholly its class.
     align_strain : {"auto", True, False}
         Estimate each spectrum's strain (from its correlation with the
         class means strained over a grid) and undo it before the bins see
@@ -505,7 +516,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # phases the spectrum holds, whatever each phase's scattering power
         prof, _ = profiles(data.X, max(3, int(prep.width * self.segments_per_bin_)),
                            unit_sum=False)
-        return mixture_targets(prof, data.y, len(data.classes))
+        # a sparse class's own nearest curves lie several labels apart along the series,
+        # another class's next to them: the joint fit reads the drift between as a mixture
+        return mixture_targets(prof, data.y, len(data.classes),
+                               sparse=copy_multiplier(data.y) > 1)
 
     def _class_scales(self, data: _Labelled, targets, prep, structure) -> np.ndarray | None:
         """Per class, the normalising scale of its phase at a fraction of 1
@@ -539,8 +553,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
         # a class labelled 6 times less, trained on 6 times fewer copies, is learnt as a
         # rarity: the bins' networks and the vote overrule it on every spectrum in doubt
-        counts = np.bincount(data.y)
-        balance = np.maximum(1, np.rint(counts.max() / counts)).astype(int)[data.y]
+        balance = copy_multiplier(data.y)
         copies = copies * balance
         # per labelled spectrum, (low, high) bounds of its copies' movement
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)

@@ -64,6 +64,32 @@ def test_a_labelled_mixture_between_mixtures_gets_its_fraction(benchmark_module)
     assert error[truth.max(1) >= 0.97].max() <= 0.03  # the pure curves
 
 
+def test_in_a_sparse_class_drift_is_not_read_as_a_mixture():
+    """The own ``weak`` series, seed 2, A + weak peaks (class 1) labelled on
+    3 curves against 18 of A, distorted A and another structure: its own
+    nearest curves lie six labels apart along the drift, the other
+    classes' next to them, and the joint fit reads the drift as a mixture.
+    Marked sparse, its two pure curves stay one-hot, and the one at the
+    transition (47 % A) is still a mixture."""
+    s = make_powder_series("weak", n_spectra=360, n_points=4020, axis_kind="2theta",
+                           cell_step=0.01, random_state=2)
+    labelled = np.arange(0, len(s.X), 5)
+    kept = labelled[s.y[labelled] == 1][::6]
+    train = np.sort(np.concatenate([labelled[s.y[labelled] != 1], kept]))
+    y, truth = s.y[train], s.weights[train]
+    prof, _ = profiles(s.X[train], 256, unit_sum=False)  # as fit does at 4,020 points
+    sparse = y == 1
+    pure, mixed = sparse & (truth[:, 1] > 0.99), sparse & (truth[:, 1] < 0.6)
+    assert pure.sum() == 2 and mixed.sum() == 1
+    tested = mixture_targets(prof, y, 4)
+    assert (tested[pure, 1] <= 0.6).all()  # both read as mixtures
+    T = mixture_targets(prof, y, 4, sparse=sparse)
+    assert (T[pure, 1] == 1.0).all()
+    assert T[mixed, 1] <= 0.6
+    # every labelled curve's target within 0.12 of its phases (0.5 before)
+    assert (np.abs(T - truth).sum(1) / 2).max() <= 0.12
+
+
 def test_a_class_of_one_spectrum_keeps_its_label():
     rng = np.random.default_rng(0)
     prof = rng.uniform(0, 1, (5, 50))
