@@ -552,17 +552,24 @@ def run_series(series, args, with_published):
     return rows, models, goals
 
 
+def protocol_c_split(y, sparse):
+    """Protocol C: protocol B (every 5th curve labelled) with class
+    ``sparse`` keeping one in six of its labels; ``(train, test)`` indices,
+    the test being every curve B does not label."""
+    labelled = np.arange(0, len(y), 5)
+    kept = labelled[y[labelled] == sparse][::6]
+    train = np.sort(np.concatenate([labelled[y[labelled] != sparse], kept]))
+    return train, np.setdiff1d(np.arange(len(y)), labelled)
+
+
 def imbalanced(series, args):
-    """Protocol C: protocol B with one class (each in turn) keeping one in six
-    of its labels; test on every spectrum B does not label. Prints each
-    method's accuracy and its recall of the sparse class."""
+    """Protocol C (:func:`protocol_c_split`) for each class in turn. Prints
+    each method's accuracy and its recall of the sparse class."""
     title, X, y, axis = series[:4]
     labelled = np.arange(0, len(X), 5)
-    test = np.setdiff1d(np.arange(len(X)), labelled)
     print(f"\n=== {title}, protocol C: accuracy / recall of the sparse class, goal >= peers")
     for sparse in np.unique(y):
-        kept = labelled[y[labelled] == sparse][::6]
-        train = np.sort(np.concatenate([labelled[y[labelled] != sparse], kept]))
+        train, test = protocol_c_split(y, sparse)
         line, scores = [], {}
         for method, model in contenders(args):
             model.fit(X[train], y[train], **({"axis": axis} if method == "BinnedSpectraClassifier" else {}))
@@ -571,7 +578,7 @@ def imbalanced(series, args):
             line.append(f"{method.replace('SpectraClassifier', '')} {100 * ok.mean():6.2f}% / "
                         f"{100 * ok[y[test] == sparse].mean():6.2f}%")
         met = scores["BinnedSpectraClassifier"] >= max(scores["LogisticRegression"], scores["RandomForest"])
-        print(f"  class {sparse} ({len(kept)} of {(y[labelled] == sparse).sum()} labels): "
+        print(f"  class {sparse} ({(y[train] == sparse).sum()} of {(y[labelled] == sparse).sum()} labels): "
               + " | ".join(line) + f"  {'MET' if met else 'NOT MET'}")
 
 

@@ -209,8 +209,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         transition, where they coexist) trains with its estimated fractions
         as targets instead of its label alone, its class keeping at least
         half (see :mod:`.mixtures`; in a class labelled at least 1.5 times
-        more sparsely than the largest, only a mixture explained nearly
-        wholly: its own neighbours lie too far apart along the series to
+        more sparsely than the largest, only where the other class
+        explains at least ``mixtures.SPARSE_BELIEF`` of what the own class
+        leaves: its own neighbours lie too far apart along the series to
         tell a mixture from drift otherwise). ``False``: every labelled
         spectrum is trained as wholly its class.
     align_strain : {"auto", True, False}

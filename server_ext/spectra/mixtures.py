@@ -47,11 +47,11 @@ has its own nearest curves six labels apart and another class's next to
 it, and the joint fit reads the drift between as a mixture (the own
 ``weak`` series, seed 2, A + weak peaks labelled on 3 curves: the two
 pure ones came out 57 % and 50 % of their class). Such an interpolation
-of drift leaves part of every moved peak unexplained; a true mixture,
-its other phase beside a labelled curve of that class, is explained
-nearly wholly. So in the spectra the classifier marks ``sparse`` a
-mixture is believed only where the other class explains at least
-``SPARSE_BELIEF`` of what the own class leaves.
+of drift tends to leave more of the curve unexplained than a true
+mixture, whose other phase lies beside a labelled curve of that class,
+though the two overlap (``SPARSE_BELIEF``). So in the spectra the
+classifier marks ``sparse`` a mixture is believed only where the other
+class explains at least ``SPARSE_BELIEF`` of what the own class leaves.
 """
 
 from __future__ import annotations

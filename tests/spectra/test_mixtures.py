@@ -64,7 +64,7 @@ def test_a_labelled_mixture_between_mixtures_gets_its_fraction(benchmark_module)
     assert error[truth.max(1) >= 0.97].max() <= 0.03  # the pure curves
 
 
-def test_in_a_sparse_class_drift_is_not_read_as_a_mixture():
+def test_in_a_sparse_class_drift_is_not_read_as_a_mixture(benchmark_module):
     """The own ``weak`` series, seed 2, A + weak peaks (class 1) labelled on
     3 curves against 18 of A, distorted A and another structure: its own
     nearest curves lie six labels apart along the drift, the other
@@ -73,9 +73,7 @@ def test_in_a_sparse_class_drift_is_not_read_as_a_mixture():
     transition (47 % A) is still a mixture."""
     s = make_powder_series("weak", n_spectra=360, n_points=4020, axis_kind="2theta",
                            cell_step=0.01, random_state=2)
-    labelled = np.arange(0, len(s.X), 5)
-    kept = labelled[s.y[labelled] == 1][::6]
-    train = np.sort(np.concatenate([labelled[s.y[labelled] != 1], kept]))
+    train, _ = benchmark_module("spectra").protocol_c_split(s.y, 1)
     y, truth = s.y[train], s.weights[train]
     prof, _ = profiles(s.X[train], 256, unit_sum=False)  # as fit does at 4,020 points
     sparse = y == 1

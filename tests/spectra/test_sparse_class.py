@@ -12,20 +12,24 @@ import pytest
 from server_ext.spectra import BinnedSpectraClassifier
 
 
-def fit_protocol_c(X, y, axis, sparse, seed):
-    """Protocol C's split, fitted and predicted: the classifier, the
-    training rows, labels per class of the training set, true and predicted
-    labels of the test spectra, and the confusion matrix."""
-    labelled = np.arange(0, len(X), 5)
-    kept = labelled[y[labelled] == sparse][::6]
-    train = np.sort(np.concatenate([labelled[y[labelled] != sparse], kept]))
-    test = np.setdiff1d(np.arange(len(X)), labelled)
-    clf = BinnedSpectraClassifier(random_state=seed).fit(X[train], y[train], axis=axis)
-    pred = clf.predict(X[test])
-    confusion = [[int(((y[test] == t) & (pred == p)).sum()) for p in clf.classes_]
-                 for t in clf.classes_]
-    return SimpleNamespace(clf=clf, train=train, counts=np.bincount(y[train]), truth=y[test],
-                           pred=pred, confusion=confusion)
+@pytest.fixture(scope="module")
+def fit_protocol_c(benchmark_module):
+    """``fit(X, y, axis, sparse, seed)``: the benchmark's protocol-C split,
+    fitted and predicted: the classifier, the training rows, labels per
+    class of the training set, true and predicted labels of the test
+    spectra, and the confusion matrix."""
+    split = benchmark_module("spectra").protocol_c_split
+
+    def fit(X, y, axis, sparse, seed):
+        train, test = split(y, sparse)
+        clf = BinnedSpectraClassifier(random_state=seed).fit(X[train], y[train], axis=axis)
+        pred = clf.predict(X[test])
+        confusion = [[int(((y[test] == t) & (pred == p)).sum()) for p in clf.classes_]
+                     for t in clf.classes_]
+        return SimpleNamespace(clf=clf, train=train, counts=np.bincount(y[train]),
+                               truth=y[test], pred=pred, confusion=confusion)
+
+    return fit
 
 
 @pytest.mark.parametrize("scenario, sparse", [
@@ -34,7 +38,8 @@ def fit_protocol_c(X, y, axis, sparse, seed):
     # class 0 (tetragonal) against the cubic class 1
     ("perovskite_heating", 0),
 ])
-def test_a_sparsely_labelled_class_is_recognised(benchmark_module, scenario, sparse):
+def test_a_sparsely_labelled_class_is_recognised(benchmark_module, fit_protocol_c, scenario,
+                                                  sparse):
     d = benchmark_module("powder_physics").SCENARIOS[scenario](random_state=0)
     r = fit_protocol_c(d["X"], d["y"], d["axis"], sparse, 0)
     assert r.counts[sparse] <= 5 and r.counts.max() >= 23  # 5-6 times fewer labels
@@ -44,7 +49,7 @@ def test_a_sparsely_labelled_class_is_recognised(benchmark_module, scenario, spa
 
 
 @pytest.mark.parametrize("seed, sparse", [(1, 0), (2, 1)])
-def test_a_sparse_class_beside_one_that_adds_weak_peaks(seed, sparse):
+def test_a_sparse_class_beside_one_that_adds_weak_peaks(fit_protocol_c, seed, sparse):
     """A (class 0) or A + 3 % weak peaks (class 1) labelled on 3 curves
     against 18 of each other class (the own ``weak`` series).
 
