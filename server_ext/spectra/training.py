@@ -53,19 +53,18 @@ class TrainedBins:
     networks: "BinNetworks"
 
 
-def held_out_splits(y_idx, src, cv_folds, rng, n_measured=None):
+def held_out_splits(y_idx, src, cv_folds, rng, n_measured):
     """``(train_mask, test_mask)`` pairs over the copies (``src``: labelled
     spectrum of each copy, the ``n_measured`` rows of the labelled spectra
-    themselves first, default one each; ``y_idx``: class of each labelled
-    spectrum): whole labelled spectra, with all their copies, held out per
-    fold. With a class of a single labelled spectrum, independent
-    perturbations of the same spectra are held out instead."""
+    themselves first; ``y_idx``: class of each labelled spectrum): whole
+    labelled spectra, with all their copies, held out per fold. With a
+    class of a single labelled spectrum, independent perturbations of the
+    same spectra are held out instead."""
     counts = np.bincount(y_idx)
     n_folds = int(min(cv_folds, counts.min()))
     if n_folds >= 2:
         fold = stratified_folds(y_idx, n_folds, rng)[src]
         return [(fold != k, fold == k) for k in range(n_folds)]
-    n_measured = len(y_idx) if n_measured is None else n_measured
     odd = np.zeros(len(src), bool)
     odd[n_measured:] = (np.arange(len(src) - n_measured) % 2).astype(bool)
     return [(~odd, odd), (odd, ~odd)]
