@@ -209,11 +209,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         transition, where they coexist) trains with its estimated fractions
         as targets instead of its label alone, its class keeping at least
         half (see :mod:`.mixtures`; in a class labelled at least 1.5 times
-        more sparsely than the largest, only where the other class
-        explains at least ``mixtures.SPARSE_BELIEF`` of what the own class
-        leaves: its own neighbours lie too far apart along the series to
-        tell a mixture from drift otherwise). ``False``: every labelled
-        spectrum is trained as wholly its class.
+        more sparsely than the largest, its own labelled spectra are first
+        strained onto the one tested: they lie too far apart along the
+        series to tell a mixture from drift otherwise). ``False``: every
+        labelled spectrum is trained as wholly its class.
     align_strain : {"auto", True, False}
         Estimate each spectrum's strain (from its correlation with the
         class means strained over a grid) and undo it before the bins see
@@ -518,9 +517,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         prof, _ = profiles(data.X, max(3, int(prep.width * self.segments_per_bin_)),
                            unit_sum=False)
         # a sparse class's own nearest curves lie several labels apart along the series,
-        # another class's next to them: the joint fit reads the drift between as a mixture
+        # another class's next to them: unstrained, the drift between reads as a mixture
         return mixture_targets(prof, data.y, len(data.classes),
-                               sparse=copy_multiplier(data.y) > 1)
+                               sparse=copy_multiplier(data.y) > 1,
+                               pos=increasing_axis(data.axis, data.X.shape[1]))
 
     def _class_scales(self, data: _Labelled, targets, prep, structure) -> np.ndarray | None:
         """Per class, the normalising scale of its phase at a fraction of 1

@@ -62,7 +62,8 @@ def test_a_sparse_class_beside_one_that_adds_weak_peaks(fit_protocol_c, seed, sp
     Seed 2, A + weak peaks sparse: its two pure curves were trained as
     57 % and 50 % mixtures -- their own nearest curves six labels apart
     along the drift, another class's next to them -- and its test curves
-    went to those neighbours (recall 52.8 %)."""
+    went to those neighbours (recall 52.8 %). Its own curves are now
+    strained onto each before the mixture test."""
     from server_ext.spectra.synthetic import make_powder_series
 
     s = make_powder_series("weak", n_spectra=360, n_points=4020, axis_kind="2theta",
