@@ -285,7 +285,7 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int,
         if fit is None:
             continue
         basis, weights, belief = fit
-        np.add.at(mixing[i], basis, belief * weights)
+        mixing[i, basis] = belief * weights
         pure_part[i] *= 1.0 - belief
         explained.append(i)
     content = np.linalg.solve(np.eye(n) - mixing, pure_part)
