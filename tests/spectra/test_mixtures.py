@@ -118,10 +118,13 @@ def test_a_sparse_class_s_mixture_is_found_though_its_own_curves_lie_far(benchma
     assert (np.abs(T - truth).sum(1) / 2).max() <= 0.08
 
 
-def test_a_sparse_class_s_member_is_strained_back_onto_the_spectrum():
-    """A curve whose peaks all sit 2 % further out (a smaller cell), on a q
-    axis: strained onto the first, it matches it within what linear
+@pytest.mark.parametrize("axis", ["q", "d"])
+def test_a_sparse_class_s_member_is_strained_back_onto_the_spectrum(axis):
+    """A curve whose peaks all sit 2 % further out in q (a smaller cell),
+    against q or against d = 2 pi / q (decreasing, its points unevenly
+    spaced): strained onto the first, it matches it within what linear
     interpolation loses; unstrained, hardly at all."""
+    from server_ext.spectra.augment import increasing_axis
     from server_ext.spectra.mixtures import _strained_onto
 
     q = np.linspace(1.0, 6.0, 2000)
@@ -129,7 +132,8 @@ def test_a_sparse_class_s_member_is_strained_back_onto_the_spectrum():
     P = np.stack([np.exp(-0.5 * ((q[:, None] - peaks * f) / 0.01) ** 2).sum(1) for f in (1.0, 1.02)])
     unit = P / np.linalg.norm(P, axis=1, keepdims=True)
     assert unit[0] @ unit[1] < 0.1
-    moved = _strained_onto(P, 0, [1], q)[0]
+    pos = increasing_axis(q if axis == "q" else 2 * np.pi / q, len(q))
+    moved = _strained_onto(P, 0, [1], pos)[0]
     assert moved @ unit[0] / np.linalg.norm(moved) > 0.99
 
 
