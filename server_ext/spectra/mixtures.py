@@ -220,7 +220,7 @@ def _strained_onto(profiles, i, others, pos):
     return np.asarray(out)
 
 
-def _drift_aware_fit(profiles, gram, members, i, c, pos):
+def _strained_fit(profiles, gram, members, i, c, pos):
     """:func:`_mixture_fit` of ``i`` with its own class's members strained
     onto it first, so that drift along the series is explained by its own
     class; the basis is mapped back to the labelled spectra (a strained
@@ -279,7 +279,7 @@ def mixture_targets(profiles: np.ndarray, y_idx: np.ndarray, n_classes: int,
     explained = []
     for i in range(n):
         if sparse is not None and sparse[i]:
-            fit = _drift_aware_fit(profiles, gram, members, i, y_idx[i], pos)
+            fit = _strained_fit(profiles, gram, members, i, y_idx[i], pos)
         else:
             fit = _mixture_fit(gram, cosine, members, i, y_idx[i])
         if fit is None:

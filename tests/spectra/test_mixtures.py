@@ -140,8 +140,10 @@ def test_a_sparse_class_s_member_is_strained_back_onto_the_spectrum(axis):
 def test_a_class_of_one_spectrum_keeps_its_label():
     rng = np.random.default_rng(0)
     prof = rng.uniform(0, 1, (5, 50))
-    T = mixture_targets(prof, np.array([0, 0, 1, 1, 2]), 3)
-    assert T[4].tolist() == [0.0, 0.0, 1.0]
+    y = np.array([0, 0, 1, 1, 2])
+    assert mixture_targets(prof, y, 3)[4].tolist() == [0.0, 0.0, 1.0]
+    # as fit marks it: sparse (its copy multiplier > 1), no member to strain onto it
+    assert mixture_targets(prof, y, 3, sparse=y == 2)[4].tolist() == [0.0, 0.0, 1.0]
 
 
 @pytest.fixture(scope="module")
