@@ -48,8 +48,9 @@ def test_a_sparsely_labelled_class_is_recognised(benchmark_module, fit_protocol_
     assert (r.pred == r.truth).mean() >= 0.97, r.confusion
 
 
-@pytest.mark.parametrize("seed, sparse", [(1, 0), (2, 1)])
-def test_a_sparse_class_beside_one_that_adds_weak_peaks(fit_protocol_c, seed, sparse):
+# accuracy floors a little under what each fit gives (99.65 %, 97.22 %)
+@pytest.mark.parametrize("seed, sparse, accuracy", [(1, 0, 0.97), (2, 1, 0.96)])
+def test_a_sparse_class_beside_one_that_adds_weak_peaks(fit_protocol_c, seed, sparse, accuracy):
     """A (class 0) or A + 3 % weak peaks (class 1) labelled on 3 curves
     against 18 of each other class (the own ``weak`` series).
 
@@ -74,8 +75,8 @@ def test_a_sparse_class_beside_one_that_adds_weak_peaks(fit_protocol_c, seed, sp
     pure = own & (s.weights[r.train, sparse] > 0.99)
     assert pure.sum() >= 2
     assert (r.clf.label_targets_[pure, sparse] == 1.0).all()
-    assert (r.pred[r.truth == sparse] == sparse).mean() >= 0.9, r.confusion
-    assert (r.pred == r.truth).mean() >= 0.95, r.confusion
+    assert (r.pred[r.truth == sparse] == sparse).mean() >= 0.95, r.confusion
+    assert (r.pred == r.truth).mean() >= accuracy, r.confusion
 
 
 def test_the_repeated_measured_rows_of_a_single_spectrum_class_are_held_out_together():
