@@ -184,8 +184,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         axis (over about two segments): neighbouring reflections move by
         different amounts, as when a non-cubic cell expands anisotropically
         -- a tetragonal split that narrows on heating, which one isotropic
-        strain cannot produce. Scaled per class like ``strain`` (see
-        ``learn_position``); 0: none.
+        strain cannot produce. Only the copies of denoised spectra
+        (``denoise_below``): where every class is labelled many times,
+        their measured spectra show how the cell varies, and the field,
+        which also stretches each peak, blurs a split of a few tenths of
+        a per cent (README, "A strain that varies along the axis").
+        Scaled per class like ``strain`` (see ``learn_position``); 0: none.
     split_variation : float
         Half-range of the factor by which the gaps between neighbouring
         reflections of the copies scale, pair by pair: a split pair (peaks
@@ -568,7 +572,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     baseline=(prep.baseline_points(sources)
                                               if prep.baseline_block else None),
                                     baseline_scale=self.background_drift,
-                                    local_strain=self.local_strain * tolerance.scale[data.y],
+                                    # a class labelled many times shows its own cell's
+                                    # variation among its measured spectra (as for splits)
+                                    local_strain=(self.local_strain * tolerance.scale[data.y]
+                                                  * (floor > 0)),
                                     local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
                                     split_variation=(self.split_variation
                                                      * tolerance.scale[data.y]))

@@ -18,6 +18,7 @@ import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra.augment import augment, strain_field
+from server_ext.spectra.synthetic import make_powder_series
 
 
 def test_strain_field_is_bounded_smooth_and_per_row():
@@ -79,3 +80,32 @@ def test_bad_local_strain_is_refused(value):
     X = np.random.default_rng(0).uniform(1, 2, (4, 600))
     with pytest.raises(SpectraError, match="local_strain must be"):
         BinnedSpectraClassifier(local_strain=value).fit(X, [0, 0, 1, 1])
+
+
+def test_the_field_strains_only_the_copies_of_denoised_spectra(monkeypatch):
+    """Where every class is labelled at least ``denoise_below`` times, the
+    copies are made from the measured spectra, which show how each class's
+    cell varies: they get no field, and the model is the one fitted with
+    ``local_strain=0``. From two curves per class (denoised) the copies
+    get it."""
+    import server_ext.spectra.classifier as classifier_module
+
+    half_ranges = []
+    real = classifier_module.augment
+
+    def spy(*args, **kw):
+        half_ranges.append(np.asarray(kw["local_strain"], np.float64))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(classifier_module, "augment", spy)
+    s = make_powder_series("shift", n_spectra=120, n_points=2010, random_state=0)
+    many = np.arange(0, len(s.y), 3)
+    assert np.bincount(s.y[many]).min() >= BinnedSpectraClassifier().denoise_below
+    P = [BinnedSpectraClassifier(epochs=5, random_state=0, local_strain=value)
+         .fit(s.X[many], s.y[many], axis=s.axis).predict_proba(s.X) for value in (0.002, 0.0)]
+    assert not half_ranges[0].any()
+    np.testing.assert_array_equal(P[0], P[1])
+
+    two = np.concatenate([np.flatnonzero(s.y == c)[[0, -1]] for c in np.unique(s.y)])
+    BinnedSpectraClassifier(epochs=5, random_state=0).fit(s.X[two], s.y[two], axis=s.axis)
+    assert half_ranges[-1].max() > 0
