@@ -25,7 +25,10 @@ wavelength, the weak peaks' height, three classes of one structure).
 ``--physics`` adds series from ``benchmarks/powder_physics.py``, a generator
 written without reading this project's: structure factors from atom
 positions, Debye-Waller, Caglioti and Scherrer widths, Birch-Murnaghan
-compression (``PHYSICS``).
+compression (``PHYSICS``). ``--extra`` adds configurations measured after
+the fact, not tuned on (``EXTRA``: five classes, 1,000 and 8,000 points,
+two classes a cell apart, a 0.5 % cell step; the independent physics at
+2,000 points or a tenth of its counts).
 
 Protocols: A -- train on the 2 most extreme curves of each class (farthest
 from any other class) plus noisy copies, test on all others; B -- label
@@ -382,6 +385,8 @@ def series_list(args):
         out += variant_series(args)
     if args.physics:
         out += physics_series(args)
+    if args.extra:
+        out += variant_series(args, EXTRA, "extra") + extra_physics_series(args)
     return out
 
 
@@ -437,25 +442,62 @@ VARIANTS = (
 )
 
 
-def variant_series(args):
-    """The :data:`VARIANTS` (4,020 points unless said, 2-theta unless said)."""
+#: ``--extra``: what neither the series above nor the variants vary, measured
+#: after the fact (not tuned on): the number of classes (five, two), points
+#: (1,000, 8,000), a smaller cell step; then (``EXTRA_PHYSICS``) the independent
+#: generator's scenarios with fewer points or counts: (title, scenario, classes
+#: that differ by position only, its keywords)
+EXTRA = (
+    ("five classes: A, A + 5 % weak peaks, B, C, C in a 0.8 % larger cell",
+     dict(layout=((0, 1.0, 0.0), (0, 1.0, 0.05), (1, 1.0, 0.0), (2, 1.0, 0.0), (2, 1.008, 0.0)),
+          n_spectra=450)),
+    ("shift, 1,000 points", dict(layout="shift", n_points=1000)),
+    ("pattern, 8,000 points", dict(layout="pattern", n_points=8000)),
+    ("two classes: A and A in a 1 % larger cell", dict(layout=((0, 1.0, 0.0), (0, 1.01, 0.0)))),
+    ("shift, cell step 0.5 %", dict(layout="shift", cell_step=0.005)),
+)
+EXTRA_PHYSICS = (
+    ("perovskite_heating, 2,000 points", "perovskite_heating", [1, 2], dict(n_points=2000)),
+    ("isostructural_shift, 2,000 points", "isostructural_shift", [0, 1, 2, 3],
+     dict(n_points=2000)),
+    ("superlattice, a tenth of the counts", "superlattice", [], dict(peak_counts=2e3)),
+)
+
+
+def variant_series(args, table=VARIANTS, kind="variant"):
+    """The series of ``table`` (:data:`VARIANTS` or :data:`EXTRA`; 360
+    spectra of 4,020 points on 2-theta unless said)."""
     from server_ext.spectra.synthetic import Phase, layout_phases, make_powder_series
 
     out = []
-    for name, kw in VARIANTS:
-        title = f"variant '{name}' seed {args.seed}"
+    for name, kw in table:
+        title = f"{kind} '{name}' seed {args.seed}"
         if args.only and not any(o in title for o in args.only):
             continue
-        kw = dict(kw)
+        kw = {"n_spectra": 360, **kw}
         layout = kw.pop("layout")
         # the series' phases, as make_powder_series would take them from a name
-        phases = (layout_phases(layout, 0.01, kw.get("weak", 0.03)) if isinstance(layout, str)
-                  else tuple(Phase(*phase) for phase in layout))
+        phases = (layout_phases(layout, kw.get("cell_step", 0.01), kw.get("weak", 0.03))
+                  if isinstance(layout, str) else tuple(Phase(*phase) for phase in layout))
         by_position = position_only(phases)
         d_spacing = kw.pop("d_spacing", False)
-        s = make_powder_series(phases, n_spectra=360, random_state=args.seed, **kw)
+        s = make_powder_series(phases, random_state=args.seed, **kw)
         series = generated(title, s, by_position)
         out.append(series._replace(axis=2 * np.pi / s.axis) if d_spacing else series)
+    return out
+
+
+def extra_physics_series(args):
+    """The :data:`EXTRA_PHYSICS` series (2-theta)."""
+    import powder_physics  # next to this script
+
+    out = []
+    for name, scenario, by_position, kw in EXTRA_PHYSICS:
+        title = f"extra '{name}' seed {args.seed}"
+        if args.only and not any(o in title for o in args.only):
+            continue
+        d = powder_physics.SCENARIOS[scenario](random_state=args.seed, **kw)
+        out.append(Series(title, d["X"], d["y"], d["axis"], by_position, d["fraction"].max(1)))
     return out
 
 
@@ -722,6 +764,10 @@ def arguments():
                     "tetragonal -> cubic -> cubic in a larger cell, a pressure transition, "
                     "superlattice ordering and a tetragonal distortion, four cells (use with "
                     "--only physics to run only them)")
+    ap.add_argument("--extra", action="store_true", help="also the series of EXTRA and "
+                    "EXTRA_PHYSICS: five and two classes, 1,000 and 8,000 points, a 0.5 %% "
+                    "cell step, the independent physics at 2,000 points or a tenth of the "
+                    "counts (use with --only extra to run only them)")
     ap.add_argument("--imbalanced", action="store_true", help="also protocol C: protocol B "
                     "with one class labelled at a sixth of the others' rate, each class in turn")
     ap.add_argument("--align-strain", default="auto", choices=("auto", "true", "false"),
