@@ -564,6 +564,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
         sources, gains, floor, splits = self._denoised(X, data.y, data.axis)
+        modelled = floor > 0  # denoised: a floor of fresh noise in place of its own
         perturbed, source = augment(sources, data.axis, copies, rng, strain=self.strain * reach,
                                     shift=self._shift_points(prep) * reach,
                                     intensity=self.intensity, noise=self.noise,
@@ -575,7 +576,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     # a class labelled many times shows its own cell's
                                     # variation among its measured spectra (as for splits)
                                     local_strain=(self.local_strain * tolerance.scale[data.y]
-                                                  * (floor > 0)),
+                                                  * modelled),
                                     local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
                                     split_variation=(self.split_variation
                                                      * tolerance.scale[data.y]))
