@@ -407,20 +407,23 @@ PHYSICS = (
 )
 
 
-def physics_series(args):
-    """The :data:`PHYSICS` series (4,020 points; the fractions of the phases
-    give the purity)."""
+def _physics(args, title, scenario, axis_kind, by_position, **kw):
+    """One series of ``powder_physics`` (the fractions of the phases give
+    the purity), or None where ``--only`` leaves it out."""
     import powder_physics  # next to this script
 
-    out = []
-    for name, axis_kind, by_position in PHYSICS:
-        title = f"physics '{name}' {axis_kind} seed {args.seed}"
-        if args.only and not any(o in title for o in args.only):
-            continue
-        d = powder_physics.SCENARIOS[name](random_state=args.seed)
-        axis = d["q"] if axis_kind == "q" else d["axis"]
-        out.append(Series(title, d["X"], d["y"], axis, by_position, d["fraction"].max(1)))
-    return out
+    if args.only and not any(o in title for o in args.only):
+        return None
+    d = powder_physics.SCENARIOS[scenario](random_state=args.seed, **kw)
+    axis = d["q"] if axis_kind == "q" else d["axis"]
+    return Series(title, d["X"], d["y"], axis, by_position, d["fraction"].max(1))
+
+
+def physics_series(args):
+    """The :data:`PHYSICS` series (4,020 points)."""
+    out = [_physics(args, f"physics '{name}' {axis_kind} seed {args.seed}", name, axis_kind,
+                    by_position) for name, axis_kind, by_position in PHYSICS]
+    return [s for s in out if s is not None]
 
 
 #: ``--variants``: what the main series do not vary -- the axis (q, d), the number
@@ -489,16 +492,9 @@ def variant_series(args, table=VARIANTS, kind="variant"):
 
 def extra_physics_series(args):
     """The :data:`EXTRA_PHYSICS` series (2-theta)."""
-    import powder_physics  # next to this script
-
-    out = []
-    for name, scenario, by_position, kw in EXTRA_PHYSICS:
-        title = f"extra '{name}' seed {args.seed}"
-        if args.only and not any(o in title for o in args.only):
-            continue
-        d = powder_physics.SCENARIOS[scenario](random_state=args.seed, **kw)
-        out.append(Series(title, d["X"], d["y"], d["axis"], by_position, d["fraction"].max(1)))
-    return out
+    out = [_physics(args, f"extra '{name}' seed {args.seed}", scenario, "2theta", by_position,
+                    **kw) for name, scenario, by_position, kw in EXTRA_PHYSICS]
+    return [s for s in out if s is not None]
 
 
 def contenders(args):
