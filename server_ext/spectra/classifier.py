@@ -50,7 +50,8 @@ from .denoise import denoise
 from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
-from .inputs import INT_PARAMS, REAL_PARAMS, as_labels, as_spectra, check_number
+from .inputs import (INT_PARAMS, REAL_PARAMS, as_labels, as_spectra, check_number,
+                     fixed_points, fixed_ranges)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor
@@ -208,6 +209,16 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         towards each other by only a fraction of that difference (away from
         each other freely). ``False``: every movement up
         to ``strain``/``shift`` is nuisance for every class.
+    fixed_ranges : sequence of (low, high), optional
+        Axis ranges (in ``axis`` units, point indices without an axis,
+        both ends included) holding features that do not move with the
+        sample: a peak of the sample environment (a cryostat window, the
+        capillary, a sample holder), a hot or dead pixel. Such a feature
+        is the same in every class, but it stays where it is while the
+        classes' peaks move, and unless declared it makes every pair of
+        classes look as if it differed by pattern, so that a difference
+        by position is not learnt (the ranges are left out of that test
+        only; the networks see every point).
     learn_mixtures : bool
         A labelled spectrum that is a mixture of two classes (at a phase
         transition, where they coexist) trains with its estimated fractions
@@ -323,7 +334,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                  max_overlap=0.5, hidden_units=16, epochs=60, learning_rate=0.01,
                  batch_size=128, augment_copies=None, strain=0.015, local_strain=0.002,
                  split_variation=0.5,
-                 shift=None, learn_position=True, learn_mixtures=True, align_strain="auto",
+                 shift=None, learn_position=True, fixed_ranges=None, learn_mixtures=True,
+                 align_strain="auto",
                  intensity=0.3, noise=1.0,
                  background=0.1, background_drift=0.5, denoise_below=8, mixup=0.5,
                  baseline=True, cv_folds=5, ambiguity_threshold=0.8, random_state=None,
@@ -343,6 +355,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.split_variation = split_variation
         self.shift = shift
         self.learn_position = learn_position
+        self.fixed_ranges = fixed_ranges
         self.learn_mixtures = learn_mixtures
         self.align_strain = align_strain
         self.intensity = intensity
@@ -372,6 +385,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         if not (isinstance(self.align_strain, (bool, np.bool_)) or self.align_strain == "auto"):
             raise SpectraError("align_strain must be 'auto', True or False, "
                                f"not {self.align_strain!r}")
+        fixed_ranges(self.fixed_ranges)
         for name in ("baseline", "learn_position", "learn_mixtures"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SpectraError(f"{name} must be True or False, not {getattr(self, name)!r}")
@@ -494,11 +508,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def _position_tolerance(self, data: _Labelled, prep) -> PositionTolerance:
         """Per class, how much of the strain/shift augmentation is nuisance."""
         n_classes = len(data.classes)
+        fixed = fixed_points(self.fixed_ranges, data.axis, data.X.shape[1])
         if not self.learn_position or (self.strain == 0 and self._shift_points(prep) == 0):
             return PositionTolerance.full(n_classes)
         return position_tolerance(data.X, data.y, n_classes, data.axis,
                                   prep.width * self.segments_per_bin_, float(self.strain),
-                                  self._shift_points(prep))
+                                  self._shift_points(prep), fixed)
 
     def _strain_aligner(self, data: _Labelled, tolerance, prep,
                         templates) -> StrainAligner | None:

@@ -44,6 +44,10 @@ def register(subparsers):
                         "position between them (learn_position=False); for labelled curves "
                         "whose thermal drift passes for one, see the line 'classes told apart "
                         "by peak position' after training")
+    t.add_argument("--fixed-range", nargs="+", default=[], metavar="LOW:HIGH",
+                   help="axis ranges (point indices without an axis; ends included) holding "
+                        "features that do not move with the sample: a peak of the sample "
+                        "environment, a hot or dead pixel (fixed_ranges)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model")
     t.set_defaults(func=train)
 
@@ -94,12 +98,14 @@ def train(args):
     from .datafiles import load_labelled
 
     cap = args.max_per_class or None
+    fixed = [_range(r) for r in args.fixed_range] or None
     X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
                                args.source, args.key, max_per_label=cap, random_state=args.seed)
     t0 = time.perf_counter()
     clf = BinnedSpectraClassifier(n_bins=args.n_bins, bin_placement=args.placement,
                                   random_state=args.seed, max_train_per_class=cap,
-                                  learn_position=not args.position_nuisance)
+                                  learn_position=not args.position_nuisance,
+                                  fixed_ranges=fixed)
     clf.fit(X, y, axis=axis)
     dt = time.perf_counter() - t0
     path = clf.save(args.output, overwrite=args.overwrite)
@@ -113,6 +119,17 @@ def train(args):
         print(line)
     print(f"saved {path}")
     return 0
+
+
+def _range(text):
+    """``LOW:HIGH`` as a pair of numbers."""
+    from .errors import SpectraError
+
+    try:
+        low, high = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise SpectraError(f"--fixed-range {text!r}: give LOW:HIGH, two numbers on the axis")
+    return low, high
 
 
 def _findings(clf):

@@ -9,7 +9,8 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["as_spectra", "as_labels", "check_number", "INT_PARAMS", "REAL_PARAMS"]
+__all__ = ["as_spectra", "as_labels", "check_number", "fixed_points", "fixed_ranges",
+           "INT_PARAMS", "REAL_PARAMS"]
 
 
 def as_spectra(X, what="X"):
@@ -96,3 +97,39 @@ def as_labels(y, n):
     if y.dtype.kind not in "biufU":
         raise SpectraError(f"labels must be numbers or strings, got dtype {y.dtype}")
     return y
+
+
+def fixed_ranges(ranges):
+    """``fixed_ranges`` checked: None, or (low, high) pairs of finite
+    numbers with low <= high; returned as a list of float pairs."""
+    if ranges is None:
+        return []
+    try:
+        pairs = [tuple(r) for r in ranges]
+    except TypeError:
+        pairs = None
+    if pairs is None or any(len(r) != 2 for r in pairs) or any(
+            not isinstance(v, numbers.Real) or isinstance(v, (bool, np.bool_)) or not np.isfinite(v)
+            for r in pairs for v in r):
+        raise SpectraError("fixed_ranges must be None or a list of (low, high) pairs of finite "
+                           f"numbers on the axis, not {ranges!r}")
+    bad = [r for r in pairs if r[0] > r[1]]
+    if bad:
+        raise SpectraError(f"fixed_ranges: low above high in {bad}; give each range as (low, high)")
+    return [(float(lo), float(hi)) for lo, hi in pairs]
+
+
+def fixed_points(ranges, axis, n_points):
+    """The points inside ``fixed_ranges`` (both ends included) as a boolean
+    mask, on ``axis`` (point indices where None). A range that holds no
+    point is refused: it was meant for another axis."""
+    pos = np.arange(n_points, dtype=np.float64) if axis is None else np.asarray(axis, np.float64)
+    mask = np.zeros(n_points, bool)
+    for lo, hi in fixed_ranges(ranges):
+        inside = (pos >= lo) & (pos <= hi)
+        if not inside.any():
+            what = "the point indices, which run" if axis is None else "the axis, which runs"
+            raise SpectraError(f"fixed range ({lo:g}, {hi:g}) holds no point: {what} from "
+                               f"{pos.min():g} to {pos.max():g}")
+        mask |= inside
+    return mask

@@ -37,6 +37,14 @@ class may well lie farther out than its labelled ones. Classes in no such
 pair keep the full augmentation. The offset term and the local
 corrections make this hold on any axis (2-theta, q, or point index with an
 unknown origin).
+
+Points declared ``fixed`` hold something that does not move with the
+sample (a peak of the sample environment, a hot or dead pixel): it is the
+same in every class and stays where it is while the class's peaks move,
+so moving one profile onto the other would leave it twice, once where it
+is and once where the displacement took it, and the pair would pass for
+one that differs by pattern. Windows that hold such points, or take them
+from where the displacement moves them, are neither fitted nor judged.
 """
 
 from __future__ import annotations
@@ -163,13 +171,19 @@ def _displacement_model(u, centre, weights, strain_axis):
     return A @ coef
 
 
+def _refine_reach(model_shift):
+    """How far (points) the refinement looks around the displacement model:
+    3 points, or a tenth of the displacement."""
+    return np.maximum(3.0, 0.1 * np.abs(model_shift))
+
+
 def _refined_residual(a, b, edges, model_shift):
     """Per (fine) window, the residual energy left after the best
     translation within 3 points (or a tenth of the displacement) of the
     displacement model."""
     out = np.empty(len(edges) - 1)
     for w, (lo, hi) in enumerate(zip(edges[:-1], edges[1:])):
-        reach = max(3.0, 0.1 * abs(model_shift[w]))
+        reach = float(_refine_reach(model_shift[w]))
         fine = np.linspace(-reach, reach, 2 * int(np.ceil(5 * reach)) + 1)
         moved = _shifted(b, model_shift[w] + fine)[:, lo:hi]
         out[w] = ((a[lo:hi][None] - moved) ** 2).sum(1).min()
@@ -225,9 +239,10 @@ class _Windows(NamedTuple):
     strain_axis: np.ndarray
     reach: np.ndarray
     max_shift: float
+    fixed: np.ndarray
 
 
-def _windows(axis, p, width, strain, shift) -> _Windows:
+def _windows(axis, p, width, strain, shift, fixed=None) -> _Windows:
     pos = increasing_axis(axis, p)
     step = np.gradient(pos)
     strain_axis = pos / step
@@ -239,15 +254,19 @@ def _windows(axis, p, width, strain, shift) -> _Windows:
 
     return _Windows(*cut(n_windows), *cut(2 * n_windows), strain_axis,
                     strain * np.abs(strain_axis) + shift,
-                    min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p))
+                    min(_MAX_STRAIN * float(np.max(np.abs(pos) / step)), 0.25 * p),
+                    np.zeros(p, bool) if fixed is None else np.asarray(fixed, bool))
 
 
-def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift) -> PositionTolerance:
+def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift,
+                       fixed=None) -> PositionTolerance:
     """Estimate which class pairs are separated by peak position (see the
     module doc). ``X``: labelled spectra; ``width``: points per bin;
     ``strain``, ``shift``: the configured augmentation half-ranges (relative;
-    points). Returns the per-class scale of that augmentation."""
-    windows = _windows(axis, X.shape[1], width, strain, shift)
+    points); ``fixed``: optional boolean mask of the points whose features
+    do not move with the sample. Returns the per-class scale of that
+    augmentation."""
+    windows = _windows(axis, X.shape[1], width, strain, shift, fixed)
     prof, var = profiles(X, max(3, int(width)))
     members = [prof[y_idx == c] for c in range(n_classes)]
     # per-point medians: members near a transition hold some of the next
@@ -294,7 +313,7 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     # translations of flat stretches
     level = _smooth_level(a - b, width)
     r0 = _window_sums((a - b - level) ** 2, w.edges) - floor
-    signal = r0 > threshold
+    signal = (r0 > threshold) & ~_window_sums(w.fixed, w.edges).astype(bool)
     if not signal.any():
         return info, None
     # the displacement field, from coarse windows, robustly, and no farther
@@ -347,8 +366,25 @@ def _left_after_moving(a, b, f, field, w: _Windows, width):
     excess = res - floor
     left = np.divide(excess, threshold, out=np.where(excess > 0, np.inf, 0.0),
                      where=threshold > 0)
-    # a window that takes points from past the axis' ends says nothing either way
-    return np.where(_moved_from_inside(field, w.fine_edges, w.fine_centre), left, 0.0)
+    # a window that takes points from past the axis' ends says nothing either
+    # way, nor one where a fixed feature is or is moved to
+    judged = _moved_from_inside(field, w.fine_edges, w.fine_centre) \
+        & ~_near_fixed(w.fixed, w.fine_edges, field[w.fine_centre])
+    return np.where(judged, left, 0.0)
+
+
+def _near_fixed(fixed, edges, shift):
+    """Per window, whether it holds a fixed point or takes one from where
+    the displacement ``shift`` (points; give or take the refinement's
+    reach) moves its points from."""
+    at = np.flatnonzero(fixed)
+    if not len(at):
+        return np.zeros(len(edges) - 1, bool)
+    reach = _refine_reach(shift)
+    lo, hi = edges[:-1], edges[1:]
+    inside = np.searchsorted(at, lo) < np.searchsorted(at, hi)
+    moved = np.searchsorted(at, lo - shift - reach) < np.searchsorted(at, hi - shift + reach)
+    return inside | moved
 
 
 def _within_spread(members, mean, edges, signal, weights, max_shift):

@@ -20,7 +20,9 @@ models read from earlier versions report as None; 6 allows
 the width of the stored bins' ``segments``), which version 5 readers
 would refuse as a parameter; 7 adds the parameter ``local_strain`` (a
 training parameter: models read from earlier versions were fitted
-without it, and report 0); 8 adds ``split_variation`` (the same way).
+without it, and report 0); 8 adds ``split_variation`` (the same way);
+9 adds ``fixed_ranges`` (models read from earlier versions had none
+declared, the default).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -47,8 +49,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 8
-_READABLE = (2, 3, 4, 5, 6, 7, 8)
+VERSION = 9
+_READABLE = (2, 3, 4, 5, 6, 7, 8, 9)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")

@@ -184,7 +184,8 @@ def test_a_bridge_option_on_a_run_or_a_run_option_on_a_bridge_is_refused(api, tr
 def test_cancel_a_training_saves_no_model(api, trained_model, server):
     r = call(api, "POST", "spectra/models", json={
         "data": "spectra-run", "labels": trained_model["options"]["labels"], "source": DEMO_SOURCE,
-        "key": DEMO_KEY, "max_per_label": 64, "params": {"n_bins": 3, "epochs": 20, "random_state": 0}})
+        "key": DEMO_KEY, "max_per_label": 64,
+        "params": {"n_bins": 3, "epochs": 20, "random_state": 0, "fixed_ranges": [[10, 12]]}})
     assert r.status_code == 202, r.text
     model_id = r.json()["id"]
     api.wait(f"spectra/models/{model_id}", states=("running",))

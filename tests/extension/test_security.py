@@ -134,5 +134,8 @@ def test_bad_training_and_stream_bodies(api, nothing_written):
     assert r.status_code == 400 and "params.n_bins" in r.json()["message"]
     r = api.post("spectra/models", json={"data": "x", "labels": ["a=0:1", "b=1:2"], "params": {"pickle": 1}})
     assert r.status_code == 400 and "pickle" in r.json()["message"]
+    r = api.post("spectra/models", json={"data": "x", "labels": ["a=0:1", "b=1:2"],
+                                         "params": {"fixed_ranges": [[1, 2, 3]]}})
+    assert r.status_code == 400 and "params.fixed_ranges" in r.json()["message"]
     r = api.post("spectra/streams", json={"model": SAMPLE_ID, "source": {"endpoint": "http://x"}})
     assert r.status_code == 400 and "source.endpoint" in r.json()["message"]

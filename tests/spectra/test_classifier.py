@@ -528,13 +528,19 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 8 and config["params"]["segments_per_bin"] == "auto"
+    assert config["version"] == 9 and config["params"]["segments_per_bin"] == "auto"
     assert config["params"]["local_strain"] == clf.local_strain > 0
     assert config["params"]["split_variation"] == clf.split_variation > 0
-    # a version-7 model was fitted without varied splits, a version-6 one
-    # without the local strain too, and each says so
-    v7 = dict(config, version=7, params={k: v for k, v in config["params"].items()
-                                         if k != "split_variation"})
+    assert "fixed_ranges" in config["params"] and clf.fixed_ranges is None
+    # a version-8 model had no fixed ranges declared; a version-7 one was
+    # fitted without varied splits, a version-6 one without the local
+    # strain too, and each says so
+    v8 = dict(config, version=8, params={k: v for k, v in config["params"].items()
+                                         if k != "fixed_ranges"})
+    (path / "config.json").write_text(json.dumps(v8))
+    assert BinnedSpectraClassifier.load(path).fixed_ranges is None
+    v7 = dict(v8, version=7, params={k: v for k, v in v8["params"].items()
+                                     if k != "split_variation"})
     (path / "config.json").write_text(json.dumps(v7))
     loaded = BinnedSpectraClassifier.load(path)
     assert loaded.split_variation == 0.0 and loaded.local_strain == clf.local_strain
@@ -552,7 +558,7 @@ def test_model_format_versions(fitted, tmp_path):
     del config["params"]["segments_per_bin"]
     config["params"]["n_features"] = clf.segments_per_bin_
     for name in ("learn_position", "learn_mixtures", "align_strain", "local_strain",
-                 "split_variation"):
+                 "split_variation", "fixed_ranges"):
         del config["params"][name]  # none existed then: defaults
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)

@@ -54,6 +54,10 @@ def test_train_with_label_dataset_and_errors(nexus_file, tmp_path, capsys):
           "x"], "does not exist"),
         (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o",
           str(tmp_path / "m")], "exists"),
+        (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o", "x",
+          "--fixed-range", "3"], "give LOW:HIGH"),
+        (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o", "x",
+          "--fixed-range", "1e6:2e6"], "holds no point"),
         (["spectra", "classify", "--model", str(tmp_path), "--run", str(tmp_path)],
          "not a saved spectra classifier"),
         (["spectra", "classify", "--model", str(tmp_path / "m"), "--run", str(tmp_path)],
@@ -69,7 +73,8 @@ def test_train_from_run_train_ranges(tmp_path, capsys):
     (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
     assert main(["spectra", "train", info["path"], "--source", info["source"], "--key",
                  info["key"], "--labels", f"low={lo0}:{lo1}", f"high={hi0}:{hi1}",
-                 "-o", str(tmp_path / "m"), "--position-nuisance"]) == 0
+                 "-o", str(tmp_path / "m"), "--position-nuisance",
+                 "--fixed-range", "100:102", "7:7"]) == 0
     out = capsys.readouterr().out
     assert f"trained on {3 * (lo1 - lo0 + hi1 - hi0)} spectra" in out
     assert f"classes high ({3 * (hi1 - hi0)}), low ({3 * (lo1 - lo0)})" in out  # how many of each
@@ -78,6 +83,7 @@ def test_train_from_run_train_ranges(tmp_path, capsys):
 
     model = BinnedSpectraClassifier.load(tmp_path / "m")
     assert model.learn_position is False and model.position_pairs_ == []
+    assert model.fixed_ranges == [[100.0, 102.0], [7.0, 7.0]]  # point indices: no axis
     assert main(["spectra", "train", info["path"], "--source", info["source"], "--labels",
                  "low=1:2", "high=3:4", "-o", str(tmp_path / "n")]) == 2
     assert "no train of the run" in capsys.readouterr().err
