@@ -50,8 +50,8 @@ from .denoise import denoise
 from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
-from .inputs import (INT_PARAMS, REAL_PARAMS, as_labels, as_spectra, check_number,
-                     fixed_points, fixed_ranges)
+from .inputs import (INT_PARAMS, REAL_PARAMS, as_fixed_ranges, as_labels, as_spectra,
+                     check_number, fixed_points)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor
@@ -385,7 +385,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         if not (isinstance(self.align_strain, (bool, np.bool_)) or self.align_strain == "auto"):
             raise SpectraError("align_strain must be 'auto', True or False, "
                                f"not {self.align_strain!r}")
-        fixed_ranges(self.fixed_ranges)
+        as_fixed_ranges(self.fixed_ranges)
         for name in ("baseline", "learn_position", "learn_mixtures"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise SpectraError(f"{name} must be True or False, not {getattr(self, name)!r}")

@@ -9,7 +9,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["as_spectra", "as_labels", "check_number", "fixed_points", "fixed_ranges",
+__all__ = ["as_spectra", "as_labels", "as_fixed_ranges", "check_number", "fixed_points",
            "INT_PARAMS", "REAL_PARAMS"]
 
 
@@ -99,7 +99,7 @@ def as_labels(y, n):
     return y
 
 
-def fixed_ranges(ranges):
+def as_fixed_ranges(ranges):
     """``fixed_ranges`` checked: None, or (low, high) pairs of finite
     numbers with low <= high; returned as a list of float pairs."""
     if ranges is None:
@@ -125,7 +125,7 @@ def fixed_points(ranges, axis, n_points):
     point is refused: it was meant for another axis."""
     pos = np.arange(n_points, dtype=np.float64) if axis is None else np.asarray(axis, np.float64)
     mask = np.zeros(n_points, bool)
-    for lo, hi in fixed_ranges(ranges):
+    for lo, hi in as_fixed_ranges(ranges):
         inside = (pos >= lo) & (pos <= hi)
         if not inside.any():
             what = "the point indices, which run" if axis is None else "the axis, which runs"
