@@ -313,7 +313,7 @@ def _pair(c, d, means, f, members, w: _Windows, width):
     # translations of flat stretches
     level = _smooth_level(a - b, width)
     r0 = _window_sums((a - b - level) ** 2, w.edges) - floor
-    signal = (r0 > threshold) & ~_window_sums(w.fixed, w.edges).astype(bool)
+    signal = (r0 > threshold) & ~_holds_fixed(w.fixed, w.edges)
     if not signal.any():
         return info, None
     # the displacement field, from coarse windows, robustly, and no farther
@@ -373,6 +373,11 @@ def _left_after_moving(a, b, f, field, w: _Windows, width):
     return np.where(judged, left, 0.0)
 
 
+def _holds_fixed(fixed, edges):
+    """Per window, whether it holds a point declared fixed."""
+    return _window_sums(fixed, edges) > 0
+
+
 def _near_fixed(fixed, edges, shift):
     """Per window, whether it holds a fixed point or takes one from where
     the displacement ``shift`` (points; give or take the refinement's
@@ -382,9 +387,8 @@ def _near_fixed(fixed, edges, shift):
         return np.zeros(len(edges) - 1, bool)
     reach = _refine_reach(shift)
     lo, hi = edges[:-1], edges[1:]
-    inside = np.searchsorted(at, lo) < np.searchsorted(at, hi)
     moved = np.searchsorted(at, lo - shift - reach) < np.searchsorted(at, hi - shift + reach)
-    return inside | moved
+    return _holds_fixed(fixed, edges) | moved
 
 
 def _within_spread(members, mean, edges, signal, weights, max_shift):
