@@ -326,6 +326,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         estimated fractions of a mixture.
         These four are None in a model saved before format 5 (see
         :mod:`.persistence`), which did not store them.
+    bad_pixels_ : point indices of the hot and dead pixels found in the
+        labelled spectra (see :mod:`.bad_pixels`): left out of the
+        position test like ``fixed_ranges``, and each set to its median
+        over the labelled spectra before anything else is learnt; empty
+        where none was found or ``learn_position`` is off; None in a model
+        saved before they were recorded.
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -431,6 +437,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         tolerance = self._position_tolerance(data, prep)
+        data = self._bad_pixels_levelled(data, tolerance.bad_pixels, prep)
         # strains searched: the copies' reach plus ALIGN_MARGIN
         templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,
                                     float(self.strain) + ALIGN_MARGIN)
@@ -501,6 +508,18 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             rng.choice(np.flatnonzero(data.y == c), min(cap, k), replace=False)
             for c, k in enumerate(counts)]))
         return dataclasses.replace(data, X=data.X[keep], y=data.y[keep], S=data.S[keep])
+
+    @staticmethod
+    def _bad_pixels_levelled(data: _Labelled, pixels, prep) -> _Labelled:
+        """``data`` with each bad pixel set to its median over the labelled
+        spectra: what it reads says nothing of the sample, and a noisy one
+        read in two curves per class would pass for a class difference
+        (the copies give it its noise back)."""
+        if len(pixels) == 0:
+            return data
+        X = data.X.copy()
+        X[:, pixels] = np.median(X[:, pixels], axis=0)
+        return dataclasses.replace(data, X=X, S=prep.segment_means(X))
 
     def _shift_points(self, prep):
         return 0.5 * prep.width if self.shift is None else float(self.shift)
@@ -675,6 +694,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.beta_ = trained.temperature
         self.position_scale_ = tolerance.scale
         self.position_pairs_ = tolerance.pairs
+        self.bad_pixels_ = tolerance.bad_pixels
         self._prep = prep
         self._aligner = aligner
         self._fused = FusedVote(segments[kept], *unpack(models), self.weights_, self.beta_)

@@ -134,7 +134,8 @@ def _range(text):
 
 def _findings(clf):
     """What fit found besides the bins, as lines for a scientist: which
-    classes differ by peak position, and whether strain is undone and why."""
+    classes differ by peak position, the hot or dead pixels found, and
+    whether strain is undone and why."""
     names = clf.classes_
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
@@ -144,6 +145,9 @@ def _findings(clf):
         # for a cell change (README: "Measured, not adopted")
         yield ("  (if those classes share their cell, the drift between their labelled curves "
                "passed for a difference: train again with --position-nuisance)")
+    if clf.bad_pixels_ is not None and len(clf.bad_pixels_):
+        yield (f"hot or dead pixels found (left out of telling position from drift): "
+               f"points {', '.join(map(str, clf.bad_pixels_))}")
     state = "on" if clf.strain_aligned_ else "off"
     if clf.alignment_evidence_ is None:
         yield f"strain alignment: {state}"

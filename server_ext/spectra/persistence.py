@@ -22,7 +22,9 @@ would refuse as a parameter; 7 adds the parameter ``local_strain`` (a
 training parameter: models read from earlier versions were fitted
 without it, and report 0); 8 adds ``split_variation`` (the same way);
 9 adds ``fixed_ranges`` (models read from earlier versions had none
-declared, the default).
+declared, the default); within 9, ``bad_pixels_`` (the hot and dead pixels
+the position test found, in ``config.json``) was added after the first
+models were saved, which report None like those before version 5.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -70,13 +72,19 @@ def _plain(value):
 
 def _findings(config, arrays, n_classes):
     """``{attribute: value}`` of what ``fit`` found (format 5; before it,
-    all None), each checked against the number of classes."""
-    found = dict.fromkeys(("position_pairs_",) + _FINDINGS)
+    all None), each checked against the number of classes (the bad
+    pixels: of points)."""
+    found = dict.fromkeys(("position_pairs_", "bad_pixels_") + _FINDINGS)
     if config["version"] < 5:
         return found
     pairs = config.get("position_pairs")
     found["position_pairs_"] = None if pairs is None else [
         {**p, "classes": tuple(int(c) for c in p["classes"])} for p in pairs]
+    if config.get("bad_pixels") is not None:
+        pixels = found["bad_pixels_"] = np.asarray(config["bad_pixels"], np.intp).reshape(-1)
+        if pixels.size and not 0 <= pixels.min() <= pixels.max() < int(config["n_points"]):
+            raise ValueError(f"bad_pixels {pixels.tolist()} lie outside the model's "
+                             f"{config['n_points']} points")
     found.update({k: arrays[k] for k in _FINDINGS if k in arrays})
     shapes = {"label_targets_": lambda a: a.ndim == 2 and a.shape[1] == n_classes,
               "class_scales_": lambda a: a.shape == (n_classes,),
@@ -104,6 +112,7 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "classes": clf.classes_.tolist(), "classes_dtype": clf.classes_.dtype.str,
         "n_points": int(clf.n_features_in_), "preprocessor": clf._prep.config(),
         "beta": float(clf.beta_), "position_pairs": _plain(clf.position_pairs_),
+        "bad_pixels": None if clf.bad_pixels_ is None else clf.bad_pixels_.tolist(),
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
     arrays.update({k: np.asarray(getattr(clf, k), np.float64) for k in _FINDINGS

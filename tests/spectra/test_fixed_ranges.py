@@ -1,6 +1,7 @@
 """Features that do not move with the sample (a peak of the sample
-environment, a hot pixel), declared with ``fixed_ranges``: they must not
-hide a difference of peak position between classes."""
+environment), declared with ``fixed_ranges``: they must not hide a
+difference of peak position between classes. Hot and dead pixels are
+found without being declared: ``test_bad_pixels.py``."""
 
 import json
 
@@ -20,27 +21,28 @@ def _environment_peak(X, centre, seed):
     return X + np.random.default_rng(seed).poisson(np.broadcast_to(peak, X.shape))
 
 
-def test_a_hot_pixel_is_no_pattern_once_declared():
+def test_an_environment_peak_is_no_pattern_once_declared():
     """A and A' in a 1 % larger cell (`shift`, every 4th curve labelled),
-    one pixel reading 20 times the median count in every spectrum: moved
-    onto A', A's profile leaves that pixel twice, where it is and where
-    the displacement took it, and the pair passes for "pattern". Declared,
-    the windows that hold it or take it in are neither fitted nor judged:
-    "position" again, as without the pixel. A and B (two structures) stay
-    "pattern" either way."""
+    a peak of the sample environment at point 1500 of every spectrum:
+    moved onto A', A's profile leaves that peak twice, where it is and
+    where the displacement took it, and the pair passes for "pattern".
+    Declared, the windows that hold it or take it in are neither fitted
+    nor judged: "position" again, as without it. A and B (two
+    structures) stay "pattern" either way. The peak is 3 points wide,
+    no pixel: nothing is found without the declaration."""
     n, p = 120, 2010
     s = make_powder_series("shift", n_spectra=n, n_points=p, random_state=0)
     train = np.arange(0, n, 4)
-    X = s.X[train].astype(np.float64)
-    X[:, 1500] = 20 * np.median(X)
+    X = _environment_peak(s.X[train].astype(np.float64), 1500, seed=0)
 
     def verdicts(fixed):
         t = position_tolerance(X, s.y[train], 3, s.axis, p // 15, 0.015, p / 480, fixed)
+        assert t.bad_pixels.size == 0
         return {q["classes"]: q["separated_by"] for q in t.pairs}
 
     assert verdicts(None)[(0, 2)] == "pattern"
     fixed = np.zeros(p, bool)
-    fixed[1500] = True
+    fixed[1490:1511] = True
     assert verdicts(fixed) == {(0, 1): "pattern", (0, 2): "position", (1, 2): "pattern"}
 
 
