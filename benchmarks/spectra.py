@@ -28,7 +28,8 @@ positions, Debye-Waller, Caglioti and Scherrer widths, Birch-Murnaghan
 compression (``PHYSICS``). ``--extra`` adds configurations measured after
 the fact, not tuned on (``EXTRA``: five classes, 1,000 and 8,000 points,
 two classes a cell apart, a 0.5 % cell step; the independent physics at
-2,000 points or a tenth of its counts).
+2,000 points or a tenth of its counts; a hot or noisy pixel, or a pair,
+in every spectrum).
 
 Protocols: A -- train on the 2 most extreme curves of each class (farthest
 from any other class) plus noisy copies, test on all others; B -- label
@@ -407,7 +408,7 @@ PHYSICS = (
 )
 
 
-def _physics(args, title, scenario, axis_kind, by_position, **kw):
+def _physics(args, title, scenario, axis_kind, by_position, bad_pixel=None, **kw):
     """One series of ``powder_physics`` (the fractions of the phases give
     the purity), or None where ``--only`` leaves it out."""
     import powder_physics  # next to this script
@@ -416,7 +417,8 @@ def _physics(args, title, scenario, axis_kind, by_position, **kw):
         return None
     d = powder_physics.SCENARIOS[scenario](random_state=args.seed, **kw)
     axis = d["q"] if axis_kind == "q" else d["axis"]
-    return Series(title, d["X"], d["y"], axis, by_position, d["fraction"].max(1))
+    X = with_bad_pixel(d["X"], bad_pixel, args.seed) if bad_pixel else d["X"]
+    return Series(title, X, d["y"], axis, by_position, d["fraction"].max(1))
 
 
 def physics_series(args):
@@ -447,9 +449,10 @@ VARIANTS = (
 
 #: ``--extra``: what neither the series above nor the variants vary, measured
 #: after the fact (not tuned on): the number of classes (five, two), points
-#: (1,000, 8,000), a smaller cell step; then (``EXTRA_PHYSICS``) the independent
-#: generator's scenarios with fewer points or counts: (title, scenario, classes
-#: that differ by position only, its keywords)
+#: (1,000, 8,000), a smaller cell step, a bad pixel (``bad_pixel``: see
+#: :func:`with_bad_pixel`); then (``EXTRA_PHYSICS``) the independent
+#: generator's scenarios with fewer points or counts or a bad pixel: (title,
+#: scenario, classes that differ by position only, its keywords)
 EXTRA = (
     ("five classes: A, A + 5 % weak peaks, B, C, C in a 0.8 % larger cell",
      dict(layout=((0, 1.0, 0.0), (0, 1.0, 0.05), (1, 1.0, 0.0), (2, 1.0, 0.0), (2, 1.008, 0.0)),
@@ -458,13 +461,35 @@ EXTRA = (
     ("pattern, 8,000 points", dict(layout="pattern", n_points=8000)),
     ("two classes: A and A in a 1 % larger cell", dict(layout=((0, 1.0, 0.0), (0, 1.01, 0.0)))),
     ("shift, cell step 0.5 %", dict(layout="shift", cell_step=0.005)),
+    ("shift-net, a hot pixel pair", dict(layout="shift", cell_step=-0.01, bad_pixel="pair")),
 )
 EXTRA_PHYSICS = (
     ("perovskite_heating, 2,000 points", "perovskite_heating", [1, 2], dict(n_points=2000)),
     ("isostructural_shift, 2,000 points", "isostructural_shift", [0, 1, 2, 3],
      dict(n_points=2000)),
     ("superlattice, a tenth of the counts", "superlattice", [], dict(peak_counts=2e3)),
+    ("isostructural_shift, a hot pixel", "isostructural_shift", [0, 1, 2, 3],
+     dict(bad_pixel="hot")),
+    ("superlattice, a noisy hot pixel", "superlattice", [], dict(bad_pixel="noisy")),
 )
+
+
+def with_bad_pixel(X, kind, seed):
+    """A copy of ``X`` with a detector defect at three quarters of the axis
+    in every spectrum: ``"hot"`` one pixel at 20 times the median count,
+    ``"noisy"`` the same with its counting noise, ``"pair"`` two
+    neighbouring pixels 5 times the median above what they read."""
+    X = np.array(X)
+    at, level = X.shape[1] * 3 // 4, np.median(X)
+    if kind == "hot":
+        X[:, at] = 20 * level
+    elif kind == "noisy":
+        X[:, at] = np.random.default_rng(seed).poisson(20 * level, len(X))
+    elif kind == "pair":
+        X[:, at:at + 2] += 5 * level
+    else:
+        raise ValueError(f"bad_pixel must be 'hot', 'noisy' or 'pair', not {kind!r}")
+    return X
 
 
 def variant_series(args, table=VARIANTS, kind="variant"):
@@ -484,8 +509,11 @@ def variant_series(args, table=VARIANTS, kind="variant"):
                   if isinstance(layout, str) else tuple(Phase(*phase) for phase in layout))
         by_position = position_only(phases)
         d_spacing = kw.pop("d_spacing", False)
+        bad_pixel = kw.pop("bad_pixel", None)
         s = make_powder_series(phases, random_state=args.seed, **kw)
         series = generated(title, s, by_position)
+        if bad_pixel:
+            series = series._replace(X=with_bad_pixel(series.X, bad_pixel, args.seed))
         out.append(series._replace(axis=2 * np.pi / s.axis) if d_spacing else series)
     return out
 

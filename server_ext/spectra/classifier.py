@@ -46,6 +46,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from .align import StrainAligner, alignment_is_safe, aligns, class_templates
 from .augment import augment, increasing_axis, noise_gain
+from .bad_pixels import bad_pixels
 from .denoise import denoise
 from .errors import SpectraError
 from .fused import FusedVote
@@ -327,11 +328,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         These four are None in a model saved before format 5 (see
         :mod:`.persistence`), which did not store them.
     bad_pixels_ : point indices of the hot and dead pixels found in the
-        labelled spectra (see :mod:`.bad_pixels`): left out of the
-        position test like ``fixed_ranges``, and each set to its median
-        over the labelled spectra before anything else is learnt; empty
-        where none was found or ``learn_position`` is off; None in a model
-        saved before they were recorded.
+        labelled spectra (see :mod:`.bad_pixels`) and left out of the
+        position test like ``fixed_ranges``; empty where none was found;
+        None in a model saved before they were recorded.
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -436,8 +435,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         data = self._labelled(X, y, axis, prep)
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
-        tolerance = self._position_tolerance(data, prep)
-        data = self._bad_pixels_levelled(data, tolerance.bad_pixels, prep)
+        pixels = np.flatnonzero(bad_pixels(data.X, data.y, len(data.classes)))
+        tolerance = self._position_tolerance(data, prep, pixels)
         # strains searched: the copies' reach plus ALIGN_MARGIN
         templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,
                                     float(self.strain) + ALIGN_MARGIN)
@@ -465,6 +464,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 scales=None if class_scales is None else copies.targets @ class_scales)
             models = bin_models(trained.networks.select(trained.kept))
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
+        self.bad_pixels_ = pixels
         self.label_targets_ = targets
         self.class_scales_ = class_scales
         self.alignment_evidence_ = evidence
@@ -509,25 +509,15 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             for c, k in enumerate(counts)]))
         return dataclasses.replace(data, X=data.X[keep], y=data.y[keep], S=data.S[keep])
 
-    @staticmethod
-    def _bad_pixels_levelled(data: _Labelled, pixels, prep) -> _Labelled:
-        """``data`` with each bad pixel set to its median over the labelled
-        spectra: what it reads says nothing of the sample, and a noisy one
-        read in two curves per class would pass for a class difference
-        (the copies give it its noise back)."""
-        if len(pixels) == 0:
-            return data
-        X = data.X.copy()
-        X[:, pixels] = np.median(X[:, pixels], axis=0)
-        return dataclasses.replace(data, X=X, S=prep.segment_means(X))
-
     def _shift_points(self, prep):
         return 0.5 * prep.width if self.shift is None else float(self.shift)
 
-    def _position_tolerance(self, data: _Labelled, prep) -> PositionTolerance:
-        """Per class, how much of the strain/shift augmentation is nuisance."""
+    def _position_tolerance(self, data: _Labelled, prep, pixels) -> PositionTolerance:
+        """Per class, how much of the strain/shift augmentation is nuisance
+        (``pixels``: the bad pixels found, left out like ``fixed_ranges``)."""
         n_classes = len(data.classes)
         fixed = fixed_points(self.fixed_ranges, data.axis, data.X.shape[1])
+        fixed[pixels] = True
         if not self.learn_position or (self.strain == 0 and self._shift_points(prep) == 0):
             return PositionTolerance.full(n_classes)
         return position_tolerance(data.X, data.y, n_classes, data.axis,
@@ -694,7 +684,6 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.beta_ = trained.temperature
         self.position_scale_ = tolerance.scale
         self.position_pairs_ = tolerance.pairs
-        self.bad_pixels_ = tolerance.bad_pixels
         self._prep = prep
         self._aligner = aligner
         self._fused = FusedVote(segments[kept], *unpack(models), self.weights_, self.beta_)

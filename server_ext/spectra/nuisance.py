@@ -46,7 +46,7 @@ is and once where the displacement took it, and the pair would pass for
 one that differs by pattern. Windows that hold such points, or take them
 from where the displacement moves them, are neither fitted nor judged.
 Hot and dead pixels are such points too, found without being declared
-(:mod:`.bad_pixels`).
+(:mod:`.bad_pixels`) and passed in with those.
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ from typing import NamedTuple
 import numpy as np
 
 from .augment import increasing_axis, noise_gain
-from .bad_pixels import bad_pixels
 
 __all__ = ["PositionTolerance", "position_tolerance", "profiles"]
 
@@ -92,14 +91,11 @@ class PositionTolerance:
     away from it. ``scale``: the smaller of the two. ``pairs``: one dict per
     class pair examined, saying what was found (``separated_by``:
     ``"position"``, ``"pattern"``, ``"drift"`` or ``"nothing"``;
-    ``between``/``within``: displacements in points). ``bad_pixels``: the
-    points of hot or dead pixels found, left out of the test like those
-    declared fixed."""
+    ``between``/``within``: displacements in points)."""
 
     lower: np.ndarray
     upper: np.ndarray
     pairs: list
-    bad_pixels: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.intp))
 
     @property
     def scale(self) -> np.ndarray:
@@ -270,11 +266,9 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift,
     module doc). ``X``: labelled spectra; ``width``: points per bin;
     ``strain``, ``shift``: the configured augmentation half-ranges (relative;
     points); ``fixed``: optional boolean mask of the points whose features
-    do not move with the sample (hot and dead pixels are added to it).
+    do not move with the sample (declared, and hot and dead pixels).
     Returns the per-class scale of that augmentation."""
-    pixels = bad_pixels(X, y_idx, n_classes)
-    windows = _windows(axis, X.shape[1], width, strain, shift,
-                       pixels if fixed is None else pixels | np.asarray(fixed, bool))
+    windows = _windows(axis, X.shape[1], width, strain, shift, fixed)
     prof, var = profiles(X, max(3, int(width)))
     members = [prof[y_idx == c] for c in range(n_classes)]
     # per-point medians: members near a transition hold some of the next
@@ -296,8 +290,7 @@ def position_tolerance(X, y_idx, n_classes, axis, width, strain, shift,
             for k, towards_lower in ((c, c_above), (d, not c_above)):
                 side = lower if towards_lower else upper
                 side[k] = min(side[k], limit)
-    return PositionTolerance(np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0), pairs,
-                             np.flatnonzero(pixels))
+    return PositionTolerance(np.clip(lower, 0.0, 1.0), np.clip(upper, 0.0, 1.0), pairs)
 
 
 def _floor_and_threshold(a, b, f, edges):
