@@ -47,6 +47,8 @@ def bad_pixels(X, y_idx, n_classes) -> np.ndarray:
     """Boolean mask of the points of a hot or dead pixel (see the module
     doc) in the labelled spectra ``X`` of classes ``y_idx``."""
     X = np.asarray(X, np.float64)
+    if X.shape[1] < 8:  # a run is judged on three points each side
+        return np.zeros(X.shape[1], bool)
     gain = float(np.median(np.maximum(noise_gain(X), 0.0)))
     found = np.ones(X.shape[1], bool)
     for c in range(n_classes):

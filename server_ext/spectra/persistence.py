@@ -23,8 +23,8 @@ training parameter: models read from earlier versions were fitted
 without it, and report 0); 8 adds ``split_variation`` (the same way);
 9 adds ``fixed_ranges`` (models read from earlier versions had none
 declared, the default); within 9, ``bad_pixels_`` (the hot and dead pixels
-the position test found, in ``config.json``) was added after the first
-models were saved, which report None like those before version 5.
+found in the labelled spectra, in ``config.json``) was added after the
+first models were saved, which report None like those before version 5.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version

@@ -52,6 +52,13 @@ def test_bad_pixels_are_found_and_nothing_else(shift_labelled, kind, points):
     assert bad_pixels(_with(kind, X), y, 3).nonzero()[0].tolist() == points
 
 
+def test_spectra_too_short_to_judge_a_run_are_not_searched(shift_labelled):
+    X, y, _ = shift_labelled
+    for points in (2, 7):
+        short = _with("hot", X)[:, AT - 1:AT - 1 + points]
+        assert bad_pixels(short, y, 3).tolist() == [False] * points
+
+
 def test_a_pixel_of_one_class_only_is_a_difference_not_a_bad_pixel(shift_labelled):
     X, y, _ = shift_labelled
     X = X.copy()
