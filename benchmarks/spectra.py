@@ -474,21 +474,25 @@ EXTRA_PHYSICS = (
 )
 
 
-def with_bad_pixel(X, kind, seed):
-    """A copy of ``X`` with a detector defect at three quarters of the axis
-    in every spectrum: ``"hot"`` one pixel at 20 times the median count,
-    ``"noisy"`` the same with its counting noise, ``"pair"`` two
-    neighbouring pixels 5 times the median above what they read."""
+def with_bad_pixel(X, kind, seed, at=None):
+    """A copy of ``X`` with a detector defect at point ``at`` (default:
+    three quarters of the axis) in every spectrum: ``"hot"`` one pixel at
+    20 times the median count, ``"noisy"`` the same with its counting
+    noise, ``"pair"`` two neighbouring pixels 5 times the median above what
+    they read, ``"dead"`` one pixel reading 0."""
     X = np.array(X)
-    at, level = X.shape[1] * 3 // 4, np.median(X)
+    level = np.median(X)
+    at = X.shape[1] * 3 // 4 if at is None else at
     if kind == "hot":
         X[:, at] = 20 * level
     elif kind == "noisy":
         X[:, at] = np.random.default_rng(seed).poisson(20 * level, len(X))
     elif kind == "pair":
         X[:, at:at + 2] += 5 * level
+    elif kind == "dead":
+        X[:, at] = 0
     else:
-        raise ValueError(f"bad_pixel must be 'hot', 'noisy' or 'pair', not {kind!r}")
+        raise ValueError(f"bad_pixel must be 'hot', 'noisy', 'pair' or 'dead', not {kind!r}")
     return X
 
 

@@ -214,12 +214,13 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         Axis ranges (in ``axis`` units, point indices without an axis,
         both ends included) holding features that do not move with the
         sample: a peak of the sample environment (a cryostat window, the
-        capillary, a sample holder), a hot or dead pixel. Such a feature
-        is the same in every class, but it stays where it is while the
-        classes' peaks move, and unless declared it makes every pair of
-        classes look as if it differed by pattern, so that a difference
-        by position is not learnt (the ranges are left out of that test
-        only; the networks see every point).
+        capillary, a sample holder). Such a feature is the same in every
+        class, but it stays where it is while the classes' peaks move,
+        and unless declared it makes every pair of classes look as if it
+        differed by pattern, so that a difference by position is not
+        learnt (the ranges are left out of that test only; the networks
+        see every point). Hot and dead pixels are found without it
+        (``bad_pixels_``); declare one only where that search misses it.
     learn_mixtures : bool
         A labelled spectrum that is a mixture of two classes (at a phase
         transition, where they coexist) trains with its estimated fractions

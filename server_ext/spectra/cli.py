@@ -47,7 +47,7 @@ def register(subparsers):
     t.add_argument("--fixed-range", nargs="+", default=[], metavar="LOW:HIGH",
                    help="axis ranges (point indices without an axis; ends included) holding "
                         "features that do not move with the sample: a peak of the sample "
-                        "environment, a hot or dead pixel (fixed_ranges)")
+                        "environment (fixed_ranges; hot and dead pixels are found without it)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model")
     t.set_defaults(func=train)
 

@@ -28,34 +28,32 @@ def shift_labelled():
     return s.X[train].astype(np.float64), s.y[train], s.axis
 
 
-def _with(kind, X):
-    """``X`` with a bad pixel (or pair) of ``kind`` in every spectrum."""
-    X = X.copy()
-    level = np.median(X)
-    if kind == "hot":
-        X[:, AT] = 20 * level
-    elif kind == "hot, counting noise":
-        X[:, AT] = np.random.default_rng(0).poisson(20 * level, len(X))
-    elif kind == "hot pair":
-        X[:, AT:AT + 2] += 5 * level
-    elif kind == "dead":
-        X += 4 * level  # a dead pixel counts only above a background it lacks
-        X[:, AT] = 0.0
-    return X
+@pytest.fixture(scope="module")
+def with_pixel(benchmark_module):
+    """``with_pixel(kind, X)``: ``X`` with a bad pixel (or pair) of the
+    benchmark's ``kind`` at :data:`AT` in every spectrum."""
+    put = benchmark_module("spectra").with_bad_pixel
+
+    def with_pixel(kind, X):
+        if kind == "dead":
+            X = X + 4 * np.median(X)  # a dead pixel counts only above a background it lacks
+        return put(X, kind, 0, at=AT)
+
+    return with_pixel
 
 
-@pytest.mark.parametrize("kind, points", [("hot", [AT]), ("hot, counting noise", [AT]),
-                                          ("hot pair", [AT, AT + 1]), ("dead", [AT])])
-def test_bad_pixels_are_found_and_nothing_else(shift_labelled, kind, points):
+@pytest.mark.parametrize("kind, points", [("hot", [AT]), ("noisy", [AT]),
+                                          ("pair", [AT, AT + 1]), ("dead", [AT])])
+def test_bad_pixels_are_found_and_nothing_else(shift_labelled, with_pixel, kind, points):
     X, y, _ = shift_labelled
     assert bad_pixels(X, y, 3).nonzero()[0].tolist() == []
-    assert bad_pixels(_with(kind, X), y, 3).nonzero()[0].tolist() == points
+    assert bad_pixels(with_pixel(kind, X), y, 3).nonzero()[0].tolist() == points
 
 
-def test_spectra_too_short_to_judge_a_run_are_not_searched(shift_labelled):
+def test_spectra_too_short_to_judge_a_run_are_not_searched(shift_labelled, with_pixel):
     X, y, _ = shift_labelled
     for points in (2, 7):
-        short = _with("hot", X)[:, AT - 1:AT - 1 + points]
+        short = with_pixel("hot", X)[:, AT - 1:AT - 1 + points]
         assert bad_pixels(short, y, 3).tolist() == [False] * points
 
 
@@ -66,7 +64,7 @@ def test_a_pixel_of_one_class_only_is_a_difference_not_a_bad_pixel(shift_labelle
     assert not bad_pixels(X, y, 3).any()
 
 
-def test_a_hot_pixel_hides_no_cell_change(shift_labelled):
+def test_a_hot_pixel_hides_no_cell_change(shift_labelled, with_pixel):
     """Moved onto A', A's profile leaves the pixel twice, where it is and
     where the displacement took it, and the pair passes for one that
     differs by pattern. Found and left out, every verdict is as without
@@ -79,7 +77,7 @@ def test_a_hot_pixel_hides_no_cell_change(shift_labelled):
 
     clean = verdicts(X)
     assert clean == {(0, 1): "pattern", (0, 2): "position", (1, 2): "pattern"}
-    hot = _with("hot", X)
+    hot = with_pixel("hot", X)
     assert verdicts(hot)[(0, 2)] == "pattern"
     assert verdicts(hot, bad_pixels(hot, y, 3)) == clean
 
@@ -99,9 +97,9 @@ def test_peaks_as_narrow_as_a_pixel_are_not_searched(monkeypatch):
     assert len(bad_pixels(X, y, 2).nonzero()[0]) >= 3
 
 
-def test_the_pixels_found_are_reported_and_saved(shift_labelled, tmp_path):
+def test_the_pixels_found_are_reported_and_saved(shift_labelled, with_pixel, tmp_path):
     X, y, axis = shift_labelled
-    clf = BinnedSpectraClassifier(epochs=2, random_state=0).fit(_with("hot", X), y, axis=axis)
+    clf = BinnedSpectraClassifier(epochs=2, random_state=0).fit(with_pixel("hot", X), y, axis=axis)
     assert clf.bad_pixels_.tolist() == [AT]
     assert f"hot or dead pixels found (left out of telling position from drift): points {AT}" \
         in list(_findings(clf))
@@ -120,7 +118,7 @@ def test_the_pixels_found_are_reported_and_saved(shift_labelled, tmp_path):
             BinnedSpectraClassifier.load(path)
     # searched whether or not position is learnt
     off = BinnedSpectraClassifier(epochs=2, random_state=0, learn_position=False)
-    assert off.fit(_with("hot", X), y, axis=axis).bad_pixels_.tolist() == [AT]
+    assert off.fit(with_pixel("hot", X), y, axis=axis).bad_pixels_.tolist() == [AT]
     assert BinnedSpectraClassifier(epochs=2, random_state=0).fit(X, y, axis=axis) \
         .bad_pixels_.tolist() == []
 
