@@ -55,7 +55,7 @@ from .inputs import (INT_PARAMS, REAL_PARAMS, as_fixed_ranges, as_labels, as_spe
                      check_number, fixed_points)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
-from .preprocess import SegmentPreprocessor
+from .preprocess import SegmentPreprocessor, bridge_points
 from .separability import (candidate_starts, cv_separability, pair_separability, select_bins,
                            vote_weight)
 from .splits import split_plan
@@ -329,9 +329,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         These four are None in a model saved before format 5 (see
         :mod:`.persistence`), which did not store them.
     bad_pixels_ : point indices of the hot and dead pixels found in the
-        labelled spectra (see :mod:`.bad_pixels`) and left out of the
-        position test like ``fixed_ranges``; empty where none was found;
-        None in a model saved before they were recorded.
+        labelled spectra (see :mod:`.bad_pixels`): bridged over in every
+        spectrum, labelled or classified, and left out of the position
+        test like ``fixed_ranges``; empty where none was found; None in a
+        model saved before they were recorded (format 9 models were
+        fitted, and classify, without bridging them).
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -437,6 +439,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         pixels = np.flatnonzero(bad_pixels(data.X, data.y, len(data.classes)))
+        if pixels.size:  # bridged over in every spectrum, labelled or classified
+            prep = SegmentPreprocessor(prep.n_points, prep.n_segments, prep.baseline_block,
+                                       bridged=pixels)
+            data = dataclasses.replace(data, X=bridge_points(data.X, pixels),
+                                       S=prep.segment_means(data.X))
         tolerance = self._position_tolerance(data, prep, pixels)
         # strains searched: the copies' reach plus ALIGN_MARGIN
         templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,

@@ -146,7 +146,7 @@ def _findings(clf):
         yield ("  (if those classes share their cell, the drift between their labelled curves "
                "passed for a difference: train again with --position-nuisance)")
     if clf.bad_pixels_ is not None and len(clf.bad_pixels_):
-        yield (f"hot or dead pixels found (left out of telling position from drift): "
+        yield (f"hot or dead pixels found (bridged over in every spectrum): "
                f"points {', '.join(map(str, clf.bad_pixels_))}")
     state = "on" if clf.strain_aligned_ else "off"
     if clf.alignment_evidence_ is None:

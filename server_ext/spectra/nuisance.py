@@ -46,7 +46,7 @@ is and once where the displacement took it, and the pair would pass for
 one that differs by pattern. Windows that hold such points, or take them
 from where the displacement moves them, are neither fitted nor judged.
 Hot and dead pixels are such points too, found without being declared
-(:mod:`.bad_pixels`) and passed in with those.
+(:mod:`.bad_pixels`), bridged over and passed in with those.
 """
 
 from __future__ import annotations

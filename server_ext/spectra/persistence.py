@@ -24,7 +24,10 @@ without it, and report 0); 8 adds ``split_variation`` (the same way);
 9 adds ``fixed_ranges`` (models read from earlier versions had none
 declared, the default); within 9, ``bad_pixels_`` (the hot and dead pixels
 found in the labelled spectra, in ``config.json``) was added after the
-first models were saved, which report None like those before version 5.
+first models were saved, which report None like those before version 5;
+10 bridges ``bad_pixels_`` in every spectrum (see :mod:`.preprocess`):
+version 9 readers would classify such a model's spectra with the pixels
+in, and version 9 models read now are not bridged.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -51,8 +54,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 9
-_READABLE = (2, 3, 4, 5, 6, 7, 8, 9)
+VERSION = 10
+_READABLE = (2, 3, 4, 5, 6, 7, 8, 9, 10)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
@@ -196,14 +199,16 @@ def load_classifier(cls, path):
         for k in _ARRAYS:
             setattr(clf, k, arrays[k])
         clf.position_scale_ = arrays.get("position_scale_", np.ones(len(clf.classes_)))
-        clf._prep = SegmentPreprocessor(**config["preprocessor"])
+        for k, v in _findings(config, arrays, len(clf.classes_)).items():
+            setattr(clf, k, v)
+        bridged = clf.bad_pixels_ if config["version"] >= 10 else None
+        clf._prep = SegmentPreprocessor(**config["preprocessor"],
+                                        bridged=() if bridged is None else bridged)
         clf._aligner = None
         if config["version"] >= 4 and "align_grid" in arrays:
             clf._aligner = StrainAligner(arrays["align_grid"], arrays["align_templates"],
                                          arrays["align_positions"], arrays["align_used"])
         clf.beta_ = float(config["beta"])
-        for k, v in _findings(config, arrays, len(clf.classes_)).items():
-            setattr(clf, k, v)
         clf._fused = FusedVote(arrays["segments"], arrays["W1"], arrays["b1"],
                                arrays["W2"], arrays["b2"], arrays["weights_"], clf.beta_)
         _, per_bin = clf._check_params(clf.n_features_in_)

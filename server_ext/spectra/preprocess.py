@@ -14,6 +14,13 @@ asymmetric-least-squares baseline of the published method, but linear in the
 block minima and therefore fast. Normalisation: divide by the mean of the
 baseline-free segment means, which removes global intensity changes (beam
 intensity, exposure, sample amount).
+
+Bridged points (the hot and dead pixels ``fit`` finds, :mod:`.bad_pixels`):
+every spectrum's segment means are those of the spectrum with these points
+replaced by the straight line between their nearest other points, so that
+a pixel the detector reads wrongly is no feature of any spectrum, labelled
+or classified. Bridging is linear in the points: a small correction of the
+few segments that hold them.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ import numpy as np
 from .compiled import compiled
 from .errors import SpectraError
 
-__all__ = ["SegmentPreprocessor", "FLAT_TOLERANCE"]
+__all__ = ["SegmentPreprocessor", "FLAT_TOLERANCE", "bridge_points"]
 
 #: a spectrum whose segment means vary by at most this fraction of their
 #: largest magnitude is flat (see ``SegmentPreprocessor.has_signal``)
@@ -42,6 +49,30 @@ def _interp_plan(centers, n_segments):
     return left.astype(np.intp), np.clip(frac, 0.0, 1.0).astype(np.float32)
 
 
+def _bridge_plan(points, n_points):
+    """For every point of ``points`` (sorted, unique), its nearest other
+    points below and above and the weight of the one above: the straight
+    line between them (the nearest one beyond either end of the axis)."""
+    rest = np.setdiff1d(np.arange(n_points), points)
+    above = np.clip(np.searchsorted(rest, points), 0, len(rest) - 1)
+    below = np.clip(above - 1, 0, len(rest) - 1)
+    lo, hi = rest[below], rest[above]
+    weight = np.where(hi > lo, (points - lo) / np.maximum(hi - lo, 1), 0.0)
+    weight = np.where(points > hi, 1.0, np.clip(weight, 0.0, 1.0))
+    return lo, hi, weight
+
+
+def bridge_points(X, points) -> np.ndarray:
+    """A copy of the spectra ``X`` with the ``points`` replaced by the
+    straight line between their nearest other points."""
+    X = np.array(X, copy=True)
+    points = np.unique(np.asarray(points, np.intp))
+    if points.size and points.size < X.shape[1]:
+        lo, hi, weight = _bridge_plan(points, X.shape[1])
+        X[:, points] = X[:, lo] * (1.0 - weight) + X[:, hi] * weight
+    return X
+
+
 class SegmentPreprocessor:
     """Segment pooling, baseline removal and normalisation.
 
@@ -54,11 +85,19 @@ class SegmentPreprocessor:
         ``width + 1`` points, then the others of ``width`` points.
     baseline_block : int or None
         Segments per baseline block; ``None`` or 0 disables the baseline.
+    bridged : sequence of int, optional
+        Points bridged over in every spectrum (see the module doc).
     """
 
-    def __init__(self, n_points: int, n_segments: int, baseline_block: int | None):
+    def __init__(self, n_points: int, n_segments: int, baseline_block: int | None,
+                 bridged=()):
         if not 1 <= n_segments <= n_points:
             raise SpectraError(f"{n_segments} segments do not fit {n_points} points")
+        bridged = np.unique(np.asarray(bridged, np.intp).reshape(-1))
+        if bridged.size and not (0 <= bridged[0] and bridged[-1] < n_points
+                                 and bridged.size < n_points):
+            raise SpectraError(f"bridged points {bridged.tolist()} do not fit {n_points} points")
+        self.bridged = bridged
         self.n_points = int(n_points)
         self.n_segments = int(n_segments)
         self.width, self._n_wide = divmod(self.n_points, self.n_segments)
@@ -70,6 +109,7 @@ class SegmentPreprocessor:
         # segment_means_fast: the wide segments' and the others' averaging vectors
         self._mean_vectors = (np.full(self.width + 1, 1.0 / (self.width + 1), np.float32),
                               np.full(self.width, 1.0 / max(self.width, 1), np.float32))
+        self._bridge = self._bridge_correction()
         self.baseline_block = int(baseline_block or 0)
         if self.baseline_block:
             n_blocks = max(1, int(round(self.n_segments / self.baseline_block)))
@@ -99,8 +139,32 @@ class SegmentPreprocessor:
                                    np.zeros(1, np.intp), weight, weight)
 
     def config(self) -> dict:
+        """The parameters but ``bridged`` (a model stores them as its
+        ``bad_pixels_``)."""
         return {"n_points": self.n_points, "n_segments": self.n_segments,
                 "baseline_block": self.baseline_block}
+
+    def _bridge_correction(self):
+        """``(points, segments, C)``: bridging adds ``X[:, points] @ C`` to
+        the segment means' columns ``segments``; None with nothing bridged."""
+        if not self.bridged.size:
+            return None
+        lo, hi, weight = _bridge_plan(self.bridged, self.n_points)
+        points = np.unique(np.concatenate([self.bridged, lo, hi]))
+        held = np.searchsorted(self.edges, self.bridged, side="right") - 1
+        segments = np.unique(held)
+        C = np.zeros((len(points), len(segments)), np.float64)
+        column = np.searchsorted(segments, held)
+        scale = self._inv_width[held].astype(np.float64)
+        for row, w in ((self.bridged, -1.0), (lo, 1.0 - weight), (hi, weight)):
+            np.add.at(C, (np.searchsorted(points, row), column), w * scale)
+        return points, segments, C.astype(np.float32)
+
+    def _bridged(self, X, S):
+        if self._bridge is not None:
+            points, segments, C = self._bridge
+            S[:, segments] += X[:, points] @ C
+        return S
 
     def segment_means(self, X: np.ndarray) -> np.ndarray:
         """Segment means (n, n_segments) as float32, in one pass.
@@ -115,7 +179,7 @@ class SegmentPreprocessor:
             X = np.asarray(X, dtype=np.float32)
         S = np.add.reduceat(X, self.edges[:-1], axis=1)
         S *= self._inv_width
-        return S
+        return self._bridged(X, S)
 
     def segment_means_fast(self, X: np.ndarray) -> np.ndarray:
         """The segment means of :meth:`segment_means`, equal to float32
@@ -134,7 +198,7 @@ class SegmentPreprocessor:
                       self._mean_vectors[0], out=S[:, :self._n_wide])
         np.matmul(X[:, cut:].reshape(n, self.n_segments - self._n_wide, self.width),
                   self._mean_vectors[1], out=S[:, self._n_wide:])
-        return S
+        return self._bridged(X, S)
 
     def has_signal(self, S: np.ndarray) -> np.ndarray:
         """Rows with a signal: not flat (all-zero or constant, as from a

@@ -1,6 +1,7 @@
-"""Hot and dead pixels are found in the labelled spectra and left out of
-the position test, so that they cannot hide a difference of peak
-position between classes; a sample's peaks never pass for them."""
+"""Hot and dead pixels are found in the labelled spectra, bridged over in
+every spectrum and left out of the position test, so that they are no
+feature of any class and cannot hide a difference of peak position
+between classes; a sample's peaks never pass for them."""
 
 import json
 
@@ -11,6 +12,7 @@ from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra import bad_pixels as bad_pixels_module
 from server_ext.spectra.bad_pixels import bad_pixels
 from server_ext.spectra.nuisance import position_tolerance
+from server_ext.spectra.preprocess import SegmentPreprocessor, bridge_points
 from server_ext.spectra.cli import _findings
 from server_ext.spectra.synthetic import make_powder_series, make_transition_series
 
@@ -101,12 +103,13 @@ def test_the_pixels_found_are_reported_and_saved(shift_labelled, with_pixel, tmp
     X, y, axis = shift_labelled
     clf = BinnedSpectraClassifier(epochs=2, random_state=0).fit(with_pixel("hot", X), y, axis=axis)
     assert clf.bad_pixels_.tolist() == [AT]
-    assert f"hot or dead pixels found (left out of telling position from drift): points {AT}" \
+    assert f"hot or dead pixels found (bridged over in every spectrum): points {AT}" \
         in list(_findings(clf))
     path = clf.save(tmp_path / "m")
     assert BinnedSpectraClassifier.load(path).bad_pixels_.tolist() == [AT]
     # a model saved before they were recorded says so: None, not "none found"
     config = json.loads((path / "config.json").read_text())
+    config["version"] = 9
     del config["bad_pixels"]
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
@@ -122,3 +125,55 @@ def test_the_pixels_found_are_reported_and_saved(shift_labelled, with_pixel, tmp
     assert BinnedSpectraClassifier(epochs=2, random_state=0).fit(X, y, axis=axis) \
         .bad_pixels_.tolist() == []
 
+
+
+def test_bridged_segment_means_are_those_of_the_bridged_spectra():
+    """Bridging is a correction of the few segments that hold the points,
+    exact and fast alike, at the ends of the axis and side by side too."""
+    rng = np.random.default_rng(0)
+    X = rng.gamma(2.0, 50.0, (40, 301)).astype(np.float32)
+    for points in ([0], [150], [150, 151], [7, 9], [299, 300], [0, 1, 2, 150, 300]):
+        bridged = bridge_points(X, points)
+        for k in points:
+            lo = max([j for j in range(k) if j not in points], default=None)
+            hi = min([j for j in range(k + 1, 301) if j not in points], default=None)
+            line = X[:, hi if lo is None else lo] if lo is None or hi is None else \
+                X[:, lo] + (X[:, hi] - X[:, lo]) * (k - lo) / (hi - lo)
+            np.testing.assert_allclose(bridged[:, k], line, rtol=1e-6)
+        untouched = np.setdiff1d(np.arange(301), points)
+        np.testing.assert_array_equal(bridged[:, untouched], X[:, untouched])
+        exact = SegmentPreprocessor(301, 40, 5).segment_means(bridged)
+        prep = SegmentPreprocessor(301, 40, 5, bridged=points)
+        np.testing.assert_allclose(prep.segment_means(X), exact, rtol=1e-5, atol=1e-3)
+        np.testing.assert_allclose(prep.segment_means_fast(X), exact, rtol=1e-5, atol=1e-3)
+    for wrong in ([301], [-1], np.arange(301)):
+        with pytest.raises(SpectraError, match="do not fit 301 points"):
+            SegmentPreprocessor(301, 40, 5, bridged=wrong)
+
+
+def test_a_found_pixel_is_no_feature_of_any_spectrum(shift_labelled, with_pixel, tmp_path):
+    """Found, the pixel is bridged over in the labelled spectra and in
+    every spectrum classified: whatever it reads there, the probabilities
+    are the same, and so after saving and loading. A model of format 9
+    was fitted with the pixel in, and classifies with it in."""
+    X, y, axis = shift_labelled
+    clf = BinnedSpectraClassifier(epochs=2, random_state=0).fit(with_pixel("noisy", X), y,
+                                                                axis=axis)
+    assert clf.bad_pixels_.tolist() == [AT]
+    test = with_pixel("noisy", make_powder_series("shift", n_spectra=N, n_points=P,
+                                                  random_state=1).X[2::4])
+    proba = clf.predict_proba(test)
+    reads = {}
+    for value in (0.0, 100 * test.max()):
+        reads[value] = test.copy()
+        reads[value][:, AT] = value
+        np.testing.assert_allclose(clf.predict_proba(reads[value]), proba, atol=1e-5)
+    np.testing.assert_allclose(clf.predict_proba(bridge_points(test, [AT])), proba, atol=1e-5)
+    path = clf.save(tmp_path / "m")
+    loaded = BinnedSpectraClassifier.load(path)
+    np.testing.assert_allclose(loaded.predict_proba(reads[0.0]), proba, atol=1e-5)
+    config = json.loads((path / "config.json").read_text())
+    assert config["version"] == 10 and config["bad_pixels"] == [AT]
+    (path / "config.json").write_text(json.dumps(dict(config, version=9)))
+    hottest = reads[100 * test.max()]
+    assert np.abs(BinnedSpectraClassifier.load(path).predict_proba(hottest) - proba).max() > 0.1

@@ -528,7 +528,7 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 9 and config["params"]["segments_per_bin"] == "auto"
+    assert config["version"] == 10 and config["params"]["segments_per_bin"] == "auto"
     assert config["params"]["local_strain"] == clf.local_strain > 0
     assert config["params"]["split_variation"] == clf.split_variation > 0
     assert "fixed_ranges" in config["params"] and clf.fixed_ranges is None
