@@ -29,7 +29,7 @@ compression (``PHYSICS``). ``--extra`` adds configurations measured after
 the fact, not tuned on (``EXTRA``: five classes, 1,000 and 8,000 points,
 two classes a cell apart, a 0.5 % cell step; the independent physics at
 2,000 points or a tenth of its counts; a hot or noisy pixel, or a pair,
-in every spectrum).
+in every spectrum; cosmic-ray spikes).
 
 Protocols: A -- train on the 2 most extreme curves of each class (farthest
 from any other class) plus noisy copies, test on all others; B -- label
@@ -408,7 +408,7 @@ PHYSICS = (
 )
 
 
-def _physics(args, title, scenario, axis_kind, by_position, bad_pixel=None, **kw):
+def _physics(args, title, scenario, axis_kind, by_position, fault=None, **kw):
     """One series of ``powder_physics`` (the fractions of the phases give
     the purity), or None where ``--only`` leaves it out."""
     import powder_physics  # next to this script
@@ -417,7 +417,7 @@ def _physics(args, title, scenario, axis_kind, by_position, bad_pixel=None, **kw
         return None
     d = powder_physics.SCENARIOS[scenario](random_state=args.seed, **kw)
     axis = d["q"] if axis_kind == "q" else d["axis"]
-    X = with_bad_pixel(d["X"], bad_pixel, args.seed) if bad_pixel else d["X"]
+    X = with_detector_fault(d["X"], fault, args.seed) if fault else d["X"]
     return Series(title, X, d["y"], axis, by_position, d["fraction"].max(1))
 
 
@@ -449,9 +449,9 @@ VARIANTS = (
 
 #: ``--extra``: what neither the series above nor the variants vary, measured
 #: after the fact (not tuned on): the number of classes (five, two), points
-#: (1,000, 8,000), a smaller cell step, a bad pixel (``bad_pixel``: see
-#: :func:`with_bad_pixel`); then (``EXTRA_PHYSICS``) the independent
-#: generator's scenarios with fewer points or counts or a bad pixel: (title,
+#: (1,000, 8,000), a smaller cell step, a bad pixel or spikes (``fault``: see
+#: :func:`with_detector_fault`); then (``EXTRA_PHYSICS``) the independent
+#: generator's scenarios with fewer points or counts or such a fault: (title,
 #: scenario, classes that differ by position only, its keywords)
 EXTRA = (
     ("five classes: A, A + 5 % weak peaks, B, C, C in a 0.8 % larger cell",
@@ -461,7 +461,8 @@ EXTRA = (
     ("pattern, 8,000 points", dict(layout="pattern", n_points=8000)),
     ("two classes: A and A in a 1 % larger cell", dict(layout=((0, 1.0, 0.0), (0, 1.01, 0.0)))),
     ("shift, cell step 0.5 %", dict(layout="shift", cell_step=0.005)),
-    ("shift-net, a hot pixel pair", dict(layout="shift", cell_step=-0.01, bad_pixel="pair")),
+    ("shift-net, a hot pixel pair", dict(layout="shift", cell_step=-0.01, fault="pair")),
+    ("shift-net, cosmic-ray spikes", dict(layout="shift", cell_step=-0.01, fault="spikes")),
 )
 EXTRA_PHYSICS = (
     ("perovskite_heating, 2,000 points", "perovskite_heating", [1, 2], dict(n_points=2000)),
@@ -469,21 +470,35 @@ EXTRA_PHYSICS = (
      dict(n_points=2000)),
     ("superlattice, a tenth of the counts", "superlattice", [], dict(peak_counts=2e3)),
     ("isostructural_shift, a hot pixel", "isostructural_shift", [0, 1, 2, 3],
-     dict(bad_pixel="hot")),
-    ("superlattice, a noisy hot pixel", "superlattice", [], dict(bad_pixel="noisy")),
+     dict(fault="hot")),
+    ("superlattice, a noisy hot pixel", "superlattice", [], dict(fault="noisy")),
+    ("perovskite_heating, cosmic-ray spikes", "perovskite_heating", [1, 2],
+     dict(fault="spikes")),
+    ("isostructural_shift, cosmic-ray spikes", "isostructural_shift", [0, 1, 2, 3],
+     dict(fault="spikes")),
 )
 
 
-def with_bad_pixel(X, kind, seed, at=None):
-    """A copy of ``X`` with a detector defect at point ``at`` (default:
-    three quarters of the axis) in every spectrum: ``"hot"`` one pixel at
-    20 times the median count, ``"noisy"`` the same with its counting
-    noise, ``"pair"`` two neighbouring pixels 5 times the median above what
-    they read, ``"dead"`` one pixel reading 0."""
+def with_detector_fault(X, kind, seed, at=None):
+    """A copy of ``X`` with a detector fault in every spectrum: at point
+    ``at`` (default: three quarters of the axis) ``"hot"`` one pixel at 20
+    times the median count, ``"noisy"`` the same with its counting noise,
+    ``"pair"`` two neighbouring pixels 5 times the median above what they
+    read, ``"dead"`` one pixel reading 0; or ``"spikes"``: three cosmic
+    rays at random points of each spectrum, 10-50 times the median count
+    above what it reads, one in three on two neighbouring points."""
     X = np.array(X)
     level = np.median(X)
     at = X.shape[1] * 3 // 4 if at is None else at
-    if kind == "hot":
+    if kind == "spikes":
+        rng = np.random.default_rng(seed)
+        rows = np.repeat(np.arange(len(X)), 3)
+        points = rng.integers(0, X.shape[1] - 1, len(rows))
+        height = level * rng.uniform(10.0, 50.0, len(rows))
+        X[rows, points] += height
+        pair = rng.random(len(rows)) < 1 / 3
+        X[rows[pair], points[pair] + 1] += height[pair]
+    elif kind == "hot":
         X[:, at] = 20 * level
     elif kind == "noisy":
         X[:, at] = np.random.default_rng(seed).poisson(20 * level, len(X))
@@ -492,7 +507,8 @@ def with_bad_pixel(X, kind, seed, at=None):
     elif kind == "dead":
         X[:, at] = 0
     else:
-        raise ValueError(f"bad_pixel must be 'hot', 'noisy', 'pair' or 'dead', not {kind!r}")
+        raise ValueError(f"fault must be 'hot', 'noisy', 'pair', 'dead' or 'spikes', "
+                         f"not {kind!r}")
     return X
 
 
@@ -513,11 +529,11 @@ def variant_series(args, table=VARIANTS, kind="variant"):
                   if isinstance(layout, str) else tuple(Phase(*phase) for phase in layout))
         by_position = position_only(phases)
         d_spacing = kw.pop("d_spacing", False)
-        bad_pixel = kw.pop("bad_pixel", None)
+        fault = kw.pop("fault", None)
         s = make_powder_series(phases, random_state=args.seed, **kw)
         series = generated(title, s, by_position)
-        if bad_pixel:
-            series = series._replace(X=with_bad_pixel(series.X, bad_pixel, args.seed))
+        if fault:
+            series = series._replace(X=with_detector_fault(series.X, fault, args.seed))
         out.append(series._replace(axis=2 * np.pi / s.axis) if d_spacing else series)
     return out
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["noise_gain", "augment", "mixup", "strain_field"]
+__all__ = ["noise_gain", "augment", "mixup", "strain_field", "add_spikes"]
 
 _CHUNK = 256  # copies perturbed at a time
 _LEVEL_POINTS = 9  # running mean giving the local level of the noise gain
@@ -186,6 +186,18 @@ def _perturbed(X, src, pos, draws: _CopyDraws, rng, *, base, local_width, splits
     Y += (c[:, :1] + c[:, 1:2] * t + c[:, 2:3] * (t * t)).astype(np.float32)
     Y *= draws.scale[:, None].astype(np.float32)
     return Y
+
+
+def add_spikes(X, per_spectrum, heights, rng):
+    """Spikes added to the spectra ``X`` in place: in each, a Poisson number
+    with mean ``per_spectrum`` of points at random, each raised by one of
+    ``heights`` drawn at random -- the rate and heights of the spikes found
+    in the labelled spectra, so that the networks, trained on them bridged,
+    meet spikes where a spectrum classified has them."""
+    rows = np.repeat(np.arange(len(X)), rng.poisson(per_spectrum, len(X)))
+    points = rng.integers(0, X.shape[1], len(rows))
+    np.add.at(X, (rows, points), rng.choice(np.asarray(heights, X.dtype), len(rows)))
+    return X
 
 
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,

@@ -45,8 +45,8 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .align import StrainAligner, alignment_is_safe, aligns, class_templates
-from .augment import augment, increasing_axis, noise_gain
-from .bad_pixels import bad_pixels
+from .augment import add_spikes, augment, increasing_axis, noise_gain
+from .bad_pixels import bad_pixels, bridge_spikes, spikes
 from .denoise import denoise
 from .errors import SpectraError
 from .fused import FusedVote
@@ -334,6 +334,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         test like ``fixed_ranges``; empty where none was found; None in a
         model saved before they were recorded (format 9 models were
         fitted, and classify, without bridging them).
+    spikes_ : how many points of single labelled spectra (used, after
+        ``max_train_per_class``) were spikes -- a cosmic ray, a readout
+        glitch (see :func:`.bad_pixels.spikes`) -- bridged before training,
+        while the copies trained on get spikes as often and as high; None
+        in a model saved before they were counted.
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -438,12 +443,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         data = self._labelled(X, y, axis, prep)
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
-        pixels = np.flatnonzero(bad_pixels(data.X, data.y, len(data.classes)))
-        if pixels.size:  # bridged over in every spectrum, labelled or classified
-            prep = SegmentPreprocessor(prep.n_points, prep.n_segments, prep.baseline_block,
-                                       bridged=pixels)
-            data = dataclasses.replace(data, X=bridge_points(data.X, pixels),
-                                       S=prep.segment_means(data.X))
+        data, prep, pixels, spike_heights = self._detector_faults_bridged(data, prep)
         tolerance = self._position_tolerance(data, prep, pixels)
         # strains searched: the copies' reach plus ALIGN_MARGIN
         templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,
@@ -451,7 +451,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         aligner = self._strain_aligner(data, tolerance, prep, templates)
         targets = self._label_targets(data, prep)
         class_scales = self._class_scales(data, targets, prep, templates.structure)
-        copies = self._perturbed_copies(data, tolerance, targets, prep, rng)
+        copies = self._perturbed_copies(data, tolerance, targets, prep, rng, spike_heights)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng, copies.n_measured)
         aligner, copies, evidence = self._alignment(aligner, copies, splits, prep,
                                                     len(data.classes))
@@ -473,6 +473,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             models = bin_models(trained.networks.select(trained.kept))
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.bad_pixels_ = pixels
+        self.spikes_ = len(spike_heights)
         self.label_targets_ = targets
         self.class_scales_ = class_scales
         self.alignment_evidence_ = evidence
@@ -516,6 +517,28 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             rng.choice(np.flatnonzero(data.y == c), min(cap, k), replace=False)
             for c, k in enumerate(counts)]))
         return dataclasses.replace(data, X=data.X[keep], y=data.y[keep], S=data.S[keep])
+
+    def _detector_faults_bridged(self, data: _Labelled, prep):
+        """``(data, prep, pixels, spike_heights)``: the hot and dead pixels
+        found in the labelled spectra (:mod:`.bad_pixels`; point indices),
+        bridged in them and, by the returned ``prep``, in every spectrum
+        classified; then the spikes of single labelled spectra, bridged
+        where they are (``spike_heights``: what bridging took off each
+        point)."""
+        pixels = np.flatnonzero(bad_pixels(data.X, data.y, len(data.classes)))
+        if pixels.size:
+            prep = SegmentPreprocessor(prep.n_points, prep.n_segments, prep.baseline_block,
+                                       bridged=pixels)
+            data = dataclasses.replace(data, X=bridge_points(data.X, pixels))
+        spiked = spikes(data.X, data.y, len(data.classes))
+        heights = np.zeros(0)
+        if spiked.any():
+            bridged = bridge_spikes(data.X, spiked)
+            heights = (data.X - bridged)[spiked]
+            data = dataclasses.replace(data, X=bridged)
+        if pixels.size or spiked.any():
+            data = dataclasses.replace(data, S=prep.segment_means(data.X))
+        return data, prep, pixels, heights
 
     def _shift_points(self, prep):
         return 0.5 * prep.width if self.shift is None else float(self.shift)
@@ -583,9 +606,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         per_class = per_structure[member]
         return per_class / per_class.max()
 
-    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng) -> _Copies:
+    def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng,
+                          spike_heights) -> _Copies:
         """The labelled spectra and their perturbed copies, as segment
-        features."""
+        features; the copies with spikes as often and as high as
+        ``spike_heights`` (those found in the labelled spectra) say."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
         # a class labelled 6 times less, trained on 6 times fewer copies, is learnt as a
@@ -612,6 +637,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                     local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
                                     split_variation=(self.split_variation
                                                      * tolerance.scale[data.y]))
+        if len(spike_heights):
+            add_spikes(perturbed, len(spike_heights) / n, spike_heights, rng)
         # the measured spectra too: beside copies of denoised curves, six measured spectra
         # of one class to each of the sparse one's, and what a measurement has that those
         # copies lack (its own noise) is learnt as that class's mark where the two look alike

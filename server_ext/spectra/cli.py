@@ -134,8 +134,8 @@ def _range(text):
 
 def _findings(clf):
     """What fit found besides the bins, as lines for a scientist: which
-    classes differ by peak position, the hot or dead pixels found, and
-    whether strain is undone and why."""
+    classes differ by peak position, the hot or dead pixels and the spikes
+    found, and whether strain is undone and why."""
     names = clf.classes_
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
@@ -148,6 +148,9 @@ def _findings(clf):
     if clf.bad_pixels_ is not None and len(clf.bad_pixels_):
         yield (f"hot or dead pixels found (bridged over in every spectrum): "
                f"points {', '.join(map(str, clf.bad_pixels_))}")
+    if clf.spikes_:
+        yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
+               f"over before training: {clf.spikes_} points")
     state = "on" if clf.strain_aligned_ else "off"
     if clf.alignment_evidence_ is None:
         yield f"strain alignment: {state}"

@@ -27,7 +27,8 @@ found in the labelled spectra, in ``config.json``) was added after the
 first models were saved, which report None like those before version 5;
 10 bridges ``bad_pixels_`` in every spectrum (see :mod:`.preprocess`):
 version 9 readers would classify such a model's spectra with the pixels
-in, and version 9 models read now are not bridged.
+in, and version 9 models read now are not bridged; it also stores
+``spikes_`` (None for models before it).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -77,7 +78,7 @@ def _findings(config, arrays, n_classes):
     """``{attribute: value}`` of what ``fit`` found (format 5; before it,
     all None), each checked against the number of classes (the bad
     pixels: of points)."""
-    found = dict.fromkeys(("position_pairs_", "bad_pixels_") + _FINDINGS)
+    found = dict.fromkeys(("position_pairs_", "bad_pixels_", "spikes_") + _FINDINGS)
     if config["version"] < 5:
         return found
     pairs = config.get("position_pairs")
@@ -88,6 +89,11 @@ def _findings(config, arrays, n_classes):
         if pixels.size and not 0 <= pixels.min() <= pixels.max() < int(config["n_points"]):
             raise ValueError(f"bad_pixels {pixels.tolist()} lie outside the model's "
                              f"{config['n_points']} points")
+    if config.get("spikes") is not None:
+        spikes = config["spikes"]
+        if not isinstance(spikes, int) or isinstance(spikes, bool) or spikes < 0:
+            raise ValueError(f"spikes must be a count, not {spikes!r}")
+        found["spikes_"] = spikes
     found.update({k: arrays[k] for k in _FINDINGS if k in arrays})
     shapes = {"label_targets_": lambda a: a.ndim == 2 and a.shape[1] == n_classes,
               "class_scales_": lambda a: a.shape == (n_classes,),
@@ -116,6 +122,7 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "n_points": int(clf.n_features_in_), "preprocessor": clf._prep.config(),
         "beta": float(clf.beta_), "position_pairs": _plain(clf.position_pairs_),
         "bad_pixels": None if clf.bad_pixels_ is None else clf.bad_pixels_.tolist(),
+        "spikes": clf.spikes_,
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
     arrays.update({k: np.asarray(getattr(clf, k), np.float64) for k in _FINDINGS

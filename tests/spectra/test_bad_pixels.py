@@ -34,7 +34,7 @@ def shift_labelled():
 def with_pixel(benchmark_module):
     """``with_pixel(kind, X)``: ``X`` with a bad pixel (or pair) of the
     benchmark's ``kind`` at :data:`AT` in every spectrum."""
-    put = benchmark_module("spectra").with_bad_pixel
+    put = benchmark_module("spectra").with_detector_fault
 
     def with_pixel(kind, X):
         if kind == "dead":
