@@ -1,4 +1,5 @@
-"""Hot and dead pixels, found in the labelled spectra.
+"""Hot and dead pixels, and spikes of single spectra, found in the
+labelled spectra.
 
 A detector pixel that reads high (hot) or low (dead) in every spectrum
 stays where it is while the sample's peaks move: to the position test
@@ -27,6 +28,10 @@ The classifier bridges the pixels found in every spectrum, labelled or
 classified (:mod:`.preprocess`): read as they are, a noisy pixel's
 counting noise in two curves per class can pass for a class difference.
 It also leaves them out of the position test.
+
+A spike -- a cosmic ray, a readout glitch -- is such a run in one
+spectrum only (:func:`spikes`), judged against another spectrum of its
+class; the classifier bridges it in that labelled spectrum.
 """
 
 from __future__ import annotations
@@ -71,8 +76,9 @@ def spikes(X, y_idx, n_classes) -> np.ndarray:
     narrow runs (see the module doc) by which a spectrum stands above the
     most alike other spectrum of its class, scaled to it. Judged on one
     spectrum alone, the top of a peak drawn with Lorentzian wings is as
-    sharp as a pixel in its counting noise (one in 60 physics spectra);
-    the other spectrum has the same top. Nothing in a class labelled once,
+    sharp as a pixel in its counting noise (4 such tops in the physics
+    series' protocol-B curves of seed 0); the other spectrum has the same
+    top. Nothing in a class labelled once,
     nor where peaks are not resolved; a spike in every spectrum is a hot
     pixel."""
     X = np.asarray(X, np.float64)
