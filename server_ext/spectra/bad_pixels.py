@@ -39,6 +39,7 @@ from __future__ import annotations
 import numpy as np
 
 from .augment import noise_gain
+from .preprocess import bridge_points
 
 __all__ = ["bad_pixels", "spikes", "bridge_spikes"]
 
@@ -78,9 +79,8 @@ def spikes(X, y_idx, n_classes) -> np.ndarray:
     spectrum alone, the top of a peak drawn with Lorentzian wings is as
     sharp as a pixel in its counting noise (4 such tops in the physics
     series' protocol-B curves of seed 0); the other spectrum has the same
-    top. Nothing in a class labelled once,
-    nor where peaks are not resolved; a spike in every spectrum is a hot
-    pixel."""
+    top. Nothing in a class labelled once, nor where peaks are not
+    resolved; a spike in every spectrum is a hot pixel."""
     X = np.asarray(X, np.float64)
     found = np.zeros(X.shape, bool)
     if X.shape[1] < 10:  # judged on four points each side
@@ -111,8 +111,6 @@ def spikes(X, y_idx, n_classes) -> np.ndarray:
 def bridge_spikes(X, found) -> np.ndarray:
     """A copy of the spectra ``X`` with each row's ``found`` points (a mask
     like :func:`spikes`') bridged (:func:`.preprocess.bridge_points`)."""
-    from .preprocess import bridge_points
-
     X = np.array(X, copy=True)
     for r in np.flatnonzero(found.any(1)):
         X[r] = bridge_points(X[r:r + 1], np.flatnonzero(found[r]))[0]
@@ -176,7 +174,6 @@ def _resolved(X, found):
     (a mask of points: in every spectrum; of spectra and points: in
     each); nowhere where no peak shape can be measured."""
     from .denoise import peak_shape
-    from .preprocess import bridge_points
 
     shape = peak_shape(bridge_points(X, np.flatnonzero(found)) if found.ndim == 1
                        else bridge_spikes(X, found))
