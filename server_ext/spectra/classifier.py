@@ -105,14 +105,16 @@ class SpectraNotFittedError(SpectraError, NotFittedError):
 @dataclasses.dataclass
 class _Labelled:
     """Checked labelled spectra: ``X`` (n, points), class index ``y``,
-    ``classes`` (the labels), ``axis`` (or None), and their segment
-    means ``S`` (n, segments)."""
+    ``classes`` (the labels), ``axis`` (or None), their segment means
+    ``S`` (n, segments), and ``masked``: the points that no labelled
+    spectrum reads (non-finite in all), bridged over in ``X``."""
 
     X: np.ndarray
     y: np.ndarray
     classes: np.ndarray
     axis: np.ndarray | None
     S: np.ndarray
+    masked: np.ndarray
 
 
 @dataclasses.dataclass
@@ -334,6 +336,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         test like ``fixed_ranges``; empty where none was found; None in a
         model saved before they were recorded (format 9 models were
         fitted, and classify, without bridging them).
+    masked_points_ : point indices that no labelled spectrum reads (NaN or
+        inf in every one: pixels the detector masks), bridged over in every
+        spectrum like ``bad_pixels_``, so that a spectrum classified may be
+        NaN there too; empty where there are none; None in a model saved
+        before format 11 (which had none: ``fit`` refused them).
     spikes_ : how many points of single labelled spectra (used, after
         ``max_train_per_class``) were spikes -- a cosmic ray, a readout
         glitch (see :func:`.bad_pixels.spikes`) -- bridged before training,
@@ -444,7 +451,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         rng = np.random.default_rng(self.random_state)
         data = self._subsample(data, rng)
         data, prep, pixels, spike_heights = self._detector_faults_bridged(data, prep)
-        tolerance = self._position_tolerance(data, prep, pixels)
+        tolerance = self._position_tolerance(data, prep, prep.bridged)
         # strains searched: the copies' reach plus ALIGN_MARGIN
         templates = class_templates(prep, data.X, data.y, len(data.classes), data.axis,
                                     float(self.strain) + ALIGN_MARGIN)
@@ -473,6 +480,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             models = bin_models(trained.networks.select(trained.kept))
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.bad_pixels_ = pixels
+        self.masked_points_ = data.masked
         self.spikes_ = len(spike_heights)
         self.label_targets_ = targets
         self.class_scales_ = class_scales
@@ -480,12 +488,12 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _labelled(self, X, y, axis, prep) -> _Labelled:
-        """The labelled spectra checked: labels, axis, no NaN, no flat spectrum."""
+        """The labelled spectra checked: labels, axis, NaN only at masked
+        points (bridged over), no flat spectrum."""
         y = as_labels(y, len(X))
-        if not np.isfinite(X).all():
-            bad = np.flatnonzero(~np.isfinite(X).all(1))
-            raise SpectraError(f"{len(bad)} labelled spectra contain NaN or inf "
-                               f"(rows {bad[:10].tolist()}); remove or repair them")
+        masked = self._masked_points(X)
+        if masked.size:
+            X = bridge_points(X, masked)
         if axis is not None:
             axis = np.asarray(axis, dtype=np.float64)
             if axis.shape != (X.shape[1],):
@@ -505,7 +513,28 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             raise SpectraError(f"{len(bad)} labelled spectra are flat, with no signal (rows "
                                f"{bad[:10].tolist()}; a detector dropout?); remove them, they "
                                "say nothing about the sample's state")
-        return _Labelled(X, y_idx.reshape(-1), classes, axis, S)
+        return _Labelled(X, y_idx.reshape(-1), classes, axis, S, masked)
+
+    @staticmethod
+    def _masked_points(X) -> np.ndarray:
+        """The points non-finite in every labelled spectrum -- pixels the
+        detector masks, as NaN -- or a clear error where a spectrum is
+        non-finite at a point that others read."""
+        finite = np.isfinite(X)
+        if finite.all():
+            return np.zeros(0, np.intp)
+        read = finite.any(0)
+        if not read.any():
+            raise SpectraError("every labelled spectrum is NaN or inf at every point")
+        bad = np.flatnonzero(~finite[:, read].all(1))
+        if bad.size:
+            points = np.flatnonzero(read & ~finite.all(0))
+            raise SpectraError(
+                f"{len(bad)} labelled spectra contain NaN or inf at points that other "
+                f"labelled spectra read (rows {bad[:10].tolist()}, points "
+                f"{points[:10].tolist()}); remove or repair them (a point NaN in every "
+                "labelled spectrum, a masked pixel, is bridged over)")
+        return np.flatnonzero(~read)
 
     def _subsample(self, data: _Labelled, rng) -> _Labelled:
         """At most ``max_train_per_class`` spectra per class, in their order."""
@@ -522,14 +551,16 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """``(data, prep, pixels, spike_heights)``: the hot and dead pixels
         found in the labelled spectra (:mod:`.bad_pixels`; point indices),
         bridged in them and, by the returned ``prep``, in every spectrum
-        classified; then the spikes of single labelled spectra, bridged
-        where they are (``spike_heights``: what bridging took off each
-        point)."""
+        classified, as are the masked points; then the spikes of single
+        labelled spectra, bridged where they are (``spike_heights``: what
+        bridging took off each point)."""
         pixels = np.flatnonzero(bad_pixels(data.X, data.y, len(data.classes)))
-        if pixels.size:
+        bridged = np.union1d(pixels, data.masked)
+        if bridged.size:
             prep = SegmentPreprocessor(prep.n_points, prep.n_segments, prep.baseline_block,
-                                       bridged=pixels)
-            data = dataclasses.replace(data, X=bridge_points(data.X, pixels))
+                                       bridged=bridged)
+        if pixels.size:  # over the masked points again too, as prep bridges
+            data = dataclasses.replace(data, X=bridge_points(data.X, bridged))
         spiked = spikes(data.X, data.y, len(data.classes))
         heights = np.zeros(0)
         if spiked.any():
@@ -545,7 +576,8 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def _position_tolerance(self, data: _Labelled, prep, pixels) -> PositionTolerance:
         """Per class, how much of the strain/shift augmentation is nuisance
-        (``pixels``: the bad pixels found, left out like ``fixed_ranges``)."""
+        (``pixels``: the bad pixels found and the masked points, left out
+        like ``fixed_ranges``)."""
         n_classes = len(data.classes)
         fixed = fixed_points(self.fixed_ranges, data.axis, data.X.shape[1])
         fixed[pixels] = True
@@ -757,8 +789,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         P, finite, signal = self._plan().score(X)
         if not finite.all():
             bad = np.flatnonzero(~finite)
+            points = np.setdiff1d(np.flatnonzero(~np.isfinite(X[bad[:10]]).all(0)),
+                                  self._prep.bridged)
             raise SpectraError(f"{len(bad)} spectra contain NaN or inf (rows "
-                               f"{bad[:10].tolist()}); remove or repair them")
+                               f"{bad[:10].tolist()}, points {points[:10].tolist()}); "
+                               "remove or repair them")
         flat = ~signal
         P[flat] = 1.0 / P.shape[1]  # no evidence for any class
         return P, flat

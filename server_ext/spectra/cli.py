@@ -132,10 +132,22 @@ def _range(text):
     return low, high
 
 
+def _point_runs(points) -> str:
+    """Point indices as runs, e.g. "points 7, 100-139"."""
+    runs = []
+    for p in map(int, points):
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    return ("points " if len(points) > 1 else "point ") + text
+
+
 def _findings(clf):
     """What fit found besides the bins, as lines for a scientist: which
     classes differ by peak position, the hot or dead pixels and the spikes
-    found, and whether strain is undone and why."""
+    found, the masked points, and whether strain is undone and why."""
     names = clf.classes_
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
@@ -148,6 +160,9 @@ def _findings(clf):
     if clf.bad_pixels_ is not None and len(clf.bad_pixels_):
         yield (f"hot or dead pixels found (bridged over in every spectrum): "
                f"points {', '.join(map(str, clf.bad_pixels_))}")
+    if clf.masked_points_ is not None and len(clf.masked_points_):
+        yield (f"masked points, NaN or inf in every labelled spectrum (bridged over in every "
+               f"spectrum): {_point_runs(clf.masked_points_)}")
     if clf.spikes_:
         yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
                f"over before training: {clf.spikes_} points")

@@ -28,7 +28,9 @@ first models were saved, which report None like those before version 5;
 10 bridges ``bad_pixels_`` in every spectrum (see :mod:`.preprocess`):
 version 9 readers would classify such a model's spectra with the pixels
 in, and version 9 models read now are not bridged; it also stores
-``spikes_`` (None for models before it).
+``spikes_`` (None for models before it); 11 bridges ``masked_points_``
+too (the points no labelled spectrum reads; None for models before it,
+which ``fit`` refused).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -55,8 +57,8 @@ from .preprocess import SegmentPreprocessor
 __all__ = ["save_classifier", "load_classifier", "FORMAT", "VERSION"]
 
 FORMAT = "daas-spectra-classifier"
-VERSION = 10
-_READABLE = (2, 3, 4, 5, 6, 7, 8, 9, 10)
+VERSION = 11
+_READABLE = (2, 3, 4, 5, 6, 7, 8, 9, 10, 11)
 #: fitted attributes stored as arrays
 _ARRAYS = ("bins_", "separability_", "weights_", "published_weights_", "candidates_",
            "candidate_separability_")
@@ -77,18 +79,20 @@ def _plain(value):
 def _findings(config, arrays, n_classes):
     """``{attribute: value}`` of what ``fit`` found (format 5; before it,
     all None), each checked against the number of classes (the bad
-    pixels: of points)."""
-    found = dict.fromkeys(("position_pairs_", "bad_pixels_", "spikes_") + _FINDINGS)
+    pixels and masked points: of points)."""
+    found = dict.fromkeys(("position_pairs_", "bad_pixels_", "masked_points_", "spikes_")
+                          + _FINDINGS)
     if config["version"] < 5:
         return found
     pairs = config.get("position_pairs")
     found["position_pairs_"] = None if pairs is None else [
         {**p, "classes": tuple(int(c) for c in p["classes"])} for p in pairs]
-    if config.get("bad_pixels") is not None:
-        pixels = found["bad_pixels_"] = np.asarray(config["bad_pixels"], np.intp).reshape(-1)
-        if pixels.size and not 0 <= pixels.min() <= pixels.max() < int(config["n_points"]):
-            raise ValueError(f"bad_pixels {pixels.tolist()} lie outside the model's "
-                             f"{config['n_points']} points")
+    for name in ("bad_pixels", "masked_points"):
+        if config.get(name) is not None:
+            points = found[name + "_"] = np.asarray(config[name], np.intp).reshape(-1)
+            if points.size and not 0 <= points.min() <= points.max() < int(config["n_points"]):
+                raise ValueError(f"{name} {points.tolist()} lie outside the model's "
+                                 f"{config['n_points']} points")
     if config.get("spikes") is not None:
         spikes = config["spikes"]
         if not isinstance(spikes, int) or isinstance(spikes, bool) or spikes < 0:
@@ -122,6 +126,7 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "n_points": int(clf.n_features_in_), "preprocessor": clf._prep.config(),
         "beta": float(clf.beta_), "position_pairs": _plain(clf.position_pairs_),
         "bad_pixels": None if clf.bad_pixels_ is None else clf.bad_pixels_.tolist(),
+        "masked_points": None if clf.masked_points_ is None else clf.masked_points_.tolist(),
         "spikes": clf.spikes_,
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
@@ -208,9 +213,10 @@ def load_classifier(cls, path):
         clf.position_scale_ = arrays.get("position_scale_", np.ones(len(clf.classes_)))
         for k, v in _findings(config, arrays, len(clf.classes_)).items():
             setattr(clf, k, v)
-        bridged = clf.bad_pixels_ if config["version"] >= 10 else None
+        bridged = [p for p in (clf.bad_pixels_ if config["version"] >= 10 else None,
+                               clf.masked_points_) if p is not None]
         clf._prep = SegmentPreprocessor(**config["preprocessor"],
-                                        bridged=() if bridged is None else bridged)
+                                        bridged=np.concatenate([np.zeros(0, np.intp), *bridged]))
         clf._aligner = None
         if config["version"] >= 4 and "align_grid" in arrays:
             clf._aligner = StrainAligner(arrays["align_grid"], arrays["align_templates"],

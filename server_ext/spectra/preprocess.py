@@ -19,8 +19,10 @@ Bridged points (the hot and dead pixels ``fit`` finds, :mod:`.bad_pixels`):
 every spectrum's segment means are those of the spectrum with these points
 replaced by the straight line between their nearest other points, so that
 a pixel the detector reads wrongly is no feature of any spectrum, labelled
-or classified. Bridging is linear in the points: a small correction of the
-few segments that hold them.
+or classified. Bridging is linear in the points: the few segments that
+hold them are recomputed from their other points and the bridging ones,
+so that what a bridged point reads -- NaN where a detector masks it --
+never enters a segment mean.
 """
 
 from __future__ import annotations
@@ -145,25 +147,30 @@ class SegmentPreprocessor:
                 "baseline_block": self.baseline_block}
 
     def _bridge_correction(self):
-        """``(points, segments, C)``: bridging adds ``X[:, points] @ C`` to
-        the segment means' columns ``segments``; None with nothing bridged."""
+        """``(points, segments, C)``: with the bridged points, the segment
+        means' columns ``segments`` are ``X[:, points] @ C``, which reads no
+        bridged point; None with nothing bridged."""
         if not self.bridged.size:
             return None
         lo, hi, weight = _bridge_plan(self.bridged, self.n_points)
-        points = np.unique(np.concatenate([self.bridged, lo, hi]))
         held = np.searchsorted(self.edges, self.bridged, side="right") - 1
         segments = np.unique(held)
+        inside = np.concatenate([np.arange(self.edges[k], self.edges[k + 1]) for k in segments])
+        inside = np.setdiff1d(inside, self.bridged)
+        points = np.unique(np.concatenate([inside, lo, hi]))
         C = np.zeros((len(points), len(segments)), np.float64)
+        owner = np.searchsorted(segments, np.searchsorted(self.edges, inside, side="right") - 1)
         column = np.searchsorted(segments, held)
-        scale = self._inv_width[held].astype(np.float64)
-        for row, w in ((self.bridged, -1.0), (lo, 1.0 - weight), (hi, weight)):
-            np.add.at(C, (np.searchsorted(points, row), column), w * scale)
+        scale = self._inv_width[segments].astype(np.float64)
+        np.add.at(C, (np.searchsorted(points, inside), owner), scale[owner])
+        for row, w in ((lo, 1.0 - weight), (hi, weight)):
+            np.add.at(C, (np.searchsorted(points, row), column), w * scale[column])
         return points, segments, C.astype(np.float32)
 
     def _bridged(self, X, S):
         if self._bridge is not None:
             points, segments, C = self._bridge
-            S[:, segments] += X[:, points] @ C
+            S[:, segments] = X[:, points] @ C
         return S
 
     def segment_means(self, X: np.ndarray) -> np.ndarray:

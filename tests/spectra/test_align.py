@@ -234,7 +234,7 @@ def test_aligned_model_round_trip_and_format_3(weak_pair, tmp_path):
     X = s.X[test[::3]]
     path = clf.save(tmp_path / "v9")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 10
+    assert config["version"] == 11
     loaded = BinnedSpectraClassifier.load(path)
     assert loaded.strain_aligned_
     np.testing.assert_array_equal(loaded.predict_proba(X), clf.predict_proba(X))

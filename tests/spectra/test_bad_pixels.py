@@ -173,7 +173,7 @@ def test_a_found_pixel_is_no_feature_of_any_spectrum(shift_labelled, with_pixel,
     loaded = BinnedSpectraClassifier.load(path)
     np.testing.assert_allclose(loaded.predict_proba(reads[0.0]), proba, atol=1e-5)
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 10 and config["bad_pixels"] == [AT]
+    assert config["version"] == 11 and config["bad_pixels"] == [AT]
     (path / "config.json").write_text(json.dumps(dict(config, version=9)))
     hottest = reads[100 * test.max()]
     assert np.abs(BinnedSpectraClassifier.load(path).predict_proba(hottest) - proba).max() > 0.1

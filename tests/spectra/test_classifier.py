@@ -191,7 +191,8 @@ def test_bad_params_and_prediction_input(fitted):
     bad = np.ones((3, N_POINTS))
     bad[1, -1] = np.inf  # in the tail beyond the last full segment, too
     bad[2, 7] = np.nan
-    with pytest.raises(SpectraError, match=r"2 spectra contain NaN or inf \(rows \[1, 2\]\)"):
+    with pytest.raises(SpectraError,
+                       match=r"2 spectra contain NaN or inf \(rows \[1, 2\], points \[7, 2009\]\)"):
         clf.predict(bad)
     assert SpectraError.user_error is True
 
@@ -528,7 +529,7 @@ def test_model_format_versions(fitted, tmp_path):
     clf, _ = fitted
     path = clf.save(tmp_path / "v4")
     config = json.loads((path / "config.json").read_text())
-    assert config["version"] == 10 and config["params"]["segments_per_bin"] == "auto"
+    assert config["version"] == 11 and config["params"]["segments_per_bin"] == "auto"
     assert config["params"]["local_strain"] == clf.local_strain > 0
     assert config["params"]["split_variation"] == clf.split_variation > 0
     assert "fixed_ranges" in config["params"] and clf.fixed_ranges is None
