@@ -463,6 +463,7 @@ EXTRA = (
     ("shift, cell step 0.5 %", dict(layout="shift", cell_step=0.005)),
     ("shift-net, a hot pixel pair", dict(layout="shift", cell_step=-0.01, fault="pair")),
     ("shift-net, cosmic-ray spikes", dict(layout="shift", cell_step=-0.01, fault="spikes")),
+    ("shift-net, masked points (NaN)", dict(layout="shift", cell_step=-0.01, fault="masked")),
 )
 EXTRA_PHYSICS = (
     ("perovskite_heating, 2,000 points", "perovskite_heating", [1, 2], dict(n_points=2000)),
@@ -476,6 +477,7 @@ EXTRA_PHYSICS = (
      dict(fault="spikes")),
     ("isostructural_shift, cosmic-ray spikes", "isostructural_shift", [0, 1, 2, 3],
      dict(fault="spikes")),
+    ("superlattice, masked points (NaN)", "superlattice", [], dict(fault="masked")),
 )
 
 
@@ -484,9 +486,11 @@ def with_detector_fault(X, kind, seed, at=None):
     ``at`` (default: three quarters of the axis) ``"hot"`` one pixel at 20
     times the median count, ``"noisy"`` the same with its counting noise,
     ``"pair"`` two neighbouring pixels 5 times the median above what they
-    read, ``"dead"`` one pixel reading 0; or ``"spikes"``: three cosmic
-    rays at random points of each spectrum, 10-50 times the median count
-    above what it reads, one in three on two neighbouring points."""
+    read, ``"dead"`` one pixel reading 0, ``"masked"`` that pixel and a
+    gap of 1 % of the points from the middle of the axis NaN, as a
+    detector marks what it masks; or ``"spikes"``: three cosmic rays at
+    random points of each spectrum, 10-50 times the median count above
+    what it reads, one in three on two neighbouring points."""
     X = np.array(X)
     level = np.median(X)
     at = X.shape[1] * 3 // 4 if at is None else at
@@ -506,8 +510,12 @@ def with_detector_fault(X, kind, seed, at=None):
         X[:, at:at + 2] += 5 * level
     elif kind == "dead":
         X[:, at] = 0
+    elif kind == "masked":
+        X = X.astype(np.float64)
+        middle = X.shape[1] // 2
+        X[:, [at, *range(middle, middle + X.shape[1] // 100)]] = np.nan
     else:
-        raise ValueError(f"fault must be 'hot', 'noisy', 'pair', 'dead' or 'spikes', "
+        raise ValueError(f"fault must be 'hot', 'noisy', 'pair', 'dead', 'masked' or 'spikes', "
                          f"not {kind!r}")
     return X
 
@@ -549,26 +557,36 @@ def contenders(args):
     """Fresh estimators of every protocol: ``[(name, estimator)]``, the peers
     on whole spectra, then this classifier (the one fitted with ``axis=``)."""
     from sklearn.ensemble import RandomForestClassifier
+    from sklearn.impute import SimpleImputer
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
     from server_ext.spectra import BinnedSpectraClassifier
 
-    return [("LogisticRegression", make_pipeline(StandardScaler(), LogisticRegression(max_iter=5000))),
-            ("RandomForest", RandomForestClassifier(n_estimators=200, random_state=args.seed, n_jobs=1)),
+    # the peers need a value at every point: a detector's masked points (NaN) read 0
+    # (SimpleImputer leaves spectra without NaN as they are)
+    return [("LogisticRegression", make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(),
+                                                 LogisticRegression(max_iter=5000))),
+            ("RandomForest", make_pipeline(SimpleImputer(keep_empty_features=True), RandomForestClassifier(
+                n_estimators=200, random_state=args.seed, n_jobs=1))),
             ("BinnedSpectraClassifier", BinnedSpectraClassifier(random_state=args.seed,
                                                                 align_strain=args.align_strain))]
 
 
 def run_series(series, args, with_published):
     from published_method import PublishedBinnedMLP  # next to this script
+    from server_ext.spectra.preprocess import bridge_points
     from server_ext.spectra.synthetic import perturb
 
     title, X, y, axis, by_position, purity = series
     n = len(X)
     classes = np.unique(y)
-    Xp = perturb(X, axis, strain=0.01, intensity=0.3, random_state=args.seed + 7)
+    # a detector's masked points (NaN) stay where they are while the sample's peaks move
+    masked = ~np.isfinite(X).any(0)
+    read = bridge_points(X, np.flatnonzero(masked))
+    Xp = perturb(read, axis, strain=0.01, intensity=0.3, random_state=args.seed + 7)
+    Xp[:, masked] = np.nan
     robust = ~np.isin(y, by_position)  # where strain is nuisance
     epochs = 100 if args.quick else 700
     print(f"\n=== {title}: {n} spectra x {X.shape[1]} points, classes {classes.tolist()}"
@@ -581,7 +599,8 @@ def run_series(series, args, with_published):
         sizes.append(f"{name} {(~mixed).sum()} / {mixed.sum()}")
         rng = np.random.default_rng(args.seed)
         copies = 5 if name == "A" else 0
-        Xn, yn = noisy_copies(X[train], y[train], copies, rng) if copies else (X[train], y[train])
+        Xn, yn = noisy_copies(read[train], y[train], copies, rng) if copies else (X[train], y[train])
+        Xn[:, masked] = np.nan
         methods = []
         if with_published:
             pub = PublishedBinnedMLP(epochs=epochs, noisy_copies=copies, random_state=args.seed)
@@ -931,8 +950,12 @@ def main():
 
     from server_ext.spectra.networks import keras_module
 
+    from server_ext.spectra.preprocess import bridge_points
+
     keras_module()  # TensorFlow import time is not training time
     X, clf = accuracy(args)
+    # the speed's other models know nothing of the first series' masked points (NaN)
+    X = bridge_points(X, np.flatnonzero(~np.isfinite(X).any(0)))
     cases = [("first series", clf)] + worst_case_models(X.shape[1], args.seed, args.align_strain)
     rates = inference_speed(cases, stress_plans(clf, np.random.default_rng(args.seed)), X)
     if not args.skip_stream:
