@@ -210,3 +210,24 @@ def test_train_says_what_fit_found(shift_signal_fitted, fitted):
     assert position.endswith(": none")
     assert alignment.startswith("strain alignment: on (weighed on held-out copies: aligning "
                                 "changes the class pairs' separability by ")
+
+
+def test_train_from_a_file_with_masked_points(nexus_file, tmp_path, capsys):
+    """A detector's masked points, NaN in every spectrum of the file, are
+    bridged and said; a NaN in one labelled spectrum only is a clear error
+    and no model is written."""
+    path, s = nexus_file
+    X = s.X.astype(np.float64)
+    X[:, [300, 301, 302, 900]] = np.nan
+    masked = tmp_path / "masked.nxs"
+    with h5py.File(masked, "w") as f:
+        f["intensity"] = X
+    train = ["spectra", "train", str(masked), "--labels", "low=0:25", "high=95:120", "-o"]
+    assert main(train + [str(tmp_path / "m")]) == 0
+    assert "(bridged over in every spectrum): points 300-302, 900" in capsys.readouterr().out
+    with h5py.File(masked, "a") as f:
+        f["intensity"][7, 10] = np.nan
+    assert main(train + [str(tmp_path / "m2")]) == 2
+    assert "1 labelled spectra contain NaN or inf at points that other labelled spectra read " \
+        "(rows [7], points [10])" in capsys.readouterr().err
+    assert not (tmp_path / "m2").exists()
