@@ -449,10 +449,11 @@ VARIANTS = (
 
 #: ``--extra``: what neither the series above nor the variants vary, measured
 #: after the fact (not tuned on): the number of classes (five, two), points
-#: (1,000, 8,000), a smaller cell step, a bad pixel or spikes (``fault``: see
-#: :func:`with_detector_fault`); then (``EXTRA_PHYSICS``) the independent
-#: generator's scenarios with fewer points or counts or such a fault: (title,
-#: scenario, classes that differ by position only, its keywords)
+#: (1,000, 8,000), a smaller cell step, a bad pixel, spikes, masked points or a
+#: subtracted background (``fault``: see :func:`with_detector_fault`); then
+#: (``EXTRA_PHYSICS``) the independent generator's scenarios with fewer points
+#: or counts or such a fault: (title, scenario, classes that differ by position
+#: only, its keywords)
 EXTRA = (
     ("five classes: A, A + 5 % weak peaks, B, C, C in a 0.8 % larger cell",
      dict(layout=((0, 1.0, 0.0), (0, 1.0, 0.05), (1, 1.0, 0.0), (2, 1.0, 0.0), (2, 1.008, 0.0)),
@@ -464,6 +465,9 @@ EXTRA = (
     ("shift-net, a hot pixel pair", dict(layout="shift", cell_step=-0.01, fault="pair")),
     ("shift-net, cosmic-ray spikes", dict(layout="shift", cell_step=-0.01, fault="spikes")),
     ("shift-net, masked points (NaN)", dict(layout="shift", cell_step=-0.01, fault="masked")),
+    ("shift-net, background subtracted", dict(layout="shift", cell_step=-0.01,
+                                              fault="subtracted")),
+    ("weak, background subtracted", dict(layout="weak", fault="subtracted")),
 )
 EXTRA_PHYSICS = (
     ("perovskite_heating, 2,000 points", "perovskite_heating", [1, 2], dict(n_points=2000)),
@@ -478,6 +482,9 @@ EXTRA_PHYSICS = (
     ("isostructural_shift, cosmic-ray spikes", "isostructural_shift", [0, 1, 2, 3],
      dict(fault="spikes")),
     ("superlattice, masked points (NaN)", "superlattice", [], dict(fault="masked")),
+    ("superlattice, background subtracted", "superlattice", [], dict(fault="subtracted")),
+    ("perovskite_heating, background subtracted", "perovskite_heating", [1, 2],
+     dict(fault="subtracted")),
 )
 
 
@@ -488,9 +495,11 @@ def with_detector_fault(X, kind, seed, at=None):
     ``"pair"`` two neighbouring pixels 5 times the median above what they
     read, ``"dead"`` one pixel reading 0, ``"masked"`` that pixel and a
     gap of 1 % of the points from the middle of the axis NaN, as a
-    detector marks what it masks; or ``"spikes"``: three cosmic rays at
-    random points of each spectrum, 10-50 times the median count above
-    what it reads, one in three on two neighbouring points."""
+    detector marks what it masks; ``"subtracted"``: each spectrum less its
+    5 % quantile (a background subtracted), with Gaussian readout noise
+    of 0.1 times the square root of the median count; ``"spikes"``: three
+    cosmic rays at random points of each spectrum, 10-50 times the median
+    count above what it reads, one in three on two neighbouring points."""
     X = np.array(X)
     level = np.median(X)
     at = X.shape[1] * 3 // 4 if at is None else at
@@ -510,13 +519,16 @@ def with_detector_fault(X, kind, seed, at=None):
         X[:, at:at + 2] += 5 * level
     elif kind == "dead":
         X[:, at] = 0
+    elif kind == "subtracted":
+        X = X.astype(np.float64) - np.quantile(X, 0.05, axis=1, keepdims=True)
+        X += np.random.default_rng(seed).normal(0.0, 0.1 * np.sqrt(level), X.shape)
     elif kind == "masked":
         X = X.astype(np.float64)
         middle = X.shape[1] // 2
         X[:, [at, *range(middle, middle + X.shape[1] // 100)]] = np.nan
     else:
-        raise ValueError(f"fault must be 'hot', 'noisy', 'pair', 'dead', 'masked' or 'spikes', "
-                         f"not {kind!r}")
+        raise ValueError("fault must be 'hot', 'noisy', 'pair', 'dead', 'masked', 'subtracted' "
+                         f"or 'spikes', not {kind!r}")
     return X
 
 
