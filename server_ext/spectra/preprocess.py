@@ -15,7 +15,8 @@ block minima and therefore fast. Normalisation: divide by the mean of the
 baseline-free segment means, which removes global intensity changes (beam
 intensity, exposure, sample amount).
 
-Bridged points (the hot and dead pixels ``fit`` finds, :mod:`.bad_pixels`):
+Bridged points (the hot and dead pixels ``fit`` finds, :mod:`.bad_pixels`,
+and the points a detector masks, NaN in every labelled spectrum):
 every spectrum's segment means are those of the spectrum with these points
 replaced by the straight line between their nearest other points, so that
 a pixel the detector reads wrongly is no feature of any spectrum, labelled
@@ -111,7 +112,7 @@ class SegmentPreprocessor:
         # segment_means_fast: the wide segments' and the others' averaging vectors
         self._mean_vectors = (np.full(self.width + 1, 1.0 / (self.width + 1), np.float32),
                               np.full(self.width, 1.0 / max(self.width, 1), np.float32))
-        self._bridge = self._bridge_correction()
+        self._bridge = self._bridged_segment_plan()
         self.baseline_block = int(baseline_block or 0)
         if self.baseline_block:
             n_blocks = max(1, int(round(self.n_segments / self.baseline_block)))
@@ -146,7 +147,7 @@ class SegmentPreprocessor:
         return {"n_points": self.n_points, "n_segments": self.n_segments,
                 "baseline_block": self.baseline_block}
 
-    def _bridge_correction(self):
+    def _bridged_segment_plan(self):
         """``(points, segments, C)``: with the bridged points, the segment
         means' columns ``segments`` are ``X[:, points] @ C``, which reads no
         bridged point; None with nothing bridged."""

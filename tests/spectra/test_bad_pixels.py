@@ -128,7 +128,7 @@ def test_the_pixels_found_are_reported_and_saved(shift_labelled, with_pixel, tmp
 
 
 def test_bridged_segment_means_are_those_of_the_bridged_spectra():
-    """Bridging is a correction of the few segments that hold the points,
+    """Bridging recomputes the few segments that hold the points,
     exact and fast alike, at the ends of the axis and side by side too."""
     rng = np.random.default_rng(0)
     X = rng.gamma(2.0, 50.0, (40, 301)).astype(np.float32)
