@@ -12,7 +12,10 @@ background's level changed (air scatter and sample environment drift along
 a series), a global intensity scale and a smooth added background, so that
 the per-bin networks learn the class and not these nuisances. Noise is
 Poisson-like, scaled from the noise measured in each labelled spectrum, so
-no assumption about the detector's units is made.
+no assumption about the detector's units is made; where a background or
+pedestal was subtracted from the spectra, its noise stays at the low
+levels, and the noise is that of the level plus an offset
+(:func:`noise_offset`).
 """
 
 from __future__ import annotations
@@ -24,13 +27,60 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["noise_gain", "augment", "mixup", "strain_field", "add_spikes"]
+__all__ = ["noise_gain", "noise_offset", "augment", "mixup", "strain_field", "add_spikes"]
 
 _CHUNK = 256  # copies perturbed at a time
 _LEVEL_POINTS = 9  # running mean giving the local level of the noise gain
+_OFFSET_BINS = 5  # level bins of the lower half of each spectrum's levels
+#: an offset is taken where it explains the noise across those bins this
+#: much better than counting noise alone (residual sums of squares)
+OFFSET_GAIN = 0.5
 
 
-def noise_gain(X: np.ndarray) -> np.ndarray:
+def _second_differences(X):
+    """Per point but the two ends: the second difference (for white noise
+    of variance v, of variance 6 v) and the local level."""
+    from scipy.ndimage import uniform_filter1d
+
+    d2 = X[:, :-2] - 2.0 * X[:, 1:-1] + X[:, 2:]
+    return d2, uniform_filter1d(X, _LEVEL_POINTS, axis=1, mode="nearest")[:, 1:-1]
+
+
+def noise_offset(X) -> float:
+    """The counts to add to the level for the noise of the spectra ``X``:
+    0 for counting noise (variance proportional to the level), more where
+    a background or pedestal was subtracted and its noise stayed
+    (variance = gain x (level + offset)).
+
+    In each spectrum the points of the lower half of its levels (its
+    background: few peaks, whose curvature would pass for noise) are cut
+    into :data:`_OFFSET_BINS` bins by level; the offset is the one under
+    which the log of the noise variance minus the log of (level + offset)
+    is most nearly constant in each spectrum, searched on a grid, and
+    taken only where it makes the residual sum of squares
+    :data:`OFFSET_GAIN` times that of no offset or less: counting noise
+    gives none, whatever its level."""
+    X = np.asarray(X, np.float64)
+    n, p = X.shape
+    per_bin = (p - 2) // 2 // _OFFSET_BINS
+    if per_bin < 4:
+        return 0.0
+    d2, level = _second_differences(X)
+    var = d2 * d2 / (6.0 * 0.4549)  # its median is the variance (median of chi2(1): 0.4549)
+    low = np.argsort(level, axis=1)[:, :per_bin * _OFFSET_BINS]
+    V, L = (np.median(np.take_along_axis(a, low, 1).reshape(n, _OFFSET_BINS, per_bin), axis=2)
+            for a in (var, level))
+    logV = np.log(np.maximum(V, 1e-12))
+    scale = float(np.median(np.abs(L))) or 1.0
+    grid = np.r_[0.0, scale * np.geomspace(1e-2, 1e2, 81)]
+    r = logV[None] - np.log(np.maximum(L[None] + grid[:, None, None], 1e-12))
+    r -= r.mean(axis=2, keepdims=True)
+    sse = (r * r).sum(axis=(1, 2))
+    best = int(sse.argmin())
+    return float(grid[best]) if sse[best] <= OFFSET_GAIN * sse[0] else 0.0
+
+
+def noise_gain(X: np.ndarray, offset: float = 0.0) -> np.ndarray:
     """Per spectrum, noise variance per unit of signal (1 for Poisson counts).
 
     Second differences cancel the smooth signal: for white noise
@@ -42,12 +92,10 @@ def noise_gain(X: np.ndarray) -> np.ndarray:
     the median level, read about half the true gain on powder patterns.
     Points without a positive level (a zero baseline, a detector gap) are
     left out; the median keeps peaks (curvature, not noise) out.
+    ``offset``: counts added to the level (:func:`noise_offset`).
     """
-    from scipy.ndimage import uniform_filter1d
-
     X = np.asarray(X, dtype=np.float32)
-    d2 = X[:, :-2] - 2.0 * X[:, 1:-1] + X[:, 2:]
-    level = uniform_filter1d(X, _LEVEL_POINTS, axis=1, mode="nearest")[:, 1:-1]
+    d2, level = _second_differences(X + np.float32(offset) if offset else X)
     ratio = np.where(level > 0, d2 * d2 / (6.0 * np.where(level > 0, level, 1.0)), np.nan)
     with np.errstate(all="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # a row with no positive level
@@ -141,7 +189,7 @@ class _CopyDraws(NamedTuple):
 
 
 def _draw_copies(X, src, rng, *, strain, shift, intensity, noise, background, gain,
-                 noise_floor, local_strain, split_variation) -> _CopyDraws:
+                 noise_floor, local_strain, split_variation, offset) -> _CopyDraws:
     """The draws made once per copy, before any chunk of copies is
     perturbed (the baseline's drift is drawn after them, the strain field
     and the noise per chunk). Their order is part of the result: with the
@@ -151,7 +199,7 @@ def _draw_copies(X, src, rng, *, strain, shift, intensity, noise, background, ga
     u_lo, u_hi = _bounds(shift, n)
     s = rng.uniform(s_lo[src], s_hi[src], m)
     u = rng.uniform(u_lo[src], u_hi[src], m)
-    gain = (noise_gain(X) if gain is None else np.asarray(gain, np.float32))[src]
+    gain = (noise_gain(X, offset) if gain is None else np.asarray(gain, np.float32))[src]
     level = np.maximum(np.median(np.abs(X), axis=1), 1e-12)[src]
     floor = _per_row(noise_floor, n)[src]
     amp = floor + rng.uniform(0.0, noise, m)
@@ -165,7 +213,8 @@ def _per_row(value, n):
     return np.broadcast_to(np.asarray(value, np.float64), (n,))
 
 
-def _perturbed(X, src, pos, draws: _CopyDraws, rng, *, base, local_width, splits, split_rng):
+def _perturbed(X, src, pos, draws: _CopyDraws, rng, *, base, local_width, splits, split_rng,
+               offset):
     """The copies of rows ``src`` of ``X`` perturbed as ``draws`` say (float32)."""
     p = X.shape[1]
     field = strain_field(rng, draws.local, p, local_width) if draws.local.any() else None
@@ -178,9 +227,9 @@ def _perturbed(X, src, pos, draws: _CopyDraws, rng, *, base, local_width, splits
         Y = strain_shift(moved, np.arange(len(src)), pos, draws.strain, draws.shift, field)
     if base is not None:
         Y += draws.drift[:, None] * strain_shift(base, src, pos, draws.strain, draws.shift, field)
-    # Poisson-like: variance proportional to the signal
+    # Poisson-like: variance proportional to the signal (plus the offset)
     Y += rng.standard_normal(Y.shape, dtype=np.float32) * np.sqrt(
-        np.maximum(Y, 0.0) * draws.noise[:, None])
+        np.maximum(Y + np.float32(offset), 0.0) * draws.noise[:, None])
     t = np.linspace(-1.0, 1.0, p, dtype=np.float32)
     c = draws.background
     Y += (c[:, :1] + c[:, 1:2] * t + c[:, 2:3] * (t * t)).astype(np.float32)
@@ -203,7 +252,7 @@ def add_spikes(X, per_spectrum, heights, rng):
 def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
             noise=1.0, background=0.1, gain=None, noise_floor=0.0, baseline=None,
             baseline_scale=0.0, local_strain=0.0, local_width=16.0, splits=None,
-            split_variation=0.0):
+            split_variation=0.0, offset=0.0):
     """Return ``(Xa, src)``: ``copies`` perturbed copies of every row of ``X``
     (a number, or one per row; float32, copies of row i at ``src == i``).
 
@@ -228,7 +277,9 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     copies are those of before it existed. ``splits``: per row a
     :class:`.splits.SplitPlan` of its peaks, or None; ``split_variation``:
     the half-range of the factor scaling each cluster's gaps (a number or
-    one per row; see :mod:`.splits`).
+    one per row; see :mod:`.splits`). ``offset``: counts added to the level
+    for the copies' noise (:func:`noise_offset`; ``gain`` is then measured
+    with it).
     """
     X = np.asarray(X, dtype=np.float32)
     n, p = X.shape
@@ -236,7 +287,7 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     m = len(src)
     pos = increasing_axis(axis, p)
     draws = _draw_copies(X, src, rng, strain=strain, shift=shift, intensity=intensity,
-                         noise=noise, background=background, gain=gain,
+                         noise=noise, background=background, gain=gain, offset=offset,
                          noise_floor=noise_floor, local_strain=local_strain,
                          split_variation=split_variation)
     # a child stream (spawning draws nothing from rng): copies of spectra
@@ -252,7 +303,8 @@ def augment(X, axis, copies, rng, strain=0.01, shift=0.0, intensity=0.3,
     for a in range(0, m, _CHUNK):
         b = min(a + _CHUNK, m)
         Xa[a:b] = _perturbed(X, src[a:b], pos, draws.rows(a, b), rng, base=base,
-                             local_width=local_width, splits=splits, split_rng=split_rng)
+                             local_width=local_width, splits=splits, split_rng=split_rng,
+                             offset=offset)
     return Xa, src
 
 

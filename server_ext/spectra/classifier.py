@@ -45,7 +45,7 @@ from sklearn.exceptions import NotFittedError
 from sklearn.utils.validation import check_is_fitted
 
 from .align import StrainAligner, alignment_is_safe, aligns, class_templates
-from .augment import add_spikes, augment, increasing_axis, noise_gain
+from .augment import add_spikes, augment, increasing_axis, noise_gain, noise_offset
 from .bad_pixels import bad_pixels, bridge_spikes, spikes
 from .denoise import denoise
 from .errors import SpectraError
@@ -346,6 +346,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         glitch (see :func:`.bad_pixels.spikes`) -- bridged before training,
         while the copies trained on get spikes as often and as high; None
         in a model saved before they were counted.
+    noise_offset_ : counts added to the level for the noise of the copies
+        trained on and of the denoising (see :func:`.augment.noise_offset`):
+        0 for counting noise; more where a background or pedestal was
+        subtracted from the spectra and its noise stayed; None in a model
+        saved before it was measured.
     bin_models_ : list of the per-bin ``keras.Model`` (loaded on first use
         after ``load``).
     """
@@ -458,7 +463,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         aligner = self._strain_aligner(data, tolerance, prep, templates)
         targets = self._label_targets(data, prep)
         class_scales = self._class_scales(data, targets, prep, templates.structure)
-        copies = self._perturbed_copies(data, tolerance, targets, prep, rng, spike_heights)
+        offset = noise_offset(data.X)
+        copies = self._perturbed_copies(data, tolerance, targets, prep, rng, spike_heights,
+                                        offset)
         splits = held_out_splits(data.y, copies.source, self.cv_folds, rng, copies.n_measured)
         aligner, copies, evidence = self._alignment(aligner, copies, splits, prep,
                                                     len(data.classes))
@@ -482,6 +489,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.bad_pixels_ = pixels
         self.masked_points_ = data.masked
         self.spikes_ = len(spike_heights)
+        self.noise_offset_ = offset
         self.label_targets_ = targets
         self.class_scales_ = class_scales
         self.alignment_evidence_ = evidence
@@ -639,10 +647,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         return per_class / per_class.max()
 
     def _perturbed_copies(self, data: _Labelled, tolerance, targets, prep, rng,
-                          spike_heights) -> _Copies:
+                          spike_heights, offset) -> _Copies:
         """The labelled spectra and their perturbed copies, as segment
         features; the copies with spikes as often and as high as
-        ``spike_heights`` (those found in the labelled spectra) say."""
+        ``spike_heights`` (those found in the labelled spectra) say, and
+        noise as for the level plus ``offset`` counts (:func:`.noise_offset`)."""
         n = len(data.X)
         copies = self.augment_copies or int(np.clip(np.ceil(512 / n), 4, 64))
         # a class labelled 6 times less, trained on 6 times fewer copies, is learnt as a
@@ -652,7 +661,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # per labelled spectrum, (low, high) bounds of its copies' movement
         reach = np.stack([-tolerance.lower[data.y], tolerance.upper[data.y]], 1)
         X = data.X.astype(np.float32)
-        sources, gains, floor, splits = self._denoised(X, data.y, data.axis)
+        sources, gains, floor, splits = self._denoised(X, data.y, data.axis, offset)
         modelled = floor > 0  # denoised: a floor of fresh noise in place of its own
         perturbed, source = augment(sources, data.axis, copies, rng, strain=self.strain * reach,
                                     shift=self._shift_points(prep) * reach,
@@ -668,7 +677,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                                   * modelled),
                                     local_width=LOCAL_SEGMENTS * prep.width, splits=splits,
                                     split_variation=(self.split_variation
-                                                     * tolerance.scale[data.y]))
+                                                     * tolerance.scale[data.y]), offset=offset)
         if len(spike_heights):
             add_spikes(perturbed, len(spike_heights) / n, spike_heights, rng)
         # the measured spectra too: beside copies of denoised curves, six measured spectra
@@ -699,13 +708,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             return aligner, aligned, evidence
         return None, copies, evidence
 
-    def _denoised(self, X, y, axis):
+    def _denoised(self, X, y, axis, offset):
         """The spectra the copies are made from, their noise gains, the
         least noise each copy gets and where their peaks lie: where a class
         has fewer than ``denoise_below`` labelled spectra, every spectrum
         denoised, with a floor of 1 and a :class:`.splits.SplitPlan`; else
-        the spectra as measured (their splits vary among their many)."""
-        gains = noise_gain(X)
+        the spectra as measured (their splits vary among their many). The
+        noise is that of the level plus ``offset`` counts."""
+        gains = noise_gain(X, offset)
         floor = np.zeros(len(X))
         plans = [None] * len(X)
         # all classes or none: denoised copies of one class against measured copies of
@@ -713,7 +723,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         # the sample (a split the denoising smoothed, read as a class's mark)
         if np.bincount(y).min() >= self.denoise_below:
             return X, gains, floor, plans
-        modelled, info = denoise(X, gains)
+        if offset:  # the denoising's counting noise: of the level plus the offset
+            modelled, info = denoise(X + np.float32(offset), gains)
+            modelled -= offset
+        else:
+            modelled, info = denoise(X, gains)
         floor[:] = [float(i.modelled > 0) for i in info]
         pos = increasing_axis(axis, X.shape[1])
         for r, i in enumerate(info):

@@ -147,7 +147,8 @@ def _point_runs(points) -> str:
 def _findings(clf):
     """What fit found besides the bins, as lines for a scientist: which
     classes differ by peak position, the hot or dead pixels and the spikes
-    found, the masked points, and whether strain is undone and why."""
+    found, the masked points, a noise offset, and whether strain is undone
+    and why."""
     names = clf.classes_
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
@@ -166,6 +167,10 @@ def _findings(clf):
     if clf.spikes_:
         yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
                f"over before training: {clf.spikes_} points")
+    if clf.noise_offset_:
+        yield (f"noise above counting noise at low levels (a background or pedestal "
+               f"subtracted?): the copies' noise is that of the level plus "
+               f"{clf.noise_offset_:.4g} counts")
     state = "on" if clf.strain_aligned_ else "off"
     if clf.alignment_evidence_ is None:
         yield f"strain alignment: {state}"

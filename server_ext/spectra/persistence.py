@@ -30,7 +30,9 @@ version 9 readers would classify such a model's spectra with the pixels
 in, and version 9 models read now are not bridged; it also stores
 ``spikes_`` (None for models before it); 11 bridges ``masked_points_``
 too (the points no labelled spectrum reads; None for models before it,
-which ``fit`` refused).
+which ``fit`` refused); within 11, ``noise_offset_`` (what the copies'
+noise was measured with; training only) was added after the first
+models were saved, which report None.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -80,8 +82,8 @@ def _findings(config, arrays, n_classes):
     """``{attribute: value}`` of what ``fit`` found (format 5; before it,
     all None), each checked against the number of classes (the bad
     pixels and masked points: of points)."""
-    found = dict.fromkeys(("position_pairs_", "bad_pixels_", "masked_points_", "spikes_")
-                          + _FINDINGS)
+    found = dict.fromkeys(("position_pairs_", "bad_pixels_", "masked_points_", "spikes_",
+                           "noise_offset_") + _FINDINGS)
     if config["version"] < 5:
         return found
     pairs = config.get("position_pairs")
@@ -98,6 +100,12 @@ def _findings(config, arrays, n_classes):
         if not isinstance(spikes, int) or isinstance(spikes, bool) or spikes < 0:
             raise ValueError(f"spikes must be a count, not {spikes!r}")
         found["spikes_"] = spikes
+    if config.get("noise_offset") is not None:
+        offset = config["noise_offset"]
+        if not isinstance(offset, (int, float)) or isinstance(offset, bool) or not (
+                np.isfinite(offset) and offset >= 0):
+            raise ValueError(f"noise_offset must be a count >= 0, not {offset!r}")
+        found["noise_offset_"] = float(offset)
     found.update({k: arrays[k] for k in _FINDINGS if k in arrays})
     shapes = {"label_targets_": lambda a: a.ndim == 2 and a.shape[1] == n_classes,
               "class_scales_": lambda a: a.shape == (n_classes,),
@@ -127,7 +135,7 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "beta": float(clf.beta_), "position_pairs": _plain(clf.position_pairs_),
         "bad_pixels": None if clf.bad_pixels_ is None else clf.bad_pixels_.tolist(),
         "masked_points": None if clf.masked_points_ is None else clf.masked_points_.tolist(),
-        "spikes": clf.spikes_,
+        "spikes": clf.spikes_, "noise_offset": clf.noise_offset_,
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
     arrays.update({k: np.asarray(getattr(clf, k), np.float64) for k in _FINDINGS
