@@ -52,7 +52,7 @@ from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
 from .inputs import (INT_PARAMS, REAL_PARAMS, as_fixed_ranges, as_labels, as_spectra,
-                     check_number, fixed_points)
+                     check_number, fixed_points, masked_points)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor, bridge_points
@@ -499,7 +499,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         """The labelled spectra checked: labels, axis, NaN only at masked
         points (bridged over), no flat spectrum."""
         y = as_labels(y, len(X))
-        masked = self._masked_points(X)
+        masked = masked_points(X)
         if masked.size:
             X = bridge_points(X, masked)
         if axis is not None:
@@ -522,27 +522,6 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                f"{bad[:10].tolist()}; a detector dropout?); remove them, they "
                                "say nothing about the sample's state")
         return _Labelled(X, y_idx.reshape(-1), classes, axis, S, masked)
-
-    @staticmethod
-    def _masked_points(X) -> np.ndarray:
-        """The points non-finite in every labelled spectrum -- pixels the
-        detector masks, as NaN -- or a clear error where a spectrum is
-        non-finite at a point that others read."""
-        finite = np.isfinite(X)
-        if finite.all():
-            return np.zeros(0, np.intp)
-        read = finite.any(0)
-        if not read.any():
-            raise SpectraError("every labelled spectrum is NaN or inf at every point")
-        bad = np.flatnonzero(~finite[:, read].all(1))
-        if bad.size:
-            points = np.flatnonzero(read & ~finite.all(0))
-            raise SpectraError(
-                f"{len(bad)} labelled spectra contain NaN or inf at points that other "
-                f"labelled spectra read (rows {bad[:10].tolist()}, points "
-                f"{points[:10].tolist()}); remove or repair them (a point NaN in every "
-                "labelled spectrum, a masked pixel, is bridged over)")
-        return np.flatnonzero(~read)
 
     def _subsample(self, data: _Labelled, rng) -> _Labelled:
         """At most ``max_train_per_class`` spectra per class, in their order."""
@@ -572,9 +551,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         spiked = spikes(data.X, data.y, len(data.classes))
         heights = np.zeros(0)
         if spiked.any():
-            bridged = bridge_spikes(data.X, spiked)
-            heights = (data.X - bridged)[spiked]
-            data = dataclasses.replace(data, X=bridged)
+            unspiked = bridge_spikes(data.X, spiked)
+            heights = (data.X - unspiked)[spiked]
+            data = dataclasses.replace(data, X=unspiked)
         if pixels.size or spiked.any():
             data = dataclasses.replace(data, S=prep.segment_means(data.X))
         return data, prep, pixels, heights
@@ -582,13 +561,13 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     def _shift_points(self, prep):
         return 0.5 * prep.width if self.shift is None else float(self.shift)
 
-    def _position_tolerance(self, data: _Labelled, prep, pixels) -> PositionTolerance:
+    def _position_tolerance(self, data: _Labelled, prep, bridged) -> PositionTolerance:
         """Per class, how much of the strain/shift augmentation is nuisance
-        (``pixels``: the bad pixels found and the masked points, left out
+        (``bridged``: the bad pixels found and the masked points, left out
         like ``fixed_ranges``)."""
         n_classes = len(data.classes)
         fixed = fixed_points(self.fixed_ranges, data.axis, data.X.shape[1])
-        fixed[pixels] = True
+        fixed[bridged] = True
         if not self.learn_position or (self.strain == 0 and self._shift_points(prep) == 0):
             return PositionTolerance.full(n_classes)
         return position_tolerance(data.X, data.y, n_classes, data.axis,

@@ -10,7 +10,7 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["as_spectra", "as_labels", "as_fixed_ranges", "check_number", "fixed_points",
-           "INT_PARAMS", "REAL_PARAMS"]
+           "masked_points", "INT_PARAMS", "REAL_PARAMS"]
 
 
 def as_spectra(X, what="X"):
@@ -29,6 +29,27 @@ def as_spectra(X, what="X"):
     if X.shape[0] == 0:
         raise SpectraError(f"{what} holds no spectra")
     return X
+
+
+def masked_points(X) -> np.ndarray:
+    """The points of the labelled spectra ``X`` non-finite in every one --
+    pixels the detector masks, as NaN -- or a clear error where a spectrum
+    is non-finite at a point that others read."""
+    finite = np.isfinite(X)
+    if finite.all():
+        return np.zeros(0, np.intp)
+    read = finite.any(0)
+    if not read.any():
+        raise SpectraError("every labelled spectrum is NaN or inf at every point")
+    bad = np.flatnonzero(~finite[:, read].all(1))
+    if bad.size:
+        points = np.flatnonzero(read & ~finite.all(0))
+        raise SpectraError(
+            f"{len(bad)} labelled spectra contain NaN or inf at points that other "
+            f"labelled spectra read (rows {bad[:10].tolist()}, points "
+            f"{points[:10].tolist()}); remove or repair them (a point NaN in every "
+            "labelled spectrum, a masked pixel, is bridged over)")
+    return np.flatnonzero(~read)
 
 
 # parameters of BinnedSpectraClassifier: (name, smallest value, None allowed)
