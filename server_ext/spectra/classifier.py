@@ -52,7 +52,7 @@ from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
 from .inputs import (INT_PARAMS, REAL_PARAMS, as_fixed_ranges, as_labels, as_spectra,
-                     check_number, fixed_points, masked_points)
+                     check_number, fixed_points, masked_points, point_indices)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor, bridge_points
@@ -339,8 +339,10 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
     masked_points_ : point indices that no labelled spectrum reads (NaN or
         inf in every one: pixels the detector masks), bridged over in every
         spectrum like ``bad_pixels_``, so that a spectrum classified may be
-        NaN there too; empty where there are none; None in a model saved
-        before format 11 (which had none: ``fit`` refused them).
+        NaN there too; with them, the points :meth:`mask_points` added after
+        fitting; empty where there are none; None in a model saved before
+        format 11 (which had none: ``fit`` refused them) until
+        :meth:`mask_points` adds some.
     spikes_ : how many points of single labelled spectra (used, after
         ``max_train_per_class``) were spikes -- a cosmic ray, a readout
         glitch (see :func:`.bad_pixels.spikes`) -- bridged before training,
@@ -784,9 +786,19 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             bad = np.flatnonzero(~finite)
             points = np.setdiff1d(np.flatnonzero(~np.isfinite(X[bad[:10]]).all(0)),
                                   self._prep.bridged)
+            hint = "remove or repair them"
+            if len(bad) == len(X) > 1:
+                # the same points unreadable in every spectrum: the detector
+                # masks them now, which the labelled spectra did not show
+                everywhere = np.setdiff1d(np.flatnonzero(~np.isfinite(X).any(0)),
+                                          self._prep.bridged)
+                if everywhere.size:
+                    hint = (f"points {everywhere[:10].tolist()} are NaN or inf in every "
+                            "spectrum: if the detector masks them now, mask_points("
+                            f"{everywhere.tolist() if everywhere.size <= 10 else '...'}) "
+                            "bridges them in every spectrum from then on")
             raise SpectraError(f"{len(bad)} spectra contain NaN or inf (rows "
-                               f"{bad[:10].tolist()}, points {points[:10].tolist()}); "
-                               "remove or repair them")
+                               f"{bad[:10].tolist()}, points {points[:10].tolist()}); {hint}")
         flat = ~signal
         P[flat] = 1.0 / P.shape[1]  # no evidence for any class
         return P, flat
@@ -804,6 +816,28 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx]
         return idx, conf, conf < self.ambiguity_threshold, finite & signal
+
+    def mask_points(self, points):
+        """Bridge ``points`` (point indices) in every spectrum classified from
+        now on, as ``fit`` bridges the points no labelled spectrum reads: for
+        pixels that the detector masks (NaN), or that went hot or dead, after
+        the model was fitted. Their segments are then computed with the
+        straight line between the nearest points read, so that what the
+        points read is never used; the networks are not retrained, and saw
+        what the points read then (README: "Points masked after training",
+        for what that costs). Added to ``masked_points_`` and saved with
+        the model. Returns ``self``. A batch being classified meanwhile (a
+        stream's) finishes as it began; the next one bridges them."""
+        self._require_fitted()
+        points = point_indices(points, self.n_features_in_)
+        bridged = np.union1d(self._prep.bridged, points)
+        if bridged.size >= self.n_features_in_ - 1:
+            raise SpectraError(f"masking points {points[:10].tolist()} would leave fewer than "
+                               "two points read in each spectrum")
+        self._prep = SegmentPreprocessor(**self._prep.config(), bridged=bridged)
+        known = np.zeros(0, np.intp) if self.masked_points_ is None else self.masked_points_
+        self.masked_points_ = np.union1d(known, points).astype(np.intp)
+        return self
 
     def warm_up(self):
         """Compile (or load from numba's cache) the inference kernels now, so that the

@@ -10,7 +10,8 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["as_spectra", "as_labels", "as_fixed_ranges", "check_number", "fixed_points",
-           "masked_points", "INT_PARAMS", "REAL_PARAMS"]
+           "masked_points", "point_indices", "parse_points", "point_runs", "INT_PARAMS",
+           "REAL_PARAMS"]
 
 
 def as_spectra(X, what="X"):
@@ -50,6 +51,51 @@ def masked_points(X) -> np.ndarray:
             f"{points[:10].tolist()}); remove or repair them (a point NaN in every "
             "labelled spectrum, a masked pixel, is bridged over)")
     return np.flatnonzero(~read)
+
+
+def point_indices(points, n_points) -> np.ndarray:
+    """``points`` (an index or indices of points, 0 to ``n_points`` - 1) as a
+    sorted array without repeats; anything else is refused -- a negative
+    index too, which would silently count from the end."""
+    values = np.asarray(points, dtype=object).reshape(-1)
+    if any(not isinstance(v, numbers.Integral) or isinstance(v, (bool, np.bool_))
+           for v in values):
+        raise SpectraError(f"points must be point indices (integers), not {points!r}")
+    values = np.unique(values.astype(np.int64))
+    outside = values[(values < 0) | (values >= n_points)]
+    if outside.size:
+        raise SpectraError(f"points {outside[:10].tolist()} lie outside the spectra's points "
+                           f"0-{n_points - 1}")
+    return values.astype(np.intp)
+
+
+def parse_points(text: str, what: str = "points") -> list[int]:
+    """"700,1000-1039" (indices and inclusive ranges) as point indices, the
+    inverse of :func:`point_runs`; ``what`` names the field in errors."""
+    points = []
+    for part in text.split(","):
+        low, dash, high = part.strip().partition("-")
+        try:
+            low, high = int(low), int(high if dash else low)
+        except ValueError:
+            raise SpectraError(f"{what} {text!r}: give point indices and ranges, "
+                               "e.g. 700,1000-1039") from None
+        if high < low:
+            raise SpectraError(f"{what} {text!r}: the range {part.strip()} runs backwards")
+        points.extend(range(low, high + 1))
+    return points
+
+
+def point_runs(points) -> str:
+    """Point indices as runs, e.g. "points 7, 100-139"."""
+    runs = []
+    for p in map(int, points):
+        if runs and p == runs[-1][1] + 1:
+            runs[-1][1] = p
+        else:
+            runs.append([p, p])
+    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    return ("points " if len(points) > 1 else "point ") + text
 
 
 # parameters of BinnedSpectraClassifier: (name, smallest value, None allowed)
