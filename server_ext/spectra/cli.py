@@ -74,6 +74,11 @@ def register(subparsers):
     c.add_argument("--max-trains", type=int, help="stop after this many trains received "
                                                   "(classified + dropped)")
     c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines")
+    c.add_argument("--mask-points", metavar="POINTS",
+                   help="point indices the detector masks (NaN) or reads wrongly since the "
+                        "model was trained, e.g. 700,1000-1039: bridged over in every "
+                        "spectrum, as fit bridges points masked in the labelled spectra "
+                        "(the model on disk is not changed)")
     c.set_defaults(func=classify)
 
 
@@ -132,23 +137,13 @@ def _range(text):
     return low, high
 
 
-def _point_runs(points) -> str:
-    """Point indices as runs, e.g. "points 7, 100-139"."""
-    runs = []
-    for p in map(int, points):
-        if runs and p == runs[-1][1] + 1:
-            runs[-1][1] = p
-        else:
-            runs.append([p, p])
-    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
-    return ("points " if len(points) > 1 else "point ") + text
-
-
 def _findings(clf):
     """What fit found besides the bins, as lines for a scientist: which
     classes differ by peak position, the hot or dead pixels and the spikes
     found, the masked points, a noise offset, and whether strain is undone
     and why."""
+    from .inputs import point_runs
+
     names = clf.classes_
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
@@ -163,7 +158,7 @@ def _findings(clf):
                f"points {', '.join(map(str, clf.bad_pixels_))}")
     if clf.masked_points_ is not None and len(clf.masked_points_):
         yield (f"masked points, NaN or inf in every labelled spectrum (bridged over in every "
-               f"spectrum): {_point_runs(clf.masked_points_)}")
+               f"spectrum): {point_runs(clf.masked_points_)}")
     if clf.spikes_:
         yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
                f"over before training: {clf.spikes_} points")
@@ -185,9 +180,15 @@ def _findings(clf):
 def classify(args):
     from .classifier import BinnedSpectraClassifier
     from .errors import SpectraError
+    from .inputs import parse_points, point_runs
     from .stream import SpectraStream
 
     clf = BinnedSpectraClassifier.load(args.model)
+    if args.mask_points:
+        points = parse_points(args.mask_points, "--mask-points")
+        clf.mask_points(points)
+        print(f"masked since training (bridged over in every spectrum): "
+              f"{point_runs(sorted(set(points)))}")
     common = dict(source_name=args.source_name, key=args.key, max_trains=args.max_trains,
                   drop_oldest=None if args.overflow is None else args.overflow == "drop-oldest")
     if args.run:
@@ -224,6 +225,10 @@ def classify(args):
             print(f"dropped {stream.stats.dropped} of {stream.stats.received} trains received: "
                   "classifying fell behind the source (--overflow block reads it more slowly "
                   "instead)")
+        if stream.stats.malformed:
+            print(f"malformed {stream.stats.malformed} spectra: NaN or inf at points the model "
+                  "reads, or flat (no signal); points the detector masks since training can "
+                  "be bridged with --mask-points")
         print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
               + f"; ambiguous={ambiguous}", flush=True)
     return 0

@@ -231,3 +231,32 @@ def test_train_from_a_file_with_masked_points(nexus_file, tmp_path, capsys):
     assert "1 labelled spectra contain NaN or inf at points that other labelled spectra read " \
         "(rows [7], points [10])" in capsys.readouterr().err
     assert not (tmp_path / "m2").exists()
+
+
+def test_classify_bridges_points_masked_since_training(fitted, bridge, tmp_path, capsys):
+    """Spectra NaN at points the model reads are counted malformed, with the
+    remedy said; --mask-points bridges them; a bad list is a clear error."""
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    X = make_transition_series(n_spectra=16, n_points=clf.n_features_in_, random_state=2).X
+    X = X.astype(np.float64)
+    X[:, [300, 301, 302]] = np.nan
+    src, key = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
+    for i in range(4):
+        bridge.feed({src: {key: X[4 * i:4 * i + 4]}}, {src: {"timestamp.tid": 300 + i}})
+    base = ["spectra", "classify", "--model", str(model), "--source", bridge.endpoint,
+            "--key", key, "--interval", "1000", "--overflow", "block", "--max-trains", "2"]
+    assert main(base) == 0
+    out = capsys.readouterr().out
+    assert "trains 2 spectra 0 malformed 8" in out
+    assert "can be bridged with --mask-points" in out
+    assert main(base + ["--mask-points", "300-302"]) == 0
+    out = capsys.readouterr().out
+    assert "masked since training (bridged over in every spectrum): points 300-302" in out
+    assert "trains 2 spectra 8 malformed 0" in out and "--mask-points" not in out.split(
+        "points 300-302")[1]
+    for wrong, message in (("300-x", "give point indices and ranges"),
+                           ("302-300", "the range 302-300 runs backwards"),
+                           (f"{clf.n_features_in_}", "lie outside the spectra's points")):
+        assert main(base + ["--mask-points", wrong]) == 2
+        assert message in capsys.readouterr().err
