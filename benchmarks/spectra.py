@@ -98,6 +98,9 @@ class Series(NamedTuple):
     axis: np.ndarray | None
     by_position: list  # classes that differ from another by position only
     purity: np.ndarray | None  # per spectrum, its larger phase's fraction (None: unknown)
+    # the spectra classified where they differ from X (None: X): with points
+    # the detector masks only after the models were fitted
+    classified: np.ndarray | None = None
 
 
 def generated(title, s, by_position):
@@ -417,8 +420,8 @@ def _physics(args, title, scenario, axis_kind, by_position, fault=None, **kw):
         return None
     d = powder_physics.SCENARIOS[scenario](random_state=args.seed, **kw)
     axis = d["q"] if axis_kind == "q" else d["axis"]
-    X = with_detector_fault(d["X"], fault, args.seed) if fault else d["X"]
-    return Series(title, X, d["y"], axis, by_position, d["fraction"].max(1))
+    series = Series(title, d["X"], d["y"], axis, by_position, d["fraction"].max(1))
+    return with_fault(series, fault, args.seed)
 
 
 def physics_series(args):
@@ -449,8 +452,9 @@ VARIANTS = (
 
 #: ``--extra``: what neither the series above nor the variants vary, measured
 #: after the fact (not tuned on): the number of classes (five, two), points
-#: (1,000, 8,000), a smaller cell step, a bad pixel, spikes, masked points or a
-#: subtracted background (``fault``: see :func:`with_detector_fault`); then
+#: (1,000, 8,000), a smaller cell step, a bad pixel, spikes, masked points (also
+#: masked only after fitting) or a subtracted background (``fault``: see
+#: :func:`with_fault`); then
 #: (``EXTRA_PHYSICS``) the independent generator's scenarios with fewer points
 #: or counts or such a fault: (title, scenario, classes that differ by position
 #: only, its keywords)
@@ -465,6 +469,8 @@ EXTRA = (
     ("shift-net, a hot pixel pair", dict(layout="shift", cell_step=-0.01, fault="pair")),
     ("shift-net, cosmic-ray spikes", dict(layout="shift", cell_step=-0.01, fault="spikes")),
     ("shift-net, masked points (NaN)", dict(layout="shift", cell_step=-0.01, fault="masked")),
+    ("shift-net, points masked after fitting", dict(layout="shift", cell_step=-0.01,
+                                                    fault="masked later")),
     ("shift-net, background subtracted", dict(layout="shift", cell_step=-0.01,
                                               fault="subtracted")),
     ("weak, background subtracted", dict(layout="weak", fault="subtracted")),
@@ -482,6 +488,8 @@ EXTRA_PHYSICS = (
     ("isostructural_shift, cosmic-ray spikes", "isostructural_shift", [0, 1, 2, 3],
      dict(fault="spikes")),
     ("superlattice, masked points (NaN)", "superlattice", [], dict(fault="masked")),
+    ("superlattice, points masked after fitting", "superlattice", [],
+     dict(fault="masked later")),
     ("superlattice, background subtracted", "superlattice", [], dict(fault="subtracted")),
     ("perovskite_heating, background subtracted", "perovskite_heating", [1, 2],
      dict(fault="subtracted")),
@@ -532,6 +540,18 @@ def with_detector_fault(X, kind, seed, at=None):
     return X
 
 
+def with_fault(series, fault, seed):
+    """``series`` with :func:`with_detector_fault` in every spectrum, or,
+    for ``"masked later"``, the ``"masked"`` points NaN only in the spectra
+    classified: the detector masks them after the models were fitted, and
+    this classifier is told to (``mask_points``)."""
+    if not fault:
+        return series
+    if fault == "masked later":
+        return series._replace(classified=with_detector_fault(series.X, "masked", seed))
+    return series._replace(X=with_detector_fault(series.X, fault, seed))
+
+
 def variant_series(args, table=VARIANTS, kind="variant"):
     """The series of ``table`` (:data:`VARIANTS` or :data:`EXTRA`; 360
     spectra of 4,020 points on 2-theta unless said)."""
@@ -551,9 +571,7 @@ def variant_series(args, table=VARIANTS, kind="variant"):
         d_spacing = kw.pop("d_spacing", False)
         fault = kw.pop("fault", None)
         s = make_powder_series(phases, random_state=args.seed, **kw)
-        series = generated(title, s, by_position)
-        if fault:
-            series = series._replace(X=with_detector_fault(series.X, fault, args.seed))
+        series = with_fault(generated(title, s, by_position), fault, args.seed)
         out.append(series._replace(axis=2 * np.pi / s.axis) if d_spacing else series)
     return out
 
@@ -576,8 +594,9 @@ def contenders(args):
 
     from server_ext.spectra import BinnedSpectraClassifier
 
-    # the peers need a value at every point: a detector's masked points (NaN) read 0
-    # (SimpleImputer leaves spectra without NaN as they are)
+    # the peers need a value at every point: a detector's masked points (NaN) read 0,
+    # those masked only after fitting the labelled spectra's mean there (SimpleImputer
+    # leaves spectra without NaN as they are)
     return [("LogisticRegression", make_pipeline(SimpleImputer(keep_empty_features=True), StandardScaler(),
                                                  LogisticRegression(max_iter=5000))),
             ("RandomForest", make_pipeline(SimpleImputer(keep_empty_features=True), RandomForestClassifier(
@@ -591,14 +610,18 @@ def run_series(series, args, with_published):
     from server_ext.spectra.preprocess import bridge_points
     from server_ext.spectra.synthetic import perturb
 
-    title, X, y, axis, by_position, purity = series
+    title, X, y, axis, by_position, purity, Xc = series
+    Xc = X if Xc is None else Xc
     n = len(X)
     classes = np.unique(y)
     # a detector's masked points (NaN) stay where they are while the sample's peaks move
     masked = ~np.isfinite(X).any(0)
+    unread = ~np.isfinite(Xc).any(0)  # with those masked after fitting
+    later = np.flatnonzero(unread & ~masked)
     read = bridge_points(X, np.flatnonzero(masked))
-    Xp = perturb(read, axis, strain=0.01, intensity=0.3, random_state=args.seed + 7)
-    Xp[:, masked] = np.nan
+    Xp = perturb(bridge_points(Xc, np.flatnonzero(unread)), axis, strain=0.01, intensity=0.3,
+                 random_state=args.seed + 7)
+    Xp[:, unread] = np.nan
     robust = ~np.isin(y, by_position)  # where strain is nuisance
     epochs = 100 if args.quick else 700
     print(f"\n=== {title}: {n} spectra x {X.shape[1]} points, classes {classes.tolist()}"
@@ -618,12 +641,13 @@ def run_series(series, args, with_published):
             pub = PublishedBinnedMLP(epochs=epochs, noisy_copies=copies, random_state=args.seed)
             methods.append(("published (re-impl.)", pub,
                             lambda m: m.fit(X[train], y[train], axis=axis)))
-        methods += [(method, model, (lambda m: m.fit(X[train], y[train], axis=axis))
+        methods += [(method, model, (lambda m: m.fit(X[train], y[train], axis=axis)
+                                     .mask_points(later))
                      if method == "BinnedSpectraClassifier" else (lambda m: m.fit(Xn, yn)))
                     for method, model in contenders(args)]
         for method, model, fit in methods:
             _, t_fit = timed(fit, model)
-            pred, pred_p = model.predict(X[test]), model.predict(Xp[test])
+            pred, pred_p = model.predict(Xc[test]), model.predict(Xp[test])
             ok, ok_p = pred == y[test], pred_p == y[test]
             r = robust[test]
             rows.append((name, method, ok.mean(), ok_p.mean(),
@@ -650,7 +674,7 @@ def run_series(series, args, with_published):
         peers = max(by[(p, "LogisticRegression")][0], by[(p, "RandomForest")][0])
         met = a >= peers and a >= floor and not loss_r > 0.02
         goals.append(met)
-        _, _, amb = clf.predict_with_confidence(X[test])
+        _, _, amb = clf.predict_with_confidence(Xc[test])
         pairs = [q["classes"] for q in clf.position_pairs_ if q["separated_by"] == "position"]
         print(f"protocol {p}: BinnedSpectraClassifier confusion (rows true {classes.tolist()}, "
               f"columns predicted):\n" + "\n".join("    " + " ".join(f"{v:4d}" for v in row)
@@ -869,7 +893,7 @@ def accuracy(args):
     if args.speed_only:
         from server_ext.spectra import BinnedSpectraClassifier
 
-        _, X, y, axis, _, _ = series[0]
+        X, y, axis = series[0][1:4]
         train = np.arange(0, len(X), 5)
         clf = BinnedSpectraClassifier(random_state=args.seed, align_strain=args.align_strain)
         return X, clf.fit(X[train], y[train], axis=axis)
