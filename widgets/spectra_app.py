@@ -112,6 +112,9 @@ class SpectraClassifierApp(W.VBox):
         self.predict_path = W.Text(description="file", style=style, layout=wide,
                                    placeholder="HDF5 file of spectra (n_spectra, n_points)")
         self.predict_button = W.Button(description="Classify", icon="tags")
+        # one field for tabs 2 and 3: what the detector masks holds for both
+        self.mask_points = W.Text(description="masked points", style=style, layout=wide,
+                                  placeholder="points the detector masks since training, e.g. 700,1000-1039")
         self.predict_status = StatusLine()
         self.pred_fig, self.pred_canvas = figure_widget(8, 3)
         self.pred_box = W.VBox()
@@ -147,8 +150,10 @@ class SpectraClassifierApp(W.VBox):
                     self.labels, self.add_label,
                     W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
                     self.sep_box, self.jobs]),
-            W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_status, self.pred_box]),
-            W.VBox([self.endpoint, self.keep_waiting, W.HBox([self.train_rate, self.start_button, self.stop_button]),
+            W.VBox([W.HBox([self.predict_path, self.predict_button]), self.mask_points, self.predict_status,
+                    self.pred_box]),
+            W.VBox([self.endpoint, self.keep_waiting, self.mask_points,
+                    W.HBox([self.train_rate, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
         for i, title in enumerate(["1. label and train", "2. classify a file", "3. stream"]):
@@ -341,12 +346,19 @@ class SpectraClassifierApp(W.VBox):
             raise ValueError("train a model first (or pick one)")
         return self.models.value
 
+    def masked_points(self) -> list[int] | None:
+        """The points typed in "masked points", bridged over by the server; None if empty."""
+        from server_ext.spectra.inputs import parse_points
+
+        text = self.mask_points.value.strip()
+        return parse_points(text, "masked points") if text else None
+
     # ------------------------------------------------------------ classify
     def classify(self) -> dict | None:
         """Classify the spectra of a file with the chosen model; ambiguous ones marked."""
         try:
             result = self.client.predict(self.chosen_model(), self.predict_path.value.strip(),
-                                         dataset=self.dataset.value or None)
+                                         dataset=self.dataset.value or None, mask_points=self.masked_points())
         except Exception as e:  # noqa: BLE001
             self.predict_status.error(e)
             return None
@@ -370,12 +382,14 @@ class SpectraClassifierApp(W.VBox):
             if self.endpoint.value.strip():
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}
-                stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip(), **wait)
+                stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip(),
+                                                  mask_points=self.masked_points(), **wait)
             else:
                 if not self._is_run():
                     raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
                 stream = self.client.start_stream(self.chosen_model(), run=self.data.value, source=self.source.value,
-                                                  key=self.key.value, train_rate=self.train_rate.value or None)
+                                                  key=self.key.value, train_rate=self.train_rate.value or None,
+                                                  mask_points=self.masked_points())
         except Exception as e:  # noqa: BLE001
             self.stream_status.error(e)
             return None

@@ -145,19 +145,25 @@ class DaasClient:
     def cancel_training(self, model_id: str) -> dict:
         return self.request("DELETE", f"spectra/models/{model_id}")
 
-    def predict(self, model_id: str, data: str, dataset: str | None = None) -> dict:
-        """``{"labels", "confidence", "ambiguous"}`` for the spectra of a file."""
+    def predict(self, model_id: str, data: str, dataset: str | None = None,
+                mask_points: list[int] | None = None) -> dict:
+        """``{"labels", "confidence", "ambiguous"}`` for the spectra of a file;
+        ``mask_points``: points the detector masks since the model was trained."""
         body = {"data": data}
         if dataset is not None:
             body["dataset"] = dataset
+        if mask_points:
+            body["mask_points"] = [int(p) for p in mask_points]
         return self.request("POST", f"spectra/models/{model_id}/predict", body)
 
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
-                     max_trains: int | None = None, drop_oldest: bool | None = None, **source) -> dict:
+                     max_trains: int | None = None, drop_oldest: bool | None = None,
+                     mask_points: list[int] | None = None, **source) -> dict:
         """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
         ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
         ``train_rate``). ``max_reconnects=None`` reconnects for ever, until the stream is
-        stopped (left out: 5). Returns the stream."""
+        stopped (left out: 5); ``mask_points``: points the detector masks since the model was
+        trained, bridged over. Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items()
                if v is not None or k == "max_reconnects"}
         body = {"model": model_id, "source": src}
@@ -165,6 +171,8 @@ class DaasClient:
             body["max_trains"] = max_trains
         if drop_oldest is not None:
             body["drop_oldest"] = drop_oldest
+        if mask_points:
+            body["mask_points"] = [int(p) for p in mask_points]
         return self.request("POST", "spectra/streams", body)
 
     def list_streams(self) -> list[dict]:

@@ -42,6 +42,8 @@ def open_stream(options: dict):
     from server_ext.spectra import BinnedSpectraClassifier, SpectraStream
 
     clf = BinnedSpectraClassifier.load(options["model_dir"])
+    if options.get("mask_points"):
+        clf.mask_points(options["mask_points"])
     source = options["source"]
     kw = {k: source[k] for k in ("source", "key", "train_rate", "timeout", "sock", "max_reconnects")
           if source.get(k) is not None}

@@ -137,14 +137,18 @@ def model_summary(clf, **extra) -> dict:
     }
 
 
-def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000) -> dict:
-    """Classify the spectra of an HDF5 file with a saved model."""
+def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000,
+            mask_points=None) -> dict:
+    """Classify the spectra of an HDF5 file with a saved model (``mask_points``:
+    points the detector masks since it was trained, bridged over)."""
     import numpy as np
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError
     from server_ext.spectra.datafiles import open_spectra
 
     clf = BinnedSpectraClassifier.load(model_dir)
+    if mask_points:
+        clf.mask_points(mask_points)
     with open_spectra(data, dataset) as (_, dset, _):
         if dset.shape[0] > limit:
             raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at once; "

@@ -28,12 +28,16 @@ def test_trained_model_has_bins_separability_weights(api, trained_model):
     assert trained_model["id"] in [m["id"] for m in listed]
 
 
-def test_predict_a_file(api, trained_model, server_root):
+def _spectra(server_root, n_trains=2):
     from extra_data import RunDirectory
 
     run = RunDirectory(str(server_root["root"] / "spectra-run"))
-    arr = run[DEMO_SOURCE, DEMO_KEY].select_trains(np.s_[:2]).ndarray()
-    X = arr.reshape(-1, arr.shape[-1])
+    arr = run[DEMO_SOURCE, DEMO_KEY].select_trains(np.s_[:n_trains]).ndarray()
+    return arr.reshape(-1, arr.shape[-1]).astype(np.float64)
+
+
+def test_predict_a_file(api, trained_model, server_root):
+    X = _spectra(server_root)
     with h5py.File(server_root["root"] / "processed" / "spectra.h5", "w") as f:
         f["spectra"] = X
     r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/spectra.h5"})
@@ -43,6 +47,35 @@ def test_predict_a_file(api, trained_model, server_root):
     assert set(p["labels"]) <= {"before", "after"}
     # the first trains are before the transition
     assert p["labels"].count("before") > len(X) // 2
+
+
+def test_predict_with_points_masked_since_training(api, trained_model, server_root):
+    """Spectra NaN at points the model reads: a 400 naming mask_points; with
+    them, bridged (what the points read is never used); points beyond the
+    model's, or not indices, are refused."""
+    X = _spectra(server_root)
+    points = [100, 101, 500]
+    for name, value in (("masked", np.nan), ("zeroed", 0.0)):
+        Xm = X.copy()
+        Xm[:, points] = value
+        with h5py.File(server_root["root"] / "processed" / f"{name}.h5", "w") as f:
+            f["spectra"] = Xm
+    path = f"spectra/models/{trained_model['id']}/predict"
+    r = call(api, "POST", path, json={"data": "processed/masked.h5"})
+    assert r.status_code == 400
+    assert "points [100, 101, 500] are NaN or inf in every spectrum" in r.json()["message"]
+    assert "mask_points" in r.json()["message"]
+    masked = call(api, "POST", path, json={"data": "processed/masked.h5", "mask_points": points})
+    assert masked.status_code == 200, masked.text
+    zeroed = call(api, "POST", path, json={"data": "processed/zeroed.h5", "mask_points": points})
+    assert masked.json()["labels"] == zeroed.json()["labels"]
+    assert masked.json()["confidence"] == zeroed.json()["confidence"]
+    n_points = X.shape[1]
+    for wrong, message in (([5, n_points], f"mask_points: points [{n_points}] lie outside the "
+                                           f"model's spectra of {n_points} points"),
+                           ([-1], "mask_points"), ("100", "mask_points"), ([1.5], "mask_points")):
+        r = call(api, "POST", path, json={"data": "processed/masked.h5", "mask_points": wrong})
+        assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):
@@ -125,6 +158,39 @@ def test_stop_a_stream(api, trained_model):
     assert r.status_code == 200
     assert r.json()["state"] == "stopped"
     assert stream_id in [s["id"] for s in call(api, "GET", "spectra/streams").json()["streams"]]
+
+
+def test_a_stream_bridges_points_masked_since_training(api, trained_model, server_root):
+    """A run whose spectra are NaN at two points the model reads: every
+    spectrum malformed; with mask_points, none."""
+    import shutil
+
+    masked = server_root["root"] / "spectra-run-masked"
+    if not masked.exists():
+        shutil.copytree(server_root["root"] / "spectra-run", masked)
+        for path in masked.glob("*.h5"):
+            with h5py.File(path, "a") as f:
+                def nan_points(name, obj):
+                    if name.endswith(DEMO_KEY.replace(".", "/")) and obj.ndim == 2:
+                        obj[:, 200:202] = np.nan
+                f.visititems(nan_points)
+    finals = {}
+    for name, extra in (("as trained", {}), ("masked", {"mask_points": [200, 201]})):
+        body = {"model": trained_model["id"], "max_trains": 20,
+                "source": {"run": "spectra-run-masked", "source": DEMO_SOURCE, "key": DEMO_KEY},
+                **extra}
+        r = call(api, "POST", "spectra/streams", json=body)
+        assert r.status_code == 201, r.text
+        assert r.json()["options"].get("mask_points") == extra.get("mask_points")
+        finals[name] = api.wait(f"spectra/streams/{r.json()['id']}",
+                                states=("failed", "finished"), timeout=120)
+    as_trained, bridged = finals["as trained"]["stats"], finals["masked"]["stats"]
+    assert finals["masked"]["state"] == "finished"
+    assert as_trained["malformed"] > 0 and as_trained["spectra"] == 0
+    assert bridged["malformed"] == 0 and bridged["spectra"] == as_trained["malformed"]
+    body["mask_points"] = [10 ** 6]
+    r = call(api, "POST", "spectra/streams", json=body)
+    assert r.status_code == 400 and "lie outside the model's spectra" in r.json()["message"]
 
 
 def test_stream_from_a_silent_bridge_fails_with_a_message(api, trained_model):

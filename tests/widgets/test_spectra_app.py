@@ -69,6 +69,32 @@ def test_classify_a_file_marks_the_ambiguous(trained, widget_root):
     assert sum(len(c.get_offsets()) for c in ax.collections) == 40  # every spectrum drawn once
 
 
+def test_classify_a_file_with_points_masked_since_training(trained, widget_root):
+    """NaN at two points the model reads: the message names the remedy; the
+    points typed in "masked points" are bridged; a typo is a message."""
+    import numpy as np
+
+    series = make_transition_series(n_spectra=12, n_points=trained.model["result"]["n_points"], random_state=5)
+    X = series.X.astype(np.float64)
+    X[:, 100:102] = np.nan
+    with h5py.File(widget_root["root"] / "masked.h5", "w") as f:
+        f["spectra"] = X
+    trained.predict_path.value = "masked.h5"
+    try:
+        assert trained.classify() is None
+        assert "mask_points" in text(trained.predict_status)
+        trained.mask_points.value = "100-101"
+        assert trained.masked_points() == [100, 101]
+        result = trained.classify()
+        assert result is not None, trained.predict_status.value
+        assert len(result["labels"]) == 12
+        trained.mask_points.value = "100-x"
+        assert trained.classify() is None
+        assert "masked points '100-x': give point indices and ranges" in text(trained.predict_status)
+    finally:
+        trained.mask_points.value = ""
+
+
 def test_stream_plots_trains_and_counts_until_stopped(trained):
     app = trained
     app.train_rate.value = 20

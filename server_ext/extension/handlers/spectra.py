@@ -25,6 +25,19 @@ def fitted_model(daas, model_id: str) -> str:
     return model_dir(daas, model_id)
 
 
+def mask_points(daas, model_id: str, body: dict) -> list[int] | None:
+    """The request's ``mask_points``, or a 400 for points beyond the model's spectra."""
+    points = body.get("mask_points")
+    if not points:
+        return None
+    n_points = daas.jobs.get(model_id, "spectra")["result"]["n_points"]
+    outside = sorted({p for p in points if p >= n_points})
+    if outside:
+        raise DaasRequestError(400, f"mask_points: points {outside[:10]} lie outside the "
+                                    f"model's spectra of {n_points} points (0-{n_points - 1})")
+    return sorted(set(points))
+
+
 class ModelsHandler(DaasHandler):
     @web.authenticated
     @authorized
@@ -66,9 +79,10 @@ class PredictHandler(DaasHandler):
     async def post(self, model_id):
         body = self.body("PredictRequest")
         path = fitted_model(self.daas, model_id)
+        masked = mask_points(self.daas, model_id, body)
         data = self.daas.policy.input("data", body["data"])
         result = await self.on_cluster(tasks.predict, path, data, body.get("dataset"),
-                                       self.daas.max_predict_spectra)
+                                       self.daas.max_predict_spectra, masked)
         self.reply({"model": model_id, "data": self.daas.policy.relative(data), **result})
 
 

@@ -12,7 +12,7 @@ from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from ..errors import DaasRequestError
 from .base import API, AUTH_RESOURCE, DaasHandler
-from .spectra import fitted_model
+from .spectra import fitted_model, mask_points
 
 ID = r"(?P<stream_id>[0-9a-f]{16})"
 BRIDGE_ONLY = ("timeout", "sock", "max_reconnects")  # of StreamSource, for an endpoint
@@ -47,7 +47,8 @@ class StreamsHandler(DaasHandler):
                                             "(where the spectra are)")
         options = {"model_dir": fitted_model(self.daas, body["model"]), "source": source,
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
-                   "drop_oldest": body.get("drop_oldest")}
+                   "drop_oldest": body.get("drop_oldest"),
+                   "mask_points": mask_points(self.daas, body["model"], body)}
         stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
 
