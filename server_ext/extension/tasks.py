@@ -102,7 +102,7 @@ def _fit(clf, X, y, axis, progress):
 def train(job_id: str, options: dict, model_dir: str) -> dict:
     """Train a classifier from labelled spectra and save it to *model_dir*; returns its summary."""
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError
-    from server_ext.spectra.datafiles import load_labelled
+    from server_ext.spectra.datafiles import load_labelled, located
 
     cancel = _Cancel(job_id)
     report = _Progress(job_id)
@@ -112,13 +112,16 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
             raise SpectraError("training cancelled; no model was saved")
         report(done, total, **extra)
 
-    X, y, axis = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
-                               source=options.get("source"), key=options.get("key"),
-                               max_per_label=options.get("max_per_label"))
+    X, y, axis, origins = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
+                                        source=options.get("source"), key=options.get("key"),
+                                        max_per_label=options.get("max_per_label"), return_origins=True)
     if cancel.is_set():
         raise SpectraError("training cancelled; no model was saved")
     clf = BinnedSpectraClassifier(**options.get("params", {}))
-    _fit(clf, X, y, axis, progress)
+    try:
+        _fit(clf, X, y, axis, progress)
+    except SpectraError as e:
+        raise located(e, origins) from None
     if cancel.is_set():
         raise SpectraError("training cancelled; no model was saved")
     clf.save(model_dir)

@@ -522,7 +522,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             bad = np.flatnonzero(flat)
             raise SpectraError(f"{len(bad)} labelled spectra are flat, with no signal (rows "
                                f"{bad[:10].tolist()}; a detector dropout?); remove them, they "
-                               "say nothing about the sample's state")
+                               "say nothing about the sample's state", rows=bad)
         return _Labelled(X, y_idx.reshape(-1), classes, axis, S, masked)
 
     def _subsample(self, data: _Labelled, rng) -> _Labelled:

@@ -100,18 +100,23 @@ def train(args):
     import numpy as np
 
     from .classifier import BinnedSpectraClassifier
-    from .datafiles import load_labelled
+    from .datafiles import load_labelled, located
+    from .errors import SpectraError
 
     cap = args.max_per_class or None
     fixed = [_range(r) for r in args.fixed_range] or None
-    X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
-                               args.source, args.key, max_per_label=cap, random_state=args.seed)
+    X, y, axis, origins = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
+                                        args.source, args.key, max_per_label=cap,
+                                        random_state=args.seed, return_origins=True)
     t0 = time.perf_counter()
     clf = BinnedSpectraClassifier(n_bins=args.n_bins, bin_placement=args.placement,
                                   random_state=args.seed, max_train_per_class=cap,
                                   learn_position=not args.position_nuisance,
                                   fixed_ranges=fixed)
-    clf.fit(X, y, axis=axis)
+    try:
+        clf.fit(X, y, axis=axis)
+    except SpectraError as e:
+        raise located(e, origins) from None
     dt = time.perf_counter() - t0
     path = clf.save(args.output, overwrite=args.overwrite)
     labels, counts = np.unique(np.asarray(y), return_counts=True)

@@ -16,9 +16,37 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run", "load_labelled"]
+__all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run",
+           "load_labelled", "Origins", "located"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
+
+
+class Origins:
+    """Where each labelled spectrum was read: ``rows`` of the dataset
+    ``where`` of a file, or the ``trains`` and ``pulses`` (index in its
+    train) of a run ``where``."""
+
+    def __init__(self, where: str, rows=None, trains=None, pulses=None):
+        self.where, self.rows, self.trains, self.pulses = where, rows, trains, pulses
+
+    def describe(self, indices) -> str:
+        """The first ten of ``indices`` (rows of the spectra loaded) as
+        places in the file or run."""
+        idx = np.asarray(indices, np.intp)[:10]
+        if self.trains is None:
+            return f"{self.where} rows {np.asarray(self.rows)[idx].tolist()}"
+        places = ", ".join(f"train {t} pulse {p}" for t, p in
+                           zip(np.asarray(self.trains)[idx], np.asarray(self.pulses)[idx]))
+        return f"{self.where}: {places}"
+
+
+def located(error, origins: Origins):
+    """``error`` (a :class:`SpectraError`) with the rows it names placed in
+    the file or run they were read from; as it is where it names none."""
+    if getattr(error, "rows", None) is None:
+        return error
+    return SpectraError(f"{error} -- in {origins.describe(error.rows)}", rows=error.rows)
 
 
 def parse_ranges(specs):
@@ -112,8 +140,9 @@ def open_spectra(path, dataset=None):
         yield f, dset, axis
 
 
-def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
-    """``(X, y, axis)`` from an HDF5/NeXus file."""
+def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False):
+    """``(X, y, axis)`` from an HDF5/NeXus file, and with ``return_origins``
+    the :class:`Origins` of its rows."""
     with open_spectra(path, dataset) as (f, dset, axis):
         if axis_dataset:
             axis = _dataset(f, axis_dataset, "axis dataset")[()]
@@ -128,19 +157,23 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None):
             if len(y) != dset.shape[0]:
                 raise SpectraError(f"{name} has {len(y)} labels for {dset.shape[0]} spectra")
             X = dset[()]
+            rows = np.arange(len(X))
         else:
-            X, y = [], []
+            X, y, rows = [], [], []
             for name, start, stop in parse_ranges(labels):
                 if start < 0 or stop > dset.shape[0]:
                     raise SpectraError(f"range {name}={start}:{stop} is outside the "
                                        f"{dset.shape[0]} spectra of {dset.name}")
                 X.append(dset[start:stop])
                 y += [name] * (stop - start)
+                rows.append(np.arange(start, stop))
             X = np.concatenate(X)
             y = np.array(y)
+            rows = np.concatenate(rows)
+        origins = Origins(f"{os.path.basename(path)}: {dset.name}", rows=rows)
     if axis is not None and np.shape(axis) != (X.shape[1],):
         axis = None  # a NeXus axis that is not one value per point (e.g. per spectrum)
-    return X, y, axis
+    return (X, y, axis, origins) if return_origins else (X, y, axis)
 
 
 def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
@@ -172,8 +205,10 @@ def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
     raise SpectraError(f"several keys of {path} could hold spectra ({listed}); name the source and key")
 
 
-def load_labelled_run(path, labels, source, key, max_per_label=None, random_state=0):
-    """``(X, y, None)`` from an EuXFEL run: the pulses of the labelled trains.
+def load_labelled_run(path, labels, source, key, max_per_label=None, random_state=0,
+                      return_origins=False):
+    """``(X, y, None)`` from an EuXFEL run: the pulses of the labelled trains,
+    and with ``return_origins`` their :class:`Origins`.
 
     ``max_per_label``: keep at most this many spectra per label, drawn
     evenly from all its trains (reproducibly for ``random_state``); the run
@@ -193,35 +228,51 @@ def load_labelled_run(path, labels, source, key, max_per_label=None, random_stat
             raise SpectraError(f"no train of the run is in {name}={start}:{stop} "
                                f"(the run has trains {kd.train_ids[0]}..{kd.train_ids[-1]})")
         per_label.setdefault(name, []).extend(tids)
-    X, y = [], []
+    X, y, trains, pulses = [], [], [], []
     for name, tids in per_label.items():
         sel = kd.select_trains(by_id[tids])
         if max_per_label is None:
             arr = sel.ndarray()
             parts = [arr.reshape(-1, arr.shape[-1])]
+            # each pulse's train, and its index in the train
+            counts = np.asarray(sel.data_counts(labelled=False), np.intp)
+            place = [np.repeat(sel.train_ids, counts),
+                     np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)]
         else:
             quota = -(-int(max_per_label) // len(tids))  # per train, rounded up
-            parts = []
-            for _, arr in sel.trains():
+            parts, place = [], [[], []]
+            for tid, arr in sel.trains():
                 arr = np.asarray(arr).reshape(-1, arr.shape[-1])
-                take = min(quota, len(arr))
-                parts.append(arr[np.sort(rng.choice(len(arr), take, replace=False))])
+                take = np.sort(rng.choice(len(arr), min(quota, len(arr)), replace=False))
+                parts.append(arr[take])
+                place[0].append(np.full(len(take), tid))
+                place[1].append(take)
+            place = [np.concatenate(p) for p in place]
         arr = np.concatenate(parts)
         if max_per_label is not None and len(arr) > max_per_label:
-            arr = arr[np.sort(rng.choice(len(arr), int(max_per_label), replace=False))]
+            keep = np.sort(rng.choice(len(arr), int(max_per_label), replace=False))
+            arr, place = arr[keep], [p[keep] for p in place]
         X.append(arr)
         y += [name] * len(arr)
-    return np.concatenate(X), np.array(y), None
+        trains.append(place[0])
+        pulses.append(place[1])
+    X, y = np.concatenate(X), np.array(y)
+    if not return_origins:
+        return X, y, None
+    return X, y, None, Origins(f"{os.path.basename(os.path.normpath(str(path)))} ({source} {key})",
+                               trains=np.concatenate(trains), pulses=np.concatenate(pulses))
 
 
 def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, key=None,
-                  max_per_label=None, random_state=0):
+                  max_per_label=None, random_state=0, return_origins=False):
     """Labelled spectra from a file or a run directory (see module docstring);
-    ``max_per_label`` caps the spectra read per label from a run."""
+    ``max_per_label`` caps the spectra read per label from a run;
+    ``return_origins``: their :class:`Origins` as a fourth value."""
     if not os.path.exists(path):
         raise SpectraError(f"{path} does not exist")
     if os.path.isdir(path):
         if not source or not key:
             raise SpectraError("training from a run needs --source and --key")
-        return load_labelled_run(path, labels, source, key, max_per_label, random_state)
-    return load_labelled_file(path, labels, dataset, axis_dataset)
+        return load_labelled_run(path, labels, source, key, max_per_label, random_state,
+                                 return_origins)
+    return load_labelled_file(path, labels, dataset, axis_dataset, return_origins)

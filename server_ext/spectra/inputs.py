@@ -49,7 +49,7 @@ def masked_points(X) -> np.ndarray:
             f"{len(bad)} labelled spectra contain NaN or inf at points that other "
             f"labelled spectra read (rows {bad[:10].tolist()}, points "
             f"{points[:10].tolist()}); remove or repair them (a point NaN in every "
-            "labelled spectrum, a masked pixel, is bridged over)")
+            "labelled spectrum, a masked pixel, is bridged over)", rows=bad)
     return np.flatnonzero(~read)
 
 

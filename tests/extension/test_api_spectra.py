@@ -99,6 +99,24 @@ def test_bad_labels_fail_the_job_with_the_engines_message(api, server_root, trai
     assert "no train of the run" in job["error"]
 
 
+def test_a_failed_training_names_the_file_rows(api, server_root):
+    """The engine names the spectra it refuses by their place among those
+    labelled; the job's error also says where they are in the file."""
+    X = _spectra(server_root, n_trains=8)
+    X[len(X) - 3] = 0.0  # a detector dropout in the "after" range
+    with h5py.File(server_root["root"] / "processed" / "dropout.h5", "w") as f:
+        f["spectra"] = X
+    n = len(X)
+    r = call(api, "POST", "spectra/models", json={
+        "data": "processed/dropout.h5", "labels": ["before=0:10", f"after={n - 10}:{n}"],
+        "params": {"n_bins": 3, "epochs": 5, "random_state": 0, "cv_folds": 2}})
+    assert r.status_code == 202, r.text
+    job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
+    assert job["state"] == "failed"
+    assert "1 labelled spectra are flat, with no signal (rows [17]" in job["error"]
+    assert job["error"].endswith(f"-- in dropout.h5: /spectra rows [{n - 3}]")
+
+
 def _replay(api, model_id, **kw):
     body = {"model": model_id, "source": {"run": "spectra-run", "source": DEMO_SOURCE, "key": DEMO_KEY, **kw}}
     return body

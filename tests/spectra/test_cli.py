@@ -106,6 +106,20 @@ def test_run_loader_caps_spectra_per_label(tmp_path):
     X2, _, _ = load_labelled_run(info["path"], labels, info["source"], info["key"],
                                  max_per_label=10, random_state=1)
     np.testing.assert_array_equal(X, X2)
+    # where each spectrum was read, capped or not: its train and pulse
+    from extra_data import RunDirectory, by_id
+
+    kd = RunDirectory(info["path"])[info["source"], info["key"]]
+    for cap in (None, 10):
+        X, _, _, origins = load_labelled_run(info["path"], labels, info["source"], info["key"],
+                                             max_per_label=cap, random_state=1,
+                                             return_origins=True)
+        assert len(origins.trains) == len(origins.pulses) == len(X)
+        for i, (tid, pulse) in enumerate(zip(origins.trains, origins.pulses)):
+            np.testing.assert_array_equal(kd.select_trains(by_id[[int(tid)]]).ndarray()[pulse], X[i])
+    run_name = info["path"].rstrip("/").rsplit("/", 1)[-1]
+    assert origins.describe([0]).startswith(f"{run_name} ({info['source']} {info['key']}): "
+                                            f"train {origins.trains[0]} pulse {origins.pulses[0]}")
 
 
 def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
@@ -226,11 +240,34 @@ def test_train_from_a_file_with_masked_points(nexus_file, tmp_path, capsys):
     assert main(train + [str(tmp_path / "m")]) == 0
     assert "(bridged over in every spectrum): points 300-302, 900" in capsys.readouterr().out
     with h5py.File(masked, "a") as f:
-        f["intensity"][7, 10] = np.nan
+        f["intensity"][100, 10] = np.nan  # the 31st labelled spectrum: "high" from row 95
     assert main(train + [str(tmp_path / "m2")]) == 2
+    err = capsys.readouterr().err
     assert "1 labelled spectra contain NaN or inf at points that other labelled spectra read " \
-        "(rows [7], points [10])" in capsys.readouterr().err
+        "(rows [30], points [10])" in err
+    assert err.rstrip().endswith("-- in masked.nxs: /intensity rows [100]")
     assert not (tmp_path / "m2").exists()
+
+
+def test_a_flat_spectrum_of_a_run_is_named_by_train_and_pulse(tmp_path, capsys):
+    """Errors about labelled spectra name where they are in the run, not
+    only their place among the spectra loaded."""
+    info = write_demo_run(tmp_path / "run", n_trains=20, pulses_per_train=3, n_points=600)
+    (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
+    for path in (tmp_path / "run").rglob("*.h5"):
+        with h5py.File(path, "a") as f:
+            tids = f["INDEX/trainId"][()]
+            data = f.get(f"INSTRUMENT/{info['source']}/{info['key'].replace('.', '/')}")
+            if data is not None and lo0 + 1 in tids:
+                first = int(f[f"INDEX/{info['source']}/{info['key'].split('.')[0]}/first"][
+                    int(np.flatnonzero(tids == lo0 + 1)[0])])
+                data[first + 2] = 0.0  # pulse 2 of the second "low" train: a dropout
+    assert main(["spectra", "train", info["path"], "--source", info["source"], "--key",
+                 info["key"], "--labels", f"low={lo0}:{lo1}", f"high={hi0}:{hi1}",
+                 "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert "1 labelled spectra are flat" in err
+    assert f"train {lo0 + 1} pulse 2" in err and not (tmp_path / "m").exists()
 
 
 def test_classify_bridges_points_masked_since_training(fitted, bridge, tmp_path, capsys):
