@@ -32,7 +32,11 @@ in, and version 9 models read now are not bridged; it also stores
 too (the points no labelled spectrum reads; None for models before it,
 which ``fit`` refused); within 11, ``noise_offset_`` (what the copies'
 noise was measured with; training only) was added after the first
-models were saved, which report None.
+models were saved, which report None, and ``bridged``: the points the
+model bridges, as it classified when saved -- a version 9 model read and
+saved again still leaves its pixels in (its bad pixels and masked points
+would say otherwise), and points added by ``mask_points`` are bridged
+again; models saved before it bridge what their version says.
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -76,6 +80,22 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _bridged(config, clf) -> np.ndarray:
+    """The points the model bridges: as saved (``bridged``, within 11), or
+    as its version bridged them."""
+    if config.get("bridged") is not None:
+        points = np.asarray(config["bridged"], np.intp).reshape(-1)
+        if points.size and not 0 <= points.min() <= points.max() < int(config["n_points"]):
+            raise ValueError(f"bridged {points.tolist()} lie outside the model's "
+                             f"{config['n_points']} points")
+        if clf.masked_points_ is not None and not np.isin(clf.masked_points_, points).all():
+            raise ValueError("masked points that are not bridged")  # NaN would be read
+        return points
+    found = [p for p in (clf.bad_pixels_ if config["version"] >= 10 else None,
+                         clf.masked_points_) if p is not None]
+    return np.concatenate([np.zeros(0, np.intp), *found])
 
 
 def _findings(config, arrays, n_classes):
@@ -136,6 +156,7 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "bad_pixels": None if clf.bad_pixels_ is None else clf.bad_pixels_.tolist(),
         "masked_points": None if clf.masked_points_ is None else clf.masked_points_.tolist(),
         "spikes": clf.spikes_, "noise_offset": clf.noise_offset_,
+        "bridged": clf._prep.bridged.tolist(),
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
     arrays.update({k: np.asarray(getattr(clf, k), np.float64) for k in _FINDINGS
@@ -221,10 +242,7 @@ def load_classifier(cls, path):
         clf.position_scale_ = arrays.get("position_scale_", np.ones(len(clf.classes_)))
         for k, v in _findings(config, arrays, len(clf.classes_)).items():
             setattr(clf, k, v)
-        bridged = [p for p in (clf.bad_pixels_ if config["version"] >= 10 else None,
-                               clf.masked_points_) if p is not None]
-        clf._prep = SegmentPreprocessor(**config["preprocessor"],
-                                        bridged=np.concatenate([np.zeros(0, np.intp), *bridged]))
+        clf._prep = SegmentPreprocessor(**config["preprocessor"], bridged=_bridged(config, clf))
         clf._aligner = None
         if config["version"] >= 4 and "align_grid" in arrays:
             clf._aligner = StrainAligner(arrays["align_grid"], arrays["align_templates"],

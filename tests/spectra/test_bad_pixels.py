@@ -174,6 +174,15 @@ def test_a_found_pixel_is_no_feature_of_any_spectrum(shift_labelled, with_pixel,
     np.testing.assert_allclose(loaded.predict_proba(reads[0.0]), proba, atol=1e-5)
     config = json.loads((path / "config.json").read_text())
     assert config["version"] == 11 and config["bad_pixels"] == [AT]
-    (path / "config.json").write_text(json.dumps(dict(config, version=9)))
+    assert config["bridged"] == [AT]
+    old = dict(config, version=9)
+    del old["bridged"]  # as a version 9 model was saved
+    (path / "config.json").write_text(json.dumps(old))
     hottest = reads[100 * test.max()]
-    assert np.abs(BinnedSpectraClassifier.load(path).predict_proba(hottest) - proba).max() > 0.1
+    version9 = BinnedSpectraClassifier.load(path)
+    unbridged = version9.predict_proba(hottest)
+    assert np.abs(unbridged - proba).max() > 0.1
+    # saved again, it still classifies with the pixel in, as it did
+    resaved = BinnedSpectraClassifier.load(version9.save(tmp_path / "again"))
+    assert resaved.bad_pixels_.tolist() == [AT]
+    np.testing.assert_array_equal(resaved.predict_proba(hottest), unbridged)

@@ -66,11 +66,15 @@ def test_points_masked_after_fitting_are_bridged(fitted, tmp_path):
     assert clf.masked_points_.tolist() == sorted([*MASKED.tolist(), 1500])
     resaved = clf.save(tmp_path / "m2")
     config = json.loads((resaved / "config.json").read_text())
-    assert config["masked_points"] == clf.masked_points_.tolist()
+    assert config["masked_points"] == config["bridged"] == clf.masked_points_.tolist()
     X2 = masked(X)
     X2[:, 1500] = np.nan
     np.testing.assert_array_equal(BinnedSpectraClassifier.load(resaved).predict_proba(X2),
                                   clf.predict_proba(X2))
+    for wrong in ([P], [-1], ["gap"], [PIXEL]):  # the last leaves masked points unbridged
+        (resaved / "config.json").write_text(json.dumps(dict(config, bridged=wrong)))
+        with pytest.raises(SpectraError, match="incomplete or corrupt"):
+            BinnedSpectraClassifier.load(resaved)
 
 
 def test_a_model_saved_before_masked_points_takes_them(fitted, tmp_path):
@@ -78,7 +82,7 @@ def test_a_model_saved_before_masked_points_takes_them(fitted, tmp_path):
     path = clf.save(tmp_path / "m")
     config = json.loads((path / "config.json").read_text())
     old = dict(config, version=10)
-    del old["masked_points"]
+    del old["masked_points"], old["bridged"]  # as a format-10 model was saved
     (path / "config.json").write_text(json.dumps(old))
     older = BinnedSpectraClassifier.load(path)
     assert older.masked_points_ is None
