@@ -102,6 +102,7 @@ def train(args):
     from .classifier import BinnedSpectraClassifier
     from .datafiles import load_labelled, located
     from .errors import SpectraError
+    from .findings import findings
 
     cap = args.max_per_class or None
     fixed = [_range(r) for r in args.fixed_range] or None
@@ -125,7 +126,7 @@ def train(args):
     print("bin (points)        held-out accuracy  weight")
     for (a, b), s, w in zip(clf.bins_, clf.separability_, clf.weights_):
         print(f"{a:6d}-{b:<6d}       {s:8.3f}         {w:6.3f}")
-    for line in _findings(clf):
+    for line in findings(clf, retrain="train again with --position-nuisance"):
         print(line)
     print(f"saved {path}")
     return 0
@@ -140,46 +141,6 @@ def _range(text):
     except ValueError:
         raise SpectraError(f"--fixed-range {text!r}: give LOW:HIGH, two numbers on the axis")
     return low, high
-
-
-def _findings(clf):
-    """What fit found besides the bins, as lines for a scientist: which
-    classes differ by peak position, the hot or dead pixels and the spikes
-    found, the masked points, a noise offset, and whether strain is undone
-    and why."""
-    from .inputs import point_runs
-
-    names = clf.classes_
-    pairs = [f"{names[c]}/{names[d]}" for c, d in
-             (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
-    yield f"classes told apart by peak position: {', '.join(pairs) or 'none'}"
-    if pairs:
-        # from a few curves per class, thermal drift along the series can pass
-        # for a cell change (README: "Measured, not adopted")
-        yield ("  (if those classes share their cell, the drift between their labelled curves "
-               "passed for a difference: train again with --position-nuisance)")
-    if clf.bad_pixels_ is not None and len(clf.bad_pixels_):
-        yield (f"hot or dead pixels found (bridged over in every spectrum): "
-               f"points {', '.join(map(str, clf.bad_pixels_))}")
-    if clf.masked_points_ is not None and len(clf.masked_points_):
-        yield (f"masked points, NaN or inf in every labelled spectrum (bridged over in every "
-               f"spectrum): {point_runs(clf.masked_points_)}")
-    if clf.spikes_:
-        yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
-               f"over before training: {clf.spikes_} points")
-    if clf.noise_offset_:
-        yield (f"noise above counting noise at low levels (a background or pedestal "
-               f"subtracted?): the copies' noise is that of the level plus "
-               f"{clf.noise_offset_:.4g} counts")
-    state = "on" if clf.strain_aligned_ else "off"
-    if clf.alignment_evidence_ is None:
-        yield f"strain alignment: {state}"
-        return
-    from .align import pair_changes
-
-    change = pair_changes(*clf.alignment_evidence_)
-    yield (f"strain alignment: {state} (weighed on held-out copies: aligning changes the "
-           f"class pairs' separability by {change.min():+.3f} to {change.max():+.3f})")
 
 
 def classify(args):

@@ -13,7 +13,7 @@ from server_ext.spectra import bad_pixels as bad_pixels_module
 from server_ext.spectra.bad_pixels import bad_pixels
 from server_ext.spectra.nuisance import position_tolerance
 from server_ext.spectra.preprocess import SegmentPreprocessor, bridge_points
-from server_ext.spectra.cli import _findings
+from server_ext.spectra.findings import findings
 from server_ext.spectra.synthetic import make_powder_series, make_transition_series
 
 N, P = 120, 2010
@@ -104,7 +104,7 @@ def test_the_pixels_found_are_reported_and_saved(shift_labelled, with_pixel, tmp
     clf = BinnedSpectraClassifier(epochs=2, random_state=0).fit(with_pixel("hot", X), y, axis=axis)
     assert clf.bad_pixels_.tolist() == [AT]
     assert f"hot or dead pixels found (bridged over in every spectrum): points {AT}" \
-        in list(_findings(clf))
+        in list(findings(clf))
     path = clf.save(tmp_path / "m")
     assert BinnedSpectraClassifier.load(path).bad_pixels_.tolist() == [AT]
     # a model saved before they were recorded says so: None, not "none found"
@@ -114,7 +114,7 @@ def test_the_pixels_found_are_reported_and_saved(shift_labelled, with_pixel, tmp
     (path / "config.json").write_text(json.dumps(config))
     old = BinnedSpectraClassifier.load(path)
     assert old.bad_pixels_ is None
-    assert not any("pixels" in line for line in _findings(old))
+    assert not any("pixels" in line for line in findings(old))
     for wrong in ([P], [-1], ["left"]):
         (path / "config.json").write_text(json.dumps(dict(config, bad_pixels=wrong)))
         with pytest.raises(SpectraError, match="incomplete or corrupt"):

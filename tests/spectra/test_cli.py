@@ -213,14 +213,15 @@ def test_train_says_what_fit_found(shift_signal_fitted, fitted):
     """The lines after the bins: the pair told apart by position (A / A'
     of the shift series: labels 0 and 2), and the alignment "auto" weighed
     and took on the intensity series (no class pair separated worse)."""
-    from server_ext.spectra.cli import _findings
+    from server_ext.spectra.findings import findings
 
     shift, _ = shift_signal_fitted
-    position, hint, alignment = _findings(shift)
+    position, hint, alignment = findings(shift, retrain="train again with --position-nuisance")
     assert position == "classes told apart by peak position: 0/2"
     assert "--position-nuisance" in hint and alignment == "strain alignment: off"
+    assert "train again with learn_position=False)" in list(findings(shift))[1]
     intensity, _ = fitted
-    position, alignment = _findings(intensity)
+    position, alignment = findings(intensity)
     assert position.endswith(": none")
     assert alignment.startswith("strain alignment: on (weighed on held-out copies: aligning "
                                 "changes the class pairs' separability by ")

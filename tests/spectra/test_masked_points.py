@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
-from server_ext.spectra.cli import _findings
+from server_ext.spectra.findings import findings
 from server_ext.spectra.preprocess import SegmentPreprocessor, bridge_points
 from server_ext.spectra.synthetic import make_powder_series
 
@@ -63,7 +63,7 @@ def test_masked_points_are_bridged_in_every_spectrum(shift, tmp_path):
     np.testing.assert_array_equal(X, before)  # the caller's spectra are not changed
     assert clf.masked_points_.tolist() == MASKED.tolist() and clf.bad_pixels_.tolist() == []
     assert "masked points, NaN or inf in every labelled spectrum (bridged over in every " \
-        "spectrum): points 700, 1000-1039" in list(_findings(clf))
+        "spectrum): points 700, 1000-1039" in list(findings(clf))
     proba = clf.predict_proba(masked(s.X[test]))
     for value in (0.0, 1e6):
         read = s.X[test].copy()

@@ -11,7 +11,7 @@ import pytest
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra import classifier as classifier_module
 from server_ext.spectra.augment import augment, noise_gain, noise_offset
-from server_ext.spectra.cli import _findings
+from server_ext.spectra.findings import findings
 from server_ext.spectra.synthetic import make_powder_series
 
 
@@ -77,7 +77,7 @@ def test_the_copies_of_subtracted_spectra_get_their_noise(superlattice, monkeypa
     assert 300 < clf.noise_offset_ < 1000  # some 800 counts were taken off
     assert clf.score(test, y_test) >= 0.97
     assert any(line.startswith("noise above counting noise at low levels")
-               for line in _findings(clf))
+               for line in findings(clf))
     path = clf.save(tmp_path / "m")
     assert BinnedSpectraClassifier.load(path).noise_offset_ == clf.noise_offset_
     config = json.loads((path / "config.json").read_text())

@@ -11,7 +11,7 @@ import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError, classifier
 from server_ext.spectra.bad_pixels import bridge_spikes, spikes
-from server_ext.spectra.cli import _findings
+from server_ext.spectra.findings import findings
 from server_ext.spectra.synthetic import make_powder_series
 
 N, P = 120, 2010
@@ -97,8 +97,8 @@ def test_spikes_in_the_labelled_curves_are_bridged_before_training(shift, monkey
     assert verdicts(clf) == verdicts(clean)
     for model in (clean, clf):
         assert (model.predict(s.X[test]) == s.y[test]).mean() >= 0.97
-    assert f"bridged over before training: {len(labelled)} points" in " ".join(_findings(clf))
-    assert not any("spikes" in line for line in _findings(clean))
+    assert f"bridged over before training: {len(labelled)} points" in " ".join(findings(clf))
+    assert not any("spikes" in line for line in findings(clean))
     path = clf.save(tmp_path / "m")
     assert BinnedSpectraClassifier.load(path).spikes_ == len(labelled)
     config = json.loads((path / "config.json").read_text())

@@ -1,0 +1,47 @@
+"""What ``fit`` found besides the bins, in words for a scientist: printed
+by ``daas spectra train``, shown by the server extension's model summary
+and the spectra app."""
+
+from __future__ import annotations
+
+from .align import pair_changes
+from .inputs import point_runs
+
+__all__ = ["findings"]
+
+
+def findings(clf, retrain: str = "train again with learn_position=False"):
+    """What fit found besides the bins, as lines for a scientist: which
+    classes differ by peak position, the hot or dead pixels and the spikes
+    found, the masked points, a noise offset, and whether strain is undone
+    and why. ``retrain``: how to train without a position difference, in
+    the caller's words (an option of ``daas spectra train``, a parameter)."""
+    names = clf.classes_
+    pairs = [f"{names[c]}/{names[d]}" for c, d in
+             (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
+    yield f"classes told apart by peak position: {', '.join(pairs) or 'none'}"
+    if pairs:
+        # from a few curves per class, thermal drift along the series can pass
+        # for a cell change (README: "Measured, not adopted")
+        yield ("  (if those classes share their cell, the drift between their labelled curves "
+               f"passed for a difference: {retrain})")
+    if clf.bad_pixels_ is not None and len(clf.bad_pixels_):
+        yield (f"hot or dead pixels found (bridged over in every spectrum): "
+               f"points {', '.join(map(str, clf.bad_pixels_))}")
+    if clf.masked_points_ is not None and len(clf.masked_points_):
+        yield (f"masked points, NaN or inf in every labelled spectrum (bridged over in every "
+               f"spectrum): {point_runs(clf.masked_points_)}")
+    if clf.spikes_:
+        yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
+               f"over before training: {clf.spikes_} points")
+    if clf.noise_offset_:
+        yield (f"noise above counting noise at low levels (a background or pedestal "
+               f"subtracted?): the copies' noise is that of the level plus "
+               f"{clf.noise_offset_:.4g} counts")
+    state = "on" if clf.strain_aligned_ else "off"
+    if clf.alignment_evidence_ is None:
+        yield f"strain alignment: {state}"
+        return
+    change = pair_changes(*clf.alignment_evidence_)
+    yield (f"strain alignment: {state} (weighed on held-out copies: aligning changes the "
+           f"class pairs' separability by {change.min():+.3f} to {change.max():+.3f})")
