@@ -99,6 +99,11 @@ class SpectraClassifierApp(W.VBox):
         self.labels = W.VBox()
         self.add_label = W.Button(description="add class", icon="plus")
         # -- training
+        # from few curves per class thermal drift can pass for a cell change:
+        # the scientist who knows the classes share their cell says so
+        self.same_cell = W.Checkbox(value=self.params.get("learn_position") is False, indent=False,
+                                    description="the classes share their cell: peak position is no difference "
+                                                "(learn_position=False)")
         self.train_button = W.Button(description="Train", button_style="primary", icon="graduation-cap")
         self.train_button.add_class("daas-train")
         self.train_progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="50%"))
@@ -147,7 +152,7 @@ class SpectraClassifierApp(W.VBox):
         tabs = W.Tab([
             W.VBox([self.data, W.HBox([self.source]), W.HBox([self.key, self.dataset, self.load_button]),
                     self.data_info, W.HTML("<b>classes</b> (ranges of trains or rows, stop exclusive)"),
-                    self.labels, self.add_label,
+                    self.labels, self.add_label, self.same_cell,
                     W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
                     self.sep_box, self.jobs]),
             W.VBox([W.HBox([self.predict_path, self.predict_button]), self.mask_points, self.predict_status,
@@ -221,8 +226,9 @@ class SpectraClassifierApp(W.VBox):
     def train(self) -> dict | None:
         """Start a training job with the labelled ranges; the app follows it."""
         options = {"max_per_label": self.max_per_label}
-        if self.params:
-            options["params"] = self.params
+        params = {**self.params, "learn_position": not self.same_cell.value}
+        if params != {"learn_position": True}:  # else the defaults
+            options["params"] = params
         if self._is_run():
             options.update(source=self.source.value, key=self.key.value)
         elif self.dataset.value:
@@ -297,7 +303,10 @@ class SpectraClassifierApp(W.VBox):
             self.train_status.error(f"the figure cannot be drawn: {error_text(e)}")
             return
         self.sep_canvas.draw_idle()
-        self.sep_box.children = [self.sep_canvas]
+        found = job["result"].get("findings") or []  # absent from models trained before it
+        self.sep_box.children = [self.sep_canvas] + (
+            [W.HTML("<b>what training found</b><br>" + "<br>".join(html.escape(line) for line in found))]
+            if found else [])
 
     def _model_chosen(self, model_id: str | None) -> None:
         if not model_id or (self.model and self.model["id"] == model_id):

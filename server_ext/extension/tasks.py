@@ -130,12 +130,15 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
 
 def model_summary(clf, **extra) -> dict:
     """What ``GET spectra/models/{id}`` shows of a fitted classifier."""
+    from server_ext.spectra.findings import findings
+
     return {
         "classes": [str(c) for c in clf.classes_],
         "n_points": int(clf.n_features_in_),
         "bins": [[float(a), float(b)] for a, b in clf.bins_],
         "separability": [float(v) for v in clf.separability_],
         "weights": [float(v) for v in clf.weights_],
+        "findings": list(findings(clf, retrain='train again with params {"learn_position": false}')),
         **extra,
     }
 

@@ -23,6 +23,8 @@ def test_trained_model_has_bins_separability_weights(api, trained_model):
     assert sorted(result["classes"]) == ["after", "before"]
     assert len(result["bins"]) == len(result["separability"]) == len(result["weights"]) >= 1
     assert all(a < b for a, b in result["bins"])
+    assert result["findings"][0].startswith("classes told apart by peak position: ")
+    assert result["findings"][-1].startswith("strain alignment: ")
     assert model["progress"] == 1.0
     listed = call(api, "GET", "spectra/models").json()["models"]
     assert trained_model["id"] in [m["id"] for m in listed]

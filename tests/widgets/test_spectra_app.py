@@ -47,13 +47,29 @@ def test_training_draws_separability_over_the_training_curves(trained):
     app = trained
     assert app.train_progress.value == 1.0 and app.train_progress.bar_style == "success"
     assert app.models.value == app.model["id"]
-    assert app.sep_box.children == (app.sep_canvas,)
+    canvas, found = app.sep_box.children
+    assert canvas is app.sep_canvas
+    assert "classes told apart by peak position: " in text(found) and "strain alignment: " in text(found)
+    assert app.model["result"]["findings"][0].startswith("classes told apart by peak position")
     top, bottom = app.sep_fig.axes[:2]  # then the weight axis, twin of the top one
     n_bins = len(app.model["result"]["bins"])
     assert len(top.collections) == n_bins  # one separability band per kept bin
     assert len(bottom.lines) >= 4  # the training curves and each class's mean
     assert {t.get_text().split(" ")[0] for t in bottom.get_legend().get_texts()} == {"before", "after"}
     assert app.model["id"][:8] in app.jobs.value
+
+
+def test_classes_said_to_share_their_cell_train_without_a_position_difference(client):
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=64, params=SMALL,
+                               client=client, poll_interval=0.3)
+    assert not app.same_cell.value
+    app.same_cell.value = True
+    job = app.train()
+    assert job is not None, app.train_status.value
+    assert job["options"]["params"] == {**SMALL, "learn_position": False}
+    app.wait_training(WAIT)
+    assert app.model and app.model["state"] == "done", app.train_status.value
+    assert app.model["result"]["findings"][0] == "classes told apart by peak position: none"
 
 
 def test_classify_a_file_marks_the_ambiguous(trained, widget_root):
@@ -154,7 +170,8 @@ def test_a_compressed_file_validates_on_the_worker_that_trained(trained, client)
 def test_a_new_app_shows_the_models_of_the_server(trained, client):
     again = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
     assert trained.model["id"] in [v for _, v in again.models.options]
-    assert again.model is not None and again.sep_box.children == (again.sep_canvas,)
+    assert again.model is not None and again.sep_box.children[0] is again.sep_canvas
+    assert "what training found" in again.sep_box.children[1].value
 
 
 def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
