@@ -519,7 +519,18 @@ class SpectraClassifierApp(W.VBox):
             f"spectra/s: <b>{num(st.get('spectra_per_s'), '.0f')}</b> | "
             f"latency p50/p99: <b>{num(st.get('latency_p50_ms'), '.1f')} / {num(st.get('latency_p99_ms'), '.1f')} ms</b>"
             f" | gaps: <b>{st.get('gaps', 0)}</b> | dropped: <b>{st.get('dropped', 0)}</b>"
-            f" | malformed: <b>{st.get('malformed', 0)}</b> | reconnects: <b>{st.get('reconnects', 0)}</b>")
+            f" | malformed: <b>{st.get('malformed', 0)}</b> | reconnects: <b>{st.get('reconnects', 0)}</b>"
+            + self._unread_hint(st.get("unread_points")))
+
+    @staticmethod
+    def _unread_hint(points) -> str:
+        """Where malformed spectra are NaN at the same points: which, and the remedy."""
+        if not points:
+            return ""
+        from server_ext.spectra.inputs import point_runs
+
+        return (f"<br>NaN in every malformed spectrum at points <b>{point_runs(points, spec=True)}</b>: if the "
+                "detector masks them since training, type them in \"masked points\" and start again")
 
     def _stream_update(self, stream: dict) -> None:
         self.stream = stream

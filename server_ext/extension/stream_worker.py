@@ -25,7 +25,7 @@ def stats_dict(stats, state: str) -> dict:
             "latency_p50_ms": finite(1e3 * stats.latency(50)), "latency_p99_ms": finite(1e3 * stats.latency(99)),
             "gaps": stats.gaps, "dropped": stats.dropped, "malformed": stats.malformed,
             "malformed_trains": stats.malformed_trains, "reconnects": stats.reconnects,
-            "elapsed_s": stats.elapsed}
+            "unread_points": list(stats.unread_points), "elapsed_s": stats.elapsed}
 
 
 def train_summary(result, classes) -> dict:

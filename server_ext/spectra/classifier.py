@@ -885,6 +885,14 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         return Z if self._aligner is None else self._aligner.align(Z)
 
     @property
+    def bridged_points_(self) -> np.ndarray:
+        """Point indices bridged over in every spectrum classified: the bad
+        pixels (where the model's format bridges them) and the masked
+        points; what a spectrum reads there is never used."""
+        self._require_fitted()
+        return self._prep.bridged
+
+    @property
     def strain_aligned_(self) -> bool:
         self._require_fitted()
         return self._aligner is not None

@@ -191,7 +191,12 @@ def classify(args):
             print(f"dropped {stream.stats.dropped} of {stream.stats.received} trains received: "
                   "classifying fell behind the source (--overflow block reads it more slowly "
                   "instead)")
-        if stream.stats.malformed:
+        unread = stream.stats.unread_points
+        if unread:
+            print(f"malformed {stream.stats.malformed} spectra: {point_runs(unread)} NaN or inf "
+                  "in every one with NaN or inf (of the last train with such); if the detector "
+                  f"masks them since training: --mask-points {point_runs(unread, spec=True)}")
+        elif stream.stats.malformed:
             print(f"malformed {stream.stats.malformed} spectra: NaN or inf at points the model "
                   "reads, or flat (no signal); points the detector masks since training can "
                   "be bridged with --mask-points")

@@ -86,16 +86,17 @@ def parse_points(text: str, what: str = "points") -> list[int]:
     return points
 
 
-def point_runs(points) -> str:
-    """Point indices as runs, e.g. "points 7, 100-139"."""
+def point_runs(points, spec=False) -> str:
+    """Point indices as runs, e.g. "points 7, 100-139"; ``spec``: as
+    :func:`parse_points` reads them, "7,100-139"."""
     runs = []
     for p in map(int, points):
         if runs and p == runs[-1][1] + 1:
             runs[-1][1] = p
         else:
             runs.append([p, p])
-    text = ", ".join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
-    return ("points " if len(points) > 1 else "point ") + text
+    text = ("," if spec else ", ").join(f"{a}" if a == b else f"{a}-{b}" for a, b in runs)
+    return text if spec else ("points " if len(points) > 1 else "point ") + text
 
 
 # parameters of BinnedSpectraClassifier: (name, smallest value, None allowed)

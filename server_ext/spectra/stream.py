@@ -96,7 +96,11 @@ class StreamStats:
     missing between consecutive received trains; ``reconnects``:
     connections re-made after a timeout; rates and latency percentiles over
     the last ``window`` trains (latency: from the train's arrival to its
-    result, queueing included). :meth:`counters` gives them all as a dict.
+    result, queueing included); ``unread_points``: the points NaN or inf in
+    every spectrum that was rejected for NaN or inf in the last train that
+    had such (outside the model's bridged points): what the detector masks
+    since the model was trained, for ``mask_points``. :meth:`counters` gives
+    them all as a dict.
     """
 
     def __init__(self, window: int = 1000):
@@ -104,6 +108,7 @@ class StreamStats:
         self.received = self.dropped = self.gaps = self.reconnects = 0
         self.started = time.perf_counter()
         self.last_train_id = None
+        self.unread_points: list[int] = []
         self._lat = collections.deque(maxlen=window)
         self._done = collections.deque(maxlen=window)  # (time, n_spectra)
 
@@ -147,7 +152,8 @@ class StreamStats:
             return None if x != x else float(x)  # NaN is not JSON
 
         out = {name: getattr(self, name) for name in _COUNTERS}
-        out.update(spectra_per_s=float(self.spectra_per_s), trains_per_s=float(self.trains_per_s),
+        out.update(unread_points=list(self.unread_points),
+                   spectra_per_s=float(self.spectra_per_s), trains_per_s=float(self.trains_per_s),
                    latency_p50_s=number(self.latency(50)),
                    latency_p99_s=number(self.latency(99)), elapsed_s=float(self.elapsed))
         return out
@@ -324,6 +330,15 @@ class SpectraStream:
         return TrainResult(tid, empty, self.classifier.classes_[empty], np.zeros(0, np.float32),
                            np.zeros(0, bool), n_bad, latency)
 
+    def _note_unread(self, rejected):
+        """``stats.unread_points`` from the ``rejected`` spectra of a train:
+        only those with NaN or inf (a flat one is a dropout, not a mask)."""
+        finite = np.isfinite(rejected)
+        broken = ~finite.all(1)
+        if broken.any():
+            unread = np.flatnonzero(~finite[broken].any(0))
+            self.stats.unread_points = np.setdiff1d(unread, self.classifier.bridged_points_).tolist()
+
     def _classify(self, tid, arr, received):
         clf = self.classifier
         try:
@@ -341,6 +356,7 @@ class SpectraStream:
         idx, conf, amb, ok = clf.classify_batch(arr)
         n_bad = int(len(ok) - ok.sum())
         if n_bad:
+            self._note_unread(arr[~ok])
             pulses = np.flatnonzero(ok)
             idx, conf, amb = idx[ok], conf[ok], amb[ok]
         else:

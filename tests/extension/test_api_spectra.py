@@ -207,7 +207,9 @@ def test_a_stream_bridges_points_masked_since_training(api, trained_model, serve
     as_trained, bridged = finals["as trained"]["stats"], finals["masked"]["stats"]
     assert finals["masked"]["state"] == "finished"
     assert as_trained["malformed"] > 0 and as_trained["spectra"] == 0
+    assert as_trained["unread_points"] == [200, 201]  # the remedy, said
     assert bridged["malformed"] == 0 and bridged["spectra"] == as_trained["malformed"]
+    assert bridged["unread_points"] == []
     body["mask_points"] = [10 ** 6]
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 400 and "lie outside the model's spectra" in r.json()["message"]

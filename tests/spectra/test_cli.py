@@ -287,7 +287,9 @@ def test_classify_bridges_points_masked_since_training(fitted, bridge, tmp_path,
     assert main(base) == 0
     out = capsys.readouterr().out
     assert "trains 2 spectra 0 malformed 8" in out
-    assert "can be bridged with --mask-points" in out
+    assert "malformed 8 spectra: points 300-302 NaN or inf in every one with NaN or inf " \
+        "(of the last train with such); if the detector masks them since training: " \
+        "--mask-points 300-302" in out
     assert main(base + ["--mask-points", "300-302"]) == 0
     out = capsys.readouterr().out
     assert "masked since training (bridged over in every spectrum): points 300-302" in out

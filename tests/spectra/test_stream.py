@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from server_ext.spectra import (IterableSource, KaraboBridgeSource, RunSource, SpectraError,
+from server_ext.spectra import (BinnedSpectraClassifier, IterableSource, KaraboBridgeSource, RunSource, SpectraError,
                                 SpectraStream)
 from server_ext.spectra.synthetic import write_demo_run
 
@@ -84,6 +84,29 @@ def test_malformed_spectra_are_rejected_and_counted(fitted, intensity_series):
     assert len(results[5]) == 1  # a single spectrum is a train of one
     assert stream.stats.malformed == 16
     assert stream.stats.spectra == 10 + 8 + 8 + 1
+    assert stream.stats.unread_points == []  # the two NaN of train 1 share no point
+
+
+def test_points_nan_in_every_rejected_spectrum_are_reported(fitted, intensity_series, tmp_path):
+    """A detector that masks points since the model was trained: the stream
+    says which (dropouts and other NaN aside); bridged, they are not."""
+    clf, _ = fitted
+    X = intensity_series.X[:20].astype(np.float64)
+    X[:, [5, 6]] = np.nan
+    X[3, 300] = np.nan
+    X[4] = 0.0  # a dropout too
+    stream = SpectraStream(clf, [X[:10], X[10:]])
+    list(stream)
+    assert stream.stats.malformed == 20 and stream.stats.unread_points == [5, 6]
+    assert stream.stats.counters()["unread_points"] == [5, 6]
+    masked = BinnedSpectraClassifier.load(clf.save(tmp_path / "m")).mask_points([5])
+    stream = SpectraStream(masked, [X[:10], X[10:]])
+    list(stream)
+    assert stream.stats.malformed == 20 and stream.stats.unread_points == [6]
+    stream = SpectraStream(masked.mask_points([6]), [X[:10], X[10:]])
+    results = list(stream)
+    assert stream.stats.malformed == 2 and stream.stats.unread_points == [300]
+    assert [r.malformed for r in results] == [2, 0]
 
 
 def test_empty_and_ragged_trains_do_not_end_the_stream(fitted, intensity_series):

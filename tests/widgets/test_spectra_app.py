@@ -127,6 +127,10 @@ def test_stream_plots_trains_and_counts_until_stopped(trained):
     assert app.stream["state"] in ("stopped", "finished"), app.stream
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
+    assert "NaN in every malformed spectrum" not in app.counters.value
+    # a stream whose spectra are NaN at points the model reads: which, and the remedy
+    app._show_counters({**app.stream["stats"], "unread_points": [200, 201, 700]})
+    assert "NaN in every malformed spectrum at points <b>200-201,700</b>" in app.counters.value
 
 
 def test_redraws_from_two_threads_give_one_consistent_figure(client):
