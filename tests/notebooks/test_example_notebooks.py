@@ -134,5 +134,9 @@ def test_spectra_notebook_finds_the_transition(demo_runs, session_for):
     text = outputs(nb)
     changed = int(text.split("the sample changed phase at train ")[1].split()[0])
     assert abs(changed - expected) <= 2
+    assert "classes told apart by peak position: none" in text and "strain alignment: " in text
+    # a pixel pair masked after training: refused, named, then bridged (the last trains are "after")
+    assert "points [700, 701] are NaN or inf in every spectrum" in text
+    assert "(array(['after']" in text
     assert (root / "models" / "phase-transition.spectra").is_dir()
     assert len(widget_views(nb)) == 1 and images(nb) == 2  # the app; separability figure, stream plot
