@@ -824,7 +824,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         the model was fitted. Their segments are then computed with the
         straight line between the nearest points read, so that what the
         points read is never used; the networks are not retrained, and saw
-        what the points read then (README: "Points masked after training",
+        what the points read then (README: "Points masked after fitting",
         for what that costs). Added to ``masked_points_`` and saved with
         the model. Returns ``self``. A batch being classified meanwhile (a
         stream's) finishes as it began; the next one bridges them."""
