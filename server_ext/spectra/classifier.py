@@ -348,6 +348,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         glitch (see :func:`.bad_pixels.spikes`) -- bridged before training,
         while the copies trained on get spikes as often and as high; None
         in a model saved before they were counted.
+    axis_ : the positions of the points (the ``axis`` fitted with), or None:
+        spectra on another axis are classified through it (``axis=`` of
+        :meth:`predict_proba`); None too in a model saved before it was kept.
     noise_offset_ : counts added to the level for the noise of the copies
         trained on and of the denoising (see :func:`.augment.noise_offset`):
         0 for counting noise; more where a background or pedestal was
@@ -490,6 +493,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self._set_fitted(data, prep, tolerance, aligner, screening, segments, trained, models)
         self.bad_pixels_ = pixels
         self.masked_points_ = data.masked
+        self.axis_ = None if data.axis is None else data.axis.copy()
         self.spikes_ = len(spike_heights)
         self.noise_offset_ = offset
         self.label_targets_ = targets
@@ -770,6 +774,43 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             plan = self._inference = InferencePlan(self._prep, self._fused, self._aligner)
         return plan
 
+    def axis_plan(self, axis):
+        """The interpolation that brings spectra measured on ``axis`` (one
+        position per point, in the units of the axis the model was fitted
+        on) onto the model's points (:class:`.resample.ResamplePlan`), or a
+        :class:`SpectraError` saying why it cannot: a model fitted without
+        an axis, an axis that does not cover the model's. Kept for the
+        next call with the same axis."""
+        from .resample import ResamplePlan
+
+        self._require_fitted()
+        if self.axis_ is None:
+            raise SpectraError("this model was fitted without an axis, so it cannot read spectra "
+                               f"on another: pass spectra of its {self.n_features_in_} points, "
+                               "or fit it with axis=")
+        axis = np.asarray(axis, dtype=np.float64).reshape(-1)
+        key = axis.tobytes()
+        cached = self.__dict__.get("_axis_plan")
+        if cached is None or cached[0] != key:
+            cached = self._axis_plan = (key, ResamplePlan(axis, self.axis_))
+        return cached[1]
+
+    def _read(self, X, axis):
+        """``(X, resample)``: the spectra checked, and the interpolation onto
+        the model's points where ``axis`` is another (else None), which
+        inference runs chunk by chunk."""
+        if axis is None:
+            return self._checked(X), None
+        self._require_fitted()
+        X = as_spectra(X)
+        axis = np.asarray(axis, dtype=np.float64)
+        if axis.shape != (X.shape[1],):
+            raise SpectraError(f"axis must have one value per point of X ({X.shape[1]}), got "
+                               f"shape {axis.shape}")
+        if self.axis_ is not None and np.array_equal(axis, self.axis_):
+            return self._checked(X), None
+        return X, self.axis_plan(axis)
+
     def _checked(self, X, what="X"):
         self._require_fitted()
         X = as_spectra(X, what)
@@ -778,11 +819,13 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                                f"was trained on {self.n_features_in_}")
         return X
 
-    def _proba_checked(self, X):
+    def _proba_checked(self, X, axis=None):
         """Probabilities, and the mask of flat spectra (which get 1/K each)."""
-        X = self._checked(X)
-        P, finite, signal = self._plan().score(X)
+        X, resample = self._read(X, axis)
+        P, finite, signal = self._plan().score(X, resample)
         if not finite.all():
+            if resample is not None:  # the points named are the model's
+                X = resample(X)
             bad = np.flatnonzero(~finite)
             points = np.setdiff1d(np.flatnonzero(~np.isfinite(X[bad[:10]]).all(0)),
                                   self._prep.bridged)
@@ -803,16 +846,17 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         P[flat] = 1.0 / P.shape[1]  # no evidence for any class
         return P, flat
 
-    def classify_batch(self, X):
+    def classify_batch(self, X, axis=None):
         """Classify a batch without raising on malformed rows.
 
         Returns ``(class_index, confidence, ambiguous, ok)``; rows with NaN or
         inf, and flat rows (no signal, e.g. a detector dropout), have
         ``ok == False`` and meaningless results. Shape problems still raise
-        :class:`SpectraError`. Used by the stream.
+        :class:`SpectraError`. Used by the stream. ``axis``: as for
+        :meth:`predict_proba`.
         """
-        X = self._checked(X)
-        P, finite, signal = self._plan().score(X)
+        X, resample = self._read(X, axis)
+        P, finite, signal = self._plan().score(X, resample)
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx]
         return idx, conf, conf < self.ambiguity_threshold, finite & signal
@@ -847,26 +891,30 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self._plan().score(np.linspace(1.0, 2.0, self.n_features_in_, dtype=np.float32)[None])
         return self
 
-    def predict_proba(self, X):
+    def predict_proba(self, X, axis=None):
         """Calibrated class probabilities (n_spectra, n_classes), columns in
         the order of ``classes_``. A flat spectrum (all-zero or constant, as
         from a detector dropout) carries no evidence: ``1 / n_classes`` for
-        every class."""
-        return self._proba_checked(X)[0].astype(np.float64)
+        every class. ``axis``: the positions of ``X``'s points where they
+        are not the model's (another grid or range; on q, another
+        wavelength), in the units of the axis it was fitted on: the spectra
+        are interpolated at the model's positions (:meth:`axis_plan`)."""
+        return self._proba_checked(X, axis)[0].astype(np.float64)
 
-    def predict(self, X):
+    def predict(self, X, axis=None):
         """Most probable label per spectrum (for a flat spectrum an arbitrary
-        one: use :meth:`predict_with_confidence` to see those)."""
-        idx = self._proba_checked(X)[0].argmax(1)
+        one: use :meth:`predict_with_confidence` to see those); ``axis`` as
+        for :meth:`predict_proba`."""
+        idx = self._proba_checked(X, axis)[0].argmax(1)
         return self.classes_[idx]
 
-    def predict_with_confidence(self, X):
+    def predict_with_confidence(self, X, axis=None):
         """``(labels, confidence, ambiguous)``: the label, its probability, and
         a mask of predictions below ``ambiguity_threshold`` -- typically the
         spectra near a transition, where the phases coexist. Flat spectra
         (no signal, e.g. a detector dropout) are always ambiguous, with
-        confidence ``1 / n_classes``."""
-        P, flat = self._proba_checked(X)
+        confidence ``1 / n_classes``. ``axis`` as for :meth:`predict_proba`."""
+        P, flat = self._proba_checked(X, axis)
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx].astype(np.float64)
         return self.classes_[idx], conf, (conf < self.ambiguity_threshold) | flat

@@ -176,8 +176,8 @@ class InferencePlan:
         L /= L.sum(axis=1, keepdims=True)
         return L
 
-    def _chunk(self, X, P, finite, signal, a, b):
-        S = self.prep.segment_means_fast(X[a:b])
+    def _chunk(self, X, P, finite, signal, a, b, resample=None):
+        S = self.prep.segment_means_fast(X[a:b] if resample is None else resample(X[a:b]))
         inv = self.prep.normalise_rows(S, finite[a:b], signal[a:b])  # S: baseline-free
         if self.aligner is None:
             h = self._hidden(S, inv)
@@ -191,10 +191,12 @@ class InferencePlan:
                 if self.window_columns else self._hidden(Z, inv)
         P[a:b] = self._vote(self._bin_log_proba(h))
 
-    def score(self, X):
+    def score(self, X, resample=None):
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class
         probabilities (float32; a row with NaN or inf is scored as if all
-        zero), which rows are finite, and which have a signal (not flat)."""
+        zero), which rows are finite, and which have a signal (not flat).
+        ``resample``: brings ``X``'s points onto the model's, chunk by chunk
+        (:class:`.resample.ResamplePlan`), where they are others."""
         n = len(X)
         P = np.empty((n, self.n_classes), np.float32)
         finite = np.empty(n, bool)
@@ -202,9 +204,10 @@ class InferencePlan:
         bounds = [(a, min(a + CHUNK_ROWS, n)) for a in range(0, n, CHUNK_ROWS)]
         if len(bounds) == 1 or _threads() == 1:
             for a, b in bounds:
-                self._chunk(X, P, finite, signal, a, b)
+                self._chunk(X, P, finite, signal, a, b, resample)
             return P, finite, signal
         with _single_threaded_blas():
-            for _ in _pool().map(lambda ab: self._chunk(X, P, finite, signal, *ab), bounds):
+            for _ in _pool().map(lambda ab: self._chunk(X, P, finite, signal, *ab, resample),
+                                 bounds):
                 pass
         return P, finite, signal

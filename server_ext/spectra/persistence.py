@@ -36,7 +36,9 @@ models were saved, which report None, and ``bridged``: the points the
 model bridges, as it classified when saved -- a version 9 model read and
 saved again still leaves its pixels in (its bad pixels and masked points
 would say otherwise), and points added by ``mask_points`` are bridged
-again; models saved before it bridge what their version says.
+again; models saved before it bridge what their version says; and
+``axis_`` (the positions fitted with, in ``arrays.npz``; None for models
+saved before it, which classify spectra on their own points only).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -80,6 +82,18 @@ def _plain(value):
     if isinstance(value, (list, tuple)):
         return [_plain(v) for v in value]
     return value.item() if isinstance(value, np.generic) else value
+
+
+def _axis(arrays, n_points):
+    """The positions the model was fitted with, or None (see module doc)."""
+    if "axis_" not in arrays:
+        return None
+    axis = np.asarray(arrays["axis_"], np.float64)
+    step = np.diff(axis)
+    if axis.shape != (n_points,) or not np.isfinite(axis).all() or not (
+            (step > 0).all() or (step < 0).all()):
+        raise ValueError(f"axis_ of shape {axis.shape} is not {n_points} monotonic positions")
+    return axis
 
 
 def _bridged(config, clf) -> np.ndarray:
@@ -164,6 +178,8 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
     f = clf._fused
     arrays.update(segments=f.segments, W1=f.W1, b1=f.b1[:, 0], W2=f.W2, b2=f.b2[:, 0],
                   position_scale_=clf.position_scale_)
+    if clf.axis_ is not None:
+        arrays["axis_"] = clf.axis_
     if clf._aligner is not None:
         a = clf._aligner
         arrays.update(align_grid=a.grid, align_templates=a.templates,
@@ -242,6 +258,7 @@ def load_classifier(cls, path):
         clf.position_scale_ = arrays.get("position_scale_", np.ones(len(clf.classes_)))
         for k, v in _findings(config, arrays, len(clf.classes_)).items():
             setattr(clf, k, v)
+        clf.axis_ = _axis(arrays, clf.n_features_in_)
         clf._prep = SegmentPreprocessor(**config["preprocessor"], bridged=_bridged(config, clf))
         clf._aligner = None
         if config["version"] >= 4 and "align_grid" in arrays:

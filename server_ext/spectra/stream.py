@@ -208,6 +208,10 @@ class SpectraStream:
     max_trains : int or None
         End after this many trains received from the source -- delivered
         plus dropped -- or, ``None``, when the source ends.
+    axis : array or None
+        The positions of the source's points where they are not the
+        model's (``axis=`` of ``predict_proba``): each train's spectra are
+        interpolated at the model's; checked at once.
 
     The iterator yields :class:`TrainResult` in arrival order; the counters
     are in :attr:`stats`. See the module documentation for the rules.
@@ -215,11 +219,15 @@ class SpectraStream:
 
     def __init__(self, classifier, source, queue_size: int = 4, drop_oldest=None,
                  max_trains: int | None = None, source_name: str | None = None,
-                 key: str | None = None, **source_options):
+                 key: str | None = None, axis=None, **source_options):
         from sklearn.utils.validation import check_is_fitted
 
         check_is_fitted(classifier)
         self.classifier = classifier
+        self.axis = None if axis is None else np.asarray(axis, np.float64).reshape(-1)
+        if self.axis is not None:
+            classifier.axis_plan(self.axis)  # a clear error now, not at the first train
+        self._n_points = classifier.n_features_in_ if axis is None else self.axis.size
         if source_name is not None:
             source_options["source"] = source_name
         if key is not None:
@@ -348,15 +356,17 @@ class SpectraStream:
         if arr.dtype.kind == "O":
             return self._empty(tid, received, _len_or_one(arr), whole_train=True)
         if arr.ndim == 1:  # one spectrum, or none
-            arr = arr[None, :] if arr.size else arr.reshape(0, clf.n_features_in_)
+            arr = arr[None, :] if arr.size else arr.reshape(0, self._n_points)
         if arr.ndim == 2 and arr.shape[0] == 0:
             return self._empty(tid, received, 0)  # a train without pulses
-        if arr.ndim != 2 or arr.shape[1] != clf.n_features_in_ or arr.dtype.kind not in "fiub":
+        if arr.ndim != 2 or arr.shape[1] != self._n_points or arr.dtype.kind not in "fiub":
             return self._empty(tid, received, arr.shape[0] if arr.ndim >= 1 else 1)
-        idx, conf, amb, ok = clf.classify_batch(arr)
+        idx, conf, amb, ok = clf.classify_batch(arr, axis=self.axis)
         n_bad = int(len(ok) - ok.sum())
         if n_bad:
-            self._note_unread(arr[~ok])
+            rejected = arr[~ok]  # on the model's points, as mask_points takes them
+            self._note_unread(rejected if self.axis is None
+                              else clf.axis_plan(self.axis)(rejected))
             pulses = np.flatnonzero(ok)
             idx, conf, amb = idx[ok], conf[ok], amb[ok]
         else:
