@@ -69,6 +69,10 @@ def point_indices(points, n_points) -> np.ndarray:
     return values.astype(np.intp)
 
 
+#: more points than any detector's spectrum has
+_MAX_POINTS = 10_000_000
+
+
 def parse_points(text: str, what: str = "points") -> list[int]:
     """"700,1000-1039" (indices and inclusive ranges) as point indices, the
     inverse of :func:`point_runs`; ``what`` names the field in errors."""
@@ -82,6 +86,9 @@ def parse_points(text: str, what: str = "points") -> list[int]:
                                "e.g. 700,1000-1039") from None
         if high < low:
             raise SpectraError(f"{what} {text!r}: the range {part.strip()} runs backwards")
+        if high - low >= _MAX_POINTS:  # a typo, not a detector: refused before it is listed
+            raise SpectraError(f"{what} {text!r}: the range {part.strip()} holds more points "
+                               "than any spectrum")
         points.extend(range(low, high + 1))
     return points
 

@@ -297,6 +297,7 @@ def test_classify_bridges_points_masked_since_training(fitted, bridge, tmp_path,
         "points 300-302")[1]
     for wrong, message in (("300-x", "give point indices and ranges"),
                            ("302-300", "the range 302-300 runs backwards"),
+                           ("0-99999999999", "holds more points than any spectrum"),
                            (f"{clf.n_features_in_}", "lie outside the spectra's points")):
         assert main(base + ["--mask-points", wrong]) == 2
         assert message in capsys.readouterr().err
