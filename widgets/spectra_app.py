@@ -116,6 +116,9 @@ class SpectraClassifierApp(W.VBox):
         # -- classify a file
         self.predict_path = W.Text(description="file", style=style, layout=wide,
                                    placeholder="HDF5 file of spectra (n_spectra, n_points)")
+        self.predict_axis = W.Text(description="axis", style=style, layout=wide,
+                                   placeholder="the file's axis dataset, where its grid is not the model's "
+                                               "(e.g. /entry/data/q)")
         self.predict_button = W.Button(description="Classify", icon="tags")
         # one field for tabs 2 and 3: what the detector masks holds for both
         self.mask_points = W.Text(description="masked points", style=style, layout=wide,
@@ -155,7 +158,8 @@ class SpectraClassifierApp(W.VBox):
                     self.labels, self.add_label, self.same_cell,
                     W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
                     self.sep_box, self.jobs]),
-            W.VBox([W.HBox([self.predict_path, self.predict_button]), self.mask_points, self.predict_status,
+            W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_axis, self.mask_points,
+                    self.predict_status,
                     self.pred_box]),
             W.VBox([self.endpoint, self.keep_waiting, self.mask_points,
                     W.HBox([self.train_rate, self.start_button, self.stop_button]),
@@ -367,7 +371,8 @@ class SpectraClassifierApp(W.VBox):
         """Classify the spectra of a file with the chosen model; ambiguous ones marked."""
         try:
             result = self.client.predict(self.chosen_model(), self.predict_path.value.strip(),
-                                         dataset=self.dataset.value or None, mask_points=self.masked_points())
+                                         dataset=self.dataset.value or None, mask_points=self.masked_points(),
+                                         axis_dataset=self.predict_axis.value.strip() or None)
         except Exception as e:  # noqa: BLE001
             self.predict_status.error(e)
             return None

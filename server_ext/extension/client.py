@@ -146,12 +146,15 @@ class DaasClient:
         return self.request("DELETE", f"spectra/models/{model_id}")
 
     def predict(self, model_id: str, data: str, dataset: str | None = None,
-                mask_points: list[int] | None = None) -> dict:
+                mask_points: list[int] | None = None, axis_dataset: str | None = None) -> dict:
         """``{"labels", "confidence", "ambiguous"}`` for the spectra of a file;
-        ``mask_points``: points the detector masks since the model was trained."""
+        ``mask_points``: points the detector masks since the model was trained;
+        ``axis_dataset``: the file's axis of the spectra, where it is not the model's."""
         body = {"data": data}
         if dataset is not None:
             body["dataset"] = dataset
+        if axis_dataset:
+            body["axis_dataset"] = axis_dataset
         if mask_points:
             body["mask_points"] = [int(p) for p in mask_points]
         return self.request("POST", f"spectra/models/{model_id}/predict", body)

@@ -144,23 +144,26 @@ def model_summary(clf, **extra) -> dict:
 
 
 def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000,
-            mask_points=None) -> dict:
+            mask_points=None, axis_dataset: str | None = None) -> dict:
     """Classify the spectra of an HDF5 file with a saved model (``mask_points``:
-    points the detector masks since it was trained, bridged over)."""
+    points the detector masks since it was trained, bridged over;
+    ``axis_dataset``: the file's axis of the spectra, where it is not the
+    model's)."""
     import numpy as np
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError
-    from server_ext.spectra.datafiles import open_spectra
+    from server_ext.spectra.datafiles import axis_of, open_spectra
 
     clf = BinnedSpectraClassifier.load(model_dir)
     if mask_points:
         clf.mask_points(mask_points)
-    with open_spectra(data, dataset) as (_, dset, _):
+    with open_spectra(data, dataset) as (f, dset, _):
         if dset.shape[0] > limit:
             raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at once; "
                                "classify it in a notebook with BinnedSpectraClassifier.predict")
+        axis = axis_of(f, axis_dataset, dset.shape[1]) if axis_dataset else None
         X = dset[()]
-    labels, confidence, ambiguous = clf.predict_with_confidence(X)
+    labels, confidence, ambiguous = clf.predict_with_confidence(X, axis=axis)
     return {"labels": [str(v) for v in labels],
             "confidence": [float(v) if np.isfinite(v) else None for v in confidence],
             "ambiguous": [bool(v) for v in ambiguous]}

@@ -17,7 +17,7 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run",
-           "load_labelled", "Origins", "located"]
+           "load_labelled", "Origins", "located", "axis_of"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -140,15 +140,22 @@ def open_spectra(path, dataset=None):
         yield f, dset, axis
 
 
+def axis_of(f, axis_dataset, n_points):
+    """The dataset ``axis_dataset`` of the open file ``f``: one position per
+    point of its ``n_points``-point spectra."""
+    axis = _dataset(f, axis_dataset, "axis dataset")[()]
+    if np.shape(axis) != (n_points,):
+        raise SpectraError(f"axis dataset {axis_dataset!r} has shape {np.shape(axis)}; "
+                           f"it needs one value per point, ({n_points},)")
+    return axis
+
+
 def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False):
     """``(X, y, axis)`` from an HDF5/NeXus file, and with ``return_origins``
     the :class:`Origins` of its rows."""
     with open_spectra(path, dataset) as (f, dset, axis):
         if axis_dataset:
-            axis = _dataset(f, axis_dataset, "axis dataset")[()]
-            if np.shape(axis) != (dset.shape[1],):
-                raise SpectraError(f"axis dataset {axis_dataset!r} has shape {np.shape(axis)}; "
-                                   f"it needs one value per point, ({dset.shape[1]},)")
+            axis = axis_of(f, axis_dataset, dset.shape[1])
         if len(labels) == 1 and labels[0].startswith("@"):
             name = labels[0][1:]
             y = _dataset(f, name, "label dataset")[()]

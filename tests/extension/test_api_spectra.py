@@ -80,6 +80,46 @@ def test_predict_with_points_masked_since_training(api, trained_model, server_ro
         assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
+def test_predict_spectra_on_another_axis(api, trained_model, server_root):
+    """A model trained on a NeXus file keeps its axis; a file of the same
+    spectra on a coarser grid is classified through its axis dataset; not
+    without it, nor by a model fitted without an axis."""
+    from server_ext.spectra.synthetic import make_transition_series
+
+    s = make_transition_series(n_spectra=60, n_points=1200, kind="both", random_state=4)
+    coarse = np.linspace(s.axis[0], s.axis[-1], 900)
+    processed = server_root["root"] / "processed"
+    with h5py.File(processed / "labelled.nxs", "w") as f:
+        f.attrs["default"] = "entry"
+        data = f.create_group("entry").create_group("data")
+        f["entry"].attrs.update(NX_class="NXentry", default="data")
+        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
+        data["intensity"], data["two_theta"] = s.X, s.axis
+    with h5py.File(processed / "coarse.h5", "w") as f:
+        f["spectra"] = np.stack([np.interp(coarse, s.axis, row) for row in s.X])
+        f["two_theta"] = coarse
+    r = call(api, "POST", "spectra/models", json={
+        "data": "processed/labelled.nxs", "labels": ["low=0:15", "high=45:60"],
+        "params": {"n_bins": 3, "epochs": 5, "random_state": 0, "cv_folds": 2}})
+    assert r.status_code == 202, r.text
+    job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
+    assert job["state"] == "done", job["error"]
+    path = f"spectra/models/{job['id']}/predict"
+    own = call(api, "POST", path, json={"data": "processed/labelled.nxs"}).json()["labels"]
+    through = call(api, "POST", path, json={"data": "processed/coarse.h5", "dataset": "/spectra",
+                                            "axis_dataset": "/two_theta"})
+    assert through.status_code == 200, through.text
+    assert np.mean(np.array(through.json()["labels"]) == own) >= 0.9
+    r = call(api, "POST", path, json={"data": "processed/coarse.h5", "dataset": "/spectra"})
+    assert r.status_code == 400 and "has 900 points per spectrum" in r.json()["message"]
+    r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict",
+             json={"data": "processed/coarse.h5", "dataset": "/spectra", "axis_dataset": "/two_theta"})
+    assert r.status_code == 400 and "fitted without an axis" in r.json()["message"]
+    r = call(api, "POST", path, json={"data": "processed/coarse.h5", "dataset": "/spectra",
+                                      "axis_dataset": "/nothing"})
+    assert r.status_code == 400 and "no axis dataset '/nothing'" in r.json()["message"]
+
+
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):
     (server_root["root"] / "processed" / "notes.h5").write_text("not HDF5")
     r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/notes.h5"})

@@ -95,6 +95,7 @@ def test_classify_a_file_with_points_masked_since_training(trained, widget_root)
     X[:, 100:102] = np.nan
     with h5py.File(widget_root["root"] / "masked.h5", "w") as f:
         f["spectra"] = X
+        f["axis"] = np.arange(X.shape[1], dtype=float)
     trained.predict_path.value = "masked.h5"
     try:
         assert trained.classify() is None
@@ -107,8 +108,11 @@ def test_classify_a_file_with_points_masked_since_training(trained, widget_root)
         trained.mask_points.value = "100-x"
         assert trained.classify() is None
         assert "masked points '100-x': give point indices and ranges" in text(trained.predict_status)
+        trained.mask_points.value, trained.predict_axis.value = "100-101", "/axis"
+        assert trained.classify() is None  # a model trained on a run has no axis to read through
+        assert "fitted without an axis" in text(trained.predict_status)
     finally:
-        trained.mask_points.value = ""
+        trained.mask_points.value = trained.predict_axis.value = ""
 
 
 def test_stream_plots_trains_and_counts_until_stopped(trained):

@@ -82,7 +82,8 @@ class PredictHandler(DaasHandler):
         masked = mask_points(self.daas, model_id, body)
         data = self.daas.policy.input("data", body["data"])
         result = await self.on_cluster(tasks.predict, path, data, body.get("dataset"),
-                                       self.daas.max_predict_spectra, masked)
+                                       self.daas.max_predict_spectra, masked,
+                                       body.get("axis_dataset"))
         self.reply({"model": model_id, "data": self.daas.policy.relative(data), **result})
 
 
