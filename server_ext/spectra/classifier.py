@@ -52,7 +52,7 @@ from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
 from .inputs import (INT_PARAMS, REAL_PARAMS, as_fixed_ranges, as_labels, as_spectra,
-                     check_number, fixed_points, masked_points, point_indices)
+                     check_number, fixed_points, masked_points, point_indices, unread_points)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor, bridge_points
@@ -833,8 +833,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
             if len(bad) == len(X) > 1:
                 # the same points unreadable in every spectrum: the detector
                 # masks them now, which the labelled spectra did not show
-                everywhere = np.setdiff1d(np.flatnonzero(~np.isfinite(X).any(0)),
-                                          self._prep.bridged)
+                everywhere = unread_points(X, self._prep.bridged)
                 if everywhere.size:
                     hint = (f"points {everywhere[:10].tolist()} are NaN or inf in every "
                             "spectrum: if the detector masks them now, mask_points("

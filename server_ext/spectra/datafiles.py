@@ -44,7 +44,7 @@ class Origins:
 def located(error, origins: Origins):
     """``error`` (a :class:`SpectraError`) with the rows it names placed in
     the file or run they were read from; as it is where it names none."""
-    if getattr(error, "rows", None) is None:
+    if error.rows is None:
         return error
     return SpectraError(f"{error} -- in {origins.describe(error.rows)}", rows=error.rows)
 

@@ -10,8 +10,8 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["as_spectra", "as_labels", "as_fixed_ranges", "check_number", "fixed_points",
-           "masked_points", "point_indices", "parse_points", "point_runs", "INT_PARAMS",
-           "REAL_PARAMS"]
+           "masked_points", "unread_points", "point_indices", "parse_points", "point_runs",
+           "INT_PARAMS", "REAL_PARAMS"]
 
 
 def as_spectra(X, what="X"):
@@ -51,6 +51,17 @@ def masked_points(X) -> np.ndarray:
             f"{points[:10].tolist()}); remove or repair them (a point NaN in every "
             "labelled spectrum, a masked pixel, is bridged over)", rows=bad)
     return np.flatnonzero(~read)
+
+
+def unread_points(X, bridged) -> np.ndarray:
+    """The points non-finite in every spectrum of ``X`` that has NaN or inf
+    (a detector that masks them since the model was fitted), less the
+    model's ``bridged`` points; empty where no spectrum has any."""
+    finite = np.isfinite(X)
+    broken = ~finite.all(1)
+    if not broken.any():
+        return np.zeros(0, np.intp)
+    return np.setdiff1d(np.flatnonzero(~finite[broken].any(0)), bridged)
 
 
 def point_indices(points, n_points) -> np.ndarray:

@@ -3,9 +3,9 @@
 A model reads its spectra at the positions of the axis it was fitted on
 (2-theta, q or d-spacing). Spectra integrated onto another grid -- more or
 fewer points, another range, or, on q, another wavelength -- are
-linearly interpolated at those positions: one gather of the two
-neighbouring points and one weighted sum per point, computed once per
-axis pair. Positions the other axis does not cover cannot be read and
+linearly interpolated at those positions: per point, its two
+neighbours on the other axis and their weights, found once per axis
+pair, then one weighted sum per point and spectrum. Positions the other axis does not cover cannot be read and
 are refused; a point NaN on the other axis makes NaN the model's
 positions beside it (refused, or bridged where the model bridges them).
 """
@@ -50,7 +50,6 @@ class ResamplePlan:
         right = np.clip(np.searchsorted(src, tgt, side="right"), 1, src.size - 1)
         self.left = (right - 1).astype(np.intp)  # the right neighbour is the next point
         self.weight = ((tgt - src[right - 1]) / (src[right] - src[right - 1])).astype(np.float32)
-        self.n_source = source.size
 
     def __call__(self, X) -> np.ndarray:
         """``X`` (n, source points) at the target positions, float32, in

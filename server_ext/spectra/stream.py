@@ -49,6 +49,7 @@ import time
 import numpy as np
 
 from .errors import SpectraError
+from .inputs import unread_points
 from .sources import as_source
 
 __all__ = ["SpectraStream", "StreamStats", "TrainResult", "PulseResult"]
@@ -341,11 +342,9 @@ class SpectraStream:
     def _note_unread(self, rejected):
         """``stats.unread_points`` from the ``rejected`` spectra of a train:
         only those with NaN or inf (a flat one is a dropout, not a mask)."""
-        finite = np.isfinite(rejected)
-        broken = ~finite.all(1)
-        if broken.any():
-            unread = np.flatnonzero(~finite[broken].any(0))
-            self.stats.unread_points = np.setdiff1d(unread, self.classifier.bridged_points_).tolist()
+        if not np.isfinite(rejected).all():
+            self.stats.unread_points = unread_points(
+                rejected, self.classifier.bridged_points_).tolist()
 
     def _classify(self, tid, arr, received):
         clf = self.classifier

@@ -7,8 +7,8 @@ import time
 import numpy as np
 import pytest
 
-from server_ext.spectra import (BinnedSpectraClassifier, IterableSource, KaraboBridgeSource, RunSource, SpectraError,
-                                SpectraStream)
+from server_ext.spectra import (BinnedSpectraClassifier, IterableSource, KaraboBridgeSource,
+                                RunSource, SpectraError, SpectraStream)
 from server_ext.spectra.synthetic import write_demo_run
 
 SRC, KEY = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
