@@ -79,6 +79,11 @@ def register(subparsers):
                         "model was trained, e.g. 700,1000-1039: bridged over in every "
                         "spectrum, as fit bridges points masked in the labelled spectra "
                         "(the model on disk is not changed)")
+    c.add_argument("--axis", metavar="FILE[:/DATASET]",
+                   help="the positions of the detector's points, where its grid, range or "
+                        "wavelength is not the model's: numbers in a text or .npy file, or an "
+                        "HDF5/NeXus dataset (without :/DATASET, the axis of the file's NeXus "
+                        "default data); the spectra are interpolated at the model's positions")
     c.set_defaults(func=classify)
 
 
@@ -145,6 +150,7 @@ def _range(text):
 
 def classify(args):
     from .classifier import BinnedSpectraClassifier
+    from .datafiles import axis_source, read_axis
     from .errors import SpectraError
     from .inputs import parse_points, point_runs
     from .stream import SpectraStream
@@ -155,8 +161,15 @@ def classify(args):
         clf.mask_points(points)
         print(f"masked since training (bridged over in every spectrum): "
               f"{point_runs(sorted(set(points)))}")
+    axis = None
+    if args.axis:
+        axis = read_axis(*axis_source(args.axis))
+        clf.axis_plan(axis)  # refused now, saying why, if it cannot be read through
+        print(f"spectra of {axis.size} points on the axis of {args.axis} ({axis[0]:.6g} to "
+              f"{axis[-1]:.6g}), interpolated at the model's {clf.n_features_in_} positions")
     common = dict(source_name=args.source_name, key=args.key, max_trains=args.max_trains,
-                  drop_oldest=None if args.overflow is None else args.overflow == "drop-oldest")
+                  drop_oldest=None if args.overflow is None else args.overflow == "drop-oldest",
+                  axis=axis)
     if args.run:
         if not args.source_name:
             raise SpectraError("replaying a run needs --source-name")

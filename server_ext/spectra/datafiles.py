@@ -17,7 +17,7 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run",
-           "load_labelled", "Origins", "located", "axis_of"]
+           "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -148,6 +148,60 @@ def axis_of(f, axis_dataset, n_points):
         raise SpectraError(f"axis dataset {axis_dataset!r} has shape {np.shape(axis)}; "
                            f"it needs one value per point, ({n_points},)")
     return axis
+
+
+def axis_source(text):
+    """``FILE`` or ``FILE:/DATASET`` (an HDF5/NeXus dataset) -> ``(FILE, DATASET or None)``."""
+    path, sep, dataset = text.strip().rpartition(":/")
+    if not sep:
+        return text.strip(), None
+    if not path or not dataset.strip("/"):
+        raise SpectraError(f"axis {text!r}: give FILE, or FILE:/DATASET for an HDF5/NeXus file")
+    return path, "/" + dataset
+
+
+def read_axis(path, dataset=None):
+    """The positions of a detector's points, from a file beside its data
+    (e.g. its calibration): an HDF5/NeXus file's ``dataset``, or without one
+    the axis of its NeXus default data; numbers in a ``.npy`` or text file
+    (whitespace or newlines between them). Checked to be one finite number
+    per point; whether they cover a model's is for the model to say."""
+    import h5py
+
+    if not os.path.isfile(path):
+        raise SpectraError(f"axis file {path} does not exist")
+    if h5py.is_hdf5(path):
+        with h5py.File(path, "r") as f:
+            if dataset:
+                axis = _dataset(f, dataset, "axis dataset")[()]
+            else:
+                try:
+                    axis = _find_spectra(f, None)[1]
+                except SpectraError:
+                    axis = None
+                if axis is None:
+                    raise SpectraError(f"{path} has no NeXus default data with an axis; "
+                                       "name the axis dataset (FILE:/DATASET)")
+    elif dataset:
+        raise SpectraError(f"{path} is not an HDF5 file, so it has no dataset {dataset!r}")
+    else:
+        try:
+            if str(path).endswith(".npy"):
+                axis = np.load(path, allow_pickle=False)
+            else:
+                axis = np.loadtxt(path, dtype=np.float64, ndmin=1)
+        except (OSError, ValueError) as e:
+            raise SpectraError(f"cannot read {path} as an axis (numbers, or a .npy array): {e}")
+    axis = np.asarray(axis)
+    if axis.ndim > 1 and sum(n > 1 for n in axis.shape) <= 1:
+        axis = axis.reshape(-1)  # one row or one column
+    if axis.ndim != 1 or axis.dtype.kind not in "fiu" or axis.size < 2:
+        raise SpectraError(f"the axis in {path} has shape {axis.shape} ({axis.dtype}); it needs "
+                           "one number per point of the spectra")
+    if not np.isfinite(axis).all():
+        raise SpectraError(f"the axis in {path} has NaN or inf at points "
+                           f"{np.flatnonzero(~np.isfinite(axis))[:10].tolist()}")
+    return axis.astype(np.float64)
 
 
 def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False):

@@ -301,3 +301,48 @@ def test_classify_bridges_points_masked_since_training(fitted, bridge, tmp_path,
                            (f"{clf.n_features_in_}", "lie outside the spectra's points")):
         assert main(base + ["--mask-points", wrong]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_classify_reads_spectra_on_the_detectors_axis(fitted, bridge, tmp_path, capsys):
+    """Spectra on a coarser grid than the model's: every one malformed as
+    they come; with --axis (a text file, a .npy file or an HDF5 dataset of
+    the detector's positions) classified as predict does through that axis.
+    An axis that cannot be read through is refused before the bridge is
+    read, saying why."""
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    s = make_transition_series(n_spectra=16, n_points=700, kind="intensity", random_state=2)
+    src, key = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
+    np.savetxt(tmp_path / "axis.txt", s.axis)
+    np.save(tmp_path / "axis.npy", s.axis)
+    with h5py.File(tmp_path / "calibration.h5", "w") as f:
+        f["detector/two_theta"] = s.axis
+        f["detector/table"] = np.stack([s.axis, s.axis])
+    base = ["spectra", "classify", "--model", str(model), "--source", bridge.endpoint,
+            "--key", key, "--interval", "1000", "--overflow", "block", "--max-trains", "2"]
+    expected = dict(zip(*np.unique(clf.predict(s.X[:8], axis=s.axis), return_counts=True)))
+    for i, axis in enumerate((None, "axis.txt", "axis.npy", "calibration.h5:/detector/two_theta")):
+        for j in range(2):
+            bridge.feed({src: {key: s.X[4 * j:4 * j + 4]}}, {src: {"timestamp.tid": 400 + 2 * i + j}})
+        assert main(base + ([] if axis is None else ["--axis", str(tmp_path / axis)])) == 0
+        out = capsys.readouterr().out
+        if axis is None:
+            assert "trains 2 spectra 0 malformed 8" in out
+            continue
+        assert f"spectra of 700 points on the axis of {tmp_path / axis} (10 to 90), " \
+               f"interpolated at the model's {clf.n_features_in_} positions" in out
+        assert "trains 2 spectra 8 malformed 0" in out
+        assert "labels: " + ", ".join(f"{k}={v}" for k, v in sorted(expected.items(), key=str)) in out
+    np.savetxt(tmp_path / "narrow.txt", np.linspace(20, 90, 700))
+    (tmp_path / "words.txt").write_text("ten\neleven\n")
+    for axis, message in (("narrow.txt", "the spectra's axis runs from 20 to 90; the model reads 10"),
+                          ("words.txt", "cannot read"),
+                          ("missing.txt", "does not exist"),
+                          ("calibration.h5", "has no NeXus default data with an axis; name the axis "
+                                             "dataset (FILE:/DATASET)"),
+                          ("calibration.h5:/detector/table", "has shape (2, 700)"),
+                          ("calibration.h5:/detector", "is a group, not a dataset"),
+                          ("axis.txt:/two_theta", "is not an HDF5 file")):
+        assert main(base + ["--axis", str(tmp_path / axis)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err

@@ -111,3 +111,37 @@ def test_the_axis_is_saved_and_a_stream_reads_through_it(on_q, tmp_path):
     with pytest.raises(SpectraError, match="incomplete or corrupt"):
         BinnedSpectraClassifier.load(path)
     assert json.loads((path / "config.json").read_text())["version"] == 11
+
+
+def test_a_detectors_axis_is_read_from_a_file_beside_its_data(tmp_path):
+    """``read_axis``: a NeXus file's default axis, a text column or row, a
+    .npy array; NaN, a table, or too few numbers refused, saying where."""
+    import h5py
+
+    from server_ext.spectra.datafiles import axis_source, read_axis
+
+    axis = np.linspace(10.0, 90.0, 700)
+    with h5py.File(tmp_path / "detector.nxs", "w") as f:
+        f.attrs["default"] = "entry"
+        data = f.create_group("entry").create_group("data")
+        f["entry"].attrs["default"] = "data"
+        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
+        data["intensity"], data["two_theta"] = np.ones((2, 700)), axis
+    np.testing.assert_array_equal(read_axis(tmp_path / "detector.nxs"), axis)
+    np.testing.assert_array_equal(read_axis(*axis_source(f"{tmp_path}/detector.nxs:/entry/data/two_theta")),
+                                  axis)
+    np.savetxt(tmp_path / "row.txt", axis[None])
+    np.savetxt(tmp_path / "column.txt", axis)
+    for name in ("row.txt", "column.txt"):
+        np.testing.assert_allclose(read_axis(tmp_path / name), axis)
+    assert axis_source("a/b.txt") == ("a/b.txt", None)
+    bad = axis.copy()
+    bad[[3, 7]] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    np.savetxt(tmp_path / "table.txt", np.stack([axis, axis], 1))
+    np.savetxt(tmp_path / "one.txt", axis[:1])
+    for name, message in (("nan.npy", r"has NaN or inf at points \[3, 7\]"),
+                          ("table.txt", r"has shape \(700, 2\)"),
+                          ("one.txt", r"has shape \(1,\)")):
+        with pytest.raises(SpectraError, match=message):
+            read_axis(tmp_path / name)
