@@ -66,6 +66,7 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
     stop, ended = threading.Event(), threading.Event()
     sending = threading.Lock()
     last = 0.0  # when the last train was sent
+    unsent = None  # the latest train, when throttling held it back
 
     def send(message, quiet=False):
         with sending:
@@ -99,17 +100,22 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
         last = time.monotonic()
         threading.Thread(target=while_quiet, daemon=True).start()
         for result in stream:
+            unsent = result
             now = time.monotonic()
             if now - last >= period:
                 last = now
                 send({"type": "train", "train": train_summary(result, classes),
                       "stats": stats_dict(stats, "running")})
+                unsent = None
         state, error = ("stopped" if stop.is_set() else "finished"), None
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
         state = "failed"
         error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
     ended.set()
     try:
+        if unsent is not None:  # what the stream ended on, not the last train let through
+            send({"type": "train", "train": train_summary(unsent, classes),
+                  "stats": stats_dict(stats, "running")})
         send({"type": "end", "error": error,
               "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
     except OSError:  # the server has gone: nobody to tell

@@ -250,6 +250,10 @@ def test_a_stream_bridges_points_masked_since_training(api, trained_model, serve
     assert as_trained["unread_points"] == [200, 201]  # the remedy, said
     assert bridged["malformed"] == 0 and bridged["spectra"] == as_trained["malformed"]
     assert bridged["unread_points"] == []
+    # the train the stream ended on, though throttling held back most before it
+    from extra_data import RunDirectory
+
+    assert finals["masked"]["last_train"]["train_id"] == int(RunDirectory(str(masked)).train_ids[19])
     body["mask_points"] = [10 ** 6]
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 400 and "lie outside the model's spectra" in r.json()["message"]
