@@ -132,6 +132,9 @@ class SpectraClassifierApp(W.VBox):
         # between runs a bridge may fall silent for minutes: stopping is then the user's call
         self.keep_waiting = W.Checkbox(value=False, description="keep waiting while the bridge is silent",
                                        indent=False)
+        self.stream_axis = W.Text(description="axis file", style=style, layout=wide,
+                                  placeholder="the detector's positions, where its grid is not the model's: "
+                                              "a text or .npy file, or HDF5 FILE:/dataset")
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.start_button.add_class("daas-stream-start")
@@ -161,7 +164,7 @@ class SpectraClassifierApp(W.VBox):
             W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_axis, self.mask_points,
                     self.predict_status,
                     self.pred_box]),
-            W.VBox([self.endpoint, self.keep_waiting, self.mask_points,
+            W.VBox([self.endpoint, self.keep_waiting, self.mask_points, self.stream_axis,
                     W.HBox([self.train_rate, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
@@ -393,22 +396,32 @@ class SpectraClassifierApp(W.VBox):
     def start_stream(self) -> dict | None:
         """Classify a Karabo bridge (endpoint given) or a replay of the run, live."""
         try:
+            common = {"mask_points": self.masked_points(), **self._stream_axis()}
             if self.endpoint.value.strip():
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}
                 stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip(),
-                                                  mask_points=self.masked_points(), **wait)
+                                                  **common, **wait)
             else:
                 if not self._is_run():
                     raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
                 stream = self.client.start_stream(self.chosen_model(), run=self.data.value, source=self.source.value,
                                                   key=self.key.value, train_rate=self.train_rate.value or None,
-                                                  mask_points=self.masked_points())
+                                                  **common)
         except Exception as e:  # noqa: BLE001
             self.stream_status.error(e)
             return None
         self._follow_stream(stream)
         return stream
+
+    def _stream_axis(self) -> dict:
+        """``axis_file``/``axis_dataset`` of :meth:`DaasClient.start_stream` from the "axis file" field."""
+        from server_ext.spectra.datafiles import axis_source
+
+        if not self.stream_axis.value.strip():
+            return {}
+        path, dataset = axis_source(self.stream_axis.value)
+        return {"axis_file": path, "axis_dataset": dataset}
 
     def stop_stream(self) -> None:
         if not self.stream:

@@ -161,12 +161,14 @@ class DaasClient:
 
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
                      max_trains: int | None = None, drop_oldest: bool | None = None,
-                     mask_points: list[int] | None = None, **source) -> dict:
+                     mask_points: list[int] | None = None, axis_file: str | None = None,
+                     axis_dataset: str | None = None, **source) -> dict:
         """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
         ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
         ``train_rate``). ``max_reconnects=None`` reconnects for ever, until the stream is
         stopped (left out: 5); ``mask_points``: points the detector masks since the model was
-        trained, bridged over. Returns the stream."""
+        trained, bridged over; ``axis_file`` (``axis_dataset`` in it, for HDF5): the positions
+        of the detector's points, where they are not the model's. Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items()
                if v is not None or k == "max_reconnects"}
         body = {"model": model_id, "source": src}
@@ -176,6 +178,8 @@ class DaasClient:
             body["drop_oldest"] = drop_oldest
         if mask_points:
             body["mask_points"] = [int(p) for p in mask_points]
+        if axis_file:
+            body["axis"] = {"file": axis_file, "dataset": axis_dataset}
         return self.request("POST", "spectra/streams", body)
 
     def list_streams(self) -> list[dict]:

@@ -52,7 +52,7 @@ def open_stream(options: dict):
     if source.get("source") is not None:
         kw["source_name"] = kw.pop("source")
     target = source.get("endpoint") or source["run"]
-    return SpectraStream(clf, target, max_trains=options.get("max_trains"),
+    return SpectraStream(clf, target, max_trains=options.get("max_trains"), axis=options.get("axis"),
                          queue_size=options.get("queue_size", 4), drop_oldest=options.get("drop_oldest"), **kw)
 
 

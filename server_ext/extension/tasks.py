@@ -169,6 +169,18 @@ def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 
             "ambiguous": [bool(v) for v in ambiguous]}
 
 
+def stream_axis(model_dir: str, path: str, dataset: str | None = None) -> list[float]:
+    """The detector's axis read from ``path`` (``dataset`` in an HDF5 file),
+    checked to be one the saved model can read spectra through: for a
+    stream, refused before it starts."""
+    from server_ext.spectra import BinnedSpectraClassifier
+    from server_ext.spectra.datafiles import read_axis
+
+    axis = read_axis(path, dataset)
+    BinnedSpectraClassifier.load(model_dir).axis_plan(axis)
+    return axis.tolist()
+
+
 def validate(path: str) -> dict:
     from server_ext.nxmx import validate as run_validate
 

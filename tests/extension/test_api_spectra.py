@@ -80,10 +80,10 @@ def test_predict_with_points_masked_since_training(api, trained_model, server_ro
         assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
-def test_predict_spectra_on_another_axis(api, trained_model, server_root):
-    """A model trained on a NeXus file keeps its axis; a file of the same
-    spectra on a coarser grid is classified through its axis dataset; not
-    without it, nor by a model fitted without an axis."""
+@pytest.fixture(scope="module")
+def axis_model(api, server_root):
+    """A model trained on a NeXus file, which keeps its axis; the same
+    spectra on a coarser grid in processed/coarse.h5, with that grid."""
     from server_ext.spectra.synthetic import make_transition_series
 
     s = make_transition_series(n_spectra=60, n_points=1200, kind="both", random_state=4)
@@ -104,7 +104,13 @@ def test_predict_spectra_on_another_axis(api, trained_model, server_root):
     assert r.status_code == 202, r.text
     job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
     assert job["state"] == "done", job["error"]
-    path = f"spectra/models/{job['id']}/predict"
+    return job
+
+
+def test_predict_spectra_on_another_axis(api, trained_model, axis_model):
+    """A file of the model's spectra on a coarser grid is classified through
+    its axis dataset; not without it, nor by a model fitted without an axis."""
+    path = f"spectra/models/{axis_model['id']}/predict"
     own = call(api, "POST", path, json={"data": "processed/labelled.nxs"}).json()["labels"]
     through = call(api, "POST", path, json={"data": "processed/coarse.h5", "dataset": "/spectra",
                                             "axis_dataset": "/two_theta"})
@@ -118,6 +124,55 @@ def test_predict_spectra_on_another_axis(api, trained_model, server_root):
     r = call(api, "POST", path, json={"data": "processed/coarse.h5", "dataset": "/spectra",
                                       "axis_dataset": "/nothing"})
     assert r.status_code == 400 and "no axis dataset '/nothing'" in r.json()["message"]
+
+
+def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_model, server_root):
+    """A run of spectra on a coarser grid than the model's: every spectrum
+    malformed as they come; with the detector's axis (a file), classified,
+    each train as a prediction of its spectra through that axis. Axes that
+    cannot be read through are refused before the stream starts."""
+    from server_ext.spectra.synthetic import write_demo_run
+
+    root = server_root["root"]
+    info = write_demo_run(root / "coarse-runs", n_trains=12, pulses_per_train=4, n_points=900,
+                          random_state=4)
+    run = "coarse-runs/r0001"
+    np.savetxt(root / "processed" / "coarse-axis.txt", np.linspace(10.0, 90.0, 900))
+    finals = {}
+    for name, extra in (("as read", {}), ("through", {"axis": {"file": "processed/coarse-axis.txt"}})):
+        body = {"model": axis_model["id"], "source": {"run": run, "source": info["source"],
+                                                      "key": info["key"]}, **extra}
+        r = call(api, "POST", "spectra/streams", json=body)
+        assert r.status_code == 201, r.text
+        finals[name] = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"),
+                                timeout=120)
+        assert finals[name]["state"] == "finished", finals[name]
+    assert finals["as read"]["stats"]["malformed"] == 48 and finals["as read"]["stats"]["spectra"] == 0
+    through = finals["through"]
+    assert through["stats"]["malformed"] == 0 and through["stats"]["spectra"] == 48
+    # the last train, classified as a file of its spectra through the same axis is
+    from extra_data import RunDirectory
+
+    kd = RunDirectory(str(root / run))[info["source"], info["key"]]
+    last = kd.select_trains(np.s_[-1:]).ndarray().reshape(-1, 900)
+    with h5py.File(root / "processed" / "last-train.h5", "w") as f:
+        f["spectra"], f["axis"] = last, np.linspace(10.0, 90.0, 900)
+    labels = call(api, "POST", f"spectra/models/{axis_model['id']}/predict",
+                  json={"data": "processed/last-train.h5", "dataset": "/spectra",
+                        "axis_dataset": "/axis"}).json()["labels"]
+    assert through["last_train"]["train_id"] == int(kd.train_ids[-1])
+    assert through["last_train"]["class_fractions"] == {c: labels.count(c) / 4 for c in ("high", "low")}
+    np.savetxt(root / "processed" / "narrow-axis.txt", np.linspace(20.0, 90.0, 900))
+    for model, axis, status, message in (
+            (axis_model, {"file": "processed/narrow-axis.txt"}, 400,
+             "the spectra's axis runs from 20 to 90; the model reads 10"),
+            (trained_model, {"file": "processed/coarse-axis.txt"}, 400, "fitted without an axis"),
+            (axis_model, {"file": "processed/coarse.h5"}, 400, "name the axis dataset"),
+            (axis_model, {"file": "processed/coarse.h5", "dataset": "/spectra"}, 400, "has shape (60, 900)"),
+            (axis_model, {"file": "processed/none.txt"}, 404, "does not exist"),
+            (axis_model, {"file": "/etc/hostname"}, 403, "outside the server's root directory")):
+        r = call(api, "POST", "spectra/streams", json={**body, "model": model["id"], "axis": axis})
+        assert r.status_code == status and message in r.json()["message"], r.text
 
 
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):

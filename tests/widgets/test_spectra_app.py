@@ -251,3 +251,21 @@ def test_mistakes_are_messages(client, trained):
     empty.models.options = []
     assert empty.start_stream() is None
     assert "train a model first" in text(empty.stream_status)
+
+
+def test_a_streams_axis_file_reaches_the_server(trained, widget_root):
+    """The "axis file" field: sent with the stream (a model trained on a run
+    has no axis to read through: the server's reason shown); a malformed
+    entry is a message, and nothing starts."""
+    import numpy as np
+
+    np.savetxt(widget_root["root"] / "detector-axis.txt", np.linspace(10, 90, 700))
+    try:
+        for value, message in (("detector-axis.txt", "fitted without an axis"),
+                               ("calibration.h5:/", "give FILE, or FILE:/DATASET")):
+            trained.stream_axis.value = value
+            assert trained.start_stream() is None
+            assert message in text(trained.stream_status), text(trained.stream_status)
+        assert not trained.start_button.disabled
+    finally:
+        trained.stream_axis.value = ""

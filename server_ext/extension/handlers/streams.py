@@ -10,6 +10,7 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from .. import tasks
 from ..errors import DaasRequestError
 from .base import API, AUTH_RESOURCE, DaasHandler
 from .spectra import fitted_model, mask_points
@@ -45,7 +46,12 @@ class StreamsHandler(DaasHandler):
             if not source.get("source") or not source.get("key"):
                 raise DaasRequestError(400, "source: replaying a run needs source and key "
                                             "(where the spectra are)")
-        options = {"model_dir": fitted_model(self.daas, body["model"]), "source": source,
+        model = fitted_model(self.daas, body["model"])
+        axis = None
+        if body.get("axis"):
+            path = self.daas.policy.input("axis.file", body["axis"]["file"])
+            axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
+        options = {"model_dir": model, "source": source, "axis": axis,
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
                    "drop_oldest": body.get("drop_oldest"),
                    "mask_points": mask_points(self.daas, body["model"], body)}
