@@ -33,6 +33,9 @@ def register(subparsers):
     t.add_argument("--source", help="run: data source holding the spectra")
     t.add_argument("--key", default="data.intensity", help="run: key of the spectra "
                                                            "(default %(default)s)")
+    t.add_argument("--axis-key", help="run: key holding the spectra's axis, one array per "
+                                      "train (e.g. twoTheta)")
+    t.add_argument("--axis-source", help="run: data source of --axis-key (default --source)")
     t.add_argument("--n-bins", type=int, default=15, help="equal bins (default %(default)s)")
     t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive")
     t.add_argument("--seed", type=int, default=0)
@@ -113,7 +116,8 @@ def train(args):
     fixed = [_range(r) for r in args.fixed_range] or None
     X, y, axis, origins = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
                                         args.source, args.key, max_per_label=cap,
-                                        random_state=args.seed, return_origins=True)
+                                        random_state=args.seed, return_origins=True,
+                                        axis_source=args.axis_source, axis_key=args.axis_key)
     t0 = time.perf_counter()
     clf = BinnedSpectraClassifier(n_bins=args.n_bins, bin_placement=args.placement,
                                   random_state=args.seed, max_train_per_class=cap,
@@ -131,7 +135,8 @@ def train(args):
     print("bin (points)        held-out accuracy  weight")
     for (a, b), s, w in zip(clf.bins_, clf.separability_, clf.weights_):
         print(f"{a:6d}-{b:<6d}       {s:8.3f}         {w:6.3f}")
-    for line in findings(clf, retrain="train again with --position-nuisance"):
+    for line in findings(clf, retrain="train again with --position-nuisance",
+                         give_axis="--axis-dataset (a file) or --axis-key (a run)"):
         print(line)
     print(f"saved {path}")
     return 0

@@ -17,7 +17,8 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run",
-           "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis"]
+           "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis",
+           "run_axis", "find_run_axis"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -192,16 +193,55 @@ def read_axis(path, dataset=None):
                 axis = np.loadtxt(path, dtype=np.float64, ndmin=1)
         except (OSError, ValueError) as e:
             raise SpectraError(f"cannot read {path} as an axis (numbers, or a .npy array): {e}")
+    return _as_axis(axis, f"the axis in {path}")
+
+
+def _as_axis(axis, what):
+    """``axis`` as float64 positions, one per point: a single row or column
+    taken as such; anything else, or NaN, refused naming ``what``."""
     axis = np.asarray(axis)
     if axis.ndim > 1 and sum(n > 1 for n in axis.shape) <= 1:
         axis = axis.reshape(-1)  # one row or one column
     if axis.ndim != 1 or axis.dtype.kind not in "fiu" or axis.size < 2:
-        raise SpectraError(f"the axis in {path} has shape {axis.shape} ({axis.dtype}); it needs "
+        raise SpectraError(f"{what} has shape {axis.shape} ({axis.dtype}); it needs "
                            "one number per point of the spectra")
     if not np.isfinite(axis).all():
-        raise SpectraError(f"the axis in {path} has NaN or inf at points "
+        raise SpectraError(f"{what} has NaN or inf at points "
                            f"{np.flatnonzero(~np.isfinite(axis))[:10].tolist()}")
     return axis.astype(np.float64)
+
+
+def run_axis(path, source, key, train_ids=None):
+    """The spectra's axis kept in a run: ``source``/``key`` holds the
+    positions of the points (a control or instrument key, one array per
+    train, e.g. the 2-theta of an azimuthal integration). It must be the
+    same in every train of ``train_ids`` (default all): a calibration
+    changed within them is refused, naming the first train that differs."""
+    from extra_data import by_id
+
+    from .sources import RunSource
+
+    kd = RunSource(path, source, key).keydata
+    if train_ids is not None:
+        kd = kd.select_trains(by_id[list(train_ids)])
+    what = f"the axis {source} {key}"
+    if len(kd.entry_shape) != 1:
+        raise SpectraError(f"{what} holds {kd.entry_shape or 'one number'} per train; it needs "
+                           "one number per point of the spectra")
+    counts = np.asarray(kd.data_counts(labelled=False), np.intp)
+    if counts.max(initial=0) > 1:
+        raise SpectraError(f"{what} holds {counts.max()} arrays in a train (one per pulse?); "
+                           "an axis is one array per train")
+    values = kd.ndarray()
+    if not len(values):
+        raise SpectraError(f"{what} has no data in the trains labelled")
+    axis = _as_axis(values[0], what)
+    changed = np.flatnonzero(~np.all(values == values[:1], axis=1))
+    if changed.size:
+        tids = np.repeat(kd.train_ids, counts)  # the train of each row
+        raise SpectraError(f"{what} changes within the trains labelled (train {tids[changed[0]]} "
+                           f"differs from train {tids[0]}): label trains of one calibration")
+    return axis
 
 
 def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False):
@@ -266,10 +306,30 @@ def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
     raise SpectraError(f"several keys of {path} could hold spectra ({listed}); name the source and key")
 
 
+def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
+    """The control keys of a run that could be the axis of spectra of
+    ``n_points`` points: float arrays of that many values (Karabo's own
+    names, without ``.value``), as ``(source, key)``."""
+    from extra_data import RunDirectory
+
+    run = RunDirectory(str(path))
+    found = []
+    for source in sorted(run.control_sources):
+        for key in sorted(run[source].keys()):
+            if not key.endswith(".value"):
+                continue
+            kd = run[source, key]
+            if kd.entry_shape == (n_points,) and np.issubdtype(kd.dtype, np.floating):
+                found.append((source, key[:-len(".value")]))
+    return found
+
+
 def load_labelled_run(path, labels, source, key, max_per_label=None, random_state=0,
-                      return_origins=False):
-    """``(X, y, None)`` from an EuXFEL run: the pulses of the labelled trains,
-    and with ``return_origins`` their :class:`Origins`.
+                      return_origins=False, axis_source=None, axis_key=None):
+    """``(X, y, axis)`` from an EuXFEL run: the pulses of the labelled trains,
+    and with ``return_origins`` their :class:`Origins`. ``axis``: from
+    ``axis_key`` of ``axis_source`` (default ``source``), :func:`run_axis`
+    over the labelled trains; None without ``axis_key``.
 
     ``max_per_label``: keep at most this many spectra per label, drawn
     evenly from all its trains (reproducibly for ``random_state``); the run
@@ -318,22 +378,38 @@ def load_labelled_run(path, labels, source, key, max_per_label=None, random_stat
         trains.append(place[0])
         pulses.append(place[1])
     X, y = np.concatenate(X), np.array(y)
+    axis = None
+    if axis_key:
+        axis = run_axis(path, axis_source or source, axis_key,
+                        np.unique(np.concatenate([t for t in per_label.values()])))
+        if axis.size != X.shape[1]:
+            raise SpectraError(f"the axis {axis_source or source} {axis_key} has {axis.size} "
+                               f"values; the spectra have {X.shape[1]} points")
     if not return_origins:
-        return X, y, None
-    return X, y, None, Origins(f"{os.path.basename(os.path.normpath(str(path)))} ({source} {key})",
+        return X, y, axis
+    return X, y, axis, Origins(f"{os.path.basename(os.path.normpath(str(path)))} ({source} {key})",
                                trains=np.concatenate(trains), pulses=np.concatenate(pulses))
 
 
 def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, key=None,
-                  max_per_label=None, random_state=0, return_origins=False):
+                  max_per_label=None, random_state=0, return_origins=False,
+                  axis_source=None, axis_key=None):
     """Labelled spectra from a file or a run directory (see module docstring);
     ``max_per_label`` caps the spectra read per label from a run;
-    ``return_origins``: their :class:`Origins` as a fourth value."""
+    ``return_origins``: their :class:`Origins` as a fourth value. The axis:
+    a file's ``axis_dataset`` (default its NeXus axis), a run's ``axis_key``
+    of ``axis_source`` (default ``source``)."""
     if not os.path.exists(path):
         raise SpectraError(f"{path} does not exist")
     if os.path.isdir(path):
         if not source or not key:
             raise SpectraError("training from a run needs --source and --key")
+        if axis_dataset:
+            raise SpectraError("a run keeps its axis in a key, not a dataset: name the axis key "
+                               "(and its source, if not the spectra's)")
         return load_labelled_run(path, labels, source, key, max_per_label, random_state,
-                                 return_origins)
+                                 return_origins, axis_source, axis_key)
+    if axis_key or axis_source:
+        raise SpectraError(f"{path} is a file: its axis is a dataset (the NeXus default axis "
+                           "unless one is named), not a run's source and key")
     return load_labelled_file(path, labels, dataset, axis_dataset, return_origins)

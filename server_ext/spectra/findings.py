@@ -10,12 +10,14 @@ from .inputs import point_runs
 __all__ = ["findings"]
 
 
-def findings(clf, retrain: str = "train again with learn_position=False"):
+def findings(clf, retrain: str = "train again with learn_position=False",
+             give_axis: str = "fit with axis="):
     """What fit found besides the bins, as lines for a scientist: which
     classes differ by peak position, the hot or dead pixels and the spikes
-    found, the masked points, a noise offset, and whether strain is undone
-    and why. ``retrain``: how to train without a position difference, in
-    the caller's words (an option of ``daas spectra train``, a parameter)."""
+    found, the masked points, a noise offset, a missing axis, and whether
+    strain is undone and why. ``retrain``: how to train without a position
+    difference, ``give_axis``: how to train with the spectra's axis, in the
+    caller's words (options of ``daas spectra train``, parameters)."""
     names = clf.classes_
     pairs = [f"{names[c]}/{names[d]}" for c, d in
              (p["classes"] for p in clf.position_pairs_ or [] if p["separated_by"] == "position")]
@@ -38,6 +40,13 @@ def findings(clf, retrain: str = "train again with learn_position=False"):
         yield (f"noise above counting noise at low levels (a background or pedestal "
                f"subtracted?): the copies' noise is that of the level plus "
                f"{clf.noise_offset_:.4g} counts")
+    if clf.axis_ is None:
+        # strain scales positions about 0: about point 0 instead, a run
+        # trained without its 2-theta lost up to 24 points under strain
+        # (README: "The axis")
+        yield ("no axis: peak positions are point indices, so strain is modelled about "
+               "point 0 -- right only for an axis that starts near 0; to train with the "
+               f"spectra's axis, {give_axis}")
     state = "on" if clf.strain_aligned_ else "off"
     if clf.alignment_evidence_ is None:
         yield f"strain alignment: {state}"

@@ -74,7 +74,10 @@ class RunSource:
         if source not in run.all_sources:
             raise SpectraError(f"source {source!r} is not in the run; it has: "
                                f"{', '.join(sorted(run.all_sources))}")
-        if key not in run[source].keys():
+        keys = run[source].keys()
+        if key not in keys and f"{key}.value" in keys:
+            key = f"{key}.value"  # a control key, named as in Karabo
+        if key not in keys:
             raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
                                f"{', '.join(sorted(run[source].keys()))}")
         self.keydata = run[source, key]

@@ -346,3 +346,44 @@ def test_classify_reads_spectra_on_the_detectors_axis(fitted, bridge, tmp_path, 
         assert main(base + ["--axis", str(tmp_path / axis)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+
+
+def test_train_from_a_run_keeps_its_axis(tmp_path, capsys):
+    """--axis-key: the run's 2-theta (a control key, named as in Karabo)
+    is kept with the model; without it, training says what is missing.
+    Keys that are no axis, or a calibration changed within the labelled
+    trains, are clear errors."""
+    from server_ext.spectra import BinnedSpectraClassifier
+    from server_ext.spectra.synthetic import DEMO_AXIS_SOURCE, DEMO_TEMPERATURE_SOURCE
+
+    info = write_demo_run(tmp_path / "data", n_trains=40, pulses_per_train=3, n_points=600)
+    (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
+    base = ["spectra", "train", info["path"], "--source", info["source"], "--key", info["key"],
+            "--labels", f"low={lo0}:{lo1}", f"high={hi0}:{hi1}", "--n-bins", "4"]
+    assert main(base + ["-o", str(tmp_path / "m"), "--axis-source", DEMO_AXIS_SOURCE,
+                        "--axis-key", "twoTheta"]) == 0
+    assert "no axis" not in capsys.readouterr().out
+    model = BinnedSpectraClassifier.load(tmp_path / "m")
+    np.testing.assert_array_equal(model.axis_, np.linspace(10.0, 90.0, 600))
+    assert main(base + ["-o", str(tmp_path / "n")]) == 0
+    assert "no axis: peak positions are point indices, so strain is modelled about point 0 -- " \
+           "right only for an axis that starts near 0; to train with the spectra's axis, " \
+           "--axis-dataset (a file) or --axis-key (a run)" in capsys.readouterr().out
+    assert BinnedSpectraClassifier.load(tmp_path / "n").axis_ is None
+    run_file = next((tmp_path / "data" / "r0001").glob("*.h5"))
+    with h5py.File(run_file, "a") as f:  # recalibrated at the last high train
+        f[f"CONTROL/{DEMO_AXIS_SOURCE}/twoTheta/value"][hi1 - info["first_train"] - 1] += 0.01
+    for extra, message in (
+            (["--axis-key", "data.intensity"], f"the axis {info['source']} data.intensity holds 3 "
+                                               "arrays in a train (one per pulse?)"),
+            (["--axis-source", DEMO_TEMPERATURE_SOURCE, "--axis-key", "temperature"],
+             "holds one number per train; it needs one number per point"),
+            (["--axis-source", DEMO_AXIS_SOURCE, "--axis-key", "nothing"], "key 'nothing' is not in"),
+            (["--axis-source", DEMO_AXIS_SOURCE, "--axis-key", "twoTheta"],
+             f"changes within the trains labelled (train {hi1 - 1} differs from train {lo0}): "
+             "label trains of one calibration"),
+            (["--axis-dataset", "/two_theta"], "a run keeps its axis in a key, not a dataset")):
+        assert main(base + ["-o", str(tmp_path / "x")] + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert not (tmp_path / "x").exists()
