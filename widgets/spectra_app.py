@@ -53,13 +53,16 @@ class SpectraClassifierApp(W.VBox):
 
     ``data``: a run directory or an HDF5/NeXus file of spectra (default: the
     session's dataset); ``source``/``key``: where a run holds its spectra;
-    ``dataset``: the spectra dataset in a file (default: found);
-    ``max_per_label``: spectra read per class from a run; ``params``:
+    ``dataset``: the spectra dataset in a file (default: found); ``axis``:
+    the spectra's axis, a run's ``"SOURCE KEY"`` (or ``KEY`` of ``source``;
+    default: the one control key of a run that fits, found on Load) or a
+    file's dataset (default: its NeXus axis); ``max_per_label``: spectra read per class from a run; ``params``:
     ``BinnedSpectraClassifier`` parameters; ``client``: a ``DaasClient``.
     """
 
     def __init__(self, data: str | Path | None = None, *, source: str | None = None, key: str | None = None,
-                 dataset: str | None = None, max_per_label: int | None = 200, params: dict | None = None,
+                 dataset: str | None = None, axis: str | None = None, max_per_label: int | None = 200,
+                 params: dict | None = None,
                  client=None, poll_interval: float = 0.5, **kw):
         self.client = client or default_client()
         self.poll_interval = poll_interval
@@ -95,6 +98,10 @@ class SpectraClassifierApp(W.VBox):
         self.dataset = W.Text(value=dataset or "", description="dataset", style=style,
                               placeholder="files only; empty: found")
         self.load_button = W.Button(description="Load", icon="folder-open")
+        # strain is modelled about the axis' 0: without it, about point 0
+        self.axis = W.Text(value=axis or "", description="axis", style=style, layout=wide,
+                           placeholder="the spectra's axis: a run's SOURCE KEY (found on Load where one "
+                                       "fits), a file's dataset (empty: its NeXus axis)")
         self.data_info = W.HTML()
         self.labels = W.VBox()
         self.add_label = W.Button(description="add class", icon="plus")
@@ -157,7 +164,7 @@ class SpectraClassifierApp(W.VBox):
 
         tabs = W.Tab([
             W.VBox([self.data, W.HBox([self.source]), W.HBox([self.key, self.dataset, self.load_button]),
-                    self.data_info, W.HTML("<b>classes</b> (ranges of trains or rows, stop exclusive)"),
+                    self.axis, self.data_info, W.HTML("<b>classes</b> (ranges of trains or rows, stop exclusive)"),
                     self.labels, self.add_label, self.same_cell,
                     W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
                     self.sep_box, self.jobs]),
@@ -194,6 +201,7 @@ class SpectraClassifierApp(W.VBox):
                 kd = RunDirectory(path)[self.source.value, self.key.value]
                 ids = np.asarray(kd.train_ids)
                 what = f"{len(ids)} trains ({ids[0]} - {ids[-1]}), spectra of {kd.entry_shape[-1]} points"
+                what += self._find_axis(path, kd.entry_shape[-1])
                 lo, hi = int(ids[0]), int(ids[-1]) + 1
             else:
                 import h5py
@@ -216,6 +224,32 @@ class SpectraClassifierApp(W.VBox):
             LabelRow("after", lo, hi, (int(ids[-fifth]), hi)),
         ]
         self.train_status.show("label the classes, then Train")
+
+    def _find_axis(self, path, n_points: int) -> str:
+        """Fill "axis" with the run's one control key that fits the spectra; what was found, said."""
+        from server_ext.spectra.datafiles import find_run_axis
+
+        if self.axis.value.strip():
+            return ""
+        found = [" ".join(c) for c in find_run_axis(path, n_points)]
+        if len(found) == 1:
+            self.axis.value = found[0]
+            return f"; axis {found[0]}"
+        if found:
+            return f"; axis: one of {', '.join(found)}?"
+        return "; no axis in the run: peak positions are point indices"
+
+    def _axis_options(self) -> dict:
+        """The "axis" field as training options: a run's source and key, a file's dataset."""
+        text = self.axis.value.strip()
+        if not text:
+            return {}
+        if not self._is_run():
+            return {"axis_dataset": text}
+        parts = text.split()
+        if len(parts) > 2:
+            raise ValueError(f"axis {text!r}: give a run's SOURCE KEY, or KEY of the spectra's source")
+        return {"axis_source": parts[0], "axis_key": parts[1]} if len(parts) == 2 else {"axis_key": parts[0]}
 
     def _add_label(self) -> None:
         if self._ids is None:
@@ -241,6 +275,7 @@ class SpectraClassifierApp(W.VBox):
         elif self.dataset.value:
             options["dataset"] = self.dataset.value
         try:
+            options.update(self._axis_options())
             job = self.client.train_model(self.data.value, self.label_specs(), **options)
         except Exception as e:  # noqa: BLE001
             self.train_status.error(e)
@@ -288,13 +323,14 @@ class SpectraClassifierApp(W.VBox):
 
     def _labelled_spectra(self, job: dict):
         """The training job's labelled spectra, read in the kernel for the figure (None if unreadable)."""
+        from server_ext.extension.tasks import axis_options
         from server_ext.spectra.datafiles import load_labelled
 
         opts = job.get("options") or {}
         try:
             return load_labelled(str(local_path(opts["data"], self.root_dir)), opts["labels"],
                                  dataset=opts.get("dataset"), source=opts.get("source"), key=opts.get("key"),
-                                 max_per_label=opts.get("max_per_label"))
+                                 max_per_label=opts.get("max_per_label"), **axis_options(opts))
         except Exception:  # noqa: BLE001 -- the figure then shows the bins without the curves
             return None, None, None
 

@@ -114,7 +114,8 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
 
     X, y, axis, origins = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
                                         source=options.get("source"), key=options.get("key"),
-                                        max_per_label=options.get("max_per_label"), return_origins=True)
+                                        max_per_label=options.get("max_per_label"), return_origins=True,
+                                        **axis_options(options))
     if cancel.is_set():
         raise SpectraError("training cancelled; no model was saved")
     clf = BinnedSpectraClassifier(**options.get("params", {}))
@@ -128,6 +129,11 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
     return model_summary(clf, n_spectra=len(X))
 
 
+def axis_options(options: dict) -> dict:
+    """The training request's axis: a file's ``axis_dataset``, a run's ``axis_source``/``axis_key``."""
+    return {k: options.get(k) for k in ("axis_dataset", "axis_source", "axis_key")}
+
+
 def model_summary(clf, **extra) -> dict:
     """What ``GET spectra/models/{id}`` shows of a fitted classifier."""
     from server_ext.spectra.findings import findings
@@ -138,7 +144,8 @@ def model_summary(clf, **extra) -> dict:
         "bins": [[float(a), float(b)] for a, b in clf.bins_],
         "separability": [float(v) for v in clf.separability_],
         "weights": [float(v) for v in clf.weights_],
-        "findings": list(findings(clf, retrain='train again with params {"learn_position": false}')),
+        "findings": list(findings(clf, retrain='train again with params {"learn_position": false}',
+                                  give_axis="axis_dataset (a file) or axis_key (a run)")),
         **extra,
     }
 

@@ -9,7 +9,7 @@ import pytest
 
 from server_ext.extension.client import DaasClient
 
-from .conftest import DEMO_KEY, DEMO_SOURCE, TOKEN, silent_bridge
+from .conftest import DEMO_KEY, DEMO_SOURCE, TOKEN, _train_ids, silent_bridge
 from .openapi_check import check_message, check_response
 
 
@@ -28,6 +28,42 @@ def test_trained_model_has_bins_separability_weights(api, trained_model):
     assert model["progress"] == 1.0
     listed = call(api, "GET", "spectra/models").json()["models"]
     assert trained_model["id"] in [m["id"] for m in listed]
+
+
+def test_a_model_trained_on_a_run_keeps_the_runs_axis(api, trained_model, server_root):
+    """axis_source/axis_key: the run's 2-theta kept with the model (a file on
+    another grid is then classified through its axis); without them the
+    summary says what is missing; a key that is no axis fails the job."""
+    from server_ext.spectra.synthetic import DEMO_AXIS_SOURCE
+
+    assert any(line.startswith("no axis: peak positions are point indices") and
+               line.endswith("axis_dataset (a file) or axis_key (a run)")
+               for line in trained_model["result"]["findings"])
+    tids = _train_ids(server_root["root"] / "spectra-run")
+    body = {"data": "spectra-run", "labels": [f"before={tids[0]}:{tids[30]}", f"after={tids[-30]}:{tids[-1] + 1}"],
+            "source": DEMO_SOURCE, "key": DEMO_KEY, "axis_source": DEMO_AXIS_SOURCE, "axis_key": "twoTheta",
+            "max_per_label": 64, "params": {"n_bins": 3, "epochs": 5, "random_state": 0, "cv_folds": 2}}
+    r = call(api, "POST", "spectra/models", json=body)
+    assert r.status_code == 202, r.text
+    job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
+    assert job["state"] == "done", job["error"]
+    assert not any(line.startswith("no axis") for line in job["result"]["findings"])
+    X = _spectra(server_root)
+    n = X.shape[1]
+    coarse = np.linspace(10.0, 90.0, 700)
+    with h5py.File(server_root["root"] / "processed" / "run-coarse.h5", "w") as f:
+        f["spectra"] = np.stack([np.interp(coarse, np.linspace(10.0, 90.0, n), row) for row in X])
+        f["two_theta"] = coarse
+        f["native"] = X
+    path = f"spectra/models/{job['id']}/predict"
+    native = call(api, "POST", path, json={"data": "processed/run-coarse.h5", "dataset": "/native"})
+    r = call(api, "POST", path, json={"data": "processed/run-coarse.h5", "dataset": "/spectra",
+                                      "axis_dataset": "/two_theta"})
+    assert r.status_code == 200, r.text
+    assert np.mean(np.array(r.json()["labels"]) == native.json()["labels"]) >= 0.9
+    r = call(api, "POST", "spectra/models", json={**body, "axis_key": "nothing"})
+    job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
+    assert job["state"] == "failed" and "key 'nothing' is not in" in job["error"]
 
 
 def _spectra(server_root, n_trains=2):

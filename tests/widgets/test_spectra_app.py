@@ -11,7 +11,7 @@ import pytest
 from server_ext.extension.client import DaasApiError
 from server_ext.extension.serverprocess import free_port
 from server_ext.nxmx import dials
-from server_ext.spectra.synthetic import DEMO_KEY, DEMO_SOURCE, make_transition_series
+from server_ext.spectra.synthetic import DEMO_AXIS_SOURCE, DEMO_KEY, DEMO_SOURCE, make_transition_series
 from widgets import SpectraClassifierApp
 
 from .conftest import SLUG, WAIT
@@ -36,6 +36,8 @@ def trained(client):
                                client=client, poll_interval=0.3)
     specs = app.label_specs()
     assert [s.split("=")[0] for s in specs] == ["before", "after"]
+    # the run's 2-theta, found on Load: the model keeps it
+    assert app.axis.value == f"{DEMO_AXIS_SOURCE} twoTheta" and "; axis " in app.data_info.value
     job = app.train()
     assert job is not None, app.train_status.value
     app.wait_training(WAIT)
@@ -95,7 +97,7 @@ def test_classify_a_file_with_points_masked_since_training(trained, widget_root)
     X[:, 100:102] = np.nan
     with h5py.File(widget_root["root"] / "masked.h5", "w") as f:
         f["spectra"] = X
-        f["axis"] = np.arange(X.shape[1], dtype=float)
+        f["axis"] = np.linspace(20.0, 90.0, X.shape[1])  # the model reads 2-theta 10-90
     trained.predict_path.value = "masked.h5"
     try:
         assert trained.classify() is None
@@ -109,8 +111,8 @@ def test_classify_a_file_with_points_masked_since_training(trained, widget_root)
         assert trained.classify() is None
         assert "masked points '100-x': give point indices and ranges" in text(trained.predict_status)
         trained.mask_points.value, trained.predict_axis.value = "100-101", "/axis"
-        assert trained.classify() is None  # a model trained on a run has no axis to read through
-        assert "fitted without an axis" in text(trained.predict_status)
+        assert trained.classify() is None  # an axis that does not cover the model's
+        assert "the model reads 10" in text(trained.predict_status)
     finally:
         trained.mask_points.value = trained.predict_axis.value = ""
 
@@ -254,14 +256,14 @@ def test_mistakes_are_messages(client, trained):
 
 
 def test_a_streams_axis_file_reaches_the_server(trained, widget_root):
-    """The "axis file" field: sent with the stream (a model trained on a run
-    has no axis to read through: the server's reason shown); a malformed
-    entry is a message, and nothing starts."""
+    """The "axis file" field: sent with the stream (an axis that does not
+    cover the model's: the server's reason shown); a malformed entry is a
+    message, and nothing starts."""
     import numpy as np
 
-    np.savetxt(widget_root["root"] / "detector-axis.txt", np.linspace(10, 90, 700))
+    np.savetxt(widget_root["root"] / "detector-axis.txt", np.linspace(20, 90, 700))
     try:
-        for value, message in (("detector-axis.txt", "fitted without an axis"),
+        for value, message in (("detector-axis.txt", "the spectra's axis runs from 20 to 90"),
                                ("calibration.h5:/", "give FILE, or FILE:/DATASET")):
             trained.stream_axis.value = value
             assert trained.start_stream() is None
