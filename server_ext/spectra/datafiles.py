@@ -308,8 +308,9 @@ def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
 
 def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
     """The control keys of a run that could be the axis of spectra of
-    ``n_points`` points: float arrays of that many values (Karabo's own
-    names, without ``.value``), as ``(source, key)``."""
+    ``n_points`` points: float arrays of that many values, strictly
+    increasing or decreasing in the first train (not a background or a
+    mask), as ``(source, key)`` with Karabo's names (without ``.value``)."""
     from extra_data import RunDirectory
 
     run = RunDirectory(str(path))
@@ -319,7 +320,10 @@ def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
             if not key.endswith(".value"):
                 continue
             kd = run[source, key]
-            if kd.entry_shape == (n_points,) and np.issubdtype(kd.dtype, np.floating):
+            if kd.entry_shape != (n_points,) or not np.issubdtype(kd.dtype, np.floating):
+                continue
+            step = np.diff(kd[0].ndarray().reshape(-1))
+            if (step > 0).all() or (step < 0).all():
                 found.append((source, key[:-len(".value")]))
     return found
 

@@ -28,3 +28,26 @@ def test_several_candidates_are_listed_and_not_guessed(tmp_path):
 def test_a_folder_that_is_not_a_run_is_a_clear_error(tmp_path):
     with pytest.raises(SpectraError, match="not a readable EuXFEL run"):
         find_run_spectra(tmp_path)
+
+
+def test_a_runs_axis_keys_are_found_and_a_background_is_not(tmp_path):
+    """Control keys of the spectra's length that run one way are axis
+    candidates; a background array of that length is not."""
+    import h5py
+    import numpy as np
+
+    from server_ext.spectra.datafiles import find_run_axis
+    from server_ext.spectra.synthetic import DEMO_AXIS_SOURCE
+
+    plain = write_demo_run(tmp_path / "plain", n_trains=6, pulses_per_train=2, n_points=300)
+    assert find_run_axis(plain["path"], 300) == [(DEMO_AXIS_SOURCE, "twoTheta")]
+    assert find_run_axis(plain["path"], 299) == []
+    info = write_demo_run(tmp_path / "more", n_trains=6, pulses_per_train=2, n_points=300)
+    run_file = next((tmp_path / "more" / "r0001").glob("*.h5"))
+    rng = np.random.default_rng(0)
+    with h5py.File(run_file, "a") as f:
+        group = f[f"CONTROL/{DEMO_AXIS_SOURCE}"]
+        for name, value in (("background", rng.random(300)), ("q", np.linspace(0.7, 5.8, 300))):
+            group[f"{name}/value"] = np.repeat(value[None], 6, 0)
+            group[f"{name}/timestamp"] = np.zeros(6, np.uint64)
+    assert find_run_axis(info["path"], 300) == [(DEMO_AXIS_SOURCE, "q"), (DEMO_AXIS_SOURCE, "twoTheta")]
