@@ -56,14 +56,14 @@ class SpectraClassifierApp(W.VBox):
     ``dataset``: the spectra dataset in a file (default: found); ``axis``:
     the spectra's axis, a run's ``"SOURCE KEY"`` (or ``KEY`` of ``source``;
     default: the one control key of a run that fits, found on Load) or a
-    file's dataset (default: its NeXus axis); ``max_per_label``: spectra read per class from a run; ``params``:
-    ``BinnedSpectraClassifier`` parameters; ``client``: a ``DaasClient``.
+    file's dataset (default: its NeXus axis); ``max_per_label``: spectra
+    read per class from a run; ``params``: ``BinnedSpectraClassifier``
+    parameters; ``client``: a ``DaasClient``.
     """
 
     def __init__(self, data: str | Path | None = None, *, source: str | None = None, key: str | None = None,
                  dataset: str | None = None, axis: str | None = None, max_per_label: int | None = 200,
-                 params: dict | None = None,
-                 client=None, poll_interval: float = 0.5, **kw):
+                 params: dict | None = None, client=None, poll_interval: float = 0.5, **kw):
         self.client = client or default_client()
         self.poll_interval = poll_interval
         self.silent_s = SILENT_S
@@ -86,6 +86,7 @@ class SpectraClassifierApp(W.VBox):
         self._stream_lock = threading.Lock()
         self._training_data = None
         self._ids: np.ndarray | None = None
+        self._found_axis = ""  # what Load put in "axis": found again for another run
 
         style = {"description_width": "90px"}
         wide = W.Layout(width="95%")
@@ -226,14 +227,15 @@ class SpectraClassifierApp(W.VBox):
         self.train_status.show("label the classes, then Train")
 
     def _find_axis(self, path, n_points: int) -> str:
-        """Fill "axis" with the run's one control key that fits the spectra; what was found, said."""
+        """Fill "axis" with the run's one control key that fits the spectra (unless
+        the user typed one); what was found, said."""
         from server_ext.spectra.datafiles import find_run_axis
 
-        if self.axis.value.strip():
+        if self.axis.value.strip() and self.axis.value != self._found_axis:
             return ""
         found = [" ".join(c) for c in find_run_axis(path, n_points)]
+        self.axis.value = self._found_axis = found[0] if len(found) == 1 else ""
         if len(found) == 1:
-            self.axis.value = found[0]
             return f"; axis {found[0]}"
         if found:
             return f"; axis: one of {', '.join(found)}?"

@@ -385,7 +385,7 @@ def load_labelled_run(path, labels, source, key, max_per_label=None, random_stat
     axis = None
     if axis_key:
         axis = run_axis(path, axis_source or source, axis_key,
-                        np.unique(np.concatenate([t for t in per_label.values()])))
+                        np.unique(np.concatenate(list(per_label.values()))))
         if axis.size != X.shape[1]:
             raise SpectraError(f"the axis {axis_source or source} {axis_key} has {axis.size} "
                                f"values; the spectra have {X.shape[1]} points")

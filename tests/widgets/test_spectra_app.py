@@ -271,3 +271,23 @@ def test_a_streams_axis_file_reaches_the_server(trained, widget_root):
         assert not trained.start_button.disabled
     finally:
         trained.stream_axis.value = ""
+
+
+def test_the_axis_field_is_found_on_load_unless_typed(client):
+    """Load fills "axis" with the run's axis key; what the user types stays
+    through another Load; an entry that is neither KEY nor SOURCE KEY is a
+    message, and no training starts."""
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
+    assert app.axis.value == f"{DEMO_AXIS_SOURCE} twoTheta"
+    app.axis.value = "twoTheta"  # the key of the spectra's own source
+    app.load()
+    assert app.axis.value == "twoTheta" and "; axis " not in app.data_info.value
+    assert app._axis_options() == {"axis_key": "twoTheta"}
+    app.axis.value = "A B C"
+    jobs = len(client.list_models())
+    assert app.train() is None
+    assert "give a run's SOURCE KEY, or KEY of the spectra's source" in text(app.train_status)
+    assert len(client.list_models()) == jobs
+    app.axis.value = ""
+    app.load()
+    assert app.axis.value == f"{DEMO_AXIS_SOURCE} twoTheta"
