@@ -232,15 +232,22 @@ def run_axis(path, source, key, train_ids=None):
     if counts.max(initial=0) > 1:
         raise SpectraError(f"{what} holds {counts.max()} arrays in a train (one per pulse?); "
                            "an axis is one array per train")
-    values = kd.ndarray()
-    if not len(values):
+    if not counts.sum():
         raise SpectraError(f"{what} has no data in the trains labelled")
-    axis = _as_axis(values[0], what)
-    changed = np.flatnonzero(~np.all(values == values[:1], axis=1))
-    if changed.size:
-        tids = np.repeat(kd.train_ids, counts)  # the train of each row
-        raise SpectraError(f"{what} changes within the trains labelled (train {tids[changed[0]]} "
-                           f"differs from train {tids[0]}): label trains of one calibration")
+    axis = first = None
+    # a few hundred trains at a time: a long run's axis need not fit in memory
+    for part in kd.split_trains(trains_per_part=256):
+        values = part.ndarray()
+        if not len(values):
+            continue
+        if axis is None:
+            axis, first = _as_axis(values[0], what), values[0]
+        changed = np.flatnonzero(~np.all(values == first, axis=1))
+        if changed.size:
+            tids = np.repeat(part.train_ids, np.asarray(part.data_counts(labelled=False), np.intp))
+            raise SpectraError(f"{what} changes within the trains labelled (train "
+                               f"{tids[changed[0]]} differs from train {kd.train_ids[np.argmax(counts > 0)]}): "
+                               "label trains of one calibration")
     return axis
 
 
@@ -322,8 +329,9 @@ def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
             kd = run[source, key]
             if kd.entry_shape != (n_points,) or not np.issubdtype(kd.dtype, np.floating):
                 continue
-            step = np.diff(kd[0].ndarray().reshape(-1))
-            if (step > 0).all() or (step < 0).all():
+            first = kd[0].ndarray().reshape(-1)
+            step = np.diff(first)
+            if first.size == n_points and ((step > 0).all() or (step < 0).all()):
                 found.append((source, key[:-len(".value")]))
     return found
 
