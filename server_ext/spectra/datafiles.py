@@ -148,7 +148,7 @@ def axis_of(f, axis_dataset, n_points):
     if np.shape(axis) != (n_points,):
         raise SpectraError(f"axis dataset {axis_dataset!r} has shape {np.shape(axis)}; "
                            f"it needs one value per point, ({n_points},)")
-    return axis
+    return _as_axis(axis, f"axis dataset {axis_dataset!r}")
 
 
 def axis_source(text):

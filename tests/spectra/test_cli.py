@@ -130,8 +130,13 @@ def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
         data = f.create_group("entry")
         data.attrs.update(NX_class="NXdata", signal="counts")  # no such dataset
         data["intensity"] = s.X
+    nan_axis = tmp_path / "nan-axis.h5"
+    with h5py.File(nan_axis, "w") as f:
+        f["spectra"], f["two_theta"] = s.X, np.where(np.arange(s.X.shape[1]) == 5, np.nan, s.axis)
     train = ["spectra", "train", "--labels", "a=0:5", "b=100:110", "-o", str(tmp_path / "m")]
     cases = [
+        ([str(nan_axis), "--axis-dataset", "/two_theta"],
+         "axis dataset '/two_theta' has NaN or inf at points [5]"),
         ([str(path), "--dataset", "/entry/data"], "is a group, not a dataset"),
         ([str(broken)], "NeXus signal 'counts'"),
         ([str(path), "--axis-dataset", "/entry/data/intensity"], "needs one value per point"),
