@@ -209,9 +209,10 @@ class SpectraClassifierApp(W.VBox):
                 from server_ext.spectra.datafiles import _find_spectra
 
                 with h5py.File(path, "r") as f:
-                    dset, _ = _find_spectra(f, self.dataset.value or None)
+                    dset, axis = _find_spectra(f, self.dataset.value or None)
                     ids = np.arange(dset.shape[0])
                     what = f"{dset.shape[0]} spectra of {dset.shape[-1]} points in {dset.name}"
+                what += self._file_axis(axis)
                 lo, hi = 0, len(ids)
         except Exception as e:  # noqa: BLE001
             self.data_info.value = ""
@@ -240,6 +241,16 @@ class SpectraClassifierApp(W.VBox):
         if found:
             return f"; axis: one of {', '.join(found)}?"
         return "; no axis in the run: peak positions are point indices"
+
+    def _file_axis(self, axis) -> str:
+        """What a file's axis will be (``axis``: its NeXus one, or None), unless the user typed one."""
+        if self.axis.value == self._found_axis:  # a run's, found on an earlier Load
+            self.axis.value = self._found_axis = ""
+        if self.axis.value.strip():
+            return ""
+        if axis is not None:
+            return f"; axis: the NeXus one, {axis[0]:g} to {axis[-1]:g}"
+        return '; no axis found (name its dataset in "axis"): peak positions are point indices'
 
     def _axis_options(self) -> dict:
         """The "axis" field as training options: a run's source and key, a file's dataset."""

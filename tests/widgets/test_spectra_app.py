@@ -273,10 +273,20 @@ def test_a_streams_axis_file_reaches_the_server(trained, widget_root):
         trained.stream_axis.value = ""
 
 
-def test_the_axis_field_is_found_on_load_unless_typed(client):
+def test_the_axis_field_is_found_on_load_unless_typed(client, widget_root):
     """Load fills "axis" with the run's axis key; what the user types stays
     through another Load; an entry that is neither KEY nor SOURCE KEY is a
-    message, and no training starts."""
+    message, and no training starts. A file then loaded has its NeXus axis
+    said, or its absence, and not the run's key."""
+    series = make_transition_series(n_spectra=10, n_points=300, random_state=3)
+    with h5py.File(widget_root["root"] / "with-axis.nxs", "w") as f:
+        f.attrs["default"] = "entry"
+        f.create_group("entry").attrs["default"] = "data"
+        data = f["entry"].create_group("data")
+        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
+        data["intensity"], data["two_theta"] = series.X, series.axis
+    with h5py.File(widget_root["root"] / "no-axis.h5", "w") as f:
+        f["spectra"] = series.X
     app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
     assert app.axis.value == f"{DEMO_AXIS_SOURCE} twoTheta"
     app.axis.value = "twoTheta"  # the key of the spectra's own source
@@ -291,3 +301,9 @@ def test_the_axis_field_is_found_on_load_unless_typed(client):
     app.axis.value = ""
     app.load()
     assert app.axis.value == f"{DEMO_AXIS_SOURCE} twoTheta"
+    app.data.value = "with-axis.nxs"
+    app.load()
+    assert app.axis.value == "" and "; axis: the NeXus one, 10 to 90" in text(app.data_info)
+    app.data.value = "no-axis.h5"
+    app.load()
+    assert 'no axis found (name its dataset in "axis")' in text(app.data_info)
