@@ -186,7 +186,7 @@ def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_m
     assert finals["as read"]["stats"]["malformed"] == 48 and finals["as read"]["stats"]["spectra"] == 0
     through = finals["through"]
     assert through["stats"]["malformed"] == 0 and through["stats"]["spectra"] == 48
-    # the last train, classified as a file of its spectra through the same axis is
+    # the last train shown: its spectra, predicted from a file through the same axis, agree
     from extra_data import RunDirectory
 
     kd = RunDirectory(str(root / run))[info["source"], info["key"]]

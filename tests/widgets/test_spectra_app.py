@@ -289,7 +289,7 @@ def test_the_axis_field_is_found_on_load_unless_typed(client, widget_root):
         f["spectra"] = series.X
     app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
     assert app.axis.value == f"{DEMO_AXIS_SOURCE} twoTheta"
-    app.axis.value = "twoTheta"  # the key of the spectra's own source
+    app.axis.value = "twoTheta"  # a key alone: of the spectra's source
     app.load()
     assert app.axis.value == "twoTheta" and "; axis " not in app.data_info.value
     assert app._axis_options() == {"axis_key": "twoTheta"}
