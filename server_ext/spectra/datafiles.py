@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from .augment import increasing_axis
 from .errors import SpectraError
 
 __all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run",
@@ -329,10 +330,11 @@ def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
             kd = run[source, key]
             if kd.entry_shape != (n_points,) or not np.issubdtype(kd.dtype, np.floating):
                 continue
-            first = kd[0].ndarray().reshape(-1)
-            step = np.diff(first)
-            if first.size == n_points and ((step > 0).all() or (step < 0).all()):
-                found.append((source, key[:-len(".value")]))
+            try:
+                increasing_axis(kd[0].ndarray().reshape(-1), n_points)
+            except SpectraError:
+                continue
+            found.append((source, key[:-len(".value")]))
     return found
 
 

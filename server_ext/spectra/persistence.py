@@ -58,6 +58,7 @@ import tempfile
 import numpy as np
 
 from .align import StrainAligner
+from .augment import increasing_axis
 from .errors import SpectraError
 from .fused import FusedVote
 from .preprocess import SegmentPreprocessor
@@ -89,10 +90,7 @@ def _axis(arrays, n_points):
     if "axis_" not in arrays:
         return None
     axis = np.asarray(arrays["axis_"], np.float64)
-    step = np.diff(axis)
-    if axis.shape != (n_points,) or not np.isfinite(axis).all() or not (
-            (step > 0).all() or (step < 0).all()):
-        raise ValueError(f"axis_ of shape {axis.shape} is not {n_points} monotonic positions")
+    increasing_axis(axis, n_points)  # refused as fit refuses it: the model is corrupt
     return axis
 
 

@@ -5,9 +5,10 @@ A model reads its spectra at the positions of the axis it was fitted on
 fewer points, another range, or, on q, another wavelength -- are
 linearly interpolated at those positions: per point, its two
 neighbours on the other axis and their weights, found once per axis
-pair, then one weighted sum per point and spectrum. Positions the other axis does not cover cannot be read and
-are refused; a point NaN on the other axis makes NaN the model's
-positions beside it (refused, or bridged where the model bridges them).
+pair, then one weighted sum per point and spectrum. Positions the other
+axis does not cover cannot be read and are refused; a point NaN on the
+other axis makes NaN the model's positions beside it (refused, or
+bridged where the model bridges them).
 """
 
 from __future__ import annotations
@@ -19,7 +20,6 @@ from .compiled import compiled
 from .errors import SpectraError
 
 __all__ = ["ResamplePlan"]
-
 
 
 class ResamplePlan:
