@@ -783,17 +783,22 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         next call with the same axis."""
         from .resample import ResamplePlan
 
-        self._require_fitted()
-        if self.axis_ is None:
-            raise SpectraError("this model was fitted without an axis, so it cannot read spectra "
-                               f"on another: pass spectra of its {self.n_features_in_} points, "
-                               "or fit it with axis=")
+        self.require_axis()
         axis = np.asarray(axis, dtype=np.float64).reshape(-1)
         key = axis.tobytes()
         cached = self.__dict__.get("_axis_plan")
         if cached is None or cached[0] != key:
             cached = self._axis_plan = (key, ResamplePlan(axis, self.axis_))
         return cached[1]
+
+    def require_axis(self):
+        """A :class:`SpectraError` unless the model was fitted with an axis,
+        without which it cannot read spectra measured on another."""
+        self._require_fitted()
+        if self.axis_ is None:
+            raise SpectraError("this model was fitted without an axis, so it cannot read spectra "
+                               f"on another: pass spectra of its {self.n_features_in_} points, "
+                               "or fit it with axis=")
 
     def _read(self, X, axis):
         """``(X, resample)``: the spectra checked, and the interpolation onto

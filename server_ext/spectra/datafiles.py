@@ -149,7 +149,7 @@ def axis_of(f, axis_dataset, n_points):
     if np.shape(axis) != (n_points,):
         raise SpectraError(f"axis dataset {axis_dataset!r} has shape {np.shape(axis)}; "
                            f"it needs one value per point, ({n_points},)")
-    return _as_axis(axis, f"axis dataset {axis_dataset!r}")
+    return as_axis(axis, f"axis dataset {axis_dataset!r}")
 
 
 def axis_source(text):
@@ -194,10 +194,10 @@ def read_axis(path, dataset=None):
                 axis = np.loadtxt(path, dtype=np.float64, ndmin=1)
         except (OSError, ValueError) as e:
             raise SpectraError(f"cannot read {path} as an axis (numbers, or a .npy array): {e}")
-    return _as_axis(axis, f"the axis in {path}")
+    return as_axis(axis, f"the axis in {path}")
 
 
-def _as_axis(axis, what):
+def as_axis(axis, what):
     """``axis`` as float64 positions, one per point: a single row or column
     taken as such; anything else, or NaN, refused naming ``what``."""
     axis = np.asarray(axis)
@@ -242,7 +242,7 @@ def run_axis(path, source, key, train_ids=None):
         if not len(values):
             continue
         if axis is None:
-            axis, first = _as_axis(values[0], what), values[0]
+            axis, first = as_axis(values[0], what), values[0]
         changed = np.flatnonzero(~np.all(values == first, axis=1))
         if changed.size:
             tids = np.repeat(part.train_ids, np.asarray(part.data_counts(labelled=False), np.intp))

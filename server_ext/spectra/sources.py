@@ -2,7 +2,10 @@
 
 A source yields ``(train_id, spectra, received)`` per train: ``spectra`` is
 whatever array arrived (the stream checks it), ``received`` the
-``time.perf_counter()`` at which it was complete. ``live`` says what a
+``time.perf_counter()`` at which it was complete. A run or a bridge given an
+``axis_key`` (the positions of the points, sent with the spectra, e.g. by an
+azimuthal integration) yields ``(train_id, spectra, received, axis)``, the
+axis ``None`` where the train has none; the stream checks it too. ``live`` says what a
 stream does by default when it falls behind: a live source (a bridge, a run
 replayed at a ``train_rate``) has its oldest queued train dropped -- fresh data
 matters more than old; a non-live one (a run read as fast as possible, an
@@ -59,10 +62,13 @@ class RunSource:
     ``run``: a run directory, a file, or an ``extra_data`` DataCollection;
     ``source``/``key``: where the spectra are (``(pulses, points)`` per
     train); ``train_rate``: replay at this many trains per second (a live
-    source then, like the facility), or ``None`` for as fast as possible.
+    source then, like the facility), or ``None`` for as fast as possible;
+    ``axis_key`` of ``axis_source`` (default ``source``): each train's
+    positions of the points, read with its spectra.
     """
 
-    def __init__(self, run, source: str, key: str, train_rate: float | None = None):
+    def __init__(self, run, source: str, key: str, train_rate: float | None = None,
+                 axis_key: str | None = None, axis_source: str | None = None):
         import extra_data
 
         if isinstance(run, (str, os.PathLike)):
@@ -71,24 +77,21 @@ class RunSource:
                        else extra_data.H5File(run))
             except Exception as e:
                 raise SpectraError(f"cannot open {os.fspath(run)!r} as an EuXFEL run: {e}")
-        if source not in run.all_sources:
-            raise SpectraError(f"source {source!r} is not in the run; it has: "
-                               f"{', '.join(sorted(run.all_sources))}")
-        keys = run[source].keys()
-        if key not in keys and f"{key}.value" in keys:
-            key = f"{key}.value"  # a control key, named as in Karabo
-        if key not in keys:
-            raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
-                               f"{', '.join(sorted(run[source].keys()))}")
-        self.keydata = run[source, key]
-        self.source, self.key = source, key
+        self.keydata = _keydata(run, source, key)
+        self.source, self.key = source, self.keydata.key
+        self.axis_key = axis_key
+        self.axisdata = None if axis_key is None else _keydata(run, axis_source or source,
+                                                                 axis_key)
         self.train_rate = train_rate
         self.live = train_rate is not None
 
     def trains(self, stop, stats):
         period = 1.0 / self.train_rate if self.train_rate else 0.0
         t_next = time.perf_counter()
-        for tid, arr in self.keydata.trains():
+        trains = self.keydata.trains()
+        if self.axisdata is not None:
+            trains = _with_axis(trains, self.axisdata.trains())
+        for tid, arr, *axis in trains:
             if stop.is_set():
                 return
             if period:
@@ -96,7 +99,34 @@ class RunSource:
                 if delay > 0:
                     time.sleep(delay)
                 t_next += period
-            yield int(tid), arr, time.perf_counter()
+            yield (int(tid), arr, time.perf_counter(), *axis)
+
+
+def _keydata(run, source, key):
+    """``run[source, key]``, a control key also by its Karabo name (without
+    ``.value``); a missing source or key refused, listing what there is."""
+    if source not in run.all_sources:
+        raise SpectraError(f"source {source!r} is not in the run; it has: "
+                           f"{', '.join(sorted(run.all_sources))}")
+    keys = run[source].keys()
+    if key not in keys and f"{key}.value" in keys:
+        key = f"{key}.value"
+    if key not in keys:
+        raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
+                           f"{', '.join(sorted(keys))}")
+    return run[source, key]
+
+
+def _with_axis(trains, axes):
+    """``(train_id, spectra, axis)``: each train's spectra beside the axis
+    of the same train, ``None`` where that train has none (both in train
+    order, as a run's keys are read)."""
+    axes = iter(axes)
+    pending = next(axes, None)
+    for tid, arr in trains:
+        while pending is not None and pending[0] < tid:
+            pending = next(axes, None)
+        yield tid, arr, (pending[1] if pending is not None and pending[0] == tid else None)
 
 
 class KaraboBridgeSource:
@@ -119,6 +149,9 @@ class KaraboBridgeSource:
     sender blocks once ZeroMQ's buffers are full, with ``SUB`` the publisher
     drops -- losses the stream sees only as ``gaps``.
 
+    ``axis_key`` of ``axis_source`` (default the spectra's source): each
+    train's positions of the points, sent with the spectra.
+
     ``keep_buffers`` (default ``True``): trains larger than 32 MiB make this
     process's ``malloc`` reuse their memory rather than map fresh pages per
     train -- half or more of the receiving CPU (see :mod:`.allocator`, which
@@ -129,7 +162,8 @@ class KaraboBridgeSource:
 
     def __init__(self, endpoint: str, source: str | None = None, key: str = "data.intensity",
                  timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = 5,
-                 keep_buffers: bool = True):
+                 keep_buffers: bool = True, axis_key: str | None = None,
+                 axis_source: str | None = None):
         endpoint = str(endpoint)
         if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
             raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
@@ -148,17 +182,23 @@ class KaraboBridgeSource:
         self.endpoint, self.source, self.key = endpoint, source, key
         self.timeout, self.sock, self.max_reconnects = timeout, sock, max_reconnects
         self.keep_buffers = bool(keep_buffers)
+        self.axis_key, self.axis_source = axis_key, axis_source
 
     def _pick(self, data, meta):
+        """``(train_id, spectra, axis)`` of a message; spectra None where it
+        has none, axis None where it has none or none was asked for."""
         if self.source is not None:
             src = self.source
         else:
             src = next((s for s, d in data.items() if self.key in d), None)
         if src is None or src not in data or self.key not in data[src]:
-            return None, None
+            return None, None, None
         m = meta.get(src) or data[src].get("metadata", {})
         tid = m.get("timestamp.tid")
-        return (None if tid is None else int(tid)), data[src][self.key]
+        axis = None
+        if self.axis_key is not None:
+            axis = data.get(self.axis_source or src, {}).get(self.axis_key)
+        return (None if tid is None else int(tid)), data[src][self.key], axis
 
     def _connect(self, tick):
         """A client on a context of its own: destroying that context is the
@@ -209,13 +249,13 @@ class KaraboBridgeSource:
                 waited = 0.0
                 misses = 0
                 received = time.perf_counter()
-                tid, arr = self._pick(data, meta)
+                tid, arr, axis = self._pick(data, meta)
                 if arr is None:
                     stats.malformed_trains += 1
                     continue
                 if self.keep_buffers:
                     allocator.keep_buffers(getattr(arr, "nbytes", 0))
-                yield tid, arr, received
+                yield (tid, arr, received) if self.axis_key is None else (tid, arr, received, axis)
         finally:
             context.destroy(linger=0)
 

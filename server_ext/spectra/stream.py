@@ -49,6 +49,7 @@ import time
 import numpy as np
 
 from .errors import SpectraError
+from .datafiles import as_axis
 from .inputs import unread_points
 from .sources import as_source
 
@@ -100,8 +101,12 @@ class StreamStats:
     result, queueing included); ``unread_points``: the points NaN or inf in
     every spectrum that was rejected for NaN or inf in the last train that
     had such (outside the model's bridged points): what the detector masks
-    since the model was trained, for ``mask_points``. :meth:`counters` gives
-    them all as a dict.
+    since the model was trained, for ``mask_points``; ``unreadable_axis``:
+    trains rejected whole because the axis sent with them (a source's
+    ``axis_key``) is missing or cannot be read through (their spectra
+    counted in ``malformed``, the train in ``malformed_trains``), and
+    ``axis_error`` why, for the last of them. :meth:`counters` gives them
+    all as a dict.
     """
 
     def __init__(self, window: int = 1000):
@@ -110,6 +115,8 @@ class StreamStats:
         self.started = time.perf_counter()
         self.last_train_id = None
         self.unread_points: list[int] = []
+        self.unreadable_axis = 0
+        self.axis_error: str | None = None
         self._lat = collections.deque(maxlen=window)
         self._done = collections.deque(maxlen=window)  # (time, n_spectra)
 
@@ -153,7 +160,7 @@ class StreamStats:
             return None if x != x else float(x)  # NaN is not JSON
 
         out = {name: getattr(self, name) for name in _COUNTERS}
-        out.update(unread_points=list(self.unread_points),
+        out.update(unread_points=list(self.unread_points), axis_error=self.axis_error,
                    spectra_per_s=float(self.spectra_per_s), trains_per_s=float(self.trains_per_s),
                    latency_p50_s=number(self.latency(50)),
                    latency_p99_s=number(self.latency(99)), elapsed_s=float(self.elapsed))
@@ -168,7 +175,7 @@ class StreamStats:
 
 
 _COUNTERS = ("received", "trains", "spectra", "malformed", "malformed_trains", "dropped",
-             "gaps", "reconnects")
+             "gaps", "reconnects", "unreadable_axis")
 
 
 _END = object()
@@ -212,7 +219,12 @@ class SpectraStream:
     axis : array or None
         The positions of the source's points where they are not the
         model's (``axis=`` of ``predict_proba``): each train's spectra are
-        interpolated at the model's; checked at once.
+        interpolated at the model's; checked at once. Where the source
+        sends its positions with each train instead (``axis_key=``, and
+        ``axis_source=``, of a run or a bridge), each train is read through
+        its own: a train whose axis is missing or cannot be read through
+        is rejected whole (``stats.unreadable_axis``, and why in
+        ``stats.axis_error``), the stream goes on.
 
     The iterator yields :class:`TrainResult` in arrival order; the counters
     are in :attr:`stats`. See the module documentation for the rules.
@@ -234,6 +246,12 @@ class SpectraStream:
         if key is not None:
             source_options["key"] = key
         self.source = as_source(source, **source_options)
+        self._axis_key = getattr(self.source, "axis_key", None)
+        if self._axis_key is not None:
+            if self.axis is not None:
+                raise SpectraError(f"the axis comes either with each train ({self._axis_key!r}) "
+                                   "or from a file (axis=), not both")
+            classifier.require_axis()
         self.queue_size = max(1, int(queue_size))
         self.drop_oldest = self.source.live if drop_oldest is None else bool(drop_oldest)
         if max_trains is not None and (not isinstance(max_trains, numbers.Integral)
@@ -248,6 +266,7 @@ class SpectraStream:
         self._thread = None
         self._error = None
         self._consumed = False
+        self._axis_why = None
 
     # -------------------------------------------------------------- receiver
     def _receive(self):
@@ -255,7 +274,7 @@ class SpectraStream:
         trains = None
         try:
             trains = self.source.trains(self._stop, st)
-            for tid, arr, received in trains:
+            for tid, arr, received, *axis in trains:
                 st.received += 1
                 if tid is not None:
                     if st.last_train_id is not None and tid > st.last_train_id + 1:
@@ -270,7 +289,7 @@ class SpectraStream:
                             self._cond.wait(0.1)
                     if self._stop.is_set():
                         break
-                    self._queue.append((tid, arr, received))
+                    self._queue.append((tid, arr, received, *axis))
                     self._cond.notify_all()
                 if self.max_trains is not None and st.received >= self.max_trains:
                     break  # dropped trains count: never wait for them
@@ -346,7 +365,34 @@ class SpectraStream:
             self.stats.unread_points = unread_points(
                 rejected, self.classifier.bridged_points_).tolist()
 
-    def _classify(self, tid, arr, received):
+    def _train_axis(self, tid, axis, n_points):
+        """The train's own ``axis`` (from the source's ``axis_key``) checked
+        against its spectra of ``n_points`` and the model; None, with the
+        reason in the counters (logged when it changes), where it cannot
+        be read through."""
+        what = f"the axis {self._axis_key}"
+        try:
+            if axis is None:
+                raise SpectraError(f"{what} is not in the train")
+            axis = as_axis(axis, what)
+            if axis.size != n_points:
+                raise SpectraError(f"{what} has {axis.size} positions for spectra of {n_points} "
+                                   "points")
+            if not np.array_equal(axis, self.classifier.axis_):
+                self.classifier.axis_plan(axis)
+            self._axis_why = None
+            return axis
+        except SpectraError as e:
+            why = str(e)
+        if why != self._axis_why:  # once while it lasts, not once per train
+            log.warning("the spectra of train %s (and of the trains after it while this lasts) "
+                        "rejected: %s", tid, why)
+            self._axis_why = why
+        self.stats.unreadable_axis += 1
+        self.stats.axis_error = f"train {tid}: {why}"
+        return None
+
+    def _classify(self, tid, arr, received, axis=None):
         clf = self.classifier
         try:
             arr = np.asarray(arr)
@@ -355,17 +401,27 @@ class SpectraStream:
         if arr.dtype.kind == "O":
             return self._empty(tid, received, _len_or_one(arr), whole_train=True)
         if arr.ndim == 1:  # one spectrum, or none
-            arr = arr[None, :] if arr.size else arr.reshape(0, self._n_points)
+            if not arr.size:
+                return self._empty(tid, received, 0)
+            arr = arr[None, :]
         if arr.ndim == 2 and arr.shape[0] == 0:
             return self._empty(tid, received, 0)  # a train without pulses
-        if arr.ndim != 2 or arr.shape[1] != self._n_points or arr.dtype.kind not in "fiub":
+        if self._axis_key is None:
+            axis, n_points = self.axis, self._n_points
+        elif arr.ndim == 2:
+            axis = self._train_axis(tid, axis, arr.shape[1])
+            if axis is None:
+                return self._empty(tid, received, arr.shape[0], whole_train=True)
+            n_points = axis.size
+        else:
+            n_points = None  # not spectra: rejected below
+        if arr.ndim != 2 or arr.shape[1] != n_points or arr.dtype.kind not in "fiub":
             return self._empty(tid, received, arr.shape[0] if arr.ndim >= 1 else 1)
-        idx, conf, amb, ok = clf.classify_batch(arr, axis=self.axis)
+        idx, conf, amb, ok = clf.classify_batch(arr, axis=axis)
         n_bad = int(len(ok) - ok.sum())
         if n_bad:
             rejected = arr[~ok]  # on the model's points, as mask_points takes them
-            self._note_unread(rejected if self.axis is None
-                              else clf.axis_plan(self.axis)(rejected))
+            self._note_unread(rejected if axis is None else clf.axis_plan(axis)(rejected))
             pulses = np.flatnonzero(ok)
             idx, conf, amb = idx[ok], conf[ok], amb[ok]
         else:
