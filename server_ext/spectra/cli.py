@@ -87,6 +87,13 @@ def register(subparsers):
                         "wavelength is not the model's: numbers in a text or .npy file, or an "
                         "HDF5/NeXus dataset (without :/DATASET, the axis of the file's NeXus "
                         "default data); the spectra are interpolated at the model's positions")
+    c.add_argument("--axis-key", metavar="KEY",
+                   help="the key holding the positions of the points, sent with each train's "
+                        "spectra (e.g. an azimuthal integration's 2-theta): each train read "
+                        "through its own; a train without it, or with one that cannot be read "
+                        "through, is rejected whole and counted")
+    c.add_argument("--axis-source", metavar="SOURCE",
+                   help="the data source of --axis-key (default: the spectra's)")
     c.set_defaults(func=classify)
 
 
@@ -167,6 +174,11 @@ def classify(args):
         print(f"masked since training (bridged over in every spectrum): "
               f"{point_runs(sorted(set(points)))}")
     axis = None
+    if args.axis and args.axis_key:
+        raise SpectraError("give the detector's axis from a file (--axis) or with each train "
+                           "(--axis-key), not both")
+    if args.axis_source and not args.axis_key:
+        raise SpectraError("--axis-source names where --axis-key is: give --axis-key")
     if args.axis:
         axis = read_axis(*axis_source(args.axis))
         clf.axis_plan(axis)  # refused now, saying why, if it cannot be read through
@@ -174,7 +186,7 @@ def classify(args):
               f"{axis[-1]:.6g}), interpolated at the model's {clf.n_features_in_} positions")
     common = dict(source_name=args.source_name, key=args.key, max_trains=args.max_trains,
                   drop_oldest=None if args.overflow is None else args.overflow == "drop-oldest",
-                  axis=axis)
+                  axis=axis, axis_key=args.axis_key, axis_source=args.axis_source)
     if args.run:
         if not args.source_name:
             raise SpectraError("replaying a run needs --source-name")
@@ -209,12 +221,18 @@ def classify(args):
             print(f"dropped {stream.stats.dropped} of {stream.stats.received} trains received: "
                   "classifying fell behind the source (--overflow block reads it more slowly "
                   "instead)")
+        if stream.stats.unreadable_axis:
+            print(f"rejected {stream.stats.unreadable_axis} trains whole (their spectra counted "
+                  f"malformed): their axis could not be read through; the last, "
+                  f"{stream.stats.axis_error}")
+        elif args.axis_key:
+            print(f"each train read through its own axis ({args.axis_key})")
         unread = stream.stats.unread_points
         if unread:
             print(f"malformed {stream.stats.malformed} spectra: {point_runs(unread)} NaN or inf "
                   "in every one with NaN or inf (of the last train with such); if the detector "
                   f"masks them since training: --mask-points {point_runs(unread, spec=True)}")
-        elif stream.stats.malformed:
+        elif stream.stats.malformed and not stream.stats.unreadable_axis:
             print(f"malformed {stream.stats.malformed} spectra: NaN or inf at points the model "
                   "reads, or flat (no signal); points the detector masks since training can "
                   "be bridged with --mask-points")

@@ -392,3 +392,39 @@ def test_train_from_a_run_keeps_its_axis(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     assert not (tmp_path / "x").exists()
+
+
+def test_classify_reads_each_train_through_the_axis_sent_with_it(fitted, tmp_path, capsys):
+    """--axis-key: a run replayed whose 2-theta is kept per train, on
+    another grid than the model's; a train recalibrated out of the model's
+    range is rejected whole and named at the end."""
+    from server_ext.spectra.synthetic import DEMO_AXIS_SOURCE
+
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    info = write_demo_run(tmp_path / "data", n_trains=5, pulses_per_train=3, n_points=800)
+    (run_file,) = (tmp_path / "data" / "r0001").glob("*.h5")
+    with h5py.File(run_file, "a") as f:
+        f[f"CONTROL/{DEMO_AXIS_SOURCE}/twoTheta/value"][3] = np.linspace(30, 90, 800)
+        X = f[f"INSTRUMENT/{info['source']}/data/intensity"][()]
+    axis = np.linspace(10.0, 90.0, 800)
+    read = np.delete(np.arange(15), np.arange(9, 12))  # train 3's pulses
+    expected = dict(zip(*np.unique(clf.predict(X[read], axis=axis), return_counts=True)))
+    base = ["spectra", "classify", "--model", str(model), "--run", info["path"],
+            "--source-name", info["source"], "--key", info["key"], "--interval", "1000"]
+    assert main(base + ["--axis-key", "twoTheta", "--axis-source", DEMO_AXIS_SOURCE]) == 0
+    out = capsys.readouterr().out
+    assert "trains 5 spectra 12 malformed 3" in out
+    assert (f"rejected 1 trains whole (their spectra counted malformed): their axis could not be "
+            f"read through; the last, train {info['first_train'] + 3}: the spectra's axis runs "
+            "from 30 to 90; the model reads 10 to 90") in out
+    assert "NaN or inf at points the model reads" not in out
+    assert "labels: " + ", ".join(f"{k}={v}" for k, v in sorted(expected.items(), key=str)) in out
+    for extra, message in (
+            (["--axis-key", "twoTheta", "--axis", str(tmp_path / "a.txt")],
+             "from a file (--axis) or with each train (--axis-key), not both"),
+            (["--axis-source", DEMO_AXIS_SOURCE], "--axis-source names where --axis-key is"),
+            (["--axis-key", "twoTheta"], f"key 'twoTheta' is not in '{info['source']}'")):
+        assert main(base + extra) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
