@@ -169,7 +169,8 @@ class DaasClient:
         ``train_rate``). ``max_reconnects=None`` reconnects for ever, until the stream is
         stopped (left out: 5); ``mask_points``: points the detector masks since the model was
         trained, bridged over; ``axis_file`` (``axis_dataset`` in it, for HDF5): the positions
-        of the detector's points, where they are not the model's. Returns the stream."""
+        of the detector's points, where they are not the model's -- or, sent with each train,
+        ``axis_key`` (of ``axis_source``, default ``source``). Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items()
                if v is not None or k == "max_reconnects"}
         body = {"model": model_id, "source": src}

@@ -25,7 +25,8 @@ def stats_dict(stats, state: str) -> dict:
             "latency_p50_ms": finite(1e3 * stats.latency(50)), "latency_p99_ms": finite(1e3 * stats.latency(99)),
             "gaps": stats.gaps, "dropped": stats.dropped, "malformed": stats.malformed,
             "malformed_trains": stats.malformed_trains, "reconnects": stats.reconnects,
-            "unread_points": list(stats.unread_points), "elapsed_s": stats.elapsed}
+            "unread_points": list(stats.unread_points), "unreadable_axis": stats.unreadable_axis,
+            "axis_error": stats.axis_error, "elapsed_s": stats.elapsed}
 
 
 def train_summary(result, classes) -> dict:
@@ -45,7 +46,8 @@ def open_stream(options: dict):
     if options.get("mask_points"):
         clf.mask_points(options["mask_points"])
     source = options["source"]
-    kw = {k: source[k] for k in ("source", "key", "train_rate", "timeout", "sock", "max_reconnects")
+    kw = {k: source[k] for k in ("source", "key", "train_rate", "timeout", "sock", "max_reconnects",
+                                 "axis_key", "axis_source")
           if source.get(k) is not None}
     if "max_reconnects" in source and "endpoint" in source:  # null: reconnect for ever, until stopped
         kw["max_reconnects"] = source["max_reconnects"]

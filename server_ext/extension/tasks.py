@@ -176,15 +176,20 @@ def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 
             "ambiguous": [bool(v) for v in ambiguous]}
 
 
-def stream_axis(model_dir: str, path: str, dataset: str | None = None) -> list[float]:
+def stream_axis(model_dir: str, path: str | None, dataset: str | None = None) -> list[float] | None:
     """The detector's axis read from ``path`` (``dataset`` in an HDF5 file),
     checked to be one the saved model can read spectra through: for a
-    stream, refused before it starts."""
+    stream, refused before it starts. Without a ``path`` (the axis comes with
+    each train), only that the model can read spectra through another axis."""
     from server_ext.spectra import BinnedSpectraClassifier
     from server_ext.spectra.datafiles import read_axis
 
+    clf = BinnedSpectraClassifier.load(model_dir)
+    if path is None:
+        clf.require_axis()
+        return None
     axis = read_axis(path, dataset)
-    BinnedSpectraClassifier.load(model_dir).axis_plan(axis)
+    clf.axis_plan(axis)
     return axis.tolist()
 
 

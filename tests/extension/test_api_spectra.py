@@ -164,9 +164,11 @@ def test_predict_spectra_on_another_axis(api, trained_model, axis_model):
 
 def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_model, server_root):
     """A run of spectra on a coarser grid than the model's: every spectrum
-    malformed as they come; with the detector's axis (a file), classified,
-    each train as a prediction of its spectra through that axis. Axes that
-    cannot be read through are refused before the stream starts."""
+    malformed as they come; with the detector's axis (a file, or the run's
+    own key read with each train), classified, each train as a prediction of
+    its spectra through that axis; a train recalibrated beyond the model's
+    range rejected and said why. Axes that cannot be read through are
+    refused before the stream starts."""
     from server_ext.spectra.synthetic import write_demo_run
 
     root = server_root["root"]
@@ -175,9 +177,12 @@ def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_m
     run = "coarse-runs/r0001"
     np.savetxt(root / "processed" / "coarse-axis.txt", np.linspace(10.0, 90.0, 900))
     finals = {}
-    for name, extra in (("as read", {}), ("through", {"axis": {"file": "processed/coarse-axis.txt"}})):
+    per_train = {"axis_source": info["axis_source"], "axis_key": "twoTheta"}
+    for name, extra, sent in (("as read", {}, {}),
+                              ("through", {"axis": {"file": "processed/coarse-axis.txt"}}, {}),
+                              ("each train's", {}, per_train)):
         body = {"model": axis_model["id"], "source": {"run": run, "source": info["source"],
-                                                      "key": info["key"]}, **extra}
+                                                      "key": info["key"], **sent}, **extra}
         r = call(api, "POST", "spectra/streams", json=body)
         assert r.status_code == 201, r.text
         finals[name] = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"),
@@ -186,6 +191,22 @@ def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_m
     assert finals["as read"]["stats"]["malformed"] == 48 and finals["as read"]["stats"]["spectra"] == 0
     through = finals["through"]
     assert through["stats"]["malformed"] == 0 and through["stats"]["spectra"] == 48
+    own = finals["each train's"]
+    assert (own["stats"]["spectra"], own["stats"]["unreadable_axis"], own["stats"]["axis_error"]) == \
+        (48, 0, None)
+    assert own["last_train"] == through["last_train"]  # the run's own 2-theta is the file's
+    write_demo_run(root / "recalibrated", n_trains=12, pulses_per_train=4, n_points=900, random_state=4)
+    (run_file,) = (root / "recalibrated" / "r0001").glob("*.h5")
+    with h5py.File(run_file, "a") as f:  # train 5 recalibrated beyond the model's range
+        f[f"CONTROL/{info['axis_source']}/twoTheta/value"][5] = np.linspace(20.0, 90.0, 900)
+    source = {"run": "recalibrated/r0001", "source": info["source"], "key": info["key"], **per_train}
+    r = call(api, "POST", "spectra/streams", json={"model": axis_model["id"], "source": source})
+    assert r.status_code == 201, r.text
+    recalibrated = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
+    assert recalibrated["state"] == "finished", recalibrated
+    stats = recalibrated["stats"]
+    assert (stats["spectra"], stats["malformed"], stats["unreadable_axis"]) == (44, 4, 1)
+    assert stats["axis_error"].startswith(f"train {info['first_train'] + 5}: the spectra's axis runs from 20")
     # the last train shown: its spectra, predicted from a file through the same axis, agree
     from extra_data import RunDirectory
 
@@ -199,6 +220,7 @@ def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_m
     assert through["last_train"]["train_id"] == int(kd.train_ids[-1])
     assert through["last_train"]["class_fractions"] == {c: labels.count(c) / 4 for c in ("high", "low")}
     np.savetxt(root / "processed" / "narrow-axis.txt", np.linspace(20.0, 90.0, 900))
+    body = {"model": axis_model["id"], "source": {"run": run, "source": info["source"], "key": info["key"]}}
     for model, axis, status, message in (
             (axis_model, {"file": "processed/narrow-axis.txt"}, 400,
              "the spectra's axis runs from 20 to 90; the model reads 10"),
@@ -209,6 +231,14 @@ def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_m
             (axis_model, {"file": "/etc/hostname"}, 403, "outside the server's root directory")):
         r = call(api, "POST", "spectra/streams", json={**body, "model": model["id"], "axis": axis})
         assert r.status_code == status and message in r.json()["message"], r.text
+    for model, axis, sent, message in (
+            (axis_model, {"file": "processed/coarse-axis.txt"}, per_train, "either from a file (axis) "
+                                                                           "or with each train"),
+            (axis_model, None, {"axis_source": info["axis_source"]}, "axis_source names where axis_key is"),
+            (trained_model, None, per_train, "fitted without an axis")):
+        r = call(api, "POST", "spectra/streams", json={**body, "model": model["id"], "axis": axis,
+                                                       "source": {**body["source"], **sent}})
+        assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):

@@ -48,9 +48,16 @@ class StreamsHandler(DaasHandler):
                                             "(where the spectra are)")
         model = fitted_model(self.daas, body["model"])
         axis = None
+        if body.get("axis") and source.get("axis_key"):
+            raise DaasRequestError(400, "the detector's axis comes either from a file (axis) or with "
+                                        "each train (source.axis_key), not both")
+        if source.get("axis_source") and not source.get("axis_key"):
+            raise DaasRequestError(400, "source: axis_source names where axis_key is; give axis_key")
         if body.get("axis"):
             path = self.daas.policy.input("axis.file", body["axis"]["file"])
             axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
+        elif source.get("axis_key"):
+            await self.on_cluster(tasks.stream_axis, model, None)
         options = {"model_dir": model, "source": source, "axis": axis,
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
                    "drop_oldest": body.get("drop_oldest"),
