@@ -34,6 +34,14 @@ SILENT_S = 60.0
 RECONNECT_S = 2.0  # pause before the live plot opens a broken connection again
 
 
+def _source_key(text: str, field: str, expected: str) -> dict:
+    """``KEY`` or ``SOURCE KEY`` (names hold no spaces) as ``axis_key``/``axis_source``."""
+    parts = text.split()
+    if len(parts) > 2:
+        raise ValueError(f"{field} {text!r}: give {expected}")
+    return {"axis_source": parts[0], "axis_key": parts[1]} if len(parts) == 2 else {"axis_key": parts[0]}
+
+
 class LabelRow(W.HBox):
     """One class: a name and a range of trains (a run) or of rows (a file), stop exclusive."""
 
@@ -143,6 +151,9 @@ class SpectraClassifierApp(W.VBox):
         self.stream_axis = W.Text(description="axis file", style=style, layout=wide,
                                   placeholder="the detector's positions, where its grid is not the model's: "
                                               "a text or .npy file, or HDF5 FILE:/dataset")
+        self.stream_axis_key = W.Text(description="axis key", style=style, layout=wide,
+                                      placeholder="or the key sent with each train's spectra: KEY, or SOURCE KEY "
+                                                  "of another source")
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.start_button.add_class("daas-stream-start")
@@ -172,7 +183,7 @@ class SpectraClassifierApp(W.VBox):
             W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_axis, self.mask_points,
                     self.predict_status,
                     self.pred_box]),
-            W.VBox([self.endpoint, self.keep_waiting, self.mask_points, self.stream_axis,
+            W.VBox([self.endpoint, self.keep_waiting, self.mask_points, self.stream_axis, self.stream_axis_key,
                     W.HBox([self.train_rate, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
@@ -259,10 +270,7 @@ class SpectraClassifierApp(W.VBox):
             return {}
         if not self._is_run():
             return {"axis_dataset": text}
-        parts = text.split()
-        if len(parts) > 2:
-            raise ValueError(f"axis {text!r}: give a run's SOURCE KEY, or KEY of the spectra's source")
-        return {"axis_source": parts[0], "axis_key": parts[1]} if len(parts) == 2 else {"axis_key": parts[0]}
+        return _source_key(text, "axis", "a run's SOURCE KEY, or KEY of the spectra's source")
 
     def _add_label(self) -> None:
         if self._ids is None:
@@ -464,12 +472,19 @@ class SpectraClassifierApp(W.VBox):
         return stream
 
     def _stream_axis(self) -> dict:
-        """``axis_file``/``axis_dataset`` of :meth:`DaasClient.start_stream` from the "axis file" field."""
+        """The stream's axis for :meth:`DaasClient.start_stream`: ``axis_file``/``axis_dataset`` from
+        the "axis file" field, or ``axis_key``/``axis_source`` from the "axis key" field."""
         from server_ext.spectra.datafiles import axis_source
 
-        if not self.stream_axis.value.strip():
+        file, key = self.stream_axis.value.strip(), self.stream_axis_key.value.strip()
+        if file and key:
+            raise ValueError('give the detector\'s axis as a file ("axis file") or as the key sent with each '
+                             'train ("axis key"), not both')
+        if key:
+            return _source_key(key, "axis key", "KEY, or SOURCE KEY of another source than the spectra's")
+        if not file:
             return {}
-        path, dataset = axis_source(self.stream_axis.value)
+        path, dataset = axis_source(file)
         return {"axis_file": path, "axis_dataset": dataset}
 
     def stop_stream(self) -> None:
@@ -587,7 +602,9 @@ class SpectraClassifierApp(W.VBox):
             f"latency p50/p99: <b>{num(st.get('latency_p50_ms'), '.1f')} / {num(st.get('latency_p99_ms'), '.1f')} ms</b>"
             f" | gaps: <b>{st.get('gaps', 0)}</b> | dropped: <b>{st.get('dropped', 0)}</b>"
             f" | malformed: <b>{st.get('malformed', 0)}</b> | reconnects: <b>{st.get('reconnects', 0)}</b>"
-            + self._unread_hint(st.get("unread_points")))
+            + self._unread_hint(st.get("unread_points"))
+            + (f"<br>trains rejected for their axis: <b>{st['unreadable_axis']}</b>; the last, "
+               f"{html.escape(st.get('axis_error') or '')}" if st.get("unreadable_axis") else ""))
 
     @staticmethod
     def _unread_hint(points) -> str:

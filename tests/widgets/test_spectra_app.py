@@ -273,6 +273,37 @@ def test_a_streams_axis_file_reaches_the_server(trained, widget_root):
         trained.stream_axis.value = ""
 
 
+def test_a_streams_axis_key_reads_each_train_through_its_own(trained):
+    """The "axis key": a replay of the run read through the 2-theta kept
+    with each train (the model's own: nothing rejected); beside an axis
+    file, or not a KEY or SOURCE KEY, a message, and nothing starts. A
+    train rejected for its axis is counted and said why."""
+    app = trained
+    app.stream_axis_key.value, app.train_rate.value = f"{DEMO_AXIS_SOURCE} twoTheta", 50
+    try:
+        stream = app.start_stream()
+        assert stream is not None, app.stream_status.value
+        assert {k: stream["options"]["source"][k] for k in ("axis_source", "axis_key")} == \
+            {"axis_source": DEMO_AXIS_SOURCE, "axis_key": "twoTheta"}
+        until(lambda: len(app.stream_trains) >= 3, WAIT, "three streamed trains")
+        app.stop_stream()
+        until(lambda: not app.start_button.disabled, 120, "the stream to end")
+        app.wait_stream(120)
+        stats = app.stream["stats"]
+        assert stats["spectra"] > 0 and (stats["malformed"], stats["unreadable_axis"]) == (0, 0), stats
+        assert "rejected for their axis" not in app.counters.value
+        for file, key, message in (("axis.txt", "twoTheta", "not both"),
+                                   ("", "A B C", "axis key 'A B C': give KEY, or SOURCE KEY")):
+            app.stream_axis.value, app.stream_axis_key.value = file, key
+            assert app.start_stream() is None
+            assert message in text(app.stream_status), text(app.stream_status)
+        app._show_counters({**stats, "unreadable_axis": 2, "axis_error": "train 7: the axis <x> has NaN"})
+        assert "trains rejected for their axis: <b>2</b>; the last, train 7: the axis &lt;x&gt; has NaN" \
+            in app.counters.value
+    finally:
+        app.stream_axis.value = app.stream_axis_key.value = ""
+
+
 def test_the_axis_field_is_found_on_load_unless_typed(client, widget_root):
     """Load fills "axis" with the run's axis key; what the user types stays
     through another Load; an entry that is neither KEY nor SOURCE KEY is a
