@@ -360,8 +360,10 @@ class SpectraStream:
 
     def _note_unread(self, rejected):
         """``stats.unread_points`` from the ``rejected`` spectra of a train:
-        only those with NaN or inf (a flat one is a dropout, not a mask)."""
-        if not np.isfinite(rejected).all():
+        only those with NaN or inf at some points (a flat one is a dropout,
+        one NaN everywhere a pulse without data: neither is a mask)."""
+        finite = np.isfinite(rejected)
+        if (~finite.all(1) & finite.any(1)).any():
             self.stats.unread_points = unread_points(
                 rejected, self.classifier.bridged_points_).tolist()
 

@@ -124,3 +124,13 @@ def test_nan_in_some_spectra_only_is_no_mask(fitted):
     with pytest.raises(SpectraError, match=r"2 spectra contain NaN or inf \(rows \[1, 3\], "
                        r"points \[50\]\); remove or repair them$"):
         clf.predict(read)
+
+
+def test_pulses_without_data_are_no_mask(fitted):
+    """A batch of spectra NaN at every point (pulses without data): refused
+    without offering to mask every point."""
+    clf, X, _ = fitted
+    empty = np.full((3, X.shape[1]), np.nan)
+    with pytest.raises(SpectraError, match=r"3 spectra contain NaN or inf \(rows \[0, 1, 2\], "
+                       r"points \[0, 1, .*\]\); remove or repair them$"):
+        clf.predict(empty)

@@ -95,9 +95,12 @@ def test_points_nan_in_every_rejected_spectrum_are_reported(fitted, intensity_se
     X[:, [5, 6]] = np.nan
     X[3, 300] = np.nan
     X[4] = 0.0  # a dropout too
-    stream = SpectraStream(clf, [X[:10], X[10:]])
+    X[7] = np.nan  # a pulse without data: no mask
+    empty = intensity_series.X[20:22].astype(np.float64)
+    empty[1] = np.nan  # a train whose only NaN spectrum is a pulse without data
+    stream = SpectraStream(clf, [X[:10], X[10:], empty])
     list(stream)
-    assert stream.stats.malformed == 20 and stream.stats.unread_points == [5, 6]
+    assert stream.stats.malformed == 21 and stream.stats.unread_points == [5, 6]
     assert stream.stats.counters()["unread_points"] == [5, 6]
     masked = BinnedSpectraClassifier.load(clf.save(tmp_path / "m")).mask_points([5])
     stream = SpectraStream(masked, [X[:10], X[10:]])
@@ -105,8 +108,8 @@ def test_points_nan_in_every_rejected_spectrum_are_reported(fitted, intensity_se
     assert stream.stats.malformed == 20 and stream.stats.unread_points == [6]
     stream = SpectraStream(masked.mask_points([6]), [X[:10], X[10:]])
     results = list(stream)
-    assert stream.stats.malformed == 2 and stream.stats.unread_points == [300]
-    assert [r.malformed for r in results] == [2, 0]
+    assert stream.stats.malformed == 3 and stream.stats.unread_points == [300]
+    assert [r.malformed for r in results] == [3, 0]
 
 
 def test_empty_and_ragged_trains_do_not_end_the_stream(fitted, intensity_series):
