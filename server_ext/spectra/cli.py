@@ -94,6 +94,10 @@ def register(subparsers):
                         "through, is rejected whole and counted")
     c.add_argument("--axis-source", metavar="SOURCE",
                    help="the data source of --axis-key (default: the spectra's)")
+    c.add_argument("-o", "--output", metavar="FILE.h5",
+                   help="keep every pulse's label, confidence and ambiguity, and each train's "
+                        "counts, in a new HDF5 file, written as they come (readable meanwhile, "
+                        "SWMR) and kept however the stream ends (its 'state' attribute says how)")
     c.set_defaults(func=classify)
 
 
@@ -165,6 +169,7 @@ def classify(args):
     from .datafiles import axis_source, read_axis
     from .errors import SpectraError
     from .inputs import parse_points, point_runs
+    from .results import ResultsFile
     from .stream import SpectraStream
 
     clf = BinnedSpectraClassifier.load(args.model)
@@ -194,15 +199,23 @@ def classify(args):
     else:
         stream = SpectraStream(clf, args.source, timeout=args.timeout,
                                max_reconnects=args.max_reconnects, **common)
+    results = None
+    if args.output:
+        results = ResultsFile(args.output, clf.classes_, about={
+            "model": args.model, "source": args.run or args.source,
+            "source_name": args.source_name, "key": args.key})
     counts = {}
     ambiguous = 0
     last = time.perf_counter()
     tty = sys.stdout.isatty()
-    # the summary is printed however the stream ends: at its end, on Ctrl-C
-    # (exit 130, as for any interrupted daas command), or on an error
+    state, error = "failed", None
+    # the summary is printed, and the results kept, however the stream ends: at
+    # its end, on Ctrl-C (exit 130, as for any interrupted daas command), or on an error
     try:
         with stream:
             for result in stream:
+                if results is not None:
+                    results.add(result)
                 for label in result.labels:
                     counts[label] = counts.get(label, 0) + 1
                 ambiguous += int(result.ambiguous.sum())
@@ -211,12 +224,21 @@ def classify(args):
                     last = now
                     line = f"train {result.train_id}: {stream.stats.summary()}"
                     print(line, end="\r" if tty else "\n", flush=True)
+        state = "finished"
     except KeyboardInterrupt:
+        state = "interrupted"
         print(("\n" if tty else "") + "interrupted", flush=True)
         tty = False
         return 130
+    except Exception as e:
+        error = str(e)
+        raise
     finally:
         print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
+        if results is not None:
+            results.close(state, error=error, stats=stream.stats.counters())
+            print(f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
+                  f"({state})")
         if stream.stats.dropped:
             print(f"dropped {stream.stats.dropped} of {stream.stats.received} trains received: "
                   "classifying fell behind the source (--overflow block reads it more slowly "
@@ -234,8 +256,8 @@ def classify(args):
                   f"masks them since training: --mask-points {point_runs(unread, spec=True)}")
         elif stream.stats.malformed and not stream.stats.unreadable_axis:
             print(f"malformed {stream.stats.malformed} spectra: NaN or inf at points the model "
-                  "reads, or flat (no signal); points the detector masks since training can "
-                  "be bridged with --mask-points")
+                  "reads (or at every point: a pulse without data), or flat (no signal); "
+                  "points the detector masks since training can be bridged with --mask-points")
         print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
               + f"; ambiguous={ambiguous}", flush=True)
     return 0

@@ -151,6 +151,9 @@ def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
 
 
 def test_classify_prints_the_summary_on_ctrl_c(fitted, bridge, tmp_path):
+    """Ctrl-C: the summary printed, the results file kept with every pulse
+    classified, saying it was interrupted."""
+    import json
     import queue
     import signal
     import subprocess
@@ -166,7 +169,7 @@ def test_classify_prints_the_summary_on_ctrl_c(fitted, bridge, tmp_path):
     proc = subprocess.Popen(
         [sys.executable, "-m", "hub_ext.cli", "spectra", "classify", "--model", str(model),
          "--source", bridge.endpoint, "--key", key, "--interval", "0", "--timeout", "30",
-         "--overflow", "block"],
+         "--overflow", "block", "-o", str(tmp_path / "results.h5")],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         lines = queue.Queue()
@@ -185,6 +188,13 @@ def test_classify_prints_the_summary_on_ctrl_c(fitted, bridge, tmp_path):
         out = "".join(seen) + "".join(lines.queue)
         assert "interrupted" in out and "done: " in out and "trains 3 spectra 12" in out
         assert "labels: " in out and "Traceback" not in proc.stderr.read()
+        assert f"results of 12 pulses in 3 trains: {tmp_path / 'results.h5'} (interrupted)" in out
+        with h5py.File(tmp_path / "results.h5", "r") as f:
+            assert f.attrs["state"] == "interrupted" and json.loads(f.attrs["stats"])["spectra"] == 12
+            classes = f["classes"].asstr()[()]
+            np.testing.assert_array_equal(f["pulses/train_id"][()], np.repeat([100, 101, 102], 4))
+            np.testing.assert_array_equal(classes[f["pulses/label"][()]].astype(clf.classes_.dtype),
+                                          clf.predict(X))
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -428,3 +438,50 @@ def test_classify_reads_each_train_through_the_axis_sent_with_it(fitted, tmp_pat
         assert main(base + extra) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
+
+
+def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
+    """-o: a replayed run's labels, confidence and ambiguity pulse by pulse
+    and each train's counts, as predict gives them; an existing file is
+    kept and refused, a directory that cannot be written said so."""
+    import json
+
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    info = write_demo_run(tmp_path / "data", n_trains=6, pulses_per_train=5, n_points=2010)
+    (run_file,) = (tmp_path / "data" / "r0001").glob("*.h5")
+    with h5py.File(run_file, "a") as f:
+        spectra = f[f"INSTRUMENT/{info['source']}/data/intensity"]
+        spectra[7] = np.nan  # train 1, pulse 2
+        X = spectra[()]
+    out_file = tmp_path / "labels.h5"
+    base = ["spectra", "classify", "--model", str(model), "--run", info["path"],
+            "--source-name", info["source"], "--key", info["key"], "--interval", "1000"]
+    assert main(base + ["-o", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"results of 29 pulses in 6 trains: {out_file} (finished)" in out
+    assert "malformed 1 spectra: NaN or inf at points the model reads (or at every point: a pulse " \
+           "without data)" in out and "--mask-points 0-" not in out
+    ok = np.delete(np.arange(30), 7)
+    labels, confidence, ambiguous = clf.predict_with_confidence(X[ok])
+    with h5py.File(out_file, "r") as f:
+        assert f.attrs["state"] == "finished" and f.attrs["model"] == str(model)
+        assert f.attrs["source"] == info["path"] and f.attrs["key"] == info["key"]
+        assert json.loads(f.attrs["stats"])["malformed"] == 1
+        classes = f["classes"].asstr()[()]
+        np.testing.assert_array_equal(classes[f["pulses/label"][()]].astype(clf.classes_.dtype), labels)
+        np.testing.assert_array_equal(f["pulses/confidence"][()], confidence)
+        np.testing.assert_array_equal(f["pulses/ambiguous"][()], ambiguous)
+        np.testing.assert_array_equal(f["pulses/pulse"][()], ok % 5)
+        np.testing.assert_array_equal(f["pulses/train_id"][()], info["first_train"] + ok // 5)
+        np.testing.assert_array_equal(f["trains/train_id"][()], info["first_train"] + np.arange(6))
+        np.testing.assert_array_equal(f["trains/classified"][()], [5, 4, 5, 5, 5, 5])
+        np.testing.assert_array_equal(f["trains/malformed"][()], [0, 1, 0, 0, 0, 0])
+    before = out_file.read_bytes()
+    for path, message in ((out_file, "labels.h5 exists; give another file for the results"),
+                          (tmp_path / "nowhere" / "x.h5", "cannot create"),
+                          (out_file / "x.h5", "cannot create")):
+        assert main(base + ["-o", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err, err
+    assert out_file.read_bytes() == before

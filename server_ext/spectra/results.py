@@ -1,0 +1,145 @@
+"""A stream's results kept in an HDF5 file, pulse by pulse, as they come.
+
+What a beamline keeps of a classified run or bridge, to select pulses by
+phase afterwards or to set the labels beside other data of the same
+trains::
+
+    /pulses/train_id, pulse, label, confidence, ambiguous   one row per pulse classified
+    /trains/train_id, classified, malformed                 one row per train delivered
+    /classes                                                the labels' names (label: index)
+
+The file is created at once (an existing one is kept and refused), its
+datasets extended at most every ``flush_s`` seconds, and readable while
+the stream runs with HDF5's single-writer/multiple-reader mode
+(``h5py.File(path, "r", swmr=True)``). Its root attribute ``state`` says
+how it ended: ``finished``, ``stopped``, ``interrupted`` or ``failed``
+(with ``error``), and ``running`` while it runs -- or if its process died,
+in which case it holds the results up to the last flush. The counters at
+the end are in the attribute ``stats`` (JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import numpy as np
+
+from .errors import SpectraError
+
+__all__ = ["ResultsFile", "STATES"]
+
+STATES = ("finished", "stopped", "interrupted", "failed")
+_PULSES = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
+           "confidence": np.float32, "ambiguous": np.bool_}
+_TRAINS = {"train_id": np.uint64, "classified": np.uint32, "malformed": np.uint32}
+_NO_TRAIN_ID = np.iinfo(np.uint64).max  # a bridge message without one
+
+
+class ResultsFile:
+    """Write the :class:`.stream.TrainResult` of a stream to ``path``.
+
+    ``classes``: the model's ``classes_``; ``about``: attributes kept with
+    the results (the model, the source). ``add(result)`` per train,
+    ``close(state, error=None, stats=None)`` at the end (also as a context
+    manager: ``failed`` on an exception, ``interrupted`` on Ctrl-C).
+    """
+
+    def __init__(self, path, classes, about: dict | None = None, flush_s: float = 1.0):
+        import h5py
+
+        self.path = os.fspath(path)
+        self.classes = np.asarray(classes)
+        self.flush_s = float(flush_s)
+        try:
+            self._file = h5py.File(self.path, "x", libver="latest")
+        except FileExistsError:
+            raise SpectraError(f"{self.path} exists; give another file for the results, or "
+                               "remove it") from None
+        except OSError as e:
+            raise SpectraError(f"cannot create {self.path} for the results: "
+                               f"{e.strerror or e}") from None
+        f = self._file
+        f.attrs.update(state="running", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       **{k: str(v) for k, v in (about or {}).items() if v is not None})
+        f.create_dataset("classes", data=[str(c) for c in self.classes],
+                         dtype=h5py.string_dtype())
+        for group, columns in (("pulses", _PULSES), ("trains", _TRAINS)):
+            for name, dtype in columns.items():
+                f.create_dataset(f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
+                                 chunks=(65536 if group == "pulses" else 4096,))
+        f["trains/train_id"].attrs["missing"] = _NO_TRAIN_ID
+        f.swmr_mode = True  # readers may follow from here on
+        self._pending = {"pulses": [], "trains": []}
+        self._last_flush = time.monotonic()
+        self.pulses = self.trains = 0
+
+    def add(self, result) -> None:
+        """One train's results; written at the next flush."""
+        tid = _NO_TRAIN_ID if result.train_id is None else result.train_id
+        n = len(result.pulses)
+        if n:
+            labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
+            self._pending["pulses"].append(
+                (np.full(n, tid, np.uint64), result.pulses, labels, result.confidence,
+                 result.ambiguous))
+        self._pending["trains"].append((tid, n, result.malformed))
+        if time.monotonic() - self._last_flush >= self.flush_s:
+            self.flush()
+
+    def flush(self) -> None:
+        """Extend the datasets with what came since the last flush; readers
+        (SWMR) see it from now on."""
+        f = self._file
+        pulses, trains = self._pending["pulses"], self._pending["trains"]
+        if pulses:
+            for i, name in enumerate(_PULSES):
+                _append(f[f"pulses/{name}"], np.concatenate([p[i] for p in pulses]))
+            self.pulses += sum(len(p[0]) for p in pulses)
+        if trains:
+            for i, name in enumerate(_TRAINS):
+                _append(f[f"trains/{name}"], np.array([t[i] for t in trains], _TRAINS[name]))
+            self.trains += len(trains)
+        self._pending = {"pulses": [], "trains": []}
+        f.flush()
+        self._last_flush = time.monotonic()
+
+    def close(self, state: str, error: str | None = None, stats: dict | None = None) -> None:
+        """Write what is pending and how the stream ended; the file is
+        complete for what was classified, however it ended."""
+        import h5py
+
+        if self._file is None:
+            return
+        if state not in STATES:
+            raise ValueError(f"state must be one of {STATES}, not {state!r}")
+        try:
+            self.flush()
+        finally:
+            self._file.close()
+            self._file = None
+        # attributes cannot change under SWMR: the file is opened again for them
+        with h5py.File(self.path, "r+") as f:
+            f.attrs["state"] = state
+            if error:
+                f.attrs["error"] = error
+            if stats is not None:
+                f.attrs["stats"] = json.dumps(stats)
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, tb):
+        if kind is None:
+            self.close("finished")
+        elif issubclass(kind, KeyboardInterrupt):
+            self.close("interrupted")
+        else:
+            self.close("failed", error=str(exc) or kind.__name__)
+
+
+def _append(dataset, values) -> None:
+    n = dataset.shape[0]
+    dataset.resize((n + len(values),))
+    dataset[n:] = values
