@@ -1,0 +1,62 @@
+"""A stream's results file: readable while written (SWMR), complete for
+what was classified however the stream ends, saying how."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from server_ext.spectra import SpectraError
+from server_ext.spectra.results import ResultsFile
+from server_ext.spectra.stream import TrainResult
+
+CLASSES = np.array(["cubic", "tetragonal"])
+
+
+def train(tid, labels, malformed=0):
+    labels = np.asarray(labels, CLASSES.dtype)
+    n = len(labels)
+    return TrainResult(tid, np.arange(n), labels, np.linspace(0.5, 1, n).astype(np.float32),
+                       np.arange(n) % 2 == 0, malformed, 0.001)
+
+
+def test_a_reader_follows_the_results_as_they_are_flushed(tmp_path):
+    path = tmp_path / "r.h5"
+    writer = ResultsFile(path, CLASSES, about={"model": "m.spectra", "key": None}, flush_s=3600)
+    writer.add(train(10, ["tetragonal", "cubic", "cubic"]))
+    with h5py.File(path, "r", swmr=True) as reader:
+        assert reader.attrs["state"] == "running" and reader.attrs["model"] == "m.spectra"
+        assert "key" not in reader.attrs  # what is unknown is left out
+        labels = reader["pulses/label"]
+        assert labels.shape == (0,)  # not flushed yet
+        writer.flush()
+        labels.refresh()
+        assert labels[()].tolist() == [1, 0, 0]
+        writer.add(train(None, [], malformed=4))  # a train without an id, all rejected
+        writer.flush()
+        trains = reader["trains/train_id"]
+        trains.refresh()
+        assert trains[()].tolist() == [10, trains.attrs["missing"]]
+    writer.close("stopped", stats={"trains": 2})
+    with h5py.File(path, "r") as f:
+        assert f.attrs["state"] == "stopped" and json.loads(f.attrs["stats"]) == {"trains": 2}
+        assert f["trains/malformed"][()].tolist() == [0, 4]
+        assert f["pulses/ambiguous"][()].tolist() == [True, False, True]
+
+
+@pytest.mark.parametrize("exc, state, error", [(RuntimeError("bridge gone"), "failed", "bridge gone"),
+                                               (KeyboardInterrupt(), "interrupted", None)])
+def test_the_results_are_kept_however_the_stream_ends(tmp_path, exc, state, error):
+    path = tmp_path / "r.h5"
+    with pytest.raises(type(exc)):
+        with ResultsFile(path, CLASSES) as writer:
+            writer.add(train(1, ["cubic"] * 5))
+            raise exc
+    with h5py.File(path, "r") as f:
+        assert f.attrs["state"] == state and f.attrs.get("error") == error
+        assert f["pulses/train_id"][()].tolist() == [1] * 5
+    with pytest.raises(SpectraError, match="exists; give another file"):
+        ResultsFile(path, CLASSES)
+    with pytest.raises(ValueError, match="state must be one of"):
+        ResultsFile(tmp_path / "other.h5", CLASSES).close("done")
