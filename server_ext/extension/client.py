@@ -163,14 +163,15 @@ class DaasClient:
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
                      max_trains: int | None = None, drop_oldest: bool | None = None,
                      mask_points: list[int] | None = None, axis_file: str | None = None,
-                     axis_dataset: str | None = None, **source) -> dict:
+                     axis_dataset: str | None = None, output: str | None = None, **source) -> dict:
         """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
         ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
         ``train_rate``). ``max_reconnects=None`` reconnects for ever, until the stream is
         stopped (left out: 5); ``mask_points``: points the detector masks since the model was
         trained, bridged over; ``axis_file`` (``axis_dataset`` in it, for HDF5): the positions
         of the detector's points, where they are not the model's -- or, sent with each train,
-        ``axis_key`` (of ``axis_source``, default ``source``). Returns the stream."""
+        ``axis_key`` (of ``axis_source``, default ``source``); ``output``: a new HDF5 file (below
+        the server's root) keeping every pulse's result as it comes. Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items()
                if v is not None or k == "max_reconnects"}
         body = {"model": model_id, "source": src}
@@ -182,6 +183,8 @@ class DaasClient:
             body["mask_points"] = [int(p) for p in mask_points]
         if axis_file:
             body["axis"] = {"file": axis_file, "dataset": axis_dataset}
+        if output:
+            body["output"] = output
         return self.request("POST", "spectra/streams", body)
 
     def list_streams(self) -> list[dict]:

@@ -58,6 +58,18 @@ def open_stream(options: dict):
                          queue_size=options.get("queue_size", 4), drop_oldest=options.get("drop_oldest"), **kw)
 
 
+def open_results(options: dict, classes):
+    """The stream's results file (``options["output"]``), or None."""
+    from server_ext.spectra.results import ResultsFile
+
+    if not options.get("output"):
+        return None
+    source = options["source"]
+    return ResultsFile(options["output"], classes, about={
+        "model": options["model_dir"], "source": source.get("endpoint") or source.get("run"),
+        "source_name": source.get("source"), "key": source.get("key")})
+
+
 def main(conn, options: dict, rate: float, stop_conn) -> None:
     """Run the stream, sending ``{"type": "started"|"train"|"stats"|"end", ...}`` dicts through *conn*.
 
@@ -69,6 +81,7 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
     sending = threading.Lock()
     last = 0.0  # when the last train was sent
     unsent = None  # the latest train, when throttling held it back
+    results = None
 
     def send(message, quiet=False):
         with sending:
@@ -80,6 +93,7 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
         stream = open_stream(options)
         stats = stream.stats
         classes = stream.classifier.classes_
+        results = open_results(options, classes)
 
         def watch():
             try:
@@ -102,6 +116,8 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
         last = time.monotonic()
         threading.Thread(target=while_quiet, daemon=True).start()
         for result in stream:
+            if results is not None:
+                results.add(result)
             unsent = result
             now = time.monotonic()
             if now - last >= period:
@@ -113,6 +129,11 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
         state = "failed"
         error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
+    if results is not None:  # kept however the stream ended, saying how
+        try:
+            results.close(state, error=error, stats=stats_dict(stats, state))
+        except Exception as e:  # noqa: BLE001 -- the stream's end is still reported
+            state, error = "failed", f"writing the results to {options['output']} failed: {e}"
     ended.set()
     try:
         if unsent is not None:  # what the stream ended on, not the last train let through

@@ -329,8 +329,9 @@ def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_m
     assert call(api, "GET", "spectra/streams", timeout=30).status_code == 200
 
 
-def test_stop_a_stream(api, trained_model):
-    body = _replay(api, trained_model["id"], train_rate=5.0)
+def test_stop_a_stream(api, trained_model, server_root):
+    """Stopped: listed as such, its results file complete up to the stop and saying so."""
+    body = {**_replay(api, trained_model["id"], train_rate=5.0), "output": "processed/stopped.h5"}
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 201, r.text
     stream_id = r.json()["id"]
@@ -339,6 +340,8 @@ def test_stop_a_stream(api, trained_model):
     assert r.status_code == 200
     assert r.json()["state"] == "stopped"
     assert stream_id in [s["id"] for s in call(api, "GET", "spectra/streams").json()["streams"]]
+    with h5py.File(server_root["root"] / "processed" / "stopped.h5", "r") as f:
+        assert f.attrs["state"] == "stopped" and len(f["trains/train_id"]) == r.json()["stats"]["trains"]
 
 
 def test_a_stream_bridges_points_masked_since_training(api, trained_model, server_root):
@@ -378,6 +381,38 @@ def test_a_stream_bridges_points_masked_since_training(api, trained_model, serve
     body["mask_points"] = [10 ** 6]
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 400 and "lie outside the model's spectra" in r.json()["message"]
+
+
+def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server_root):
+    """``output``: the replayed trains' pulses and counts in a new HDF5 file,
+    stating how the stream ended; an existing file, one outside the root or
+    in the read-only dataset, refused before the stream starts."""
+    import json
+
+    body = {**_replay(api, trained_model["id"]), "max_trains": 15, "output": "processed/stream-labels.h5"}
+    r = call(api, "POST", "spectra/streams", json=body)
+    assert r.status_code == 201, r.text
+    assert r.json()["options"]["output"] == "processed/stream-labels.h5"
+    final = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
+    assert final["state"] == "finished", final
+    path = server_root["root"] / "processed" / "stream-labels.h5"
+    with h5py.File(path, "r") as f:
+        assert f.attrs["state"] == "finished" and f.attrs["key"] == DEMO_KEY
+        assert json.loads(f.attrs["stats"])["spectra"] == final["stats"]["spectra"]
+        assert len(f["trains/train_id"]) == 15 and len(f["pulses/label"]) == final["stats"]["spectra"]
+        classes = f["classes"].asstr()[()].tolist()
+        last_train = int(f["trains/train_id"][-1])
+        labels = [classes[i] for i in f["pulses/label"][()][f["pulses/train_id"][()] == last_train]]
+    # the file's last train is the one the stream shows it ended on
+    assert final["last_train"]["train_id"] == last_train
+    assert final["last_train"]["class_fractions"] == {c: labels.count(c) / len(labels) for c in classes}
+    before = path.read_bytes()
+    for output, status, message in (("processed/stream-labels.h5", 409, "exists; give another file"),
+                                    ("/tmp/elsewhere.h5", 403, "outside the server's root directory"),
+                                    ("data/labels.h5", 403, "inside the read-only dataset")):
+        r = call(api, "POST", "spectra/streams", json={**body, "output": output})
+        assert r.status_code == status and message in r.json()["message"], r.text
+    assert path.read_bytes() == before
 
 
 def test_stream_from_a_silent_bridge_fails_with_a_message(api, trained_model):

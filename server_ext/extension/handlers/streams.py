@@ -1,6 +1,7 @@
 """Spectra streams: start, counters, stop, and the WebSocket of per-train summaries."""
 
 import json
+import os
 
 from jupyter_core.utils import ensure_async
 
@@ -58,7 +59,13 @@ class StreamsHandler(DaasHandler):
             axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
         elif source.get("axis_key"):
             await self.on_cluster(tasks.stream_axis, model, None)
-        options = {"model_dir": model, "source": source, "axis": axis,
+        output = None
+        if body.get("output"):
+            output = self.daas.policy.output("output", body["output"])
+            if os.path.lexists(output):
+                raise DaasRequestError(409, f"output: {body['output']!r} exists; give another file for "
+                                            "the results, or remove it")
+        options = {"model_dir": model, "source": source, "axis": axis, "output": output,
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
                    "drop_oldest": body.get("drop_oldest"),
                    "mask_points": mask_points(self.daas, body["model"], body)}
