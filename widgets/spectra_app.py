@@ -154,6 +154,9 @@ class SpectraClassifierApp(W.VBox):
         self.stream_axis_key = W.Text(description="axis key", style=style, layout=wide,
                                       placeholder="or the key sent with each train's spectra: KEY, or SOURCE KEY "
                                                   "of another source")
+        self.stream_output = W.Text(description="results file", style=style, layout=wide,
+                                    placeholder="optional: a new HDF5 file keeping every pulse's label "
+                                                "(e.g. processed/labels-r0001.h5)")
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.start_button.add_class("daas-stream-start")
@@ -184,6 +187,7 @@ class SpectraClassifierApp(W.VBox):
                     self.predict_status,
                     self.pred_box]),
             W.VBox([self.endpoint, self.keep_waiting, self.mask_points, self.stream_axis, self.stream_axis_key,
+                    self.stream_output,
                     W.HBox([self.train_rate, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
@@ -453,7 +457,8 @@ class SpectraClassifierApp(W.VBox):
     def start_stream(self) -> dict | None:
         """Classify a Karabo bridge (endpoint given) or a replay of the run, live."""
         try:
-            common = {"mask_points": self.masked_points(), **self._stream_axis()}
+            common = {"mask_points": self.masked_points(), "output": self.stream_output.value.strip() or None,
+                      **self._stream_axis()}
             if self.endpoint.value.strip():
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}

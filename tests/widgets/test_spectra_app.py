@@ -117,10 +117,14 @@ def test_classify_a_file_with_points_masked_since_training(trained, widget_root)
         trained.mask_points.value = trained.predict_axis.value = ""
 
 
-def test_stream_plots_trains_and_counts_until_stopped(trained):
+def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
     app = trained
     app.train_rate.value = 20
-    stream = app.start_stream()
+    app.stream_output.value = "app-stream.h5"  # every pulse's result kept
+    try:
+        stream = app.start_stream()
+    finally:
+        app.stream_output.value = ""
     assert stream is not None, app.stream_status.value
     until(lambda: len(app.stream_trains) >= 5, WAIT, "five streamed trains")
     until(lambda: "trains: <b>" in app.counters.value and "spectra/s" in app.counters.value, 60, "counters")
@@ -131,6 +135,9 @@ def test_stream_plots_trains_and_counts_until_stopped(trained):
     # read before that may be half redrawn
     app.wait_stream(120)
     assert app.stream["state"] in ("stopped", "finished"), app.stream
+    with h5py.File(widget_root["root"] / "app-stream.h5", "r") as f:
+        assert f.attrs["state"] == app.stream["state"]
+        assert len(f["pulses/label"]) == app.stream["stats"]["spectra"] > 0
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
     assert "NaN in every malformed spectrum" not in app.counters.value
