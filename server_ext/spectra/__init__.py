@@ -7,7 +7,7 @@ TensorFlow are imported by the submodules that need them, on first use.
 
 __all__ = ["BinnedSpectraClassifier", "SpectraStream", "SpectraError",
            "StreamStats", "TrainResult", "KaraboBridgeSource", "RunSource",
-           "IterableSource"]
+           "IterableSource", "ResultsFile"]
 
 from .errors import SpectraError
 
@@ -19,6 +19,7 @@ _LAZY = {
     "KaraboBridgeSource": "sources",
     "RunSource": "sources",
     "IterableSource": "sources",
+    "ResultsFile": "results",
 }
 
 

@@ -7,8 +7,7 @@ import h5py
 import numpy as np
 import pytest
 
-from server_ext.spectra import SpectraError
-from server_ext.spectra.results import ResultsFile
+from server_ext.spectra import ResultsFile, SpectraError
 from server_ext.spectra.stream import TrainResult
 
 CLASSES = np.array(["cubic", "tetragonal"])
