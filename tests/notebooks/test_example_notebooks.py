@@ -139,4 +139,9 @@ def test_spectra_notebook_finds_the_transition(demo_runs, session_for):
     assert "points [700, 701] are NaN or inf in every spectrum" in text
     assert "(array(['after']" in text
     assert (root / "models" / "phase-transition.spectra").is_dir()
+    # every pulse's label kept, and the pulses surely "after" picked from the file
+    pulses = int(text.split(" pulses kept in results/phase-transition-labels.h5 (finished)")[0].split()[-1])
+    assert pulses == 200 * 8
+    first_after = int(text.split("pulses surely 'after', from train ")[1].split()[0])
+    assert expected <= first_after <= expected + 15  # none before the transition; mixtures at it
     assert len(widget_views(nb)) == 1 and images(nb) == 2  # the app; separability figure, stream plot
