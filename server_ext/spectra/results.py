@@ -35,6 +35,9 @@ _PULSES = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
            "confidence": np.float32, "ambiguous": np.bool_}
 _TRAINS = {"train_id": np.uint64, "classified": np.uint32, "malformed": np.uint32}
 _NO_TRAIN_ID = np.iinfo(np.uint64).max  # a bridge message without one
+# HDF5 cannot finish a file once a write has failed (it is left unreadable, and the
+# process may crash on exit): writing stops while this much is still free on the disk
+RESERVE_BYTES = 64 << 20
 
 
 class ResultsFile:
@@ -74,6 +77,7 @@ class ResultsFile:
         self._pending = {"pulses": [], "trains": []}
         self._last_flush = time.monotonic()
         self.pulses = self.trains = 0
+        self._broken = None  # why writing stopped, once it has
 
     def add(self, result) -> None:
         """One train's results; written at the next flush."""
@@ -91,41 +95,74 @@ class ResultsFile:
     def flush(self) -> None:
         """Extend the datasets with what came since the last flush; readers
         (SWMR) see it from now on."""
+        if self._broken is not None:
+            raise self._broken
         f = self._file
         pulses, trains = self._pending["pulses"], self._pending["trains"]
-        if pulses:
-            for i, name in enumerate(_PULSES):
-                _append(f[f"pulses/{name}"], np.concatenate([p[i] for p in pulses]))
-            self.pulses += sum(len(p[0]) for p in pulses)
-        if trains:
-            for i, name in enumerate(_TRAINS):
-                _append(f[f"trains/{name}"], np.array([t[i] for t in trains], _TRAINS[name]))
-            self.trains += len(trains)
         self._pending = {"pulses": [], "trains": []}
-        f.flush()
         self._last_flush = time.monotonic()
+        disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
+        free = disk.f_bavail * disk.f_frsize
+        if free < RESERVE_BYTES + 32 * sum(len(p[0]) for p in pulses) + 16 * len(trains):
+            self._broken = SpectraError(
+                f"stopped writing the results to {self.path}: {free >> 20} MiB left on its disk; "
+                f"it holds those of the {self.trains} trains written before")
+            raise self._broken
+        try:
+            if pulses:
+                for i, name in enumerate(_PULSES):
+                    _append(f[f"pulses/{name}"], np.concatenate([p[i] for p in pulses]))
+            if trains:
+                for i, name in enumerate(_TRAINS):
+                    _append(f[f"trains/{name}"], np.array([t[i] for t in trains], _TRAINS[name]))
+            f.flush()
+        except (OSError, RuntimeError) as e:  # a quota, an I/O error
+            self._broken = SpectraError(
+                f"writing the results to {self.path} failed ({e}); HDF5 may have left it "
+                "unreadable")
+            raise self._broken from None
+        self.pulses += sum(len(p[0]) for p in pulses)
+        self.trains += len(trains)
 
     def close(self, state: str, error: str | None = None, stats: dict | None = None) -> None:
         """Write what is pending and how the stream ended; the file is
-        complete for what was classified, however it ended."""
+        complete for what was classified, however it ended. Where writing
+        had stopped (a full disk), the state is ``failed`` with why, which
+        the caller was told then; an error writing now is raised."""
         import h5py
 
         if self._file is None:
             return
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}, not {state!r}")
+        failed = None
         try:
-            self.flush()
+            if self._broken is not None:
+                state, error = "failed", str(self._broken)
+            else:
+                self.flush()
+        except SpectraError as e:
+            failed = e
+            state, error = "failed", str(e)
         finally:
-            self._file.close()
+            try:
+                self._file.close()
+            except (OSError, RuntimeError):
+                pass  # what could not be flushed is what is lost
             self._file = None
-        # attributes cannot change under SWMR: the file is opened again for them
-        with h5py.File(self.path, "r+") as f:
-            f.attrs["state"] = state
-            if error:
-                f.attrs["error"] = error
-            if stats is not None:
-                f.attrs["stats"] = json.dumps(stats)
+        try:
+            # attributes cannot change under SWMR: the file is opened again for them
+            with h5py.File(self.path, "r+") as f:
+                f.attrs["state"] = state
+                if error:
+                    f.attrs["error"] = error
+                if stats is not None:
+                    f.attrs["stats"] = json.dumps(stats)
+        except (OSError, RuntimeError) as e:
+            failed = failed or SpectraError(f"writing the end of the results to {self.path} "
+                                            f"failed ({e}); its state still reads 'running'")
+        if failed is not None:
+            raise failed
 
     def __enter__(self):
         return self

@@ -59,3 +59,37 @@ def test_the_results_are_kept_however_the_stream_ends(tmp_path, exc, state, erro
         ResultsFile(path, CLASSES)
     with pytest.raises(ValueError, match="state must be one of"):
         ResultsFile(tmp_path / "other.h5", CLASSES).close("done")
+
+
+def test_writing_stops_before_the_disk_is_full(tmp_path, monkeypatch):
+    """HDF5 cannot finish a file once a write failed (unreadable after, the
+    process may crash): writing stops while the disk still has room, with a
+    clear error; the file stays readable with what came before, and says so."""
+    import os
+
+    from server_ext.spectra import results
+
+    free = {"bytes": 1 << 30}
+    real = os.statvfs
+
+    def statvfs(path):
+        disk = real(path)
+        return os.statvfs_result((disk.f_bsize, 1, disk.f_blocks, free["bytes"], free["bytes"],
+                                  *tuple(disk)[5:]))
+
+    monkeypatch.setattr(results.os, "statvfs", statvfs)
+    path = tmp_path / "r.h5"
+    writer = ResultsFile(path, CLASSES, flush_s=0)
+    writer.add(train(1, ["cubic"] * 3))
+    writer.add(train(2, ["tetragonal"] * 2))
+    free["bytes"] = results.RESERVE_BYTES  # less than the next flush would need above the reserve
+    with pytest.raises(SpectraError, match=r"stopped writing the results to .*r\.h5: 64 MiB left on "
+                                           r"its disk; it holds those of the 2 trains written before"):
+        writer.add(train(3, ["cubic"] * 4))
+    with pytest.raises(SpectraError, match="64 MiB left"):
+        writer.add(train(4, ["cubic"]))  # nothing more is written
+    writer.close("finished")  # the caller was told already
+    with h5py.File(path, "r") as f:
+        assert f.attrs["state"] == "failed" and "64 MiB left" in f.attrs["error"]
+        assert f["trains/train_id"][()].tolist() == [1, 2]
+        assert f["pulses/label"][()].tolist() == [0, 0, 0, 1, 1]
