@@ -64,10 +64,7 @@ def open_results(options: dict, classes):
 
     if not options.get("output"):
         return None
-    source = options["source"]
-    return ResultsFile(options["output"], classes, about={
-        "model": options["model_dir"], "source": source.get("endpoint") or source.get("run"),
-        "source_name": source.get("source"), "key": source.get("key")})
+    return ResultsFile(options["output"], classes, about=options.get("about"))
 
 
 def main(conn, options: dict, rate: float, stop_conn) -> None:

@@ -398,6 +398,8 @@ def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server
     path = server_root["root"] / "processed" / "stream-labels.h5"
     with h5py.File(path, "r") as f:
         assert f.attrs["state"] == "finished" and f.attrs["key"] == DEMO_KEY
+        # the server's id and the run as asked for, not the server's paths
+        assert (f.attrs["model"], f.attrs["source"]) == (trained_model["id"], "spectra-run")
         assert json.loads(f.attrs["stats"])["spectra"] == final["stats"]["spectra"]
         assert len(f["trains/train_id"]) == 15 and len(f["pulses/label"]) == final["stats"]["spectra"]
         classes = f["classes"].asstr()[()].tolist()

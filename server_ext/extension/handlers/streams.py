@@ -65,7 +65,10 @@ class StreamsHandler(DaasHandler):
             if os.path.lexists(output):
                 raise DaasRequestError(409, f"output: {body['output']!r} exists; give another file for "
                                             "the results, or remove it")
-        options = {"model_dir": model, "source": source, "axis": axis, "output": output,
+        asked = body["source"]  # as the user named it, for the results file
+        about = {"model": body["model"], "source": asked.get("endpoint") or asked.get("run"),
+                 "source_name": asked.get("source"), "key": asked.get("key")}
+        options = {"model_dir": model, "source": source, "axis": axis, "output": output, "about": about,
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
                    "drop_oldest": body.get("drop_oldest"),
                    "mask_points": mask_points(self.daas, body["model"], body)}
