@@ -495,9 +495,11 @@ class SpectraClassifierApp(W.VBox):
     def stop_stream(self) -> None:
         if not self.stream:
             return
+        self.stream_status.show("stopping ...", "warning")
         try:
-            self.stream = self.client.stop_stream(self.stream["id"])
-            self.stream_status.show("stopping ...", "warning")
+            # the server answers once the stream has ended: its state is final, and shown
+            # whether or not the poller saw the end first
+            self._stream_update(self.client.stop_stream(self.stream["id"]))
         except Exception as e:  # noqa: BLE001
             self.stream_status.error(e)
 
@@ -633,7 +635,9 @@ class SpectraClassifierApp(W.VBox):
         self.start_button.disabled, self.stop_button.disabled = False, True
         self._draw_stream()
         level = "error" if state == "failed" else "success"
-        self.stream_status.show(f"stream {state}" + (f": {stream['error']}" if stream.get("error") else ""), level)
+        output = (stream.get("options") or {}).get("output")
+        self.stream_status.show(f"stream {state}" + (f": {stream['error']}" if stream.get("error") else "")
+                                + (f"; every pulse's result in {output}" if output else ""), level)
 
     def wait_stream(self, timeout: float = 600) -> dict | None:
         """Block until the followed stream has ended and its last trains are
