@@ -839,7 +839,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
                 # the same points unreadable in every spectrum: the detector
                 # masks them now, which the labelled spectra did not show
                 everywhere = unread_points(X, self._prep.bridged)
-                if everywhere.size:
+                if everywhere is not None and everywhere.size:
                     hint = (f"points {everywhere[:10].tolist()} are NaN or inf in every "
                             "spectrum: if the detector masks them now, mask_points("
                             f"{everywhere.tolist() if everywhere.size <= 10 else '...'}) "

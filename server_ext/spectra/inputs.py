@@ -56,12 +56,12 @@ def masked_points(X) -> np.ndarray:
 def unread_points(X, bridged) -> np.ndarray:
     """The points non-finite in every spectrum of ``X`` that has NaN or inf
     (a detector that masks them since the model was fitted), less the
-    model's ``bridged`` points; empty where no spectrum has any. A spectrum
+    model's ``bridged`` points; None where no spectrum has any. A spectrum
     NaN at every point is a pulse without data, not a mask: left out."""
     finite = np.isfinite(X)
     broken = ~finite.all(1) & finite.any(1)
     if not broken.any():
-        return np.zeros(0, np.intp)
+        return None
     return np.setdiff1d(np.flatnonzero(~finite[broken].any(0)), bridged)
 
 

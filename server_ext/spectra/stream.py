@@ -48,8 +48,8 @@ import time
 
 import numpy as np
 
-from .errors import SpectraError
 from .datafiles import as_axis
+from .errors import SpectraError
 from .inputs import unread_points
 from .sources import as_source
 
@@ -362,10 +362,9 @@ class SpectraStream:
         """``stats.unread_points`` from the ``rejected`` spectra of a train:
         only those with NaN or inf at some points (a flat one is a dropout,
         one NaN everywhere a pulse without data: neither is a mask)."""
-        finite = np.isfinite(rejected)
-        if (~finite.all(1) & finite.any(1)).any():
-            self.stats.unread_points = unread_points(
-                rejected, self.classifier.bridged_points_).tolist()
+        points = unread_points(rejected, self.classifier.bridged_points_)
+        if points is not None:
+            self.stats.unread_points = points.tolist()
 
     def _train_axis(self, tid, axis, n_points):
         """The train's own ``axis`` (from the source's ``axis_key``) checked
