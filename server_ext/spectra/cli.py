@@ -234,11 +234,9 @@ def classify(args):
         error = str(e)
         raise
     finally:
-        print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
-        if results is not None:
+        if results is not None:  # closed first: kept whatever the printing does
             results.close(state, error=error, stats=stream.stats.counters())
-            print(f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
-                  f"({state})")
+        print(("\n" if tty else "") + f"done: {stream.stats.summary()}")
         if stream.stats.dropped:
             print(f"dropped {stream.stats.dropped} of {stream.stats.received} trains received: "
                   "classifying fell behind the source (--overflow block reads it more slowly "
@@ -260,4 +258,7 @@ def classify(args):
                   "points the detector masks since training can be bridged with --mask-points")
         print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
               + f"; ambiguous={ambiguous}", flush=True)
+        if results is not None:
+            print(f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
+                  f"({state})", flush=True)
     return 0
