@@ -9,7 +9,9 @@ trains::
     /classes                                                the labels' names (label: index)
 
 The file is created at once (an existing one is kept and refused), its
-datasets extended at most every ``flush_s`` seconds, and readable while
+datasets extended every ``flush_s`` seconds while results come in -- by a
+thread of its own, so that what came before a source falls silent (the
+end of a run on a bridge) is there within that time --, and readable while
 the stream runs with HDF5's single-writer/multiple-reader mode
 (``h5py.File(path, "r", swmr=True)``). Its root attribute ``state`` says
 how it ended: ``finished``, ``stopped``, ``interrupted`` or ``failed``
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 
 import numpy as np
@@ -78,23 +81,47 @@ class ResultsFile:
         self._last_flush = time.monotonic()
         self.pulses = self.trains = 0
         self._broken = None  # why writing stopped, once it has
+        self._lock = threading.Lock()  # the writer thread's and the flusher's turns
+        self._closing = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_while_open, daemon=True,
+                                         name="spectra-results-flush")
+        self._flusher.start()
+
+    def _flush_while_open(self):
+        while not self._closing.wait(max(self.flush_s, 0.05)):
+            with self._lock:
+                if self._broken is not None or self._file is None:
+                    return  # the writer's next add() or close() says why
+                if self._pending["trains"] and time.monotonic() - self._last_flush >= self.flush_s:
+                    try:
+                        self._flush()
+                    except SpectraError:
+                        return
 
     def add(self, result) -> None:
-        """One train's results; written at the next flush."""
+        """One train's results; written at the next flush. Raises the
+        :class:`SpectraError` that stopped writing, once one has."""
         tid = _NO_TRAIN_ID if result.train_id is None else result.train_id
         n = len(result.pulses)
-        if n:
-            labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
-            self._pending["pulses"].append(
-                (np.full(n, tid, np.uint64), result.pulses, labels, result.confidence,
-                 result.ambiguous))
-        self._pending["trains"].append((tid, n, result.malformed))
-        if time.monotonic() - self._last_flush >= self.flush_s:
-            self.flush()
+        labels = np.searchsorted(self.classes, result.labels).astype(np.int16) if n else None
+        with self._lock:
+            if self._broken is not None:
+                raise self._broken
+            if n:
+                self._pending["pulses"].append(
+                    (np.full(n, tid, np.uint64), result.pulses, labels, result.confidence,
+                     result.ambiguous))
+            self._pending["trains"].append((tid, n, result.malformed))
+            if time.monotonic() - self._last_flush >= self.flush_s:
+                self._flush()
 
     def flush(self) -> None:
         """Extend the datasets with what came since the last flush; readers
         (SWMR) see it from now on."""
+        with self._lock:
+            self._flush()
+
+    def _flush(self) -> None:
         if self._broken is not None:
             raise self._broken
         f = self._file
@@ -129,18 +156,24 @@ class ResultsFile:
         complete for what was classified, however it ended. Where writing
         had stopped (a full disk), the state is ``failed`` with why, which
         the caller was told then; an error writing now is raised."""
-        import h5py
-
-        if self._file is None:
-            return
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}, not {state!r}")
+        self._closing.set()
+        self._flusher.join()
+        with self._lock:
+            if self._file is None:
+                return
+            self._close(state, error, stats)
+
+    def _close(self, state, error, stats) -> None:
+        import h5py
+
         failed = None
         try:
             if self._broken is not None:
                 state, error = "failed", str(self._broken)
             else:
-                self.flush()
+                self._flush()
         except SpectraError as e:
             failed = e
             state, error = "failed", str(e)

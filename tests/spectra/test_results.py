@@ -93,3 +93,25 @@ def test_writing_stops_before_the_disk_is_full(tmp_path, monkeypatch):
         assert f.attrs["state"] == "failed" and "64 MiB left" in f.attrs["error"]
         assert f["trains/train_id"][()].tolist() == [1, 2]
         assert f["pulses/label"][()].tolist() == [0, 0, 0, 1, 1]
+
+
+def test_what_came_before_a_silence_is_flushed_within_flush_s(tmp_path):
+    """A source that falls silent (a bridge between runs): the trains that
+    came before reach readers without waiting for the next one."""
+    import time
+
+    path = tmp_path / "r.h5"
+    writer = ResultsFile(path, CLASSES, flush_s=0.2)
+    try:
+        writer.add(train(7, ["cubic", "tetragonal"]))  # then nothing more
+        with h5py.File(path, "r", swmr=True) as reader:
+            trains = reader["trains/train_id"]
+            deadline = time.monotonic() + 30
+            while trains.shape[0] == 0:
+                assert time.monotonic() < deadline, "not flushed within 30 s"
+                time.sleep(0.05)
+                trains.refresh()
+            assert trains[()].tolist() == [7]
+    finally:
+        writer.close("stopped")
+    assert not writer._flusher.is_alive()
