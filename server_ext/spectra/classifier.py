@@ -850,20 +850,22 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         P[flat] = 1.0 / P.shape[1]  # no evidence for any class
         return P, flat
 
-    def classify_batch(self, X, axis=None):
+    def classify_batch(self, X, axis=None, return_proba=False):
         """Classify a batch without raising on malformed rows.
 
-        Returns ``(class_index, confidence, ambiguous, ok)``; rows with NaN or
-        inf, and flat rows (no signal, e.g. a detector dropout), have
-        ``ok == False`` and meaningless results. Shape problems still raise
-        :class:`SpectraError`. Used by the stream. ``axis``: as for
+        Returns ``(class_index, confidence, ambiguous, ok)``, and with
+        ``return_proba`` the probabilities (``classes_`` order) last; rows
+        with NaN or inf, and flat rows (no signal, e.g. a detector dropout),
+        have ``ok == False`` and meaningless results. Shape problems still
+        raise :class:`SpectraError`. Used by the stream. ``axis``: as for
         :meth:`predict_proba`.
         """
         X, resample = self._read(X, axis)
         P, finite, signal = self._plan().score(X, resample)
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx]
-        return idx, conf, conf < self.ambiguity_threshold, finite & signal
+        out = idx, conf, conf < self.ambiguity_threshold, finite & signal
+        return (*out, P) if return_proba else out
 
     def mask_points(self, points):
         """Bridge ``points`` (point indices) in every spectrum classified from

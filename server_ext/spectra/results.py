@@ -5,6 +5,7 @@ phase afterwards or to set the labels beside other data of the same
 trains::
 
     /pulses/train_id, pulse, label, confidence, ambiguous   one row per pulse classified
+    /pulses/probability                                     (pulses, classes): every class's
     /trains/train_id, classified, malformed                 one row per train delivered
     /classes                                                the labels' names (label: index)
 
@@ -75,6 +76,9 @@ class ResultsFile:
             for name, dtype in columns.items():
                 f.create_dataset(f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
                                  chunks=(65536 if group == "pulses" else 4096,))
+        f.create_dataset("pulses/probability", shape=(0, len(self.classes)),
+                         maxshape=(None, len(self.classes)), dtype=np.float32,
+                         chunks=(max(1, 65536 // len(self.classes)), len(self.classes)))
         f["trains/train_id"].attrs["missing"] = _NO_TRAIN_ID
         f.swmr_mode = True  # readers may follow from here on
         self._pending = {"pulses": [], "trains": []}
@@ -108,9 +112,12 @@ class ResultsFile:
             if self._broken is not None:
                 raise self._broken
             if n:
+                proba = getattr(result, "probabilities", None)
+                if proba is None:  # a result made without them
+                    proba = np.full((n, len(self.classes)), np.nan, np.float32)
                 self._pending["pulses"].append(
                     (np.full(n, tid, np.uint64), result.pulses, labels, result.confidence,
-                     result.ambiguous))
+                     result.ambiguous, proba))
             self._pending["trains"].append((tid, n, result.malformed))
             if time.monotonic() - self._last_flush >= self.flush_s:
                 self._flush()
@@ -137,7 +144,7 @@ class ResultsFile:
             raise self._broken
         try:
             if pulses:
-                for i, name in enumerate(_PULSES):
+                for i, name in enumerate((*_PULSES, "probability")):
                     _append(f[f"pulses/{name}"], np.concatenate([p[i] for p in pulses]))
             if trains:
                 for i, name in enumerate(_TRAINS):
@@ -211,5 +218,5 @@ class ResultsFile:
 
 def _append(dataset, values) -> None:
     n = dataset.shape[0]
-    dataset.resize((n + len(values),))
+    dataset.resize(n + len(values), axis=0)
     dataset[n:] = values

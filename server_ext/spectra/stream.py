@@ -65,8 +65,10 @@ PulseResult = collections.namedtuple(
 class TrainResult:
     """Results for one train: ``pulses`` are the indices (within the train) of
     the well-formed spectra, with their ``labels``, ``confidence`` and
-    ``ambiguous`` flags; ``malformed`` counts the rejected ones. Iterating
-    gives one :class:`PulseResult` per classified pulse."""
+    ``ambiguous`` flags, and ``probabilities`` of every class (``(pulses,
+    classes)``, the classifier's ``classes_`` order); ``malformed`` counts
+    the rejected ones. Iterating gives one :class:`PulseResult` per
+    classified pulse."""
 
     train_id: int
     pulses: np.ndarray
@@ -75,6 +77,7 @@ class TrainResult:
     ambiguous: np.ndarray
     malformed: int
     latency: float
+    probabilities: np.ndarray | None = None
 
     def __iter__(self):
         for p, lab, c, a in zip(self.pulses, self.labels, self.confidence, self.ambiguous):
@@ -356,7 +359,8 @@ class SpectraStream:
         latency = time.perf_counter() - received
         self.stats.record(0, latency)
         return TrainResult(tid, empty, self.classifier.classes_[empty], np.zeros(0, np.float32),
-                           np.zeros(0, bool), n_bad, latency)
+                           np.zeros(0, bool), n_bad, latency,
+                           np.zeros((0, len(self.classifier.classes_)), np.float32))
 
     def _note_unread(self, rejected):
         """``stats.unread_points`` from the ``rejected`` spectra of a train:
@@ -418,19 +422,19 @@ class SpectraStream:
             n_points = None  # not spectra: rejected below
         if arr.ndim != 2 or arr.shape[1] != n_points or arr.dtype.kind not in "fiub":
             return self._empty(tid, received, arr.shape[0] if arr.ndim >= 1 else 1)
-        idx, conf, amb, ok = clf.classify_batch(arr, axis=axis)
+        idx, conf, amb, ok, proba = clf.classify_batch(arr, axis=axis, return_proba=True)
         n_bad = int(len(ok) - ok.sum())
         if n_bad:
             rejected = arr[~ok]  # on the model's points, as mask_points takes them
             self._note_unread(rejected if axis is None else clf.axis_plan(axis)(rejected))
             pulses = np.flatnonzero(ok)
-            idx, conf, amb = idx[ok], conf[ok], amb[ok]
+            idx, conf, amb, proba = idx[ok], conf[ok], amb[ok], proba[ok]
         else:
             pulses = np.arange(len(ok))
         self.stats.malformed += n_bad
         latency = time.perf_counter() - received
         self.stats.record(len(pulses), latency)
-        return TrainResult(tid, pulses, clf.classes_[idx], conf, amb, n_bad, latency)
+        return TrainResult(tid, pulses, clf.classes_[idx], conf, amb, n_bad, latency, proba)
 
     def __iter__(self):
         # checked here rather than in the generator, so that iter() refuses at once

@@ -472,6 +472,7 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
         np.testing.assert_array_equal(classes[f["pulses/label"][()]].astype(clf.classes_.dtype), labels)
         np.testing.assert_array_equal(f["pulses/confidence"][()], confidence)
         np.testing.assert_array_equal(f["pulses/ambiguous"][()], ambiguous)
+        np.testing.assert_array_equal(f["pulses/probability"][()], clf.predict_proba(X[ok]))
         np.testing.assert_array_equal(f["pulses/pulse"][()], ok % 5)
         np.testing.assert_array_equal(f["pulses/train_id"][()], info["first_train"] + ok // 5)
         np.testing.assert_array_equal(f["trains/train_id"][()], info["first_train"] + np.arange(6))

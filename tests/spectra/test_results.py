@@ -42,6 +42,8 @@ def test_a_reader_follows_the_results_as_they_are_flushed(tmp_path):
         assert f.attrs["state"] == "stopped" and json.loads(f.attrs["stats"]) == {"trains": 2}
         assert f["trains/malformed"][()].tolist() == [0, 4]
         assert f["pulses/ambiguous"][()].tolist() == [True, False, True]
+        # results made without probabilities: NaN, one column per class
+        assert f["pulses/probability"].shape == (3, 2) and np.isnan(f["pulses/probability"][()]).all()
 
 
 @pytest.mark.parametrize("exc, state, error", [(RuntimeError("bridge gone"), "failed", "bridge gone"),

@@ -259,6 +259,9 @@ def test_karabo_bridge_over_loopback_counts_gaps(fitted, intensity_series, bridg
     expected = clf.predict(X[:48])
     got = np.concatenate([r.labels for r in results[:6]])
     np.testing.assert_array_equal(got, np.delete(expected, 8 * 4 + 3))
+    # every class's probability too, for the pulses classified
+    np.testing.assert_array_equal(np.concatenate([r.probabilities for r in results[:6]]),
+                                  np.delete(clf.predict_proba(X[:48]), 8 * 4 + 3, axis=0))
 
 
 def test_burst_over_bridge_drops_oldest_and_ends_at_max_trains(fitted, intensity_series,
