@@ -137,7 +137,8 @@ class ResultsFile:
         self._last_flush = time.monotonic()
         disk = os.statvfs(os.path.dirname(os.path.abspath(self.path)))
         free = disk.f_bavail * disk.f_frsize
-        if free < RESERVE_BYTES + 32 * sum(len(p[0]) for p in pulses) + 16 * len(trains):
+        per_pulse = 24 + 4 * len(self.classes)  # the columns' bytes
+        if free < RESERVE_BYTES + per_pulse * sum(len(p[0]) for p in pulses) + 16 * len(trains):
             self._broken = SpectraError(
                 f"stopped writing the results to {self.path}: {free >> 20} MiB left on its disk; "
                 f"it holds those of the {self.trains} trains written before")
