@@ -270,12 +270,14 @@ def without_classification(clf, read=False):
     import copy
 
     blank = copy.copy(clf)
+    n_classes = len(clf.classes_)
 
-    def classify_batch(X):
+    def classify_batch(X, axis=None, return_proba=False):  # the stream's call, as the classifier's
         if read:
             X.sum()
         n = len(X)
-        return np.zeros(n, np.intp), np.ones(n, np.float32), np.zeros(n, bool), np.ones(n, bool)
+        out = np.zeros(n, np.intp), np.ones(n, np.float32), np.zeros(n, bool), np.ones(n, bool)
+        return (*out, np.zeros((n, n_classes), np.float32)) if return_proba else out
 
     blank.classify_batch = classify_batch
     return blank

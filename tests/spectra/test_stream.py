@@ -471,3 +471,17 @@ stream.stop()
     normalise, align, trains = out.stdout.split()
     assert (normalise, trains) == ("True", "0")
     assert align == str(clf.strain_aligned_)  # the alignment's kernel, where the model aligns
+
+
+@pytest.mark.parametrize("read", [False, True])
+def test_the_benchmarks_stream_without_classification_answers_the_streams_call(
+        fitted, intensity_series, benchmark_module, read):
+    """The streaming benchmark's peers (the stream's own machinery, and a
+    stream that only reads each train) stand in for the classifier: they must
+    take the stream's call as it is (broken once by a new keyword)."""
+    clf, _ = fitted
+    blank = benchmark_module("spectra").without_classification(clf, read=read)
+    trains = trains_of(intensity_series.X[:24], 8)
+    results = list(SpectraStream(blank, trains))
+    assert [len(r) for r in results] == [8, 8, 8]
+    assert results[0].probabilities.shape == (8, len(clf.classes_))
