@@ -53,8 +53,10 @@ data, with the CPU time each costs (little affected by other load, unlike
 the rates). Then end-to-end streaming (Karabo bridge over loopback, one
 server in a separate process for all runs, trains of 2,700 pulses): in
 rounds, the bare bridge client, the stream without classification (its
-receiving, hand-off and results alone) and the classified stream; the
-ratio to the bare client's receive rate is the median of the rounds'
+receiving, hand-off and results alone), the stream that only reads each
+train, the classified stream, and the classified stream keeping every
+pulse's result in a file (``ResultsFile``, against the classified stream);
+the ratio to the bare client's receive rate is the median of the rounds'
 ratios, printed beside the CPU each side and the server spend (what CPU
 alone would allow); then a few rounds with the server paced to a network
 link (``--link-gbps``). Headlines are ratios against peers measured in
@@ -214,21 +216,31 @@ def raw_receive(endpoint, n_trains, push):
         context.destroy(linger=0)
 
 
-def stream_run(clf, endpoint, n_trains, push):
+def stream_run(clf, endpoint, n_trains, push, keep=False):
     """``n_trains`` trains through ``SpectraStream`` (receiver thread, queue,
-    classification, results), timed from the first result on."""
-    from server_ext.spectra import KaraboBridgeSource, SpectraStream
+    classification, results), timed from the first result on; ``keep``:
+    every pulse's result written to a results file too (``ResultsFile``,
+    in a temporary directory)."""
+    import tempfile
+
+    from server_ext.spectra import KaraboBridgeSource, ResultsFile, SpectraStream
 
     source = KaraboBridgeSource(endpoint, key=KEY, timeout=30.0, sock="PULL" if push else "REQ")
     stream = SpectraStream(clf, source, max_trains=n_trains, queue_size=2)
     t_first = None
     n_after_first = 0
-    for r in stream:
-        if t_first is None:  # steady state: from the first result on
-            t_first = time.perf_counter()
-        else:
-            n_after_first += len(r)
-    elapsed = time.perf_counter() - t_first
+    with tempfile.TemporaryDirectory() as tmp:
+        results = ResultsFile(os.path.join(tmp, "results.h5"), clf.classes_) if keep else None
+        for r in stream:
+            if results is not None:
+                results.add(r)
+            if t_first is None:  # steady state: from the first result on
+                t_first = time.perf_counter()
+            else:
+                n_after_first += len(r)
+        elapsed = time.perf_counter() - t_first  # the last flush and the close are not streaming
+        if results is not None:
+            results.close("finished")
     st = stream.stats
     return {"spectra_per_s": n_after_first / elapsed, "trains": st.trains,
             "spectra": st.spectra, "dropped": st.dropped, "gaps": st.gaps,
@@ -286,8 +298,9 @@ def without_classification(clf, read=False):
 def stream_comparison(clf, n_trains, rounds, pulses, seed, push, link_rate=0):
     """``rounds`` times, over ``n_trains`` trains each from one bridge: the
     bare client, the stream without classification, the stream that only
-    reads each train once, the classified stream (with ``link_rate``, a
-    paced server: the bare client and the classified stream only).
+    reads each train once, the classified stream, the classified stream
+    keeping every pulse's result in a file (with ``link_rate``, a paced
+    server: the bare client and the classified stream only).
     Ratios are taken within a round (the machine's load drifts between
     rounds, much less within one). Returns one dict per round: rates
     (spectra/s), and CPU seconds per train of this process (``*_cpu``) and
@@ -300,6 +313,8 @@ def stream_comparison(clf, n_trains, rounds, pulses, seed, push, link_rate=0):
                   stream_run(m, ep, n_trains, push)["spectra_per_s"])
                  for name, read in (("machinery", False), ("read_once", True))]
     runs.append(("classified", lambda ep: stream_run(clf, ep, n_trains, push)))
+    if not link_rate:
+        runs.append(("kept", lambda ep: stream_run(clf, ep, n_trains, push, keep=True)["spectra_per_s"]))
     out = []
     with bridge_server(pulses, clf.n_features_in_, seed, push, link_rate) as (endpoint, server):
         raw_receive(endpoint, 3, push)  # warm-up: connections, page faults, caches
@@ -928,7 +943,7 @@ def round_line(r):
             f"{st['spectra_per_s']:6.0f}/s = x{st['spectra_per_s'] / r['bare']:.2f} "
             f"({1e3 * r['classified_cpu']:.0f} ms CPU/train), p50 {st['p50_ms']:.0f} ms "
             f"p99 {st['p99_ms']:.0f} ms, trains {st['trains']}, dropped {st['dropped']}, "
-            f"gaps {st['gaps']}")
+            f"gaps {st['gaps']} | kept in a file x{r['kept'] / st['spectra_per_s']:.2f} of it")
 
 
 def streaming(clf, X, args, rates):
@@ -940,7 +955,8 @@ def streaming(clf, X, args, rates):
     print(f"\nstreaming (Karabo bridge over loopback, one server in another process, "
           f"{pairs} rounds of {n_trains} trains x 2,700 pulses x {X.shape[1]} points each: the "
           f"bare client, the stream without classification, the stream that only reads each "
-          f"train once (X.sum: the least a classifier does), the classified stream, in turn; "
+          f"train once (X.sum: the least a classifier does), the classified stream, the "
+          f"classified stream keeping every pulse's result in a file, in turn; "
           f"protocol-B model of the first series):")
     cost = classify_cost(clf, X)
     print(f"  classify_batch alone, one train: {1e3 * cost[0]:.1f} ms CPU, {1e3 * cost[1]:.1f} ms "
@@ -952,6 +968,7 @@ def streaming(clf, X, args, rates):
         for r in runs:
             print(f"  {label}: {round_line(r)}")
         ratio = np.median([r["classified"]["spectra_per_s"] / r["bare"] for r in runs])
+        kept = np.median([r["kept"] / r["classified"]["spectra_per_s"] for r in runs])
         machinery = np.median([r["machinery"] / r["bare"] for r in runs])
         read_once = np.median([r["read_once"] / r["bare"] for r in runs])
         ceiling = np.median([cpu_ceiling(r, cost[0], 2700, cores) for r in runs])
@@ -961,7 +978,9 @@ def streaming(clf, X, args, rates):
               f"(this process, all threads) {1e3 * med(runs, 'bare_cpu'):.0f} / "
               f"{1e3 * med(runs, 'machinery_cpu'):.0f} / {1e3 * med(runs, 'read_once_cpu'):.0f} / "
               f"{1e3 * med(runs, 'classified_cpu'):.0f} ms; x{ratio * med(runs, 'bare') / EUXFEL_MAX:.2f} "
-              f"the EuXFEL maximum; predict alone x{rates['first series'] / EUXFEL_MAX:.1f}")
+              f"the EuXFEL maximum; predict alone x{rates['first series'] / EUXFEL_MAX:.1f}; "
+              f"keeping every pulse's result in a file (ResultsFile) x{kept:.2f} the classified "
+              f"stream ({1e3 * med(runs, 'kept_cpu'):.0f} ms CPU per train)")
         wall = 2700 / med(runs, "bare")  # seconds per train, bare
         transport = med(runs, "bare_cpu") + med(runs, "bare_server_cpu")
         print(f"    CPU bound: the bare rounds keep {cores} cores {100 * transport / (cores * wall):.0f} % "
