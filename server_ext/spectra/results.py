@@ -42,6 +42,7 @@ _NO_TRAIN_ID = np.iinfo(np.uint64).max  # a bridge message without one
 # HDF5 cannot finish a file once a write has failed (it is left unreadable, and the
 # process may crash on exit): writing stops while this much is still free on the disk
 RESERVE_BYTES = 64 << 20
+JOIN_S = 60.0  # the most close() waits for a write in progress (a stalled file system)
 
 
 class ResultsFile:
@@ -167,7 +168,11 @@ class ResultsFile:
         if state not in STATES:
             raise ValueError(f"state must be one of {STATES}, not {state!r}")
         self._closing.set()
-        self._flusher.join()
+        self._flusher.join(JOIN_S)
+        if self._flusher.is_alive():
+            raise SpectraError(f"the results file {self.path} did not finish a write within "
+                               f"{JOIN_S:g} s (a stalled file system?); its state still reads "
+                               "'running'")
         with self._lock:
             if self._file is None:
                 return

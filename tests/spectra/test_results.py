@@ -117,3 +117,32 @@ def test_what_came_before_a_silence_is_flushed_within_flush_s(tmp_path):
     finally:
         writer.close("stopped")
     assert not writer._flusher.is_alive()
+
+
+def test_closing_waits_a_bounded_time_for_a_stalled_write(tmp_path, monkeypatch):
+    """A write that does not return (a stalled file system): close() fails
+    after JOIN_S, saying so, instead of hanging."""
+    import threading
+    import time
+
+    from server_ext.spectra import results
+
+    monkeypatch.setattr(results, "JOIN_S", 0.5)
+    writer = ResultsFile(tmp_path / "r.h5", CLASSES, flush_s=0.05)
+    entered, release = threading.Event(), threading.Event()
+
+    def stalled_flush():
+        entered.set()
+        release.wait(60)
+
+    writer._flush = stalled_flush  # only the flusher thread calls it here
+    writer._last_flush = time.monotonic() + 0.2  # add() leaves the flush to the flusher
+    writer.add(train(1, ["cubic"]))
+    try:
+        assert entered.wait(30), "the flusher did not start its write"
+        with pytest.raises(SpectraError, match=r"did not finish a write within 0\.5 s"):
+            writer.close("finished")
+    finally:
+        release.set()
+    writer._flusher.join(30)
+    assert not writer._flusher.is_alive()

@@ -59,21 +59,26 @@ class StreamsHandler(DaasHandler):
             axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
         elif source.get("axis_key"):
             await self.on_cluster(tasks.stream_axis, model, None)
-        output = None
-        if body.get("output"):
-            output = self.daas.policy.output("output", body["output"])
-            if os.path.lexists(output):
-                raise DaasRequestError(409, f"output: {body['output']!r} exists; give another file for "
-                                            "the results, or remove it")
-        asked = body["source"]  # as the user named it, for the results file
-        about = {"model": body["model"], "source": asked.get("endpoint") or asked.get("run"),
-                 "source_name": asked.get("source"), "key": asked.get("key")}
-        options = {"model_dir": model, "source": source, "axis": axis, "output": output, "about": about,
+        options = {"model_dir": model, "source": source, "axis": axis, **self.results_file(body),
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
                    "drop_oldest": body.get("drop_oldest"),
                    "mask_points": mask_points(self.daas, body["model"], body)}
         stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
+
+    def results_file(self, body: dict) -> dict:
+        """The request's ``output`` (a new file below the root, 403/409 otherwise) and what the
+        file says of the stream (``about``: the model's id, the source as the request named it)."""
+        if not body.get("output"):
+            return {"output": None}
+        output = self.daas.policy.output("output", body["output"])
+        if os.path.lexists(output):
+            raise DaasRequestError(409, f"output: {body['output']!r} exists; give another file for the "
+                                        "results, or remove it")
+        asked = body["source"]
+        return {"output": output, "about": {
+            "model": body["model"], "source": asked.get("endpoint") or asked.get("run"),
+            "source_name": asked.get("source"), "key": asked.get("key")}}
 
 
 class StreamHandler(DaasHandler):
