@@ -125,8 +125,29 @@ class DaasExtension(ExtensionApp):
             models_dir=str(models_dir), request_timeout=self.request_timeout,
             max_predict_spectra=self.max_predict_spectra, max_spectra_per_label=self.max_spectra_per_label)
         self.settings["daas"] = self.daas
+        self._remove_partial_outputs()
         self.log.info("daas: REST API at %sdaas/api/; jobs on %s; records in %s",
                       self.serverapp.base_url, backend.description, data_dir)
+
+    def _remove_partial_outputs(self):
+        """A dead server's conversions left their hidden partial files (``.NAME.*.part`` beside the
+        output; its orphaned workers may not remove them): removed with their jobs marked interrupted,
+        so that none is left, nor published later."""
+        for record in self.daas.jobs.store.interrupted:
+            output = (record.get("options") or {}).get("output")
+            if record.get("kind") != "nxmx" or not output:
+                continue
+            try:
+                path = Path(self.daas.policy.output("output", output))
+            except Exception:  # noqa: BLE001 -- a root that changed: nothing of ours to remove
+                continue
+            for part in path.parent.glob(f".{path.name}.*.part"):
+                try:
+                    part.unlink()
+                    self.log.info("daas: removed %s, the partial output of interrupted job %s", part,
+                                  record["id"])
+                except OSError as e:
+                    self.log.warning("daas: could not remove %s: %s", part, e)
 
     async def _start_jupyter_server_extension(self, serverapp):
         """Once the server listens, tell kernels (which inherit its environment) where the API is."""

@@ -42,6 +42,7 @@ class JobStore:
     def __init__(self, folder: str | os.PathLike):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
+        self.interrupted: list[dict] = []  # the records load_all found left active by a dead server
 
     def save(self, record: dict) -> None:
         write_json_atomic(self.folder / f"{record['id']}.json", record)
@@ -61,6 +62,7 @@ class JobStore:
                               error="the server stopped while this job was "
                                     f"{record['state']}; submit it again")
                 self.save(record)
+                self.interrupted.append(record)
             records.append(record)
         records.sort(key=lambda r: r.get("created") or "")
         return records
