@@ -239,12 +239,15 @@ def stream_run(clf, endpoint, n_trains, push, keep=False):
             else:
                 n_after_first += len(r)
         elapsed = time.perf_counter() - t_first  # the last flush and the close are not streaming
+        size = None
         if results is not None:
             results.close("finished")
+            size = os.path.getsize(results.path)
     st = stream.stats
     return {"spectra_per_s": n_after_first / elapsed, "trains": st.trains,
             "spectra": st.spectra, "dropped": st.dropped, "gaps": st.gaps,
-            "p50_ms": 1e3 * st.latency(50), "p99_ms": 1e3 * st.latency(99)}
+            "p50_ms": 1e3 * st.latency(50), "p99_ms": 1e3 * st.latency(99),
+            "bytes_per_pulse": None if size is None else size / max(st.spectra, 1)}
 
 
 def _cpu():
@@ -314,7 +317,7 @@ def stream_comparison(clf, n_trains, rounds, pulses, seed, push, link_rate=0):
                  for name, read in (("machinery", False), ("read_once", True))]
     runs.append(("classified", lambda ep: stream_run(clf, ep, n_trains, push)))
     if not link_rate:
-        runs.append(("kept", lambda ep: stream_run(clf, ep, n_trains, push, keep=True)["spectra_per_s"]))
+        runs.append(("kept", lambda ep: stream_run(clf, ep, n_trains, push, keep=True)))
     out = []
     with bridge_server(pulses, clf.n_features_in_, seed, push, link_rate) as (endpoint, server):
         raw_receive(endpoint, 3, push)  # warm-up: connections, page faults, caches
@@ -332,6 +335,9 @@ def stream_comparison(clf, n_trains, rounds, pulses, seed, push, link_rate=0):
                 r[name] = run(endpoint)
                 r[f"{name}_cpu"] = (_cpu() - c0) / n_trains
                 r[f"{name}_server_cpu"] = (server() - s0) / n_trains
+            if "kept" in r:
+                r["kept_bytes_per_pulse"] = r["kept"]["bytes_per_pulse"]
+                r["kept"] = r["kept"]["spectra_per_s"]
             out.append(r)
     return out
 
@@ -980,7 +986,8 @@ def streaming(clf, X, args, rates):
               f"{1e3 * med(runs, 'classified_cpu'):.0f} ms; x{ratio * med(runs, 'bare') / EUXFEL_MAX:.2f} "
               f"the EuXFEL maximum; predict alone x{rates['first series'] / EUXFEL_MAX:.1f}; "
               f"keeping every pulse's result in a file (ResultsFile) x{kept:.2f} the classified "
-              f"stream ({1e3 * med(runs, 'kept_cpu'):.0f} ms CPU per train)")
+              f"stream ({1e3 * med(runs, 'kept_cpu'):.0f} ms CPU per train, "
+              f"{med(runs, 'kept_bytes_per_pulse'):.1f} bytes a pulse on disk)")
         wall = 2700 / med(runs, "bare")  # seconds per train, bare
         transport = med(runs, "bare_cpu") + med(runs, "bare_server_cpu")
         print(f"    CPU bound: the bare rounds keep {cores} cores {100 * transport / (cores * wall):.0f} % "
