@@ -7,7 +7,7 @@ TensorFlow are imported by the submodules that need them, on first use.
 
 __all__ = ["BinnedSpectraClassifier", "SpectraStream", "SpectraError",
            "StreamStats", "TrainResult", "KaraboBridgeSource", "RunSource",
-           "IterableSource", "ResultsFile"]
+           "IterableSource", "ResultsFile", "read_results"]
 
 from .errors import SpectraError
 
@@ -20,6 +20,7 @@ _LAZY = {
     "RunSource": "sources",
     "IterableSource": "sources",
     "ResultsFile": "results",
+    "read_results": "results",
 }
 
 

@@ -18,11 +18,13 @@ the stream runs with HDF5's single-writer/multiple-reader mode
 how it ended: ``finished``, ``stopped``, ``interrupted`` or ``failed``
 (with ``error``), and ``running`` while it runs -- or if its process died,
 in which case it holds the results up to the last flush. The counters at
-the end are in the attribute ``stats`` (JSON).
+the end are in the attribute ``stats`` (JSON). :func:`read_results` reads
+a file back, also while it is written; ``daas spectra results`` prints it.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import threading
@@ -32,7 +34,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "STATES"]
+__all__ = ["ResultsFile", "Results", "read_results", "STATES"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 _PULSES = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
@@ -233,3 +235,130 @@ def _append(dataset, values) -> None:
     n = dataset.shape[0]
     dataset.resize(n + len(values), axis=0)
     dataset[n:] = values
+
+
+@dataclasses.dataclass
+class Results:
+    """A results file read back (:func:`read_results`): one entry per pulse
+    in ``train_id``, ``pulse``, ``label`` (the class names), ``confidence``,
+    ``ambiguous``, ``probability`` (``(pulses, classes)``, ``classes``
+    order); one per train in ``trains`` (``train_id``, ``classified``,
+    ``malformed``); ``state`` and ``error`` as the stream left them,
+    ``stats`` its counters (``None`` while running), ``about`` the rest of
+    the file's attributes (model, source)."""
+
+    path: str
+    state: str
+    error: str | None
+    classes: np.ndarray
+    train_id: np.ndarray
+    pulse: np.ndarray
+    label: np.ndarray
+    confidence: np.ndarray
+    ambiguous: np.ndarray
+    probability: np.ndarray
+    trains: dict
+    stats: dict | None
+    about: dict
+
+    def select(self, label=None, min_confidence: float = 0.0, unambiguous: bool = False):
+        """A boolean mask over the pulses: of class ``label`` (any where
+        ``None``), with a confidence of at least ``min_confidence``, and
+        not flagged ambiguous where ``unambiguous``."""
+        mask = self.confidence >= min_confidence
+        if label is not None:
+            if str(label) not in self.classes:
+                raise SpectraError(f"no class {label!r} in {self.path}; its classes: "
+                                   f"{', '.join(self.classes)}")
+            mask &= self.label == str(label)
+        if unambiguous:
+            mask &= ~self.ambiguous
+        return mask
+
+    def phases(self, purity: float = 0.9):
+        """Consecutive trains by their phase: ``(first, last, label, n)``
+        for each run of ``n`` trains in which ``label`` has at least
+        ``purity`` of a train's pulses -- ``"mixed"`` where no class has,
+        ``"none classified"`` where a train had no pulse classified."""
+        tids = self.trains["train_id"]
+        ends = np.cumsum(self.trains["classified"])
+        order = np.argsort(self.classes)  # the names of numeric classes need not sort
+        codes = order[np.searchsorted(self.classes, self.label, sorter=order)]
+        per_train = [np.bincount(codes[e - n:e], minlength=len(self.classes))
+                     for e, n in zip(ends, self.trains["classified"])]
+        names = [("none classified" if c.sum() == 0 else self.classes[c.argmax()]
+                  if c.max() >= purity * c.sum() else "mixed") for c in per_train]
+        out = []
+        for tid, name in zip(tids, names):
+            if out and out[-1][2] == name:
+                out[-1][1], out[-1][3] = int(tid), out[-1][3] + 1
+            else:
+                out.append([int(tid), int(tid), name, 1])
+        return [tuple(o) for o in out]
+
+
+def read_results(path) -> Results:
+    """Read a results file -- also one still being written (SWMR), up to
+    its last flush, the columns cut to the trains complete in all of them."""
+    import h5py
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise SpectraError(f"no results file {path}")
+    writing, short = _superblock(path)
+    if writing and short:
+        raise SpectraError(f"cannot read {path} as a results file: it ends {short} bytes before "
+                           "the end HDF5 recorded (truncated, or caught mid-write: try again)")
+    try:
+        # SWMR only for a file still open for writing (or whose writer died): a
+        # SWMR reader skips HDF5's checks of a closed file, and retries its reads
+        # of a damaged one for minutes instead of failing
+        with h5py.File(path, "r", swmr=writing) as f:
+            missing = [f"{g}/{c}" for g, cols in (("pulses", (*_PULSES, "probability")),
+                                                   ("trains", _TRAINS)) for c in cols
+                       if f"{g}/{c}" not in f]
+            if "classes" not in f or missing:
+                raise SpectraError(f"{path} is not a spectra results file (no "
+                                   f"{'/classes' if 'classes' not in f else '/' + missing[0]}); "
+                                   "'daas spectra classify -o' writes them")
+            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
+            classes = f["classes"].asstr()[()]
+            trains = {c: f[f"trains/{c}"][()] for c in _TRAINS}
+            pulses = {c: f[f"pulses/{c}"][()] for c in (*_PULSES, "probability")}
+    except SpectraError:
+        raise
+    except (OSError, RuntimeError, KeyError, ValueError) as e:
+        raise SpectraError(f"cannot read {path} as a results file (damaged or truncated?): "
+                           f"{e}") from None
+    # a flush extends one column after another: a reader may see some longer
+    n_trains = min(len(v) for v in trains.values())
+    trains = {c: v[:n_trains] for c, v in trains.items()}
+    n = int(trains["classified"].sum())
+    if min(len(v) for v in pulses.values()) < n:
+        raise SpectraError(f"{path} holds fewer pulses than its trains count ({n}): damaged")
+    pulses = {c: v[:n] for c, v in pulses.items()}
+    if n and pulses["label"].max() >= len(classes):
+        raise SpectraError(f"{path} holds labels beyond its {len(classes)} classes: damaged")
+    stats = attrs.pop("stats", None)
+    return Results(path=path, state=attrs.pop("state", "unknown"), error=attrs.pop("error", None),
+                   classes=classes, label=classes[pulses.pop("label")],
+                   **pulses, trains=trains, stats=None if stats is None else json.loads(stats),
+                   about=attrs)
+
+
+def _superblock(path) -> tuple[bool, int]:
+    """Whether ``path`` is marked open for writing, and how many bytes it is
+    short of the end its HDF5 superblock records (HDF5's "truncated file"
+    check, which a SWMR reader skips); ``(False, 0)`` for a superblock of
+    a version that records neither (``ResultsFile`` writes version 3)."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        size = os.fstat(f.fileno()).st_size
+    if len(head) < 13 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] not in (2, 3):
+        return False, 0
+    width = head[9]  # bytes of an address
+    if len(head) < 12 + 4 * width:
+        return False, 0
+    base = int.from_bytes(head[12:12 + width], "little")
+    end = int.from_bytes(head[12 + 2 * width:12 + 3 * width], "little")
+    return bool(head[11]), max(0, base + end - size)

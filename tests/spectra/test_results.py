@@ -173,3 +173,115 @@ def test_the_columns_are_compressed_and_read_back_unchanged(tmp_path):
                                   np.concatenate([t.probabilities for t in trains]))
             assert f["pulses/train_id"][-1] == 1_000_039 and f["trains/classified"][0] == 2700
     assert sizes[True] < sizes[False] / 3, sizes
+
+
+def _written(path, trains, about=None):
+    with ResultsFile(path, CLASSES, about=about, flush_s=3600) as writer:
+        for t in trains:
+            writer.add(t)
+    return path
+
+
+def test_read_results_gives_back_the_pulses_and_the_phases_by_train(tmp_path):
+    from server_ext.spectra import read_results
+
+    trains = [train(100 + t, ["cubic"] * 10 if t < 3 else ["tetragonal"] * 9 + ["cubic"])
+              for t in range(5)] + [train(105, ["tetragonal"] * 5 + ["cubic"] * 5),
+                                    train(106, [], malformed=3)]
+    r = read_results(_written(tmp_path / "r.h5", trains, about={"model": "m.spectra"}))
+    assert r.state == "finished" and r.error is None and r.about["model"] == "m.spectra"
+    assert r.label.tolist() == [str(x) for t in trains for x in t.labels]
+    assert r.train_id.tolist() == [t.train_id for t in trains for _ in t.pulses]
+    assert r.trains["malformed"].tolist() == [0] * 6 + [3]
+    assert r.phases() == [(100, 102, "cubic", 3), (103, 104, "tetragonal", 2),
+                          (105, 105, "mixed", 1), (106, 106, "none classified", 1)]
+    assert r.phases(purity=0.5)[2] == (105, 105, "cubic", 1)  # a tie: the first class
+    sure = r.select("tetragonal", min_confidence=0.9, unambiguous=True)
+    assert sure.tolist() == [t.labels[i] == "tetragonal" and t.confidence[i] >= 0.9
+                             and not t.ambiguous[i] for t in trains for i in range(len(t.pulses))]
+    with pytest.raises(SpectraError, match="no class 'hexagonal' in .*; its classes: cubic, "
+                                           "tetragonal"):
+        r.select("hexagonal")
+
+
+def test_read_results_of_numeric_classes(tmp_path):
+    """Class names that do not sort as text (2 before 10) keep their phases."""
+    from server_ext.spectra import read_results
+
+    classes = np.array([2, 10])
+    path = tmp_path / "r.h5"
+    with ResultsFile(path, classes, flush_s=3600) as writer:
+        writer.add(TrainResult(1, np.arange(3), np.array([10, 10, 10]), np.ones(3, np.float32),
+                               np.zeros(3, bool), 0, 0.0))
+        writer.add(TrainResult(2, np.arange(3), np.array([2, 2, 2]), np.ones(3, np.float32),
+                               np.zeros(3, bool), 0, 0.0))
+    r = read_results(path)
+    assert r.phases() == [(1, 1, "10", 1), (2, 2, "2", 1)] and r.select(10).sum() == 3
+
+
+def test_a_file_being_written_is_read_up_to_its_last_flush(tmp_path):
+    from server_ext.spectra import read_results
+
+    path = tmp_path / "r.h5"
+    writer = ResultsFile(path, CLASSES, flush_s=3600)
+    try:
+        writer.add(train(1, ["cubic"] * 3))
+        writer.flush()
+        writer.add(train(2, ["tetragonal"] * 2))  # not flushed yet
+        r = read_results(path)
+        assert r.state == "running" and r.stats is None
+        assert r.trains["train_id"].tolist() == [1] and r.label.tolist() == ["cubic"] * 3
+    finally:
+        writer.close("stopped", stats={"trains": 2})
+    r = read_results(path)
+    assert r.state == "stopped" and r.stats == {"trains": 2} and len(r.label) == 5
+
+
+def test_pulses_written_before_their_train_are_left_out(tmp_path):
+    """A flush extends the pulse columns, then the train columns: a reader
+    in between sees pulses no train counts yet, and leaves them out."""
+    from server_ext.spectra import read_results
+
+    path = _written(tmp_path / "r.h5", [train(1, ["cubic"] * 3)])
+    with h5py.File(path, "r+") as f:
+        for name in f["pulses"]:
+            d = f[f"pulses/{name}"]
+            d.resize(d.shape[0] + 2, axis=0)
+    r = read_results(path)
+    assert len(r.label) == 3 and len(r.probability) == 3 and r.pulse.tolist() == [0, 1, 2]
+
+
+def test_read_results_refuses_what_is_not_a_whole_results_file(tmp_path):
+    from server_ext.spectra import read_results
+
+    good = _written(tmp_path / "good.h5", [train(t, ["cubic"] * 100) for t in range(50)])
+    truncated = tmp_path / "truncated.h5"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    (tmp_path / "text.h5").write_text("not HDF5")
+    with h5py.File(tmp_path / "other.h5", "w") as f:
+        f["data"] = np.zeros(3)
+    damaged = _written(tmp_path / "damaged.h5", [train(1, ["cubic"] * 3)])
+    with h5py.File(damaged, "r+") as f:
+        f["pulses/label"][0] = 7
+    short = _written(tmp_path / "short.h5", [train(1, ["cubic"] * 3)])
+    with h5py.File(short, "r+") as f:
+        f["pulses/confidence"].resize(2, axis=0)
+    writer = ResultsFile(tmp_path / "live.h5", CLASSES, flush_s=3600)
+    try:  # a copy cut short while its writer runs: marked open for writing
+        writer.add(train(1, ["cubic"] * 5000))
+        writer.flush()
+        live = (tmp_path / "live.h5").read_bytes()
+        (tmp_path / "live-cut.h5").write_bytes(live[: len(live) // 2])
+    finally:
+        writer.close("finished")
+    for path, message in ((tmp_path / "missing.h5", "no results file .*missing.h5"),
+                          (tmp_path / "live-cut.h5", r"it ends \d+ bytes before the end HDF5 "
+                                                     "recorded"),
+                          (truncated, "cannot read .*truncated.h5 as a results file"),
+                          (tmp_path / "text.h5", "cannot read .*text.h5 as a results file"),
+                          (tmp_path / "other.h5", "other.h5 is not a spectra results file "
+                                                  r"\(no /classes\)"),
+                          (damaged, "labels beyond its 2 classes: damaged"),
+                          (short, r"fewer pulses than its trains count \(3\): damaged")):
+        with pytest.raises(SpectraError, match=message):
+            read_results(path)
