@@ -1,4 +1,4 @@
-"""``daas spectra train|classify``.
+"""``daas spectra train|classify|results``.
 
 ::
 
@@ -6,7 +6,9 @@
     daas spectra train RUN_DIR --source SRC:output --key data.intensity \\
         --labels low=1200000000:1200000040 high=1200000160:1200000200 -o model.spectra
     daas spectra classify --model model.spectra --source tcp://127.0.0.1:4545
-    daas spectra classify --model model.spectra --run RUN_DIR --source-name SRC:output
+    daas spectra classify --model model.spectra --run RUN_DIR --source-name SRC:output \\
+        -o labels.h5
+    daas spectra results labels.h5 --label high --min-confidence 0.9 --ids high.csv
 """
 
 from __future__ import annotations
@@ -99,6 +101,22 @@ def register(subparsers):
                         "counts, in a new HDF5 file, written as they come (readable meanwhile, "
                         "SWMR) and kept however the stream ends (its 'state' attribute says how)")
     c.set_defaults(func=classify)
+
+    r = sub.add_parser("results", help="summarise a results file and select pulses from it")
+    r.add_argument("file", help="results file from 'daas spectra classify -o' (or the app's "
+                                "results file); one still being written is read up to its last "
+                                "flush")
+    r.add_argument("--label", help="select the pulses of this class")
+    r.add_argument("--min-confidence", type=float, default=0.0, metavar="C",
+                   help="select pulses with at least this confidence (default %(default)s)")
+    r.add_argument("--unambiguous", action="store_true",
+                   help="select pulses not flagged ambiguous")
+    r.add_argument("--purity", type=float, default=0.9, metavar="F",
+                   help="a train is in a phase when its class holds at least this fraction of "
+                        "the train's pulses, else 'mixed' (default %(default)s)")
+    r.add_argument("--ids", metavar="OUT.csv",
+                   help="write the selected pulses' train_id,pulse to a new CSV file")
+    r.set_defaults(func=results)
 
 
 def _reconnects(text):
@@ -261,4 +279,70 @@ def classify(args):
         if results is not None:
             print(f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
                   f"({state})", flush=True)
+    return 0
+
+
+MAX_PHASE_LINES = 20
+
+
+def results(args):
+    import os
+
+    import numpy as np
+
+    from .errors import SpectraError
+    from .results import read_results
+
+    if not 0 < args.purity <= 1:
+        raise SpectraError(f"--purity must be in (0, 1], not {args.purity:g}")
+    selecting = args.label is not None or args.min_confidence or args.unambiguous
+    if args.ids and not selecting:
+        raise SpectraError("--ids writes the selected pulses: select with --label, "
+                           "--min-confidence or --unambiguous")
+    if args.ids and os.path.exists(args.ids):
+        raise SpectraError(f"{args.ids} exists; give another file, or remove it")
+    r = read_results(args.file)
+    mask = r.select(args.label, args.min_confidence, args.unambiguous) if selecting else None
+    state = {"running": "running (being written, or its process died: up to the last flush)",
+             "failed": f"failed: {r.error}"}.get(r.state, r.state)
+    tids = r.trains["train_id"]
+    span = f" ({tids[0]} to {tids[-1]})" if len(tids) else ""
+    source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
+    print(f"{args.file}: {state}")
+    print(f"{len(r.label)} pulses classified in {len(tids)} trains{span}, "
+          f"{int(r.trains['malformed'].sum())} spectra malformed"
+          + (f"; model {r.about['model']}" if "model" in r.about else "")
+          + (f", source {source}" if source else ""))
+    width = max(len(c) for c in r.classes)
+    for name in r.classes:
+        of = r.label == name
+        n = int(of.sum())
+        share = f" ({100 * n / len(r.label):.1f} %)" if len(r.label) else ""
+        sure = f", mean confidence {r.confidence[of].mean():.3f}" if n else ""
+        print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(r.ambiguous[of].sum())} ambiguous")
+    phases = r.phases(args.purity)
+    print(f"phases by train (a class holding >= {100 * args.purity:g} % of a train's pulses):")
+    for first, last, name, n in phases[:MAX_PHASE_LINES]:
+        print(f"  trains {first}-{last} ({n}): {name}" if n > 1 else f"  train {first}: {name}")
+    if len(phases) > MAX_PHASE_LINES:
+        print(f"  ... {len(phases) - MAX_PHASE_LINES} more runs of trains")
+    if mask is None:
+        return 0
+    what = ", ".join(w for w in (args.label and f"label {args.label}",
+                                 args.min_confidence and f"confidence >= {args.min_confidence:g}",
+                                 args.unambiguous and "not ambiguous") if w)
+    chosen = np.unique(r.train_id[mask])
+    span = f", {chosen[0]} to {chosen[-1]}" if len(chosen) else ""
+    print(f"selected ({what}): {int(mask.sum())} pulses in {len(chosen)} trains{span}")
+    if args.ids:
+        rows = np.stack([r.train_id[mask], r.pulse[mask]], axis=1)
+        try:
+            with open(args.ids, "x") as f:
+                f.write("train_id,pulse\n")
+                np.savetxt(f, rows, fmt="%d", delimiter=",")
+        except FileExistsError:
+            raise SpectraError(f"{args.ids} exists; give another file, or remove it") from None
+        except OSError as e:
+            raise SpectraError(f"cannot write {args.ids}: {e.strerror or e}") from None
+        print(f"wrote {len(rows)} rows to {args.ids}")
     return 0

@@ -486,3 +486,49 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     assert out_file.read_bytes() == before
+
+    # read back: the counts, the phases by train, the pulses selected
+    label = str(labels[-1])
+    ids = tmp_path / "ids.csv"
+    least = float(np.median(confidence[labels == labels[-1]]))  # selects about half of them
+    assert main(["spectra", "results", str(out_file), "--label", label, "--min-confidence",
+                 repr(least), "--ids", str(ids)]) == 0
+    out = capsys.readouterr().out
+    assert f"{out_file}: finished\n29 pulses classified in 6 trains ({info['first_train']} to " \
+           f"{info['first_train'] + 5}), 1 spectra malformed; model {model}" in out
+    for name in clf.classes_:
+        assert f" {(labels == name).sum()} pulses (" in out
+    phases = _phases(out)
+    per_train = np.split(labels, np.cumsum([5, 4, 5, 5, 5]))
+    for i, of_train in enumerate(per_train):
+        values, counts = np.unique(of_train, return_counts=True)
+        phase = values[counts.argmax()] if counts.max() >= 0.9 * len(of_train) else "mixed"
+        assert phases[info["first_train"] + i] == str(phase), out
+    chosen = (labels == labels[-1]) & (confidence >= least)
+    assert 0 < chosen.sum() < (labels == labels[-1]).sum()
+    assert f"selected (label {label}, confidence >= {least:g}): {chosen.sum()} pulses" in out
+    rows = np.loadtxt(ids, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
+    np.testing.assert_array_equal(rows[:, 0], info["first_train"] + ok[chosen] // 5)
+    np.testing.assert_array_equal(rows[:, 1], ok[chosen] % 5)
+    written = ids.read_bytes()
+    for extra, message in (([ "--label", "nothing"], "no class 'nothing' in"),
+                           (["--label", label, "--ids", str(ids)], "ids.csv exists"),
+                           (["--ids", str(tmp_path / "other.csv")], "--ids writes the selected"),
+                           (["--purity", "0"], "--purity must be in (0, 1]")):
+        assert main(["spectra", "results", str(out_file), *extra]) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and not captured.out, captured
+    assert ids.read_bytes() == written and not (tmp_path / "other.csv").exists()
+
+
+def _phases(out):
+    """{train_id: phase} from the 'phases by train' lines of 'results'."""
+    lines = out.split("phases by train")[1].splitlines()[1:]
+    phases = {}
+    for line in lines:
+        if not line.startswith("  train"):
+            break
+        where, phase = line.split(": ", 1)
+        first, _, last = where.split()[1].partition("-")
+        phases.update((t, phase) for t in range(int(first), int(last or first) + 1))
+    return phases
