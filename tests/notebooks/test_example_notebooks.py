@@ -144,4 +144,6 @@ def test_spectra_notebook_finds_the_transition(demo_runs, session_for):
     assert pulses == 200 * 8
     first_after = int(text.split("pulses surely 'after', from train ")[1].split()[0])
     assert expected <= first_after <= expected + 15  # none before the transition; mixtures at it
+    phases = [line.split(": ")[1] for line in text.splitlines() if line.startswith("  trains ")]
+    assert phases[0] == "before" and phases[-1] == "after", phases
     assert len(widget_views(nb)) == 1 and images(nb) == 2  # the app; separability figure, stream plot
