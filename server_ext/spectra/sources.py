@@ -2,9 +2,9 @@
 
 A source yields ``(train_id, spectra, received)`` per train: ``spectra`` is
 whatever array arrived (the stream checks it), ``received`` the
-``time.perf_counter()`` at which it was complete. A run or a bridge given an
-``axis_key`` (the positions of the points, sent with the spectra, e.g. by an
-azimuthal integration) yields ``(train_id, spectra, received, axis)``, the
+``time.perf_counter()`` at which it was complete. A run, a bridge or an
+iterable of mappings given an ``axis_key`` (the positions of the points,
+sent with the spectra, e.g. by an azimuthal integration) yields ``(train_id, spectra, received, axis)``, the
 axis ``None`` where the train has none; the stream checks it too. ``live`` says what a
 stream does by default when it falls behind: a live source (a bridge, a run
 replayed at a ``train_rate``) has its oldest queued train dropped -- fresh data
@@ -15,6 +15,7 @@ iterable) is read more slowly instead, losing nothing. ``SpectraStream``'s
 
 from __future__ import annotations
 
+import collections.abc
 import logging
 import numbers
 import os
@@ -36,12 +37,24 @@ _TCP = re.compile(r"^tcp://(\[[0-9a-fA-F:.]+\]|[^:/\[\]]+):\d{1,5}$")
 class IterableSource:
     """Trains from any iterable of 2-D arrays (``(n_pulses, n_points)``) or of
     ``(train_id, array)`` pairs; bare arrays get consecutive train ids from
-    ``first_train_id``. ``live=True`` makes the stream drop instead of wait."""
+    ``first_train_id``. ``live=True`` makes the stream drop instead of wait.
 
-    def __init__(self, iterable, first_train_id: int = 0, live: bool = False):
+    With ``key``, each item (or the second of a pair) is a mapping holding
+    the spectra under ``key`` -- one source's data of a bridge message, or
+    an azimuthal integration's result -- and, with ``axis_key``, each
+    train's positions of the points under that key; an item without
+    ``key`` is counted in ``malformed_trains``.
+    """
+
+    def __init__(self, iterable, first_train_id: int = 0, live: bool = False,
+                 key: str | None = None, axis_key: str | None = None):
+        if axis_key is not None and key is None:
+            raise SpectraError(f"axis_key={axis_key!r} needs key=: the items are then mappings "
+                               "holding the spectra under key and their axis under axis_key")
         self.iterable = iterable
         self.first_train_id = int(first_train_id)
         self.live = bool(live)
+        self.key, self.axis_key = key, axis_key
 
     def trains(self, stop, stats):
         tid = self.first_train_id
@@ -52,7 +65,16 @@ class IterableSource:
                 tid, arr = int(item[0]), item[1]
             else:
                 arr = item
-            yield tid, arr, time.perf_counter()
+            axis = None
+            if self.key is not None:
+                data = arr if isinstance(arr, collections.abc.Mapping) else {}
+                arr, axis = data.get(self.key), data.get(self.axis_key)
+            if arr is None:
+                stats.malformed_trains += 1
+            elif self.axis_key is None:
+                yield tid, arr, time.perf_counter()
+            else:
+                yield tid, arr, time.perf_counter(), axis
             tid += 1
 
 

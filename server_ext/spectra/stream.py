@@ -224,7 +224,8 @@ class SpectraStream:
         model's (``axis=`` of ``predict_proba``): each train's spectra are
         interpolated at the model's; checked at once. Where the source
         sends its positions with each train instead (``axis_key=``, and
-        ``axis_source=``, of a run or a bridge), each train is read through
+        ``axis_source=``, of a run or a bridge; ``key=`` and ``axis_key=`` of
+        an iterable of mappings), each train is read through
         its own: a train whose axis is missing or cannot be read through
         is rejected whole (``stats.unreadable_axis``, and why in
         ``stats.axis_error``), the stream goes on.

@@ -101,6 +101,33 @@ def test_a_bridge_sends_the_axis_with_each_train(fitted, intensity_series, bridg
     np.testing.assert_array_equal(result.labels, clf.predict(X[:4], axis=axis))
 
 
+def test_an_iterable_of_mappings_sends_the_axis_with_each_train(fitted, intensity_series):
+    """In a notebook: an integration's results, intensities and radial
+    positions per train, as mappings; a recalibrated train read through its
+    own axis, a train without its axis rejected, one without spectra
+    counted malformed."""
+    clf, _ = fitted
+    s = intensity_series
+    axes = [np.linspace(s.axis[0], s.axis[-1], 900), np.linspace(s.axis[0] - 0.5,
+                                                                  s.axis[-1] + 0.5, 900)]
+    X = [np.stack([np.interp(a, s.axis, row) for row in s.X[i:i + 4]])
+         for i, a in zip((0, 100), axes)]
+    items = [(10, {KEY: X[0], AXIS: axes[0]}), (11, {KEY: X[1], AXIS: axes[1]}),
+             (12, {KEY: X[0]}), (13, {AXIS: axes[0]}), (14, X[0])]
+    stream = SpectraStream(clf, items, key=KEY, axis_key=AXIS)
+    results = list(stream)
+    assert [(r.train_id, len(r)) for r in results] == [(10, 4), (11, 4), (12, 0)]
+    for r, x, a in zip(results, X, axes):
+        labels, confidence, _ = clf.predict_with_confidence(x, axis=a)
+        np.testing.assert_array_equal(r.labels, labels)
+        np.testing.assert_array_equal(r.confidence, confidence)
+    st = stream.stats
+    assert (st.unreadable_axis, st.malformed, st.malformed_trains) == (1, 4, 3)
+    assert st.axis_error == "train 12: the axis data.radial is not in the train"
+    with pytest.raises(SpectraError, match="axis_key='data.radial' needs key="):
+        SpectraStream(clf, items, axis_key=AXIS)
+
+
 def test_an_axis_per_train_that_cannot_be_used_is_refused_at_once(fitted, intensity_series,
                                                                    replay):
     clf, _ = fitted
