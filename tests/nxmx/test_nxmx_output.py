@@ -110,6 +110,30 @@ def test_disk_full_while_writing_metadata(agipd_dir, tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
+def test_hdf5_itself_failing_a_write_leaves_nothing_and_exits_cleanly(agipd_dir, tmp_path):
+    """Not a Python stand-in: HDF5's own write fails (a file-size limit,
+    which Python turns into EFBIG). HDF5 cannot finish such a file (the
+    spectra results file measured it: unreadable, a crash on exit); the
+    conversion says so, removes its partial file and exits with 2, not a
+    signal."""
+    import subprocess
+    import sys
+
+    # the limit set in the child itself: preexec_fn is unsafe in a process with threads
+    daas = ("import resource, runpy, sys; resource.setrlimit(resource.RLIMIT_FSIZE, "
+            "(2 << 20, 2 << 20)); sys.argv[0] = 'daas'; runpy.run_module('hub_ext.cli', "
+            "run_name='__main__')")
+    out = tmp_path / "out" / "big.nxs"
+    out.parent.mkdir()
+    r = subprocess.run([sys.executable, "-c", daas, "nxmx", "convert", str(agipd_dir),
+                        "-o", str(out), "--mode", "copy", "--compression", "gzip", "--distance",
+                        "100", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert f"writing {out} failed" in r.stderr and "File too large" in r.stderr, r.stderr
+    assert "Nothing was written" in r.stderr and "Traceback" not in r.stderr
+    assert list(out.parent.iterdir()) == []
+
+
 def test_short_read_of_a_source_file_during_copy(agipd_dir, tmp_path, monkeypatch):
     monkeypatch.setattr(compressed.os, "preadv", lambda fd, bufs, off: 100)
     with pytest.raises(CorruptRunError, match=r"CORR-R0238-AGIPD\d\d-S00000.h5.*short read"):
