@@ -20,7 +20,7 @@ _LAZY = {
     "RunSource": "sources",
     "IterableSource": "sources",
     "ResultsFile": "results",
-    "read_results": "results",
+    "read_results": "results_reader",
 }
 
 

@@ -187,7 +187,7 @@ def classify(args):
     from .datafiles import axis_source, read_axis
     from .errors import SpectraError
     from .inputs import parse_points, point_runs
-    from .results import ResultsFile
+    from .results import ResultsFile, phases_line
     from .stream import SpectraStream
 
     clf = BinnedSpectraClassifier.load(args.model)
@@ -277,7 +277,9 @@ def classify(args):
         print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
               + f"; ambiguous={ambiguous}", flush=True)
         if results is not None:
-            print(f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
+            phases = phases_line(results.summary())
+            print((f"phases by train: {phases}\n" if phases else "")
+                  + f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
                   f"({state})", flush=True)
     return 0
 
@@ -291,9 +293,9 @@ def results(args):
     import numpy as np
 
     from .errors import SpectraError
-    from .results import read_results
+    from .results_reader import read_results
 
-    if not 0 < args.purity <= 1:
+    if not 0 < args.purity <= 1:  # before reading: PhaseRuns would say so only after
         raise SpectraError(f"--purity must be in (0, 1], not {args.purity:g}")
     selecting = args.label is not None or args.min_confidence or args.unambiguous
     if args.ids and not selecting:
@@ -301,7 +303,9 @@ def results(args):
                            "--min-confidence or --unambiguous")
     if args.ids and os.path.exists(args.ids):
         raise SpectraError(f"{args.ids} exists; give another file, or remove it")
-    r = read_results(args.file)
+    # only the columns needed: a beamtime's file holds 10^8 pulses and more
+    r = read_results(args.file, columns=("label", "confidence", "ambiguous")
+                     + (("train_id", "pulse") if selecting else ()))
     mask = r.select(args.label, args.min_confidence, args.unambiguous) if selecting else None
     state = {"running": "running (being written, or its process died: up to the last flush)",
              "failed": f"failed: {r.error}"}.get(r.state, r.state)
@@ -314,8 +318,8 @@ def results(args):
           + (f"; model {r.about['model']}" if "model" in r.about else "")
           + (f", source {source}" if source else ""))
     width = max(len(c) for c in r.classes)
-    for name in r.classes:
-        of = r.label == name
+    for i, name in enumerate(r.classes):
+        of = r.label == i
         n = int(of.sum())
         share = f" ({100 * n / len(r.label):.1f} %)" if len(r.label) else ""
         sure = f", mean confidence {r.confidence[of].mean():.3f}" if n else ""

@@ -18,13 +18,12 @@ the stream runs with HDF5's single-writer/multiple-reader mode
 how it ended: ``finished``, ``stopped``, ``interrupted`` or ``failed``
 (with ``error``), and ``running`` while it runs -- or if its process died,
 in which case it holds the results up to the last flush. The counters at
-the end are in the attribute ``stats`` (JSON). :func:`read_results` reads
-a file back, also while it is written; ``daas spectra results`` prints it.
+the end are in the attribute ``stats`` (JSON). :func:`.results_reader.read_results`
+reads a file back, also while it is written; ``daas spectra results`` prints it.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import threading
@@ -34,12 +33,12 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "Results", "read_results", "STATES"]
+__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
-_PULSES = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
+PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
            "confidence": np.float32, "ambiguous": np.bool_}
-_TRAINS = {"train_id": np.uint64, "classified": np.uint32, "malformed": np.uint32}
+TRAIN_COLUMNS = {"train_id": np.uint64, "classified": np.uint32, "malformed": np.uint32}
 _NO_TRAIN_ID = np.iinfo(np.uint64).max  # a bridge message without one
 # HDF5 cannot finish a file once a write has failed (it is left unreadable, and the
 # process may crash on exit): writing stops while this much is still free on the disk
@@ -82,7 +81,7 @@ class ResultsFile:
         # gzip: readable by any HDF5 tool; smaller chunks than HDF5 would pick,
         # since the last, partial one is compressed again at every flush
         filters = {"compression": "gzip", "compression_opts": 1} if compress else {}
-        for group, columns in (("pulses", _PULSES), ("trains", _TRAINS)):
+        for group, columns in (("pulses", PULSE_COLUMNS), ("trains", TRAIN_COLUMNS)):
             for name, dtype in columns.items():
                 f.create_dataset(f"{group}/{name}", shape=(0,), maxshape=(None,), dtype=dtype,
                                  chunks=(_CHUNK_ROWS,), **filters)
@@ -94,6 +93,7 @@ class ResultsFile:
         self._pending = {"pulses": [], "trains": []}
         self._last_flush = time.monotonic()
         self.pulses = self.trains = 0
+        self.phase_runs = PhaseRuns(self.classes)  # as added, for a summary at any time
         self._broken = None  # why writing stopped, once it has
         self._lock = threading.Lock()  # the writer thread's and the flusher's turns
         self._closing = threading.Event()
@@ -117,10 +117,11 @@ class ResultsFile:
         :class:`SpectraError` that stopped writing, once one has."""
         tid = _NO_TRAIN_ID if result.train_id is None else result.train_id
         n = len(result.pulses)
-        labels = np.searchsorted(self.classes, result.labels).astype(np.int16) if n else None
+        labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
         with self._lock:
             if self._broken is not None:
                 raise self._broken
+            self.phase_runs.add(int(tid), labels)
             if n:
                 proba = getattr(result, "probabilities", None)
                 if proba is None:  # a result made without them
@@ -131,6 +132,18 @@ class ResultsFile:
             self._pending["trains"].append((tid, n, result.malformed))
             if time.monotonic() - self._last_flush >= self.flush_s:
                 self._flush()
+
+    def summary(self, max_runs: int = 50) -> dict:
+        """What was added so far, for a status line: ``pulses`` and
+        ``trains``, ``classes`` (pulses per class), ``phases`` (``[first,
+        last, name, n_trains]`` per run of trains, the first ``max_runs``)
+        and ``more_runs`` (how many runs after those)."""
+        runs = self.phase_runs.named()
+        counts = self.phase_runs.counts
+        return {"pulses": int(counts.sum()), "trains": sum(r[3] for r in runs),
+                "classes": {str(c): int(n) for c, n in zip(self.classes, counts)},
+                "phases": [list(r) for r in runs[:max_runs]],
+                "more_runs": max(0, len(runs) - max_runs)}
 
     def flush(self) -> None:
         """Extend the datasets with what came since the last flush; readers
@@ -155,11 +168,11 @@ class ResultsFile:
             raise self._broken
         try:
             if pulses:
-                for i, name in enumerate((*_PULSES, "probability")):
+                for i, name in enumerate((*PULSE_COLUMNS, "probability")):
                     _append(f[f"pulses/{name}"], np.concatenate([p[i] for p in pulses]))
             if trains:
-                for i, name in enumerate(_TRAINS):
-                    _append(f[f"trains/{name}"], np.array([t[i] for t in trains], _TRAINS[name]))
+                for i, name in enumerate(TRAIN_COLUMNS):
+                    _append(f[f"trains/{name}"], np.array([t[i] for t in trains], TRAIN_COLUMNS[name]))
             f.flush()
         except (OSError, RuntimeError) as e:  # a quota, an I/O error
             self._broken = SpectraError(
@@ -237,128 +250,50 @@ def _append(dataset, values) -> None:
     dataset[n:] = values
 
 
-@dataclasses.dataclass
-class Results:
-    """A results file read back (:func:`read_results`): one entry per pulse
-    in ``train_id``, ``pulse``, ``label`` (the class names), ``confidence``,
-    ``ambiguous``, ``probability`` (``(pulses, classes)``, ``classes``
-    order); one per train in ``trains`` (``train_id``, ``classified``,
-    ``malformed``); ``state`` and ``error`` as the stream left them,
-    ``stats`` its counters (``None`` while running), ``about`` the rest of
-    the file's attributes (model, source)."""
-
-    path: str
-    state: str
-    error: str | None
-    classes: np.ndarray
-    train_id: np.ndarray
-    pulse: np.ndarray
-    label: np.ndarray
-    confidence: np.ndarray
-    ambiguous: np.ndarray
-    probability: np.ndarray
-    trains: dict
-    stats: dict | None
-    about: dict
-
-    def select(self, label=None, min_confidence: float = 0.0, unambiguous: bool = False):
-        """A boolean mask over the pulses: of class ``label`` (any where
-        ``None``), with a confidence of at least ``min_confidence``, and
-        not flagged ambiguous where ``unambiguous``."""
-        mask = self.confidence >= min_confidence
-        if label is not None:
-            if str(label) not in self.classes:
-                raise SpectraError(f"no class {label!r} in {self.path}; its classes: "
-                                   f"{', '.join(self.classes)}")
-            mask &= self.label == str(label)
-        if unambiguous:
-            mask &= ~self.ambiguous
-        return mask
-
-    def phases(self, purity: float = 0.9):
-        """Consecutive trains by their phase: ``(first, last, label, n)``
-        for each run of ``n`` trains in which ``label`` has at least
-        ``purity`` of a train's pulses -- ``"mixed"`` where no class has,
-        ``"none classified"`` where a train had no pulse classified."""
-        tids = self.trains["train_id"]
-        ends = np.cumsum(self.trains["classified"])
-        order = np.argsort(self.classes)  # the names of numeric classes need not sort
-        codes = order[np.searchsorted(self.classes, self.label, sorter=order)]
-        per_train = [np.bincount(codes[e - n:e], minlength=len(self.classes))
-                     for e, n in zip(ends, self.trains["classified"])]
-        names = [("none classified" if c.sum() == 0 else self.classes[c.argmax()]
-                  if c.max() >= purity * c.sum() else "mixed") for c in per_train]
-        out = []
-        for tid, name in zip(tids, names):
-            if out and out[-1][2] == name:
-                out[-1][1], out[-1][3] = int(tid), out[-1][3] + 1
-            else:
-                out.append([int(tid), int(tid), name, 1])
-        return [tuple(o) for o in out]
+NO_PULSE, MIXED = -1, -2  # PhaseRuns' phases of a train besides a class index
 
 
-def read_results(path) -> Results:
-    """Read a results file -- also one still being written (SWMR), up to
-    its last flush, the columns cut to the trains complete in all of them."""
-    import h5py
+class PhaseRuns:
+    """The phase of each run of consecutive trains, train by train: a
+    class (its index in ``classes``) where it holds at least ``purity`` of
+    a train's pulses, ``MIXED`` where none does, ``NO_PULSE`` where no
+    pulse of the train was classified. ``runs``: ``[first, last, phase,
+    n_trains]`` each; ``named()`` with the class names."""
 
-    path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise SpectraError(f"no results file {path}")
-    writing, short = _superblock(path)
-    if writing and short:
-        raise SpectraError(f"cannot read {path} as a results file: it ends {short} bytes before "
-                           "the end HDF5 recorded (truncated, or caught mid-write: try again)")
-    try:
-        # SWMR only for a file still open for writing (or whose writer died): a
-        # SWMR reader skips HDF5's checks of a closed file, and retries its reads
-        # of a damaged one for minutes instead of failing
-        with h5py.File(path, "r", swmr=writing) as f:
-            missing = [f"{g}/{c}" for g, cols in (("pulses", (*_PULSES, "probability")),
-                                                   ("trains", _TRAINS)) for c in cols
-                       if f"{g}/{c}" not in f]
-            if "classes" not in f or missing:
-                raise SpectraError(f"{path} is not a spectra results file (no "
-                                   f"{'/classes' if 'classes' not in f else '/' + missing[0]}); "
-                                   "'daas spectra classify -o' writes them")
-            attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
-            classes = f["classes"].asstr()[()]
-            trains = {c: f[f"trains/{c}"][()] for c in _TRAINS}
-            pulses = {c: f[f"pulses/{c}"][()] for c in (*_PULSES, "probability")}
-    except SpectraError:
-        raise
-    except (OSError, RuntimeError, KeyError, ValueError) as e:
-        raise SpectraError(f"cannot read {path} as a results file (damaged or truncated?): "
-                           f"{e}") from None
-    # a flush extends one column after another: a reader may see some longer
-    n_trains = min(len(v) for v in trains.values())
-    trains = {c: v[:n_trains] for c, v in trains.items()}
-    n = int(trains["classified"].sum())
-    if min(len(v) for v in pulses.values()) < n:
-        raise SpectraError(f"{path} holds fewer pulses than its trains count ({n}): damaged")
-    pulses = {c: v[:n] for c, v in pulses.items()}
-    if n and pulses["label"].max() >= len(classes):
-        raise SpectraError(f"{path} holds labels beyond its {len(classes)} classes: damaged")
-    stats = attrs.pop("stats", None)
-    return Results(path=path, state=attrs.pop("state", "unknown"), error=attrs.pop("error", None),
-                   classes=classes, label=classes[pulses.pop("label")],
-                   **pulses, trains=trains, stats=None if stats is None else json.loads(stats),
-                   about=attrs)
+    def __init__(self, classes, purity: float = 0.9):
+        if not 0 < purity <= 1:
+            raise SpectraError(f"purity must be in (0, 1], not {purity:g}")
+        self.classes, self.purity = np.asarray(classes), float(purity)
+        self.runs: list[list[int]] = []
+        self.counts = np.zeros(len(self.classes), np.int64)  # pulses per class, all trains
+
+    def add(self, train_id: int, labels) -> None:
+        """One train's pulses, as class indices."""
+        counts = np.bincount(labels, minlength=len(self.classes))
+        self.counts += counts
+        total = counts.sum()
+        phase = (NO_PULSE if total == 0 else int(counts.argmax())
+                 if counts.max() >= self.purity * total else MIXED)
+        if self.runs and self.runs[-1][2] == phase:
+            self.runs[-1][1] = train_id
+            self.runs[-1][3] += 1
+        else:
+            self.runs.append([train_id, train_id, phase, 1])
+
+    def named(self) -> list[tuple]:
+        """``(first, last, name, n_trains)`` per run; ``"mixed"``, ``"none
+        classified"`` for those phases."""
+        names = {MIXED: "mixed", NO_PULSE: "none classified"}
+        return [(first, last, names.get(p) or str(self.classes[p]), n)
+                for first, last, p, n in self.runs]
 
 
-def _superblock(path) -> tuple[bool, int]:
-    """Whether ``path`` is marked open for writing, and how many bytes it is
-    short of the end its HDF5 superblock records (HDF5's "truncated file"
-    check, which a SWMR reader skips); ``(False, 0)`` for a superblock of
-    a version that records neither (``ResultsFile`` writes version 3)."""
-    with open(path, "rb") as f:
-        head = f.read(64)
-        size = os.fstat(f.fileno()).st_size
-    if len(head) < 13 or head[:8] != b"\x89HDF\r\n\x1a\n" or head[8] not in (2, 3):
-        return False, 0
-    width = head[9]  # bytes of an address
-    if len(head) < 12 + 4 * width:
-        return False, 0
-    base = int.from_bytes(head[12:12 + width], "little")
-    end = int.from_bytes(head[12 + 2 * width:12 + 3 * width], "little")
-    return bool(head[11]), max(0, base + end - size)
+def phases_line(summary: dict | None, shown: int = 6) -> str:
+    """``"100-130 before, 131-133 mixed, 134-200 after"``: the first
+    ``shown`` runs of trains of a :meth:`ResultsFile.summary`, and how many
+    more; empty where there are none."""
+    runs = (summary or {}).get("phases") or []
+    more = len(runs) - shown + (summary or {}).get("more_runs", 0)
+    return (", ".join(f"{first}-{last} {phase}" if n > 1 else f"{first} {phase}"
+                      for first, last, phase, n in runs[:shown])
+            + (f" and {more} more runs" if more > 0 else ""))

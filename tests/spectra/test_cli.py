@@ -460,6 +460,7 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     assert main(base + ["-o", str(out_file)]) == 0
     out = capsys.readouterr().out
     assert f"results of 29 pulses in 6 trains: {out_file} (finished)" in out
+    classify_phases = out.split("phases by train: ")[1].splitlines()[0]
     assert "malformed 1 spectra: NaN or inf at points the model reads (or at every point: a pulse " \
            "without data)" in out and "--mask-points 0-" not in out
     ok = np.delete(np.arange(30), 7)
@@ -499,6 +500,10 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     for name in clf.classes_:
         assert f" {(labels == name).sum()} pulses (" in out
     phases = _phases(out)
+    from server_ext.spectra import read_results
+
+    runs = read_results(out_file).phases()
+    assert classify_phases == ", ".join(f"{a}-{b} {p}" if n > 1 else f"{a} {p}" for a, b, p, n in runs)
     per_train = np.split(labels, np.cumsum([5, 4, 5, 5, 5]))
     for i, of_train in enumerate(per_train):
         values, counts = np.unique(of_train, return_counts=True)

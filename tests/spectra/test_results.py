@@ -190,7 +190,7 @@ def test_read_results_gives_back_the_pulses_and_the_phases_by_train(tmp_path):
                                     train(106, [], malformed=3)]
     r = read_results(_written(tmp_path / "r.h5", trains, about={"model": "m.spectra"}))
     assert r.state == "finished" and r.error is None and r.about["model"] == "m.spectra"
-    assert r.label.tolist() == [str(x) for t in trains for x in t.labels]
+    assert r.classes[r.label].tolist() == [str(x) for t in trains for x in t.labels]
     assert r.train_id.tolist() == [t.train_id for t in trains for _ in t.pulses]
     assert r.trains["malformed"].tolist() == [0] * 6 + [3]
     assert r.phases() == [(100, 102, "cubic", 3), (103, 104, "tetragonal", 2),
@@ -230,7 +230,7 @@ def test_a_file_being_written_is_read_up_to_its_last_flush(tmp_path):
         writer.add(train(2, ["tetragonal"] * 2))  # not flushed yet
         r = read_results(path)
         assert r.state == "running" and r.stats is None
-        assert r.trains["train_id"].tolist() == [1] and r.label.tolist() == ["cubic"] * 3
+        assert r.trains["train_id"].tolist() == [1] and r.label.tolist() == [0] * 3
     finally:
         writer.close("stopped", stats={"trains": 2})
     r = read_results(path)
@@ -285,3 +285,35 @@ def test_read_results_refuses_what_is_not_a_whole_results_file(tmp_path):
                           (short, r"fewer pulses than its trains count \(3\): damaged")):
         with pytest.raises(SpectraError, match=message):
             read_results(path)
+
+
+def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
+    """The summary a stream reports at its end (ResultsFile.summary, built
+    as trains are added) and the file read back agree."""
+    from server_ext.spectra import read_results
+
+    rng = np.random.default_rng(3)
+    path = tmp_path / "r.h5"
+    with ResultsFile(path, CLASSES, flush_s=3600) as writer:
+        for tid in range(60):  # a noisy transition: runs of mixed trains between the phases
+            share = min(1.0, max(0.0, (tid - 20) / 20))
+            writer.add(train(tid, CLASSES[(rng.random(40) < share).astype(int)]))
+        writer.add(train(60, [], malformed=40))
+        summary = writer.summary(max_runs=3)
+    r = read_results(path)
+    phases = r.phases()
+    assert [tuple(p) for p in summary["phases"]] == phases[:3] and len(phases) > 3
+    assert summary["more_runs"] == len(phases) - 3
+    assert phases[0][0] == 0 and phases[0][2] == "cubic" and 20 <= phases[0][1] < 26
+    assert phases[-2][2] == "tetragonal" and phases[-2][1] == 59
+    assert phases[-1] == (60, 60, "none classified", 1)
+    assert summary["classes"] == {"cubic": int((r.label == 0).sum()),
+                                  "tetragonal": int((r.label == 1).sum())}
+    assert (summary["pulses"], summary["trains"]) == (len(r.label), 61)
+    only = read_results(path, columns=("label",))
+    assert only.confidence is None and only.train_id is None
+    assert np.array_equal(only.label, r.label) and only.phases() == phases
+    with pytest.raises(SpectraError, match="no pulse column 'labels'; there are: train_id"):
+        read_results(path, columns=("labels",))
+    with pytest.raises(SpectraError, match=r"purity must be in \(0, 1\], not 1.5"):
+        r.phases(1.5)
