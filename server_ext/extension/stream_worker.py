@@ -126,17 +126,19 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
         state = "failed"
         error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
+    summary = None
     if results is not None:  # kept however the stream ended, saying how
         try:
             results.close(state, error=error, stats=stats_dict(stats, state))
         except Exception as e:  # noqa: BLE001 -- the stream's end is still reported
             state, error = "failed", f"writing the results to {options['output']} failed: {e}"
+        summary = results.summary()
     ended.set()
     try:
         if unsent is not None:  # what the stream ended on, not the last train let through
             send({"type": "train", "train": train_summary(unsent, classes),
                   "stats": stats_dict(stats, "running")})
-        send({"type": "end", "error": error,
+        send({"type": "end", "error": error, "results": summary,
               "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
     except OSError:  # the server has gone: nobody to tell
         pass

@@ -27,6 +27,7 @@ class Stream:
         self.viewers: set = set()
         self.last_train: dict | None = None
         self.error: str | None = None
+        self.results: dict | None = None  # at the end, where the stream kept a results file
         self.created = now()
         self.finished: str | None = None
         self.stats = {"state": "starting"}
@@ -75,6 +76,7 @@ class Stream:
             self.last_train = message["train"]
         elif kind == "end":
             self.error = message.get("error")
+            self.results = message.get("results")
             self.finished = now()
             self.ended.set()
         out = {"type": kind, "stream": self.id, **({"train": message["train"]} if kind == "train" else {}),
@@ -85,7 +87,7 @@ class Stream:
     def to_dict(self) -> dict:
         return {"id": self.id, "state": self.state, "created": self.created, "finished": self.finished,
                 "options": self.public, "stats": self.stats, "last_train": self.last_train,
-                "error": self.error, "viewers": len(self.viewers)}
+                "error": self.error, "results": self.results, "viewers": len(self.viewers)}
 
     async def stop(self, timeout: float):
         try:

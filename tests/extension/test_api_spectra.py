@@ -389,6 +389,8 @@ def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server
     in the read-only dataset, refused before the stream starts."""
     import json
 
+    from server_ext.spectra import read_results
+
     body = {**_replay(api, trained_model["id"]), "max_trains": 15, "output": "processed/stream-labels.h5"}
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 201, r.text
@@ -408,6 +410,12 @@ def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server
     # the file's last train is the one the stream shows it ended on
     assert final["last_train"]["train_id"] == last_train
     assert final["last_train"]["class_fractions"] == {c: labels.count(c) / len(labels) for c in classes}
+    # the summary at its end is what the file reads back as
+    kept = read_results(path)
+    assert final["results"]["phases"] == [list(p) for p in kept.phases()]
+    assert final["results"]["classes"] == {c: int((kept.label == i).sum()) for i, c in enumerate(classes)}
+    assert (final["results"]["pulses"], final["results"]["trains"], final["results"]["more_runs"]) == \
+        (final["stats"]["spectra"], 15, 0)
     before = path.read_bytes()
     for output, status, message in (("processed/stream-labels.h5", 409, "exists; give another file"),
                                     ("/tmp/elsewhere.h5", 403, "outside the server's root directory"),
