@@ -637,7 +637,16 @@ class SpectraClassifierApp(W.VBox):
         level = "error" if state == "failed" else "success"
         output = (stream.get("options") or {}).get("output")
         self.stream_status.show(f"stream {state}" + (f": {stream['error']}" if stream.get("error") else "")
-                                + (f"; every pulse's result in {output}" if output else ""), level)
+                                + (f"; every pulse's result in {output}" if output else "")
+                                + self._phases_note(stream.get("results")), level)
+
+    @staticmethod
+    def _phases_note(results: dict | None) -> str:
+        """The phase of each run of trains a stream kept in its results file."""
+        from server_ext.spectra.results import phases_line
+
+        line = phases_line(results)
+        return f"; phases by train: {line}" if line else ""
 
     def wait_stream(self, timeout: float = 600) -> dict | None:
         """Block until the followed stream has ended and its last trains are

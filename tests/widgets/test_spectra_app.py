@@ -136,6 +136,9 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
     app.wait_stream(120)
     assert app.stream["state"] in ("stopped", "finished"), app.stream
     assert "every pulse's result in app-stream.h5" in text(app.stream_status)
+    first, last, phase, _ = app.stream["results"]["phases"][0]
+    assert f"; phases by train: {first}-{last} {phase}" in text(app.stream_status) or \
+        f"; phases by train: {first} {phase}" in text(app.stream_status)
     with h5py.File(widget_root["root"] / "app-stream.h5", "r") as f:
         assert f.attrs["state"] == app.stream["state"]
         assert len(f["pulses/label"]) == app.stream["stats"]["spectra"] > 0
