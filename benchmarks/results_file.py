@@ -8,7 +8,8 @@ every 10 trains (once a second at 10 Hz), and prints the CPU per train
 and the bytes a pulse on disk of each, and their ratios. No goal: it
 says what keeping the results costs at the facility's rate.
 
-Usage: .venv/bin/python benchmarks/results_file.py [--quick] [--trains 60] [--repeat 3] [--classes 3]
+Usage: .venv/bin/python benchmarks/results_file.py [--quick] [--trains 60] [--repeat 3]
+       [--classes 3]
 """
 
 import argparse
@@ -71,9 +72,9 @@ def main():
         args.trains = 20
     classes, trains = classified_trains(args.trains, args.classes, args.seed)
     ambiguous = np.mean(np.concatenate([t.ambiguous for t in trains]))
-    print(f"{args.trains} trains x {PULSES} pulses, {len(classes)} classes ({100 * ambiguous:.1f} % "
-          f"ambiguous), a flush every {EUXFEL_TRAINS_PER_S} trains; {args.repeat} writes each, "
-          "alternating, median:")
+    print(f"{args.trains} trains x {PULSES} pulses, {len(classes)} classes "
+          f"({100 * ambiguous:.1f} % ambiguous), a flush every {EUXFEL_TRAINS_PER_S} trains; "
+          f"{args.repeat} writes each, alternating, median:")
     runs = {True: [], False: []}
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeat):

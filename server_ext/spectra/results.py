@@ -37,7 +37,7 @@ __all__ = ["ResultsFile", "PhaseRuns", "phases_line", "STATES", "PULSE_COLUMNS",
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
-           "confidence": np.float32, "ambiguous": np.bool_}
+                 "confidence": np.float32, "ambiguous": np.bool_}
 TRAIN_COLUMNS = {"train_id": np.uint64, "classified": np.uint32, "malformed": np.uint32}
 _NO_TRAIN_ID = np.iinfo(np.uint64).max  # a bridge message without one
 # HDF5 cannot finish a file once a write has failed (it is left unreadable, and the
@@ -172,7 +172,8 @@ class ResultsFile:
                     _append(f[f"pulses/{name}"], np.concatenate([p[i] for p in pulses]))
             if trains:
                 for i, name in enumerate(TRAIN_COLUMNS):
-                    _append(f[f"trains/{name}"], np.array([t[i] for t in trains], TRAIN_COLUMNS[name]))
+                    _append(f[f"trains/{name}"],
+                            np.array([t[i] for t in trains], TRAIN_COLUMNS[name]))
             f.flush()
         except (OSError, RuntimeError) as e:  # a quota, an I/O error
             self._broken = SpectraError(

@@ -4,8 +4,9 @@ A source yields ``(train_id, spectra, received)`` per train: ``spectra`` is
 whatever array arrived (the stream checks it), ``received`` the
 ``time.perf_counter()`` at which it was complete. A run, a bridge or an
 iterable of mappings given an ``axis_key`` (the positions of the points,
-sent with the spectra, e.g. by an azimuthal integration) yields ``(train_id, spectra, received, axis)``, the
-axis ``None`` where the train has none; the stream checks it too. ``live`` says what a
+sent with the spectra, e.g. by an azimuthal integration) yields
+``(train_id, spectra, received, axis)``, the axis ``None`` where the
+train has none; the stream checks it too. ``live`` says what a
 stream does by default when it falls behind: a live source (a bridge, a run
 replayed at a ``train_rate``) has its oldest queued train dropped -- fresh data
 matters more than old; a non-live one (a run read as fast as possible, an

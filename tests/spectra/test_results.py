@@ -313,6 +313,8 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
     only = read_results(path, columns=("label",))
     assert only.confidence is None and only.train_id is None
     assert np.array_equal(only.label, r.label) and only.phases() == phases
+    with pytest.raises(SpectraError, match=r"the pulses' 'confidence' were not read \(read_results"):
+        only.select("cubic")
     with pytest.raises(SpectraError, match="no pulse column 'labels'; there are: train_id"):
         read_results(path, columns=("labels",))
     with pytest.raises(SpectraError, match=r"purity must be in \(0, 1\], not 1.5"):
