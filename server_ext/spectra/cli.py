@@ -13,6 +13,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 
@@ -116,6 +117,9 @@ def register(subparsers):
                         "the train's pulses, else 'mixed' (default %(default)s)")
     r.add_argument("--ids", metavar="OUT.csv",
                    help="write the selected pulses' train_id,pulse to a new CSV file")
+    r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
+                   help="read the file N trains at a time (default %(default)s: ~50 MB of "
+                        "memory at 2,700 pulses a train)")
     r.set_defaults(func=results)
 
 
@@ -290,63 +294,128 @@ MAX_PHASE_LINES = 20
 def results(args):
     import os
 
-    import numpy as np
-
     from .errors import SpectraError
-    from .results_reader import read_results
+    from .results_reader import iter_results
 
     if not 0 < args.purity <= 1:  # before reading: PhaseRuns would say so only after
         raise SpectraError(f"--purity must be in (0, 1], not {args.purity:g}")
-    selecting = args.label is not None or args.min_confidence or args.unambiguous
+    selecting = args.label is not None or bool(args.min_confidence) or args.unambiguous
     if args.ids and not selecting:
         raise SpectraError("--ids writes the selected pulses: select with --label, "
                            "--min-confidence or --unambiguous")
     if args.ids and os.path.exists(args.ids):
         raise SpectraError(f"{args.ids} exists; give another file, or remove it")
-    # only the columns needed: a beamtime's file holds 10^8 pulses and more
-    r = read_results(args.file, columns=("label", "confidence", "ambiguous")
-                     + (("train_id", "pulse") if selecting else ()))
-    mask = r.select(args.label, args.min_confidence, args.unambiguous) if selecting else None
+    # block by block, the columns needed only: a beamtime's file holds 10^8 pulses and more
+    blocks = iter_results(args.file, columns=("label", "confidence", "ambiguous")
+                          + (("train_id", "pulse") if selecting else ()),
+                          trains_per_block=args.trains_per_block)
+    with _written_whole(args.ids) as ids:
+        tally = _tally(blocks, args, selecting, ids)
+    _print_results(args, tally)
+    if selecting:
+        what = ", ".join(w for w in (args.label and f"label {args.label}",
+                                     args.min_confidence and f"confidence >= {args.min_confidence:g}",
+                                     args.unambiguous and "not ambiguous") if w)
+        span = tally["chosen_span"]
+        where = f", {span[0]} to {span[1]}" if tally["chosen_trains"] else ""
+        print(f"selected ({what}): {tally['chosen']} pulses in {tally['chosen_trains']} "
+              f"trains{where}")
+    if args.ids:
+        print(f"wrote {tally['chosen']} rows to {args.ids}")
+    return 0
+
+
+def _tally(blocks, args, selecting, ids) -> dict:
+    """The summary of a results file read in blocks: per class the pulses
+    (in ``runs``), the sum of their confidence and how many ambiguous; the
+    phases by train; the pulses selected, written to ``ids`` as they come."""
+    import numpy as np
+
+    from .results import PhaseRuns
+
+    t = {"runs": None, "malformed": 0, "trains": 0, "first": None, "last": None,
+         "chosen": 0, "chosen_trains": 0, "chosen_span": [None, None]}
+    for r in blocks:
+        if t["runs"] is None:
+            t.update(runs=PhaseRuns(r.classes, args.purity), head=r,
+                     confidence=np.zeros(len(r.classes)),
+                     ambiguous=np.zeros(len(r.classes), np.int64))
+            label = None if args.label is None else r.classes[r.index(args.label)]  # refused early
+        r.add_phases(t["runs"])
+        t["confidence"] += np.bincount(r.label, r.confidence, minlength=len(r.classes))
+        t["ambiguous"] += np.bincount(r.label[r.ambiguous], minlength=len(r.classes))
+        tids = r.trains["train_id"]
+        t["malformed"] += int(r.trains["malformed"].sum())
+        t["trains"] += len(tids)
+        if len(tids):
+            t["first"] = t["first"] if t["first"] is not None else int(tids[0])
+            t["last"] = int(tids[-1])
+        if selecting:
+            mask = r.select(label, args.min_confidence, args.unambiguous)
+            chosen = np.unique(r.train_id[mask])  # a train's pulses are all in one block
+            t["chosen"] += int(mask.sum())
+            t["chosen_trains"] += len(chosen)
+            if len(chosen):
+                first = t["chosen_span"][0]
+                t["chosen_span"] = [first if first is not None else int(chosen[0]),
+                                    int(chosen[-1])]
+            if ids is not None:
+                np.savetxt(ids, np.stack([r.train_id[mask], r.pulse[mask]], axis=1), fmt="%d",
+                           delimiter=",")
+    return t
+
+
+@contextlib.contextmanager
+def _written_whole(path):
+    """A file object for ``path`` (None without one), written aside and
+    given its name only when the block ends without an error: no half a
+    list, and a file that appeared meanwhile is kept."""
+    import os
+    import tempfile
+
+    from .errors import SpectraError
+
+    if not path:
+        yield None
+        return
+    try:
+        fd, part = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
+                                    prefix=f".{os.path.basename(path)}.", suffix=".part")
+    except OSError as e:
+        raise SpectraError(f"cannot write {path}: {e.strerror or e}") from None
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write("train_id,pulse\n")
+            yield f
+        os.link(part, path)  # claims the name atomically
+    except FileExistsError:
+        raise SpectraError(f"{path} appeared meanwhile; kept, the list not written") from None
+    except OSError as e:
+        raise SpectraError(f"cannot write {path}: {e.strerror or e}") from None
+    finally:
+        os.unlink(part)
+
+
+def _print_results(args, t) -> None:
+    r, runs = t["head"], t["runs"]
     state = {"running": "running (being written, or its process died: up to the last flush)",
              "failed": f"failed: {r.error}"}.get(r.state, r.state)
-    tids = r.trains["train_id"]
-    span = f" ({tids[0]} to {tids[-1]})" if len(tids) else ""
+    total = int(runs.counts.sum())
+    span = f" ({t['first']} to {t['last']})" if t["trains"] else ""
     source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
     print(f"{args.file}: {state}")
-    print(f"{len(r.label)} pulses classified in {len(tids)} trains{span}, "
-          f"{int(r.trains['malformed'].sum())} spectra malformed"
-          + (f"; model {r.about['model']}" if "model" in r.about else "")
+    print(f"{total} pulses classified in {t['trains']} trains{span}, {t['malformed']} spectra "
+          "malformed" + (f"; model {r.about['model']}" if "model" in r.about else "")
           + (f", source {source}" if source else ""))
     width = max(len(c) for c in r.classes)
     for i, name in enumerate(r.classes):
-        of = r.label == i
-        n = int(of.sum())
-        share = f" ({100 * n / len(r.label):.1f} %)" if len(r.label) else ""
-        sure = f", mean confidence {r.confidence[of].mean():.3f}" if n else ""
-        print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(r.ambiguous[of].sum())} ambiguous")
-    phases = r.phases(args.purity)
+        n = int(runs.counts[i])
+        share = f" ({100 * n / total:.1f} %)" if total else ""
+        sure = f", mean confidence {t['confidence'][i] / n:.3f}" if n else ""
+        print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(t['ambiguous'][i])} ambiguous")
+    phases = runs.named()
     print(f"phases by train (a class holding >= {100 * args.purity:g} % of a train's pulses):")
     for first, last, name, n in phases[:MAX_PHASE_LINES]:
         print(f"  trains {first}-{last} ({n}): {name}" if n > 1 else f"  train {first}: {name}")
     if len(phases) > MAX_PHASE_LINES:
         print(f"  ... {len(phases) - MAX_PHASE_LINES} more runs of trains")
-    if mask is None:
-        return 0
-    what = ", ".join(w for w in (args.label and f"label {args.label}",
-                                 args.min_confidence and f"confidence >= {args.min_confidence:g}",
-                                 args.unambiguous and "not ambiguous") if w)
-    chosen = np.unique(r.train_id[mask])
-    span = f", {chosen[0]} to {chosen[-1]}" if len(chosen) else ""
-    print(f"selected ({what}): {int(mask.sum())} pulses in {len(chosen)} trains{span}")
-    if args.ids:
-        rows = np.stack([r.train_id[mask], r.pulse[mask]], axis=1)
-        try:
-            with open(args.ids, "x") as f:
-                f.write("train_id,pulse\n")
-                np.savetxt(f, rows, fmt="%d", delimiter=",")
-        except FileExistsError:
-            raise SpectraError(f"{args.ids} exists; give another file, or remove it") from None
-        except OSError as e:
-            raise SpectraError(f"cannot write {args.ids}: {e.strerror or e}") from None
-        print(f"wrote {len(rows)} rows to {args.ids}")
-    return 0

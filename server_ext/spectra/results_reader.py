@@ -16,7 +16,7 @@ import numpy as np
 from .errors import SpectraError
 from .results import PULSE_COLUMNS, TRAIN_COLUMNS, PhaseRuns
 
-__all__ = ["Results", "read_results"]
+__all__ = ["Results", "read_results", "iter_results"]
 
 _COLUMNS = (*PULSE_COLUMNS, "probability")
 
@@ -79,11 +79,16 @@ class Results:
         ``"none classified"`` where a train had no pulse classified
         (:class:`.results.PhaseRuns`, which a stream's results file keeps
         as it is written)."""
-        runs = PhaseRuns(self.classes, purity)
-        ends = np.cumsum(self.trains["classified"])
+        return self.add_phases(PhaseRuns(self.classes, purity)).named()
+
+    def add_phases(self, runs: PhaseRuns) -> PhaseRuns:
+        """These trains added to ``runs`` (those of the blocks before, from
+        :func:`iter_results`)."""
+        labels = self._column("label")
+        ends = np.cumsum(self.trains["classified"], dtype=np.int64)
         for tid, end, n in zip(self.trains["train_id"], ends, self.trains["classified"]):
-            runs.add(int(tid), self._column("label")[end - n:end])
-        return runs.named()
+            runs.add(int(tid), labels[end - n:end])
+        return runs
 
 
 def read_results(path, columns=None) -> Results:
@@ -91,13 +96,25 @@ def read_results(path, columns=None) -> Results:
     its last flush, the columns cut to the trains complete in all of them.
     ``columns``: the pulse columns to read (default all: 36 bytes a pulse
     in memory for three classes, 3.5 GB for an hour at 27,000 pulses/s),
-    the others ``None``."""
+    the others ``None``; :func:`iter_results` reads a file of any size in
+    blocks of trains."""
+    (whole,) = iter_results(path, columns, trains_per_block=None)
+    return whole
+
+
+def iter_results(path, columns=None, trains_per_block: int | None = 1000):
+    """:class:`Results` of consecutive blocks of ``trains_per_block`` trains
+    (``None``: one block of all; a file without trains gives one empty
+    block), each with its own trains and pulses: memory bounded by the
+    block, whatever the file's size. Checked as :func:`read_results`."""
     import h5py
 
     wanted = _COLUMNS if columns is None else tuple(columns)
     unknown = sorted(set(wanted) - set(_COLUMNS))
     if unknown:
         raise SpectraError(f"no pulse column {unknown[0]!r}; there are: {', '.join(_COLUMNS)}")
+    if trains_per_block is not None and trains_per_block < 1:
+        raise SpectraError(f"trains_per_block must be >= 1 or None, not {trains_per_block!r}")
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise SpectraError(f"no results file {path}")
@@ -118,26 +135,35 @@ def read_results(path, columns=None) -> Results:
                                    "'daas spectra classify -o' writes them")
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             classes = f["classes"].asstr()[()]
-            trains = {c: f[f"trains/{c}"][()] for c in TRAIN_COLUMNS}
-            pulses = {c: f[f"pulses/{c}"][()] for c in wanted}
+            trains = {c: f[f"trains/{c}"][()] for c in TRAIN_COLUMNS}  # 16 bytes a train
+            # a flush extends one column after another: a reader may see some longer
+            n_trains = min(len(v) for v in trains.values())
+            trains = {c: v[:n_trains] for c, v in trains.items()}
+            ends = np.cumsum(trains["classified"], dtype=np.int64)
+            n = int(ends[-1]) if n_trains else 0
+            if wanted and min(f[f"pulses/{c}"].shape[0] for c in wanted) < n:
+                raise SpectraError(f"{path} holds fewer pulses than its trains count ({n}): "
+                                   "damaged")
+            stats = attrs.pop("stats", None)
+            common = dict(path=path, state=attrs.pop("state", "unknown"),
+                          error=attrs.pop("error", None), classes=classes,
+                          stats=None if stats is None else json.loads(stats), about=attrs)
+            step = trains_per_block or max(n_trains, 1)
+            for first in range(0, max(n_trains, 1), step):
+                last = min(first + step, n_trains)
+                start, stop = (int(ends[first - 1]) if first else 0), (int(ends[last - 1])
+                                                                         if last else 0)
+                pulses = {c: f[f"pulses/{c}"][start:stop] for c in wanted}
+                if stop > start and "label" in pulses and pulses["label"].max() >= len(classes):
+                    raise SpectraError(f"{path} holds labels beyond its {len(classes)} classes: "
+                                       "damaged")
+                yield Results(**common, **{c: pulses.get(c) for c in _COLUMNS},
+                              trains={c: v[first:last] for c, v in trains.items()})
     except SpectraError:
         raise
     except (OSError, RuntimeError, KeyError, ValueError) as e:
         raise SpectraError(f"cannot read {path} as a results file (damaged or truncated?): "
                            f"{e}") from None
-    # a flush extends one column after another: a reader may see some longer
-    n_trains = min(len(v) for v in trains.values())
-    trains = {c: v[:n_trains] for c, v in trains.items()}
-    n = int(trains["classified"].sum())
-    if pulses and min(len(v) for v in pulses.values()) < n:
-        raise SpectraError(f"{path} holds fewer pulses than its trains count ({n}): damaged")
-    pulses = {c: v[:n] for c, v in pulses.items()}
-    if n and "label" in pulses and pulses["label"].max() >= len(classes):
-        raise SpectraError(f"{path} holds labels beyond its {len(classes)} classes: damaged")
-    stats = attrs.pop("stats", None)
-    return Results(path=path, state=attrs.pop("state", "unknown"), error=attrs.pop("error", None),
-                   classes=classes, **{c: pulses.get(c) for c in _COLUMNS}, trains=trains,
-                   stats=None if stats is None else json.loads(stats), about=attrs)
 
 
 def _superblock(path) -> tuple[bool, int]:

@@ -516,14 +516,21 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     np.testing.assert_array_equal(rows[:, 0], info["first_train"] + ok[chosen] // 5)
     np.testing.assert_array_equal(rows[:, 1], ok[chosen] % 5)
     written = ids.read_bytes()
+    # read a train at a time: the same summary and list
+    assert main(["spectra", "results", str(out_file), "--label", label, "--min-confidence",
+                 repr(least), "--ids", str(tmp_path / "by-train.csv"), "--trains-per-block", "1"]) == 0
+    assert capsys.readouterr().out.replace("by-train.csv", "ids.csv") == out
+    assert (tmp_path / "by-train.csv").read_bytes() == written
     for extra, message in (([ "--label", "nothing"], "no class 'nothing' in"),
                            (["--label", label, "--ids", str(ids)], "ids.csv exists"),
                            (["--ids", str(tmp_path / "other.csv")], "--ids writes the selected"),
-                           (["--purity", "0"], "--purity must be in (0, 1]")):
+                           (["--purity", "0"], "--purity must be in (0, 1]"),
+                           (["--trains-per-block", "0"], "trains_per_block must be >= 1")):
         assert main(["spectra", "results", str(out_file), *extra]) == 2
         captured = capsys.readouterr()
         assert message in captured.err and not captured.out, captured
     assert ids.read_bytes() == written and not (tmp_path / "other.csv").exists()
+    assert not list(tmp_path.glob(".*.part"))  # the lists written aside are gone
 
 
 def _phases(out):

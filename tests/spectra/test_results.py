@@ -310,6 +310,21 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
     assert summary["classes"] == {"cubic": int((r.label == 0).sum()),
                                   "tetragonal": int((r.label == 1).sum())}
     assert (summary["pulses"], summary["trains"]) == (len(r.label), 61)
+    # read in blocks of 7 trains: the same pulses, the same phases across the blocks
+    from server_ext.spectra.results import PhaseRuns
+    from server_ext.spectra.results_reader import iter_results
+
+    blocks = list(iter_results(path, trains_per_block=7))
+    assert [len(b.trains["train_id"]) for b in blocks] == [7] * 8 + [5]
+    for name in ("train_id", "pulse", "label", "confidence", "probability"):
+        assert np.array_equal(np.concatenate([getattr(b, name) for b in blocks]), getattr(r, name),
+                              equal_nan=name == "probability")
+    runs = PhaseRuns(r.classes)
+    for b in blocks:
+        b.add_phases(runs)
+    assert runs.named() == phases
+    (empty,) = iter_results(_written(tmp_path / "empty.h5", []))
+    assert len(empty.label) == 0 and empty.phases() == [] and empty.state == "finished"
     only = read_results(path, columns=("label",))
     assert only.confidence is None and only.train_id is None
     assert np.array_equal(only.label, r.label) and only.phases() == phases
