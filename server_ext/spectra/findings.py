@@ -31,8 +31,9 @@ def findings(clf, retrain: str = "train again with learn_position=False",
         yield (f"hot or dead pixels found (bridged over in every spectrum): "
                f"points {', '.join(map(str, clf.bad_pixels_))}")
     if clf.masked_points_ is not None and len(clf.masked_points_):
-        yield (f"masked points, NaN or inf in every labelled spectrum (bridged over in every "
-               f"spectrum): {point_runs(clf.masked_points_)}")
+        # mask_points adds to them: which were masked at fitting is not kept apart
+        yield (f"masked points, NaN or inf in every labelled spectrum or masked since fitting "
+               f"(bridged over in every spectrum): {point_runs(clf.masked_points_)}")
     if clf.spikes_:
         yield (f"spikes in single labelled spectra (cosmic rays, readout glitches) bridged "
                f"over before training: {clf.spikes_} points")

@@ -12,6 +12,7 @@ import pytest
 
 from server_ext.spectra import BinnedSpectraClassifier, SpectraError
 from server_ext.spectra.classifier import SpectraNotFittedError
+from server_ext.spectra.findings import findings
 from server_ext.spectra.preprocess import bridge_points
 from server_ext.spectra.synthetic import make_powder_series
 
@@ -50,6 +51,9 @@ def test_points_masked_after_fitting_are_bridged(fitted, tmp_path):
 
     assert clf.mask_points(MASKED) is clf
     assert clf.masked_points_.tolist() == MASKED.tolist()
+    # reported as masked, not as read NaN in the labelled spectra alone
+    assert "masked points, NaN or inf in every labelled spectrum or masked since fitting " \
+        "(bridged over in every spectrum): points 700, 1000-1039" in list(findings(clf))
     proba = clf.predict_proba(masked(X))
     # what the points read is never used: the spectra classify as if they
     # read the straight line between their neighbours there

@@ -62,8 +62,8 @@ def test_masked_points_are_bridged_in_every_spectrum(shift, tmp_path):
     clf = BinnedSpectraClassifier(random_state=0).fit(X, s.y[train], axis=s.axis)
     np.testing.assert_array_equal(X, before)  # the caller's spectra are not changed
     assert clf.masked_points_.tolist() == MASKED.tolist() and clf.bad_pixels_.tolist() == []
-    assert "masked points, NaN or inf in every labelled spectrum (bridged over in every " \
-        "spectrum): points 700, 1000-1039" in list(findings(clf))
+    assert "masked points, NaN or inf in every labelled spectrum or masked since fitting " \
+        "(bridged over in every spectrum): points 700, 1000-1039" in list(findings(clf))
     proba = clf.predict_proba(masked(s.X[test]))
     for value in (0.0, 1e6):
         read = s.X[test].copy()
