@@ -371,20 +371,22 @@ def _written_whole(path):
     given its name only when the block ends without an error: no half a
     list, and a file that appeared meanwhile is kept."""
     import os
-    import tempfile
+    import uuid
 
     from .errors import SpectraError
 
     if not path:
         yield None
         return
+    # not mkstemp: its 0600 would stay with the list; open() gives what the umask allows
+    part = os.path.join(os.path.dirname(os.path.abspath(path)),
+                        f".{os.path.basename(path)}.{uuid.uuid4().hex[:8]}.part")
     try:
-        fd, part = tempfile.mkstemp(dir=os.path.dirname(os.path.abspath(path)),
-                                    prefix=f".{os.path.basename(path)}.", suffix=".part")
+        f = open(part, "x")
     except OSError as e:
         raise SpectraError(f"cannot write {path}: {e.strerror or e}") from None
     try:
-        with os.fdopen(fd, "w") as f:
+        with f:
             f.write("train_id,pulse\n")
             yield f
         os.link(part, path)  # claims the name atomically

@@ -1,3 +1,5 @@
+import os
+
 import h5py
 import numpy as np
 import pytest
@@ -512,6 +514,7 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     chosen = (labels == labels[-1]) & (confidence >= least)
     assert 0 < chosen.sum() < (labels == labels[-1]).sum()
     assert f"selected (label {label}, confidence >= {least:g}): {chosen.sum()} pulses" in out
+    assert ids.stat().st_mode & 0o777 == 0o666 & ~_umask()  # as a plain open() makes it
     rows = np.loadtxt(ids, delimiter=",", skiprows=1, dtype=np.int64, ndmin=2)
     np.testing.assert_array_equal(rows[:, 0], info["first_train"] + ok[chosen] // 5)
     np.testing.assert_array_equal(rows[:, 1], ok[chosen] % 5)
@@ -544,3 +547,9 @@ def _phases(out):
         first, _, last = where.split()[1].partition("-")
         phases.update((t, phase) for t in range(int(first), int(last or first) + 1))
     return phases
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
