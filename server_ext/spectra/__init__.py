@@ -7,7 +7,7 @@ TensorFlow are imported by the submodules that need them, on first use.
 
 __all__ = ["BinnedSpectraClassifier", "SpectraStream", "SpectraError",
            "StreamStats", "TrainResult", "KaraboBridgeSource", "RunSource",
-           "IterableSource", "ResultsFile", "read_results"]
+           "IterableSource", "ResultsFile", "read_results", "iter_results"]
 
 from .errors import SpectraError
 
@@ -21,6 +21,7 @@ _LAZY = {
     "IterableSource": "sources",
     "ResultsFile": "results",
     "read_results": "results_reader",
+    "iter_results": "results_reader",
 }
 
 

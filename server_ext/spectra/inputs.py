@@ -53,7 +53,7 @@ def masked_points(X) -> np.ndarray:
     return np.flatnonzero(~read)
 
 
-def unread_points(X, bridged) -> np.ndarray:
+def unread_points(X, bridged) -> np.ndarray | None:
     """The points non-finite in every spectrum of ``X`` that has NaN or inf
     (a detector that masks them since the model was fitted), less the
     model's ``bridged`` points; None where no spectrum has any. A spectrum

@@ -154,14 +154,16 @@ def iter_results(path, columns=None, trains_per_block: int | None = 1000):
                 start, stop = (int(ends[first - 1]) if first else 0), (int(ends[last - 1])
                                                                          if last else 0)
                 pulses = {c: f[f"pulses/{c}"][start:stop] for c in wanted}
-                if stop > start and "label" in pulses and pulses["label"].max() >= len(classes):
+                labels = pulses.get("label")
+                if stop > start and labels is not None and (labels.min() < 0
+                                                            or labels.max() >= len(classes)):
                     raise SpectraError(f"{path} holds labels beyond its {len(classes)} classes: "
                                        "damaged")
                 yield Results(**common, **{c: pulses.get(c) for c in _COLUMNS},
                               trains={c: v[first:last] for c, v in trains.items()})
     except SpectraError:
         raise
-    except (OSError, RuntimeError, KeyError, ValueError) as e:
+    except (OSError, RuntimeError, KeyError, ValueError, TypeError) as e:  # TypeError: classes
         raise SpectraError(f"cannot read {path} as a results file (damaged or truncated?): "
                            f"{e}") from None
 

@@ -263,6 +263,16 @@ def test_read_results_refuses_what_is_not_a_whole_results_file(tmp_path):
     damaged = _written(tmp_path / "damaged.h5", [train(1, ["cubic"] * 3)])
     with h5py.File(damaged, "r+") as f:
         f["pulses/label"][0] = 7
+    negative = _written(tmp_path / "negative.h5", [train(1, ["cubic"] * 3)])
+    with h5py.File(negative, "r+") as f:
+        f["pulses/label"][1] = -1
+    with h5py.File(tmp_path / "numeric-classes.h5", "w") as f:  # every dataset, classes not text
+        f["classes"] = np.arange(2)
+        for g, cols in (("pulses", ("train_id", "pulse", "label", "confidence", "ambiguous",
+                                    "probability")), ("trains", ("train_id", "classified",
+                                                                 "malformed"))):
+            for c in cols:
+                f[f"{g}/{c}"] = np.zeros(0)
     short = _written(tmp_path / "short.h5", [train(1, ["cubic"] * 3)])
     with h5py.File(short, "r+") as f:
         f["pulses/confidence"].resize(2, axis=0)
@@ -282,6 +292,9 @@ def test_read_results_refuses_what_is_not_a_whole_results_file(tmp_path):
                           (tmp_path / "other.h5", "other.h5 is not a spectra results file "
                                                   r"\(no /classes\)"),
                           (damaged, "labels beyond its 2 classes: damaged"),
+                          (negative, "labels beyond its 2 classes: damaged"),
+                          (tmp_path / "numeric-classes.h5", "cannot read .*numeric-classes.h5 as "
+                                                             "a results file"),
                           (short, r"fewer pulses than its trains count \(3\): damaged")):
         with pytest.raises(SpectraError, match=message):
             read_results(path)
