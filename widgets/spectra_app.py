@@ -629,8 +629,8 @@ class SpectraClassifierApp(W.VBox):
         state = stream["state"]
         if state in STREAM_ACTIVE:
             note = self._reader_note
-            self.stream_status.show(f"stream {stream['id'][:8]}: {state}" + (f"; {note}" if note else ""),
-                                    "warning" if note else "info")
+            self.stream_status.show(f"stream {stream['id'][:8]}: {state}" + self._phase_now(stream.get("last_train"))
+                                    + (f"; {note}" if note else ""), "warning" if note else "info")
             return
         self.start_button.disabled, self.stop_button.disabled = False, True
         self._draw_stream()
@@ -639,6 +639,15 @@ class SpectraClassifierApp(W.VBox):
         self.stream_status.show(f"stream {state}" + (f": {stream['error']}" if stream.get("error") else "")
                                 + (f"; every pulse's result in {output}" if output else "")
                                 + self._phases_note(stream.get("results")), level)
+
+    @staticmethod
+    def _phase_now(train: dict | None) -> str:
+        """The phase of the run of trains the stream is in, and since when."""
+        if not (train or {}).get("phase"):
+            return ""
+        first, _, phase, n = train["phase"]
+        return (f"; phase now: {phase} since train {first} ({n} train{'s' if n != 1 else ''}, "
+                f"run {train['phase_runs']})")
 
     @staticmethod
     def _phases_note(results: dict | None) -> str:

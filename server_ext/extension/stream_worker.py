@@ -13,6 +13,8 @@ import time
 
 import numpy as np
 
+from server_ext.spectra.results import PhaseRuns
+
 QUIET_S = 1.0  # s without a train before the counters are sent on their own
 
 
@@ -29,13 +31,19 @@ def stats_dict(stats, state: str) -> dict:
             "axis_error": stats.axis_error, "elapsed_s": stats.elapsed}
 
 
-def train_summary(result, classes) -> dict:
+def train_summary(result, classes, phases=None) -> dict:
+    """One train's summary; with ``phases`` (the :class:`.PhaseRuns` it was
+    added to last) its ``phase``: the run of trains it belongs to, and
+    ``phase_runs``, how many runs so far."""
     n = len(result)
     fractions = {str(c): (float(np.count_nonzero(result.labels == c)) / n if n else 0.0) for c in classes}
-    return {"train_id": result.train_id, "pulses": n, "class_fractions": fractions,
-            "mean_confidence": float(result.confidence.mean()) if n else None,
-            "ambiguous_fraction": float(result.ambiguous.mean()) if n else None,
-            "malformed": int(result.malformed)}
+    out = {"train_id": result.train_id, "pulses": n, "class_fractions": fractions,
+           "mean_confidence": float(result.confidence.mean()) if n else None,
+           "ambiguous_fraction": float(result.ambiguous.mean()) if n else None,
+           "malformed": int(result.malformed)}
+    if phases is not None and phases.runs:
+        out.update(phase=list(phases.current()), phase_runs=len(phases.runs))
+    return out
 
 
 def open_stream(options: dict):
@@ -78,7 +86,7 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
     sending = threading.Lock()
     last = 0.0  # when the last train was sent
     unsent = None  # the latest train, when throttling held it back
-    results = None
+    results = phases = None
 
     def send(message, quiet=False):
         with sending:
@@ -91,6 +99,8 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
         stats = stream.stats
         classes = stream.classifier.classes_
         results = open_results(options, classes)
+        # the phase of each run of trains, for the live view; the results file keeps its own
+        phases = results.phase_runs if results is not None else PhaseRuns(classes)
 
         def watch():
             try:
@@ -115,11 +125,13 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
         for result in stream:
             if results is not None:
                 results.add(result)
+            else:
+                phases.add_result(result)
             unsent = result
             now = time.monotonic()
             if now - last >= period:
                 last = now
-                send({"type": "train", "train": train_summary(result, classes),
+                send({"type": "train", "train": train_summary(result, classes, phases),
                       "stats": stats_dict(stats, "running")})
                 unsent = None
         state, error = ("stopped" if stop.is_set() else "finished"), None
@@ -136,7 +148,7 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
     ended.set()
     try:
         if unsent is not None:  # what the stream ended on, not the last train let through
-            send({"type": "train", "train": train_summary(unsent, classes),
+            send({"type": "train", "train": train_summary(unsent, classes, phases),
                   "stats": stats_dict(stats, "running")})
         send({"type": "end", "error": error, "results": summary,
               "stats": stats_dict(stats, state) if stats is not None else {"state": state}})

@@ -117,11 +117,10 @@ class ResultsFile:
         :class:`SpectraError` that stopped writing, once one has."""
         tid = _NO_TRAIN_ID if result.train_id is None else result.train_id
         n = len(result.pulses)
-        labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
         with self._lock:
             if self._broken is not None:
                 raise self._broken
-            self.phase_runs.add(int(tid), labels)
+            labels = self.phase_runs.add_result(result)
             if n:
                 proba = getattr(result, "probabilities", None)
                 if proba is None:  # a result made without them
@@ -281,12 +280,27 @@ class PhaseRuns:
         else:
             self.runs.append([train_id, train_id, phase, 1])
 
+    def add_result(self, result) -> np.ndarray:
+        """One train's :class:`.stream.TrainResult`; returns its labels as
+        class indices."""
+        labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
+        self.add(int(_NO_TRAIN_ID if result.train_id is None else result.train_id), labels)
+        return labels
+
+    def current(self) -> tuple | None:
+        """``(first, last, name, n_trains)`` of the run the last train added
+        belongs to; None before any."""
+        return self._named(self.runs[-1]) if self.runs else None
+
+    def _named(self, run) -> tuple:
+        first, last, phase, n = run
+        return first, last, {MIXED: "mixed", NO_PULSE: "none classified"}.get(phase) or str(
+            self.classes[phase]), n
+
     def named(self) -> list[tuple]:
         """``(first, last, name, n_trains)`` per run; ``"mixed"``, ``"none
         classified"`` for those phases."""
-        names = {MIXED: "mixed", NO_PULSE: "none classified"}
-        return [(first, last, names.get(p) or str(self.classes[p]), n)
-                for first, last, p, n in self.runs]
+        return [self._named(run) for run in self.runs]
 
 
 def phases_line(summary: dict | None, shown: int = 6) -> str:

@@ -313,6 +313,16 @@ def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_m
         assert tids == sorted(tids) and len(set(tids)) == len(tids)
         fractions = trains[-1]["train"]["class_fractions"]
         assert set(fractions) == {"before", "after"} and abs(sum(fractions.values()) - 1) < 1e-6
+        # each train the run of trains it belongs to, without an output file too
+        runs = {}
+        for m in trains:
+            t = m["train"]
+            first, last, phase, n = t["phase"]
+            assert last == t["train_id"] and n == last - first + 1  # the replay's trains are consecutive
+            top = max(t["class_fractions"], key=t["class_fractions"].get)
+            assert phase == (top if t["class_fractions"][top] >= 0.9 else "mixed"), t
+            assert runs.setdefault(t["phase_runs"], (first, phase)) == (first, phase), t
+        assert sorted(runs) == list(range(min(runs), max(runs) + 1))
         # throttled: 20 messages/s at most (the server's stream_message_rate here)
         elapsed = messages[-1]["stats"]["elapsed_s"]
         assert len(trains) <= 20 * elapsed + 2
@@ -416,6 +426,8 @@ def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server
     assert final["results"]["classes"] == {c: int((kept.label == i).sum()) for i, c in enumerate(classes)}
     assert (final["results"]["pulses"], final["results"]["trains"], final["results"]["more_runs"]) == \
         (final["stats"]["spectra"], 15, 0)
+    assert final["last_train"]["phase"] == final["results"]["phases"][-1]
+    assert final["last_train"]["phase_runs"] == len(final["results"]["phases"])
     before = path.read_bytes()
     for output, status, message in (("processed/stream-labels.h5", 409, "exists; give another file"),
                                     ("/tmp/elsewhere.h5", 403, "outside the server's root directory"),

@@ -308,10 +308,13 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
     rng = np.random.default_rng(3)
     path = tmp_path / "r.h5"
     with ResultsFile(path, CLASSES, flush_s=3600) as writer:
+        current = set()  # the run each train was in just after it was added (the live view)
         for tid in range(60):  # a noisy transition: runs of mixed trains between the phases
             share = min(1.0, max(0.0, (tid - 20) / 20))
             writer.add(train(tid, CLASSES[(rng.random(40) < share).astype(int)]))
+            current.add(writer.phase_runs.current())
         writer.add(train(60, [], malformed=40))
+        assert writer.phase_runs.current() == (60, 60, "none classified", 1)
         summary = writer.summary(max_runs=3)
     r = read_results(path)
     phases = r.phases()
@@ -320,6 +323,9 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
     assert phases[0][0] == 0 and phases[0][2] == "cubic" and 20 <= phases[0][1] < 26
     assert phases[-2][2] == "tetragonal" and phases[-2][1] == 59
     assert phases[-1] == (60, 60, "none classified", 1)
+    # each run's last state as the stream went is the run read back
+    finals = {run for run in current if (run[0], run[1] + 1) not in {(r[0], r[1]) for r in current}}
+    assert sorted(finals) == phases[:-1]
     assert summary["classes"] == {"cubic": int((r.label == 0).sum()),
                                   "tetragonal": int((r.label == 1).sum())}
     assert (summary["pulses"], summary["trains"]) == (len(r.label), 61)
