@@ -643,11 +643,9 @@ class SpectraClassifierApp(W.VBox):
     @staticmethod
     def _phase_now(train: dict | None) -> str:
         """The phase of the run of trains the stream is in, and since when."""
-        if not (train or {}).get("phase"):
-            return ""
-        first, _, phase, n = train["phase"]
-        return (f"; phase now: {phase} since train {first} ({n} train{'s' if n != 1 else ''}, "
-                f"run {train['phase_runs']})")
+        from server_ext.spectra.results import phase_now
+
+        return f"; {phase_now(train['phase'], train['phase_runs'])}" if (train or {}).get("phase") else ""
 
     @staticmethod
     def _phases_note(results: dict | None) -> str:

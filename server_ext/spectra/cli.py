@@ -191,7 +191,7 @@ def classify(args):
     from .datafiles import axis_source, read_axis
     from .errors import SpectraError
     from .inputs import parse_points, point_runs
-    from .results import ResultsFile, phases_line
+    from .results import PhaseRuns, ResultsFile, phase_now, phases_line
     from .stream import SpectraStream
 
     clf = BinnedSpectraClassifier.load(args.model)
@@ -226,6 +226,8 @@ def classify(args):
         results = ResultsFile(args.output, clf.classes_, about={
             "model": args.model, "source": args.run or args.source,
             "source_name": args.source_name, "key": args.key})
+    # the phase of each run of trains, also without a file (which keeps its own)
+    phases = results.phase_runs if results is not None else PhaseRuns(clf.classes_)
     counts = {}
     ambiguous = 0
     last = time.perf_counter()
@@ -238,13 +240,16 @@ def classify(args):
             for result in stream:
                 if results is not None:
                     results.add(result)
+                else:
+                    phases.add_result(result)
                 for label in result.labels:
                     counts[label] = counts.get(label, 0) + 1
                 ambiguous += int(result.ambiguous.sum())
                 now = time.perf_counter()
                 if now - last >= args.interval:
                     last = now
-                    line = f"train {result.train_id}: {stream.stats.summary()}"
+                    line = (f"train {result.train_id}: {stream.stats.summary()}; "
+                            f"{phase_now(phases.current(), len(phases.runs))}")
                     print(line, end="\r" if tty else "\n", flush=True)
         state = "finished"
     except KeyboardInterrupt:
@@ -280,10 +285,11 @@ def classify(args):
                   "points the detector masks since training can be bridged with --mask-points")
         print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
               + f"; ambiguous={ambiguous}", flush=True)
+        line = phases_line(phases.summary())
+        if line:
+            print(f"phases by train: {line}", flush=True)
         if results is not None:
-            phases = phases_line(results.summary())
-            print((f"phases by train: {phases}\n" if phases else "")
-                  + f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
+            print(f"results of {results.pulses} pulses in {results.trains} trains: {args.output} "
                   f"({state})", flush=True)
     return 0
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
+__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
@@ -133,16 +133,8 @@ class ResultsFile:
                 self._flush()
 
     def summary(self, max_runs: int = 50) -> dict:
-        """What was added so far, for a status line: ``pulses`` and
-        ``trains``, ``classes`` (pulses per class), ``phases`` (``[first,
-        last, name, n_trains]`` per run of trains, the first ``max_runs``)
-        and ``more_runs`` (how many runs after those)."""
-        runs = self.phase_runs.named()
-        counts = self.phase_runs.counts
-        return {"pulses": int(counts.sum()), "trains": sum(r[3] for r in runs),
-                "classes": {str(c): int(n) for c, n in zip(self.classes, counts)},
-                "phases": [list(r) for r in runs[:max_runs]],
-                "more_runs": max(0, len(runs) - max_runs)}
+        """What was added so far: :meth:`PhaseRuns.summary`."""
+        return self.phase_runs.summary(max_runs)
 
     def flush(self) -> None:
         """Extend the datasets with what came since the last flush; readers
@@ -301,6 +293,24 @@ class PhaseRuns:
         """``(first, last, name, n_trains)`` per run; ``"mixed"``, ``"none
         classified"`` for those phases."""
         return [self._named(run) for run in self.runs]
+
+    def summary(self, max_runs: int = 50) -> dict:
+        """What was added so far, for a status line: ``pulses`` and
+        ``trains``, ``classes`` (pulses per class), ``phases`` (``[first,
+        last, name, n_trains]`` per run of trains, the first ``max_runs``)
+        and ``more_runs`` (how many runs after those)."""
+        runs = self.named()
+        return {"pulses": int(self.counts.sum()), "trains": sum(r[3] for r in runs),
+                "classes": {str(c): int(n) for c, n in zip(self.classes, self.counts)},
+                "phases": [list(r) for r in runs[:max_runs]],
+                "more_runs": max(0, len(runs) - max_runs)}
+
+
+def phase_now(run, n_runs: int) -> str:
+    """``"phase now: after since train 1200000100 (37 trains, run 3)"``:
+    the run of trains a stream is in (:meth:`PhaseRuns.current`)."""
+    first, _, phase, n = run
+    return f"phase now: {phase} since train {first} ({n} train{'s' if n != 1 else ''}, run {n_runs})"
 
 
 def phases_line(summary: dict | None, shown: int = 6) -> str:

@@ -40,6 +40,10 @@ def test_train_then_classify_a_run(nexus_file, tmp_path, capsys):
                  "--source-name", info["source"], "--interval", "1000"]) == 0
     out = capsys.readouterr().out
     assert "trains 10 spectra 30 malformed 0" in out and "labels: " in out
+    # the phases by train, without a results file too: from the run's first train to its last
+    runs = out.split("phases by train: ")[1].splitlines()[0].split(", ")
+    assert runs[0].startswith(f"{info['first_train']}-") or runs[0].startswith(f"{info['first_train']} ")
+    assert runs[-1].split()[0].split("-")[-1] == str(info["first_train"] + 9), runs
 
 
 def test_train_with_label_dataset_and_errors(nexus_file, tmp_path, capsys):
@@ -189,6 +193,19 @@ def test_classify_prints_the_summary_on_ctrl_c(fitted, bridge, tmp_path):
         reader.join(10)
         out = "".join(seen) + "".join(lines.queue)
         assert "interrupted" in out and "done: " in out and "trains 3 spectra 12" in out
+        # each train's line names the run of trains it is in: counted here from the model's labels
+        runs = []
+        for tid, labels in zip((100, 101, 102), clf.predict(X).reshape(3, 4)):
+            names, n = np.unique(labels, return_counts=True)
+            phase = str(names[n.argmax()]) if n.max() >= 0.9 * 4 else "mixed"
+            if runs and runs[-1][1] == phase:
+                runs[-1][2] += 1
+            else:
+                runs.append([tid, phase, 1])
+        first, phase, n = runs[-1]
+        line = next(x for x in seen if x.startswith("train 102:"))
+        assert line.rstrip().endswith(f"; phase now: {phase} since train {first} ({n} train"
+                                      f"{'s' if n > 1 else ''}, run {len(runs)})"), line
         assert "labels: " in out and "Traceback" not in proc.stderr.read()
         assert f"results of 12 pulses in 3 trains: {tmp_path / 'results.h5'} (interrupted)" in out
         with h5py.File(tmp_path / "results.h5", "r") as f:
