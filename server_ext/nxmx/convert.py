@@ -12,6 +12,7 @@ from pathlib import Path
 import h5py
 import numpy as np
 
+from ..oserrors import os_error_text
 from . import nexus
 from .beam import beam_for_frames
 from .detectors import select_detector
@@ -252,7 +253,7 @@ def convert_run(run, output, *, detector=None, geometry=None, mode="virtual", tr
             _publish(tmp, output, overwrite)
         except OSError as e:  # disk full, quota, I/O error on the output's device
             raise OutputError(
-                f"writing {output} failed ({e.strerror or e}); check the free space and quota"
+                f"writing {output} failed ({os_error_text(e)}); check the free space and quota"
                 f" in {output.parent}, or write elsewhere. Nothing was written") from None
     except BaseException:
         tmp.unlink(missing_ok=True)

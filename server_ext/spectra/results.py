@@ -31,6 +31,7 @@ import time
 
 import numpy as np
 
+from ..oserrors import os_error_text
 from .errors import SpectraError
 
 __all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
@@ -72,7 +73,7 @@ class ResultsFile:
                                "remove it") from None
         except OSError as e:
             raise SpectraError(f"cannot create {self.path} for the results: "
-                               f"{e.strerror or e}") from None
+                               f"{os_error_text(e)}") from None
         f = self._file
         f.attrs.update(state="running", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
                        **{k: str(v) for k, v in (about or {}).items() if v is not None})
@@ -168,7 +169,7 @@ class ResultsFile:
             f.flush()
         except (OSError, RuntimeError) as e:  # a quota, an I/O error
             self._broken = SpectraError(
-                f"writing the results to {self.path} failed ({e}); HDF5 may have left it "
+                f"writing the results to {self.path} failed ({os_error_text(e)}); HDF5 may have left it "
                 "unreadable")
             raise self._broken from None
         self.pulses += sum(len(p[0]) for p in pulses)
@@ -220,7 +221,8 @@ class ResultsFile:
                     f.attrs["stats"] = json.dumps(stats)
         except (OSError, RuntimeError) as e:
             failed = failed or SpectraError(f"writing the end of the results to {self.path} "
-                                            f"failed ({e}); its state still reads 'running'")
+                                            f"failed ({os_error_text(e)}); its state still reads "
+                                            "'running'")
         if failed is not None:
             raise failed
 

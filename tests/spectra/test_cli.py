@@ -500,8 +500,9 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
         np.testing.assert_array_equal(f["trains/malformed"][()], [0, 1, 0, 0, 0, 0])
     before = out_file.read_bytes()
     for path, message in ((out_file, "labels.h5 exists; give another file for the results"),
-                          (tmp_path / "nowhere" / "x.h5", "cannot create"),
-                          (out_file / "x.h5", "cannot create")):
+                          (tmp_path / "nowhere" / "x.h5", "x.h5 for the results: No such file or "
+                                                          "directory\n"),
+                          (out_file / "x.h5", "x.h5 for the results: Not a directory\n")):
         assert main(base + ["-o", str(path)]) == 2
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err

@@ -97,6 +97,38 @@ def test_writing_stops_before_the_disk_is_full(tmp_path, monkeypatch):
         assert f["pulses/label"][()].tolist() == [0, 0, 0, 1, 1]
 
 
+def test_hdf5_itself_failing_a_write_is_said_in_one_line(tmp_path):
+    """Not a stand-in: a file-size limit makes HDF5's own write fail (EFBIG).
+    The error names the reason, not HDF5's report of the time, descriptor and
+    buffer address. In a child: the process may crash on exit after such a
+    write, which is why writing stops while the disk still has room."""
+    import subprocess
+    import sys
+
+    child = f"""
+import os, resource, numpy as np
+resource.setrlimit(resource.RLIMIT_FSIZE, (256 << 10, 256 << 10))
+from server_ext.spectra import ResultsFile, SpectraError
+from server_ext.spectra.stream import TrainResult
+w = ResultsFile({str(tmp_path / "big.h5")!r}, np.array(["a", "b"]), flush_s=3600, compress=False)
+rng = np.random.default_rng(0)
+try:
+    for tid in range(200):
+        n = 2000
+        w.add(TrainResult(tid, np.arange(n), rng.choice(["a", "b"], n), rng.random(n, np.float32),
+                          np.zeros(n, bool), 0, 0.001))
+        w.flush()
+    print("no error")
+except SpectraError as e:
+    print("ERROR", e)
+os._exit(0)
+"""
+    r = subprocess.run([sys.executable, "-c", child], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == (f"ERROR writing the results to {tmp_path / 'big.h5'} failed (File too "
+                                "large); HDF5 may have left it unreadable"), r.stdout
+
+
 def test_what_came_before_a_silence_is_flushed_within_flush_s(tmp_path):
     """A source that falls silent (a bridge between runs): the trains that
     came before reach readers without waiting for the next one."""
