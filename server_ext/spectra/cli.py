@@ -232,6 +232,7 @@ def classify(args):
     ambiguous = 0
     last = time.perf_counter()
     tty = sys.stdout.isatty()
+    shown = 0  # the length of the progress line on a terminal
     state, error = "failed", None
     # the summary is printed, and the results kept, however the stream ends: at
     # its end, on Ctrl-C (exit 130, as for any interrupted daas command), or on an error
@@ -250,6 +251,8 @@ def classify(args):
                     last = now
                     line = (f"train {result.train_id}: {stream.stats.summary()}; "
                             f"{phase_now(phases.current(), len(phases.runs))}")
+                    if tty:  # over a longer line before: blanks, not its tail
+                        line, shown = line.ljust(shown), len(line)
                     print(line, end="\r" if tty else "\n", flush=True)
         state = "finished"
     except KeyboardInterrupt:

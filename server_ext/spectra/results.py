@@ -34,7 +34,8 @@ import numpy as np
 from ..oserrors import os_error_text
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
+__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "STATES", "PULSE_COLUMNS",
+           "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,

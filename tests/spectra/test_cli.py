@@ -220,6 +220,53 @@ def test_classify_prints_the_summary_on_ctrl_c(fitted, bridge, tmp_path):
             proc.wait(10)
 
 
+def test_progress_lines_on_a_terminal_leave_no_tail(tmp_path, capsys):
+    """On a terminal each progress line overwrites the one before ('\\r'): a
+    shorter one (a new run of trains: "(1 train, run 2)" after "(12 trains,
+    run 1)") is padded with blanks instead of leaving the end of the longer
+    one on the screen."""
+    import os
+    import pty
+    import subprocess
+    import sys
+
+    info = write_demo_run(tmp_path, n_trains=40, pulses_per_train=2, n_points=1200)
+    (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
+    model = tmp_path / "m"
+    assert main(["spectra", "train", info["path"], "--source", info["source"], "--key",
+                 info["key"], "--labels", f"low={lo0}:{lo1}", f"high={hi0}:{hi1}",
+                 "-o", str(model)]) == 0
+    capsys.readouterr()
+    parent, child = pty.openpty()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hub_ext.cli", "spectra", "classify", "--model", str(model),
+         "--run", info["path"], "--source-name", info["source"], "--key", info["key"],
+         "--interval", "0"], stdout=child, stderr=subprocess.PIPE)
+    os.close(child)
+    out = b""
+    try:
+        while True:
+            try:
+                chunk = os.read(parent, 65536)
+            except OSError:  # the child's end closed (EIO)
+                break
+            if not chunk:
+                break
+            out += chunk
+        assert proc.wait(60) == 0, proc.stderr.read()
+    finally:
+        os.close(parent)
+        proc.kill()
+        proc.stderr.close()
+    lines = out.decode().split("\r")
+    progress = [x for x in lines if x.startswith("train ") and "phase now: " in x]
+    assert len(progress) >= 39, out
+    assert len({x.split("phase now: ")[1].split()[0] for x in progress}) > 1  # the phase changed
+    widths = [len(x) for x in progress]
+    assert widths == sorted(widths), widths
+    assert len(set(len(x.rstrip()) for x in progress)) > 1  # some were shorter than before
+
+
 def test_classify_ends_at_max_trains_and_on_a_quiet_bridge(fitted, bridge, tmp_path, capsys):
     clf, _ = fitted
     model = clf.save(tmp_path / "model")
