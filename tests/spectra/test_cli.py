@@ -227,8 +227,10 @@ def test_progress_lines_on_a_terminal_leave_no_tail(tmp_path, capsys):
     one on the screen."""
     import os
     import pty
+    import select
     import subprocess
     import sys
+    import time
 
     info = write_demo_run(tmp_path, n_trains=40, pulses_per_train=2, n_points=1200)
     (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
@@ -243,9 +245,11 @@ def test_progress_lines_on_a_terminal_leave_no_tail(tmp_path, capsys):
          "--run", info["path"], "--source-name", info["source"], "--key", info["key"],
          "--interval", "0"], stdout=child, stderr=subprocess.PIPE)
     os.close(child)
-    out = b""
+    out, deadline = b"", time.monotonic() + 120
     try:
-        while True:
+        while time.monotonic() < deadline:
+            if not select.select([parent], [], [], 1.0)[0]:
+                continue
             try:
                 chunk = os.read(parent, 65536)
             except OSError:  # the child's end closed (EIO)
@@ -253,7 +257,7 @@ def test_progress_lines_on_a_terminal_leave_no_tail(tmp_path, capsys):
             if not chunk:
                 break
             out += chunk
-        assert proc.wait(60) == 0, proc.stderr.read()
+        assert proc.wait(10) == 0, proc.stderr.read()
     finally:
         os.close(parent)
         proc.kill()
