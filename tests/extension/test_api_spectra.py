@@ -313,16 +313,18 @@ def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_m
         assert tids == sorted(tids) and len(set(tids)) == len(tids)
         fractions = trains[-1]["train"]["class_fractions"]
         assert set(fractions) == {"before", "after"} and abs(sum(fractions.values()) - 1) < 1e-6
-        # each train the run of trains it belongs to, without an output file too
+        # each train the run of trains it belongs to, without an output file too (throttled:
+        # a short run may fall between two messages; dropped trains are in no run)
         runs = {}
         for m in trains:
             t = m["train"]
             first, last, phase, n = t["phase"]
-            assert last == t["train_id"] and n == last - first + 1  # the replay's trains are consecutive
+            assert last == t["train_id"] and 1 <= n <= last - first + 1, t
             top = max(t["class_fractions"], key=t["class_fractions"].get)
             assert phase == (top if t["class_fractions"][top] >= 0.9 else "mixed"), t
             assert runs.setdefault(t["phase_runs"], (first, phase)) == (first, phase), t
-        assert sorted(runs) == list(range(min(runs), max(runs) + 1))
+        counts = [m["train"]["phase_runs"] for m in trains]
+        assert counts == sorted(counts) and counts[0] >= 1
         # throttled: 20 messages/s at most (the server's stream_message_rate here)
         elapsed = messages[-1]["stats"]["elapsed_s"]
         assert len(trains) <= 20 * elapsed + 2

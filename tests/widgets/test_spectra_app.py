@@ -148,11 +148,12 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
     # while it runs, the line names the run of trains it is in (here: as it ended)
     first, last, phase, n = app.stream["results"]["phases"][-1]
     assert app.stream["last_train"]["phase"] == [first, last, phase, n]
-    app._stream_update({**app.stream, "state": "running"})
-    runs = len(app.stream["results"]["phases"])
+    ended = app.stream
+    app._stream_update({**ended, "state": "running"})
+    runs = len(ended["results"]["phases"])
     assert f"; phase now: {phase} since train {first} ({n} train{'s' if n > 1 else ''}, run {runs})" in \
         text(app.stream_status), text(app.stream_status)
-    app._stream_update({**app.stream, "state": "stopped"})
+    app._stream_update(ended)
     # a stream whose spectra are NaN at points the model reads: which, and the remedy
     app._show_counters({**app.stream["stats"], "unread_points": [200, 201, 700]})
     assert "NaN in every malformed spectrum at points <b>200-201,700</b>" in app.counters.value
