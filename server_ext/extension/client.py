@@ -163,7 +163,8 @@ class DaasClient:
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
                      max_trains: int | None = None, drop_oldest: bool | None = None,
                      mask_points: list[int] | None = None, axis_file: str | None = None,
-                     axis_dataset: str | None = None, output: str | None = None, **source) -> dict:
+                     axis_dataset: str | None = None, output: str | None = None,
+                     purity: float | None = None, **source) -> dict:
         """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
         ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
         ``train_rate``). ``max_reconnects=None`` reconnects for ever, until the stream is
@@ -171,7 +172,8 @@ class DaasClient:
         trained, bridged over; ``axis_file`` (``axis_dataset`` in it, for HDF5): the positions
         of the detector's points, where they are not the model's -- or, sent with each train,
         ``axis_key`` (of ``axis_source``, default ``source``); ``output``: a new HDF5 file (below
-        the server's root) keeping every pulse's result as it comes. Returns the stream."""
+        the server's root) keeping every pulse's result as it comes; ``purity``: the fraction of
+        a train's pulses its class must hold for the train's phase (0.9). Returns the stream."""
         src = {k: v for k, v in {"endpoint": endpoint, "run": run, **source}.items()
                if v is not None or k == "max_reconnects"}
         body = {"model": model_id, "source": src}
@@ -185,6 +187,8 @@ class DaasClient:
             body["axis"] = {"file": axis_file, "dataset": axis_dataset}
         if output:
             body["output"] = output
+        if purity is not None:
+            body["purity"] = purity
         return self.request("POST", "spectra/streams", body)
 
     def list_streams(self) -> list[dict]:

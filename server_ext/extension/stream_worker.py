@@ -72,7 +72,8 @@ def open_results(options: dict, classes):
 
     if not options.get("output"):
         return None
-    return ResultsFile(options["output"], classes, about=options.get("about"))
+    return ResultsFile(options["output"], classes, about=options.get("about"),
+                       purity=options.get("purity", 0.9))
 
 
 def main(conn, options: dict, rate: float, stop_conn) -> None:
@@ -100,7 +101,8 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
         classes = stream.classifier.classes_
         results = open_results(options, classes)
         # the phase of each run of trains, for the live view; the results file keeps its own
-        phases = results.phase_runs if results is not None else PhaseRuns(classes)
+        phases = (results.phase_runs if results is not None
+                  else PhaseRuns(classes, options.get("purity", 0.9)))
 
         def watch():
             try:

@@ -97,6 +97,10 @@ def register(subparsers):
                         "through, is rejected whole and counted")
     c.add_argument("--axis-source", metavar="SOURCE",
                    help="the data source of --axis-key (default: the spectra's)")
+    c.add_argument("--purity", type=float, default=0.9, metavar="F",
+                   help="a train is in a phase when its class holds at least this fraction of "
+                        "the train's pulses, else 'mixed' (default %(default)s): the phases "
+                        "printed")
     c.add_argument("-o", "--output", metavar="FILE.h5",
                    help="keep every pulse's label, confidence and ambiguity, and each train's "
                         "counts, in a new HDF5 file, written as they come (readable meanwhile, "
@@ -194,6 +198,7 @@ def classify(args):
     from .results import PhaseRuns, ResultsFile, phase_now, phases_line
     from .stream import SpectraStream
 
+    _check_purity(args.purity)
     clf = BinnedSpectraClassifier.load(args.model)
     if args.mask_points:
         points = parse_points(args.mask_points, "--mask-points")
@@ -223,11 +228,11 @@ def classify(args):
                                max_reconnects=args.max_reconnects, **common)
     results = None
     if args.output:
-        results = ResultsFile(args.output, clf.classes_, about={
+        results = ResultsFile(args.output, clf.classes_, purity=args.purity, about={
             "model": args.model, "source": args.run or args.source,
             "source_name": args.source_name, "key": args.key})
     # the phase of each run of trains, also without a file (which keeps its own)
-    phases = results.phase_runs if results is not None else PhaseRuns(clf.classes_)
+    phases = results.phase_runs if results is not None else PhaseRuns(clf.classes_, args.purity)
     counts = {}
     ambiguous = 0
     last = time.perf_counter()
@@ -300,14 +305,21 @@ def classify(args):
 MAX_PHASE_LINES = 20
 
 
+def _check_purity(purity: float) -> None:
+    """Before anything is read or written: PhaseRuns would say so only then."""
+    from .errors import SpectraError
+
+    if not 0 < purity <= 1:
+        raise SpectraError(f"--purity must be in (0, 1], not {purity:g}")
+
+
 def results(args):
     import os
 
     from .errors import SpectraError
     from .results_reader import iter_results
 
-    if not 0 < args.purity <= 1:  # before reading: PhaseRuns would say so only after
-        raise SpectraError(f"--purity must be in (0, 1], not {args.purity:g}")
+    _check_purity(args.purity)
     selecting = args.label is not None or bool(args.min_confidence) or args.unambiguous
     if args.ids and not selecting:
         raise SpectraError("--ids writes the selected pulses: select with --label, "

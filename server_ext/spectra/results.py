@@ -55,18 +55,21 @@ class ResultsFile:
     ``classes``: the model's ``classes_``; ``about``: attributes kept with
     the results (the model, the source); ``compress``: gzip (level 1) the
     columns: a fifth of the bytes, under 1 % of a core at 27,000 pulses/s
-    (``benchmarks/results_file.py``). ``add(result)`` per train,
+    (``benchmarks/results_file.py``); ``purity``: that of the phases by
+    train kept as trains come (:class:`PhaseRuns`, :meth:`summary`; the
+    file holds every pulse, any purity reads back). ``add(result)`` per train,
     ``close(state, error=None, stats=None)`` at the end (also as a context
     manager: ``failed`` on an exception, ``interrupted`` on Ctrl-C).
     """
 
     def __init__(self, path, classes, about: dict | None = None, flush_s: float = 1.0,
-                 compress: bool = True):
+                 compress: bool = True, purity: float = 0.9):
         import h5py
 
         self.path = os.fspath(path)
         self.classes = np.asarray(classes)
         self.flush_s = float(flush_s)
+        self.phase_runs = PhaseRuns(self.classes, purity)  # as added, for a summary at any time
         try:
             self._file = h5py.File(self.path, "x", libver="latest")
         except FileExistsError:
@@ -95,7 +98,6 @@ class ResultsFile:
         self._pending = {"pulses": [], "trains": []}
         self._last_flush = time.monotonic()
         self.pulses = self.trains = 0
-        self.phase_runs = PhaseRuns(self.classes)  # as added, for a summary at any time
         self._broken = None  # why writing stopped, once it has
         self._lock = threading.Lock()  # the writer thread's and the flusher's turns
         self._closing = threading.Event()

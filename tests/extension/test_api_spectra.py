@@ -430,6 +430,18 @@ def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server
         (final["stats"]["spectra"], 15, 0)
     assert final["last_train"]["phase"] == final["results"]["phases"][-1]
     assert final["last_train"]["phase_runs"] == len(final["results"]["phases"])
+    # purity: the phases as the stream keeps them; two classes at 0.5 are never mixed
+    r = call(api, "POST", "spectra/streams", json={**body, "output": "processed/half.h5", "purity": 0.5})
+    assert r.status_code == 201, r.text
+    half = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
+    assert half["state"] == "finished", half
+    kept = read_results(server_root["root"] / "processed" / "half.h5")
+    assert half["results"]["phases"] == [list(p) for p in kept.phases(0.5)]
+    assert "mixed" not in {p[2] for p in half["results"]["phases"]} and len(classes) == 2
+    for purity in (0, 1.5, "high"):
+        r = call(api, "POST", "spectra/streams", json={**body, "output": "processed/x.h5", "purity": purity})
+        assert r.status_code == 400 and "purity" in r.json()["message"], r.text
+    assert not (server_root["root"] / "processed" / "x.h5").exists()
     before = path.read_bytes()
     for output, status, message in (("processed/stream-labels.h5", 409, "exists; give another file"),
                                     ("/tmp/elsewhere.h5", 403, "outside the server's root directory"),

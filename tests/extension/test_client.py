@@ -53,9 +53,11 @@ def test_wait_job_sees_the_end_as_it_happens(client, agipd_run_rel, monkeypatch)
 
 
 def test_start_stream_passes_max_reconnects_none_as_reconnect_for_ever(client, trained_model):
-    stream = client.start_stream(trained_model["id"], endpoint=silent_bridge(), timeout=0.2, max_reconnects=None)
+    stream = client.start_stream(trained_model["id"], endpoint=silent_bridge(), timeout=0.2, max_reconnects=None,
+                                 purity=0.75)
     try:
         assert stream["options"]["source"]["max_reconnects"] is None  # sent as null, not left out
+        assert stream["options"]["purity"] == 0.75
         deadline = time.monotonic() + 120
         while client.get_stream(stream["id"])["state"] == "starting" and time.monotonic() < deadline:
             time.sleep(0.3)

@@ -558,6 +558,19 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err, err
     assert out_file.read_bytes() == before
+    # --purity: the phases printed and kept as trains come; two classes at 0.5 are never mixed
+    from server_ext.spectra import read_results
+    from server_ext.spectra.results import phases_line
+
+    half = tmp_path / "half.h5"
+    assert main(base + ["--purity", "0.5", "-o", str(half)]) == 0
+    printed = capsys.readouterr().out.split("phases by train: ")[1].splitlines()[0]
+    assert printed == phases_line({"phases": [list(p) for p in read_results(half).phases(0.5)]})
+    assert "mixed" not in printed and len(clf.classes_) == 2
+    assert main(base + ["--purity", "1.5", "-o", str(tmp_path / "x.h5")]) == 2
+    captured = capsys.readouterr()
+    assert "--purity must be in (0, 1], not 1.5" in captured.err and not captured.out, captured
+    assert not (tmp_path / "x.h5").exists()
 
     # read back: the counts, the phases by train, the pulses selected
     label = str(labels[-1])
@@ -571,8 +584,6 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     for name in clf.classes_:
         assert f" {(labels == name).sum()} pulses (" in out
     phases = _phases(out)
-    from server_ext.spectra import read_results
-
     runs = read_results(out_file).phases()
     assert classify_phases == ", ".join(f"{a}-{b} {p}" if n > 1 else f"{a} {p}" for a, b, p, n in runs)
     per_train = np.split(labels, np.cumsum([5, 4, 5, 5, 5]))

@@ -61,7 +61,7 @@ class StreamsHandler(DaasHandler):
             await self.on_cluster(tasks.stream_axis, model, None)
         options = {"model_dir": model, "source": source, "axis": axis, **self.results_file(body),
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
-                   "drop_oldest": body.get("drop_oldest"),
+                   "drop_oldest": body.get("drop_oldest"), "purity": body.get("purity", 0.9),
                    "mask_points": mask_points(self.daas, body["model"], body)}
         stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
