@@ -116,9 +116,10 @@ def register(subparsers):
                    help="select pulses with at least this confidence (default %(default)s)")
     r.add_argument("--unambiguous", action="store_true",
                    help="select pulses not flagged ambiguous")
-    r.add_argument("--purity", type=float, default=0.9, metavar="F",
+    r.add_argument("--purity", type=float, metavar="F",
                    help="a train is in a phase when its class holds at least this fraction of "
-                        "the train's pulses, else 'mixed' (default %(default)s)")
+                        "the train's pulses, else 'mixed' (default: the stream's, as kept in "
+                        "the file; 0.9 in one without)")
     r.add_argument("--ids", metavar="OUT.csv",
                    help="write the selected pulses' train_id,pulse to a new CSV file")
     r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
@@ -319,7 +320,8 @@ def results(args):
     from .errors import SpectraError
     from .results_reader import iter_results
 
-    _check_purity(args.purity)
+    if args.purity is not None:
+        _check_purity(args.purity)
     selecting = args.label is not None or bool(args.min_confidence) or args.unambiguous
     if args.ids and not selecting:
         raise SpectraError("--ids writes the selected pulses: select with --label, "
@@ -358,7 +360,8 @@ def _tally(blocks, args, selecting, ids) -> dict:
          "chosen": 0, "chosen_trains": 0, "chosen_span": [None, None]}
     for r in blocks:
         if t["runs"] is None:
-            t.update(runs=PhaseRuns(r.classes, args.purity), head=r,
+            t.update(runs=PhaseRuns(r.classes, r.purity if args.purity is None else args.purity),
+                     head=r,
                      confidence=np.zeros(len(r.classes)),
                      ambiguous=np.zeros(len(r.classes), np.int64))
             label = None if args.label is None else r.classes[r.index(args.label)]  # refused early
@@ -437,7 +440,7 @@ def _print_results(args, t) -> None:
         sure = f", mean confidence {t['confidence'][i] / n:.3f}" if n else ""
         print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(t['ambiguous'][i])} ambiguous")
     phases = runs.named()
-    print(f"phases by train (a class holding >= {100 * args.purity:g} % of a train's pulses):")
+    print(f"phases by train (a class holding >= {100 * runs.purity:g} % of a train's pulses):")
     for first, last, name, n in phases[:MAX_PHASE_LINES]:
         print(f"  trains {first}-{last} ({n}): {name}" if n > 1 else f"  train {first}: {name}")
     if len(phases) > MAX_PHASE_LINES:

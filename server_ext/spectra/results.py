@@ -56,8 +56,9 @@ class ResultsFile:
     the results (the model, the source); ``compress``: gzip (level 1) the
     columns: a fifth of the bytes, under 1 % of a core at 27,000 pulses/s
     (``benchmarks/results_file.py``); ``purity``: that of the phases by
-    train kept as trains come (:class:`PhaseRuns`, :meth:`summary`; the
-    file holds every pulse, any purity reads back). ``add(result)`` per train,
+    train kept as trains come (:class:`PhaseRuns`, :meth:`summary`), kept
+    as the attribute ``purity``, the reader's default (the file holds every
+    pulse: any purity reads back). ``add(result)`` per train,
     ``close(state, error=None, stats=None)`` at the end (also as a context
     manager: ``failed`` on an exception, ``interrupted`` on Ctrl-C).
     """
@@ -80,6 +81,7 @@ class ResultsFile:
                                f"{os_error_text(e)}") from None
         f = self._file
         f.attrs.update(state="running", created=time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                       purity=self.phase_runs.purity,
                        **{k: str(v) for k, v in (about or {}).items() if v is not None})
         f.create_dataset("classes", data=[str(c) for c in self.classes],
                          dtype=h5py.string_dtype())

@@ -28,9 +28,10 @@ class Results:
     the file), ``confidence``, ``ambiguous``, ``probability`` (``(pulses,
     classes)``, ``classes`` order); one per train in ``trains`` (``train_id``, ``classified``,
     ``malformed``); ``state`` and ``error`` as the stream left them,
-    ``stats`` its counters (``None`` while running), ``about`` the rest of
-    the file's attributes (model, source). A column not read (``columns=``
-    of :func:`read_results`) is ``None``."""
+    ``stats`` its counters (``None`` while running), ``purity`` that of
+    the phases the stream reported (0.9 in a file without it), ``about``
+    the rest of the file's attributes (model, source). A column not read
+    (``columns=`` of :func:`read_results`) is ``None``."""
 
     path: str
     state: str
@@ -45,6 +46,7 @@ class Results:
     trains: dict
     stats: dict | None
     about: dict
+    purity: float = 0.9
 
     def select(self, label=None, min_confidence: float = 0.0, unambiguous: bool = False):
         """A boolean mask over the pulses: of class ``label`` (any where
@@ -72,14 +74,15 @@ class Results:
                                f"{', '.join(self.classes)}")
         return int(found[0])
 
-    def phases(self, purity: float = 0.9) -> list[tuple]:
+    def phases(self, purity: float | None = None) -> list[tuple]:
         """Consecutive trains by their phase: ``(first, last, label, n)``
         for each run of ``n`` trains in which ``label`` has at least
-        ``purity`` of a train's pulses -- ``"mixed"`` where no class has,
+        ``purity`` (default the stream's, :attr:`purity`) of a train's
+        pulses -- ``"mixed"`` where no class has,
         ``"none classified"`` where a train had no pulse classified
         (:class:`.results.PhaseRuns`, which a stream's results file keeps
         as it is written)."""
-        return self.add_phases(PhaseRuns(self.classes, purity)).named()
+        return self.add_phases(PhaseRuns(self.classes, self.purity if purity is None else purity)).named()
 
     def add_phases(self, runs: PhaseRuns) -> PhaseRuns:
         """These trains added to ``runs`` (those of the blocks before, from
@@ -147,7 +150,8 @@ def iter_results(path, columns=None, trains_per_block: int | None = 1000):
             stats = attrs.pop("stats", None)
             common = dict(path=path, state=attrs.pop("state", "unknown"),
                           error=attrs.pop("error", None), classes=classes,
-                          stats=None if stats is None else json.loads(stats), about=attrs)
+                          stats=None if stats is None else json.loads(stats),
+                          purity=_purity(attrs.pop("purity", 0.9), path), about=attrs)
             step = trains_per_block or max(n_trains, 1)
             for first in range(0, max(n_trains, 1), step):
                 last = min(first + step, n_trains)
@@ -184,3 +188,14 @@ def _superblock(path) -> tuple[bool, int]:
     base = int.from_bytes(head[12:12 + width], "little")
     end = int.from_bytes(head[12 + 2 * width:12 + 3 * width], "little")
     return bool(head[11]), max(0, base + end - size)
+
+
+def _purity(value, path) -> float:
+    try:
+        purity = float(value)
+    except (TypeError, ValueError):
+        purity = float("nan")
+    if not 0 < purity <= 1:
+        raise SpectraError(f"{path} is damaged: its purity attribute is {value!r}, not a "
+                           "fraction in (0, 1]")
+    return purity

@@ -436,7 +436,7 @@ def test_a_stream_keeps_every_pulses_result_in_a_file(api, trained_model, server
     half = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
     assert half["state"] == "finished", half
     kept = read_results(server_root["root"] / "processed" / "half.h5")
-    assert half["results"]["phases"] == [list(p) for p in kept.phases(0.5)]
+    assert kept.purity == 0.5 and half["results"]["phases"] == [list(p) for p in kept.phases()]
     assert "mixed" not in {p[2] for p in half["results"]["phases"]} and len(classes) == 2
     for purity in (0, 1.5, "high"):
         r = call(api, "POST", "spectra/streams", json={**body, "output": "processed/x.h5", "purity": purity})

@@ -567,6 +567,13 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     printed = capsys.readouterr().out.split("phases by train: ")[1].splitlines()[0]
     assert printed == phases_line({"phases": [list(p) for p in read_results(half).phases(0.5)]})
     assert "mixed" not in printed and len(clf.classes_) == 2
+    # read back at the stream's purity, kept in the file, unless told another
+    for extra, share in (([], "50"), (["--purity", "0.9"], "90")):
+        assert main(["spectra", "results", str(half), *extra]) == 0
+        shown = capsys.readouterr().out
+        assert f"phases by train (a class holding >= {share} % of a train's pulses)" in shown, shown
+    assert _phases(shown) == {t: p for first, last, p, _ in read_results(half).phases(0.9)
+                              for t in range(first, last + 1)}
     assert main(base + ["--purity", "1.5", "-o", str(tmp_path / "x.h5")]) == 2
     captured = capsys.readouterr()
     assert "--purity must be in (0, 1], not 1.5" in captured.err and not captured.out, captured

@@ -236,6 +236,31 @@ def test_read_results_gives_back_the_pulses_and_the_phases_by_train(tmp_path):
         r.select("hexagonal")
 
 
+def test_the_streams_purity_is_kept_and_read_back(tmp_path):
+    """The phases a stream reported (its purity) are those read back by
+    default; any other purity reads back too; a damaged purity is said so."""
+    from server_ext.spectra import read_results
+
+    path = tmp_path / "r.h5"
+    with ResultsFile(path, CLASSES, flush_s=3600, purity=0.5) as writer:
+        for tid, labels in enumerate((["cubic"] * 3, ["cubic", "cubic", "tetragonal"],
+                                      ["tetragonal"] * 3)):
+            writer.add(train(tid, labels))
+        summary = writer.summary()
+    r = read_results(path)
+    assert r.purity == 0.5 and "purity" not in r.about
+    assert [tuple(p) for p in summary["phases"]] == r.phases() == [(0, 1, "cubic", 2),
+                                                                   (2, 2, "tetragonal", 1)]
+    assert r.phases(0.9) == [(0, 0, "cubic", 1), (1, 1, "mixed", 1), (2, 2, "tetragonal", 1)]
+    with pytest.raises(SpectraError, match="purity must be in"):
+        ResultsFile(tmp_path / "never.h5", CLASSES, purity=0)
+    assert not (tmp_path / "never.h5").exists()
+    with h5py.File(path, "r+") as f:
+        f.attrs["purity"] = "most"
+    with pytest.raises(SpectraError, match="damaged: its purity attribute is 'most'"):
+        read_results(path)
+
+
 def test_read_results_of_numeric_classes(tmp_path):
     """Class names that do not sort as text (2 before 10) keep their phases."""
     from server_ext.spectra import read_results
