@@ -18,6 +18,10 @@ import sys
 import time
 
 
+PURITY_HELP = ("a train is in a phase when its class holds at least this fraction of the "
+               "train's pulses, else 'mixed'")
+
+
 def register(subparsers):
     p = subparsers.add_parser("spectra", help="train and run the streaming spectra classifier",
                               description=__doc__.split("\n\n")[0])
@@ -98,9 +102,7 @@ def register(subparsers):
     c.add_argument("--axis-source", metavar="SOURCE",
                    help="the data source of --axis-key (default: the spectra's)")
     c.add_argument("--purity", type=float, default=0.9, metavar="F",
-                   help="a train is in a phase when its class holds at least this fraction of "
-                        "the train's pulses, else 'mixed' (default %(default)s): the phases "
-                        "printed")
+                   help=PURITY_HELP + " (default %(default)s): the phases printed")
     c.add_argument("-o", "--output", metavar="FILE.h5",
                    help="keep every pulse's label, confidence and ambiguity, and each train's "
                         "counts, in a new HDF5 file, written as they come (readable meanwhile, "
@@ -117,9 +119,8 @@ def register(subparsers):
     r.add_argument("--unambiguous", action="store_true",
                    help="select pulses not flagged ambiguous")
     r.add_argument("--purity", type=float, metavar="F",
-                   help="a train is in a phase when its class holds at least this fraction of "
-                        "the train's pulses, else 'mixed' (default: the stream's, as kept in "
-                        "the file; 0.9 in one without)")
+                   help=PURITY_HELP + " (default: the stream's, as kept in the file; 0.9 in "
+                                      "one without)")
     r.add_argument("--ids", metavar="OUT.csv",
                    help="write the selected pulses' train_id,pulse to a new CSV file")
     r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
@@ -234,7 +235,6 @@ def classify(args):
             "source_name": args.source_name, "key": args.key})
     # the phase of each run of trains, also without a file (which keeps its own)
     phases = results.phase_runs if results is not None else PhaseRuns(clf.classes_, args.purity)
-    counts = {}
     ambiguous = 0
     last = time.perf_counter()
     tty = sys.stdout.isatty()
@@ -249,8 +249,6 @@ def classify(args):
                     results.add(result)
                 else:
                     phases.add_result(result)
-                for label in result.labels:
-                    counts[label] = counts.get(label, 0) + 1
                 ambiguous += int(result.ambiguous.sum())
                 now = time.perf_counter()
                 if now - last >= args.interval:
@@ -292,7 +290,8 @@ def classify(args):
             print(f"malformed {stream.stats.malformed} spectra: NaN or inf at points the model "
                   "reads (or at every point: a pulse without data), or flat (no signal); "
                   "points the detector masks since training can be bridged with --mask-points")
-        print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items(), key=str))
+        counts = {str(c): int(n) for c, n in zip(phases.classes, phases.counts) if n}
+        print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
               + f"; ambiguous={ambiguous}", flush=True)
         line = phases_line(phases.summary())
         if line:
