@@ -649,7 +649,7 @@ class SpectraClassifierApp(W.VBox):
 
     @staticmethod
     def _phases_note(results: dict | None) -> str:
-        """The phase of each run of trains a stream kept in its results file."""
+        """The phase of each run of trains of a stream, with or without a results file."""
         from server_ext.spectra.results import phases_line
 
         line = phases_line(results)

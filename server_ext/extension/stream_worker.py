@@ -1,7 +1,8 @@
 """The process running one spectra stream (engines only; started by :mod:`.streams`).
 
 It classifies at the stream's own speed and sends the parent at most
-``rate`` messages per second: the latest train's summary with the counters;
+``rate`` messages per second: the latest train's summary with the counters
+and the phases by train so far (:meth:`.PhaseRuns.summary`);
 while no train comes (a silent bridge, reconnecting), the counters alone
 every ``QUIET_S`` seconds, so that a waiting stream is seen waiting.
 """
@@ -134,24 +135,23 @@ def main(conn, options: dict, rate: float, stop_conn) -> None:
             if now - last >= period:
                 last = now
                 send({"type": "train", "train": train_summary(result, classes, phases),
-                      "stats": stats_dict(stats, "running")})
+                      "results": phases.summary(), "stats": stats_dict(stats, "running")})
                 unsent = None
         state, error = ("stopped" if stop.is_set() else "finished"), None
     except Exception as e:  # noqa: BLE001 -- reported to the parent, which shows it
         state = "failed"
         error = str(e) if getattr(e, "user_error", False) else f"{type(e).__name__}: {e}"
-    summary = None
     if results is not None:  # kept however the stream ended, saying how
         try:
             results.close(state, error=error, stats=stats_dict(stats, state))
         except Exception as e:  # noqa: BLE001 -- the stream's end is still reported
             state, error = "failed", f"writing the results to {options['output']} failed: {e}"
-        summary = results.summary()
+    summary = phases.summary() if phases is not None else None  # None: failed before the first
     ended.set()
     try:
         if unsent is not None:  # what the stream ended on, not the last train let through
             send({"type": "train", "train": train_summary(unsent, classes, phases),
-                  "stats": stats_dict(stats, "running")})
+                  "results": summary, "stats": stats_dict(stats, "running")})
         send({"type": "end", "error": error, "results": summary,
               "stats": stats_dict(stats, state) if stats is not None else {"state": state}})
     except OSError:  # the server has gone: nobody to tell

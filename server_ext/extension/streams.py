@@ -27,7 +27,7 @@ class Stream:
         self.viewers: set = set()
         self.last_train: dict | None = None
         self.error: str | None = None
-        self.results: dict | None = None  # at the end, where the stream kept a results file
+        self.results: dict | None = None  # the phases by train so far, from the first train on
         self.created = now()
         self.finished: str | None = None
         self.stats = {"state": "starting"}
@@ -72,11 +72,12 @@ class Stream:
         if kind == "started":
             self.stats = {**self.stats, "state": "running"}
             return
+        if message.get("results") is not None:
+            self.results = message["results"]
         if kind == "train":
             self.last_train = message["train"]
         elif kind == "end":
             self.error = message.get("error")
-            self.results = message.get("results")
             self.finished = now()
             self.ended.set()
         out = {"type": kind, "stream": self.id, **({"train": message["train"]} if kind == "train" else {}),

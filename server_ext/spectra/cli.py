@@ -317,6 +317,7 @@ def results(args):
     import os
 
     from .errors import SpectraError
+    from .results import train_text
     from .results_reader import iter_results
 
     if args.purity is not None:
@@ -339,7 +340,7 @@ def results(args):
                                      args.min_confidence and f"confidence >= {args.min_confidence:g}",
                                      args.unambiguous and "not ambiguous") if w)
         span = tally["chosen_span"]
-        where = f", {span[0]} to {span[1]}" if tally["chosen_trains"] else ""
+        where = f", {train_text(span[0])} to {train_text(span[1])}" if tally["chosen_trains"] else ""
         print(f"selected ({what}): {tally['chosen']} pulses in {tally['chosen_trains']} "
               f"trains{where}")
     if args.ids:
@@ -422,11 +423,13 @@ def _written_whole(path):
 
 
 def _print_results(args, t) -> None:
+    from .results import train_text
+
     r, runs = t["head"], t["runs"]
     state = {"running": "running (being written, or its process died: up to the last flush)",
              "failed": f"failed: {r.error}"}.get(r.state, r.state)
     total = int(runs.counts.sum())
-    span = f" ({t['first']} to {t['last']})" if t["trains"] else ""
+    span = f" ({train_text(t['first'])} to {train_text(t['last'])})" if t["trains"] else ""
     source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
     print(f"{args.file}: {state}")
     print(f"{total} pulses classified in {t['trains']} trains{span}, {t['malformed']} spectra "
@@ -438,9 +441,9 @@ def _print_results(args, t) -> None:
         share = f" ({100 * n / total:.1f} %)" if total else ""
         sure = f", mean confidence {t['confidence'][i] / n:.3f}" if n else ""
         print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(t['ambiguous'][i])} ambiguous")
-    phases = runs.named()
     print(f"phases by train (a class holding >= {100 * runs.purity:g} % of a train's pulses):")
-    for first, last, name, n in phases[:MAX_PHASE_LINES]:
-        print(f"  trains {first}-{last} ({n}): {name}" if n > 1 else f"  train {first}: {name}")
-    if len(phases) > MAX_PHASE_LINES:
-        print(f"  ... {len(phases) - MAX_PHASE_LINES} more runs of trains")
+    for first, last, name, n in runs.named(MAX_PHASE_LINES):
+        print(f"  trains {train_text(first)}-{train_text(last)} ({n}): {name}" if n > 1
+              else f"  train {train_text(first)}: {name}")
+    if len(runs.runs) > MAX_PHASE_LINES:
+        print(f"  ... {len(runs.runs) - MAX_PHASE_LINES} more runs of trains")

@@ -34,8 +34,8 @@ import numpy as np
 from ..oserrors import os_error_text
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "STATES", "PULSE_COLUMNS",
-           "TRAIN_COLUMNS"]
+__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "train_text", "STATES",
+           "PULSE_COLUMNS", "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
@@ -265,11 +265,13 @@ class PhaseRuns:
         self.classes, self.purity = np.asarray(classes), float(purity)
         self.runs: list[list[int]] = []
         self.counts = np.zeros(len(self.classes), np.int64)  # pulses per class, all trains
+        self.trains = 0
 
     def add(self, train_id: int, labels) -> None:
         """One train's pulses, as class indices."""
         counts = np.bincount(labels, minlength=len(self.classes))
         self.counts += counts
+        self.trains += 1
         total = counts.sum()
         phase = (NO_PULSE if total == 0 else int(counts.argmax())
                  if counts.max() >= self.purity * total else MIXED)
@@ -293,31 +295,42 @@ class PhaseRuns:
 
     def _named(self, run) -> tuple:
         first, last, phase, n = run
-        return first, last, {MIXED: "mixed", NO_PULSE: "none classified"}.get(phase) or str(
-            self.classes[phase]), n
+        return _train_id(first), _train_id(last), {MIXED: "mixed", NO_PULSE: "none classified"}.get(
+            phase) or str(self.classes[phase]), n
 
-    def named(self) -> list[tuple]:
-        """``(first, last, name, n_trains)`` per run; ``"mixed"``, ``"none
-        classified"`` for those phases."""
-        return [self._named(run) for run in self.runs]
+    def named(self, max_runs: int | None = None) -> list[tuple]:
+        """``(first, last, name, n_trains)`` per run (the first ``max_runs``);
+        ``"mixed"``, ``"none classified"`` for those phases; a train without
+        an id (a bridge message without ``timestamp.tid``) is ``None``."""
+        return [self._named(run) for run in self.runs[:max_runs]]
 
     def summary(self, max_runs: int = 50) -> dict:
         """What was added so far, for a status line: ``pulses`` and
         ``trains``, ``classes`` (pulses per class), ``phases`` (``[first,
         last, name, n_trains]`` per run of trains, the first ``max_runs``)
         and ``more_runs`` (how many runs after those)."""
-        runs = self.named()
-        return {"pulses": int(self.counts.sum()), "trains": sum(r[3] for r in runs),
+        # named up to max_runs only: a stream sends this with every train it reports
+        return {"pulses": int(self.counts.sum()), "trains": self.trains,
                 "classes": {str(c): int(n) for c, n in zip(self.classes, self.counts)},
-                "phases": [list(r) for r in runs[:max_runs]],
-                "more_runs": max(0, len(runs) - max_runs)}
+                "phases": [list(r) for r in self.named(max_runs)],
+                "more_runs": max(0, len(self.runs) - max_runs)}
+
+
+def _train_id(tid: int) -> int | None:
+    return None if tid == _NO_TRAIN_ID else tid
+
+
+def train_text(tid: int | None) -> str:
+    """A train id as printed: ``"(no id)"`` for a train without one (``None``,
+    or the results file's marker for it)."""
+    return "(no id)" if tid is None or tid == _NO_TRAIN_ID else str(tid)
 
 
 def phase_now(run, n_runs: int) -> str:
     """``"phase now: after since train 1200000100 (37 trains, run 3)"``:
     the run of trains a stream is in (:meth:`PhaseRuns.current`)."""
     first, _, phase, n = run
-    return f"phase now: {phase} since train {first} ({n} train{'s' if n != 1 else ''}, run {n_runs})"
+    return f"phase now: {phase} since train {train_text(first)} ({n} train{'s' if n != 1 else ''}, run {n_runs})"
 
 
 def phases_line(summary: dict | None, shown: int = 6) -> str:
@@ -326,6 +339,6 @@ def phases_line(summary: dict | None, shown: int = 6) -> str:
     more; empty where there are none."""
     runs = (summary or {}).get("phases") or []
     more = len(runs) - shown + (summary or {}).get("more_runs", 0)
-    return (", ".join(f"{first}-{last} {phase}" if n > 1 else f"{first} {phase}"
-                      for first, last, phase, n in runs[:shown])
+    return (", ".join(f"{train_text(first)}-{train_text(last)} {phase}" if n > 1
+                      else f"{train_text(first)} {phase}" for first, last, phase, n in runs[:shown])
             + (f" and {more} more runs" if more > 0 else ""))

@@ -334,6 +334,13 @@ def test_stream_pushes_train_summaries_to_several_viewers(api, server, trained_m
     assert final["stats"]["trains"] <= 120 <= final["stats"]["trains"] + final["stats"]["dropped"]
     assert final["stats"]["spectra"] > 0 and final["stats"]["latency_p99_ms"] > 0
     assert final["last_train"]["pulses"] > 0
+    # the phases by train without an output file too, every train classified in one run
+    results = final["results"]
+    assert (results["trains"], results["pulses"]) == (final["stats"]["trains"], final["stats"]["spectra"])
+    shown = sum(p[3] for p in results["phases"])  # the first 50 runs
+    assert shown == results["trains"] if results["more_runs"] == 0 else shown < results["trains"]
+    assert results["phases"][-1] == final["last_train"]["phase"]
+    assert len(results["phases"]) == final["last_train"]["phase_runs"]
     # stopping a stream that has ended is answered, and the server goes on (a stop signal
     # the ended process had waited for used to block the event loop for good)
     r = call(api, "DELETE", f"spectra/streams/{stream_id}", timeout=30)
@@ -347,13 +354,30 @@ def test_stop_a_stream(api, trained_model, server_root):
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 201, r.text
     stream_id = r.json()["id"]
-    api.wait(f"spectra/streams/{stream_id}", states=("running",), timeout=120)
+    live = api.wait(f"spectra/streams/{stream_id}", states=("running",), timeout=120)
+    assert live["results"] is None or live["last_train"] is not None, live
+    # while it runs, the phases by train so far: set with the train message the record shows
+    deadline = time.monotonic() + 120
+    while live["last_train"] is None:
+        assert time.monotonic() < deadline and live["state"] == "running", live
+        time.sleep(0.2)
+        live = call(api, "GET", f"spectra/streams/{stream_id}").json()  # checked against the schema
+    so_far = live["results"]
+    assert so_far["phases"][-1] == live["last_train"]["phase"], live
+    assert len(so_far["phases"]) == live["last_train"]["phase_runs"]
+    assert so_far["trains"] == sum(p[3] for p in so_far["phases"]) >= 1
+    assert so_far["pulses"] == sum(so_far["classes"].values()) >= live["last_train"]["pulses"]
     r = call(api, "DELETE", f"spectra/streams/{stream_id}")
     assert r.status_code == 200
-    assert r.json()["state"] == "stopped"
+    stopped = r.json()
+    assert stopped["state"] == "stopped"
     assert stream_id in [s["id"] for s in call(api, "GET", "spectra/streams").json()["streams"]]
     with h5py.File(server_root["root"] / "processed" / "stopped.h5", "r") as f:
-        assert f.attrs["state"] == "stopped" and len(f["trains/train_id"]) == r.json()["stats"]["trains"]
+        assert f.attrs["state"] == "stopped" and len(f["trains/train_id"]) == stopped["stats"]["trains"]
+    # at the end, every train classified
+    assert (stopped["results"]["trains"], stopped["results"]["pulses"]) == \
+        (stopped["stats"]["trains"], stopped["stats"]["spectra"])
+    assert stopped["results"]["trains"] >= so_far["trains"]
 
 
 def test_a_stream_bridges_points_masked_since_training(api, trained_model, server_root):

@@ -294,6 +294,38 @@ def test_classify_ends_at_max_trains_and_on_a_quiet_bridge(fitted, bridge, tmp_p
     assert "expected a whole number >= 0 or 'forever'" in capsys.readouterr().err
 
 
+def test_trains_without_an_id_are_said_so(fitted, intensity_series, bridge, tmp_path, capsys):
+    """A bridge whose messages carry no ``timestamp.tid``: its trains are
+    "(no id)" in what is printed and ``None`` in the phases read back, not
+    the file's marker for them."""
+    from server_ext.spectra import read_results
+
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    X = intensity_series.X
+    predicted = clf.predict(X)
+    first, second = clf.classes_
+    src, key = "SPB_TEST/PROC/SPECTRA:output", "data.intensity"
+    for i, (tid, label) in enumerate(((None, first), (None, first), (300, second), (301, second))):
+        meta = {"source": src} if tid is None else {"source": src, "timestamp.tid": tid}
+        bridge.feed({src: {key: X[predicted == label][4 * i:4 * i + 4]}}, {src: meta})
+    out_file = tmp_path / "no-ids.h5"
+    assert main(["spectra", "classify", "--model", str(model), "--source", bridge.endpoint,
+                 "--key", key, "--interval", "0", "--overflow", "block", "--max-trains", "4",
+                 "-o", str(out_file)]) == 0
+    out = capsys.readouterr().out
+    assert f"phases by train: (no id)-(no id) {first}, 300-301 {second}\n" in out, out
+    assert f"phase now: {first} since train (no id) (1 train, run 1)" in out, out
+    assert f"phase now: {second} since train 300 (2 trains, run 2)" in out, out
+    assert "18446744073709551615" not in out
+    assert read_results(out_file).phases() == [(None, None, str(first), 2), (300, 301, str(second), 2)]
+    assert main(["spectra", "results", str(out_file), "--label", str(second)]) == 0
+    out = capsys.readouterr().out
+    assert "16 pulses classified in 4 trains ((no id) to 301)" in out, out
+    assert f"  trains (no id)-(no id) (2): {first}\n  trains 300-301 (2): {second}\n" in out, out
+    assert "selected (label " + str(second) + "): 8 pulses in 2 trains, 300 to 301" in out, out
+
+
 def test_train_says_what_fit_found(shift_signal_fitted, fitted):
     """The lines after the bins: the pair told apart by position (A / A'
     of the shift series: labels 0 and 2), and the alignment "auto" weighed

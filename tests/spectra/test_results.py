@@ -377,6 +377,9 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
     phases = r.phases()
     assert [tuple(p) for p in summary["phases"]] == phases[:3] and len(phases) > 3
     assert summary["more_runs"] == len(phases) - 3
+    # the counts are every train's, not only those of the runs shown
+    assert (summary["trains"], summary["pulses"]) == (61, 60 * 40)
+    assert summary["trains"] == sum(p[3] for p in phases) and len(r.trains["train_id"]) == 61
     assert phases[0][0] == 0 and phases[0][2] == "cubic" and 20 <= phases[0][1] < 26
     assert phases[-2][2] == "tetragonal" and phases[-2][1] == 59
     assert phases[-1] == (60, 60, "none classified", 1)

@@ -260,6 +260,11 @@ def test_the_live_plot_reconnects_when_its_connection_breaks(trained, monkeypatc
         until(lambda: not app.start_button.disabled, 120, "the stream to end")
         app.wait_stream(120)
     assert app.stream["state"] in ("stopped", "finished"), app.stream
+    # no results file: the phases by train still said at the end
+    assert not (app.stream["options"] or {}).get("output")
+    first, last, phase, n = app.stream["results"]["phases"][0]
+    assert f"; phases by train: {first}-{last} {phase}" in text(app.stream_status) or \
+        f"; phases by train: {first} {phase}" in text(app.stream_status), text(app.stream_status)
 
 
 def test_mistakes_are_messages(client, trained):
