@@ -158,6 +158,12 @@ class SpectraClassifierApp(W.VBox):
                                     placeholder="optional: a new HDF5 file keeping every pulse's label "
                                                 "(e.g. processed/labels-r0001.h5)")
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
+        # what "phase now" and the phases by train call a class's phase: a series whose
+        # transitions hold long mixtures may call a train by its majority instead
+        self.phase_purity = W.BoundedFloatText(
+            value=0.9, min=0.05, max=1.0, step=0.05, description="phase purity", style=style,
+            tooltip="a train is in a class's phase when the class holds at least this fraction of its "
+                    "pulses, else mixed")
         self.start_button = W.Button(description="Start", button_style="success", icon="play")
         self.start_button.add_class("daas-stream-start")
         self.stop_button = W.Button(description="Stop", button_style="danger", icon="stop", disabled=True)
@@ -188,7 +194,7 @@ class SpectraClassifierApp(W.VBox):
                     self.pred_box]),
             W.VBox([self.endpoint, self.keep_waiting, self.mask_points, self.stream_axis, self.stream_axis_key,
                     self.stream_output,
-                    W.HBox([self.train_rate, self.start_button, self.stop_button]),
+                    W.HBox([self.train_rate, self.phase_purity, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
         for i, title in enumerate(["1. label and train", "2. classify a file", "3. stream"]):
@@ -458,7 +464,7 @@ class SpectraClassifierApp(W.VBox):
         """Classify a Karabo bridge (endpoint given) or a replay of the run, live."""
         try:
             common = {"mask_points": self.masked_points(), "output": self.stream_output.value.strip() or None,
-                      **self._stream_axis()}
+                      "purity": self.phase_purity.value, **self._stream_axis()}
             if self.endpoint.value.strip():
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}

@@ -121,10 +121,12 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
     app = trained
     app.train_rate.value = 20
     app.stream_output.value = "app-stream.h5"  # every pulse's result kept
+    app.phase_purity.value = 0.6
     try:
         stream = app.start_stream()
     finally:
         app.stream_output.value = ""
+        app.phase_purity.value = 0.9
     assert stream is not None, app.stream_status.value
     until(lambda: len(app.stream_trains) >= 5, WAIT, "five streamed trains")
     until(lambda: "trains: <b>" in app.counters.value and "spectra/s" in app.counters.value, 60, "counters")
@@ -141,6 +143,7 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
         f"; phases by train: {first} {phase}" in text(app.stream_status)
     with h5py.File(widget_root["root"] / "app-stream.h5", "r") as f:
         assert f.attrs["state"] == app.stream["state"]
+        assert f.attrs["purity"] == 0.6 == app.stream["options"]["purity"]  # "phase purity"
         assert len(f["pulses/label"]) == app.stream["stats"]["spectra"] > 0
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
