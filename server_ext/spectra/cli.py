@@ -340,7 +340,7 @@ def results(args):
                                      args.min_confidence and f"confidence >= {args.min_confidence:g}",
                                      args.unambiguous and "not ambiguous") if w)
         span = tally["chosen_span"]
-        where = f", {train_text(span[0])} to {train_text(span[1])}" if tally["chosen_trains"] else ""
+        where = f", {span[0]} to {span[1]}" if span[0] is not None else ""
         print(f"selected ({what}): {tally['chosen']} pulses in {tally['chosen_trains']} "
               f"trains{where}")
     if args.ids:
@@ -356,8 +356,8 @@ def _tally(blocks, args, selecting, ids) -> dict:
 
     from .results import PhaseRuns
 
-    t = {"runs": None, "malformed": 0, "trains": 0, "first": None, "last": None,
-         "chosen": 0, "chosen_trains": 0, "chosen_span": [None, None]}
+    t = {"runs": None, "malformed": 0, "trains": 0, "first": None, "last": None, "ids": [],
+         "chosen": 0, "chosen_ids": []}
     for r in blocks:
         if t["runs"] is None:
             t.update(runs=PhaseRuns(r.classes, r.purity if args.purity is None else args.purity),
@@ -371,22 +371,55 @@ def _tally(blocks, args, selecting, ids) -> dict:
         tids = r.trains["train_id"]
         t["malformed"] += int(r.trains["malformed"].sum())
         t["trains"] += len(tids)
+        t["ids"].append(tids)  # 8 bytes a train
         if len(tids):
             t["first"] = t["first"] if t["first"] is not None else int(tids[0])
             t["last"] = int(tids[-1])
         if selecting:
             mask = r.select(label, args.min_confidence, args.unambiguous)
-            chosen = np.unique(r.train_id[mask])  # a train's pulses are all in one block
             t["chosen"] += int(mask.sum())
-            t["chosen_trains"] += len(chosen)
-            if len(chosen):
-                first = t["chosen_span"][0]
-                t["chosen_span"] = [first if first is not None else int(chosen[0]),
-                                    int(chosen[-1])]
+            t["chosen_ids"].append(_trains_with(r, mask))
             if ids is not None:
                 np.savetxt(ids, np.stack([r.train_id[mask], r.pulse[mask]], axis=1), fmt="%d",
                            delimiter=",")
+    # a train id delivered twice (a bridge serving a run again) is one train
+    t["distinct"] = _distinct(t["ids"])
+    t["chosen_trains"], t["chosen_span"] = _distinct(t["chosen_ids"]), _span(t["chosen_ids"])
     return t
+
+
+def _trains_with(r, mask):
+    """The train ids of the trains of block ``r`` holding a pulse of ``mask``,
+    one per train delivered."""
+    import numpy as np
+
+    n = r.trains["classified"].astype(np.int64)
+    starts = (np.cumsum(n) - n)[n > 0]
+    if not len(starts):
+        return r.trains["train_id"][:0]
+    return r.trains["train_id"][n > 0][np.add.reduceat(mask.astype(np.int64), starts) > 0]
+
+
+def _distinct(blocks) -> int:
+    """Trains in ``blocks`` of train ids, each id once (trains without one each)."""
+    import numpy as np
+
+    from .results import NO_TRAIN_ID
+
+    ids = np.concatenate(blocks) if blocks else np.zeros(0, np.uint64)
+    known = ids[ids != NO_TRAIN_ID]
+    return len(np.unique(known)) + len(ids) - len(known)
+
+
+def _span(blocks) -> list:
+    """The smallest and largest train id in ``blocks``; None where there are none."""
+    import numpy as np
+
+    from .results import NO_TRAIN_ID
+
+    ids = np.concatenate(blocks) if blocks else np.zeros(0, np.uint64)
+    ids = ids[ids != NO_TRAIN_ID]
+    return [int(ids.min()), int(ids.max())] if len(ids) else [None, None]
 
 
 @contextlib.contextmanager
@@ -432,7 +465,9 @@ def _print_results(args, t) -> None:
     span = f" ({train_text(t['first'])} to {train_text(t['last'])})" if t["trains"] else ""
     source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
     print(f"{args.file}: {state}")
-    print(f"{total} pulses classified in {t['trains']} trains{span}, {t['malformed']} spectra "
+    again = t["trains"] - t["distinct"]
+    again = f" ({again} of them again: train ids delivered before)" if again else ""
+    print(f"{total} pulses classified in {t['trains']} trains{span}{again}, {t['malformed']} spectra "
           "malformed" + (f"; model {r.about['model']}" if "model" in r.about else "")
           + (f", source {source}" if source else ""))
     width = max(len(c) for c in r.classes)

@@ -34,14 +34,14 @@ import numpy as np
 from ..oserrors import os_error_text
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "train_text", "STATES",
+__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "train_text", "NO_TRAIN_ID", "STATES",
            "PULSE_COLUMNS", "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
                  "confidence": np.float32, "ambiguous": np.bool_}
 TRAIN_COLUMNS = {"train_id": np.uint64, "classified": np.uint32, "malformed": np.uint32}
-_NO_TRAIN_ID = np.iinfo(np.uint64).max  # a bridge message without one
+NO_TRAIN_ID = np.iinfo(np.uint64).max  # the file's train id of a bridge message without one
 # HDF5 cannot finish a file once a write has failed (it is left unreadable, and the
 # process may crash on exit): writing stops while this much is still free on the disk
 RESERVE_BYTES = 64 << 20
@@ -95,7 +95,7 @@ class ResultsFile:
         f.create_dataset("pulses/probability", shape=(0, len(self.classes)),
                          maxshape=(None, len(self.classes)), dtype=np.float32,
                          chunks=(_CHUNK_ROWS, len(self.classes)), **filters)
-        f["trains/train_id"].attrs["missing"] = _NO_TRAIN_ID
+        f["trains/train_id"].attrs["missing"] = NO_TRAIN_ID
         f.swmr_mode = True  # readers may follow from here on
         self._pending = {"pulses": [], "trains": []}
         self._last_flush = time.monotonic()
@@ -121,7 +121,7 @@ class ResultsFile:
     def add(self, result) -> None:
         """One train's results; written at the next flush. Raises the
         :class:`SpectraError` that stopped writing, once one has."""
-        tid = _NO_TRAIN_ID if result.train_id is None else result.train_id
+        tid = NO_TRAIN_ID if result.train_id is None else result.train_id
         n = len(result.pulses)
         with self._lock:
             if self._broken is not None:
@@ -285,7 +285,7 @@ class PhaseRuns:
         """One train's :class:`.stream.TrainResult`; returns its labels as
         class indices."""
         labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
-        self.add(int(_NO_TRAIN_ID if result.train_id is None else result.train_id), labels)
+        self.add(int(NO_TRAIN_ID if result.train_id is None else result.train_id), labels)
         return labels
 
     def current(self) -> tuple | None:
@@ -317,13 +317,13 @@ class PhaseRuns:
 
 
 def _train_id(tid: int) -> int | None:
-    return None if tid == _NO_TRAIN_ID else tid
+    return None if tid == NO_TRAIN_ID else tid
 
 
 def train_text(tid: int | None) -> str:
     """A train id as printed: ``"(no id)"`` for a train without one (``None``,
     or the results file's marker for it)."""
-    return "(no id)" if tid is None or tid == _NO_TRAIN_ID else str(tid)
+    return "(no id)" if tid is None or tid == NO_TRAIN_ID else str(tid)
 
 
 def phase_now(run, n_runs: int) -> str:

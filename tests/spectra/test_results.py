@@ -413,3 +413,25 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
         read_results(path, columns=("labels",))
     with pytest.raises(SpectraError, match=r"purity must be in \(0, 1\], not 1.5"):
         r.phases(1.5)
+
+
+@pytest.mark.parametrize("per_block", ["1", "2", "1000"])
+def test_a_train_id_delivered_again_counts_once_among_the_selected(tmp_path, capsys, per_block):
+    """A bridge serving the same run twice: its train ids come again; the
+    trains selected count each once whatever the blocks, and the repeat is
+    said."""
+    from hub_ext.cli import main
+
+    path = tmp_path / "again.h5"
+    with ResultsFile(path, CLASSES) as writer:
+        for tid, labels in ((10, ["cubic", "cubic"]), (11, ["tetragonal", "tetragonal"]),
+                            (12, ["cubic", "tetragonal"]), (10, ["cubic"]), (11, ["tetragonal"]),
+                            (13, []), (None, ["cubic"]), (None, ["cubic"])):
+            writer.add(train(tid, labels))
+    assert main(["spectra", "results", str(path), "--label", "cubic",
+                 "--trains-per-block", per_block]) == 0
+    out = capsys.readouterr().out
+    assert "10 pulses classified in 8 trains (10 to (no id)) (2 of them again: train ids " \
+           "delivered before), 0 spectra malformed" in out, out
+    # 10, 12 and the two trains without an id hold a cubic pulse; 10 came twice
+    assert "selected (label cubic): 6 pulses in 4 trains, 10 to 12\n" in out, out
