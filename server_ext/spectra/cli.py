@@ -123,6 +123,9 @@ def register(subparsers):
                                       "one without)")
     r.add_argument("--ids", metavar="OUT.csv",
                    help="write the selected pulses' train_id,pulse to a new CSV file")
+    r.add_argument("--phases", metavar="OUT.csv",
+                   help="write every run of trains' first_train,last_train,phase,n_trains to a "
+                        "new CSV file (a train without an id: an empty field)")
     r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
                    help="read the file N trains at a time (default %(default)s: ~50 MB of "
                         "memory at 2,700 pulses a train)")
@@ -314,6 +317,7 @@ def _check_purity(purity: float) -> None:
 
 
 def results(args):
+    import csv
     import os
 
     from .errors import SpectraError
@@ -326,14 +330,25 @@ def results(args):
     if args.ids and not selecting:
         raise SpectraError("--ids writes the selected pulses: select with --label, "
                            "--min-confidence or --unambiguous")
-    if args.ids and os.path.exists(args.ids):
-        raise SpectraError(f"{args.ids} exists; give another file, or remove it")
+    for out in (args.ids, args.phases):
+        if out and os.path.exists(out):
+            raise SpectraError(f"{out} exists; give another file, or remove it")
+    if args.ids and args.phases and os.path.abspath(args.ids) == os.path.abspath(args.phases):
+        raise SpectraError("--ids and --phases name the same file; give two")
     # block by block, the columns needed only: a beamtime's file holds 10^8 pulses and more
     blocks = iter_results(args.file, columns=("label", "confidence", "ambiguous")
                           + (("train_id", "pulse") if selecting else ()),
                           trains_per_block=args.trains_per_block)
-    with _written_whole(args.ids) as ids:
+    # both lists made aside before anything is read, named only once whole
+    with _written_whole(args.ids) as ids, _written_whole(args.phases) as phases:
+        if ids is not None:
+            ids.write("train_id,pulse\n")
         tally = _tally(blocks, args, selecting, ids)
+        if phases is not None:
+            out = csv.writer(phases, lineterminator="\n")  # quotes a class name with a comma
+            out.writerow(("first_train", "last_train", "phase", "n_trains"))
+            out.writerows(("" if a is None else a, "" if b is None else b, name, n)
+                          for a, b, name, n in tally["runs"].named())
     _print_results(args, tally)
     if selecting:
         what = ", ".join(w for w in (args.label and f"label {args.label}",
@@ -345,6 +360,8 @@ def results(args):
               f"trains{where}")
     if args.ids:
         print(f"wrote {tally['chosen']} rows to {args.ids}")
+    if args.phases:
+        print(f"wrote the {len(tally['runs'].runs)} runs of trains to {args.phases}")
     return 0
 
 
@@ -444,7 +461,6 @@ def _written_whole(path):
         raise SpectraError(f"cannot write {path}: {e.strerror or e}") from None
     try:
         with f:
-            f.write("train_id,pulse\n")
             yield f
         os.link(part, path)  # claims the name atomically
     except FileExistsError:

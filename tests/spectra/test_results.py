@@ -435,3 +435,44 @@ def test_a_train_id_delivered_again_counts_once_among_the_selected(tmp_path, cap
            "delivered before), 0 spectra malformed" in out, out
     # 10, 12 and the two trains without an id hold a cubic pulse; 10 came twice
     assert "selected (label cubic): 6 pulses in 4 trains, 10 to 12\n" in out, out
+
+
+def test_every_run_of_trains_written_to_a_csv_file(tmp_path, capsys):
+    """``--phases``: every run, not only those printed, as the reader finds
+    them; a class name with a comma quoted, a train without an id an empty
+    field; an existing file kept and refused."""
+    import csv
+
+    from hub_ext.cli import main
+    from server_ext.spectra import read_results
+
+    classes = np.array(["cubic", "tetragonal, distorted"])
+    path = tmp_path / "runs.h5"
+    with ResultsFile(path, classes) as writer:
+        for tid in range(30):  # a run of each class every other train: 30 runs, more than printed
+            writer.add(TrainResult(tid, np.arange(2), classes[[tid % 2] * 2], np.ones(2, np.float32),
+                                   np.zeros(2, bool), 0, 0.001))
+        writer.add(TrainResult(None, np.arange(1), classes[:1], np.ones(1, np.float32),
+                               np.zeros(1, bool), 0, 0.001))
+    out_csv = tmp_path / "phases.csv"
+    assert main(["spectra", "results", str(path), "--phases", str(out_csv)]) == 0
+    out = capsys.readouterr().out
+    assert f"wrote the 31 runs of trains to {out_csv}" in out and "more runs of trains" in out
+    with open(out_csv, newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["first_train", "last_train", "phase", "n_trains"]
+    expected = [["" if a is None else str(a), "" if b is None else str(b), p, str(n)]
+                for a, b, p, n in read_results(path).phases()]
+    assert rows[1:] == expected and len(expected) == 31
+    assert rows[2] == ["1", "1", "tetragonal, distorted", "1"] and rows[-1] == ["", "", "cubic", "1"]
+    written = out_csv.read_bytes()
+    for extra, message in ((["--phases", str(out_csv)], "phases.csv exists"),
+                           (["--phases", str(tmp_path / "x.csv"), "--ids", str(tmp_path / "x.csv"),
+                             "--label", "cubic"], "name the same file"),
+                           (["--phases", str(tmp_path / "no" / "x.csv")], "cannot write")):
+        assert main(["spectra", "results", str(path), *extra]) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "Traceback" not in captured.err, captured.err
+        assert not captured.out  # refused before anything is read
+    assert out_csv.read_bytes() == written and not (tmp_path / "x.csv").exists()
+    assert not list(tmp_path.glob(".*.part"))
