@@ -321,7 +321,6 @@ def results(args):
     import os
 
     from .errors import SpectraError
-    from .results import train_text
     from .results_reader import iter_results
 
     if args.purity is not None:
@@ -400,8 +399,8 @@ def _tally(blocks, args, selecting, ids) -> dict:
                 np.savetxt(ids, np.stack([r.train_id[mask], r.pulse[mask]], axis=1), fmt="%d",
                            delimiter=",")
     # a train id delivered twice (a bridge serving a run again) is one train
-    t["distinct"] = _distinct(t["ids"])
-    t["chosen_trains"], t["chosen_span"] = _distinct(t["chosen_ids"]), _span(t["chosen_ids"])
+    t["distinct"] = _distinct(t["ids"])[0]
+    t["chosen_trains"], t["chosen_span"] = _distinct(t["chosen_ids"])
     return t
 
 
@@ -417,26 +416,17 @@ def _trains_with(r, mask):
     return r.trains["train_id"][n > 0][np.add.reduceat(mask.astype(np.int64), starts) > 0]
 
 
-def _distinct(blocks) -> int:
-    """Trains in ``blocks`` of train ids, each id once (trains without one each)."""
+def _distinct(blocks) -> tuple[int, list]:
+    """How many trains ``blocks`` of train ids hold, each id once (trains
+    without one each), and the smallest and largest id (None without)."""
     import numpy as np
 
     from .results import NO_TRAIN_ID
 
     ids = np.concatenate(blocks) if blocks else np.zeros(0, np.uint64)
-    known = ids[ids != NO_TRAIN_ID]
-    return len(np.unique(known)) + len(ids) - len(known)
-
-
-def _span(blocks) -> list:
-    """The smallest and largest train id in ``blocks``; None where there are none."""
-    import numpy as np
-
-    from .results import NO_TRAIN_ID
-
-    ids = np.concatenate(blocks) if blocks else np.zeros(0, np.uint64)
-    ids = ids[ids != NO_TRAIN_ID]
-    return [int(ids.min()), int(ids.max())] if len(ids) else [None, None]
+    known = np.unique(ids[ids != NO_TRAIN_ID])
+    span = [int(known[0]), int(known[-1])] if len(known) else [None, None]
+    return len(known) + int(np.count_nonzero(ids == NO_TRAIN_ID)), span
 
 
 @contextlib.contextmanager
