@@ -195,7 +195,10 @@ class DaasClient:
         return self.request("GET", "spectra/streams")["streams"]
 
     def get_stream(self, stream_id: str) -> dict:
-        """State and counters (spectra/s, latency, gaps, dropped, ...)."""
+        """State and counters (spectra/s, latency, gaps, dropped, ...), the
+        last train's summary (``last_train``, with the run of trains it is
+        in) and ``results``: the pulses per class and the phases by train so
+        far, final once the stream has ended."""
         return self.request("GET", f"spectra/streams/{stream_id}")
 
     def stop_stream(self, stream_id: str) -> dict:
