@@ -67,12 +67,21 @@ def separability_figure(model, X=None, y=None, axis=None, fig=None):
     return fig
 
 
-def stream_figure(fig, trains, fractions: dict, confidence, ambiguous):
-    """Class fractions and mean confidence per train (the live stream plot), redrawn in *fig*."""
+def stream_figure(fig, trains, fractions: dict, confidence, ambiguous, phases=()):
+    """Class fractions and mean confidence per train (the live stream plot), redrawn in *fig*;
+    behind the fractions a band per run of trains in ``phases`` (``(first, last, phase)``):
+    a class's in its colour, ``mixed`` grey, ``none classified`` none."""
     fig.clear()
     frac_ax, conf_ax = fig.subplots(2, 1, sharex=True)
-    for i, (name, values) in enumerate(sorted(fractions.items())):
-        frac_ax.plot(trains, values, ".-", color=f"C{i}", label=name, linewidth=1.2, markersize=3)
+    colours = {name: f"C{i}" for i, name in enumerate(sorted(fractions))}
+    mixed_label = "mixed trains"
+    for first, last, phase in phases:
+        if phase in colours or phase == "mixed":
+            frac_ax.axvspan(first - 0.5, last + 0.5, color=colours.get(phase, "0.6"), alpha=0.15,
+                            linewidth=0, label=mixed_label if phase == "mixed" else None)
+            mixed_label = None if phase == "mixed" else mixed_label
+    for name, values in sorted(fractions.items()):
+        frac_ax.plot(trains, values, ".-", color=colours[name], label=name, linewidth=1.2, markersize=3)
     frac_ax.set_ylim(-0.02, 1.02)
     frac_ax.set_ylabel("class fraction")
     if fractions:

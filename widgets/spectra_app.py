@@ -515,7 +515,8 @@ class SpectraClassifierApp(W.VBox):
         self.stream = stream
         self.stream_trains = []
         with self._stream_lock:
-            self._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
+            # phases: per run of trains, by its first train, [last train seen, phase]
+            self._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": [], "phases": {}}
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.stream_box.children = [self.stream_canvas]
         self._ws_stop = threading.Event()
@@ -587,6 +588,9 @@ class SpectraClassifierApp(W.VBox):
         for values in s["fractions"].values():
             if len(values) < n:
                 values.append(np.nan)
+        first, _, phase, _ = train.get("phase") or (None, None, None, None)
+        if first is not None:  # a run's last train may fall between two messages: the last seen
+            s["phases"][int(first)] = [int(tid), phase]
         s["confidence"].append(np.nan if train.get("mean_confidence") is None else train["mean_confidence"])
         s["ambiguous"].append(np.nan if train.get("ambiguous_fraction") is None else train["ambiguous_fraction"])
         if n > MAX_POINTS:
@@ -594,6 +598,8 @@ class SpectraClassifierApp(W.VBox):
                 del s[key][0]
             for values in s["fractions"].values():
                 del values[0]
+            for first in [f for f, (last, _) in s["phases"].items() if last < s["trains"][0]]:
+                del s["phases"][first]
         self.stream_trains = s["trains"]
 
     def _draw_stream(self) -> None:
@@ -602,7 +608,9 @@ class SpectraClassifierApp(W.VBox):
             if not s["trains"]:
                 return
             stream_figure(self.stream_fig, list(s["trains"]), {k: list(v) for k, v in s["fractions"].items()},
-                          list(s["confidence"]), list(s["ambiguous"]))
+                          list(s["confidence"]), list(s["ambiguous"]),
+                          [(max(first, s["trains"][0]), last, phase)
+                           for first, (last, phase) in s["phases"].items()])
             self.stream_canvas.draw_idle()
 
     def _show_counters(self, st: dict) -> None:

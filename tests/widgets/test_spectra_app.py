@@ -147,6 +147,23 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
         assert len(f["pulses/label"]) == app.stream["stats"]["spectra"] > 0
     frac_ax = app.stream_fig.axes[0]
     assert {line.get_label() for line in frac_ax.lines} == {"before", "after"}
+    # behind the fractions, a band per run of trains: where the run starts, up to its last
+    # train seen (throttled messages may skip a run's last ones), in its class's colour
+    from matplotlib.colors import to_rgb
+
+    runs = app.stream["results"]["phases"]
+    colours = {line.get_label(): to_rgb(line.get_color()) for line in frac_ax.lines}
+    colours["mixed"] = to_rgb("0.6")
+    assert frac_ax.patches and app.stream["results"]["more_runs"] == 0
+    for band in frac_ax.patches:
+        first, last = band.get_x() + 0.5, band.get_x() + band.get_width() - 0.5
+        assert first == round(first) and last == round(last), (first, last)
+        (run_first, run_last, phase, _), = [r for r in runs if r[0] <= first <= r[1]]
+        # a run begun before the first train plotted starts the band there
+        assert first in (run_first, app.stream_trains[0]) and first <= last <= run_last, (band, runs)
+        assert to_rgb(band.get_facecolor()) == colours[phase], band
+    assert round(frac_ax.patches[-1].get_x() + frac_ax.patches[-1].get_width() - 0.5) == app.stream_trains[-1] \
+        or app.stream["results"]["phases"][-1][2] == "none classified"
     assert "NaN in every malformed spectrum" not in app.counters.value
     # while it runs, the line names the run of trains it is in (here: as it ended)
     first, last, phase, n = app.stream["results"]["phases"][-1]
