@@ -122,7 +122,8 @@ def register(subparsers):
                    help=PURITY_HELP + " (default: the stream's, as kept in the file; 0.9 in "
                                       "one without)")
     r.add_argument("--ids", metavar="OUT.csv",
-                   help="write the selected pulses' train_id,pulse to a new CSV file")
+                   help="write the selected pulses' train_id,pulse to a new CSV file (a train without "
+                        "an id: an empty field)")
     r.add_argument("--phases", metavar="OUT.csv",
                    help="write every run of trains' first_train,last_train,phase,n_trains to a "
                         "new CSV file (a train without an id: an empty field)")
@@ -396,12 +397,24 @@ def _tally(blocks, args, selecting, ids) -> dict:
             t["chosen"] += int(mask.sum())
             t["chosen_ids"].append(_trains_with(r, mask))
             if ids is not None:
-                np.savetxt(ids, np.stack([r.train_id[mask], r.pulse[mask]], axis=1), fmt="%d",
-                           delimiter=",")
+                _write_ids(ids, r.train_id[mask], r.pulse[mask])
     # a train id delivered twice (a bridge serving a run again) is one train
     t["distinct"] = _distinct(t["ids"])[0]
     t["chosen_trains"], t["chosen_span"] = _distinct(t["chosen_ids"])
     return t
+
+
+def _write_ids(f, train_ids, pulses) -> None:
+    """``train_id,pulse`` rows; a train without an id an empty field, as in ``--phases``."""
+    import numpy as np
+
+    from .results import NO_TRAIN_ID
+
+    missing = train_ids == NO_TRAIN_ID
+    if not missing.any():
+        np.savetxt(f, np.stack([train_ids, pulses], axis=1), fmt="%d", delimiter=",")
+        return
+    f.writelines(f"{'' if m else t},{p}\n" for t, p, m in zip(train_ids, pulses, missing))
 
 
 def _trains_with(r, mask):

@@ -319,6 +319,10 @@ def test_trains_without_an_id_are_said_so(fitted, intensity_series, bridge, tmp_
     assert f"phase now: {second} since train 300 (2 trains, run 2)" in out, out
     assert "18446744073709551615" not in out
     assert read_results(out_file).phases() == [(None, None, str(first), 2), (300, 301, str(second), 2)]
+    ids = tmp_path / "first.csv"
+    assert main(["spectra", "results", str(out_file), "--label", str(first), "--ids", str(ids)]) == 0
+    assert ids.read_text() == "train_id,pulse\n" + ",0\n,1\n,2\n,3\n" * 2  # as in --phases
+    capsys.readouterr()
     assert main(["spectra", "results", str(out_file), "--label", str(second)]) == 0
     out = capsys.readouterr().out
     assert "16 pulses classified in 4 trains ((no id) to 301)" in out, out
