@@ -56,6 +56,12 @@ class LabelRow(W.HBox):
         return f"{self.name.value.strip()}={start}:{stop}"
 
 
+def _empty_series() -> dict:
+    """The live plot's data; ``phases``: per run of trains, by its first
+    train, ``[last train seen, phase]``."""
+    return {"trains": [], "fractions": {}, "confidence": [], "ambiguous": [], "phases": {}}
+
+
 class SpectraClassifierApp(W.VBox):
     """Train and run the streaming spectra classifier from a notebook.
 
@@ -84,6 +90,7 @@ class SpectraClassifierApp(W.VBox):
         self.prediction: dict | None = None
         self.stream: dict | None = None
         self.stream_trains: list[int] = []
+        self._series = _empty_series()  # the live plot's, per train
         self.follower: Follower | None = None
         self.stream_follower: Follower | None = None
         self._ws_stop = threading.Event()
@@ -515,8 +522,7 @@ class SpectraClassifierApp(W.VBox):
         self.stream = stream
         self.stream_trains = []
         with self._stream_lock:
-            # phases: per run of trains, by its first train, [last train seen, phase]
-            self._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": [], "phases": {}}
+            self._series = _empty_series()
         self.start_button.disabled, self.stop_button.disabled = True, False
         self.stream_box.children = [self.stream_canvas]
         self._ws_stop = threading.Event()

@@ -182,10 +182,10 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
 def test_redraws_from_two_threads_give_one_consistent_figure(client):
     # the WebSocket reader and the stream's follower both redraw as a stream ends
     app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
-    app._series = {"trains": [], "fractions": {}, "confidence": [], "ambiguous": []}
     for tid in range(40):
         app._add_train({"train_id": 10000 + tid, "class_fractions": {"before": 0.25, "after": 0.75},
-                        "mean_confidence": 0.9, "ambiguous_fraction": 0.1})
+                        "mean_confidence": 0.9, "ambiguous_fraction": 0.1,
+                        "phase": [10000, 10000 + tid, "mixed", tid + 1]})
     start = threading.Barrier(4)
 
     def redraw():
@@ -202,6 +202,8 @@ def test_redraws_from_two_threads_give_one_consistent_figure(client):
     frac_ax, conf_ax = app.stream_fig.axes
     assert [line.get_label() for line in frac_ax.lines] == ["after", "before"]
     assert [line.get_label() for line in conf_ax.lines] == ["mean confidence", "ambiguous fraction"]
+    (band,) = frac_ax.patches  # one run of mixed trains, drawn once
+    assert (band.get_x(), band.get_width()) == (9999.5, 40)
 
 
 @pytest.mark.skipif(not dials.dials_available(), reason=dials.install_hint())
