@@ -201,7 +201,7 @@ def classify(args):
     from .datafiles import axis_source, read_axis
     from .errors import SpectraError
     from .inputs import parse_points, point_runs
-    from .results import PhaseRuns, ResultsFile, phase_now, phases_line
+    from .results import PhaseRuns, ResultsFile, phase_now, phases_line, train_text
     from .stream import SpectraStream
 
     _check_purity(args.purity)
@@ -257,7 +257,7 @@ def classify(args):
                 now = time.perf_counter()
                 if now - last >= args.interval:
                     last = now
-                    line = (f"train {result.train_id}: {stream.stats.summary()}; "
+                    line = (f"train {train_text(result.train_id)}: {stream.stats.summary()}; "
                             f"{phase_now(phases.current(), len(phases.runs))}")
                     if tty:  # over a longer line before: blanks, not its tail
                         line, shown = line.ljust(shown), len(line)

@@ -317,7 +317,9 @@ def test_trains_without_an_id_are_said_so(fitted, intensity_series, bridge, tmp_
     assert f"phases by train: (no id)-(no id) {first}, 300-301 {second}\n" in out, out
     assert f"phase now: {first} since train (no id) (1 train, run 1)" in out, out
     assert f"phase now: {second} since train 300 (2 trains, run 2)" in out, out
-    assert "18446744073709551615" not in out
+    assert "18446744073709551615" not in out and "train None" not in out
+    progress = [line.split(":")[0] for line in out.splitlines() if line.startswith("train ")]
+    assert progress == ["train (no id)"] * 2 + ["train 300", "train 301"], out
     assert read_results(out_file).phases() == [(None, None, str(first), 2), (300, 301, str(second), 2)]
     ids = tmp_path / "first.csv"
     assert main(["spectra", "results", str(out_file), "--label", str(first), "--ids", str(ids)]) == 0
