@@ -121,7 +121,7 @@ class ResultsFile:
     def add(self, result) -> None:
         """One train's results; written at the next flush. Raises the
         :class:`SpectraError` that stopped writing, once one has."""
-        tid = NO_TRAIN_ID if result.train_id is None else result.train_id
+        tid = _stored_train_id(result.train_id)
         n = len(result.pulses)
         with self._lock:
             if self._broken is not None:
@@ -285,7 +285,7 @@ class PhaseRuns:
         """One train's :class:`.stream.TrainResult`; returns its labels as
         class indices."""
         labels = np.searchsorted(self.classes, result.labels).astype(np.int16)
-        self.add(int(NO_TRAIN_ID if result.train_id is None else result.train_id), labels)
+        self.add(_stored_train_id(result.train_id), labels)
         return labels
 
     def current(self) -> tuple | None:
@@ -316,6 +316,11 @@ class PhaseRuns:
                 "more_runs": max(0, len(self.runs) - max_runs)}
 
 
+def _stored_train_id(tid: int | None) -> int:
+    """A train's id as the file and :class:`PhaseRuns` keep it: ``NO_TRAIN_ID`` for none."""
+    return NO_TRAIN_ID if tid is None else int(tid)
+
+
 def _train_id(tid: int) -> int | None:
     return None if tid == NO_TRAIN_ID else tid
 
@@ -323,7 +328,7 @@ def _train_id(tid: int) -> int | None:
 def train_text(tid: int | None) -> str:
     """A train id as printed: ``"(no id)"`` for a train without one (``None``,
     or the results file's marker for it)."""
-    return "(no id)" if tid is None or tid == NO_TRAIN_ID else str(tid)
+    return "(no id)" if tid is None or _train_id(tid) is None else str(tid)
 
 
 def phase_now(run, n_runs: int) -> str:
