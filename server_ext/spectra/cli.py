@@ -475,7 +475,7 @@ def _written_whole(path):
 
 
 def _print_results(args, t) -> None:
-    from .results import train_text
+    from .results import first_and_latest, train_text
 
     r, runs = t["head"], t["runs"]
     state = {"running": "running (being written, or its process died: up to the last flush)",
@@ -496,8 +496,9 @@ def _print_results(args, t) -> None:
         sure = f", mean confidence {t['confidence'][i] / n:.3f}" if n else ""
         print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(t['ambiguous'][i])} ambiguous")
     print(f"phases by train (a class holding >= {100 * runs.purity:g} % of a train's pulses):")
-    for first, last, name, n in runs.named(MAX_PHASE_LINES):
+    shown, left_out = first_and_latest(runs.named(), MAX_PHASE_LINES)
+    for i, (first, last, name, n) in enumerate(shown):
+        if left_out and i == (MAX_PHASE_LINES + 1) // 2:
+            print(f"  ... {left_out} more runs of trains" + ("" if args.phases else " (all: --phases OUT.csv)"))
         print(f"  trains {train_text(first)}-{train_text(last)} ({n}): {name}" if n > 1
               else f"  train {train_text(first)}: {name}")
-    if len(runs.runs) > MAX_PHASE_LINES:
-        print(f"  ... {len(runs.runs) - MAX_PHASE_LINES} more runs of trains")

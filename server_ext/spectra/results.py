@@ -34,8 +34,8 @@ import numpy as np
 from ..oserrors import os_error_text
 from .errors import SpectraError
 
-__all__ = ["ResultsFile", "PhaseRuns", "phases_line", "phase_now", "train_text", "NO_TRAIN_ID", "STATES",
-           "PULSE_COLUMNS", "TRAIN_COLUMNS"]
+__all__ = ["ResultsFile", "PhaseRuns", "first_and_latest", "phases_line", "phase_now", "train_text",
+           "NO_TRAIN_ID", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
@@ -298,22 +298,35 @@ class PhaseRuns:
         return _train_id(first), _train_id(last), {MIXED: "mixed", NO_PULSE: "none classified"}.get(
             phase) or str(self.classes[phase]), n
 
-    def named(self, max_runs: int | None = None) -> list[tuple]:
-        """``(first, last, name, n_trains)`` per run (the first ``max_runs``);
-        ``"mixed"``, ``"none classified"`` for those phases; a train without
-        an id (a bridge message without ``timestamp.tid``) is ``None``."""
-        return [self._named(run) for run in self.runs[:max_runs]]
+    def named(self) -> list[tuple]:
+        """``(first, last, name, n_trains)`` per run; ``"mixed"``, ``"none
+        classified"`` for those phases; a train without an id (a bridge
+        message without ``timestamp.tid``) is ``None``."""
+        return [self._named(run) for run in self.runs]
 
     def summary(self, max_runs: int = 50) -> dict:
         """What was added so far, for a status line: ``pulses`` and
         ``trains``, ``classes`` (pulses per class), ``phases`` (``[first,
-        last, name, n_trains]`` per run of trains, the first ``max_runs``)
-        and ``more_runs`` (how many runs after those)."""
-        # named up to max_runs only: a stream sends this with every train it reports
+        last, name, n_trains]`` per run of trains: all, or the first and
+        the latest of ``max_runs``), ``more_runs`` (how many runs are left
+        out) and ``more_runs_after`` (how many of ``phases`` come before them)."""
+        # up to max_runs only: a stream sends this with every train it reports
+        shown, left_out = first_and_latest(self.runs, max_runs)
         return {"pulses": int(self.counts.sum()), "trains": self.trains,
                 "classes": {str(c): int(n) for c, n in zip(self.classes, self.counts)},
-                "phases": [list(r) for r in self.named(max_runs)],
-                "more_runs": max(0, len(self.runs) - max_runs)}
+                "phases": [list(self._named(r)) for r in shown], "more_runs": left_out,
+                "more_runs_after": (max_runs + 1) // 2 if left_out else len(shown)}
+
+
+def first_and_latest(items, most: int | None) -> tuple[list, int]:
+    """``items`` where there are at most ``most`` (or ``most`` is None);
+    else its first ``ceil(most / 2)`` and latest ``floor(most / 2)``:
+    where a long series began and where it is now. And how many are left
+    out between them."""
+    if most is None or len(items) <= most:
+        return list(items), 0
+    head, tail = (most + 1) // 2, most // 2
+    return list(items[:head]) + list(items[len(items) - tail:]), len(items) - most
 
 
 def _stored_train_id(tid: int | None) -> int:
@@ -339,11 +352,31 @@ def phase_now(run, n_runs: int) -> str:
 
 
 def phases_line(summary: dict | None, shown: int = 6) -> str:
-    """``"100-130 before, 131-133 mixed, 134-200 after"``: the first
-    ``shown`` runs of trains of a :meth:`ResultsFile.summary`, and how many
-    more; empty where there are none."""
-    runs = (summary or {}).get("phases") or []
-    more = len(runs) - shown + (summary or {}).get("more_runs", 0)
-    return (", ".join(f"{train_text(first)}-{train_text(last)} {phase}" if n > 1
-                      else f"{train_text(first)} {phase}" for first, last, phase, n in runs[:shown])
-            + (f" and {more} more runs" if more > 0 else ""))
+    """``"100-130 before, 131-133 mixed, (12 more runs), 900-990 after"``:
+    the runs of trains of a :meth:`PhaseRuns.summary` -- the first and the
+    latest of ``shown`` (:func:`first_and_latest`) --, and how many are
+    left out between; empty where there are none."""
+    summary = summary or {}
+    runs, more = summary.get("phases") or [], summary.get("more_runs", 0)
+    after = summary.get("more_runs_after", len(runs))
+    # the summary's runs are the series' with `more` left out after `after`
+    picked, _ = first_and_latest(range(len(runs) + more), shown)
+    parts, left_out, previous = [], 0, -1
+    for i in picked:
+        left_out += i - previous - 1
+        previous = i
+        if after <= i < after + more:
+            left_out += 1
+            continue
+        if left_out:
+            parts.append(_more_runs(left_out))
+            left_out = 0
+        first, last, phase, n = runs[i if i < after else i - more]
+        parts.append(f"{train_text(first)}-{train_text(last)} {phase}" if n > 1
+                     else f"{train_text(first)} {phase}")
+    left_out += len(runs) + more - previous - 1
+    return ", ".join(parts + ([_more_runs(left_out)] if left_out else []))
+
+
+def _more_runs(n: int) -> str:
+    return f"({n} more run{'s' if n != 1 else ''})"

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from server_ext.spectra import ResultsFile, SpectraError
+from server_ext.spectra.results import phases_line
 from server_ext.spectra.stream import TrainResult
 
 CLASSES = np.array(["cubic", "tetragonal"])
@@ -357,6 +358,30 @@ def test_read_results_refuses_what_is_not_a_whole_results_file(tmp_path):
             read_results(path)
 
 
+def test_a_long_series_shows_where_it_began_and_where_it_is_now():
+    """A stream's summary, sent with every train, names at most max_runs
+    runs: the first and the latest, those between counted; a line made
+    from it reads as one made from every run."""
+    from server_ext.spectra.results import PhaseRuns
+
+    runs = PhaseRuns(CLASSES)
+    for tid in range(101):  # 101 runs of one train, each of the other class
+        runs.add(tid, np.full(3, tid % 2))
+    every = {"phases": [list(p) for p in runs.named()]}
+    for max_runs in (1, 2, 3, 10, 50, 101, 200):
+        summary = runs.summary(max_runs)
+        head = min(101, (max_runs + 1) // 2 if max_runs < 101 else max_runs)
+        assert summary["phases"][:head] == every["phases"][:head], max_runs
+        assert summary["phases"][head:] == every["phases"][101 - (len(summary["phases"]) - head):]
+        assert (len(summary["phases"]), summary["more_runs"]) == (min(max_runs, 101), max(0, 101 - max_runs))
+        assert summary["more_runs_after"] == head and summary["trains"] == 101
+        if max_runs > 1:
+            assert summary["phases"][-1] == [100, 100, "cubic", 1]  # the run it is in now
+        for shown in range(1, min(max_runs, 9) + 1):
+            assert phases_line(summary, shown) == phases_line(every, shown), (max_runs, shown)
+    assert phases_line(runs.summary(), 4) == "0 cubic, 1 tetragonal, (97 more runs), 99 tetragonal, 100 cubic"
+
+
 def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
     """The summary a stream reports at its end (ResultsFile.summary, built
     as trains are added) and the file read back agree."""
@@ -375,8 +400,11 @@ def test_the_writer_keeps_the_phases_the_reader_finds(tmp_path):
         summary = writer.summary(max_runs=3)
     r = read_results(path)
     phases = r.phases()
-    assert [tuple(p) for p in summary["phases"]] == phases[:3] and len(phases) > 3
-    assert summary["more_runs"] == len(phases) - 3
+    # where the series began and where it is now, those between counted
+    assert [tuple(p) for p in summary["phases"]] == phases[:2] + phases[-1:] and len(phases) > 3
+    assert (summary["more_runs"], summary["more_runs_after"]) == (len(phases) - 3, 2)
+    assert len(phases) == 4 and phases_line(writer.summary(2), 6) == \
+        f"0-{phases[0][1]} cubic, (2 more runs), 60 none classified"
     # the counts are every train's, not only those of the runs shown
     assert (summary["trains"], summary["pulses"]) == (61, 60 * 40)
     assert summary["trains"] == sum(p[3] for p in phases) and len(r.trains["train_id"]) == 61
@@ -457,7 +485,14 @@ def test_every_run_of_trains_written_to_a_csv_file(tmp_path, capsys):
     out_csv = tmp_path / "phases.csv"
     assert main(["spectra", "results", str(path), "--phases", str(out_csv)]) == 0
     out = capsys.readouterr().out
-    assert f"wrote the 31 runs of trains to {out_csv}" in out and "more runs of trains" in out
+    assert f"wrote the 31 runs of trains to {out_csv}" in out
+    # the first and the latest 10 runs printed, those between counted
+    listed = out.split("% of a train's pulses):\n")[1].splitlines()
+    assert listed[:2] == ["  train 0: cubic", "  train 1: tetragonal, distorted"]
+    assert listed[10] == "  ... 11 more runs of trains" and listed[11] == "  train 21: tetragonal, distorted"
+    assert listed[20] == "  train (no id): cubic" and len(listed) == 22, listed
+    assert main(["spectra", "results", str(path)]) == 0
+    assert "  ... 11 more runs of trains (all: --phases OUT.csv)\n" in capsys.readouterr().out
     with open(out_csv, newline="") as f:
         rows = list(csv.reader(f))
     assert rows[0] == ["first_train", "last_train", "phase", "n_trains"]
