@@ -8,13 +8,16 @@ trains::
     /pulses/probability                                     (pulses, classes): every class's
     /trains/train_id, classified, malformed                 one row per train delivered
     /classes                                                the labels' names (label: index)
+    /trains_written                                         (1,): how many trains are whole on disk
 
 The file is created at once (an existing one is kept and refused), its
 datasets extended every ``flush_s`` seconds while results come in -- by a
 thread of its own, so that what came before a source falls silent (the
 end of a run on a bridge) is there within that time --, and readable while
 the stream runs with HDF5's single-writer/multiple-reader mode
-(``h5py.File(path, "r", swmr=True)``). Its root attribute ``state`` says
+(``h5py.File(path, "r", swmr=True)``): up to ``/trains_written`` trains
+and their pulses, since a reader may see a dataset's new rows before
+their values (as zeros). Its root attribute ``state`` says
 how it ended: ``finished``, ``stopped``, ``interrupted`` or ``failed``
 (with ``error``), and ``running`` while it runs -- or if its process died,
 in which case it holds the results up to the last flush. The counters at
@@ -96,6 +99,7 @@ class ResultsFile:
                          maxshape=(None, len(self.classes)), dtype=np.float32,
                          chunks=(_CHUNK_ROWS, len(self.classes)), **filters)
         f["trains/train_id"].attrs["missing"] = NO_TRAIN_ID
+        f.create_dataset("trains_written", shape=(1,), dtype=np.uint64)  # 0 until the first flush
         f.swmr_mode = True  # readers may follow from here on
         self._pending = {"pulses": [], "trains": []}
         self._last_flush = time.monotonic()
@@ -171,7 +175,12 @@ class ResultsFile:
                 for i, name in enumerate(TRAIN_COLUMNS):
                     _append(f[f"trains/{name}"],
                             np.array([t[i] for t in trains], TRAIN_COLUMNS[name]))
+            # a SWMR reader may see the new rows before their values: the count that
+            # makes them whole changes only once they are on disk
             f.flush()
+            if trains:
+                f["trains_written"][0] = self.trains + len(trains)
+                f.flush()
         except (OSError, RuntimeError) as e:  # a quota, an I/O error
             self._broken = SpectraError(
                 f"writing the results to {self.path} failed ({os_error_text(e)}); HDF5 may have left it "

@@ -138,9 +138,12 @@ def iter_results(path, columns=None, trains_per_block: int | None = 1000):
                                    "'daas spectra classify -o' writes them")
             attrs = {k: (v.decode() if isinstance(v, bytes) else v) for k, v in f.attrs.items()}
             classes = f["classes"].asstr()[()]
+            # read first: the rows up to it are whole on disk, those after may still be zeros
+            # (None: a file written before it was kept)
+            written = int(f["trains_written"][0]) if "trains_written" in f else None
             trains = {c: f[f"trains/{c}"][()] for c in TRAIN_COLUMNS}  # 16 bytes a train
             # a flush extends one column after another: a reader may see some longer
-            n_trains = min(len(v) for v in trains.values())
+            n_trains = min([len(v) for v in trains.values()] + ([written] if written is not None else []))
             trains = {c: v[:n_trains] for c, v in trains.items()}
             ends = np.cumsum(trains["classified"], dtype=np.int64)
             n = int(ends[-1]) if n_trains else 0
