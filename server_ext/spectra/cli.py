@@ -127,6 +127,10 @@ def register(subparsers):
     r.add_argument("--phases", metavar="OUT.csv",
                    help="write every run of trains' first_train,last_train,phase,n_trains to a "
                         "new CSV file (a train without an id: an empty field)")
+    r.add_argument("--trains", type=_train_span, metavar="FIRST-LAST",
+                   help="only the trains with an id from FIRST to LAST, both included, as the "
+                        "phases print them (FIRST- or -LAST: open; one id: that train): a "
+                        "temperature plateau, the part of a run after the sample moved")
     r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
                    help="read the file N trains at a time (default %(default)s: ~50 MB of "
                         "memory at 2,700 pulses a train)")
@@ -145,6 +149,22 @@ def _reconnects(text):
     if n < 0:
         raise argparse.ArgumentTypeError(f"expected a whole number >= 0 or 'forever', not {text!r}")
     return n
+
+
+def _train_span(text):
+    """``FIRST-LAST`` train ids (either may be left out), or one id, as a pair."""
+    import argparse
+    import re
+
+    found = re.fullmatch(r"\s*(\d*)\s*-\s*(\d*)\s*|\s*(\d+)\s*", text)
+    if not found or found[0].strip() == "-":
+        raise argparse.ArgumentTypeError(f"expected FIRST-LAST train ids (FIRST- or -LAST for "
+                                         f"open ends, or one id), not {text!r}")
+    first, last = (found[3], found[3]) if found[3] else (found[1] or None, found[2] or None)
+    first, last = (None if v is None else int(v) for v in (first, last))
+    if first is not None and last is not None and first > last:
+        raise argparse.ArgumentTypeError(f"{text!r}: train {first} comes after train {last}")
+    return first, last
 
 
 def train(args):
@@ -344,6 +364,8 @@ def results(args):
         if ids is not None:
             ids.write("train_id,pulse\n")
         tally = _tally(blocks, args, selecting, ids)
+        if args.trains and not tally["trains"]:
+            _no_train_between(args.file, args.trains)
         if phases is not None:
             out = csv.writer(phases, lineterminator="\n")  # quotes a class name with a comma
             out.writerow(("first_train", "last_train", "phase", "n_trains"))
@@ -374,8 +396,12 @@ def _tally(blocks, args, selecting, ids) -> dict:
     from .results import PhaseRuns
 
     t = {"runs": None, "malformed": 0, "trains": 0, "first": None, "last": None, "ids": [],
-         "chosen": 0, "chosen_ids": []}
+         "chosen": 0, "chosen_ids": [], "outside": 0}  # outside: trains left out by --trains
     for r in blocks:
+        if args.trains:
+            t["outside"] += len(r.trains["train_id"])
+            r = r.between(*args.trains)
+            t["outside"] -= len(r.trains["train_id"])
         if t["runs"] is None:
             t.update(runs=PhaseRuns(r.classes, r.purity if args.purity is None else args.purity),
                      head=r,
@@ -402,6 +428,23 @@ def _tally(blocks, args, selecting, ids) -> dict:
     t["distinct"] = _distinct(t["ids"])[0]
     t["chosen_trains"], t["chosen_span"] = _distinct(t["chosen_ids"])
     return t
+
+
+def _span_text(first, last) -> str:
+    """A ``--trains`` span as said: ``trains 10-20``, ``trains from 10``, ``train 15``..."""
+    return (f"train {first}" if first == last else f"trains {first}-{last}" if None not in (first, last)
+            else f"trains from {first}" if first is not None else f"trains up to {last}")
+
+
+def _no_train_between(path, span) -> None:
+    """Refuses a ``--trains`` span holding none of the file's trains, naming those it has."""
+    from .errors import SpectraError
+    from .results_reader import read_results
+
+    n, (first, last) = _distinct([read_results(path, columns=()).trains["train_id"]])
+    held = (f"its {n} trains are {first} to {last}" if first is not None
+            else f"its {n} trains have no id" if n else "it holds none")
+    raise SpectraError(f"no train of {path} in {_span_text(*span)}: {held}")
 
 
 def _write_ids(f, train_ids, pulses) -> None:
@@ -484,6 +527,8 @@ def _print_results(args, t) -> None:
     span = f" ({train_text(t['first'])} to {train_text(t['last'])})" if t["trains"] else ""
     source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
     print(f"{args.file}: {state}")
+    if args.trains:
+        print(f"{_span_text(*args.trains)} only: {t['outside']} trains of the file left out")
     again = t["trains"] - t["distinct"]
     again = f" ({again} of them again: train ids delivered before)" if again else ""
     print(f"{total} pulses classified in {t['trains']} trains{span}{again}, {t['malformed']} spectra "

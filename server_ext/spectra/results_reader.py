@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from .errors import SpectraError
-from .results import PULSE_COLUMNS, TRAIN_COLUMNS, PhaseRuns
+from .results import NO_TRAIN_ID, PULSE_COLUMNS, TRAIN_COLUMNS, PhaseRuns
 
 __all__ = ["Results", "read_results", "iter_results"]
 
@@ -83,6 +83,22 @@ class Results:
         (:class:`.results.PhaseRuns`, which a stream's results file keeps
         as it is written)."""
         return self.add_phases(PhaseRuns(self.classes, self.purity if purity is None else purity)).named()
+
+    def between(self, first: int | None = None, last: int | None = None) -> Results:
+        """These results cut to the trains with an id from ``first`` to
+        ``last``, both included (open where ``None``), and their pulses:
+        a temperature plateau, the part of a run after the sample moved.
+        Trains without an id are left out."""
+        tids = self.trains["train_id"]
+        keep = tids != NO_TRAIN_ID
+        if first is not None:
+            keep &= tids >= first
+        if last is not None:
+            keep &= tids <= last
+        pulses = np.repeat(keep, self.trains["classified"])
+        return dataclasses.replace(self, trains={c: v[keep] for c, v in self.trains.items()},
+                                   **{c: None if getattr(self, c) is None else getattr(self, c)[pulses]
+                                      for c in _COLUMNS})
 
     def add_phases(self, runs: PhaseRuns) -> PhaseRuns:
         """These trains added to ``runs`` (those of the blocks before, from

@@ -2,13 +2,14 @@
 what was classified however the stream ends, saying how."""
 
 import json
+import re
 
 import h5py
 import numpy as np
 import pytest
 
 from server_ext.spectra import ResultsFile, SpectraError
-from server_ext.spectra.results import phases_line
+from server_ext.spectra.results import NO_TRAIN_ID, phases_line
 from server_ext.spectra.stream import TrainResult
 
 CLASSES = np.array(["cubic", "tetragonal"])
@@ -536,3 +537,60 @@ def test_every_run_of_trains_written_to_a_csv_file(tmp_path, capsys):
     assert out_csv.read_bytes() == written and not (tmp_path / "x.csv").exists()
     assert not list(tmp_path.glob(".*.part"))
 
+
+def test_the_results_of_a_span_of_trains(tmp_path, capsys):
+    """``--trains FIRST-LAST`` (``Results.between``): the counts, phases and
+    selections of those trains only, however the file is read in blocks;
+    a span holding none of the file's trains refused, naming those it has,
+    with no list written."""
+    import csv
+
+    from hub_ext.cli import main
+    from server_ext.spectra import read_results
+
+    path = tmp_path / "r.h5"
+    with ResultsFile(path, CLASSES) as writer:
+        for tid in range(100, 160):  # cubic then tetragonal; then a train without an id
+            writer.add(train(tid, CLASSES[[int(tid >= 130)] * (1 + tid % 3)]))
+        writer.add(train(None, CLASSES[[0, 0]]))
+    whole = read_results(path)
+    part = whole.between(120, 139)
+    assert list(part.trains["train_id"]) == list(range(120, 140))
+    assert len(part.label) == sum(1 + t % 3 for t in range(120, 140)) == part.trains["classified"].sum()
+    in_span = np.isin(whole.train_id, np.arange(120, 140))
+    for column in ("train_id", "pulse", "label", "confidence", "ambiguous", "probability"):
+        assert np.array_equal(getattr(part, column), getattr(whole, column)[in_span], equal_nan=column == "probability"), column
+    assert part.phases() == [(120, 129, "cubic", 10), (130, 139, "tetragonal", 10)]
+    assert len(whole.between(135).trains["train_id"]) == 25 and len(whole.between(None, 105).label) == 12
+    assert NO_TRAIN_ID not in whole.between().trains["train_id"]  # an open span: trains with an id
+
+    for block in ("1", "7", "1000"):
+        ids, phases = tmp_path / f"ids{block}.csv", tmp_path / f"phases{block}.csv"
+        assert main(["spectra", "results", str(path), "--trains", "120-139", "--label", "tetragonal",
+                     "--trains-per-block", block, "--ids", str(ids), "--phases", str(phases)]) == 0
+        out = capsys.readouterr().out
+        assert "trains 120-139 only: 41 trains of the file left out\n" in out, out
+        pulses = len(part.label)
+        assert f"{pulses} pulses classified in 20 trains (120 to 139)" in out, out
+        assert "  trains 120-129 (10): cubic\n  trains 130-139 (10): tetragonal\n" in out
+        chosen = part.select("tetragonal")
+        assert f"selected (label tetragonal): {chosen.sum()} pulses in 10 trains, 130 to 139" in out
+        with open(ids, newline="") as f:
+            assert list(csv.reader(f))[1:] == [[str(t), str(p)] for t, p in
+                                               zip(part.train_id[chosen], part.pulse[chosen])]
+        with open(phases, newline="") as f:
+            assert list(csv.reader(f))[1:] == [["120", "129", "cubic", "10"], ["130", "139", "tetragonal", "10"]]
+    assert main(["spectra", "results", str(path), "--trains", "150"]) == 0
+    assert "train 150 only: 60 trains of the file left out\n" in capsys.readouterr().out
+
+    for span, message in (("200-300", "no train of .*r.h5 in trains 200-300: its 61 trains are 100 to 159"),
+                          ("-99", "no train of .*r.h5 in trains up to 99: its 61 trains")):
+        assert main(["spectra", "results", str(path), "--trains", span, "--phases", str(tmp_path / "x.csv")]) == 2
+        captured = capsys.readouterr()
+        assert re.search(message, captured.err) and "Traceback" not in captured.err, captured.err
+        assert not captured.out and not (tmp_path / "x.csv").exists()
+    assert not list(tmp_path.glob(".*.part"))
+    for span in ("139-120", "x", "-", "1-2-3"):
+        with pytest.raises(SystemExit):
+            main(["spectra", "results", str(path), "--trains", span])
+        assert "--trains" in capsys.readouterr().err
