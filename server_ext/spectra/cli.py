@@ -127,7 +127,7 @@ def register(subparsers):
     r.add_argument("--phases", metavar="OUT.csv",
                    help="write every run of trains' first_train,last_train,phase,n_trains to a "
                         "new CSV file (a train without an id: an empty field)")
-    r.add_argument("--trains", type=_train_span, metavar="FIRST-LAST",
+    r.add_argument("--train-ids", type=_train_span, metavar="FIRST-LAST",
                    help="only the trains with an id from FIRST to LAST, both included, as the "
                         "phases print them (FIRST- or -LAST: open; one id: that train): a "
                         "temperature plateau, the part of a run after the sample moved")
@@ -364,8 +364,8 @@ def results(args):
         if ids is not None:
             ids.write("train_id,pulse\n")
         tally = _tally(blocks, args, selecting, ids)
-        if args.trains and not tally["trains"]:
-            _no_train_between(args.file, args.trains)
+        if args.train_ids and not tally["trains"]:
+            _no_train_between(args.file, args.train_ids)
         if phases is not None:
             out = csv.writer(phases, lineterminator="\n")  # quotes a class name with a comma
             out.writerow(("first_train", "last_train", "phase", "n_trains"))
@@ -396,11 +396,11 @@ def _tally(blocks, args, selecting, ids) -> dict:
     from .results import PhaseRuns
 
     t = {"runs": None, "malformed": 0, "trains": 0, "first": None, "last": None, "ids": [],
-         "chosen": 0, "chosen_ids": [], "outside": 0}  # outside: trains left out by --trains
+         "chosen": 0, "chosen_ids": [], "outside": 0}  # outside: trains left out by --train-ids
     for r in blocks:
-        if args.trains:
+        if args.train_ids:
             t["outside"] += len(r.trains["train_id"])
-            r = r.between(*args.trains)
+            r = r.between(*args.train_ids)
             t["outside"] -= len(r.trains["train_id"])
         if t["runs"] is None:
             t.update(runs=PhaseRuns(r.classes, r.purity if args.purity is None else args.purity),
@@ -431,13 +431,13 @@ def _tally(blocks, args, selecting, ids) -> dict:
 
 
 def _span_text(first, last) -> str:
-    """A ``--trains`` span as said: ``trains 10-20``, ``trains from 10``, ``train 15``..."""
+    """A ``--train-ids`` span as said: ``trains 10-20``, ``trains from 10``, ``train 15``..."""
     return (f"train {first}" if first == last else f"trains {first}-{last}" if None not in (first, last)
             else f"trains from {first}" if first is not None else f"trains up to {last}")
 
 
 def _no_train_between(path, span) -> None:
-    """Refuses a ``--trains`` span holding none of the file's trains, naming those it has."""
+    """Refuses a ``--train-ids`` span holding none of the file's trains, naming those it has."""
     from .errors import SpectraError
     from .results_reader import read_results
 
@@ -527,8 +527,8 @@ def _print_results(args, t) -> None:
     span = f" ({train_text(t['first'])} to {train_text(t['last'])})" if t["trains"] else ""
     source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
     print(f"{args.file}: {state}")
-    if args.trains:
-        print(f"{_span_text(*args.trains)} only: {t['outside']} trains of the file left out")
+    if args.train_ids:
+        print(f"{_span_text(*args.train_ids)} only: {t['outside']} trains of the file left out")
     again = t["trains"] - t["distinct"]
     again = f" ({again} of them again: train ids delivered before)" if again else ""
     print(f"{total} pulses classified in {t['trains']} trains{span}{again}, {t['malformed']} spectra "

@@ -539,7 +539,7 @@ def test_every_run_of_trains_written_to_a_csv_file(tmp_path, capsys):
 
 
 def test_the_results_of_a_span_of_trains(tmp_path, capsys):
-    """``--trains FIRST-LAST`` (``Results.between``): the counts, phases and
+    """``--train-ids FIRST-LAST`` (``Results.between``): the counts, phases and
     selections of those trains only, however the file is read in blocks;
     a span holding none of the file's trains refused, naming those it has,
     with no list written."""
@@ -566,7 +566,7 @@ def test_the_results_of_a_span_of_trains(tmp_path, capsys):
 
     for block in ("1", "7", "1000"):
         ids, phases = tmp_path / f"ids{block}.csv", tmp_path / f"phases{block}.csv"
-        assert main(["spectra", "results", str(path), "--trains", "120-139", "--label", "tetragonal",
+        assert main(["spectra", "results", str(path), "--train-ids", "120-139", "--label", "tetragonal",
                      "--trains-per-block", block, "--ids", str(ids), "--phases", str(phases)]) == 0
         out = capsys.readouterr().out
         assert "trains 120-139 only: 41 trains of the file left out\n" in out, out
@@ -580,17 +580,17 @@ def test_the_results_of_a_span_of_trains(tmp_path, capsys):
                                                zip(part.train_id[chosen], part.pulse[chosen])]
         with open(phases, newline="") as f:
             assert list(csv.reader(f))[1:] == [["120", "129", "cubic", "10"], ["130", "139", "tetragonal", "10"]]
-    assert main(["spectra", "results", str(path), "--trains", "150"]) == 0
+    assert main(["spectra", "results", str(path), "--train-ids", "150"]) == 0
     assert "train 150 only: 60 trains of the file left out\n" in capsys.readouterr().out
 
     for span, message in (("200-300", "no train of .*r.h5 in trains 200-300: its 61 trains are 100 to 159"),
                           ("-99", "no train of .*r.h5 in trains up to 99: its 61 trains")):
-        assert main(["spectra", "results", str(path), "--trains", span, "--phases", str(tmp_path / "x.csv")]) == 2
+        assert main(["spectra", "results", str(path), "--train-ids", span, "--phases", str(tmp_path / "x.csv")]) == 2
         captured = capsys.readouterr()
         assert re.search(message, captured.err) and "Traceback" not in captured.err, captured.err
         assert not captured.out and not (tmp_path / "x.csv").exists()
     assert not list(tmp_path.glob(".*.part"))
     for span in ("139-120", "x", "-", "1-2-3"):
         with pytest.raises(SystemExit):
-            main(["spectra", "results", str(path), "--trains", span])
-        assert "--trains" in capsys.readouterr().err
+            main(["spectra", "results", str(path), "--train-ids", span])
+        assert "--train-ids" in capsys.readouterr().err
