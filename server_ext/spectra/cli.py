@@ -71,6 +71,9 @@ def register(subparsers):
     c.add_argument("--key", default="data.intensity", help="spectra key (default %(default)s)")
     c.add_argument("--train-rate", type=float, help="run: replay at this many trains/s "
                                                     "(default as fast as possible)")
+    c.add_argument("--train-ids", type=_train_span, metavar="FIRST-LAST",
+                   help="run: replay only the trains with an id from FIRST to LAST, both included "
+                        "(FIRST- or -LAST: open; one id: that train)")
     c.add_argument("--timeout", type=float, default=5.0,
                    help="bridge: reconnect after this many seconds without data "
                         "(default %(default)s)")
@@ -152,19 +155,16 @@ def _reconnects(text):
 
 
 def _train_span(text):
-    """``FIRST-LAST`` train ids (either may be left out), or one id, as a pair."""
+    """``--train-ids``: :func:`.train_span.parse_span`, an argparse error where it fails."""
     import argparse
-    import re
 
-    found = re.fullmatch(r"\s*(\d*)\s*-\s*(\d*)\s*|\s*(\d+)\s*", text)
-    if not found or found[0].strip() == "-":
-        raise argparse.ArgumentTypeError(f"expected FIRST-LAST train ids (FIRST- or -LAST for "
-                                         f"open ends, or one id), not {text!r}")
-    first, last = (found[3], found[3]) if found[3] else (found[1] or None, found[2] or None)
-    first, last = (None if v is None else int(v) for v in (first, last))
-    if first is not None and last is not None and first > last:
-        raise argparse.ArgumentTypeError(f"{text!r}: train {first} comes after train {last}")
-    return first, last
+    from .errors import SpectraError
+    from .train_span import parse_span
+
+    try:
+        return parse_span(text)
+    except SpectraError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
 def train(args):
@@ -248,8 +248,12 @@ def classify(args):
     if args.run:
         if not args.source_name:
             raise SpectraError("replaying a run needs --source-name")
-        stream = SpectraStream(clf, args.run, train_rate=args.train_rate, **common)
+        stream = SpectraStream(clf, args.run, train_rate=args.train_rate, train_ids=args.train_ids,
+                               **common)
     else:
+        if args.train_ids:
+            raise SpectraError("--train-ids selects the trains of a replayed run (--run); a bridge "
+                               "sends the trains it has")
         stream = SpectraStream(clf, args.source, timeout=args.timeout,
                                max_reconnects=args.max_reconnects, **common)
     results = None
@@ -430,21 +434,16 @@ def _tally(blocks, args, selecting, ids) -> dict:
     return t
 
 
-def _span_text(first, last) -> str:
-    """A ``--train-ids`` span as said: ``trains 10-20``, ``trains from 10``, ``train 15``..."""
-    return (f"train {first}" if first == last else f"trains {first}-{last}" if None not in (first, last)
-            else f"trains from {first}" if first is not None else f"trains up to {last}")
-
-
 def _no_train_between(path, span) -> None:
     """Refuses a ``--train-ids`` span holding none of the file's trains, naming those it has."""
     from .errors import SpectraError
     from .results_reader import read_results
+    from .train_span import span_text
 
     n, (first, last) = _distinct([read_results(path, columns=()).trains["train_id"]])
     held = (f"its {n} trains are {first} to {last}" if first is not None
             else f"its {n} trains have no id" if n else "it holds none")
-    raise SpectraError(f"no train of {path} in {_span_text(*span)}: {held}")
+    raise SpectraError(f"no train of {path} in {span_text(*span)}: {held}")
 
 
 def _write_ids(f, train_ids, pulses) -> None:
@@ -519,6 +518,7 @@ def _written_whole(path):
 
 def _print_results(args, t) -> None:
     from .results import first_and_latest, train_text
+    from .train_span import span_text
 
     r, runs = t["head"], t["runs"]
     state = {"running": "running (being written, or its process died: up to the last flush)",
@@ -528,7 +528,7 @@ def _print_results(args, t) -> None:
     source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
     print(f"{args.file}: {state}")
     if args.train_ids:
-        print(f"{_span_text(*args.train_ids)} only: {t['outside']} trains of the file left out")
+        print(f"{span_text(*args.train_ids)} only: {t['outside']} trains of the file left out")
     again = t["trains"] - t["distinct"]
     again = f" ({again} of them again: train ids delivered before)" if again else ""
     print(f"{total} pulses classified in {t['trains']} trains{span}{again}, {t['malformed']} spectra "

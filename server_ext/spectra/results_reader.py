@@ -14,7 +14,7 @@ import os
 import numpy as np
 
 from .errors import SpectraError
-from .results import NO_TRAIN_ID, PULSE_COLUMNS, TRAIN_COLUMNS, PhaseRuns
+from .results import PULSE_COLUMNS, TRAIN_COLUMNS, PhaseRuns
 
 __all__ = ["Results", "read_results", "iter_results"]
 
@@ -89,12 +89,9 @@ class Results:
         ``last``, both included (open where ``None``), and their pulses:
         a temperature plateau, the part of a run after the sample moved.
         Trains without an id are left out."""
-        tids = self.trains["train_id"]
-        keep = tids != NO_TRAIN_ID
-        if first is not None:
-            keep &= tids >= first
-        if last is not None:
-            keep &= tids <= last
+        from .train_span import in_span
+
+        keep = in_span(self.trains["train_id"], first, last)
         pulses = np.repeat(keep, self.trains["classified"])
         return dataclasses.replace(self, trains={c: v[keep] for c, v in self.trains.items()},
                                    **{c: None if getattr(self, c) is None else getattr(self, c)[pulses]

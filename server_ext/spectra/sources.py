@@ -27,6 +27,7 @@ import numpy as np
 
 from . import allocator
 from .errors import SpectraError
+from .train_span import checked_span, in_span, span_text
 
 __all__ = ["IterableSource", "RunSource", "KaraboBridgeSource", "as_source"]
 
@@ -87,11 +88,15 @@ class RunSource:
     train); ``train_rate``: replay at this many trains per second (a live
     source then, like the facility), or ``None`` for as fast as possible;
     ``axis_key`` of ``axis_source`` (default ``source``): each train's
-    positions of the points, read with its spectra.
+    positions of the points, read with its spectra. ``train_ids``:
+    ``(first, last)``, the trains replayed (both included, ``None`` an
+    open end; :mod:`.train_span`); a span holding none of the run's
+    trains is refused, naming those it holds.
     """
 
     def __init__(self, run, source: str, key: str, train_rate: float | None = None,
-                 axis_key: str | None = None, axis_source: str | None = None):
+                 axis_key: str | None = None, axis_source: str | None = None,
+                 train_ids: tuple | None = None):
         import extra_data
 
         if isinstance(run, (str, os.PathLike)):
@@ -101,6 +106,8 @@ class RunSource:
             except Exception as e:
                 raise SpectraError(f"cannot open {os.fspath(run)!r} as an EuXFEL run: {e}")
         self.keydata = _keydata(run, source, key)
+        if train_ids is not None:
+            self.keydata = _trains_between(self.keydata, checked_span(train_ids))
         self.source, self.key = source, self.keydata.key
         self.axis_key = axis_key
         self.axisdata = None if axis_key is None else _keydata(run, axis_source or source,
@@ -138,6 +145,18 @@ def _keydata(run, source, key):
         raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
                            f"{', '.join(sorted(keys))}")
     return run[source, key]
+
+
+def _trains_between(keydata, span):
+    """``keydata`` cut to the trains of ``span``; refused where it holds none."""
+    from extra_data import by_id
+
+    ids = np.asarray(keydata.train_ids, np.uint64)
+    keep = in_span(ids, *span)
+    if not keep.any():
+        held = f"its {len(ids)} trains are {ids[0]} to {ids[-1]}" if len(ids) else "it holds none"
+        raise SpectraError(f"no train of the run's {keydata.source} in {span_text(*span)}: {held}")
+    return keydata.select_trains(by_id[ids[keep]])
 
 
 def _with_axis(trains, axes):

@@ -46,6 +46,49 @@ def test_train_then_classify_a_run(nexus_file, tmp_path, capsys):
     assert runs[-1].split()[0].split("-")[-1] == str(info["first_train"] + 9), runs
 
 
+def test_classify_part_of_a_run(fitted, tmp_path, capsys):
+    """``--train-ids FIRST-LAST``: only those trains of a run replayed and
+    kept; a span holding none of the run's trains refused before any file
+    is made, naming those it holds; on a bridge, refused."""
+    from server_ext.spectra import read_results
+
+    clf, _ = fitted
+    model = clf.save(tmp_path / "model")
+    info = write_demo_run(tmp_path / "data", n_trains=10, pulses_per_train=3, n_points=2010)
+    first = info["first_train"]
+    (run_file,) = (tmp_path / "data" / "r0001").glob("*.h5")
+    with h5py.File(run_file, "r") as f:
+        X = f[f"INSTRUMENT/{info['source']}/data/intensity"][()]
+    base = ["spectra", "classify", "--model", str(model), "--run", info["path"],
+            "--source-name", info["source"], "--key", info["key"], "--interval", "1000"]
+    for span, kept in ((f"{first + 2}-{first + 5}", range(2, 6)), (f"{first + 8}-", range(8, 10)),
+                       (f"-{first}", range(1)), (f"{first + 4}", range(4, 5))):
+        out_file = tmp_path / f"part-{span}.h5"
+        assert main(base + ["--train-ids", span, "-o", str(out_file)]) == 0
+        out = capsys.readouterr().out
+        assert f"trains {len(kept)} spectra {3 * len(kept)} malformed 0" in out, out
+        r = read_results(out_file)
+        assert r.trains["train_id"].tolist() == [first + i for i in kept]
+        rows = np.concatenate([np.arange(3 * i, 3 * i + 3) for i in kept])
+        np.testing.assert_array_equal(r.classes[r.label].astype(clf.classes_.dtype), clf.predict(X[rows]))
+    for extra, message in (
+            (["--train-ids", "1-5", "-o", str(tmp_path / "none.h5")],
+             f"no train of the run's {info['source']} in trains 1-5: its 10 trains are {first} to {first + 9}"),
+            (["--train-ids", f"{first + 10}-", "-o", str(tmp_path / "none.h5")],
+             f"in trains from {first + 10}: its 10 trains"),
+    ):
+        assert main(base + extra) == 2
+        captured = capsys.readouterr()
+        assert message in captured.err and "Traceback" not in captured.err, captured.err
+    assert not (tmp_path / "none.h5").exists()
+    assert main(["spectra", "classify", "--model", str(model), "--source", "tcp://127.0.0.1:1",
+                 "--train-ids", "1-5"]) == 2
+    assert "--train-ids selects the trains of a replayed run (--run)" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(base + ["--train-ids", f"{first + 5}-{first + 2}"])
+    assert f"train {first + 5} comes after train {first + 2}" in capsys.readouterr().err
+
+
 def test_train_with_label_dataset_and_errors(nexus_file, tmp_path, capsys):
     path, s = nexus_file
     assert main(["spectra", "train", str(path), "--labels", "@/entry/phase",
