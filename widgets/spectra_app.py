@@ -165,6 +165,8 @@ class SpectraClassifierApp(W.VBox):
                                     placeholder="optional: a new HDF5 file keeping every pulse's label "
                                                 "(e.g. processed/labels-r0001.h5)")
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
+        self.replay_trains = W.Text(description="replay trains", style=style,
+                                    placeholder="FIRST-LAST train ids; empty: the whole run")
         # what "phase now" and the phases by train call a class's phase: a series whose
         # transitions hold long mixtures may call a train by its majority instead
         self.phase_purity = W.BoundedFloatText(
@@ -201,7 +203,8 @@ class SpectraClassifierApp(W.VBox):
                     self.pred_box]),
             W.VBox([self.endpoint, self.keep_waiting, self.mask_points, self.stream_axis, self.stream_axis_key,
                     self.stream_output,
-                    W.HBox([self.train_rate, self.phase_purity, self.start_button, self.stop_button]),
+                    W.HBox([self.train_rate, self.replay_trains]),
+                    W.HBox([self.phase_purity, self.start_button, self.stop_button]),
                     self.counters, self.stream_status, self.stream_box]),
         ])
         for i, title in enumerate(["1. label and train", "2. classify a file", "3. stream"]):
@@ -472,7 +475,11 @@ class SpectraClassifierApp(W.VBox):
         try:
             common = {"mask_points": self.masked_points(), "output": self.stream_output.value.strip() or None,
                       "purity": self.phase_purity.value, **self._stream_axis()}
+            span = self.replay_trains.value.strip()
             if self.endpoint.value.strip():
+                if span:
+                    raise ValueError('"replay trains" picks trains of the run replayed; a bridge sends the '
+                                     'trains it has: empty it, or the bridge field')
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}
                 stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip(),
@@ -480,9 +487,15 @@ class SpectraClassifierApp(W.VBox):
             else:
                 if not self._is_run():
                     raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
+                from server_ext.spectra.train_span import parse_span
+
+                try:
+                    train_ids = list(parse_span(span)) if span else None
+                except ValueError as e:
+                    raise ValueError(f'"replay trains": {e}') from None
                 stream = self.client.start_stream(self.chosen_model(), run=self.data.value, source=self.source.value,
                                                   key=self.key.value, train_rate=self.train_rate.value or None,
-                                                  **common)
+                                                  train_ids=train_ids, **common)
         except Exception as e:  # noqa: BLE001
             self.stream_status.error(e)
             return None

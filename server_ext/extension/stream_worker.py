@@ -56,7 +56,7 @@ def open_stream(options: dict):
         clf.mask_points(options["mask_points"])
     source = options["source"]
     kw = {k: source[k] for k in ("source", "key", "train_rate", "timeout", "sock", "max_reconnects",
-                                 "axis_key", "axis_source")
+                                 "axis_key", "axis_source", "train_ids")
           if source.get(k) is not None}
     if "max_reconnects" in source and "endpoint" in source:  # null: reconnect for ever, until stopped
         kw["max_reconnects"] = source["max_reconnects"]

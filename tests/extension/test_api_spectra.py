@@ -520,13 +520,38 @@ def test_stream_source_must_be_one_complete_source(api, trained_model, source):
 @pytest.mark.parametrize("source, misplaced", [
     ({"run": "spectra-run", "timeout": 1.0}, "timeout"),
     ({"run": "spectra-run", "sock": "PULL", "max_reconnects": None}, "sock"),
-    ({"endpoint": "tcp://127.0.0.1:1", "train_rate": 5.0}, "train_rate")])
+    ({"endpoint": "tcp://127.0.0.1:1", "train_rate": 5.0}, "train_rate"),
+    ({"endpoint": "tcp://127.0.0.1:1", "train_ids": [1, 2]}, "train_ids")])
 def test_a_bridge_option_on_a_run_or_a_run_option_on_a_bridge_is_refused(api, trained_model, source, misplaced):
     # accepted before, the stream then failed to start with a TypeError
     source = {**source, **({"source": DEMO_SOURCE, "key": DEMO_KEY} if "run" in source else {})}
     r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": source})
     assert r.status_code == 400, r.text
     assert misplaced in r.json()["message"] and "source" in r.json()["message"]
+
+
+def test_replay_part_of_a_run(api, server_root, trained_model):
+    """source.train_ids: only those trains replayed; a span the wrong way
+    round refused (400), a forged one by the schema, one holding none of
+    the run's trains fails the stream at its start, naming those it holds."""
+    tids = [int(t) for t in _train_ids(server_root["root"] / "spectra-run")]
+    body = _replay(api, trained_model["id"], train_ids=[tids[3], tids[7]])
+    r = call(api, "POST", "spectra/streams", json=body)
+    assert r.status_code == 201, r.text
+    final = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
+    assert final["state"] == "finished", final
+    assert final["stats"]["trains"] == 5 and final["results"]["trains"] == 5
+    assert final["results"]["phases"][0][0] == tids[3] and final["results"]["phases"][-1][1] == tids[7]
+    assert final["last_train"]["train_id"] == tids[7]
+    r = call(api, "POST", "spectra/streams", json=_replay(api, trained_model["id"], train_ids=[None, tids[0] - 1]))
+    assert r.status_code == 201, r.text
+    failed = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
+    assert failed["state"] == "failed", failed
+    assert f"in trains up to {tids[0] - 1}: its {len(tids)} trains are {tids[0]} to {tids[-1]}" in failed["error"]
+    for span, message in (([tids[7], tids[3]], f"source.train_ids: train {tids[7]} comes after train {tids[3]}"),
+                          (["x", 1], "train_ids"), ([1], "train_ids"), ([-1, 2], "train_ids")):
+        r = call(api, "POST", "spectra/streams", json=_replay(api, trained_model["id"], train_ids=span))
+        assert r.status_code == 400 and message in r.json()["message"], (span, r.text)
 
 
 def test_cancel_a_training_saves_no_model(api, trained_model, server):

@@ -11,6 +11,9 @@ from jupyter_server.base.websocket import WebSocketMixin
 from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
+from server_ext.spectra.errors import SpectraError
+from server_ext.spectra.train_span import checked_span
+
 from .. import tasks
 from ..errors import DaasRequestError
 from .base import API, AUTH_RESOURCE, DaasHandler
@@ -18,7 +21,7 @@ from .spectra import fitted_model, mask_points
 
 ID = r"(?P<stream_id>[0-9a-f]{16})"
 BRIDGE_ONLY = ("timeout", "sock", "max_reconnects")  # of StreamSource, for an endpoint
-RUN_ONLY = ("train_rate",)
+RUN_ONLY = ("train_rate", "train_ids")
 
 
 class StreamsHandler(DaasHandler):
@@ -47,6 +50,11 @@ class StreamsHandler(DaasHandler):
             if not source.get("source") or not source.get("key"):
                 raise DaasRequestError(400, "source: replaying a run needs source and key "
                                             "(where the spectra are)")
+            if source.get("train_ids") is not None:
+                try:
+                    source["train_ids"] = checked_span(source["train_ids"])
+                except SpectraError as e:
+                    raise DaasRequestError(400, f"source.train_ids: {e}") from None
         model = fitted_model(self.daas, body["model"])
         axis = None
         if body.get("axis") and source.get("axis_key"):
