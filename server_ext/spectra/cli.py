@@ -134,6 +134,9 @@ def register(subparsers):
                    help="only the trains with an id from FIRST to LAST, both included, as the "
                         "phases print them (FIRST- or -LAST: open; one id: that train): a "
                         "temperature plateau, the part of a run after the sample moved")
+    r.add_argument("--json", action="store_true",
+                   help="print the summary as JSON (every run of trains, the selection, the lists "
+                        "written), for a script")
     r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
                    help="read the file N trains at a time (default %(default)s: ~50 MB of "
                         "memory at 2,700 pulses a train)")
@@ -343,6 +346,7 @@ def _check_purity(purity: float) -> None:
 
 def results(args):
     import csv
+    import json
     import os
 
     from .errors import SpectraError
@@ -375,15 +379,11 @@ def results(args):
             out.writerow(("first_train", "last_train", "phase", "n_trains"))
             out.writerows(("" if a is None else a, "" if b is None else b, name, n)
                           for a, b, name, n in tally["runs"].named())
-    _print_results(args, tally)
-    if selecting:
-        what = ", ".join(w for w in (args.label and f"label {args.label}",
-                                     args.min_confidence and f"confidence >= {args.min_confidence:g}",
-                                     args.unambiguous and "not ambiguous") if w)
-        span = tally["chosen_span"]
-        where = f", {span[0]} to {span[1]}" if span[0] is not None else ""
-        print(f"selected ({what}): {tally['chosen']} pulses in {tally['chosen_trains']} "
-              f"trains{where}")
+    report = _report(args, tally, selecting)
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    _print_results(report)
     if args.ids:
         print(f"wrote {tally['chosen']} rows to {args.ids}")
     if args.phases:
@@ -516,34 +516,69 @@ def _written_whole(path):
         os.unlink(part)
 
 
-def _print_results(args, t) -> None:
+def _report(args, t, selecting) -> dict:
+    """What ``results`` says of a file: ``--json`` prints it, the text is made from it."""
+    from .results import train_id_or_none
+
+    r, runs = t["head"], t["runs"]
+    counts = [int(n) for n in runs.counts]
+    report = {
+        "file": args.file, "state": r.state, "error": r.error,
+        "about": {k: str(v) for k, v in r.about.items()},
+        "train_ids": None if args.train_ids is None else list(args.train_ids),
+        "left_out_trains": t["outside"],
+        "pulses": sum(counts), "trains": t["trains"], "distinct_trains": t["distinct"],
+        "first_train": train_id_or_none(t["first"]), "last_train": train_id_or_none(t["last"]),
+        "malformed": t["malformed"],
+        "classes": {str(name): {"pulses": n, "ambiguous": int(t["ambiguous"][i]),
+                                "mean_confidence": float(t["confidence"][i] / n) if n else None}
+                    for i, (name, n) in enumerate(zip(r.classes, counts))},
+        "purity": runs.purity, "phases": [list(run) for run in runs.named()],
+        "selected": None, "written": {"ids": args.ids, "phases": args.phases}}
+    if selecting:
+        first, last = t["chosen_span"]
+        report["selected"] = {"label": args.label, "min_confidence": args.min_confidence,
+                              "unambiguous": args.unambiguous, "pulses": t["chosen"],
+                              "trains": t["chosen_trains"], "first_train": first, "last_train": last}
+    return report
+
+
+def _print_results(report) -> None:
     from .results import first_and_latest, train_text
     from .train_span import span_text
 
-    r, runs = t["head"], t["runs"]
     state = {"running": "running (being written, or its process died: up to the last flush)",
-             "failed": f"failed: {r.error}"}.get(r.state, r.state)
-    total = int(runs.counts.sum())
-    span = f" ({train_text(t['first'])} to {train_text(t['last'])})" if t["trains"] else ""
-    source = " ".join(str(r.about[k]) for k in ("source", "source_name", "key") if k in r.about)
-    print(f"{args.file}: {state}")
-    if args.train_ids:
-        print(f"{span_text(*args.train_ids)} only: {t['outside']} trains of the file left out")
-    again = t["trains"] - t["distinct"]
+             "failed": f"failed: {report['error']}"}.get(report["state"], report["state"])
+    total, about = report["pulses"], report["about"]
+    span = (f" ({train_text(report['first_train'])} to {train_text(report['last_train'])})"
+            if report["trains"] else "")
+    source = " ".join(about[k] for k in ("source", "source_name", "key") if k in about)
+    print(f"{report['file']}: {state}")
+    if report["train_ids"]:
+        print(f"{span_text(*report['train_ids'])} only: {report['left_out_trains']} trains of the file left out")
+    again = report["trains"] - report["distinct_trains"]
     again = f" ({again} of them again: train ids delivered before)" if again else ""
-    print(f"{total} pulses classified in {t['trains']} trains{span}{again}, {t['malformed']} spectra "
-          "malformed" + (f"; model {r.about['model']}" if "model" in r.about else "")
+    print(f"{total} pulses classified in {report['trains']} trains{span}{again}, {report['malformed']} spectra "
+          "malformed" + (f"; model {about['model']}" if "model" in about else "")
           + (f", source {source}" if source else ""))
-    width = max(len(c) for c in r.classes)
-    for i, name in enumerate(r.classes):
-        n = int(runs.counts[i])
+    width = max(len(c) for c in report["classes"])
+    for name, c in report["classes"].items():
+        n = c["pulses"]
         share = f" ({100 * n / total:.1f} %)" if total else ""
-        sure = f", mean confidence {t['confidence'][i] / n:.3f}" if n else ""
-        print(f"  {name:{width}s} {n} pulses{share}{sure}, {int(t['ambiguous'][i])} ambiguous")
-    print(f"phases by train (a class holding >= {100 * runs.purity:g} % of a train's pulses):")
-    shown, left_out = first_and_latest(runs.named(), MAX_PHASE_LINES)
+        sure = f", mean confidence {c['mean_confidence']:.3f}" if n else ""
+        print(f"  {name:{width}s} {n} pulses{share}{sure}, {c['ambiguous']} ambiguous")
+    print(f"phases by train (a class holding >= {100 * report['purity']:g} % of a train's pulses):")
+    shown, left_out = first_and_latest(report["phases"], MAX_PHASE_LINES)
     for i, (first, last, name, n) in enumerate(shown):
         if left_out and i == (MAX_PHASE_LINES + 1) // 2:
-            print(f"  ... {left_out} more runs of trains" + ("" if args.phases else " (all: --phases OUT.csv)"))
+            print(f"  ... {left_out} more runs of trains"
+                  + ("" if report["written"]["phases"] else " (all: --phases OUT.csv)"))
         print(f"  trains {train_text(first)}-{train_text(last)} ({n}): {name}" if n > 1
               else f"  train {train_text(first)}: {name}")
+    chosen = report["selected"]
+    if chosen:
+        what = ", ".join(w for w in (chosen["label"] and f"label {chosen['label']}",
+                                     chosen["min_confidence"] and f"confidence >= {chosen['min_confidence']:g}",
+                                     chosen["unambiguous"] and "not ambiguous") if w)
+        where = f", {chosen['first_train']} to {chosen['last_train']}" if chosen["first_train"] is not None else ""
+        print(f"selected ({what}): {chosen['pulses']} pulses in {chosen['trains']} trains{where}")

@@ -38,7 +38,7 @@ from ..oserrors import os_error_text
 from .errors import SpectraError
 
 __all__ = ["ResultsFile", "PhaseRuns", "first_and_latest", "phases_line", "phase_now", "train_text",
-           "NO_TRAIN_ID", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
+           "train_id_or_none", "NO_TRAIN_ID", "STATES", "PULSE_COLUMNS", "TRAIN_COLUMNS"]
 
 STATES = ("finished", "stopped", "interrupted", "failed")
 PULSE_COLUMNS = {"train_id": np.uint64, "pulse": np.uint32, "label": np.int16,
@@ -304,7 +304,7 @@ class PhaseRuns:
 
     def _named(self, run) -> tuple:
         first, last, phase, n = run
-        return _train_id(first), _train_id(last), {MIXED: "mixed", NO_PULSE: "none classified"}.get(
+        return train_id_or_none(first), train_id_or_none(last), {MIXED: "mixed", NO_PULSE: "none classified"}.get(
             phase) or str(self.classes[phase]), n
 
     def named(self) -> list[tuple]:
@@ -343,14 +343,15 @@ def _stored_train_id(tid: int | None) -> int:
     return NO_TRAIN_ID if tid is None else int(tid)
 
 
-def _train_id(tid: int) -> int | None:
-    return None if tid == NO_TRAIN_ID else tid
+def train_id_or_none(tid: int | None) -> int | None:
+    """A train id as said (JSON, Python): ``None`` for a train without one."""
+    return None if tid is None or tid == NO_TRAIN_ID else int(tid)
 
 
 def train_text(tid: int | None) -> str:
     """A train id as printed: ``"(no id)"`` for a train without one (``None``,
     or the results file's marker for it)."""
-    return "(no id)" if tid is None or _train_id(tid) is None else str(tid)
+    return "(no id)" if train_id_or_none(tid) is None else str(tid)
 
 
 def phase_now(run, n_runs: int) -> str:

@@ -594,3 +594,42 @@ def test_the_results_of_a_span_of_trains(tmp_path, capsys):
         with pytest.raises(SystemExit):
             main(["spectra", "results", str(path), "--train-ids", span])
         assert "--train-ids" in capsys.readouterr().err
+
+
+def test_the_summary_as_json(tmp_path, capsys):
+    """``--json``: what the text says, for a script -- every run of trains,
+    per class the pulses, mean confidence and ambiguous, the selection,
+    the lists written; a train without an id null; nothing else printed."""
+    from hub_ext.cli import main
+    from server_ext.spectra import read_results
+
+    path = tmp_path / "r.h5"
+    with ResultsFile(path, CLASSES, about={"model": "m.spectra", "source": "tcp://bridge:4545"}) as writer:
+        for tid in range(100, 130):
+            writer.add(train(tid, CLASSES[[int(tid >= 112)] * (2 + tid % 3)]))
+        writer.add(train(None, CLASSES[[0]]))
+    whole = read_results(path)
+    out_csv = tmp_path / "runs.csv"
+    assert main(["spectra", "results", str(path), "--json", "--label", "tetragonal", "--min-confidence", "0.6",
+                 "--phases", str(out_csv), "--trains-per-block", "7"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["phases"] == [list(p) for p in whole.phases()] == [[100, 111, "cubic", 12],
+                                                                     [112, 129, "tetragonal", 18],
+                                                                     [None, None, "cubic", 1]]
+    for i, name in enumerate(CLASSES):
+        mine = whole.label == i
+        c = report["classes"][name]
+        assert (c["pulses"], c["ambiguous"]) == (int(mine.sum()), int(whole.ambiguous[mine].sum()))
+        assert c["mean_confidence"] == pytest.approx(float(whole.confidence[mine].mean()))
+    assert (report["pulses"], report["trains"], report["distinct_trains"]) == (len(whole.label), 31, 31)
+    assert (report["first_train"], report["last_train"], report["malformed"]) == (100, None, 0)
+    assert report["state"] == "finished" and report["about"]["model"] == "m.spectra"
+    chosen = whole.select("tetragonal", 0.6)
+    assert report["selected"] == {"label": "tetragonal", "min_confidence": 0.6, "unambiguous": False,
+                                  "pulses": int(chosen.sum()), "trains": 18, "first_train": 112, "last_train": 129}
+    assert report["written"] == {"ids": None, "phases": str(out_csv)} and out_csv.exists()
+    assert (report["train_ids"], report["left_out_trains"], report["purity"]) == (None, 0, 0.9)
+    assert main(["spectra", "results", str(path), "--json", "--train-ids", "110-"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert (report["train_ids"], report["left_out_trains"], report["trains"]) == ([110, None], 11, 20)
+    assert report["phases"] == [[110, 111, "cubic", 2], [112, 129, "tetragonal", 18]] and report["selected"] is None
