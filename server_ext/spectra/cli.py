@@ -226,6 +226,7 @@ def classify(args):
     from .inputs import parse_points, point_runs
     from .results import PhaseRuns, ResultsFile, phase_now, phases_line, train_text
     from .stream import SpectraStream
+    from .train_span import span_text
 
     _check_purity(args.purity)
     clf = BinnedSpectraClassifier.load(args.model)
@@ -263,7 +264,8 @@ def classify(args):
     if args.output:
         results = ResultsFile(args.output, clf.classes_, purity=args.purity, about={
             "model": args.model, "source": args.run or args.source,
-            "source_name": args.source_name, "key": args.key})
+            "source_name": args.source_name, "key": args.key,
+            "train_ids": args.train_ids and span_text(*args.train_ids)})
     # the phase of each run of trains, also without a file (which keeps its own)
     phases = results.phase_runs if results is not None else PhaseRuns(clf.classes_, args.purity)
     ambiguous = 0
@@ -552,7 +554,7 @@ def _print_results(report) -> None:
     total, about = report["pulses"], report["about"]
     span = (f" ({train_text(report['first_train'])} to {train_text(report['last_train'])})"
             if report["trains"] else "")
-    source = " ".join(about[k] for k in ("source", "source_name", "key") if k in about)
+    source = " ".join(about[k] for k in ("source", "source_name", "key", "train_ids") if k in about)
     print(f"{report['file']}: {state}")
     if report["train_ids"]:
         print(f"{span_text(*report['train_ids'])} only: {report['left_out_trains']} trains of the file left out")

@@ -30,7 +30,8 @@ class Results:
     ``malformed``); ``state`` and ``error`` as the stream left them,
     ``stats`` its counters (``None`` while running), ``purity`` that of
     the phases the stream reported (0.9 in a file without it), ``about``
-    the rest of the file's attributes (model, source). A column not read
+    the rest of the file's attributes (model, source; ``train_ids`` where
+    a part of a run was replayed). A column not read
     (``columns=`` of :func:`read_results`) is ``None``."""
 
     path: str

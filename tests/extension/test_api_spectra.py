@@ -534,8 +534,10 @@ def test_replay_part_of_a_run(api, server_root, trained_model):
     """source.train_ids: only those trains replayed; a span the wrong way
     round refused (400), a forged one by the schema, one holding none of
     the run's trains fails the stream at its start, naming those it holds."""
+    from server_ext.spectra import read_results
+
     tids = [int(t) for t in _train_ids(server_root["root"] / "spectra-run")]
-    body = _replay(api, trained_model["id"], train_ids=[tids[3], tids[7]])
+    body = {**_replay(api, trained_model["id"], train_ids=[tids[3], tids[7]]), "output": "processed/part.h5"}
     r = call(api, "POST", "spectra/streams", json=body)
     assert r.status_code == 201, r.text
     final = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)
@@ -543,6 +545,8 @@ def test_replay_part_of_a_run(api, server_root, trained_model):
     assert final["stats"]["trains"] == 5 and final["results"]["trains"] == 5
     assert final["results"]["phases"][0][0] == tids[3] and final["results"]["phases"][-1][1] == tids[7]
     assert final["last_train"]["train_id"] == tids[7]
+    kept = read_results(server_root["root"] / "processed" / "part.h5")  # saying it holds a part
+    assert kept.trains["train_id"].tolist() == tids[3:8] and kept.about["train_ids"] == f"trains {tids[3]}-{tids[7]}"
     r = call(api, "POST", "spectra/streams", json=_replay(api, trained_model["id"], train_ids=[None, tids[0] - 1]))
     assert r.status_code == 201, r.text
     failed = api.wait(f"spectra/streams/{r.json()['id']}", states=("failed", "finished"), timeout=120)

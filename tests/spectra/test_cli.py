@@ -51,6 +51,7 @@ def test_classify_part_of_a_run(fitted, tmp_path, capsys):
     kept; a span holding none of the run's trains refused before any file
     is made, naming those it holds; on a bridge, refused."""
     from server_ext.spectra import read_results
+    from server_ext.spectra.train_span import parse_span, span_text
 
     clf, _ = fitted
     model = clf.save(tmp_path / "model")
@@ -67,8 +68,11 @@ def test_classify_part_of_a_run(fitted, tmp_path, capsys):
         assert main(base + ["--train-ids", span, "-o", str(out_file)]) == 0
         out = capsys.readouterr().out
         assert f"trains {len(kept)} spectra {3 * len(kept)} malformed 0" in out, out
+        assert main(["spectra", "results", str(out_file)]) == 0
+        assert f" {info['key']} {span_text(*parse_span(span))}\n" in capsys.readouterr().out
         r = read_results(out_file)
         assert r.trains["train_id"].tolist() == [first + i for i in kept]
+        assert r.about["train_ids"] == span_text(*parse_span(span))  # the file says it holds a part
         rows = np.concatenate([np.arange(3 * i, 3 * i + 3) for i in kept])
         np.testing.assert_array_equal(r.classes[r.label].astype(clf.classes_.dtype), clf.predict(X[rows]))
     for extra, message in (

@@ -12,7 +12,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from server_ext.spectra.errors import SpectraError
-from server_ext.spectra.train_span import checked_span
+from server_ext.spectra.train_span import checked_span, span_text
 
 from .. import tasks
 from ..errors import DaasRequestError
@@ -86,7 +86,8 @@ class StreamsHandler(DaasHandler):
         asked = body["source"]
         return {"output": output, "about": {
             "model": body["model"], "source": asked.get("endpoint") or asked.get("run"),
-            "source_name": asked.get("source"), "key": asked.get("key")}}
+            "source_name": asked.get("source"), "key": asked.get("key"),
+            "train_ids": asked.get("train_ids") and span_text(*checked_span(asked["train_ids"]))}}
 
 
 class StreamHandler(DaasHandler):
