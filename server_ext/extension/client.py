@@ -167,8 +167,8 @@ class DaasClient:
                      purity: float | None = None, **source) -> dict:
         """Classify a Karabo bridge (``endpoint``, optionally ``source``, ``key``, ``timeout``,
         ``sock``, ``max_reconnects``) or a replayed ``run`` (with ``source``, ``key``, optionally
-        ``train_rate``, ``train_ids=[first, last]``). ``max_reconnects=None`` reconnects for ever, until the stream is
-        stopped (left out: 5); ``mask_points``: points the detector masks since the model was
+        ``train_rate``, ``train_ids=[first, last]``). ``max_reconnects=None`` reconnects for ever,
+        until the stream is stopped (left out: 5); ``mask_points``: points the detector masks since the model was
         trained, bridged over; ``axis_file`` (``axis_dataset`` in it, for HDF5): the positions
         of the detector's points, where they are not the model's -- or, sent with each train,
         ``axis_key`` (of ``axis_source``, default ``source``); ``output``: a new HDF5 file (below

@@ -559,7 +559,8 @@ def test_the_results_of_a_span_of_trains(tmp_path, capsys):
     assert len(part.label) == sum(1 + t % 3 for t in range(120, 140)) == part.trains["classified"].sum()
     in_span = np.isin(whole.train_id, np.arange(120, 140))
     for column in ("train_id", "pulse", "label", "confidence", "ambiguous", "probability"):
-        assert np.array_equal(getattr(part, column), getattr(whole, column)[in_span], equal_nan=column == "probability"), column
+        assert np.array_equal(getattr(part, column), getattr(whole, column)[in_span],
+                              equal_nan=column == "probability"), column
     assert part.phases() == [(120, 129, "cubic", 10), (130, 139, "tetragonal", 10)]
     assert len(whole.between(135).trains["train_id"]) == 25 and len(whole.between(None, 105).label) == 12
     assert NO_TRAIN_ID not in whole.between().trains["train_id"]  # an open span: trains with an id

@@ -14,9 +14,9 @@ def test_a_span_read_as_the_phases_print_it(text, span):
     assert parse_span(text) == span
 
 
-@pytest.mark.parametrize("text, message", [("", "expected FIRST-LAST"), ("-", "expected FIRST-LAST"),
-                                           ("1-2-3", "expected FIRST-LAST"), ("a-b", "expected FIRST-LAST"),
-                                           ("1.5-2", "expected FIRST-LAST"), ("20-10", "train 20 comes after train 10")])
+@pytest.mark.parametrize("text, message", [
+    ("", "expected FIRST-LAST"), ("-", "expected FIRST-LAST"), ("1-2-3", "expected FIRST-LAST"),
+    ("a-b", "expected FIRST-LAST"), ("1.5-2", "expected FIRST-LAST"), ("20-10", "train 20 comes after train 10")])
 def test_a_malformed_span_says_why(text, message):
     with pytest.raises(SpectraError, match=message):
         parse_span(text)
