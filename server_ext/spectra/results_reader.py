@@ -89,7 +89,8 @@ class Results:
         """These results cut to the trains with an id from ``first`` to
         ``last``, both included (open where ``None``), and their pulses:
         a temperature plateau, the part of a run after the sample moved.
-        Trains without an id are left out."""
+        Trains without an id are left out; a span the wrong way round, or
+        not of whole numbers >= 0, raises :class:`SpectraError`."""
         from .train_span import in_span
 
         keep = in_span(self.trains["train_id"], first, last)

@@ -44,7 +44,9 @@ def checked_span(span) -> tuple[int | None, int | None]:
 
 def in_span(train_ids, first: int | None, last: int | None) -> np.ndarray:
     """A boolean mask of the ``train_ids`` from ``first`` to ``last`` (a train
-    without an id, a results file's ``NO_TRAIN_ID``, is in no span)."""
+    without an id, a results file's ``NO_TRAIN_ID``, is in no span);
+    checked first (:func:`checked_span`)."""
+    first, last = checked_span((first, last))
     ids = np.asarray(train_ids, np.uint64)
     mask = ids != NO_TRAIN_ID
     if first is not None:

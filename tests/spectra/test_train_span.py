@@ -34,5 +34,8 @@ def test_the_trains_in_a_span():
     assert in_span(ids, None, None).tolist() == [True] * 4 + [False]  # a train without an id is in none
     assert in_span(ids, 8, None).tolist() == [False, False, False, True, False]
     assert checked_span([np.int64(3), None]) == (3, None)
+    for first, last in ((8, 6), (-1, None), (1.5, 2)):  # as Results.between or RunSource may be called
+        with pytest.raises(SpectraError):
+            in_span(ids, first, last)
     assert [span_text(*s) for s in ((1, 2), (3, 3), (4, None), (None, 5), (None, None))] == \
         ["trains 1-2", "train 3", "trains from 4", "trains up to 5", "every train"]
