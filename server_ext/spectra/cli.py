@@ -376,12 +376,12 @@ def results(args):
         tally = _tally(blocks, args, selecting, ids)
         if args.train_ids and not tally["trains"]:
             _no_train_between(args.file, args.train_ids)
+        report = _report(args, tally, selecting)
         if phases is not None:
             out = csv.writer(phases, lineterminator="\n")  # quotes a class name with a comma
             out.writerow(("first_train", "last_train", "phase", "n_trains"))
             out.writerows(("" if a is None else a, "" if b is None else b, name, n)
-                          for a, b, name, n in tally["runs"].named())
-    report = _report(args, tally, selecting)
+                          for a, b, name, n in report["phases"])
     if args.json:
         print(json.dumps(report, indent=2))
         return 0
@@ -389,7 +389,7 @@ def results(args):
     if args.ids:
         print(f"wrote {tally['chosen']} rows to {args.ids}")
     if args.phases:
-        print(f"wrote the {len(tally['runs'].runs)} runs of trains to {args.phases}")
+        print(f"wrote the {len(report['phases'])} runs of trains to {args.phases}")
     return 0
 
 

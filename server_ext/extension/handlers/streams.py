@@ -67,16 +67,17 @@ class StreamsHandler(DaasHandler):
             axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
         elif source.get("axis_key"):
             await self.on_cluster(tasks.stream_axis, model, None)
-        options = {"model_dir": model, "source": source, "axis": axis, **self.results_file(body),
+        options = {"model_dir": model, "source": source, "axis": axis, **self.results_file(body, source),
                    "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
                    "drop_oldest": body.get("drop_oldest"), "purity": body.get("purity", 0.9),
                    "mask_points": mask_points(self.daas, body["model"], body)}
         stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
 
-    def results_file(self, body: dict) -> dict:
+    def results_file(self, body: dict, source: dict) -> dict:
         """The request's ``output`` (a new file below the root, 403/409 otherwise) and what the
-        file says of the stream (``about``: the model's id, the source as the request named it)."""
+        file says of the stream (``about``: the model's id, the source as the request named it,
+        the span of trains ``source`` -- the checked one -- replays)."""
         if not body.get("output"):
             return {"output": None}
         output = self.daas.policy.output("output", body["output"])
@@ -87,7 +88,7 @@ class StreamsHandler(DaasHandler):
         return {"output": output, "about": {
             "model": body["model"], "source": asked.get("endpoint") or asked.get("run"),
             "source_name": asked.get("source"), "key": asked.get("key"),
-            "train_ids": asked.get("train_ids") and span_text(*checked_span(asked["train_ids"]))}}
+            "train_ids": source.get("train_ids") and span_text(*source["train_ids"])}}
 
 
 class StreamHandler(DaasHandler):
