@@ -7,7 +7,8 @@ TensorFlow are imported by the submodules that need them, on first use.
 
 __all__ = ["BinnedSpectraClassifier", "SpectraStream", "SpectraError",
            "StreamStats", "TrainResult", "KaraboBridgeSource", "RunSource",
-           "IterableSource", "ResultsFile", "read_results", "iter_results"]
+           "IterableSource", "ResultsFile", "read_results", "iter_results", "evaluate",
+           "Evaluation"]
 
 from .errors import SpectraError
 
@@ -22,6 +23,8 @@ _LAZY = {
     "ResultsFile": "results",
     "read_results": "results_reader",
     "iter_results": "results_reader",
+    "evaluate": "evaluation",
+    "Evaluation": "evaluation",
 }
 
 

@@ -951,9 +951,11 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self._require_fitted()
         return self._aligner is not None
 
-    def bin_proba(self, X):
-        """Per-bin probabilities from the fused computation, (bins, n, classes)."""
-        return self._fused.bin_proba(self.transform_bins(X))
+    def bin_proba(self, X, axis=None):
+        """Per-bin probabilities from the fused computation, (bins, n, classes);
+        ``axis`` as for :meth:`predict_proba`."""
+        X, resample = self._read(X, axis)
+        return self._fused.bin_proba(self.transform_bins(X if resample is None else resample(X)))
 
     @property
     def bin_models_(self):

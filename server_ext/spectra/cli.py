@@ -1,10 +1,11 @@
-"""``daas spectra train|classify|results``.
+"""``daas spectra train|evaluate|classify|results``.
 
 ::
 
     daas spectra train spectra.nxs --labels low=0:20 high=300:349 -o model.spectra
     daas spectra train RUN_DIR --source SRC:output --key data.intensity \\
         --labels low=1200000000:1200000040 high=1200000160:1200000200 -o model.spectra
+    daas spectra evaluate --model model.spectra later.nxs --labels low=0:500 high=900:1400
     daas spectra classify --model model.spectra --source tcp://127.0.0.1:4545
     daas spectra classify --model model.spectra --run RUN_DIR --source-name SRC:output \\
         -o labels.h5
@@ -28,21 +29,8 @@ def register(subparsers):
     sub = p.add_subparsers(dest="spectra_command", metavar="ACTION", required=True)
 
     t = sub.add_parser("train", help="train a classifier from labelled spectra")
-    t.add_argument("data", help="HDF5/NeXus file with a spectra array, or an EuXFEL run directory")
-    t.add_argument("--labels", nargs="+", required=True, metavar="NAME=START:STOP",
-                   help="labelled ranges (stop exclusive): rows of the spectra array for a "
-                        "file, train IDs for a run; or @DATASET, a dataset of per-spectrum "
-                        "labels in the file")
+    _labelled_data_arguments(t)
     t.add_argument("-o", "--output", required=True, help="model directory to write")
-    t.add_argument("--dataset", help="spectra dataset in the file (default: the NeXus "
-                                     "default signal, or the only 2-D dataset)")
-    t.add_argument("--axis-dataset", help="axis (e.g. 2-theta) dataset in the file")
-    t.add_argument("--source", help="run: data source holding the spectra")
-    t.add_argument("--key", default="data.intensity", help="run: key of the spectra "
-                                                           "(default %(default)s)")
-    t.add_argument("--axis-key", help="run: key holding the spectra's axis, one array per "
-                                      "train (e.g. twoTheta)")
-    t.add_argument("--axis-source", help="run: data source of --axis-key (default --source)")
     t.add_argument("--n-bins", type=int, default=15, help="equal bins (default %(default)s)")
     t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive")
     t.add_argument("--seed", type=int, default=0)
@@ -60,6 +48,20 @@ def register(subparsers):
                         "environment (fixed_ranges; hot and dead pixels are found without it)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model")
     t.set_defaults(func=train)
+
+    e = sub.add_parser("evaluate", help="score a model on labelled spectra it was not trained on",
+                       description="Classify labelled spectra -- another run, a later ramp -- and "
+                                   "print the accuracy, the confusion matrix, what the ambiguous "
+                                   "flag caught, and each bin's accuracy beside its accuracy at "
+                                   "training.")
+    e.add_argument("--model", required=True, help="model directory from 'daas spectra train'")
+    _labelled_data_arguments(e)
+    e.add_argument("--max-per-class", type=int, default=0, metavar="N",
+                   help="run: read at most N labelled spectra per class, subsampled evenly "
+                        "(default %(default)s: all)")
+    e.add_argument("--seed", type=int, default=0, help="run: of the subsampling")
+    e.add_argument("--json", action="store_true", help="print the counts as JSON, for a script")
+    e.set_defaults(func=evaluate)
 
     c = sub.add_parser("classify", help="classify a stream and print rolling counters")
     c.add_argument("--model", required=True, help="model directory from 'daas spectra train'")
@@ -143,6 +145,24 @@ def register(subparsers):
     r.set_defaults(func=results)
 
 
+def _labelled_data_arguments(p):
+    """Where labelled spectra are, for ``train`` and ``evaluate``."""
+    p.add_argument("data", help="HDF5/NeXus file with a spectra array, or an EuXFEL run directory")
+    p.add_argument("--labels", nargs="+", required=True, metavar="NAME=START:STOP",
+                   help="labelled ranges (stop exclusive): rows of the spectra array for a "
+                        "file, train IDs for a run; or @DATASET, a dataset of per-spectrum "
+                        "labels in the file")
+    p.add_argument("--dataset", help="spectra dataset in the file (default: the NeXus "
+                                     "default signal, or the only 2-D dataset)")
+    p.add_argument("--axis-dataset", help="axis (e.g. 2-theta) dataset in the file")
+    p.add_argument("--source", help="run: data source holding the spectra")
+    p.add_argument("--key", default="data.intensity", help="run: key of the spectra "
+                                                           "(default %(default)s)")
+    p.add_argument("--axis-key", help="run: key holding the spectra's axis, one array per "
+                                      "train (e.g. twoTheta)")
+    p.add_argument("--axis-source", help="run: data source of --axis-key (default --source)")
+
+
 def _reconnects(text):
     import argparse
 
@@ -205,6 +225,31 @@ def train(args):
                          give_axis="--axis-dataset (a file) or --axis-key (a run)"):
         print(line)
     print(f"saved {path}")
+    return 0
+
+
+def evaluate(args):
+    import json
+
+    from .classifier import BinnedSpectraClassifier
+    from .datafiles import load_labelled
+    from .evaluation import evaluate as score
+
+    clf = BinnedSpectraClassifier.load(args.model)
+    X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
+                               args.source, args.key, max_per_label=args.max_per_class or None,
+                               random_state=args.seed, axis_source=args.axis_source,
+                               axis_key=args.axis_key)
+    # a model fitted without an axis reads spectra on its own points only
+    result = score(clf, X, y, axis=axis if clf.axis_ is not None else None)
+    if args.json:
+        print(json.dumps({"model": str(args.model), "data": str(args.data), **result.report()},
+                         indent=2))
+        return 0
+    print(f"{args.model} on {args.data}: {len(y)} labelled spectra of "
+          f"{len(set(y.tolist()))} of its {len(clf.classes_)} classes")
+    for line in result.lines():
+        print(line)
     return 0
 
 

@@ -1,0 +1,187 @@
+"""How a fitted classifier does on labelled spectra it was not trained on.
+
+A bin's held-out accuracy at training says how well it told the labelled
+spectra apart; what a scientist needs before trusting a beamtime's labels
+is how the whole model does on spectra labelled since -- another run, a
+later temperature ramp, the same sample after the detector was moved.
+:func:`evaluate` classifies them and counts: the confusion matrix (rows
+the labelled class, columns the predicted, both in ``classes_`` order), of
+each cell how many were flagged ambiguous (the errors a flag catches), the
+spectra it could not classify (NaN or inf, flat: left out of the counts,
+as the stream leaves them out), and each bin's own accuracy here beside
+its accuracy at training -- a bin that held up then and fails now points
+at what changed (a peak of the sample environment, a detector region).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .errors import SpectraError
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    classes: np.ndarray
+    confusion: np.ndarray  # (K, K): labelled class x predicted class
+    ambiguous: np.ndarray  # (K, K): of ``confusion``, flagged ambiguous
+    unread: np.ndarray  # (K,): per labelled class, spectra not classified
+    bins: np.ndarray  # (B, 2): the bins' first and last point
+    bin_accuracy: np.ndarray  # (B,): each bin's own vote, on these spectra
+    bin_accuracy_at_training: np.ndarray  # (B,): ``separability_``
+    weights: np.ndarray  # (B,): the bins' weights in the vote
+
+    @property
+    def scored(self) -> int:
+        return int(self.confusion.sum())
+
+    @property
+    def correct(self) -> int:
+        return int(np.trace(self.confusion))
+
+    @property
+    def accuracy(self) -> float:
+        return _share(self.correct, self.scored)
+
+    @property
+    def unambiguous_accuracy(self) -> float:
+        """The accuracy of the predictions not flagged ambiguous: what
+        selecting ``--unambiguous`` pulses from a results file gets."""
+        sure = self.confusion - self.ambiguous
+        return _share(int(np.trace(sure)), int(sure.sum()))
+
+    @property
+    def recall(self) -> np.ndarray:
+        """Per labelled class, the share predicted as it (NaN for a class
+        with no spectrum here)."""
+        return _shares(np.diag(self.confusion), self.confusion.sum(1))
+
+    @property
+    def precision(self) -> np.ndarray:
+        """Per predicted class, the share labelled as it (NaN for a class
+        never predicted)."""
+        return _shares(np.diag(self.confusion), self.confusion.sum(0))
+
+    def report(self) -> dict:
+        """Everything counted, as JSON types (``None`` for a share of nothing)."""
+        names = [str(c) for c in self.classes]
+        return {
+            "spectra": self.scored + int(self.unread.sum()),
+            "scored": self.scored,
+            "unread": int(self.unread.sum()),
+            "classes": names,
+            "accuracy": _json(self.accuracy),
+            "unambiguous_accuracy": _json(self.unambiguous_accuracy),
+            "ambiguous": int(self.ambiguous.sum()),
+            "ambiguous_errors": int(self.ambiguous.sum() - np.trace(self.ambiguous)),
+            "confusion": self.confusion.tolist(),
+            "confusion_ambiguous": self.ambiguous.tolist(),
+            "per_class": {n: {"labelled": int(self.confusion[i].sum()),
+                              "predicted": int(self.confusion[:, i].sum()),
+                              "recall": _json(self.recall[i]),
+                              "precision": _json(self.precision[i]),
+                              "unread": int(self.unread[i])}
+                          for i, n in enumerate(names)},
+            "bins": [{"points": [int(a), int(b)], "accuracy": _json(here),
+                      "accuracy_at_training": _json(then), "weight": float(w)}
+                     for (a, b), here, then, w in zip(self.bins, self.bin_accuracy,
+                                                      self.bin_accuracy_at_training,
+                                                      self.weights)],
+        }
+
+    def lines(self) -> list[str]:
+        """The report as text: the totals, the confusion matrix with each
+        class's recall and precision, the bins then and here."""
+        r = self.report()
+        names = r["classes"]
+        out = [f"accuracy {_pct(r['accuracy'])} ({self.correct} of {self.scored} spectra)"]
+        errors = self.scored - self.correct
+        if r["ambiguous"]:
+            caught = (f"holding {r['ambiguous_errors']} of the {errors} errors" if errors
+                      else "none wrong")
+            out.append(f"flagged ambiguous: {r['ambiguous']} ({caught}); the "
+                       f"{self.scored - r['ambiguous']} others: {_pct(r['unambiguous_accuracy'])}"
+                       " right")
+        if r["unread"]:
+            out.append(f"not classified (NaN or inf, or flat; not counted above): {r['unread']}")
+        width = max(9, *(len(n) for n in names))
+        cell = max(7, *(len(n) for n in names), len(str(self.confusion.max())))
+        out.append("rows: labelled, columns: predicted")
+        out.append(f"  {'':{width}s} " + " ".join(f"{n:>{cell}s}" for n in names) + "   recall")
+        for i, n in enumerate(names):
+            out.append(f"  {n:{width}s} " + " ".join(f"{v:{cell}d}" for v in self.confusion[i])
+                       + f"   {_pct(r['per_class'][n]['recall']):>7s}")
+        out.append(f"  {'precision':{width}s} "
+                   + " ".join(f"{_pct(r['per_class'][n]['precision']):>{cell}s}" for n in names))
+        out.append("bin (points)     accuracy at training   here   weight")
+        for b in r["bins"]:
+            a, z = b["points"]
+            out.append(f"{a:6d}-{z:<6d}     {_num(b['accuracy_at_training']):>8s}"
+                       f"          {_num(b['accuracy']):>6s}   {b['weight']:6.3f}")
+        return out
+
+
+def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
+    """Classify the labelled spectra ``X`` (labels ``y``, classes of
+    ``clf``) and count what came out (:class:`Evaluation`). ``axis``: the
+    positions of ``X``'s points where they are not the model's, as for
+    ``predict``. ``chunk`` spectra are classified at a time."""
+    classes = clf.classes_
+    y = np.asarray(y)
+    if y.ndim != 1 or len(y) != len(X):
+        raise SpectraError(f"{len(X)} spectra need as many labels, not {y.shape}")
+    if not len(y):
+        raise SpectraError("no labelled spectra to evaluate on")
+    known = np.isin(y, classes)
+    if not known.all():
+        strange = ", ".join(map(str, np.unique(y[~known])[:10]))
+        raise SpectraError(f"labels not among the model's classes: {strange} (its classes: "
+                           f"{', '.join(map(str, classes))})")
+    order = np.argsort(classes)
+    truth = order[np.searchsorted(classes[order], y)]
+    k = len(classes)
+    confusion = np.zeros((k, k), np.int64)
+    ambiguous = np.zeros((k, k), np.int64)
+    unread = np.zeros(k, np.int64)
+    bin_right = np.zeros(len(clf.bins_), np.int64)
+    for start in range(0, len(y), chunk):
+        t = truth[start:start + chunk]
+        Xc = X[start:start + chunk]
+        pred, _, flagged, ok = clf.classify_batch(Xc, axis)
+        cells = t[ok] * k + pred[ok]
+        confusion += np.bincount(cells, minlength=k * k).reshape(k, k)
+        ambiguous += np.bincount(cells[flagged[ok]], minlength=k * k).reshape(k, k)
+        unread += np.bincount(t[~ok], minlength=k)
+        if ok.any():
+            votes = clf.bin_proba(np.asarray(Xc)[ok], axis).argmax(2)
+            bin_right += (votes == t[ok]).sum(1)
+    scored = int(confusion.sum())
+    bin_accuracy = bin_right / scored if scored else np.full(len(bin_right), np.nan)
+    return Evaluation(classes=classes, confusion=confusion, ambiguous=ambiguous,
+                      unread=unread, bins=np.asarray(clf.bins_),
+                      bin_accuracy=bin_accuracy,
+                      bin_accuracy_at_training=np.asarray(clf.separability_, np.float64),
+                      weights=np.asarray(clf.weights_, np.float64))
+
+
+def _share(part: int, whole: int) -> float:
+    return part / whole if whole else float("nan")
+
+
+def _shares(part, whole) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(whole > 0, part / np.maximum(whole, 1), np.nan)
+
+
+def _json(v):
+    return None if v is None or not np.isfinite(v) else float(v)
+
+
+def _pct(v) -> str:
+    return "-" if v is None else f"{100 * v:.1f} %"
+
+
+def _num(v) -> str:
+    return "-" if v is None else f"{v:.3f}"

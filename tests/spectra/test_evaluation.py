@@ -1,0 +1,179 @@
+"""``evaluate`` and ``daas spectra evaluate``: a model scored on labelled
+spectra it was not trained on, counted as ``predict`` labels them."""
+
+import json
+
+import h5py
+import numpy as np
+import pytest
+
+from hub_ext.cli import main
+from server_ext.spectra import SpectraError
+from server_ext.spectra import evaluate
+from server_ext.spectra.synthetic import write_demo_run
+
+
+def _held_out(fitted, intensity_series):
+    clf, train = fitted
+    s = intensity_series
+    rest = np.setdiff1d(np.arange(len(s.X)), train)
+    X = s.X[rest].astype(np.float64)
+    X[5] = np.nan  # unreadable
+    X[6, 100] = np.inf
+    X[len(X) - 3] = 7.0  # flat: no signal
+    return clf, X, s.y[rest], s.axis
+
+
+def test_the_counts_are_what_predict_says(fitted, intensity_series):
+    clf, X, y, axis = _held_out(fitted, intensity_series)
+    bad = [5, 6, len(X) - 3]
+    good = np.setdiff1d(np.arange(len(X)), bad)
+    labels, _, flagged = clf.predict_with_confidence(X[good])
+    k = len(clf.classes_)
+    want = np.zeros((k, k), int)
+    want_ambiguous = np.zeros((k, k), int)
+    for t, p, a in zip(y[good], labels, flagged):
+        want[t, p] += 1
+        want_ambiguous[t, p] += a
+    votes = clf.bin_proba(X[good]).argmax(2)
+    for chunk in (7, 100, 10_000):  # the same counts whatever the chunks
+        e = evaluate(clf, X, y, chunk=chunk)
+        np.testing.assert_array_equal(e.confusion, want)
+        np.testing.assert_array_equal(e.ambiguous, want_ambiguous)
+        np.testing.assert_array_equal(e.unread, np.bincount(y[bad], minlength=k))
+        np.testing.assert_allclose(e.bin_accuracy, (votes == y[good]).mean(1))
+        assert e.scored == len(good) and e.correct == int((labels == y[good]).sum())
+        assert e.accuracy == pytest.approx((labels == y[good]).mean())
+        sure = ~flagged
+        assert e.unambiguous_accuracy == pytest.approx((labels[sure] == y[good][sure]).mean())
+    np.testing.assert_array_equal(e.bin_accuracy_at_training, clf.separability_)
+    r = e.report()
+    assert r["spectra"] == len(X) and r["unread"] == 3 and r["scored"] == len(good)
+    assert r["ambiguous"] == int(flagged.sum())
+    assert r["ambiguous_errors"] == int((flagged & (labels != y[good])).sum())
+    for i, name in enumerate(r["classes"]):
+        c = r["per_class"][name]
+        assert c["labelled"] == int((y[good] == i).sum())
+        assert c["predicted"] == int((labels == i).sum())
+        assert c["recall"] == pytest.approx(((labels == i) & (y[good] == i)).sum() / c["labelled"])
+    json.dumps(r)  # JSON types only
+
+
+def test_spectra_on_another_axis_are_read_through_it(fitted, intensity_series):
+    """On a finer grid than the model's: counted as ``predict(X, axis=)``
+    labels them, each bin's vote read through the axis too."""
+    clf, X, y, axis = _held_out(fitted, intensity_series)
+    X, y = X[10:60], y[10:60]
+    fine = np.linspace(axis[0], axis[-1], 2 * len(axis) - 1)
+    X2 = np.stack([np.interp(fine, axis, row) for row in X])
+    e = evaluate(clf, X2, y, axis=fine)
+    labels = clf.predict(X2, axis=fine)
+    assert e.correct == int((labels == y).sum()) and e.scored == len(y)
+    votes = clf.bin_proba(X2, axis=fine).argmax(2)
+    np.testing.assert_allclose(e.bin_accuracy, (votes == y).mean(1))
+    np.testing.assert_allclose(clf.bin_proba(X2, axis=fine),
+                               clf.bin_proba(np.stack([np.interp(axis, fine, r) for r in X2])),
+                               atol=1e-5)
+
+
+def test_bad_labels_are_refused(fitted, intensity_series):
+    clf, X, y, _ = _held_out(fitted, intensity_series)
+    with pytest.raises(SpectraError, match="labels not among the model's classes: 7 .its classes: 0, 1"):
+        evaluate(clf, X[:3], np.array([0, 7, 1]))
+    with pytest.raises(SpectraError, match="3 spectra need as many labels"):
+        evaluate(clf, X[:3], y[:2])
+    with pytest.raises(SpectraError, match="no labelled spectra"):
+        evaluate(clf, X[:0], y[:0])
+
+
+def test_only_one_class_labelled_and_nothing_readable(fitted, intensity_series):
+    clf, X, y, _ = _held_out(fitted, intensity_series)
+    one = y == 1
+    e = evaluate(clf, X[one][:20], y[one][:20])
+    r = e.report()
+    assert r["per_class"]["0"]["labelled"] == 0 and r["per_class"]["0"]["recall"] is None
+    assert r["per_class"]["1"]["labelled"] + r["per_class"]["1"]["unread"] == 20
+    e = evaluate(clf, np.full((4, X.shape[1]), np.nan), y[:4])
+    r = e.report()
+    assert r["scored"] == 0 and r["unread"] == 4 and r["accuracy"] is None
+    assert all(b["accuracy"] is None for b in r["bins"])
+    assert "accuracy - (0 of 0 spectra)" in e.lines()[0]
+
+
+def _nexus(path, s, names):
+    with h5py.File(path, "w") as f:
+        f.attrs["default"] = "entry"
+        entry = f.create_group("entry")
+        entry.attrs.update(NX_class="NXentry", default="data")
+        data = entry.create_group("data")
+        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
+        data["intensity"] = s.X
+        data["two_theta"] = s.axis
+        entry["phase"] = np.array(names)[s.y].astype("S")
+
+
+def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
+    """Trained on one series, scored on another measured alike: the text
+    and ``--json`` carry the counts ``evaluate`` makes of the same spectra;
+    a label the model does not know, a missing model: exit 2, said why."""
+    from server_ext.spectra import BinnedSpectraClassifier
+    from server_ext.spectra.synthetic import make_transition_series
+
+    names = ["low", "high"]
+    first = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=4)
+    later = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=5)
+    _nexus(tmp_path / "first.nxs", first, names)
+    _nexus(tmp_path / "later.nxs", later, names)
+    model = tmp_path / "model"
+    assert main(["spectra", "train", str(tmp_path / "first.nxs"), "--labels", "@/entry/phase",
+                 "-o", str(model)]) == 0
+    capsys.readouterr()
+    argv = ["spectra", "evaluate", "--model", str(model), str(tmp_path / "later.nxs"),
+            "--labels", "@/entry/phase"]
+    assert main(argv + ["--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    clf = BinnedSpectraClassifier.load(model)
+    want = evaluate(clf, later.X, np.array(names)[later.y], axis=later.axis)
+    assert r["confusion"] == want.confusion.tolist() and r["classes"] == ["high", "low"]
+    assert r["spectra"] == 120 and r["accuracy"] == pytest.approx(want.accuracy)
+    assert r["model"] == str(model) and r["data"] == str(tmp_path / "later.nxs")
+    assert [b["points"] for b in r["bins"]] == clf.bins_.tolist()
+
+    assert main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{model} on {tmp_path / 'later.nxs'}: 120 labelled spectra of 2 of its 2 classes"
+    assert out[1] == f"accuracy {100 * want.accuracy:.1f} % ({want.correct} of 120 spectra)"
+    at = out.index("rows: labelled, columns: predicted")
+    assert out[at + 1].split() == ["high", "low", "recall"]
+    for i, name in enumerate(["high", "low"]):
+        row = out[at + 2 + i].split()
+        assert row[0] == name and [int(v) for v in row[1:3]] == want.confusion[i].tolist()
+    bins = out[out.index("bin (points)     accuracy at training   here   weight") + 1:]
+    assert [line.split()[0] for line in bins] == [f"{a}-{b}" for a, b in clf.bins_]
+    assert [float(line.split()[1]) for line in bins] == pytest.approx(clf.separability_, abs=1e-3)
+
+    assert main(["spectra", "evaluate", "--model", str(model), str(tmp_path / "later.nxs"),
+                 "--labels", "low=0:10", "hot=100:120"]) == 2
+    assert "labels not among the model's classes: hot (its classes: high, low)" in capsys.readouterr().err
+    assert main(["spectra", "evaluate", "--model", str(tmp_path / "none"),
+                 str(tmp_path / "later.nxs"), "--labels", "low=0:10"]) == 2
+    assert "not a saved spectra classifier" in capsys.readouterr().err
+
+
+def test_evaluate_on_a_run(tmp_path, capsys):
+    """A run's labelled trains, capped per class as training caps them."""
+    info = write_demo_run(tmp_path, n_trains=40, pulses_per_train=3, n_points=1200)
+    (lo0, lo1), (hi0, hi1) = info["labels"]["low"], info["labels"]["high"]
+    labels = [f"low={lo0}:{lo1}", f"high={hi0}:{hi1}"]
+    run = ["--source", info["source"], "--key", info["key"], "--labels", *labels]
+    assert main(["spectra", "train", info["path"], *run, "-o", str(tmp_path / "m")]) == 0
+    capsys.readouterr()
+    assert main(["spectra", "evaluate", "--model", str(tmp_path / "m"), info["path"], *run,
+                 "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["spectra"] == 3 * (lo1 - lo0 + hi1 - hi0)
+    assert main(["spectra", "evaluate", "--model", str(tmp_path / "m"), info["path"], *run,
+                 "--max-per-class", "5", "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    assert r["spectra"] == 10
+    assert {c: v["labelled"] + v["unread"] for c, v in r["per_class"].items()} == {"high": 5, "low": 5}
