@@ -160,6 +160,13 @@ class DaasClient:
             body["mask_points"] = [int(p) for p in mask_points]
         return self.request("POST", f"spectra/models/{model_id}/predict", body)
 
+    def evaluate(self, model_id: str, data: str, labels: list[str] | str, **options) -> dict:
+        """Score a model on labelled spectra it was not trained on (named as for
+        :meth:`train_model`; also ``mask_points``): accuracy, ``confusion`` (rows the labelled
+        class, columns the predicted, in ``classes`` order), ``per_class``, ``bins``."""
+        return self.request("POST", f"spectra/models/{model_id}/evaluate",
+                            {"data": data, "labels": labels, **options})
+
     def start_stream(self, model_id: str, *, endpoint: str | None = None, run: str | None = None,
                      max_trains: int | None = None, drop_oldest: bool | None = None,
                      mask_points: list[int] | None = None, axis_file: str | None = None,

@@ -176,6 +176,31 @@ def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 
             "ambiguous": [bool(v) for v in ambiguous]}
 
 
+def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=None) -> dict:
+    """Score a saved model on labelled spectra (named as for :func:`train`):
+    :meth:`server_ext.spectra.Evaluation.report`. A file holding more than
+    ``limit`` spectra is refused before it is read; a run is capped by
+    ``max_per_label``."""
+    import os
+
+    from server_ext.spectra import BinnedSpectraClassifier, SpectraError, evaluate as score
+    from server_ext.spectra.datafiles import load_labelled, open_spectra
+
+    clf = BinnedSpectraClassifier.load(model_dir)
+    if mask_points:
+        clf.mask_points(mask_points)
+    if os.path.isfile(options["data"]):
+        with open_spectra(options["data"], options.get("dataset")) as (_, dset, _):
+            if dset.shape[0] > limit:
+                raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at "
+                                   "once; evaluate it in a notebook with server_ext.spectra.evaluate")
+    X, y, axis = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
+                               source=options.get("source"), key=options.get("key"),
+                               max_per_label=options.get("max_per_label"), **axis_options(options))
+    # a model fitted without an axis reads spectra on its own points only
+    return score(clf, X, y, axis=axis if clf.axis_ is not None else None).report()
+
+
 def stream_axis(model_dir: str, path: str | None, dataset: str | None = None) -> list[float] | None:
     """The detector's axis read from ``path`` (``dataset`` in an HDF5 file),
     checked to be one the saved model can read spectra through: for a

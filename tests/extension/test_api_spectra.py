@@ -241,6 +241,76 @@ def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_m
         assert r.status_code == 400 and message in r.json()["message"], r.text
 
 
+def test_evaluate_a_model_on_labelled_spectra(api, trained_model, server_root):
+    """Labelled spectra of a file, by a label dataset or by ranges: the
+    confusion matrix is what ``predict`` says of the same spectra; a run's
+    labelled trains capped per class; a label the model does not know, a path
+    outside the root, a model that is not there: refused, saying why."""
+    from extra_data import RunDirectory
+
+    kd = RunDirectory(str(server_root["root"] / "spectra-run"))[DEMO_SOURCE, DEMO_KEY]
+    first, last = (kd.select_trains(s).ndarray().reshape(-1, kd.entry_shape[-1]) for s in (np.s_[:3], np.s_[-3:]))
+    X = np.concatenate([first, last]).astype(np.float64)
+    n = len(first)
+    truth = ["before"] * n + ["after"] * (len(X) - n)
+    with h5py.File(server_root["root"] / "processed" / "labelled.h5", "w") as f:
+        f["spectra"] = X
+        f["phase"] = np.array(truth, dtype="S")
+    model = trained_model["id"]
+    predicted = call(api, "POST", f"spectra/models/{model}/predict",
+                     json={"data": "processed/labelled.h5", "dataset": "/spectra"}).json()["labels"]
+    path = f"spectra/models/{model}/evaluate"
+    by_dataset = call(api, "POST", path, json={"data": "processed/labelled.h5", "dataset": "/spectra",
+                                               "labels": "@/phase"})
+    assert by_dataset.status_code == 200, by_dataset.text
+    r = by_dataset.json()
+    classes = r["classes"]
+    want = [[sum(t == a and p == b for t, p in zip(truth, predicted)) for b in classes] for a in classes]
+    assert r["confusion"] == want and r["spectra"] == r["scored"] == len(X) and r["unread"] == 0
+    assert r["model"] == model and r["data"] == "processed/labelled.h5"
+    assert r["accuracy"] == pytest.approx(np.mean(np.array(truth) == predicted))
+    assert len(r["bins"]) == len(trained_model["result"]["bins"])
+    by_ranges = call(api, "POST", path, json={"data": "processed/labelled.h5", "dataset": "/spectra",
+                                              "labels": [f"before=0:{n}", f"after={n}:{len(X)}"]})
+    assert by_ranges.json()["confusion"] == want
+
+    tids = _train_ids(server_root["root"] / "spectra-run")
+    run = call(api, "POST", path, json={"data": "spectra-run", "source": DEMO_SOURCE, "key": DEMO_KEY,
+                                        "labels": [f"before={tids[0]}:{tids[10]}", f"after={tids[-10]}:{tids[-1] + 1}"],
+                                        "max_per_label": 5})
+    assert run.status_code == 200, run.text
+    assert run.json()["spectra"] == 10
+    assert {c: v["labelled"] + v["unread"] for c, v in run.json()["per_class"].items()} == {"before": 5, "after": 5}
+
+    for body, status, message in (
+            ({"data": "processed/labelled.h5", "dataset": "/spectra", "labels": ["hot=0:3", "before=3:5"]}, 400,
+             "labels not among the model's classes: hot (its classes: after, before)"),
+            ({"data": "/etc/hostname", "labels": ["before=0:1"]}, 403, "outside the server's root directory"),
+            ({"data": "processed/labelled.h5", "labels": []}, 400, ""),
+            ({"data": "processed/labelled.h5", "labels": ["before=0:1"], "params": {}}, 400, "")):
+        r = call(api, "POST", path, json=body)
+        assert r.status_code == status and message in r.json()["message"], r.text
+    r = call(api, "POST", "spectra/models/0123456789abcdef/evaluate", json={"data": "processed/labelled.h5",
+                                                                           "labels": "@/phase"})
+    assert r.status_code == 404
+
+
+def test_evaluate_refuses_a_file_larger_than_its_limit(server, server_root, trained_model):
+    """``max_predict_spectra`` bounds a file evaluated too: refused before it is read."""
+    from server_ext.extension import tasks
+    from server_ext.spectra import SpectraError
+
+    X = _spectra(server_root)
+    with h5py.File(server_root["root"] / "processed" / "few.h5", "w") as f:
+        f["spectra"] = X
+        f["labels"] = np.array(["before"] * len(X), dtype="S")
+    model = server.root_dir.parent / "jupyter-data" / "daas" / "models" / trained_model["id"]
+    options = {"data": str(server_root["root"] / "processed" / "few.h5"), "labels": ["@/labels"]}
+    assert tasks.evaluate(str(model), options, limit=len(X))["spectra"] == len(X)
+    with pytest.raises(SpectraError, match=f"holds {len(X)} spectra, more than {len(X) - 1} at once"):
+        tasks.evaluate(str(model), options, limit=len(X) - 1)
+
+
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):
     (server_root["root"] / "processed" / "notes.h5").write_text("not HDF5")
     r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/notes.h5"})

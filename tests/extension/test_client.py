@@ -6,7 +6,7 @@ import pytest
 
 from server_ext.extension.client import DaasApiError, DaasClient
 
-from .conftest import TOKEN, WAIT, silent_bridge
+from .conftest import DEMO_KEY, DEMO_SOURCE, TOKEN, WAIT, silent_bridge
 from .kernels import run_in_kernel
 
 
@@ -37,6 +37,9 @@ def test_client_mirrors_the_api(client, agipd_run_rel, trained_model):
     assert client.validate("processed/client.nxs")["ok"] is True
     assert trained_model["id"] in [m["id"] for m in client.list_models()]
     assert client.get_model(trained_model["id"])["result"]["bins"]
+    scored = client.evaluate(trained_model["id"], "spectra-run", trained_model["options"]["labels"],
+                             source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=4)
+    assert scored["spectra"] == 8 and sorted(scored["classes"]) == ["after", "before"]
     assert client.stream_url("abc").startswith("ws://127.0.0.1:")
 
 

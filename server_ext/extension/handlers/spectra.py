@@ -1,4 +1,4 @@
-"""Spectra classifiers: training jobs (``spectra/models``) and prediction."""
+"""Spectra classifiers: training jobs (``spectra/models``), prediction and evaluation."""
 
 import os
 
@@ -48,13 +48,20 @@ class ModelsHandler(DaasHandler):
     @authorized
     async def post(self):
         body = self.body("TrainingRequest")
-        options = dict(body)
-        options["data"] = self.daas.policy.input("data", body["data"])
-        options["labels"] = [body["labels"]] if isinstance(body["labels"], str) else body["labels"]
-        if options.get("max_per_label") is None:
-            options["max_per_label"] = self.daas.max_spectra_per_label
+        options = labelled_data(self.daas, body)
         record = self.daas.jobs.submit("spectra", body, _train, options, self.daas.models_dir)
         self.reply(record, 202)
+
+
+def labelled_data(daas, body: dict) -> dict:
+    """A request naming labelled spectra, as the engine reads it: the data's
+    path checked, the labels a list, at most ``max_spectra_per_label`` a class."""
+    options = dict(body)
+    options["data"] = daas.policy.input("data", body["data"])
+    options["labels"] = [body["labels"]] if isinstance(body["labels"], str) else body["labels"]
+    if options.get("max_per_label") is None:
+        options["max_per_label"] = daas.max_spectra_per_label
+    return options
 
 
 def _train(job_id, options, models_dir):  # runs on a worker: the model goes to <models_dir>/<id>
@@ -87,8 +94,21 @@ class PredictHandler(DaasHandler):
         self.reply({"model": model_id, "data": self.daas.policy.relative(data), **result})
 
 
+class EvaluateHandler(DaasHandler):
+    @web.authenticated
+    @authorized
+    async def post(self, model_id):
+        body = self.body("EvaluateRequest")
+        path = fitted_model(self.daas, model_id)
+        masked = mask_points(self.daas, model_id, body)
+        options = labelled_data(self.daas, body)
+        report = await self.on_cluster(tasks.evaluate, path, options, self.daas.max_predict_spectra, masked)
+        self.reply({"model": model_id, "data": self.daas.policy.relative(options["data"]), **report})
+
+
 default_handlers = [
     (rf"{API}/spectra/models", ModelsHandler),
     (rf"{API}/spectra/models/{ID}", ModelHandler),
     (rf"{API}/spectra/models/{ID}/predict", PredictHandler),
+    (rf"{API}/spectra/models/{ID}/evaluate", EvaluateHandler),
 ]
