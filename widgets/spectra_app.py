@@ -1,4 +1,4 @@
-"""``SpectraClassifierApp``: label spectra, train, classify a file, classify a live stream.
+"""``SpectraClassifierApp``: label spectra, train, evaluate, classify a file, classify a live stream.
 
 Training and streaming are jobs of the server extension (they outlive the
 kernel); the app follows them from background threads and draws with
@@ -88,6 +88,7 @@ class SpectraClassifierApp(W.VBox):
         default = data or self.session.get("dataset_path") or ""
         self.model: dict | None = None
         self.prediction: dict | None = None
+        self.evaluation: dict | None = None
         self.stream: dict | None = None
         self.stream_trains: list[int] = []
         self._series = _empty_series()  # the live plot's, per train
@@ -133,6 +134,15 @@ class SpectraClassifierApp(W.VBox):
         self.train_progress.add_class("daas-train-progress")
         self.train_status = StatusLine()
         self.models = W.Dropdown(description="model", options=[], style=style)
+        # a model's held-out accuracy says how its bins told the labelled spectra apart; the
+        # scientist needs how it does on spectra labelled since: load them, label, Evaluate
+        self.evaluate_button = W.Button(description="Evaluate", icon="check-square",
+                                        tooltip="score the chosen model on the spectra and classes above "
+                                                "(spectra it was not trained on)")
+        self.evaluate_button.add_class("daas-evaluate")
+        self.evaluate_status = StatusLine()
+        self.evaluation_box = W.VBox()
+        self.evaluation_box.add_class("daas-evaluation")
         self.sep_fig, self.sep_canvas = figure_widget(9, 5.5)
         self.sep_box = W.VBox()
         self.sep_box.add_class("daas-separability")
@@ -187,6 +197,7 @@ class SpectraClassifierApp(W.VBox):
         self.load_button.on_click(lambda _: self.load())
         self.add_label.on_click(lambda _: self._add_label())
         self.train_button.on_click(lambda _: self.train())
+        self.evaluate_button.on_click(lambda _: self.evaluate())
         self.predict_button.on_click(lambda _: self.classify())
         self.start_button.on_click(lambda _: self.start_stream())
         self.stop_button.on_click(lambda _: self.stop_stream())
@@ -196,7 +207,8 @@ class SpectraClassifierApp(W.VBox):
             W.VBox([self.data, W.HBox([self.source]), W.HBox([self.key, self.dataset, self.load_button]),
                     self.axis, self.data_info, W.HTML("<b>classes</b> (ranges of trains or rows, stop exclusive)"),
                     self.labels, self.add_label, self.same_cell,
-                    W.HBox([self.train_button, self.train_progress]), self.train_status, self.models,
+                    W.HBox([self.train_button, self.train_progress]), self.train_status,
+                    W.HBox([self.models, self.evaluate_button]), self.evaluate_status, self.evaluation_box,
                     self.sep_box, self.jobs]),
             W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_axis, self.mask_points,
                     self.predict_status,
@@ -307,16 +319,12 @@ class SpectraClassifierApp(W.VBox):
     # ------------------------------------------------------------- training
     def train(self) -> dict | None:
         """Start a training job with the labelled ranges; the app follows it."""
-        options = {"max_per_label": self.max_per_label}
+        options = {}
         params = {**self.params, "learn_position": not self.same_cell.value}
         if params != {"learn_position": True}:  # else the defaults
             options["params"] = params
-        if self._is_run():
-            options.update(source=self.source.value, key=self.key.value)
-        elif self.dataset.value:
-            options["dataset"] = self.dataset.value
         try:
-            options.update(self._axis_options())
+            options.update(self._data_options())
             job = self.client.train_model(self.data.value, self.label_specs(), **options)
         except Exception as e:  # noqa: BLE001
             self.train_status.error(e)
@@ -324,6 +332,40 @@ class SpectraClassifierApp(W.VBox):
         self._training_data = None
         self._follow_training(job)
         return job
+
+    def _data_options(self) -> dict:
+        """Where the labelled spectra above are, as training and evaluation name them."""
+        options = {"max_per_label": self.max_per_label}
+        if self._is_run():
+            options.update(source=self.source.value, key=self.key.value)
+        elif self.dataset.value:
+            options["dataset"] = self.dataset.value
+        options.update(self._axis_options())
+        return options
+
+    def evaluate(self) -> dict | None:
+        """Score the chosen model on the spectra and classes above -- another run, a later ramp --:
+        the accuracy, the confusion matrix, each bin here beside its accuracy at training."""
+        try:
+            options = self._data_options()
+            masked = self.masked_points()
+            if masked:
+                options["mask_points"] = masked
+            result = self.client.evaluate(self.chosen_model(), self.data.value, self.label_specs(), **options)
+        except Exception as e:  # noqa: BLE001
+            self.evaluate_status.error(e)
+            self.evaluation_box.children = []
+            return None
+        from server_ext.spectra.evaluation import BIN_HEADER, bin_rows, confusion_rows, headline
+
+        self.evaluation = result
+        self.evaluate_status.show(f"model {result['model'][:8]} on {result['data']}: "
+                                  + "; ".join(headline(result)), "success")
+        self.evaluation_box.children = [
+            W.HTML("<b>rows: labelled, columns: predicted</b>"
+                   + table(confusion_rows(result), ["", *result["classes"], "recall"])),
+            W.HTML("<b>each bin's own vote</b>" + table(bin_rows(result), BIN_HEADER))]
+        return result
 
     def _follow_training(self, job: dict) -> None:
         if self.follower:
@@ -702,3 +744,4 @@ class SpectraClassifierApp(W.VBox):
         ``TimeoutError`` if it takes more than ``timeout`` seconds."""
         join_within((self.follower and self.follower.thread,), timeout, "the training")
         return self.model
+

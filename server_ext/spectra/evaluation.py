@@ -70,6 +70,7 @@ class Evaluation:
         return {
             "spectra": self.scored + int(self.unread.sum()),
             "scored": self.scored,
+            "correct": self.correct,
             "unread": int(self.unread.sum()),
             "classes": names,
             "accuracy": _json(self.accuracy),
@@ -92,35 +93,55 @@ class Evaluation:
         }
 
     def lines(self) -> list[str]:
-        """The report as text: the totals, the confusion matrix with each
-        class's recall and precision, the bins then and here."""
-        r = self.report()
-        names = r["classes"]
-        out = [f"accuracy {_pct(r['accuracy'])} ({self.correct} of {self.scored} spectra)"]
-        errors = self.scored - self.correct
-        if r["ambiguous"]:
-            caught = (f"holding {r['ambiguous_errors']} of the {errors} errors" if errors
-                      else "none wrong")
-            out.append(f"flagged ambiguous: {r['ambiguous']} ({caught}); the "
-                       f"{self.scored - r['ambiguous']} others: {_pct(r['unambiguous_accuracy'])}"
-                       " right")
-        if r["unread"]:
-            out.append(f"not classified (NaN or inf, or flat; not counted above): {r['unread']}")
-        width = max(9, *(len(n) for n in names))
-        cell = max(7, *(len(n) for n in names), len(str(self.confusion.max())))
-        out.append("rows: labelled, columns: predicted")
-        out.append(f"  {'':{width}s} " + " ".join(f"{n:>{cell}s}" for n in names) + "   recall")
-        for i, n in enumerate(names):
-            out.append(f"  {n:{width}s} " + " ".join(f"{v:{cell}d}" for v in self.confusion[i])
-                       + f"   {_pct(r['per_class'][n]['recall']):>7s}")
-        out.append(f"  {'precision':{width}s} "
-                   + " ".join(f"{_pct(r['per_class'][n]['precision']):>{cell}s}" for n in names))
-        out.append("bin (points)     accuracy at training   here   weight")
-        for b in r["bins"]:
-            a, z = b["points"]
-            out.append(f"{a:6d}-{z:<6d}     {_num(b['accuracy_at_training']):>8s}"
-                       f"          {_num(b['accuracy']):>6s}   {b['weight']:6.3f}")
-        return out
+        """The report as text (:func:`report_lines`)."""
+        return report_lines(self.report())
+
+
+def headline(r: dict) -> list[str]:
+    """Of a :meth:`Evaluation.report`: the accuracy, what the ambiguous flag
+    caught, the spectra not classified -- each a line where it says something."""
+    errors = r["scored"] - r["correct"]
+    out = [f"accuracy {_pct(r['accuracy'])} ({r['correct']} of {r['scored']} spectra)"]
+    if r["ambiguous"]:
+        caught = f"holding {r['ambiguous_errors']} of the {errors} errors" if errors else "none wrong"
+        out.append(f"flagged ambiguous: {r['ambiguous']} ({caught}); the {r['scored'] - r['ambiguous']} "
+                   f"others: {_pct(r['unambiguous_accuracy'])} right")
+    if r["unread"]:
+        out.append(f"not classified (NaN or inf, or flat; not counted above): {r['unread']}")
+    return out
+
+
+def confusion_rows(r: dict) -> list[list[str]]:
+    """The confusion matrix as rows of text: a class, its counts, its
+    recall; last the precision of each class."""
+    per = r["per_class"]
+    rows = [[n, *map(str, counts), _pct(per[n]["recall"])]
+            for n, counts in zip(r["classes"], r["confusion"])]
+    return rows + [["precision", *(_pct(per[n]["precision"]) for n in r["classes"]), ""]]
+
+
+def bin_rows(r: dict) -> list[list[str]]:
+    """Each bin as text: its points, its accuracy at training and here, its weight."""
+    return [[f"{b['points'][0]}-{b['points'][1]}", _num(b["accuracy_at_training"]),
+             _num(b["accuracy"]), f"{b['weight']:.3f}"] for b in r["bins"]]
+
+
+BIN_HEADER = ["bin (points)", "accuracy at training", "here", "weight"]
+
+
+def report_lines(r: dict) -> list[str]:
+    """A :meth:`Evaluation.report` as text: :func:`headline`, the confusion
+    matrix (rows labelled, columns predicted) and the bins, in columns."""
+    return (headline(r) + ["rows: labelled, columns: predicted"]
+            + _columns([["", *r["classes"], "recall"], *confusion_rows(r)], indent="  ")
+            + _columns([BIN_HEADER, *bin_rows(r)]))
+
+
+def _columns(rows: list[list[str]], indent: str = "") -> list[str]:
+    """Rows of text in columns: the first left-aligned, the others right."""
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return [indent + "   ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))])
+            .rstrip() for row in rows]
 
 
 def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:

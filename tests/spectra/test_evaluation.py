@@ -148,7 +148,9 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     for i, name in enumerate(["high", "low"]):
         row = out[at + 2 + i].split()
         assert row[0] == name and [int(v) for v in row[1:3]] == want.confusion[i].tolist()
-    bins = out[out.index("bin (points)     accuracy at training   here   weight") + 1:]
+    at = next(i for i, line in enumerate(out) if line.startswith("bin (points)"))
+    assert out[at].split() == ["bin", "(points)", "accuracy", "at", "training", "here", "weight"]
+    bins = out[at + 1:]
     assert [line.split()[0] for line in bins] == [f"{a}-{b}" for a, b in clf.bins_]
     assert [float(line.split()[1]) for line in bins] == pytest.approx(clf.separability_, abs=1e-3)
 

@@ -289,6 +289,32 @@ def test_the_live_plot_reconnects_when_its_connection_breaks(trained, monkeypatc
         f"; phases by train: {first} {phase}" in text(app.stream_status), text(app.stream_status)
 
 
+def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client):
+    """Evaluate scores the chosen model on the spectra and classes in the
+    form, as the API scores them: the accuracy line, the confusion matrix and
+    each bin; a class the model does not know is a message, nothing shown."""
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=8, client=client)
+    app.models.value = trained.model["id"]
+    result = app.evaluate()
+    assert result is not None, app.evaluate_status.value
+    want = client.evaluate(trained.model["id"], "spectra-run", app.label_specs(), source=DEMO_SOURCE,
+                           key=DEMO_KEY, max_per_label=8, axis_source=DEMO_AXIS_SOURCE, axis_key="twoTheta")
+    assert result["confusion"] == want["confusion"] and result["spectra"] == 16
+    status = text(app.evaluate_status)
+    assert f">model {trained.model['id'][:8]} on spectra-run: accuracy " in status
+    assert f"({result['correct']} of {result['scored']} spectra)" in status
+    matrix, bins = (text(w) for w in app.evaluation_box.children)
+    for name, counts in zip(result["classes"], result["confusion"]):
+        cells = re.search(rf"<tr><td[^>]*>{name}</td>(.*?)</tr>", matrix).group(1)
+        assert re.findall(r">(\d+)</td>", cells) == [str(v) for v in counts]
+    assert bins.count("<tr>") == 1 + len(trained.model["result"]["bins"])  # the header, then each bin
+
+    app.labels.children[0].name.value = "hot"
+    assert app.evaluate() is None
+    assert "labels not among the model's classes: hot" in text(app.evaluate_status)
+    assert app.evaluation_box.children == ()
+
+
 def test_mistakes_are_messages(client, trained):
     app = SpectraClassifierApp("spectra-run", client=client)  # no source/key: cannot read the run
     assert "source and key" in text(app.train_status) and "daas-status-error" in app.train_status._dom_classes
