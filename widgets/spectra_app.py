@@ -359,8 +359,9 @@ class SpectraClassifierApp(W.VBox):
         from server_ext.spectra.evaluation import BIN_HEADER, bin_rows, confusion_rows, headline
 
         self.evaluation = result
+        note = f"; note: {result['trained_here']}" if result.get("trained_here") else ""
         self.evaluate_status.show(f"model {result['model'][:8]} on {result['data']}: "
-                                  + "; ".join(headline(result)), "success")
+                                  + "; ".join(headline(result)) + note, "warning" if note else "success")
         self.evaluation_box.children = [
             W.HTML("<b>rows: labelled, columns: predicted</b>"
                    + table(confusion_rows(result), ["", *result["classes"], "recall"])),

@@ -125,8 +125,15 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
         raise located(e, origins) from None
     if cancel.is_set():
         raise SpectraError("training cancelled; no model was saved")
-    clf.save(model_dir)
+    clf.save(model_dir, trained_on=_labelled_from(options))
     return model_summary(clf, n_spectra=len(X))
+
+
+def _labelled_from(options: dict) -> dict:
+    from server_ext.spectra.datafiles import labelled_from
+
+    return labelled_from(options["data"], options["labels"], options.get("dataset"), options.get("source"),
+                         options.get("key"))
 
 
 def axis_options(options: dict) -> dict:
@@ -185,6 +192,7 @@ def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=No
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError, evaluate as score
     from server_ext.spectra.datafiles import load_labelled, open_spectra
+    from server_ext.spectra.evaluation import trained_here
 
     clf = BinnedSpectraClassifier.load(model_dir)
     if mask_points:
@@ -196,9 +204,11 @@ def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=No
                                    "once; evaluate it in a notebook with server_ext.spectra.evaluate")
     X, y, axis = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
                                source=options.get("source"), key=options.get("key"),
-                               max_per_label=options.get("max_per_label"), **axis_options(options))
+                               max_per_label=options.get("max_per_label"), min_labels=1,
+                               **axis_options(options))
     # a model fitted without an axis reads spectra on its own points only
-    return score(clf, X, y, axis=axis if clf.axis_ is not None else None).report()
+    report = score(clf, X, y, axis=axis if clf.axis_ is not None else None).report()
+    return {"trained_here": trained_here(clf.trained_on_, _labelled_from(options)), **report}
 
 
 def stream_axis(model_dir: str, path: str | None, dataset: str | None = None) -> list[float] | None:

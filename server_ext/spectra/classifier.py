@@ -499,6 +499,7 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         self.label_targets_ = targets
         self.class_scales_ = class_scales
         self.alignment_evidence_ = evidence
+        self.trained_on_ = None  # where the labelled spectra came from: the caller says, at save
         return self
 
     def _labelled(self, X, y, axis, prep) -> _Labelled:
@@ -965,11 +966,16 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         return self._bin_models
 
     # --------------------------------------------------------- persistence
-    def save(self, path, overwrite=False):
+    def save(self, path, overwrite=False, trained_on: dict | None = None):
         """Save to the directory ``path`` (see :mod:`.persistence`); an
         existing ``path`` is replaced only with ``overwrite=True``. Returns
-        the path."""
+        the path. ``trained_on``: where the labelled spectra came from (JSON
+        types: ``data``, ``labels``, ``dataset``, ``source``, ``key``, as
+        ``daas spectra train`` names them), kept as ``trained_on_``; one read
+        with the model is kept when not given."""
         self._require_fitted()
+        if trained_on is not None:
+            self.trained_on_ = dict(trained_on)
         self._model_dir = save_classifier(self, path, overwrite)
         return self._model_dir
 

@@ -194,7 +194,7 @@ def train(args):
     import numpy as np
 
     from .classifier import BinnedSpectraClassifier
-    from .datafiles import load_labelled, located
+    from .datafiles import labelled_from, load_labelled, located
     from .errors import SpectraError
     from .findings import findings
 
@@ -214,7 +214,8 @@ def train(args):
     except SpectraError as e:
         raise located(e, origins) from None
     dt = time.perf_counter() - t0
-    path = clf.save(args.output, overwrite=args.overwrite)
+    path = clf.save(args.output, overwrite=args.overwrite,
+                    trained_on=labelled_from(args.data, args.labels, args.dataset, args.source, args.key))
     labels, counts = np.unique(np.asarray(y), return_counts=True)
     print(f"trained on {len(X)} spectra of {X.shape[1]} points, classes "
           f"{', '.join(f'{c} ({n})' for c, n in zip(labels, counts))}, in {dt:.1f} s")
@@ -232,22 +233,26 @@ def evaluate(args):
     import json
 
     from .classifier import BinnedSpectraClassifier
-    from .datafiles import load_labelled
-    from .evaluation import evaluate as score
+    from .datafiles import labelled_from, load_labelled
+    from .evaluation import evaluate as score, trained_here
 
     clf = BinnedSpectraClassifier.load(args.model)
     X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
                                args.source, args.key, max_per_label=args.max_per_class or None,
                                random_state=args.seed, axis_source=args.axis_source,
-                               axis_key=args.axis_key)
+                               axis_key=args.axis_key, min_labels=1)
     # a model fitted without an axis reads spectra on its own points only
     result = score(clf, X, y, axis=axis if clf.axis_ is not None else None)
+    note = trained_here(clf.trained_on_, labelled_from(args.data, args.labels, args.dataset,
+                                                       args.source, args.key))
     if args.json:
-        print(json.dumps({"model": str(args.model), "data": str(args.data), **result.report()},
-                         indent=2))
+        print(json.dumps({"model": str(args.model), "data": str(args.data), "trained_here": note,
+                          **result.report()}, indent=2))
         return 0
     print(f"{args.model} on {args.data}: {len(y)} labelled spectra of "
           f"{len(set(y.tolist()))} of its {len(clf.classes_)} classes")
+    if note:
+        print(f"note: {note}")
     for line in result.lines():
         print(line)
     return 0

@@ -17,8 +17,8 @@ import numpy as np
 from .augment import increasing_axis
 from .errors import SpectraError
 
-__all__ = ["parse_ranges", "find_run_spectra", "open_spectra", "load_labelled_file", "load_labelled_run",
-           "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis",
+__all__ = ["parse_ranges", "labelled_from", "find_run_spectra", "open_spectra", "load_labelled_file",
+           "load_labelled_run", "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis",
            "run_axis", "find_run_axis"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
@@ -51,8 +51,9 @@ def located(error, origins: Origins):
     return SpectraError(f"{error} -- in {origins.describe(error.rows)}", rows=error.rows)
 
 
-def parse_ranges(specs):
-    """``["low=0:20", "high=300:349"]`` -> ``[("low", 0, 20), ("high", 300, 349)]``."""
+def parse_ranges(specs, min_labels: int = 2):
+    """``["low=0:20", "high=300:349"]`` -> ``[("low", 0, 20), ("high", 300, 349)]``;
+    at least ``min_labels`` labels (two to train; one to evaluate a model on)."""
     out = []
     for spec in specs:
         m = _RANGE.match(spec.strip())
@@ -63,15 +64,27 @@ def parse_ranges(specs):
         if stop <= start:
             raise SpectraError(f"label range {spec!r} is empty")
         out.append((m["name"], start, stop))
-    if len({name for name, _, _ in out}) < 2:
-        raise SpectraError("give ranges for at least two labels, e.g. "
-                           "--labels low=0:20 high=300:349")
+    if not out or len({name for name, _, _ in out}) < min_labels:
+        raise SpectraError(f"give ranges for at least {'two labels' if min_labels > 1 else 'one label'}, "
+                           "e.g. --labels low=0:20 high=300:349")
     ordered = sorted(out, key=lambda r: r[1])
     for (n1, a1, b1), (n2, a2, b2) in zip(ordered, ordered[1:]):
         if a2 < b1:
             raise SpectraError(f"label ranges {n1}={a1}:{b1} and {n2}={a2}:{b2} overlap (stop "
                                "is exclusive); a spectrum must get one label")
     return out
+
+
+def labelled_from(data, labels, dataset=None, source=None, key=None) -> dict:
+    """Where labelled spectra are, as JSON types: what a model keeps of the
+    spectra it was trained with (``trained_on_``) and what an evaluation
+    compares with it. A file's ``dataset``; a run's ``source`` and ``key``."""
+    about = {"data": os.path.abspath(str(data)), "labels": [str(s) for s in labels]}
+    if source:
+        about.update(source=source, key=key)
+    elif dataset:
+        about["dataset"] = dataset
+    return about
 
 
 def _dataset(f, name, what):
@@ -252,7 +265,8 @@ def run_axis(path, source, key, train_ids=None):
     return axis
 
 
-def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False):
+def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False,
+                       min_labels=2):
     """``(X, y, axis)`` from an HDF5/NeXus file, and with ``return_origins``
     the :class:`Origins` of its rows."""
     with open_spectra(path, dataset) as (f, dset, axis):
@@ -269,7 +283,7 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_ori
             rows = np.arange(len(X))
         else:
             X, y, rows = [], [], []
-            for name, start, stop in parse_ranges(labels):
+            for name, start, stop in parse_ranges(labels, min_labels):
                 if start < 0 or stop > dset.shape[0]:
                     raise SpectraError(f"range {name}={start}:{stop} is outside the "
                                        f"{dset.shape[0]} spectra of {dset.name}")
@@ -339,7 +353,7 @@ def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
 
 
 def load_labelled_run(path, labels, source, key, max_per_label=None, random_state=0,
-                      return_origins=False, axis_source=None, axis_key=None):
+                      return_origins=False, axis_source=None, axis_key=None, min_labels=2):
     """``(X, y, axis)`` from an EuXFEL run: the pulses of the labelled trains,
     and with ``return_origins`` their :class:`Origins`. ``axis``: from
     ``axis_key`` of ``axis_source`` (default ``source``), :func:`run_axis`
@@ -357,7 +371,7 @@ def load_labelled_run(path, labels, source, key, max_per_label=None, random_stat
     kd = RunSource(path, source, key).keydata
     rng = np.random.default_rng(random_state)
     per_label = {}
-    for name, start, stop in parse_ranges(labels):
+    for name, start, stop in parse_ranges(labels, min_labels):
         tids = [t for t in kd.train_ids if start <= t < stop]
         if not tids:
             raise SpectraError(f"no train of the run is in {name}={start}:{stop} "
@@ -407,8 +421,9 @@ def load_labelled_run(path, labels, source, key, max_per_label=None, random_stat
 
 def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, key=None,
                   max_per_label=None, random_state=0, return_origins=False,
-                  axis_source=None, axis_key=None):
+                  axis_source=None, axis_key=None, min_labels=2):
     """Labelled spectra from a file or a run directory (see module docstring);
+    label ranges of at least ``min_labels`` labels;
     ``max_per_label`` caps the spectra read per label from a run;
     ``return_origins``: their :class:`Origins` as a fourth value. The axis:
     a file's ``axis_dataset`` (default its NeXus axis), a run's ``axis_key``
@@ -422,8 +437,8 @@ def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, ke
             raise SpectraError("a run keeps its axis in a key, not a dataset: name the axis key "
                                "(and its source, if not the spectra's)")
         return load_labelled_run(path, labels, source, key, max_per_label, random_state,
-                                 return_origins, axis_source, axis_key)
+                                 return_origins, axis_source, axis_key, min_labels)
     if axis_key or axis_source:
         raise SpectraError(f"{path} is a file: its axis is a dataset (the NeXus default axis "
                            "unless one is named), not a run's source and key")
-    return load_labelled_file(path, labels, dataset, axis_dataset, return_origins)
+    return load_labelled_file(path, labels, dataset, axis_dataset, return_origins, min_labels)

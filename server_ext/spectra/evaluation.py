@@ -187,6 +187,36 @@ def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
                       weights=np.asarray(clf.weights_, np.float64))
 
 
+def trained_here(trained_on: dict | None, here: dict) -> str | None:
+    """A sentence where the labelled spectra ``here``
+    (:func:`.datafiles.labelled_from`) may be among those the model was
+    trained with (its ``trained_on_``): the same data, and label ranges that
+    overlap (or a label dataset on either side); else None."""
+    import os
+
+    from .datafiles import parse_ranges
+
+    if not trained_on or not isinstance(trained_on.get("labels"), list):
+        return None
+    if os.path.realpath(str(trained_on.get("data"))) != os.path.realpath(here["data"]):
+        return None
+    if any(trained_on.get(k) != here.get(k) for k in ("dataset", "source", "key")):
+        return None
+    then, now = trained_on["labels"], here["labels"]
+    said = " ".join(map(str, then))
+    if any(str(spec).startswith("@") for spec in (*then, *now)):
+        return (f"the model was trained with labelled spectra of this same data ({said}): those among "
+                "these score as if held out, and are not")
+    try:
+        shared = sum(max(0, min(b1, b2) - max(a1, a2))
+                     for _, a1, b1 in parse_ranges(then, 1) for _, a2, b2 in parse_ranges(now, 1))
+    except SpectraError:  # ranges kept by a model are not ours to refuse
+        return None
+    unit = "train ids" if here.get("source") else "rows"
+    return (f"{shared} of these labelled {unit} were labelled for training this model too ({said}): "
+            "its accuracy on their spectra is not held-out") if shared else None
+
+
 def _share(part: int, whole: int) -> float:
     return part / whole if whole else float("nan")
 

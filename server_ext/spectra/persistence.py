@@ -38,7 +38,10 @@ saved again still leaves its pixels in (its bad pixels and masked points
 would say otherwise), and points added by ``mask_points`` are bridged
 again; models saved before it bridge what their version says; and
 ``axis_`` (the positions fitted with, in ``arrays.npz``; None for models
-saved before it, which classify spectra on their own points only).
+saved before it, which classify spectra on their own points only), and
+``trained_on`` (where the labelled spectra came from, as the caller of
+``save`` said: ``daas spectra train`` and the server's training jobs say
+it; None for models saved before it or without it).
 Version 2 and 3 models are read (2: the parameter renamed) and classify as
 before, without alignment (``align_strain=False``, what they were fitted
 with: the default is now "auto"). Parameters added within a version
@@ -169,6 +172,7 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
         "masked_points": None if clf.masked_points_ is None else clf.masked_points_.tolist(),
         "spikes": clf.spikes_, "noise_offset": clf.noise_offset_,
         "bridged": clf._prep.bridged.tolist(),
+        "trained_on": getattr(clf, "trained_on_", None),
     }
     arrays = {k: getattr(clf, k) for k in _ARRAYS}
     arrays.update({k: np.asarray(getattr(clf, k), np.float64) for k in _FINDINGS
@@ -257,6 +261,8 @@ def load_classifier(cls, path):
         for k, v in _findings(config, arrays, len(clf.classes_)).items():
             setattr(clf, k, v)
         clf.axis_ = _axis(arrays, clf.n_features_in_)
+        trained_on = config.get("trained_on")
+        clf.trained_on_ = trained_on if isinstance(trained_on, dict) else None
         clf._prep = SegmentPreprocessor(**config["preprocessor"], bridged=_bridged(config, clf))
         clf._aligner = None
         if config["version"] >= 4 and "align_grid" in arrays:

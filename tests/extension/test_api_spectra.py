@@ -267,7 +267,7 @@ def test_evaluate_a_model_on_labelled_spectra(api, trained_model, server_root):
     classes = r["classes"]
     want = [[sum(t == a and p == b for t, p in zip(truth, predicted)) for b in classes] for a in classes]
     assert r["confusion"] == want and r["spectra"] == r["scored"] == len(X) and r["unread"] == 0
-    assert r["model"] == model and r["data"] == "processed/labelled.h5"
+    assert r["model"] == model and r["data"] == "processed/labelled.h5" and r["trained_here"] is None
     assert r["accuracy"] == pytest.approx(np.mean(np.array(truth) == predicted))
     assert len(r["bins"]) == len(trained_model["result"]["bins"])
     by_ranges = call(api, "POST", path, json={"data": "processed/labelled.h5", "dataset": "/spectra",
@@ -275,11 +275,13 @@ def test_evaluate_a_model_on_labelled_spectra(api, trained_model, server_root):
     assert by_ranges.json()["confusion"] == want
 
     tids = _train_ids(server_root["root"] / "spectra-run")
+    ends = [f"before={tids[0]}:{tids[10]}", f"after={tids[-10]}:{tids[-1] + 1}"]
     run = call(api, "POST", path, json={"data": "spectra-run", "source": DEMO_SOURCE, "key": DEMO_KEY,
-                                        "labels": [f"before={tids[0]}:{tids[10]}", f"after={tids[-10]}:{tids[-1] + 1}"],
-                                        "max_per_label": 5})
+                                        "labels": ends, "max_per_label": 5})
     assert run.status_code == 200, run.text
     assert run.json()["spectra"] == 10
+    # the model was trained with the first 30 trains and the last 30: these 20 are among them
+    assert run.json()["trained_here"].startswith("20 of these labelled train ids were labelled for training")
     assert {c: v["labelled"] + v["unread"] for c, v in run.json()["per_class"].items()} == {"before": 5, "after": 5}
 
     for body, status, message in (

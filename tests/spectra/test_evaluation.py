@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 
 from hub_ext.cli import main
-from server_ext.spectra import SpectraError
-from server_ext.spectra import evaluate
+from server_ext.spectra import SpectraError, evaluate
+from server_ext.spectra.datafiles import labelled_from
+from server_ext.spectra.evaluation import trained_here
 from server_ext.spectra.synthetic import write_demo_run
 
 
@@ -137,11 +138,14 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     assert r["confusion"] == want.confusion.tolist() and r["classes"] == ["high", "low"]
     assert r["spectra"] == 120 and r["accuracy"] == pytest.approx(want.accuracy)
     assert r["model"] == str(model) and r["data"] == str(tmp_path / "later.nxs")
+    assert r["trained_here"] is None  # another file
+    assert clf.trained_on_ == {"data": str(tmp_path / "first.nxs"), "labels": ["@/entry/phase"]}
     assert [b["points"] for b in r["bins"]] == clf.bins_.tolist()
 
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == f"{model} on {tmp_path / 'later.nxs'}: 120 labelled spectra of 2 of its 2 classes"
+    assert not any(line.startswith("note:") for line in out)
     assert out[1] == f"accuracy {100 * want.accuracy:.1f} % ({want.correct} of 120 spectra)"
     at = out.index("rows: labelled, columns: predicted")
     assert out[at + 1].split() == ["high", "low", "recall"]
@@ -154,12 +158,41 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     assert [line.split()[0] for line in bins] == [f"{a}-{b}" for a, b in clf.bins_]
     assert [float(line.split()[1]) for line in bins] == pytest.approx(clf.separability_, abs=1e-3)
 
+    # one class is enough to evaluate on; the file it was trained with is said to be so
+    assert main(["spectra", "evaluate", "--model", str(model), str(tmp_path / "first.nxs"),
+                 "--labels", "low=0:10"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith(": 10 labelled spectra of 1 of its 2 classes")
+    assert out[1] == ("note: the model was trained with labelled spectra of this same data (@/entry/phase): "
+                      "those among these score as if held out, and are not")
     assert main(["spectra", "evaluate", "--model", str(model), str(tmp_path / "later.nxs"),
                  "--labels", "low=0:10", "hot=100:120"]) == 2
     assert "labels not among the model's classes: hot (its classes: high, low)" in capsys.readouterr().err
     assert main(["spectra", "evaluate", "--model", str(tmp_path / "none"),
                  str(tmp_path / "later.nxs"), "--labels", "low=0:10"]) == 2
     assert "not a saved spectra classifier" in capsys.readouterr().err
+
+
+def test_spectra_trained_with_are_named(tmp_path):
+    """The same data and overlapping label ranges: how many rows (a file) or
+    train ids (a run) were labelled for training too; else nothing."""
+    f = tmp_path / "a.nxs"
+    trained = labelled_from(f, ["low=0:20", "high=100:120"])
+    assert trained == {"data": str(f), "labels": ["low=0:20", "high=100:120"]}
+    assert trained_here(trained, labelled_from(f, ["low=10:30", "high=110:115"])) == (
+        "15 of these labelled rows were labelled for training this model too (low=0:20 high=100:120): "
+        "its accuracy on their spectra is not held-out")
+    assert trained_here(trained, labelled_from(f, ["high=20:100"])) is None  # between them
+    assert trained_here(trained, labelled_from(tmp_path / "b.nxs", ["low=0:20"])) is None
+    assert trained_here(trained, labelled_from(f, ["low=0:20"], dataset="/other")) is None
+    assert trained_here(None, labelled_from(f, ["low=0:20"])) is None  # a model saved before it
+    assert trained_here(trained, labelled_from(f, ["@/phase"])).startswith(
+        "the model was trained with labelled spectra of this same data (low=0:20 high=100:120)")
+    run = labelled_from(tmp_path, ["a=5:9", "b=12:15"], source="SRC", key="data.x")
+    assert run == {"data": str(tmp_path), "labels": ["a=5:9", "b=12:15"], "source": "SRC", "key": "data.x"}
+    assert trained_here(run, labelled_from(tmp_path, ["a=0:100"], source="SRC", key="data.x")).startswith(
+        "7 of these labelled train ids were labelled for training this model too")
+    assert trained_here(run, labelled_from(tmp_path, ["a=0:100"], source="SRC", key="data.y")) is None
 
 
 def test_evaluate_on_a_run(tmp_path, capsys):
@@ -174,6 +207,7 @@ def test_evaluate_on_a_run(tmp_path, capsys):
                  "--json"]) == 0
     r = json.loads(capsys.readouterr().out)
     assert r["spectra"] == 3 * (lo1 - lo0 + hi1 - hi0)
+    assert r["trained_here"].startswith(f"{lo1 - lo0 + hi1 - hi0} of these labelled train ids were labelled")
     assert main(["spectra", "evaluate", "--model", str(tmp_path / "m"), info["path"], *run,
                  "--max-per-class", "5", "--json"]) == 0
     r = json.loads(capsys.readouterr().out)

@@ -303,6 +303,9 @@ def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client):
     status = text(app.evaluate_status)
     assert f">model {trained.model['id'][:8]} on spectra-run: accuracy " in status
     assert f"({result['correct']} of {result['scored']} spectra)" in status
+    # the same classes of the same run as the model was trained with: said, in the warning's colour
+    assert "; note: " in status and "were labelled for training this model too" in status
+    assert "daas-status-warning" in app.evaluate_status._dom_classes
     matrix, bins = (text(w) for w in app.evaluation_box.children)
     for name, counts in zip(result["classes"], result["confusion"]):
         cells = re.search(rf"<tr><td[^>]*>{name}</td>(.*?)</tr>", matrix).group(1)
