@@ -135,6 +135,10 @@ def test_spectra_notebook_finds_the_transition(demo_runs, session_for):
     changed = int(text.split("the sample changed phase at train ")[1].split()[0])
     assert abs(changed - expected) <= 2
     assert "classes told apart by peak position: none" in text and "strain alignment: " in text
+    # scored on the second and the fourth fifth of the run, which training never saw: 40 trains of 8 pulses each
+    correct, scored = map(int, text.split("\naccuracy ")[1].split("(")[1].split(" spectra)")[0].split(" of "))
+    assert scored == 2 * 40 * 8 and correct >= 0.98 * scored, text
+    assert "rows: labelled, columns: predicted" in text
     # a pixel pair masked after training: refused, named, then bridged (the last trains are "after")
     assert "points [700, 701] are NaN or inf in every spectrum" in text
     assert "(array(['after']" in text
