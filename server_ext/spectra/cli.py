@@ -60,6 +60,13 @@ def register(subparsers):
                    help="run: read at most N labelled spectra per class, subsampled evenly "
                         "(default %(default)s: all)")
     e.add_argument("--seed", type=int, default=0, help="run: of the subsampling")
+    e.add_argument("--mask-points", metavar="POINTS",
+                   help="point indices the detector masks (NaN) or reads wrongly since the model was "
+                        "trained, e.g. 700,1000-1039: bridged over, as classify bridges them")
+    e.add_argument("--errors", metavar="OUT.csv",
+                   help="write the spectra predicted otherwise than labelled, or not classified, to a "
+                        "new CSV file: row (a file) or train_id,pulse (a run), labelled, predicted, "
+                        "confidence, ambiguous -- the ones to look at")
     e.add_argument("--json", action="store_true", help="print the counts as JSON, for a script")
     e.set_defaults(func=evaluate)
 
@@ -232,17 +239,27 @@ def train(args):
 def evaluate(args):
     import json
 
+    import os
+
     from .classifier import BinnedSpectraClassifier
     from .datafiles import labelled_from, load_labelled
+    from .errors import SpectraError
     from .evaluation import evaluate as score, trained_here
+    from .inputs import parse_points, point_runs, unread_points
 
+    if args.errors and os.path.exists(args.errors):
+        raise SpectraError(f"{args.errors} exists; give another file, or remove it")
     clf = BinnedSpectraClassifier.load(args.model)
-    X, y, axis = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
-                               args.source, args.key, max_per_label=args.max_per_class or None,
-                               random_state=args.seed, axis_source=args.axis_source,
-                               axis_key=args.axis_key, min_labels=1)
+    if args.mask_points:
+        clf.mask_points(parse_points(args.mask_points, "--mask-points"))
+    X, y, axis, origins = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
+                                        args.source, args.key, max_per_label=args.max_per_class or None,
+                                        random_state=args.seed, axis_source=args.axis_source,
+                                        axis_key=args.axis_key, min_labels=1, return_origins=True)
     # a model fitted without an axis reads spectra on its own points only
     result = score(clf, X, y, axis=axis if clf.axis_ is not None else None)
+    if args.errors:
+        _write_mistaken(args.errors, result, origins)
     note = trained_here(clf.trained_on_, labelled_from(args.data, args.labels, args.dataset,
                                                        args.source, args.key))
     if args.json:
@@ -255,7 +272,37 @@ def evaluate(args):
         print(f"note: {note}")
     for line in result.lines():
         print(line)
+    unread = result.predicted < 0
+    if unread.any() and X.shape[1] == clf.n_features_in_:  # on the model's points: nameable
+        points = unread_points(X[unread], clf.bridged_points_)
+        if points is not None and points.size:
+            print(f"{point_runs(points)} NaN or inf in every spectrum not classified; if the detector "
+                  f"masks them since training: --mask-points {point_runs(points, spec=True)}")
+    if args.errors:
+        print(f"wrote the {len(result.mistaken)} spectra predicted otherwise than labelled, or not "
+              f"classified, to {args.errors}")
     return 0
+
+
+def _write_mistaken(path, result, origins) -> None:
+    """``evaluate --errors``: where each mistaken spectrum was read, its label, what was predicted."""
+    import csv
+
+    import numpy as np
+
+    run = origins.trains is not None
+    names = [str(c) for c in result.classes]
+    with _written_whole(path) as f:
+        out = csv.writer(f, lineterminator="\n")  # quotes a class name with a comma
+        out.writerow((("train_id", "pulse") if run else ("row",))
+                     + ("labelled", "predicted", "confidence", "ambiguous"))
+        for i in result.mistaken:
+            place = (int(origins.trains[i]), int(origins.pulses[i])) if run else (int(origins.rows[i]),)
+            p = int(result.predicted[i])
+            read = p >= 0 and np.isfinite(result.confidence[i])
+            out.writerow(place + (names[result.truth[i]], names[p] if read else "",
+                                  f"{result.confidence[i]:.4f}" if read else "",
+                                  int(result.flagged[i]) if read else ""))
 
 
 def _range(text):

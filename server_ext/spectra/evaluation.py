@@ -28,10 +28,20 @@ class Evaluation:
     confusion: np.ndarray  # (K, K): labelled class x predicted class
     ambiguous: np.ndarray  # (K, K): of ``confusion``, flagged ambiguous
     unread: np.ndarray  # (K,): per labelled class, spectra not classified
-    bins: np.ndarray  # (B, 2): the bins' first and last point
+    bins: np.ndarray  # (B, 2): the bins' point ranges [start, stop), as ``bins_``
     bin_accuracy: np.ndarray  # (B,): each bin's own vote, on these spectra
     bin_accuracy_at_training: np.ndarray  # (B,): ``separability_``
     weights: np.ndarray  # (B,): the bins' weights in the vote
+    truth: np.ndarray  # (n,): each spectrum's labelled class, an index into ``classes``
+    predicted: np.ndarray  # (n,): its predicted class index, -1 where not classified
+    confidence: np.ndarray  # (n,): the predicted class's probability, NaN where not classified
+    flagged: np.ndarray  # (n,): flagged ambiguous
+
+    @property
+    def mistaken(self) -> np.ndarray:
+        """Indices of the spectra predicted otherwise than labelled, or not
+        classified: the ones to look at."""
+        return np.flatnonzero(self.predicted != self.truth)
 
     @property
     def scored(self) -> int:
@@ -167,10 +177,15 @@ def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
     ambiguous = np.zeros((k, k), np.int64)
     unread = np.zeros(k, np.int64)
     bin_right = np.zeros(len(clf.bins_), np.int64)
+    predicted = np.full(len(y), -1, np.intp)
+    confidence = np.full(len(y), np.nan)
+    flags = np.zeros(len(y), bool)
     for start in range(0, len(y), chunk):
         t = truth[start:start + chunk]
         Xc = X[start:start + chunk]
-        pred, _, flagged, ok = clf.classify_batch(Xc, axis)
+        pred, conf, flagged, ok = clf.classify_batch(Xc, axis)
+        rows = start + np.flatnonzero(ok)
+        predicted[rows], confidence[rows], flags[rows] = pred[ok], conf[ok], flagged[ok]
         cells = t[ok] * k + pred[ok]
         confusion += np.bincount(cells, minlength=k * k).reshape(k, k)
         ambiguous += np.bincount(cells[flagged[ok]], minlength=k * k).reshape(k, k)
@@ -184,7 +199,8 @@ def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
                       unread=unread, bins=np.asarray(clf.bins_),
                       bin_accuracy=bin_accuracy,
                       bin_accuracy_at_training=np.asarray(clf.separability_, np.float64),
-                      weights=np.asarray(clf.weights_, np.float64))
+                      weights=np.asarray(clf.weights_, np.float64), truth=truth,
+                      predicted=predicted, confidence=confidence, flagged=flags)
 
 
 def trained_here(trained_on: dict | None, here: dict) -> str | None:

@@ -1,7 +1,9 @@
 """``evaluate`` and ``daas spectra evaluate``: a model scored on labelled
 spectra it was not trained on, counted as ``predict`` labels them."""
 
+import csv
 import json
+import types
 
 import h5py
 import numpy as np
@@ -173,6 +175,53 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     assert "not a saved spectra classifier" in capsys.readouterr().err
 
 
+def test_points_masked_since_training_and_the_mistaken_spectra(tmp_path, capsys):
+    """Two points NaN in every spectrum: none classified, the points named
+    with the remedy; with ``--mask-points`` bridged, as ``mask_points``
+    bridges them; ``--errors`` lists the spectra to look at, by row, and
+    refuses a file that exists."""
+    from server_ext.spectra import BinnedSpectraClassifier
+    from server_ext.spectra.synthetic import make_transition_series
+
+    names = ["low", "high"]
+    first = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=4)
+    later = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=6)
+    X = later.X.astype(np.float64)
+    X[:, [50, 51]] = np.nan
+    X[7] = 0.0  # flat: never classified
+    _nexus(tmp_path / "first.nxs", first, names)
+    _nexus(tmp_path / "damaged.nxs", types.SimpleNamespace(X=X, axis=later.axis, y=later.y), names)
+    model = tmp_path / "model"
+    assert main(["spectra", "train", str(tmp_path / "first.nxs"), "--labels", "@/entry/phase",
+                 "-o", str(model)]) == 0
+    argv = ["spectra", "evaluate", "--model", str(model), str(tmp_path / "damaged.nxs"),
+            "--labels", "@/entry/phase"]
+    capsys.readouterr()
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "accuracy - (0 of 0 spectra)" in out and "not counted above): 120" in out
+    assert ("points 50-51 NaN or inf in every spectrum not classified; if the detector masks them since "
+            "training: --mask-points 50-51") in out
+    errors = tmp_path / "errors.csv"
+    assert main(argv + ["--mask-points", "50-51", "--errors", str(errors), "--json"]) == 0
+    r = json.loads(capsys.readouterr().out)
+    clf = BinnedSpectraClassifier.load(model).mask_points([50, 51])
+    want = evaluate(clf, X, np.array(names)[later.y], axis=later.axis)
+    assert r["confusion"] == want.confusion.tolist() and r["unread"] == 1
+    with open(errors) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["row", "labelled", "predicted", "confidence", "ambiguous"]
+    assert [int(row[0]) for row in rows[1:]] == want.mistaken.tolist() and 7 in want.mistaken
+    for row in rows[1:]:
+        i = int(row[0])
+        assert row[1] == names[later.y[i]]
+        assert row[2:] == (["", "", ""] if i == 7 else
+                           [str(want.classes[want.predicted[i]]), f"{want.confidence[i]:.4f}",
+                            str(int(want.flagged[i]))])
+    assert main(argv + ["--errors", str(errors)]) == 2
+    assert "errors.csv exists" in capsys.readouterr().err
+
+
 def test_spectra_trained_with_are_named(tmp_path):
     """The same data and overlapping label ranges: how many rows (a file) or
     train ids (a run) were labelled for training too; else nothing."""
@@ -213,3 +262,16 @@ def test_evaluate_on_a_run(tmp_path, capsys):
     r = json.loads(capsys.readouterr().out)
     assert r["spectra"] == 10
     assert {c: v["labelled"] + v["unread"] for c, v in r["per_class"].items()} == {"high": 5, "low": 5}
+    # the classes swapped: every spectrum mistaken, each placed by its train and pulse
+    swapped = ["--labels", f"high={lo0}:{lo1}", f"low={hi0}:{hi1}"]
+    errors = tmp_path / "errors.csv"
+    assert main(["spectra", "evaluate", "--model", str(tmp_path / "m"), info["path"], "--source", info["source"],
+                 "--key", info["key"], *swapped, "--errors", str(errors)]) == 0
+    n = 3 * (lo1 - lo0 + hi1 - hi0)
+    assert f"wrote the {n} spectra predicted otherwise than labelled" in capsys.readouterr().out
+    with open(errors) as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["train_id", "pulse", "labelled", "predicted", "confidence", "ambiguous"]
+    places = {(int(t), int(p)) for t, p, *_ in rows[1:]}
+    assert places == {(t, p) for t in [*range(lo0, lo1), *range(hi0, hi1)] for p in range(3)}
+    assert all(row[2] != row[3] for row in rows[1:])
