@@ -851,22 +851,24 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
         P[flat] = 1.0 / P.shape[1]  # no evidence for any class
         return P, flat
 
-    def classify_batch(self, X, axis=None, return_proba=False):
+    def classify_batch(self, X, axis=None, return_proba=False, return_bin_votes=False):
         """Classify a batch without raising on malformed rows.
 
         Returns ``(class_index, confidence, ambiguous, ok)``, and with
-        ``return_proba`` the probabilities (``classes_`` order) last; rows
+        ``return_proba`` the probabilities (``classes_`` order), with
+        ``return_bin_votes`` each kept bin's own most probable class index
+        (n, bins: what the vote weighed), after them; rows
         with NaN or inf, and flat rows (no signal, e.g. a detector dropout),
         have ``ok == False`` and meaningless results. Shape problems still
         raise :class:`SpectraError`. Used by the stream. ``axis``: as for
         :meth:`predict_proba`.
         """
         X, resample = self._read(X, axis)
-        P, finite, signal = self._plan().score(X, resample)
+        P, finite, signal, *votes = self._plan().score(X, resample, bin_votes=return_bin_votes)
         idx = P.argmax(1)
         conf = P[np.arange(len(P)), idx]
         out = idx, conf, conf < self.ambiguity_threshold, finite & signal
-        return (*out, P) if return_proba else out
+        return (*out, *((P,) if return_proba else ()), *votes)
 
     def mask_points(self, points):
         """Bridge ``points`` (point indices) in every spectrum classified from

@@ -183,16 +183,14 @@ def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
     for start in range(0, len(y), chunk):
         t = truth[start:start + chunk]
         Xc = X[start:start + chunk]
-        pred, conf, flagged, ok = clf.classify_batch(Xc, axis)
+        pred, conf, flagged, ok, votes = clf.classify_batch(Xc, axis, return_bin_votes=True)
         rows = start + np.flatnonzero(ok)
         predicted[rows], confidence[rows], flags[rows] = pred[ok], conf[ok], flagged[ok]
         cells = t[ok] * k + pred[ok]
         confusion += np.bincount(cells, minlength=k * k).reshape(k, k)
         ambiguous += np.bincount(cells[flagged[ok]], minlength=k * k).reshape(k, k)
         unread += np.bincount(t[~ok], minlength=k)
-        if ok.any():
-            votes = clf.bin_proba(np.asarray(Xc)[ok], axis).argmax(2)
-            bin_right += (votes == t[ok]).sum(1)
+        bin_right += (votes[ok] == t[ok, None]).sum(0)
     scored = int(confusion.sum())
     bin_accuracy = bin_right / scored if scored else np.full(len(bin_right), np.nan)
     return Evaluation(classes=classes, confusion=confusion, ambiguous=ambiguous,

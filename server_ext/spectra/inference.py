@@ -176,7 +176,7 @@ class InferencePlan:
         L /= L.sum(axis=1, keepdims=True)
         return L
 
-    def _chunk(self, X, P, finite, signal, a, b, resample=None):
+    def _chunk(self, X, P, finite, signal, a, b, resample=None, votes=None):
         S = self.prep.segment_means_fast(X[a:b] if resample is None else resample(X[a:b]))
         inv = self.prep.normalise_rows(S, finite[a:b], signal[a:b])  # S: baseline-free
         if self.aligner is None:
@@ -189,25 +189,30 @@ class InferencePlan:
             Z = self.aligner.align(S, self.aligned_columns)
             h = self._hidden(S, inv, Z.reshape(len(S), self.n_bins, self.width)) \
                 if self.window_columns else self._hidden(Z, inv)
-        P[a:b] = self._vote(self._bin_log_proba(h))
+        o = self._bin_log_proba(h)
+        P[a:b] = self._vote(o)
+        if votes is not None:
+            votes[a:b] = o.argmax(2)
 
-    def score(self, X, resample=None):
+    def score(self, X, resample=None, bin_votes=False):
         """``(P, finite, signal)`` for the rows of ``X`` (n, n_points): class
         probabilities (float32; a row with NaN or inf is scored as if all
         zero), which rows are finite, and which have a signal (not flat).
         ``resample``: brings ``X``'s points onto the model's, chunk by chunk
-        (:class:`.resample.ResamplePlan`), where they are others."""
+        (:class:`.resample.ResamplePlan`), where they are others.
+        ``bin_votes``: also each bin's own most probable class (n, bins), last."""
         n = len(X)
         P = np.empty((n, self.n_classes), np.float32)
         finite = np.empty(n, bool)
         signal = np.empty(n, bool)
+        votes = np.empty((n, self.n_bins), np.intp) if bin_votes else None
         bounds = [(a, min(a + CHUNK_ROWS, n)) for a in range(0, n, CHUNK_ROWS)]
         if len(bounds) == 1 or _threads() == 1:
             for a, b in bounds:
-                self._chunk(X, P, finite, signal, a, b, resample)
-            return P, finite, signal
-        with _single_threaded_blas():
-            for _ in _pool().map(lambda ab: self._chunk(X, P, finite, signal, *ab, resample),
-                                 bounds):
-                pass
-        return P, finite, signal
+                self._chunk(X, P, finite, signal, a, b, resample, votes)
+        else:
+            with _single_threaded_blas():
+                for _ in _pool().map(lambda ab: self._chunk(X, P, finite, signal, *ab, resample, votes),
+                                     bounds):
+                    pass
+        return (P, finite, signal, votes) if bin_votes else (P, finite, signal)
