@@ -827,6 +827,12 @@ def inference_speed(cases, plans, X, repeats=3):
             f"segments, {len(clf.classes_)} classes", clf.predict) for label, clf in cases]
     fns += [("predict_with_confidence", f"predict_with_confidence, {cases[0][0]}",
              cases[0][1].predict_with_confidence)]
+    from server_ext.spectra import evaluate
+
+    first = cases[0][1]
+    labels = first.predict(batch)  # as the labels: counting costs the same whatever they are
+    fns += [("evaluate", f"evaluate (confusion, each bin's vote), {cases[0][0]}",
+             lambda Z: evaluate(first, Z, labels[:len(Z)]))]
     fns += [(f"core {label}", f"core, {label}", plan.score) for label, plan in plans]
     fns += [(bare, bare, lambda Z: Z.sum(1))]
     rates = {key: [] for key, _, _ in fns}
