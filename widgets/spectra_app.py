@@ -32,6 +32,7 @@ MAX_POINTS = 5000  # trains kept in the live plot
 #: second while no train comes) before the live plot takes its connection for broken
 SILENT_S = 60.0
 RECONNECT_S = 2.0  # pause before the live plot opens a broken connection again
+MISTAKEN_SHOWN = 20  # of the spectra an evaluation got wrong, those listed
 
 
 def _source_key(text: str, field: str, expected: str) -> dict:
@@ -362,10 +363,17 @@ class SpectraClassifierApp(W.VBox):
         note = f"; note: {result['trained_here']}" if result.get("trained_here") else ""
         self.evaluate_status.show(f"model {result['model'][:8]} on {result['data']}: "
                                   + "; ".join(headline(result)) + note, "warning" if note else "success")
+        shown = result["mistaken"][:MISTAKEN_SHOWN]
+        look = [[f"train {m['train_id']} pulse {m['pulse']}" if "train_id" in m else f"row {m['row']}",
+                 m["labelled"], m["predicted"] or "not classified",
+                 "-" if m["confidence"] is None else f"{m['confidence']:.2f}"] for m in shown]
         self.evaluation_box.children = [
             W.HTML("<b>rows: labelled, columns: predicted</b>"
                    + table(confusion_rows(result), ["", *result["classes"], "recall"])),
-            W.HTML("<b>each bin's own vote</b>" + table(bin_rows(result), BIN_HEADER))]
+            W.HTML("<b>each bin's own vote</b>" + table(bin_rows(result), BIN_HEADER))] + (
+            [W.HTML(f"<b>to look at: {len(shown)} of the {result['mistaken_count']} spectra predicted "
+                    "otherwise than labelled</b>" + table(look, ["spectrum", "labelled", "predicted",
+                                                                  "confidence"]))] if shown else [])
         return result
 
     def _follow_training(self, job: dict) -> None:

@@ -183,6 +183,9 @@ def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 
             "ambiguous": [bool(v) for v in ambiguous]}
 
 
+MISTAKEN_SHOWN = 100  # of the spectra predicted otherwise than labelled, those an evaluation names
+
+
 def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=None) -> dict:
     """Score a saved model on labelled spectra (named as for :func:`train`):
     :meth:`server_ext.spectra.Evaluation.report`. A file holding more than
@@ -192,7 +195,7 @@ def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=No
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError, evaluate as score
     from server_ext.spectra.datafiles import load_labelled, open_spectra
-    from server_ext.spectra.evaluation import trained_here
+    from server_ext.spectra.evaluation import mistaken_spectra, trained_here
 
     clf = BinnedSpectraClassifier.load(model_dir)
     if mask_points:
@@ -202,13 +205,14 @@ def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=No
             if dset.shape[0] > limit:
                 raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at "
                                    "once; evaluate it in a notebook with server_ext.spectra.evaluate")
-    X, y, axis = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
-                               source=options.get("source"), key=options.get("key"),
-                               max_per_label=options.get("max_per_label"), min_labels=1,
-                               **axis_options(options))
+    X, y, axis, origins = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
+                                        source=options.get("source"), key=options.get("key"),
+                                        max_per_label=options.get("max_per_label"), min_labels=1,
+                                        return_origins=True, **axis_options(options))
     # a model fitted without an axis reads spectra on its own points only
-    report = score(clf, X, y, axis=axis if clf.axis_ is not None else None).report()
-    return {"trained_here": trained_here(clf.trained_on_, _labelled_from(options)), **report}
+    result = score(clf, X, y, axis=axis if clf.axis_ is not None else None)
+    return {"trained_here": trained_here(clf.trained_on_, _labelled_from(options)), **result.report(),
+            "mistaken_count": len(result.mistaken), "mistaken": mistaken_spectra(result, origins, MISTAKEN_SHOWN)}
 
 
 def stream_axis(model_dir: str, path: str | None, dataset: str | None = None) -> list[float] | None:

@@ -288,21 +288,18 @@ def _write_mistaken(path, result, origins) -> None:
     """``evaluate --errors``: where each mistaken spectrum was read, its label, what was predicted."""
     import csv
 
-    import numpy as np
+    from .evaluation import mistaken_spectra
 
-    run = origins.trains is not None
-    names = [str(c) for c in result.classes]
+    rows = mistaken_spectra(result, origins)
+    columns = (["train_id", "pulse"] if origins.trains is not None else ["row"]) + [
+        "labelled", "predicted", "confidence", "ambiguous"]
+    def cell(v):
+        return "" if v is None else int(v) if isinstance(v, bool) else f"{v:.4f}" if isinstance(v, float) else v
+
     with _written_whole(path) as f:
         out = csv.writer(f, lineterminator="\n")  # quotes a class name with a comma
-        out.writerow((("train_id", "pulse") if run else ("row",))
-                     + ("labelled", "predicted", "confidence", "ambiguous"))
-        for i in result.mistaken:
-            place = (int(origins.trains[i]), int(origins.pulses[i])) if run else (int(origins.rows[i]),)
-            p = int(result.predicted[i])
-            read = p >= 0 and np.isfinite(result.confidence[i])
-            out.writerow(place + (names[result.truth[i]], names[p] if read else "",
-                                  f"{result.confidence[i]:.4f}" if read else "",
-                                  int(result.flagged[i]) if read else ""))
+        out.writerow(columns)
+        out.writerows([cell(r[c]) for c in columns] for r in rows)
 
 
 def _range(text):

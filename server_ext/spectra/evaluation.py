@@ -201,6 +201,25 @@ def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
                       predicted=predicted, confidence=confidence, flagged=flags)
 
 
+def mistaken_spectra(result: Evaluation, origins, limit: int | None = None) -> list[dict]:
+    """The first ``limit`` (all: None) of ``result.mistaken`` as JSON types:
+    where each was read (``row`` of a file, or ``train_id`` and ``pulse`` of
+    a run: ``origins``, a :class:`.datafiles.Origins`), its ``labelled``
+    class, and the ``predicted`` one, its ``confidence`` and whether
+    ``ambiguous`` -- each None where the spectrum was not classified."""
+    names = [str(c) for c in result.classes]
+    out = []
+    for i in result.mistaken[:limit]:
+        place = ({"train_id": int(origins.trains[i]), "pulse": int(origins.pulses[i])}
+                 if origins.trains is not None else {"row": int(origins.rows[i])})
+        read = result.predicted[i] >= 0
+        out.append({**place, "labelled": names[result.truth[i]],
+                    "predicted": names[result.predicted[i]] if read else None,
+                    "confidence": float(result.confidence[i]) if read else None,
+                    "ambiguous": bool(result.flagged[i]) if read else None})
+    return out
+
+
 def trained_here(trained_on: dict | None, here: dict) -> str | None:
     """A sentence where the labelled spectra ``here``
     (:func:`.datafiles.labelled_from`) may be among those the model was

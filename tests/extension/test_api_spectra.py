@@ -273,6 +273,14 @@ def test_evaluate_a_model_on_labelled_spectra(api, trained_model, server_root):
     by_ranges = call(api, "POST", path, json={"data": "processed/labelled.h5", "dataset": "/spectra",
                                               "labels": [f"before=0:{n}", f"after={n}:{len(X)}"]})
     assert by_ranges.json()["confusion"] == want
+    assert r["mistaken_count"] == r["scored"] - r["correct"] == len(r["mistaken"])
+    # named the wrong way round: every spectrum mistaken, the first 100 named by row, as predict labels them
+    swapped = call(api, "POST", path, json={"data": "processed/labelled.h5", "dataset": "/spectra",
+                                            "labels": [f"after=0:{n}", f"before={n}:{len(X)}"]}).json()
+    wrong = [i for i in range(len(X)) if predicted[i] != ("after" if i < n else "before")]
+    assert swapped["mistaken_count"] == len(wrong) and [m["row"] for m in swapped["mistaken"]] == wrong[:100]
+    assert all(m["predicted"] == predicted[m["row"]] and m["labelled"] != m["predicted"]
+               for m in swapped["mistaken"])
 
     tids = _train_ids(server_root["root"] / "spectra-run")
     ends = [f"before={tids[0]}:{tids[10]}", f"after={tids[-10]}:{tids[-1] + 1}"]
@@ -282,6 +290,7 @@ def test_evaluate_a_model_on_labelled_spectra(api, trained_model, server_root):
     assert run.json()["spectra"] == 10
     # the model was trained with the first 30 trains and the last 30: these 20 are among them
     assert run.json()["trained_here"].startswith("20 of these labelled train ids were labelled for training")
+    assert all({"train_id", "pulse"} <= set(m) for m in run.json()["mistaken"])
     assert {c: v["labelled"] + v["unread"] for c, v in run.json()["per_class"].items()} == {"before": 5, "after": 5}
 
     for body, status, message in (

@@ -306,11 +306,21 @@ def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client):
     # the same classes of the same run as the model was trained with: said, in the warning's colour
     assert "; note: " in status and "were labelled for training this model too" in status
     assert "daas-status-warning" in app.evaluate_status._dom_classes
-    matrix, bins = (text(w) for w in app.evaluation_box.children)
+    matrix, bins = (text(w) for w in app.evaluation_box.children[:2])
     for name, counts in zip(result["classes"], result["confusion"]):
         cells = re.search(rf"<tr><td[^>]*>{name}</td>(.*?)</tr>", matrix).group(1)
         assert re.findall(r">(\d+)</td>", cells) == [str(v) for v in counts]
     assert bins.count("<tr>") == 1 + len(trained.model["result"]["bins"])  # the header, then each bin
+
+    assert len(app.evaluation_box.children) == 2 + bool(result["mistaken"])  # a list only of some to look at
+    # the classes named the wrong way round: every spectrum to look at, the first 20 listed by train and pulse
+    first, second = app.labels.children
+    first.name.value, second.name.value = second.name.value, first.name.value
+    swapped = app.evaluate()
+    assert swapped["mistaken_count"] == swapped["spectra"] == 16
+    listed = text(app.evaluation_box.children[2])
+    assert "to look at: 16 of the 16 spectra predicted otherwise than labelled" in listed
+    assert listed.count("<tr>") == 1 + 16 and re.search(r">train \d+ pulse \d+<", listed)
 
     app.labels.children[0].name.value = "hot"
     assert app.evaluate() is None
