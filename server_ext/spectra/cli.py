@@ -238,7 +238,6 @@ def train(args):
 
 def evaluate(args):
     import json
-
     import os
 
     from .classifier import BinnedSpectraClassifier
@@ -293,8 +292,13 @@ def _write_mistaken(path, result, origins) -> None:
     rows = mistaken_spectra(result, origins)
     columns = (["train_id", "pulse"] if origins.trains is not None else ["row"]) + [
         "labelled", "predicted", "confidence", "ambiguous"]
-    def cell(v):
-        return "" if v is None else int(v) if isinstance(v, bool) else f"{v:.4f}" if isinstance(v, float) else v
+
+    def cell(v):  # not classified: empty fields
+        if v is None:
+            return ""
+        if isinstance(v, bool):
+            return int(v)
+        return f"{v:.4f}" if isinstance(v, float) else v
 
     with _written_whole(path) as f:
         out = csv.writer(f, lineterminator="\n")  # quotes a class name with a comma

@@ -16,6 +16,7 @@ at what changed (a peak of the sample environment, a detector region).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -25,17 +26,33 @@ from .errors import SpectraError
 @dataclass(frozen=True)
 class Evaluation:
     classes: np.ndarray
-    confusion: np.ndarray  # (K, K): labelled class x predicted class
-    ambiguous: np.ndarray  # (K, K): of ``confusion``, flagged ambiguous
-    unread: np.ndarray  # (K,): per labelled class, spectra not classified
-    bins: np.ndarray  # (B, 2): the bins' point ranges [start, stop), as ``bins_``
-    bin_accuracy: np.ndarray  # (B,): each bin's own vote, on these spectra
-    bin_accuracy_at_training: np.ndarray  # (B,): ``separability_``
-    weights: np.ndarray  # (B,): the bins' weights in the vote
     truth: np.ndarray  # (n,): each spectrum's labelled class, an index into ``classes``
     predicted: np.ndarray  # (n,): its predicted class index, -1 where not classified
     confidence: np.ndarray  # (n,): the predicted class's probability, NaN where not classified
     flagged: np.ndarray  # (n,): flagged ambiguous
+    bins: np.ndarray  # (B, 2): the bins' point ranges [start, stop), as ``bins_``
+    bin_accuracy: np.ndarray  # (B,): each bin's own vote, on these spectra
+    bin_accuracy_at_training: np.ndarray  # (B,): ``separability_``
+    weights: np.ndarray  # (B,): the bins' weights in the vote
+
+    @cached_property
+    def confusion(self) -> np.ndarray:
+        """(K, K): labelled class x predicted class, of the spectra classified."""
+        return self._cells(self.predicted >= 0)
+
+    @cached_property
+    def ambiguous(self) -> np.ndarray:
+        """(K, K): of ``confusion``, those flagged ambiguous."""
+        return self._cells((self.predicted >= 0) & self.flagged)
+
+    @cached_property
+    def unread(self) -> np.ndarray:
+        """(K,): per labelled class, the spectra not classified."""
+        return np.bincount(self.truth[self.predicted < 0], minlength=len(self.classes))
+
+    def _cells(self, rows) -> np.ndarray:
+        k = len(self.classes)
+        return np.bincount(self.truth[rows] * k + self.predicted[rows], minlength=k * k).reshape(k, k)
 
     @property
     def mistaken(self) -> np.ndarray:
@@ -172,33 +189,22 @@ def evaluate(clf, X, y, axis=None, chunk: int = 2048) -> Evaluation:
                            f"{', '.join(map(str, classes))})")
     order = np.argsort(classes)
     truth = order[np.searchsorted(classes[order], y)]
-    k = len(classes)
-    confusion = np.zeros((k, k), np.int64)
-    ambiguous = np.zeros((k, k), np.int64)
-    unread = np.zeros(k, np.int64)
     bin_right = np.zeros(len(clf.bins_), np.int64)
     predicted = np.full(len(y), -1, np.intp)
     confidence = np.full(len(y), np.nan)
     flags = np.zeros(len(y), bool)
     for start in range(0, len(y), chunk):
-        t = truth[start:start + chunk]
-        Xc = X[start:start + chunk]
-        pred, conf, flagged, ok, votes = clf.classify_batch(Xc, axis, return_bin_votes=True)
+        pred, conf, flagged, ok, votes = clf.classify_batch(X[start:start + chunk], axis,
+                                                            return_bin_votes=True)
         rows = start + np.flatnonzero(ok)
         predicted[rows], confidence[rows], flags[rows] = pred[ok], conf[ok], flagged[ok]
-        cells = t[ok] * k + pred[ok]
-        confusion += np.bincount(cells, minlength=k * k).reshape(k, k)
-        ambiguous += np.bincount(cells[flagged[ok]], minlength=k * k).reshape(k, k)
-        unread += np.bincount(t[~ok], minlength=k)
-        bin_right += (votes[ok] == t[ok, None]).sum(0)
-    scored = int(confusion.sum())
+        bin_right += (votes[ok] == truth[rows, None]).sum(0)
+    scored = int((predicted >= 0).sum())
     bin_accuracy = bin_right / scored if scored else np.full(len(bin_right), np.nan)
-    return Evaluation(classes=classes, confusion=confusion, ambiguous=ambiguous,
-                      unread=unread, bins=np.asarray(clf.bins_),
-                      bin_accuracy=bin_accuracy,
+    return Evaluation(classes=classes, truth=truth, predicted=predicted, confidence=confidence,
+                      flagged=flags, bins=np.asarray(clf.bins_), bin_accuracy=bin_accuracy,
                       bin_accuracy_at_training=np.asarray(clf.separability_, np.float64),
-                      weights=np.asarray(clf.weights_, np.float64), truth=truth,
-                      predicted=predicted, confidence=confidence, flagged=flags)
+                      weights=np.asarray(clf.weights_, np.float64))
 
 
 def mistaken_spectra(result: Evaluation, origins, limit: int | None = None) -> list[dict]:
