@@ -175,10 +175,8 @@ def evaluate(clf, X, y, axis=None, chunk: int = 32768) -> Evaluation:
     """Classify the labelled spectra ``X`` (labels ``y``, classes of
     ``clf``) and count what came out (:class:`Evaluation`). ``axis``: the
     positions of ``X``'s points where they are not the model's, as for
-    ``predict``. ``chunk`` spectra are classified at a time: each bin's
-    vote is kept for that many (8 bytes each), and a batch pays for
-    limiting BLAS to one thread and back (chunks of 2,048 ran at half the
-    rate of one batch on this machine's 2 cores)."""
+    ``predict``. ``chunk`` spectra are classified at a time (each bin's
+    vote is kept for that many, 8 bytes each)."""
     classes = clf.classes_
     y = np.asarray(y)
     if y.ndim != 1 or len(y) != len(X):

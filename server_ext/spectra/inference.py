@@ -30,7 +30,7 @@ the linear interpolation depends on a row's scale).
 Chunks run on a small pool of threads: NumPy releases the GIL in its loops
 and in the BLAS products, which is where the time goes; BLAS itself is kept
 single-threaded there (its threads would only fight ours for the cores over
-products this small). The result equals the reference computation
+products this small; :mod:`.blas_limit`). The result equals the reference computation
 (``SegmentPreprocessor.normalise`` then ``FusedVote.proba``) to float32
 rounding.
 """
@@ -43,6 +43,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
+from .blas_limit import BlasLimit
 from .fused import EPS
 
 __all__ = ["InferencePlan", "CHUNK_ROWS"]
@@ -70,25 +71,18 @@ def _pool():
         return _POOL
 
 
-_CONTROLLER = None
-
-
-def _single_threaded_blas():
-    """Limit BLAS to one thread for the duration (``threadpoolctl``); the
-    controller is made once: finding the libraries costs milliseconds,
-    the limit itself microseconds."""
-    global _CONTROLLER
-    if _CONTROLLER is None:
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER = ThreadpoolController()
-    return _CONTROLLER.limit(limits=1, user_api="blas")
+#: seconds BLAS stays at one thread after the last batch (:mod:`.blas_limit`):
+#: a stream's next train, evaluate's next chunk, come sooner
+BLAS_HOLD_S = 1.0
+_BLAS = BlasLimit(BLAS_HOLD_S)
 
 
 def _forget_pool():
-    # a forked child has the pool object but none of its threads
-    global _POOL, _POOL_LOCK
+    # a forked child has the pool object but none of its threads, nor the
+    # limit's holder (its BLAS stays at one thread if forked while held)
+    global _POOL, _POOL_LOCK, _BLAS
     _POOL, _POOL_LOCK = None, threading.Lock()
+    _BLAS = BlasLimit(BLAS_HOLD_S)
 
 
 if hasattr(os, "register_at_fork"):
@@ -211,7 +205,7 @@ class InferencePlan:
             for a, b in bounds:
                 self._chunk(X, P, finite, signal, a, b, resample, votes)
         else:
-            with _single_threaded_blas():
+            with _BLAS:
                 for _ in _pool().map(lambda ab: self._chunk(X, P, finite, signal, *ab, resample, votes),
                                      bounds):
                     pass

@@ -103,3 +103,85 @@ def test_compiled_normalisation_equals_its_definition(n_points, n_segments, bloc
     np.testing.assert_allclose(S, prep.baseline_free(zeroed), rtol=1e-6, atol=1e-5)
     np.testing.assert_allclose(S * inverse, prep.normalise(zeroed), rtol=1e-5, atol=1e-5)
     assert inverse[5, 0] == 1.0 and (inverse[13, 0] == 1.0) == (not block)
+
+
+def blas_threads():
+    """The thread count of each BLAS library the limit controls (those
+    loaded when it was first used: NumPy's among them)."""
+    from threadpoolctl import threadpool_info
+
+    from server_ext.spectra.blas_limit import _controller
+
+    controlled = {c.filepath for c in _controller().lib_controllers if c.user_api == "blas"}
+    return {i["filepath"]: i["num_threads"] for i in threadpool_info() if i["filepath"] in controlled}
+
+
+def test_blas_is_one_thread_while_batches_run_and_gets_its_threads_back(monkeypatch):
+    """Two threads classifying at once left BLAS at one thread for good, and
+    limiting around every batch halved the rate of small ones: BLAS is one
+    thread in every batch, stays so between batches in quick succession,
+    and gets its threads back ``hold_s`` after the last; a child forked
+    meanwhile classifies."""
+    import os
+    import select
+    import threading
+
+    from server_ext.spectra.blas_limit import BlasLimit
+    from tests.spectra.test_stream import wait_until
+
+    wait_until(lambda: not inference._BLAS.held, "the limit of earlier batches released")
+    before = blas_threads()
+    if inference._threads() < 2 or set(before.values()) == {1}:
+        pytest.skip(f"batches run on the caller's thread or BLAS runs one thread: {before}")
+    limit = BlasLimit(hold_s=0.2)
+    monkeypatch.setattr(inference, "_BLAS", limit)
+    rng = np.random.default_rng(5)
+    plan = inference.InferencePlan(*random_plan(rng, 1000, 230, 16, 5, 3, True))
+    X = spectra(rng, 3 * inference.CHUNK_ROWS, 1000)
+    expected = plan.score(X)[0]
+    inside, results = [], []
+
+    def resample(chunk):  # in the pool's threads, inside a batch
+        inside.append(set(blas_threads().values()))
+        return chunk
+
+    def classify():
+        results.extend(plan.score(X, resample)[0] for _ in range(3))
+
+    callers = [threading.Thread(target=classify) for _ in range(2)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join(120)
+    assert len(results) == 6 and not any(t.is_alive() for t in callers)
+    for P in results:
+        np.testing.assert_allclose(P, expected, atol=1e-6)
+    assert len(inside) == 6 * 3 and all(t == {1} for t in inside), inside
+    wait_until(lambda: blas_threads() == before, "BLAS's threads restored")
+    assert not limit.held
+
+    limit.hold_s = 60.0
+    plan.score(X)
+    assert limit.held and set(blas_threads().values()) == {1}
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: its own limit, none of the parent's threads
+        try:
+            ok = np.allclose(plan.score(X)[0], expected, atol=1e-6)
+            os.write(w, b"classified" if ok else b"wrong")
+        finally:
+            os._exit(0)
+    os.close(w)
+    try:
+        answered = select.select([r], [], [], 60)[0]
+        answer = os.read(r, 100) if answered else b""
+    finally:
+        os.close(r)
+        if not answered:
+            os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    assert answer == b"classified"
+    limit.hold_s = 0.05
+    plan.score(X)  # the last batch: held, then restored soon after
+    wait_until(lambda: blas_threads() == before, "BLAS's threads restored")
+    assert not limit.held
