@@ -1,8 +1,10 @@
-"""Readable messages in widgets: errors without tracebacks, small HTML tables."""
+"""Readable messages in widgets: errors without tracebacks, small HTML tables,
+what a button waits for."""
 
 from __future__ import annotations
 
 import html
+from contextlib import contextmanager
 
 import ipywidgets as W
 
@@ -41,3 +43,16 @@ def table(rows: list[list], header: list[str]) -> str:
         "<tr>" + "".join(f"<td style='padding:0 8px'>{html.escape(str(v))}</td>" for v in row) + "</tr>"
         for row in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+@contextmanager
+def waiting(button: W.Button, status: StatusLine, text: str):
+    """A server call the kernel waits for: ``text`` on ``status`` and
+    ``button`` disabled meanwhile (the kernel answers no click until the
+    call returns: each would queue another call), enabled again after."""
+    button.disabled = True
+    status.show(text)
+    try:
+        yield
+    finally:
+        button.disabled = False

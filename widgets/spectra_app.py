@@ -21,7 +21,7 @@ from .canvas import figure_widget
 from .client import default_client, local_path, relative_to_root
 from .figures import prediction_figure, separability_figure, stream_figure
 from .jobs_table import JobsTable
-from .messages import StatusLine, error_text, table
+from .messages import StatusLine, error_text, table, waiting
 from .polling import Follower, in_background, join_within
 
 ACTIVE = ("queued", "running")
@@ -352,7 +352,10 @@ class SpectraClassifierApp(W.VBox):
             masked = self.masked_points()
             if masked:
                 options["mask_points"] = masked
-            result = self.client.evaluate(self.chosen_model(), self.data.value, self.label_specs(), **options)
+            model = self.chosen_model()
+            with waiting(self.evaluate_button, self.evaluate_status,
+                         f"evaluating model {model[:8]} on {self.data.value} ..."):
+                result = self.client.evaluate(model, self.data.value, self.label_specs(), **options)
         except Exception as e:  # noqa: BLE001
             self.evaluate_status.error(e)
             self.evaluation_box.children = []
@@ -501,9 +504,11 @@ class SpectraClassifierApp(W.VBox):
     def classify(self) -> dict | None:
         """Classify the spectra of a file with the chosen model; ambiguous ones marked."""
         try:
-            result = self.client.predict(self.chosen_model(), self.predict_path.value.strip(),
-                                         dataset=self.dataset.value or None, mask_points=self.masked_points(),
-                                         axis_dataset=self.predict_axis.value.strip() or None)
+            model, path = self.chosen_model(), self.predict_path.value.strip()
+            options = {"dataset": self.dataset.value or None, "mask_points": self.masked_points(),
+                       "axis_dataset": self.predict_axis.value.strip() or None}
+            with waiting(self.predict_button, self.predict_status, f"classifying {path} with model {model[:8]} ..."):
+                result = self.client.predict(model, path, **options)
         except Exception as e:  # noqa: BLE001
             self.predict_status.error(e)
             return None

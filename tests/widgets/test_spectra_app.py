@@ -74,13 +74,31 @@ def test_classes_said_to_share_their_cell_train_without_a_position_difference(cl
     assert app.model["result"]["findings"][0] == "classes told apart by peak position: none"
 
 
-def test_classify_a_file_marks_the_ambiguous(trained, widget_root):
+def while_called(monkeypatch, client, method, button, status):
+    """What ``button`` and ``status`` showed while the app waited for each
+    call of ``client.method`` (the real one, called through)."""
+    seen, real = [], getattr(client, method)
+
+    def spy(*args, **kwargs):
+        seen.append((button.disabled, text(status)))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(client, method, spy)
+    return seen
+
+
+def test_classify_a_file_marks_the_ambiguous(trained, widget_root, monkeypatch):
     series = make_transition_series(n_spectra=40, n_points=trained.model["result"]["n_points"], random_state=3)
     with h5py.File(widget_root["root"] / "to-classify.h5", "w") as f:
         f["spectra"] = series.X
     trained.predict_path.value = "to-classify.h5"
+    seen = while_called(monkeypatch, trained.client, "predict", trained.predict_button, trained.predict_status)
     result = trained.classify()
     assert result is not None, trained.predict_status.value
+    # the button disabled while the kernel waited (a click would queue another), a line saying what runs
+    [(disabled, status)] = seen
+    assert disabled and f">classifying to-classify.h5 with model {trained.models.value[:8]} ...<" in status
+    assert not trained.predict_button.disabled
     assert len(result["labels"]) == 40 and set(result["labels"]) <= {"before", "after"}
     assert f"ambiguous: {sum(result['ambiguous'])} of 40" in text(trained.predict_status)
     ax = trained.pred_fig.axes[0]
@@ -289,14 +307,19 @@ def test_the_live_plot_reconnects_when_its_connection_breaks(trained, monkeypatc
         f"; phases by train: {first} {phase}" in text(app.stream_status), text(app.stream_status)
 
 
-def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client):
+def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client, monkeypatch):
     """Evaluate scores the chosen model on the spectra and classes in the
     form, as the API scores them: the accuracy line, the confusion matrix and
     each bin; a class the model does not know is a message, nothing shown."""
     app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=8, client=client)
     app.models.value = trained.model["id"]
+    seen = while_called(monkeypatch, client, "evaluate", app.evaluate_button, app.evaluate_status)
     result = app.evaluate()
     assert result is not None, app.evaluate_status.value
+    [(disabled, status)] = seen
+    assert disabled and f">evaluating model {trained.model['id'][:8]} on spectra-run ...<" in status
+    assert not app.evaluate_button.disabled
+    monkeypatch.undo()
     want = client.evaluate(trained.model["id"], "spectra-run", app.label_specs(), source=DEMO_SOURCE,
                            key=DEMO_KEY, max_per_label=8, axis_source=DEMO_AXIS_SOURCE, axis_key="twoTheta")
     assert result["confusion"] == want["confusion"] and result["spectra"] == 16
@@ -325,7 +348,7 @@ def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client):
     app.labels.children[0].name.value = "hot"
     assert app.evaluate() is None
     assert "labels not among the model's classes: hot" in text(app.evaluate_status)
-    assert app.evaluation_box.children == ()
+    assert app.evaluation_box.children == () and not app.evaluate_button.disabled
 
 
 def test_mistakes_are_messages(client, trained):
@@ -335,6 +358,7 @@ def test_mistakes_are_messages(client, trained):
     assert trained.classify() is None
     message = text(trained.predict_status)
     assert "no-such-file.h5" in message and "Traceback" not in message
+    assert not trained.predict_button.disabled  # enabled again for the corrected path
     empty = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
     empty.models.options = []
     assert empty.start_stream() is None
