@@ -37,12 +37,14 @@ class BlasLimit:
         self.hold_s = hold_s
         self._cond = threading.Condition()
         self._running = 0
+        self._begun = 0  # batches begun: one may begin and end while the holder sleeps
         self._limited = False
         self._holder = None
 
     def __enter__(self):
         with self._cond:
             self._running += 1
+            self._begun += 1
             if self._holder is None:
                 self._holder = threading.Thread(target=self._hold, daemon=True,
                                                 name="spectra-blas-limit")
@@ -71,7 +73,8 @@ class BlasLimit:
                     self._cond.notify_all()
                     while True:
                         self._cond.wait_for(lambda: not self._running)
-                        if not self._cond.wait_for(lambda: self._running, timeout=self.hold_s):
+                        begun = self._begun
+                        if not self._cond.wait_for(lambda: self._begun != begun, timeout=self.hold_s):
                             break
             finally:
                 self._limited = False
