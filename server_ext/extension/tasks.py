@@ -193,9 +193,9 @@ def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=No
     ``max_per_label``."""
     import os
 
-    from server_ext.spectra import BinnedSpectraClassifier, SpectraError, evaluate as score
-    from server_ext.spectra.datafiles import load_labelled, open_spectra
-    from server_ext.spectra.evaluation import mistaken_spectra, trained_here
+    from server_ext.spectra import BinnedSpectraClassifier, SpectraError
+    from server_ext.spectra.datafiles import open_spectra
+    from server_ext.spectra.evaluation import evaluate_labelled, mistaken_spectra
 
     clf = BinnedSpectraClassifier.load(model_dir)
     if mask_points:
@@ -205,13 +205,11 @@ def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=No
             if dset.shape[0] > limit:
                 raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at "
                                    "once; evaluate it in a notebook with server_ext.spectra.evaluate")
-    X, y, axis, origins = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
-                                        source=options.get("source"), key=options.get("key"),
-                                        max_per_label=options.get("max_per_label"), min_labels=1,
-                                        return_origins=True, **axis_options(options))
-    # a model fitted without an axis reads spectra on its own points only
-    result = score(clf, X, y, axis=axis if clf.axis_ is not None else None)
-    return {"trained_here": trained_here(clf.trained_on_, _labelled_from(options)), **result.report(),
+    result, _, origins, note = evaluate_labelled(clf, options["data"], options["labels"], options.get("dataset"),
+                                                 options.get("source"), options.get("key"),
+                                                 max_per_label=options.get("max_per_label"),
+                                                 **axis_options(options))
+    return {"trained_here": note, **result.report(),
             "mistaken_count": len(result.mistaken), "mistaken": mistaken_spectra(result, origins, MISTAKEN_SHOWN)}
 
 

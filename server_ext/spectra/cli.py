@@ -241,9 +241,8 @@ def evaluate(args):
     import os
 
     from .classifier import BinnedSpectraClassifier
-    from .datafiles import labelled_from, load_labelled
     from .errors import SpectraError
-    from .evaluation import evaluate as score, trained_here
+    from .evaluation import evaluate_labelled
     from .inputs import parse_points, point_runs, unread_points
 
     if args.errors and os.path.exists(args.errors):
@@ -251,22 +250,18 @@ def evaluate(args):
     clf = BinnedSpectraClassifier.load(args.model)
     if args.mask_points:
         clf.mask_points(parse_points(args.mask_points, "--mask-points"))
-    X, y, axis, origins = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
-                                        args.source, args.key, max_per_label=args.max_per_class or None,
-                                        random_state=args.seed, axis_source=args.axis_source,
-                                        axis_key=args.axis_key, min_labels=1, return_origins=True)
-    # a model fitted without an axis reads spectra on its own points only
-    result = score(clf, X, y, axis=axis if clf.axis_ is not None else None)
+    result, X, origins, note = evaluate_labelled(
+        clf, args.data, args.labels, args.dataset, args.source, args.key, axis_dataset=args.axis_dataset,
+        max_per_label=args.max_per_class or None, random_state=args.seed, axis_source=args.axis_source,
+        axis_key=args.axis_key)
     if args.errors:
         _write_mistaken(args.errors, result, origins)
-    note = trained_here(clf.trained_on_, labelled_from(args.data, args.labels, args.dataset,
-                                                       args.source, args.key))
     if args.json:
         print(json.dumps({"model": str(args.model), "data": str(args.data), "trained_here": note,
                           **result.report()}, indent=2))
         return 0
-    print(f"{args.model} on {args.data}: {len(y)} labelled spectra of "
-          f"{len(set(y.tolist()))} of its {len(clf.classes_)} classes")
+    print(f"{args.model} on {args.data}: {len(result.truth)} labelled spectra of "
+          f"{len(set(result.truth.tolist()))} of its {len(clf.classes_)} classes")
     if note:
         print(f"note: {note}")
     for line in result.lines():

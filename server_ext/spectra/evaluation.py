@@ -208,6 +208,22 @@ def evaluate(clf, X, y, axis=None, chunk: int = 32768) -> Evaluation:
                       weights=np.asarray(clf.weights_, np.float64))
 
 
+def evaluate_labelled(clf, data, labels, dataset=None, source=None, key=None, **read):
+    """:func:`evaluate` on the labelled spectra of ``data`` (a file or a
+    run), named as for training (:func:`.datafiles.load_labelled`; ``read``:
+    its other options), one class enough: ``(Evaluation, X, origins, note)``,
+    ``note`` saying where they may be among those the model was trained
+    with (:func:`trained_here`)."""
+    from .datafiles import labelled_from, load_labelled
+
+    X, y, axis, origins = load_labelled(data, labels, dataset=dataset, source=source, key=key,
+                                        min_labels=1, return_origins=True, **read)
+    # a model fitted without an axis reads spectra on its own points only
+    result = evaluate(clf, X, y, axis=axis if clf.axis_ is not None else None)
+    note = trained_here(clf.trained_on_, labelled_from(data, labels, dataset, source, key))
+    return result, X, origins, note
+
+
 def mistaken_spectra(result: Evaluation, origins, limit: int | None = None) -> list[dict]:
     """The first ``limit`` (all: None) of ``result.mistaken`` as JSON types:
     where each was read (``row`` of a file, or ``train_id`` and ``pulse`` of
