@@ -312,8 +312,11 @@ class SpectraStream:
 
     def start(self):
         """Start receiving (``with stream:`` and iterating call this). A
-        stream runs once: a stopped one cannot be started again."""
+        stream runs once: a stopped one cannot be started again; one stopped
+        before it started (a cancel while it was set up) yields nothing."""
         if self._stop.is_set():
+            if self._thread is None:
+                return self
             raise SpectraError(_ONCE)
         if self._thread is None:
             self.classifier.warm_up()  # the first train would otherwise wait for it

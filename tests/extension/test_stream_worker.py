@@ -66,6 +66,32 @@ def test_the_stream_ends_when_the_servers_end_of_its_stop_pipe_closes(model_dir,
             process.join(10)
 
 
+def test_a_stream_stopped_while_it_starts_ends_stopped(model_dir):
+    """Stop clicked right after Start: the stop arrives while the process
+    loads the model; the stream ends stopped, not failed."""
+    options = {"model_dir": model_dir, "source": {"endpoint": silent_bridge(), "timeout": 0.5}}
+    ctx = multiprocessing.get_context("spawn")
+    messages, child = ctx.Pipe(duplex=False)
+    stop_reader, stop = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=main, args=(child, options, 10.0, stop_reader), daemon=True)
+    process.start()
+    child.close()
+    stop_reader.close()
+    stop.send("stop")
+    try:
+        seen = [_next(messages)]
+        while seen[-1]["type"] != "end":
+            seen.append(_next(messages))
+        process.join(BOUND)
+        assert process.exitcode == 0
+        assert seen[-1]["error"] is None and seen[-1]["stats"]["state"] == "stopped", seen[-1]
+        assert "train" not in [m["type"] for m in seen]
+    finally:
+        if process.is_alive():
+            process.kill()
+            process.join(10)
+
+
 def _next(messages):
     assert messages.poll(BOUND), f"no message from the stream within {BOUND} s"
     return messages.recv()

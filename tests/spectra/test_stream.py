@@ -147,6 +147,17 @@ def test_a_stream_is_iterated_once(fitted, intensity_series):
         other.run()
 
 
+def test_a_stream_stopped_before_it_started_yields_nothing(fitted, intensity_series):
+    """A cancel while the stream is set up (a stop from the server before the
+    loop begins) ends it at once, with no error; it still runs once."""
+    clf, _ = fitted
+    stream = SpectraStream(clf, trains_of(intensity_series.X[:20], 5))
+    assert stream.stop() is True
+    assert list(stream) == [] and stream.stats.received == 0
+    with pytest.raises(SpectraError, match="iterated once"):
+        iter(stream)
+
+
 def test_full_queue_drops_oldest_for_live_sources(fitted, intensity_series):
     clf, _ = fitted
     trains = trains_of(intensity_series.X, 5)[:20]
