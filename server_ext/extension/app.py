@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import signal
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from jupyter_core.paths import jupyter_data_dir
@@ -41,6 +42,8 @@ class DaasState:
     request_timeout: float
     max_predict_spectra: int
     max_spectra_per_label: int
+    # requests classifying with each model just now (predict, evaluate, a stream's start): not removed meanwhile
+    models_in_use: Counter = field(default_factory=Counter)
 
 
 class DaasExtension(ExtensionApp):

@@ -146,6 +146,11 @@ class DaasClient:
     def cancel_training(self, model_id: str) -> dict:
         return self.request("DELETE", f"spectra/models/{model_id}")
 
+    def remove_model(self, model_id: str) -> None:
+        """Remove a model whose training has ended, its saved files too; refused while a
+        stream, a prediction or an evaluation uses it, or its training runs."""
+        self.request("DELETE", f"spectra/models/{model_id}", query={"remove": "true"})
+
     def predict(self, model_id: str, data: str, dataset: str | None = None,
                 mask_points: list[int] | None = None, axis_dataset: str | None = None) -> dict:
         """``{"labels", "confidence", "ambiguous"}`` for the spectra of a file;

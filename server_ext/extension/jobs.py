@@ -1,8 +1,8 @@
 """The job manager: conversion and training jobs on Dask, records on disk, bounded concurrency.
 
 Handlers only call :meth:`JobManager.submit`, :meth:`list`, :meth:`get`,
-:meth:`wait_final` and :meth:`cancel`; the work runs on the Dask workers, never on the
-server's event loop. At most ``max_running`` jobs run at once, the others
+:meth:`wait_final`, :meth:`cancel` and :meth:`remove`; the work runs on the
+Dask workers, never on the server's event loop. At most ``max_running`` jobs run at once, the others
 wait ``queued`` in submission order.
 """
 
@@ -78,6 +78,17 @@ class JobManager:
             record["cancel_requested"] = True
             self.store.save(record)
             await self.backend.cancel(job_id)
+        return record
+
+    def remove(self, job_id: str, kind: str | None = None) -> dict:
+        """Forget a job that has ended: its record goes, from here and from disk (what the
+        job wrote is the caller's to remove). A job still queued or running is refused (409)."""
+        record = self.get(job_id, kind)
+        if record["state"] not in FINAL:
+            raise DaasRequestError(409, f"job {job_id} is {record['state']}: cancel it first (DELETE without "
+                                        "remove), then remove it once it has ended")
+        self.store.remove(job_id)
+        del self.records[job_id]
         return record
 
     def running(self) -> int:

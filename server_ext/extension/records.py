@@ -47,6 +47,9 @@ class JobStore:
     def save(self, record: dict) -> None:
         write_json_atomic(self.folder / f"{record['id']}.json", record)
 
+    def remove(self, job_id: str) -> None:
+        (self.folder / f"{job_id}.json").unlink(missing_ok=True)
+
     def load_all(self) -> list[dict]:
         """Every readable record, oldest first; jobs left active by a dead server become ``interrupted``."""
         records = []

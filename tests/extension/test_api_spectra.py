@@ -655,3 +655,79 @@ def test_cancel_a_training_saves_no_model(api, trained_model, server):
     assert (models_dir / trained_model["id"]).is_dir() and not (models_dir / model_id).exists()
     r = call(api, "POST", f"spectra/models/{model_id}/predict", json={"data": "processed/spectra.h5"})
     assert r.status_code == 409 and "cancelled" in r.json()["message"]
+
+
+def test_remove_a_model(api, trained_model, server):
+    """A model no longer wanted leaves the list, its files with it; not while
+    a stream classifies with it, nor before its training has ended."""
+    daas_dir = server.root_dir.parent / "jupyter-data" / "daas"
+    body = {"data": "spectra-run", "labels": trained_model["options"]["labels"], "source": DEMO_SOURCE,
+            "key": DEMO_KEY, "max_per_label": 64}
+    r = call(api, "POST", "spectra/models", json={**body, "params": trained_model["options"]["params"]})
+    assert r.status_code == 202, r.text
+    model_id = r.json()["id"]
+    assert api.wait(f"spectra/models/{model_id}")["state"] == "done"
+    files = daas_dir / "models" / model_id
+    assert files.is_dir() and (daas_dir / "jobs" / f"{model_id}.json").is_file()
+    r = call(api, "DELETE", f"spectra/models/{model_id}?remove=yes")
+    assert r.status_code == 400 and "remove='yes'" in r.json()["message"]
+
+    stream = call(api, "POST", "spectra/streams", json=_replay(api, model_id, train_rate=5.0)).json()
+    r = call(api, "DELETE", f"spectra/models/{model_id}?remove=true")
+    assert r.status_code == 409 and f"classifies stream {stream['id']}" in r.json()["message"], r.text
+    assert files.is_dir()
+    stopped = call(api, "DELETE", f"spectra/streams/{stream['id']}").json()
+    assert stopped["state"] in ("stopped", "finished"), stopped["error"]
+
+    # a training not yet ended is cancelled first, then removed (it saved nothing)
+    r = call(api, "POST", "spectra/models", json={**body, "params": {"n_bins": 3, "epochs": 20, "random_state": 0}})
+    later = r.json()["id"]
+    r = call(api, "DELETE", f"spectra/models/{later}?remove=true")
+    assert r.status_code == 409 and "cancel it first" in r.json()["message"], r.text
+    assert call(api, "DELETE", f"spectra/models/{later}").status_code == 202
+    assert api.wait(f"spectra/models/{later}")["state"] == "cancelled"
+    assert call(api, "DELETE", f"spectra/models/{later}?remove=true").status_code == 204
+
+    r = call(api, "DELETE", f"spectra/models/{model_id}?remove=true")
+    assert r.status_code == 204 and not r.content
+    assert not files.exists() and not list((daas_dir / "models").glob(".removed-*"))
+    assert not (daas_dir / "jobs" / f"{model_id}.json").exists()
+    listed = [m["id"] for m in call(api, "GET", "spectra/models").json()["models"]]
+    assert model_id not in listed and later not in listed and trained_model["id"] in listed
+    for method, path, kw in (("GET", f"spectra/models/{model_id}", {}),
+                             ("POST", f"spectra/models/{model_id}/predict", {"json": {"data": "processed/x.h5"}}),
+                             ("DELETE", f"spectra/models/{model_id}?remove=true", {})):
+        r = call(api, method, path, **kw)
+        assert r.status_code == 404 and model_id in r.json()["message"], (method, path, r.text)
+    assert (daas_dir / "models" / trained_model["id"]).is_dir()
+
+
+def test_a_model_is_not_removed_while_a_request_classifies_with_it(tmp_path):
+    """Between a prediction's start and its answer the model stays (the
+    request's worker reads it meanwhile); after, it can go."""
+    from collections import Counter
+    from types import SimpleNamespace
+
+    from server_ext.extension.dask_backend import DaskBackend
+    from server_ext.extension.errors import DaasRequestError
+    from server_ext.extension.handlers.spectra import model_in_use, remove_model
+    from server_ext.extension.jobs import JobManager
+    from server_ext.extension.records import JobStore
+    from server_ext.extension.streams import StreamManager
+
+    store = JobStore(tmp_path / "jobs")
+    store.save({"id": "0123456789abcdef", "kind": "spectra", "state": "done", "created": "x"})
+    (tmp_path / "models" / "0123456789abcdef").mkdir(parents=True)
+    daas = SimpleNamespace(jobs=JobManager(store, DaskBackend()), streams=StreamManager(),
+                           models_dir=str(tmp_path / "models"), models_in_use=Counter())
+    with model_in_use(daas, "0123456789abcdef") as path, model_in_use(daas, "0123456789abcdef"):
+        assert path == str(tmp_path / "models" / "0123456789abcdef")
+        with pytest.raises(DaasRequestError, match="a prediction or evaluation with model") as e:
+            remove_model(daas, "0123456789abcdef")
+        assert e.value.status_code == 409 and (tmp_path / "models" / "0123456789abcdef").is_dir()
+    assert not daas.models_in_use
+    remove_model(daas, "0123456789abcdef")
+    assert not list((tmp_path / "models").iterdir()) and not list((tmp_path / "jobs").iterdir())
+    with pytest.raises(DaasRequestError) as e:
+        remove_model(daas, "0123456789abcdef")
+    assert e.value.status_code == 404

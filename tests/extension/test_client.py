@@ -40,6 +40,12 @@ def test_client_mirrors_the_api(client, agipd_run_rel, trained_model):
     scored = client.evaluate(trained_model["id"], "spectra-run", trained_model["options"]["labels"],
                              source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=4)
     assert scored["spectra"] == 8 and sorted(scored["classes"]) == ["after", "before"]
+    unwanted = client.train_model("spectra-run", trained_model["options"]["labels"], source=DEMO_SOURCE,
+                                  key=DEMO_KEY, max_per_label=8, params={"epochs": 20})
+    assert client.cancel_training(unwanted["id"])["id"] == unwanted["id"]
+    assert client.wait_job(unwanted["id"], timeout=WAIT, kind="spectra")["state"] == "cancelled"
+    assert client.remove_model(unwanted["id"]) is None
+    assert unwanted["id"] not in [m["id"] for m in client.list_models()]
     assert client.stream_url("abc").startswith("ws://127.0.0.1:")
 
 
@@ -79,6 +85,9 @@ def test_errors_carry_the_servers_message(client, server):
     with pytest.raises(DaasApiError) as e:
         client.get_model("0123456789abcdef")
     assert e.value.status == 404
+    with pytest.raises(DaasApiError) as e:
+        client.remove_model("0123456789abcdef")
+    assert e.value.status == 404 and "no spectra job '0123456789abcdef'" in e.value.message
     with pytest.raises(DaasApiError) as e:
         DaasClient(server.api_url, "wrong-token").session()
     assert e.value.status == 403

@@ -1,6 +1,9 @@
 """Spectra classifiers: training jobs (``spectra/models``), prediction and evaluation."""
 
+import logging
 import os
+import shutil
+from contextlib import contextmanager
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -10,6 +13,8 @@ from ..errors import DaasRequestError
 from .base import API, DaasHandler
 
 ID = r"(?P<model_id>[0-9a-f]{16})"
+
+log = logging.getLogger(__name__)
 
 
 def model_dir(daas, model_id: str) -> str:
@@ -23,6 +28,42 @@ def fitted_model(daas, model_id: str) -> str:
         raise DaasRequestError(409, f"model {model_id} is {record['state']}, not trained; "
                                     "wait until its state is done, or train again")
     return model_dir(daas, model_id)
+
+
+@contextmanager
+def model_in_use(daas, model_id: str):
+    """The saved model (as :func:`fitted_model`), not removed while the request classifies with it."""
+    path = fitted_model(daas, model_id)
+    daas.models_in_use[model_id] += 1
+    try:
+        yield path
+    finally:
+        daas.models_in_use[model_id] -= 1
+        if not daas.models_in_use[model_id]:
+            del daas.models_in_use[model_id]
+
+
+def remove_model(daas, model_id: str) -> None:
+    """Remove a training job that has ended, and its saved model; a 409 saying why not while a
+    stream or a request classifies with it, or the training has not ended."""
+    streams = [s.id for s in daas.streams.streams.values()
+               if s.public.get("model") == model_id and not s.ended.is_set()]
+    if streams:
+        raise DaasRequestError(409, f"model {model_id} classifies stream {streams[0]}: stop the stream "
+                                    f"(DELETE spectra/streams/{streams[0]}), then remove the model")
+    if daas.models_in_use.get(model_id):
+        raise DaasRequestError(409, f"a prediction or evaluation with model {model_id} is running; "
+                                    "remove the model once it has answered")
+    daas.jobs.remove(model_id, "spectra")
+    # moved aside first, so that nothing ever reads half a model
+    path, aside = model_dir(daas, model_id), os.path.join(daas.models_dir, f".removed-{model_id}")
+    try:
+        os.replace(path, aside)
+        shutil.rmtree(aside)
+    except FileNotFoundError:  # none saved (a failed training), or removed by hand
+        pass
+    except OSError as e:
+        log.warning("daas: model %s removed from the list, but not all its files: %s", model_id, e)
 
 
 def mask_points(daas, model_id: str, body: dict) -> list[int] | None:
@@ -77,7 +118,16 @@ class ModelHandler(DaasHandler):
     @web.authenticated
     @authorized
     async def delete(self, model_id):
-        self.reply(await self.daas.jobs.cancel(model_id, "spectra"), 202)
+        remove = self.get_query_argument("remove", "false")
+        if remove not in ("true", "false"):
+            raise DaasRequestError(400, f"remove={remove!r}: true (remove the model) or false (cancel its "
+                                        "training, the default)")
+        if remove == "false":
+            self.reply(await self.daas.jobs.cancel(model_id, "spectra"), 202)
+            return
+        remove_model(self.daas, model_id)
+        self.set_status(204)
+        self.finish()
 
 
 class PredictHandler(DaasHandler):
@@ -85,12 +135,12 @@ class PredictHandler(DaasHandler):
     @authorized
     async def post(self, model_id):
         body = self.body("PredictRequest")
-        path = fitted_model(self.daas, model_id)
-        masked = mask_points(self.daas, model_id, body)
-        data = self.daas.policy.input("data", body["data"])
-        result = await self.on_cluster(tasks.predict, path, data, body.get("dataset"),
-                                       self.daas.max_predict_spectra, masked,
-                                       body.get("axis_dataset"))
+        with model_in_use(self.daas, model_id) as path:
+            masked = mask_points(self.daas, model_id, body)
+            data = self.daas.policy.input("data", body["data"])
+            result = await self.on_cluster(tasks.predict, path, data, body.get("dataset"),
+                                           self.daas.max_predict_spectra, masked,
+                                           body.get("axis_dataset"))
         self.reply({"model": model_id, "data": self.daas.policy.relative(data), **result})
 
 
@@ -99,10 +149,10 @@ class EvaluateHandler(DaasHandler):
     @authorized
     async def post(self, model_id):
         body = self.body("EvaluateRequest")
-        path = fitted_model(self.daas, model_id)
-        masked = mask_points(self.daas, model_id, body)
-        options = labelled_data(self.daas, body)
-        report = await self.on_cluster(tasks.evaluate, path, options, self.daas.max_predict_spectra, masked)
+        with model_in_use(self.daas, model_id) as path:
+            masked = mask_points(self.daas, model_id, body)
+            options = labelled_data(self.daas, body)
+            report = await self.on_cluster(tasks.evaluate, path, options, self.daas.max_predict_spectra, masked)
         self.reply({"model": model_id, "data": self.daas.policy.relative(options["data"]), **report})
 
 

@@ -17,7 +17,7 @@ from server_ext.spectra.train_span import checked_span, span_text
 from .. import tasks
 from ..errors import DaasRequestError
 from .base import API, AUTH_RESOURCE, DaasHandler
-from .spectra import fitted_model, mask_points
+from .spectra import mask_points, model_in_use
 
 ID = r"(?P<stream_id>[0-9a-f]{16})"
 BRIDGE_ONLY = ("timeout", "sock", "max_reconnects")  # of StreamSource, for an endpoint
@@ -55,23 +55,23 @@ class StreamsHandler(DaasHandler):
                     source["train_ids"] = checked_span(source["train_ids"])
                 except SpectraError as e:
                     raise DaasRequestError(400, f"source.train_ids: {e}") from None
-        model = fitted_model(self.daas, body["model"])
-        axis = None
         if body.get("axis") and source.get("axis_key"):
             raise DaasRequestError(400, "the detector's axis comes either from a file (axis) or with "
                                         "each train (source.axis_key), not both")
         if source.get("axis_source") and not source.get("axis_key"):
             raise DaasRequestError(400, "source: axis_source names where axis_key is; give axis_key")
-        if body.get("axis"):
-            path = self.daas.policy.input("axis.file", body["axis"]["file"])
-            axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
-        elif source.get("axis_key"):
-            await self.on_cluster(tasks.stream_axis, model, None)
-        options = {"model_dir": model, "source": source, "axis": axis, **self.results_file(body, source),
-                   "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
-                   "drop_oldest": body.get("drop_oldest"), "purity": body.get("purity", 0.9),
-                   "mask_points": mask_points(self.daas, body["model"], body)}
-        stream = self.daas.streams.start(options, body)
+        with model_in_use(self.daas, body["model"]) as model:  # until the stream holds it
+            axis = None
+            if body.get("axis"):
+                path = self.daas.policy.input("axis.file", body["axis"]["file"])
+                axis = await self.on_cluster(tasks.stream_axis, model, path, body["axis"].get("dataset"))
+            elif source.get("axis_key"):
+                await self.on_cluster(tasks.stream_axis, model, None)
+            options = {"model_dir": model, "source": source, "axis": axis, **self.results_file(body, source),
+                       "max_trains": body.get("max_trains"), "queue_size": body.get("queue_size", 4),
+                       "drop_oldest": body.get("drop_oldest"), "purity": body.get("purity", 0.9),
+                       "mask_points": mask_points(self.daas, body["model"], body)}
+            stream = self.daas.streams.start(options, body)
         self.reply(stream.to_dict(), 201)
 
     def results_file(self, body: dict, source: dict) -> dict:
