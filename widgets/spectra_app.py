@@ -141,6 +141,11 @@ class SpectraClassifierApp(W.VBox):
                                         tooltip="score the chosen model on the spectra and classes above "
                                                 "(spectra it was not trained on)")
         self.evaluate_button.add_class("daas-evaluate")
+        # models pile up over a beamtime: one no longer wanted goes, its files too, on a second click
+        self.remove_button = W.Button(description="Remove", icon="trash",
+                                      tooltip="remove the chosen model from this server, its saved files too")
+        self.remove_button.add_class("daas-remove-model")
+        self._removing: str | None = None  # the model the first click asked about
         self.evaluate_status = StatusLine()
         self.evaluation_box = W.VBox()
         self.evaluation_box.add_class("daas-evaluation")
@@ -199,6 +204,7 @@ class SpectraClassifierApp(W.VBox):
         self.add_label.on_click(lambda _: self._add_label())
         self.train_button.on_click(lambda _: self.train())
         self.evaluate_button.on_click(lambda _: self.evaluate())
+        self.remove_button.on_click(lambda _: self.remove_model())
         self.predict_button.on_click(lambda _: self.classify())
         self.start_button.on_click(lambda _: self.start_stream())
         self.stop_button.on_click(lambda _: self.stop_stream())
@@ -209,7 +215,7 @@ class SpectraClassifierApp(W.VBox):
                     self.axis, self.data_info, W.HTML("<b>classes</b> (ranges of trains or rows, stop exclusive)"),
                     self.labels, self.add_label, self.same_cell,
                     W.HBox([self.train_button, self.train_progress]), self.train_status,
-                    W.HBox([self.models, self.evaluate_button]), self.evaluate_status, self.evaluation_box,
+                    W.HBox([self.models, self.evaluate_button, self.remove_button]), self.evaluate_status, self.evaluation_box,
                     self.sep_box, self.jobs]),
             W.VBox([W.HBox([self.predict_path, self.predict_button]), self.predict_axis, self.mask_points,
                     self.predict_status,
@@ -446,7 +452,46 @@ class SpectraClassifierApp(W.VBox):
             [W.HTML("<b>what training found</b><br>" + "<br>".join(html.escape(line) for line in found))]
             if found else [])
 
+    def remove_model(self) -> str | None:
+        """Remove the chosen model from the server, its saved files too: the first call asks,
+        the second (the same model still chosen) removes. Returns the id removed."""
+        try:
+            model = self.chosen_model()
+        except ValueError as e:
+            self.evaluate_status.error(e)
+            return None
+        if self._removing != model:
+            self._removing = model
+            self.remove_button.description, self.remove_button.button_style = "Remove: sure?", "danger"
+            self.evaluate_status.show(f"click Remove again to remove model {model[:8]} from this server, its "
+                                      "saved files too; choose another model to keep it", "warning")
+            return None
+        self._keep_model()
+        try:
+            with waiting(self.remove_button, self.evaluate_status, f"removing model {model[:8]} ..."):
+                self.client.remove_model(model)
+        except Exception as e:  # noqa: BLE001
+            self.evaluate_status.error(e)
+            return None
+        if self.model and self.model["id"] == model:
+            self.model, self._training_data, self.sep_box.children = None, None, []
+        if self.evaluation and self.evaluation["model"] == model:
+            self.evaluation, self.evaluation_box.children = None, []
+        others = [m for _, m in self.models.options if m != model]
+        self.models.value = others[-1] if others else None  # the latest, as a new app shows
+        self._refresh_models()
+        self.evaluate_status.show(f"model {model[:8]} removed", "success")
+        return model
+
+    def _keep_model(self) -> None:
+        """Forget a first click on Remove."""
+        self._removing = None
+        self.remove_button.description, self.remove_button.button_style = "Remove", ""
+
     def _model_chosen(self, model_id: str | None) -> None:
+        if self._removing and self._removing != model_id:
+            self._keep_model()
+            self.evaluate_status.show("")
         if not model_id or (self.model and self.model["id"] == model_id):
             return
         try:

@@ -351,6 +351,46 @@ def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client, monk
     assert app.evaluation_box.children == () and not app.evaluate_button.disabled
 
 
+def test_remove_a_model_on_a_second_click(trained, client, monkeypatch):
+    """Remove asks first (choosing another model keeps it); the second click
+    removes it from the server, and the app shows the latest other model; a
+    model a stream classifies with stays, saying why."""
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=64, params=SMALL,
+                               client=client, poll_interval=0.3)
+    assert app.train() is not None, app.train_status.value
+    app.wait_training(WAIT)
+    doomed = app.model["id"]
+    assert app.models.value == doomed and app.models.options[-1][1] == doomed
+
+    assert app.remove_model() is None and app.remove_button.description == "Remove: sure?"
+    assert f"click Remove again to remove model {doomed[:8]}" in text(app.evaluate_status)
+    app.models.value = trained.model["id"]  # another model chosen: the first click forgotten
+    assert app.remove_button.description == "Remove" and app.model["id"] == trained.model["id"]
+    app.models.value = doomed
+    assert app.remove_model() is None and doomed in [m["id"] for m in client.list_models()]
+
+    # a stream classifies with it: refused, the model kept
+    app.train_rate.value = 2.0
+    assert app.start_stream() is not None, app.stream_status.value
+    try:
+        assert app.remove_model() is None
+        assert "classifies stream" in text(app.evaluate_status) and "daas-status-error" in app.evaluate_status._dom_classes
+        assert app.models.value == doomed and not app.remove_button.disabled
+    finally:
+        app.stop_stream()
+        app.wait_stream(WAIT)
+
+    assert app.remove_model() is None  # asked again: a refusal forgot the first click
+    seen = while_called(monkeypatch, client, "remove_model", app.remove_button, app.evaluate_status)
+    assert app.remove_model() == doomed
+    [(disabled, status)] = seen
+    assert disabled and f">removing model {doomed[:8]} ...<" in status and not app.remove_button.disabled
+    assert f"model {doomed[:8]} removed" in text(app.evaluate_status)
+    assert doomed not in [m for _, m in app.models.options] and doomed not in [m["id"] for m in client.list_models()]
+    assert app.models.value == app.models.options[-1][1] == app.model["id"]  # the latest other, drawn
+    assert app.sep_box.children[0] is app.sep_canvas
+
+
 def test_mistakes_are_messages(client, trained):
     app = SpectraClassifierApp("spectra-run", client=client)  # no source/key: cannot read the run
     assert "source and key" in text(app.train_status) and "daas-status-error" in app.train_status._dom_classes
