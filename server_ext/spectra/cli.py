@@ -664,6 +664,8 @@ def _print_results(report) -> None:
         print(f"  {name:{width}s} {n} pulses{share}{sure}, {c['ambiguous']} ambiguous")
     print(f"phases by train (a class holding >= {100 * report['purity']:g} % of a train's pulses):")
     shown, left_out = first_and_latest(report["phases"], MAX_PHASE_LINES)
+    if not shown:
+        print("  none: no train was classified")
     for i, (first, last, name, n) in enumerate(shown):
         if left_out and i == (MAX_PHASE_LINES + 1) // 2:
             print(f"  ... {left_out} more runs of trains"

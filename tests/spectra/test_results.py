@@ -86,6 +86,17 @@ def test_the_results_are_kept_however_the_stream_ends(tmp_path, exc, state, erro
         ResultsFile(tmp_path / "other.h5", CLASSES).close("done")
 
 
+def test_a_stream_stopped_before_its_first_train_reads_as_such(tmp_path, capsys):
+    from hub_ext.cli import main
+
+    path = tmp_path / "r.h5"
+    ResultsFile(path, CLASSES).close("stopped")
+    assert main(["spectra", "results", str(path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"{path}: stopped\n0 pulses classified in 0 trains, 0 spectra malformed\n"), out
+    assert out.endswith("% of a train's pulses):\n  none: no train was classified\n"), out
+
+
 def test_writing_stops_before_the_disk_is_full(tmp_path, monkeypatch):
     """HDF5 cannot finish a file once a write failed (unreadable after, the
     process may crash): writing stops while the disk still has room, with a
