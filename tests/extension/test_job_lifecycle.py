@@ -33,8 +33,13 @@ def test_restart_lists_finished_failed_and_interrupted_jobs(own_root, agipd_run_
         api.wait(f"nxmx/jobs/{slow['id']}", states=("running",))
         assert api.get(f"nxmx/jobs/{queued['id']}").json()["state"] == "queued"
         server.kill()  # as a crash: no chance to record anything
+        # a model's removal the crash left unfinished: its files moved aside, not yet removed
+        aside = server.root_dir.parent / "jupyter-data" / "daas" / "models" / ".removed-0123456789abcdef"
+        (aside / "bin00.keras").parent.mkdir(parents=True)
+        (aside / "bin00.keras").write_bytes(b"half a model")
 
         api = Api(server.start())
+        assert not aside.exists()
         jobs = {j["id"]: j for j in api.get("nxmx/jobs").json()["jobs"]}
         assert jobs[done["id"]]["state"] == "done"
         assert jobs[done["id"]]["result"]["output"] == "processed/ok.nxs"

@@ -4,6 +4,7 @@ import logging
 import os
 import shutil
 from contextlib import contextmanager
+from pathlib import Path
 
 from jupyter_server.auth.decorator import authorized
 from tornado import web
@@ -15,6 +16,7 @@ from .base import API, DaasHandler
 ID = r"(?P<model_id>[0-9a-f]{16})"
 
 log = logging.getLogger(__name__)
+REMOVED = ".removed-"  # a removed model's folder, until its files are gone
 
 
 def model_dir(daas, model_id: str) -> str:
@@ -56,7 +58,7 @@ def remove_model(daas, model_id: str) -> None:
                                     "remove the model once it has answered")
     daas.jobs.remove(model_id, "spectra")
     # moved aside first, so that nothing ever reads half a model
-    path, aside = model_dir(daas, model_id), os.path.join(daas.models_dir, f".removed-{model_id}")
+    path, aside = model_dir(daas, model_id), os.path.join(daas.models_dir, REMOVED + model_id)
     try:
         os.replace(path, aside)
         shutil.rmtree(aside)
@@ -64,6 +66,16 @@ def remove_model(daas, model_id: str) -> None:
         pass
     except OSError as e:
         log.warning("daas: model %s removed from the list, but not all its files: %s", model_id, e)
+
+
+def sweep_removed(models_dir) -> None:
+    """The files of models whose removal a dead server left unfinished (or that could not be
+    removed then): removed now."""
+    for left in Path(models_dir).glob(REMOVED + "*"):
+        try:
+            shutil.rmtree(left)
+        except OSError as e:
+            log.warning("daas: could not remove %s, the files of a removed model: %s", left, e)
 
 
 def mask_points(daas, model_id: str, body: dict) -> list[int] | None:
