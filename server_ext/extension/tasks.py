@@ -143,18 +143,10 @@ def axis_options(options: dict) -> dict:
 
 def model_summary(clf, **extra) -> dict:
     """What ``GET spectra/models/{id}`` shows of a fitted classifier."""
-    from server_ext.spectra.findings import findings
+    from server_ext.spectra import findings
 
-    return {
-        "classes": [str(c) for c in clf.classes_],
-        "n_points": int(clf.n_features_in_),
-        "bins": [[float(a), float(b)] for a, b in clf.bins_],
-        "separability": [float(v) for v in clf.separability_],
-        "weights": [float(v) for v in clf.weights_],
-        "findings": list(findings(clf, retrain='train again with params {"learn_position": false}',
-                                  give_axis="axis_dataset (a file) or axis_key (a run)")),
-        **extra,
-    }
+    return {**findings.model_summary(clf, retrain='train again with params {"learn_position": false}',
+                                     give_axis="axis_dataset (a file) or axis_key (a run)"), **extra}
 
 
 def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000,

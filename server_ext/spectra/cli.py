@@ -1,10 +1,11 @@
-"""``daas spectra train|evaluate|classify|results``.
+"""``daas spectra train|info|evaluate|classify|results``.
 
 ::
 
     daas spectra train spectra.nxs --labels low=0:20 high=300:349 -o model.spectra
     daas spectra train RUN_DIR --source SRC:output --key data.intensity \\
         --labels low=1200000000:1200000040 high=1200000160:1200000200 -o model.spectra
+    daas spectra info model.spectra
     daas spectra evaluate --model model.spectra later.nxs --labels low=0:500 high=900:1400
     daas spectra classify --model model.spectra --source tcp://127.0.0.1:4545
     daas spectra classify --model model.spectra --run RUN_DIR --source-name SRC:output \\
@@ -48,6 +49,17 @@ def register(subparsers):
                         "environment (fixed_ranges; hot and dead pixels are found without it)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing model")
     t.set_defaults(func=train)
+
+    i = sub.add_parser("info", help="what a saved model is: its classes, bins, what training found",
+                       description="Print what a model directory holds (from 'daas spectra train', or "
+                                   "the server's): its classes and spectra, where its labelled spectra "
+                                   "came from, each bin's held-out accuracy and weight, and what "
+                                   "training found besides.")
+    i.add_argument("model", help="model directory")
+    i.add_argument("--json", action="store_true",
+                   help="the same as JSON (the server's model summary, with the axis and where the "
+                        "labelled spectra came from)")
+    i.set_defaults(func=info)
 
     e = sub.add_parser("evaluate", help="score a model on labelled spectra it was not trained on",
                        description="Classify labelled spectra -- another run, a later ramp -- and "
@@ -203,7 +215,7 @@ def train(args):
     from .classifier import BinnedSpectraClassifier
     from .datafiles import labelled_from, load_labelled, located
     from .errors import SpectraError
-    from .findings import findings
+    from .findings import model_summary
 
     cap = args.max_per_class or None
     fixed = [_range(r) for r in args.fixed_range] or None
@@ -226,13 +238,49 @@ def train(args):
     labels, counts = np.unique(np.asarray(y), return_counts=True)
     print(f"trained on {len(X)} spectra of {X.shape[1]} points, classes "
           f"{', '.join(f'{c} ({n})' for c, n in zip(labels, counts))}, in {dt:.1f} s")
-    print("bin (points)        held-out accuracy  weight")
-    for (a, b), s, w in zip(clf.bins_, clf.separability_, clf.weights_):
-        print(f"{a:6d}-{b:<6d}       {s:8.3f}         {w:6.3f}")
-    for line in findings(clf, retrain="train again with --position-nuisance",
-                         give_axis="--axis-dataset (a file) or --axis-key (a run)"):
-        print(line)
+    _print_model(model_summary(clf, **_IN_OUR_WORDS))
     print(f"saved {path}")
+    return 0
+
+
+# how findings tell a scientist to train otherwise: this command's options
+_IN_OUR_WORDS = {"retrain": "train again with --position-nuisance",
+                 "give_axis": "--axis-dataset (a file) or --axis-key (a run)"}
+
+
+def _print_model(summary: dict) -> None:
+    print("bin (points)        held-out accuracy  weight")
+    for (a, b), s, w in zip(summary["bins"], summary["separability"], summary["weights"]):
+        print(f"{a:6.0f}-{b:<6.0f}       {s:8.3f}         {w:6.3f}")
+    for line in summary["findings"]:
+        print(line)
+
+
+def info(args):
+    import json
+    import os
+
+    from .classifier import BinnedSpectraClassifier
+    from .findings import model_summary
+
+    clf = BinnedSpectraClassifier.load(args.model)
+    axis, trained = clf.axis_, clf.trained_on_
+    report = {"model": os.path.abspath(args.model), **model_summary(clf, **_IN_OUR_WORDS),
+              "axis": None if axis is None else {"first": float(axis[0]), "last": float(axis[-1])},
+              "trained_on": trained}
+    if args.json:
+        print(json.dumps(report, indent=1))
+        return 0
+    on_axis = f", on an axis from {axis[0]:g} to {axis[-1]:g}" if axis is not None else ""
+    print(f"{report['model']}: classes {', '.join(report['classes'])}; spectra of {report['n_points']} "
+          f"points{on_axis}")
+    if trained:
+        where = (f", source {trained['source']} key {trained['key']}" if trained.get("source") else
+                 f", dataset {trained['dataset']}" if trained.get("dataset") else "")
+        print(f"trained on {trained['data']}{where}, labels {' '.join(trained['labels'])}")
+    else:
+        print("trained on: not recorded (saved before models kept it, or from Python without trained_on=)")
+    _print_model(report)
     return 0
 
 

@@ -7,7 +7,21 @@ from __future__ import annotations
 from .align import pair_changes
 from .inputs import point_runs
 
-__all__ = ["findings"]
+__all__ = ["findings", "model_summary"]
+
+
+def model_summary(clf, retrain: str = "train again with learn_position=False",
+                  give_axis: str = "fit with axis=") -> dict:
+    """A fitted classifier as JSON types: its classes, points, bins with their
+    held-out accuracy and weight, and :func:`findings` (in the caller's words)."""
+    return {
+        "classes": [str(c) for c in clf.classes_],
+        "n_points": int(clf.n_features_in_),
+        "bins": [[float(a), float(b)] for a, b in clf.bins_],
+        "separability": [float(v) for v in clf.separability_],
+        "weights": [float(v) for v in clf.weights_],
+        "findings": list(findings(clf, retrain=retrain, give_axis=give_axis)),
+    }
 
 
 def findings(clf, retrain: str = "train again with learn_position=False",

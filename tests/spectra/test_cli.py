@@ -46,6 +46,46 @@ def test_train_then_classify_a_run(nexus_file, tmp_path, capsys):
     assert runs[-1].split()[0].split("-")[-1] == str(info["first_train"] + 9), runs
 
 
+def test_info_says_what_a_saved_model_is(nexus_file, tmp_path, capsys):
+    """``daas spectra info``: the classes, the spectra and their axis, where the labelled
+    spectra came from, the bins and the findings -- what train printed, read back
+    from the model; ``--json`` the server's summary of it."""
+    import json
+
+    from server_ext.extension.tasks import model_summary
+    from server_ext.spectra import BinnedSpectraClassifier
+
+    path, s = nexus_file
+    model = tmp_path / "model"
+    assert main(["spectra", "train", str(path), "--labels", "low=0:25", "high=95:120", "-o", str(model)]) == 0
+    trained = capsys.readouterr().out
+    assert main(["spectra", "info", str(model)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == f"{model}: classes high, low; spectra of 1200 points, on an axis from {s.axis[0]:g} to {s.axis[-1]:g}"
+    assert out[1] == f"trained on {path}, labels low=0:25 high=95:120"
+    # the bins and the findings as train printed them
+    assert out[2:] == trained.splitlines()[1:-1] and trained.splitlines()[-1] == f"saved {model}"
+    assert main(["spectra", "info", "--json", str(model)]) == 0
+    report = json.loads(capsys.readouterr().out)
+    clf = BinnedSpectraClassifier.load(model)
+    server = model_summary(clf)
+    assert {k: report[k] for k in server if k != "findings"} == {k: v for k, v in server.items() if k != "findings"}
+    assert report["findings"][0] == server["findings"][0] and len(report["findings"]) == len(server["findings"])
+    assert report["axis"] == {"first": float(s.axis[0]), "last": float(s.axis[-1])}
+    assert report["trained_on"] == {"data": str(path), "labels": ["low=0:25", "high=95:120"]}
+    assert report["model"] == str(model)
+
+    # saved from Python without where it came from, fitted without an axis
+    bare = BinnedSpectraClassifier(n_bins=3, epochs=5, cv_folds=2, random_state=0).fit(s.X[::4], s.y[::4])
+    bare.save(tmp_path / "bare")
+    assert main(["spectra", "info", str(tmp_path / "bare")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].endswith("; spectra of 1200 points") and out[1].startswith("trained on: not recorded")
+    assert any(line.startswith("no axis: ") and "--axis-dataset (a file)" in line for line in out)
+    assert main(["spectra", "info", str(tmp_path / "nothing")]) == 2
+    assert "is not a saved spectra classifier" in capsys.readouterr().err
+
+
 def test_classify_part_of_a_run(fitted, tmp_path, capsys):
     """``--train-ids FIRST-LAST``: only those trains of a run replayed and
     kept; a span holding none of the run's trains refused before any file
