@@ -61,7 +61,8 @@ def test_info_says_what_a_saved_model_is(nexus_file, tmp_path, capsys):
     trained = capsys.readouterr().out
     assert main(["spectra", "info", str(model)]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == f"{model}: classes high, low; spectra of 1200 points, on an axis from {s.axis[0]:g} to {s.axis[-1]:g}"
+    assert out[0] == (f"{model}: classes high, low; spectra of 1200 points, "
+                      f"on an axis from {s.axis[0]:g} to {s.axis[-1]:g}")
     assert out[1] == f"trained on {path}, labels low=0:25 high=95:120"
     # the bins and the findings as train printed them
     assert out[2:] == trained.splitlines()[1:-1] and trained.splitlines()[-1] == f"saved {model}"

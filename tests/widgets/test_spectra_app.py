@@ -374,7 +374,8 @@ def test_remove_a_model_on_a_second_click(trained, client, monkeypatch):
     assert app.start_stream() is not None, app.stream_status.value
     try:
         assert app.remove_model() is None
-        assert "classifies stream" in text(app.evaluate_status) and "daas-status-error" in app.evaluate_status._dom_classes
+        assert "classifies stream" in text(app.evaluate_status)
+        assert "daas-status-error" in app.evaluate_status._dom_classes
         assert app.models.value == doomed and not app.remove_button.disabled
     finally:
         app.stop_stream()
