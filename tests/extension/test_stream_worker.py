@@ -6,6 +6,7 @@ stop signal is a pipe from the server, and the pipe's end stops it too, so
 a stream left waiting on a silent bridge does not outlive a killed server.
 """
 
+import contextlib
 import multiprocessing
 
 import pytest
@@ -33,14 +34,7 @@ def test_the_stream_ends_when_the_servers_end_of_its_stop_pipe_closes(model_dir,
     # on a silent bridge the stream reconnects for ever, until it is stopped
     options = {"model_dir": model_dir, "source": {"endpoint": silent_bridge(), "timeout": 0.5,
                                                   "max_reconnects": None}}
-    ctx = multiprocessing.get_context("spawn")
-    messages, child = ctx.Pipe(duplex=False)
-    stop_reader, stop = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=main, args=(child, options, 10.0, stop_reader), daemon=True)
-    process.start()
-    child.close()
-    stop_reader.close()
-    try:
+    with _worker(options) as (process, messages, stop):
         assert messages.poll(BOUND), "the stream did not start"
         assert messages.recv() == {"type": "started"}
         # waiting on the bridge, reconnecting, and saying so while no train comes
@@ -60,25 +54,14 @@ def test_the_stream_ends_when_the_servers_end_of_its_stop_pipe_closes(model_dir,
                 end = _next(messages)
             assert end["type"] == "end" and end["error"] is None
             assert end["stats"]["state"] == "stopped" and end["stats"]["reconnects"] >= 1
-    finally:
-        if process.is_alive():
-            process.kill()
-            process.join(10)
 
 
 def test_a_stream_stopped_while_it_starts_ends_stopped(model_dir):
     """Stop clicked right after Start: the stop arrives while the process
     loads the model; the stream ends stopped, not failed."""
     options = {"model_dir": model_dir, "source": {"endpoint": silent_bridge(), "timeout": 0.5}}
-    ctx = multiprocessing.get_context("spawn")
-    messages, child = ctx.Pipe(duplex=False)
-    stop_reader, stop = ctx.Pipe(duplex=False)
-    process = ctx.Process(target=main, args=(child, options, 10.0, stop_reader), daemon=True)
-    process.start()
-    child.close()
-    stop_reader.close()
-    stop.send("stop")
-    try:
+    with _worker(options) as (process, messages, stop):
+        stop.send("stop")
         seen = [_next(messages)]
         while seen[-1]["type"] != "end":
             seen.append(_next(messages))
@@ -86,6 +69,21 @@ def test_a_stream_stopped_while_it_starts_ends_stopped(model_dir):
         assert process.exitcode == 0
         assert seen[-1]["error"] is None and seen[-1]["stats"]["state"] == "stopped", seen[-1]
         assert "train" not in [m["type"] for m in seen]
+
+
+@contextlib.contextmanager
+def _worker(options):
+    """A stream's process as the server starts it: (the process, its messages, the stop pipe's
+    sending end); killed at the end if it is still alive."""
+    ctx = multiprocessing.get_context("spawn")
+    messages, child = ctx.Pipe(duplex=False)
+    stop_reader, stop = ctx.Pipe(duplex=False)
+    process = ctx.Process(target=main, args=(child, options, 10.0, stop_reader), daemon=True)
+    process.start()
+    child.close()
+    stop_reader.close()
+    try:
+        yield process, messages, stop
     finally:
         if process.is_alive():
             process.kill()
