@@ -7,7 +7,8 @@ import ipywidgets as W
 from .messages import table
 
 
-def _when(stamp: str | None) -> str:
+def when(stamp: str | None) -> str:
+    """A record's UTC time stamp as ``2026-12-07 10:27:55``."""
     return (stamp or "")[:19].replace("T", " ")
 
 
@@ -24,6 +25,6 @@ class JobsTable(W.HTML):
         for job in sorted(jobs, key=lambda j: j.get("created") or "", reverse=True)[:10]:
             outcome = job.get("error") or (job.get("result") or {}).get("output") or job.get("options", {}).get("output", "")
             rows.append([job["id"][:8], job["state"], f"{100 * float(job.get('progress') or 0):.0f} %",
-                         _when(job.get("started") or job.get("created")), outcome])
+                         when(job.get("started") or job.get("created")), outcome])
         body = table(rows, ["job", "state", "progress", "started", "output / error"]) if rows else "<i>none yet</i>"
         self.value = f"<b>{self.title}</b>{body}"

@@ -20,7 +20,7 @@ import numpy as np
 from .canvas import figure_widget
 from .client import default_client, local_path, relative_to_root
 from .figures import prediction_figure, separability_figure, stream_figure
-from .jobs_table import JobsTable
+from .jobs_table import JobsTable, when
 from .messages import StatusLine, error_text, table, waiting
 from .polling import Follower, in_background, join_within
 
@@ -55,6 +55,13 @@ class LabelRow(W.HBox):
     def spec(self) -> str:
         start, stop = self.range.value
         return f"{self.name.value.strip()}={start}:{stop}"
+
+
+def model_label(job: dict) -> str:
+    """A model in the dropdown: its id and classes, and -- to tell a beamtime's models
+    apart -- the spectra it was trained on and when (UTC)."""
+    data = Path(str((job.get("options") or {}).get("data") or "?")).name
+    return f"{job['id'][:8]} ({', '.join(job['result']['classes'])}) {data}, {when(job.get('created'))[:16]}"
 
 
 def _empty_series() -> dict:
@@ -134,7 +141,7 @@ class SpectraClassifierApp(W.VBox):
         self.train_progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="50%"))
         self.train_progress.add_class("daas-train-progress")
         self.train_status = StatusLine()
-        self.models = W.Dropdown(description="model", options=[], style=style)
+        self.models = W.Dropdown(description="model", options=[], style=style, layout=W.Layout(width="60%"))
         # a model's held-out accuracy says how its bins told the labelled spectra apart; the
         # scientist needs how it does on spectra labelled since: load them, label, Evaluate
         self.evaluate_button = W.Button(description="Evaluate", icon="check-square",
@@ -513,7 +520,7 @@ class SpectraClassifierApp(W.VBox):
         self.jobs.refresh(models)
         done = sorted((m for m in models if m["state"] == "done"), key=lambda m: m.get("created") or "")
         current = self.models.value
-        self.models.options = [(f"{m['id'][:8]} ({', '.join(m['result']['classes'])})", m["id"]) for m in done]
+        self.models.options = [(model_label(m), m["id"]) for m in done]
         if current in [m["id"] for m in done]:
             self.models.value = current
 

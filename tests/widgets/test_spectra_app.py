@@ -59,6 +59,10 @@ def test_training_draws_separability_over_the_training_curves(trained):
     assert len(bottom.lines) >= 4  # the training curves and each class's mean
     assert {t.get_text().split(" ")[0] for t in bottom.get_legend().get_texts()} == {"before", "after"}
     assert app.model["id"][:8] in app.jobs.value
+    # the dropdown tells a beamtime's models apart: classes, the spectra, when (UTC, to the minute)
+    created = app.model["created"]
+    assert app.models.label == (f"{app.model['id'][:8]} (after, before) spectra-run, "
+                                f"{created[:10]} {created[11:16]}"), app.models.label
 
 
 def test_classes_said_to_share_their_cell_train_without_a_position_difference(client):
