@@ -14,7 +14,6 @@ from jupyter_server.extension.application import ExtensionApp
 from traitlets import Any, Dict, Float, Int, TraitType, Unicode, Union, default
 
 from .dask_backend import DaskBackend
-from .handlers.spectra import sweep_removed
 from .jobs import JobManager
 from .paths import PathPolicy
 from .records import JobStore
@@ -131,6 +130,8 @@ class DaasExtension(ExtensionApp):
             max_predict_spectra=self.max_predict_spectra, max_spectra_per_label=self.max_spectra_per_label)
         self.settings["daas"] = self.daas
         self._remove_partial_outputs()
+        from .handlers.spectra import sweep_removed  # the handlers load with the server, as below
+
         sweep_removed(models_dir)
         self.log.info("daas: REST API at %sdaas/api/; jobs on %s; records in %s",
                       self.serverapp.base_url, backend.description, data_dir)

@@ -2,8 +2,8 @@
 
 Handlers only call :meth:`JobManager.submit`, :meth:`list`, :meth:`get`,
 :meth:`wait_final`, :meth:`cancel` and :meth:`remove`; the work runs on the
-Dask workers, never on the server's event loop. At most ``max_running`` jobs run at once, the others
-wait ``queued`` in submission order.
+Dask workers, never on the server's event loop. At most ``max_running`` jobs
+run at once, the others wait ``queued`` in submission order.
 """
 
 from __future__ import annotations
