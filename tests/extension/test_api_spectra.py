@@ -722,7 +722,7 @@ def test_a_model_is_not_removed_while_a_request_classifies_with_it(tmp_path):
                            models_dir=str(tmp_path / "models"), models_in_use=Counter())
     with model_in_use(daas, "0123456789abcdef") as path, model_in_use(daas, "0123456789abcdef"):
         assert path == str(tmp_path / "models" / "0123456789abcdef")
-        with pytest.raises(DaasRequestError, match="a prediction or evaluation with model") as e:
+        with pytest.raises(DaasRequestError, match="a prediction, an evaluation or a stream's start with model") as e:
             remove_model(daas, "0123456789abcdef")
         assert e.value.status_code == 409 and (tmp_path / "models" / "0123456789abcdef").is_dir()
     assert not daas.models_in_use

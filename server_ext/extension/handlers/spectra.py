@@ -54,8 +54,8 @@ def remove_model(daas, model_id: str) -> None:
         raise DaasRequestError(409, f"model {model_id} classifies stream {streams[0]}: stop the stream "
                                     f"(DELETE spectra/streams/{streams[0]}), then remove the model")
     if daas.models_in_use.get(model_id):
-        raise DaasRequestError(409, f"a prediction or evaluation with model {model_id} is running; "
-                                    "remove the model once it has answered")
+        raise DaasRequestError(409, f"a prediction, an evaluation or a stream's start with model {model_id} "
+                                    "waits for its answer; remove the model once it has answered")
     daas.jobs.remove(model_id, "spectra")
     # moved aside first, so that nothing ever reads half a model
     path, aside = model_dir(daas, model_id), os.path.join(daas.models_dir, REMOVED + model_id)
