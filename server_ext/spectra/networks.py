@@ -10,6 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import sys
+import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -19,6 +21,44 @@ __all__ = ["keras_module", "build_bin_model", "global_random_state_kept", "BinNe
 
 _KERAS = None
 
+# TensorFlow >= 2.19 prints these while it is imported whatever
+# TF_CPP_MIN_LOG_LEVEL says (tensorflow/tensorflow#100442): notices, not
+# errors, that every ``daas spectra train`` and every worker's log repeated.
+IMPORT_NOTICES = ("oneDNN custom operations are on",
+                  "All log messages before absl::InitializeLog() is called")
+
+
+@contextlib.contextmanager
+def import_notices_dropped(notices=IMPORT_NOTICES):
+    """Hold back what is written to file descriptor 2 inside, and write it
+    back on exit without the lines holding one of ``notices``: TensorFlow's
+    C++ logging writes there directly, not through ``sys.stderr``. Nothing
+    else is lost, only delayed to the end of the block."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no stderr at all: nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as held:
+        _flush_stderr()
+        os.dup2(held.fileno(), 2)
+        try:
+            yield
+        finally:
+            _flush_stderr()
+            os.dup2(saved, 2)
+            os.close(saved)
+            held.seek(0)
+            kept = b"".join(line for line in held.read().splitlines(keepends=True)
+                            if not any(n.encode() in line for n in notices))
+            while kept:
+                kept = kept[os.write(2, kept):]
+
+
+def _flush_stderr():
+    if sys.stderr is not None:
+        sys.stderr.flush()
+
 
 def keras_module():
     """Import Keras (TensorFlow backend) once, with sane threading for small
@@ -27,7 +67,8 @@ def keras_module():
     if _KERAS is None:
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
         os.environ.setdefault("KERAS_BACKEND", "tensorflow")
-        import tensorflow as tf
+        with import_notices_dropped():
+            import tensorflow as tf
 
         try:
             # tiny networks: more threads than cores only adds contention

@@ -1,0 +1,30 @@
+"""TensorFlow's import notices are dropped from stderr; nothing else is."""
+
+import subprocess
+import sys
+import textwrap
+
+SCRIPT = textwrap.dedent("""
+    import os, sys
+    from server_ext.spectra.networks import import_notices_dropped, keras_module
+    print("before", file=sys.stderr, flush=True)
+    with import_notices_dropped():
+        os.write(2, b"I0000 port.cc:153] oneDNN custom operations are on. You may see ...\\n"
+                    b"an error written by C\\n")
+        print("a warning written by Python", file=sys.stderr)
+    try:
+        with import_notices_dropped():
+            raise ImportError("a failed import")
+    except ImportError as e:
+        print("caught:", e, file=sys.stderr, flush=True)
+    keras_module()
+    print("after", file=sys.stderr, flush=True)
+""")
+
+
+def test_import_notices_are_dropped_and_everything_else_kept():
+    run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
+                         timeout=300, check=True)
+    assert run.stderr.splitlines() == ["before", "an error written by C",
+                                       "a warning written by Python",
+                                       "caught: a failed import", "after"]
