@@ -205,7 +205,7 @@ def read_axis(path, dataset=None):
                 axis = np.load(path, allow_pickle=False)
             else:
                 axis = np.loadtxt(path, dtype=np.float64, ndmin=1)
-        except (OSError, ValueError) as e:
+        except (OSError, ValueError, EOFError) as e:  # EOFError: an empty .npy
             raise SpectraError(f"cannot read {path} as an axis (numbers, or a .npy array): {e}")
     return as_axis(axis, f"the axis in {path}")
 

@@ -57,6 +57,8 @@ import os
 import pathlib
 import shutil
 import tempfile
+import zipfile
+import zlib
 
 import numpy as np
 
@@ -202,11 +204,23 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
     return path
 
 
+# what a damaged zip file raises (.npz and .keras are zip files): a copy cut
+# short, a flipped bit (its CRC), an empty file
+_DAMAGED_ZIP = (zipfile.BadZipFile, EOFError, zlib.error)
+
+
+def _damaged(path, name, error) -> SpectraError:
+    return SpectraError(f"the model directory {path} is incomplete or corrupt ({name} is damaged: "
+                        f"{error}); save or train it again")
+
+
 def _read(path):
     try:
         config = json.loads((path / "config.json").read_text())
         with np.load(path / "arrays.npz", allow_pickle=False) as z:
             arrays = {k: z[k] for k in z.files}
+    except _DAMAGED_ZIP as e:
+        raise _damaged(path, "arrays.npz", e)
     except (OSError, ValueError, KeyError) as e:
         raise SpectraError(f"{path} is not a saved spectra classifier ({e}); "
                            "create one with BinnedSpectraClassifier.save or "
@@ -297,9 +311,10 @@ def load_bin_models(model_dir, n_bins):
     from .networks import keras_module
 
     keras = keras_module()
-    try:
-        return [keras.models.load_model(pathlib.Path(model_dir) / _keras_file(b), compile=False)
-                for b in range(n_bins)]
-    except (OSError, ValueError) as e:
-        raise SpectraError(f"the model directory {model_dir} is incomplete or corrupt (a Keras "
-                           f"model does not load: {e}); save or train it again")
+    models = []
+    for b in range(n_bins):
+        try:
+            models.append(keras.models.load_model(pathlib.Path(model_dir) / _keras_file(b), compile=False))
+        except (OSError, ValueError, *_DAMAGED_ZIP) as e:
+            raise _damaged(model_dir, _keras_file(b), e)
+    return models

@@ -344,18 +344,18 @@ def test_labels_from_pandas_and_missing_labels(tmp_path):
         BinnedSpectraClassifier().fit(X, np.array([1, "a"] * 8, dtype=object))
 
 
-def test_incomplete_model_directories(fitted, tmp_path):
+def test_incomplete_model_directories(fitted, intensity_series, tmp_path):
     import json
     import shutil
 
     clf, _ = fitted
     good = clf.save(tmp_path / "good")
 
-    def broken(name, damage):
+    def broken(name, damage, match="incomplete or corrupt"):
         path = tmp_path / name
         shutil.copytree(good, path)
         damage(path)
-        with pytest.raises(SpectraError, match="incomplete or corrupt"):
+        with pytest.raises(SpectraError, match=match):
             BinnedSpectraClassifier.load(path)
 
     def drop_params(path):
@@ -374,10 +374,39 @@ def test_incomplete_model_directories(fitted, tmp_path):
         arrays["class_scales_"] = np.ones(len(clf.classes_) + 1)
         np.savez(path / "arrays.npz", **arrays)
 
+    def cut(name, size):
+        def damage(path):
+            with open(path / name, "r+b") as f:
+                f.truncate(size)
+        return damage
+
+    def flip_a_byte(name):  # in the first member's data: its CRC no longer matches
+        def damage(path):
+            data = bytearray((path / name).read_bytes())
+            data[200] ^= 0xFF
+            (path / name).write_bytes(bytes(data))
+        return damage
+
     broken("no-params", drop_params)
     broken("no-array", drop_array)
     broken("no-keras", lambda path: (path / "bin00.keras").unlink())
     broken("scales-of-another-model", wrong_scales)
+    # damaged files, as a copy cut short or a flipped bit leaves them: the
+    # error names the file, not a zipfile traceback
+    for name, damage in (("empty-arrays", cut("arrays.npz", 0)),
+                         ("cut-arrays", cut("arrays.npz", 1000)),
+                         ("flipped-arrays", flip_a_byte("arrays.npz"))):
+        broken(name, damage, match=r"incomplete or corrupt \(arrays.npz is damaged")
+    X = intensity_series.X[:20]
+    for name, damage in (("cut-keras", cut("bin00.keras", 1000)),
+                         ("flipped-keras", flip_a_byte("bin00.keras"))):
+        path = tmp_path / name
+        shutil.copytree(good, path)
+        damage(path)
+        loaded = BinnedSpectraClassifier.load(path)  # the fused arrays: classifies without Keras
+        np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+        with pytest.raises(SpectraError, match=r"incomplete or corrupt \(bin00.keras is damaged"):
+            loaded.bin_models_
 
 
 # ------------------------------------------------ a peak shift as the signal

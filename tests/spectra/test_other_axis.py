@@ -115,7 +115,8 @@ def test_the_axis_is_saved_and_a_stream_reads_through_it(on_q, tmp_path):
 
 def test_a_detectors_axis_is_read_from_a_file_beside_its_data(tmp_path):
     """``read_axis``: a NeXus file's default axis, a text column or row, a
-    .npy array; NaN, a table, or too few numbers refused, saying where."""
+    .npy array; NaN, a table, too few numbers, or a .npy file empty or cut
+    short refused, saying where."""
     import h5py
 
     from server_ext.spectra.datafiles import axis_source, read_axis
@@ -140,8 +141,14 @@ def test_a_detectors_axis_is_read_from_a_file_beside_its_data(tmp_path):
     np.save(tmp_path / "nan.npy", bad)
     np.savetxt(tmp_path / "table.txt", np.stack([axis, axis], 1))
     np.savetxt(tmp_path / "one.txt", axis[:1])
+    (tmp_path / "empty.npy").write_bytes(b"")  # a copy that never finished
+    np.save(tmp_path / "cut.npy", axis)
+    with open(tmp_path / "cut.npy", "r+b") as f:
+        f.truncate(1000)
     for name, message in (("nan.npy", r"has NaN or inf at points \[3, 7\]"),
                           ("table.txt", r"has shape \(700, 2\)"),
-                          ("one.txt", r"has shape \(1,\)")):
+                          ("one.txt", r"has shape \(1,\)"),
+                          ("empty.npy", "cannot read .*empty.npy as an axis"),
+                          ("cut.npy", "cannot read .*cut.npy as an axis")):
         with pytest.raises(SpectraError, match=message):
             read_axis(tmp_path / name)
