@@ -657,9 +657,10 @@ def test_cancel_a_training_saves_no_model(api, trained_model, server):
     assert r.status_code == 409 and "cancelled" in r.json()["message"]
 
 
-def test_remove_a_model(api, trained_model, server):
+def test_remove_a_model(api, trained_model, server, server_root):
     """A model no longer wanted leaves the list, its files with it; not while
-    a stream classifies with it, nor before its training has ended."""
+    a stream classifies with it, nor before its training has ended; a model
+    whose files were damaged too."""
     daas_dir = server.root_dir.parent / "jupyter-data" / "daas"
     body = {"data": "spectra-run", "labels": trained_model["options"]["labels"], "source": DEMO_SOURCE,
             "key": DEMO_KEY, "max_per_label": 64}
@@ -687,6 +688,15 @@ def test_remove_a_model(api, trained_model, server):
     assert call(api, "DELETE", f"spectra/models/{later}").status_code == 202
     assert api.wait(f"spectra/models/{later}")["state"] == "cancelled"
     assert call(api, "DELETE", f"spectra/models/{later}?remove=true").status_code == 204
+
+    # its files damaged behind the server's back (a disk error, a copy cut short): a
+    # prediction says which; the model is still removed
+    with open(files / "arrays.npz", "r+b") as f:
+        f.truncate(1000)
+    with h5py.File(server_root["root"] / "processed" / "to-remove.h5", "w") as f:
+        f["spectra"] = _spectra(server_root)[:4]
+    r = call(api, "POST", f"spectra/models/{model_id}/predict", json={"data": "processed/to-remove.h5"})
+    assert r.status_code == 400 and "arrays.npz is damaged" in r.json()["message"], r.text
 
     r = call(api, "DELETE", f"spectra/models/{model_id}?remove=true")
     assert r.status_code == 204 and not r.content
