@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import signal
 import threading
 import uuid
 
@@ -31,6 +32,7 @@ class Stream:
         self.created = now()
         self.finished: str | None = None
         self.stats = {"state": "starting"}
+        self._terminated_after: float | None = None  # s waited for a stop before terminating it
         ctx = multiprocessing.get_context("spawn")
         self._conn, child = ctx.Pipe(duplex=False)
         # a pipe, not a multiprocessing.Event: Event.set() waits for every process that
@@ -56,14 +58,29 @@ class Stream:
             while True:
                 try:
                     message = self._conn.recv()
-                except (EOFError, OSError):
-                    message = {"type": "end", "error": "the stream process ended unexpectedly",
+                except (EOFError, OSError):  # the process ended without its end message
+                    message = {"type": "end", "error": self._why_it_ended(),
                                "stats": {**self.stats, "state": "failed"}}
                 self.loop.call_soon_threadsafe(self._dispatch, message)
                 if message.get("type") == "end":
                     return
         finally:
             self._conn.close()
+
+    def _why_it_ended(self) -> str:
+        if self._terminated_after is not None:
+            return f"the stream did not stop within {self._terminated_after:g} s of being asked; it was terminated"
+        self.process.join(5)  # its pipe closed as it exited: reaped in a moment
+        code = self.process.exitcode
+        if code is None or code >= 0:
+            return f"the stream process ended unexpectedly (exit status {code})"
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        # SIGKILL is what the kernel's out-of-memory killer sends: the likeliest cause
+        why = " (out of memory? the system kills the largest process with it)" if code == -signal.SIGKILL else ""
+        return f"the stream process was killed by {name}{why}"
 
     def _dispatch(self, message: dict):
         kind = message.get("type")
@@ -99,6 +116,7 @@ class Stream:
             await asyncio.wait_for(self.ended.wait(), timeout)
         except asyncio.TimeoutError:
             log.warning("daas stream %s did not stop within %s s; terminating it", self.id, timeout)
+            self._terminated_after = timeout
             self.process.terminate()
         await asyncio.get_running_loop().run_in_executor(None, self.process.join, timeout)
         if self.process.is_alive():

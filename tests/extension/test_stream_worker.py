@@ -1,4 +1,5 @@
-"""A stream's process when the Jupyter server that started it is gone.
+"""A stream's process when the Jupyter server that started it is gone, and
+the server when the stream's process is gone.
 
 The stream runs in a process of its own (``daemon``: multiprocessing ends it
 when the server exits normally, but not when the server is killed). Its
@@ -6,12 +7,16 @@ stop signal is a pipe from the server, and the pipe's end stops it too, so
 a stream left waiting on a silent bridge does not outlive a killed server.
 """
 
+import asyncio
 import contextlib
 import multiprocessing
+import os
+import signal
 
 import pytest
 
 from server_ext.extension.stream_worker import main
+from server_ext.extension.streams import StreamManager
 
 from .conftest import silent_bridge
 
@@ -69,6 +74,41 @@ def test_a_stream_stopped_while_it_starts_ends_stopped(model_dir):
         assert process.exitcode == 0
         assert seen[-1]["error"] is None and seen[-1]["stats"]["state"] == "stopped", seen[-1]
         assert "train" not in [m["type"] for m in seen]
+
+
+async def _kill(manager, stream):
+    os.kill(stream.process.pid, signal.SIGKILL)
+
+
+async def _stop(manager, stream):
+    await manager.stop(stream.id)
+
+
+@pytest.mark.parametrize("end, stop_timeout, error", [
+    (_kill, 10, "the stream process was killed by SIGKILL (out of memory?"),
+    (_stop, 0, "the stream did not stop within 0 s of being asked; it was terminated"),
+], ids=["killed", "stop-not-answered-in-time"])
+def test_a_stream_whose_process_ends_unasked_says_how(model_dir, end, stop_timeout, error):
+    """The stream's process killed (SIGKILL: what the kernel's out-of-memory
+    killer sends), or terminated after a stop it did not answer in time: the
+    stream ends failed, saying which -- not "ended unexpectedly"."""
+    async def scenario():
+        manager = StreamManager(stop_timeout=stop_timeout)
+        stream = manager.start({"model_dir": model_dir, "source": {
+            "endpoint": silent_bridge(), "timeout": 0.5, "max_reconnects": None}}, public={})
+        try:
+            async with asyncio.timeout(BOUND):
+                while stream.state != "running":
+                    await asyncio.sleep(0.05)
+            await end(manager, stream)
+            await asyncio.wait_for(stream.ended.wait(), BOUND)
+            return stream.to_dict()
+        finally:
+            await manager.shutdown()
+
+    ended = asyncio.run(scenario())
+    assert ended["state"] == "failed" and ended["error"].startswith(error), ended["error"]
+    assert ended["finished"] is not None
 
 
 @contextlib.contextmanager
