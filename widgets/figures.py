@@ -17,13 +17,14 @@ def _summary(model) -> dict:
             "weights": list(model.weights_)}
 
 
-def separability_figure(model, X=None, y=None, axis=None, fig=None):
+def separability_figure(model, X=None, y=None, axis=None, fig=None, axis_label=None):
     """Separability and weight of each kept bin over the spectrum, the training curves beneath.
 
     ``model``: a fitted ``BinnedSpectraClassifier`` or the ``result`` of a
     training job; ``X``/``y``: the labelled training spectra (optional);
-    ``axis``: the spectrum's abscissa (default: point index); ``fig``: draw
-    into this figure (an ipympl one in widgets) instead of a new one.
+    ``axis``: the spectrum's abscissa (default: point index), named
+    ``axis_label`` (e.g. ``twoTheta``; default "spectrum axis"); ``fig``:
+    draw into this figure (an ipympl one in widgets) instead of a new one.
     """
     if fig is None:
         from matplotlib.figure import Figure
@@ -63,7 +64,7 @@ def separability_figure(model, X=None, y=None, axis=None, fig=None):
     for start, stop in s["bins"]:
         bottom.axvspan(at(start), at(stop - 1), color="0.85", zorder=0)
     bottom.set_ylabel("training spectra")
-    bottom.set_xlabel("point" if axis is None else "spectrum axis")
+    bottom.set_xlabel("point" if axis is None else axis_label or "spectrum axis")
     return fig
 
 
@@ -90,8 +91,20 @@ def stream_figure(fig, trains, fractions: dict, confidence, ambiguous, phases=()
     conf_ax.plot(trains, ambiguous, color="tab:red", linewidth=1, label="ambiguous fraction")
     conf_ax.set_ylim(-0.02, 1.02)
     conf_ax.set_xlabel("train ID")
+    plain_integer_ticks(conf_ax.xaxis)
     conf_ax.legend(loc="center left", fontsize=8)
     return fig
+
+
+def plain_integer_ticks(axis, nbins=6):
+    """Whole numbers written out on ``axis``: train IDs read as 1200000100, not as 100
+    beside an offset "+1.2e9"."""
+    from matplotlib.ticker import MaxNLocator, ScalarFormatter
+
+    axis.set_major_locator(MaxNLocator(nbins=nbins, integer=True))
+    formatter = ScalarFormatter(useOffset=False)
+    formatter.set_scientific(False)
+    axis.set_major_formatter(formatter)
 
 
 def prediction_figure(fig, confidence, ambiguous, labels):

@@ -43,6 +43,14 @@ def _source_key(text: str, field: str, expected: str) -> dict:
     return {"axis_source": parts[0], "axis_key": parts[1]} if len(parts) == 2 else {"axis_key": parts[0]}
 
 
+def _axis_name(job: dict) -> str | None:
+    """What a training job's axis is called: its key in the run (``twoTheta``), or the last
+    name of its dataset in the file (``q`` of ``/entry/data/q``); None where not named."""
+    opts = job.get("options") or {}
+    name = opts.get("axis_key") or (opts.get("axis_dataset") or "").rstrip("/").rsplit("/", 1)[-1]
+    return name or None
+
+
 class LabelRow(W.HBox):
     """One class: a name and a range of trains (a run) or of rows (a file), stop exclusive."""
 
@@ -112,7 +120,7 @@ class SpectraClassifierApp(W.VBox):
         self._ids: np.ndarray | None = None
         self._found_axis = ""  # what Load put in "axis": found again for another run
 
-        style = {"description_width": "90px"}
+        style = {"description_width": "110px"}  # "masked points" in full
         wide = W.Layout(width="95%")
         # -- data and labels
         self.data = W.Text(value=relative_to_root(default, self.root_dir) if default else "", description="spectra",
@@ -450,7 +458,7 @@ class SpectraClassifierApp(W.VBox):
         X, y, axis = self._training_data
         self.model = job
         try:
-            separability_figure(job["result"], X, y, axis, fig=self.sep_fig)
+            separability_figure(job["result"], X, y, axis, fig=self.sep_fig, axis_label=_axis_name(job))
         except Exception as e:  # noqa: BLE001
             self.train_status.error(f"the figure cannot be drawn: {error_text(e)}")
             return

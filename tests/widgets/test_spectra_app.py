@@ -58,6 +58,7 @@ def test_training_draws_separability_over_the_training_curves(trained):
     assert len(top.collections) == n_bins  # one separability band per kept bin
     assert len(bottom.lines) >= 4  # the training curves and each class's mean
     assert {t.get_text().split(" ")[0] for t in bottom.get_legend().get_texts()} == {"before", "after"}
+    assert bottom.get_xlabel() == "twoTheta"  # the run's axis key, found on Load
     assert app.model["id"][:8] in app.jobs.value
     # the dropdown tells a beamtime's models apart: classes, the spectra, when (UTC, to the minute)
     created = app.model["created"]
