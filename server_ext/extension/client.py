@@ -132,7 +132,8 @@ class DaasClient:
     def train_model(self, data: str, labels: list[str] | str, **options) -> dict:
         """Start training (``labels``: ``["low=0:20", "high=300:349"]`` or ``"@/labels"``;
         options: ``dataset``, ``source``, ``key``, the axis: ``axis_dataset`` of a file, ``axis_key``
-        (``axis_source``) of a run; ``max_per_label``, ``params={...}``). Returns the job."""
+        (``axis_source``) of a run; ``max_per_label``, ``params={...}``, with ``random_state`` 0 unless
+        given: the same labels, the same model). Returns the job."""
         return self.request("POST", "spectra/models", {"data": data, "labels": labels, **options})
 
     def list_models(self) -> list[dict]:

@@ -30,6 +30,26 @@ def test_trained_model_has_bins_separability_weights(api, trained_model):
     assert trained_model["id"] in [m["id"] for m in listed]
 
 
+def test_the_same_labels_train_the_same_model(api, trained_model):
+    """A request without a seed trains with random_state 0, as 'daas spectra train'
+    does: trained again on the same labelled spectra, the model is the same."""
+    params = {k: v for k, v in trained_model["options"]["params"].items() if k != "random_state"}
+    r = call(api, "POST", "spectra/models", json={
+        "data": "spectra-run", "labels": trained_model["options"]["labels"], "source": DEMO_SOURCE,
+        "key": DEMO_KEY, "max_per_label": 64, "params": params})
+    assert r.status_code == 202, r.text
+    assert r.json()["options"]["params"] == {**params, "random_state": 0}  # the record says the seed
+    again = api.wait(f"spectra/models/{r.json()['id']}")
+    try:
+        assert again["state"] == "done", again["error"]
+        first, second = trained_model["result"], again["result"]
+        assert second["bins"] == first["bins"]
+        for key in ("separability", "weights"):
+            np.testing.assert_allclose(second[key], first[key], rtol=1e-6, err_msg=key)
+    finally:
+        call(api, "DELETE", f"spectra/models/{again['id']}?remove=true")
+
+
 def test_a_model_trained_on_a_run_keeps_the_runs_axis(api, trained_model, server_root):
     """axis_source/axis_key: the run's 2-theta kept with the model (a file on
     another grid is then classified through its axis); without them the

@@ -101,6 +101,8 @@ class ModelsHandler(DaasHandler):
     @authorized
     async def post(self):
         body = self.body("TrainingRequest")
+        # the same labelled spectra give the same model, as 'daas spectra train' (--seed 0) does
+        body["params"] = {"random_state": 0, **(body.get("params") or {})}
         options = labelled_data(self.daas, body)
         record = self.daas.jobs.submit("spectra", body, _train, options, self.daas.models_dir)
         self.reply(record, 202)
