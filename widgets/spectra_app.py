@@ -52,13 +52,33 @@ def _axis_name(job: dict) -> str | None:
 
 
 class LabelRow(W.HBox):
-    """One class: a name and a range of trains (a run) or of rows (a file), stop exclusive."""
+    """One class: a name and a range of trains (a run) or of rows (a file), stop exclusive,
+    dragged on the slider or typed in full beside it (a slider's readout cuts a range of
+    10-digit train IDs short)."""
 
     def __init__(self, name: str, lo: int, hi: int, value: tuple[int, int]):
         self.name = W.Text(value=name, layout=W.Layout(width="140px"))
-        self.range = W.IntRangeSlider(min=lo, max=hi, value=value, layout=W.Layout(width="460px"),
+        self.range = W.IntRangeSlider(min=lo, max=hi, value=value, readout=False, layout=W.Layout(width="340px"),
                                       continuous_update=False)
-        super().__init__([self.name, self.range])
+        bounded = {"min": lo, "max": hi, "layout": W.Layout(width="125px")}
+        self.start = W.BoundedIntText(value=value[0], tooltip="start: the first labelled", **bounded)
+        self.stop = W.BoundedIntText(value=value[1], tooltip="stop: the first not labelled", **bounded)
+        self._from_slider = False  # the slider sets both fields: neither moves it meanwhile
+        self.range.observe(self._slider_moved, "value")
+        self.start.observe(self._typed, "value")
+        self.stop.observe(self._typed, "value")
+        super().__init__([self.name, self.range, self.start, W.Label("to"), self.stop])
+
+    def _slider_moved(self, change) -> None:
+        self._from_slider = True
+        try:
+            self.start.value, self.stop.value = change["new"]
+        finally:
+            self._from_slider = False
+
+    def _typed(self, change) -> None:
+        if not self._from_slider:
+            self.range.value = tuple(sorted((self.start.value, self.stop.value)))
 
     def spec(self) -> str:
         start, stop = self.range.value
@@ -143,7 +163,7 @@ class SpectraClassifierApp(W.VBox):
         # the scientist who knows the classes share their cell says so
         self.same_cell = W.Checkbox(value=self.params.get("learn_position") is False, indent=False,
                                     description="the classes share their cell: peak position is no difference "
-                                                "(learn_position=False)")
+                                                "(learn_position=False)", layout=W.Layout(width="auto"))
         self.train_button = W.Button(description="Train", button_style="primary", icon="graduation-cap")
         self.train_button.add_class("daas-train")
         self.train_progress = W.FloatProgress(value=0, min=0, max=1, layout=W.Layout(width="50%"))

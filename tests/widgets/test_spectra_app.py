@@ -13,6 +13,7 @@ from server_ext.extension.serverprocess import free_port
 from server_ext.nxmx import dials
 from server_ext.spectra.synthetic import DEMO_AXIS_SOURCE, DEMO_KEY, DEMO_SOURCE, make_transition_series
 from widgets import SpectraClassifierApp
+from widgets.spectra_app import LabelRow
 
 from .conftest import SLUG, WAIT
 
@@ -200,6 +201,22 @@ def test_stream_plots_trains_and_counts_until_stopped(trained, widget_root):
     # a stream whose spectra are NaN at points the model reads: which, and the remedy
     app._show_counters({**app.stream["stats"], "unread_points": [200, 201, 700]})
     assert "NaN in every malformed spectrum at points <b>200-201,700</b>" in app.counters.value
+
+
+def test_a_class_range_is_dragged_or_typed_in_full():
+    """Train IDs have ten digits: the range is typed or read in two fields beside
+    the slider, which the slider's own readout cut short ("1200000000 - 120000")."""
+    row = LabelRow("before", 1_200_000_000, 1_200_000_200, (1_200_000_000, 1_200_000_040))
+    assert not row.range.readout and (row.start.value, row.stop.value) == (1_200_000_000, 1_200_000_040)
+    row.range.value = (1_200_000_010, 1_200_000_050)  # dragged
+    assert (row.start.value, row.stop.value) == (1_200_000_010, 1_200_000_050)
+    row.stop.value = 1_200_000_100  # typed
+    assert row.spec() == "before=1200000010:1200000100"
+    row.start.value = 1_200_000_150  # typed past the stop: the two swap, the range stays a range
+    assert row.range.value == (1_200_000_100, 1_200_000_150)
+    assert (row.start.value, row.stop.value) == (1_200_000_100, 1_200_000_150)
+    row.stop.value = 1_300_000_000  # beyond the run: its end
+    assert row.spec() == "before=1200000100:1200000200"
 
 
 def test_redraws_from_two_threads_give_one_consistent_figure(client):
