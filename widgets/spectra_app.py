@@ -216,7 +216,8 @@ class SpectraClassifierApp(W.VBox):
                                     placeholder="optional: a new HDF5 file keeping every pulse's label "
                                                 "(e.g. processed/labels-r0001.h5)")
         self.train_rate = W.FloatText(value=10.0, description="replay Hz", style=style)
-        self.replay_trains = W.Text(description="replay trains", style=style,
+        # two 10-digit train IDs and the placeholder in full
+        self.replay_trains = W.Text(description="replay trains", style=style, layout=W.Layout(width="430px"),
                                     placeholder="FIRST-LAST train ids; empty: the whole run")
         # what "phase now" and the phases by train call a class's phase: a series whose
         # transitions hold long mixtures may call a train by its majority instead
