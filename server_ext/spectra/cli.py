@@ -249,10 +249,14 @@ _IN_OUR_WORDS = {"retrain": "train again with --position-nuisance",
 
 
 def _print_model(summary: dict) -> None:
-    print("bin (points)        held-out accuracy  weight")
-    for (a, b), s, w in zip(summary["bins"], summary["separability"], summary["weights"]):
-        print(f"{a:6.0f}-{b:<6.0f}       {s:8.3f}         {w:6.3f}")
-    for line in summary["findings"]:
+    from .evaluation import columns
+    from .findings import axis_span
+
+    spans = summary.get("bins_on_axis")
+    rows = [["bin (points)", *(["on the axis"] if spans else []), "held-out accuracy", "weight"]]
+    for i, ((a, b), s, w) in enumerate(zip(summary["bins"], summary["separability"], summary["weights"])):
+        rows.append([f"{a:.0f}-{b:.0f}", *([axis_span(spans[i])] if spans else []), f"{s:.3f}", f"{w:.3f}"])
+    for line in columns(rows) + summary["findings"]:
         print(line)
 
 

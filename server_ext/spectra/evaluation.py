@@ -21,6 +21,7 @@ from functools import cached_property
 import numpy as np
 
 from .errors import SpectraError
+from .findings import axis_span, bins_on_axis
 
 
 @dataclass(frozen=True)
@@ -34,6 +35,7 @@ class Evaluation:
     bin_accuracy: np.ndarray  # (B,): each bin's own vote, on these spectra
     bin_accuracy_at_training: np.ndarray  # (B,): ``separability_``
     weights: np.ndarray  # (B,): the bins' weights in the vote
+    bins_on_axis: list | None = None  # (B, 2): each bin's first and last position on the model's axis
 
     @cached_property
     def confusion(self) -> np.ndarray:
@@ -113,10 +115,11 @@ class Evaluation:
                               "unread": int(self.unread[i])}
                           for i, n in enumerate(names)},
             "bins": [{"points": [int(a), int(b)], "accuracy": _json(here),
-                      "accuracy_at_training": _json(then), "weight": float(w)}
-                     for (a, b), here, then, w in zip(self.bins, self.bin_accuracy,
-                                                      self.bin_accuracy_at_training,
-                                                      self.weights)],
+                      "accuracy_at_training": _json(then), "weight": float(w),
+                      "on_axis": None if self.bins_on_axis is None else self.bins_on_axis[i]}
+                     for i, ((a, b), here, then, w) in enumerate(zip(self.bins, self.bin_accuracy,
+                                                                     self.bin_accuracy_at_training,
+                                                                     self.weights))],
         }
 
     def lines(self) -> list[str]:
@@ -147,24 +150,31 @@ def confusion_rows(r: dict) -> list[list[str]]:
     return rows + [["precision", *(_pct(per[n]["precision"]) for n in r["classes"]), ""]]
 
 
+def _on_axis(r: dict) -> bool:
+    return bool(r["bins"]) and r["bins"][0].get("on_axis") is not None
+
+
 def bin_rows(r: dict) -> list[list[str]]:
-    """Each bin as text: its points, its accuracy at training and here, its weight."""
-    return [[f"{b['points'][0]}-{b['points'][1]}", _num(b["accuracy_at_training"]),
-             _num(b["accuracy"]), f"{b['weight']:.3f}"] for b in r["bins"]]
+    """Each bin as text: its points (and its span on the model's axis), its
+    accuracy at training and here, its weight."""
+    return [[f"{b['points'][0]}-{b['points'][1]}", *([axis_span(b["on_axis"])] if _on_axis(r) else []),
+             _num(b["accuracy_at_training"]), _num(b["accuracy"]), f"{b['weight']:.3f}"] for b in r["bins"]]
 
 
-BIN_HEADER = ["bin (points)", "accuracy at training", "here", "weight"]
+def bin_header(r: dict) -> list[str]:
+    """The titles of :func:`bin_rows`' columns."""
+    return ["bin (points)", *(["on the axis"] if _on_axis(r) else []), "accuracy at training", "here", "weight"]
 
 
 def report_lines(r: dict) -> list[str]:
     """A :meth:`Evaluation.report` as text: :func:`headline`, the confusion
     matrix (rows labelled, columns predicted) and the bins, in columns."""
     return (headline(r) + ["rows: labelled, columns: predicted"]
-            + _columns([["", *r["classes"], "recall"], *confusion_rows(r)], indent="  ")
-            + _columns([BIN_HEADER, *bin_rows(r)]))
+            + columns([["", *r["classes"], "recall"], *confusion_rows(r)], indent="  ")
+            + columns([bin_header(r), *bin_rows(r)]))
 
 
-def _columns(rows: list[list[str]], indent: str = "") -> list[str]:
+def columns(rows: list[list[str]], indent: str = "") -> list[str]:
     """Rows of text in columns: the first left-aligned, the others right."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     return [indent + "   ".join([row[0].ljust(widths[0]), *(v.rjust(w) for v, w in zip(row[1:], widths[1:]))])
@@ -205,7 +215,7 @@ def evaluate(clf, X, y, axis=None, chunk: int = 32768) -> Evaluation:
     return Evaluation(classes=classes, truth=truth, predicted=predicted, confidence=confidence,
                       flagged=flags, bins=np.asarray(clf.bins_), bin_accuracy=bin_accuracy,
                       bin_accuracy_at_training=np.asarray(clf.separability_, np.float64),
-                      weights=np.asarray(clf.weights_, np.float64))
+                      weights=np.asarray(clf.weights_, np.float64), bins_on_axis=bins_on_axis(clf))
 
 
 def evaluate_labelled(clf, data, labels, dataset=None, source=None, key=None, **read):

@@ -4,10 +4,12 @@ and the spectra app."""
 
 from __future__ import annotations
 
+import math
+
 from .align import pair_changes
 from .inputs import point_runs
 
-__all__ = ["findings", "model_summary"]
+__all__ = ["findings", "model_summary", "bins_on_axis", "axis_span"]
 
 
 def model_summary(clf, retrain: str = "train again with learn_position=False",
@@ -20,8 +22,31 @@ def model_summary(clf, retrain: str = "train again with learn_position=False",
         "bins": [[float(a), float(b)] for a, b in clf.bins_],
         "separability": [float(v) for v in clf.separability_],
         "weights": [float(v) for v in clf.weights_],
+        "bins_on_axis": bins_on_axis(clf),
         "findings": list(findings(clf, retrain=retrain, give_axis=give_axis)),
     }
+
+
+def bins_on_axis(clf) -> list[list[float]] | None:
+    """Each bin's first and last point on the model's axis (2-theta, q, d), which
+    tells a scientist which reflections a bin holds; None for a model without one."""
+    axis = getattr(clf, "axis_", None)
+    if axis is None:
+        return None
+    last = len(axis) - 1
+    return [[float(axis[int(a)]), float(axis[min(int(b) - 1, last)])] for a, b in clf.bins_]
+
+
+def axis_span(span) -> str:
+    """A bin's span on the axis as text, both ends to the same decimals, three
+    digits of its width: ``27.20-32.91`` (2-theta), ``1.234-1.334`` (q),
+    ``-3.00 to 4.00``."""
+    lo, hi = span
+    width = abs(hi - lo)
+    decimals = 2 - math.floor(math.log10(width)) if width > 0 else 3
+    decimals = min(max(decimals, 0), 6)
+    between = " to " if min(lo, hi) < 0 else "-"  # "-3.00-4.00" would read wrongly
+    return f"{lo:.{decimals}f}{between}{hi:.{decimals}f}"
 
 
 def findings(clf, retrain: str = "train again with learn_position=False",

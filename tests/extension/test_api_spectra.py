@@ -68,6 +68,9 @@ def test_a_model_trained_on_a_run_keeps_the_runs_axis(api, trained_model, server
     job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
     assert job["state"] == "done", job["error"]
     assert not any(line.startswith("no axis") for line in job["result"]["findings"])
+    assert trained_model["result"]["bins_on_axis"] is None
+    spans = job["result"]["bins_on_axis"]  # where each bin lies in 2-theta (10-90 degrees)
+    assert len(spans) == len(job["result"]["bins"]) and all(10.0 <= lo < hi <= 90.0 for lo, hi in spans)
     X = _spectra(server_root)
     n = X.shape[1]
     coarse = np.linspace(10.0, 90.0, 700)

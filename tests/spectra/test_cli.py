@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from hub_ext.cli import main
+from server_ext.spectra.findings import axis_span
 from server_ext.spectra.synthetic import make_transition_series, write_demo_run
 
 
@@ -66,13 +67,18 @@ def test_info_says_what_a_saved_model_is(nexus_file, tmp_path, capsys):
     assert out[1] == f"trained on {path}, labels low=0:25 high=95:120"
     # the bins and the findings as train printed them
     assert out[2:] == trained.splitlines()[1:-1] and trained.splitlines()[-1] == f"saved {model}"
+    # each bin where it lies on the axis too: which reflections it holds
+    clf = BinnedSpectraClassifier.load(model)
+    assert out[2].split() == ["bin", "(points)", "on", "the", "axis", "held-out", "accuracy", "weight"]
+    assert [line.split()[:2] for line in out[3:3 + len(clf.bins_)]] == [
+        [f"{a}-{b}", axis_span([s.axis[a], s.axis[b - 1]])] for a, b in clf.bins_]
     assert main(["spectra", "info", "--json", str(model)]) == 0
     report = json.loads(capsys.readouterr().out)
-    clf = BinnedSpectraClassifier.load(model)
     server = model_summary(clf)
     assert {k: report[k] for k in server if k != "findings"} == {k: v for k, v in server.items() if k != "findings"}
     assert report["findings"][0] == server["findings"][0] and len(report["findings"]) == len(server["findings"])
     assert report["axis"] == {"first": float(s.axis[0]), "last": float(s.axis[-1])}
+    assert report["bins_on_axis"] == [[s.axis[a], s.axis[b - 1]] for a, b in clf.bins_]
     assert report["trained_on"] == {"data": str(path), "labels": ["low=0:25", "high=95:120"]}
     assert report["model"] == str(model)
 
@@ -82,6 +88,7 @@ def test_info_says_what_a_saved_model_is(nexus_file, tmp_path, capsys):
     assert main(["spectra", "info", str(tmp_path / "bare")]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].endswith("; spectra of 1200 points") and out[1].startswith("trained on: not recorded")
+    assert out[2].split() == ["bin", "(points)", "held-out", "accuracy", "weight"]  # no axis to place them on
     assert any(line.startswith("no axis: ") and "--axis-dataset (a file)" in line for line in out)
     assert main(["spectra", "info", str(tmp_path / "nothing")]) == 2
     assert "is not a saved spectra classifier" in capsys.readouterr().err

@@ -13,6 +13,7 @@ from hub_ext.cli import main
 from server_ext.spectra import SpectraError, evaluate
 from server_ext.spectra.datafiles import labelled_from
 from server_ext.spectra.evaluation import trained_here
+from server_ext.spectra.findings import axis_span
 from server_ext.spectra.synthetic import write_demo_run
 
 
@@ -115,6 +116,14 @@ def _nexus(path, s, names):
         entry["phase"] = np.array(names)[s.y].astype("S")
 
 
+def test_a_bins_span_on_the_axis_reads_to_the_digits_its_width_needs():
+    assert axis_span([27.2, 32.91]) == "27.20-32.91"  # 2-theta, degrees
+    assert axis_span([1.2345, 1.3349]) == "1.234-1.335"  # q, 1/Angstrom
+    assert axis_span([2.5, 2.45]) == "2.5000-2.4500"  # d-spacing, decreasing
+    assert axis_span([7112.3, 7162.3]) == "7112.3-7162.3"  # energy, eV
+    assert axis_span([-3.0, 4.0]) == "-3.00 to 4.00"  # not "-3.00-4.00"
+
+
 def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     """Trained on one series, scored on another measured alike: the text
     and ``--json`` carry the counts ``evaluate`` makes of the same spectra;
@@ -143,6 +152,8 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     assert r["trained_here"] is None  # another file
     assert clf.trained_on_ == {"data": str(tmp_path / "first.nxs"), "labels": ["@/entry/phase"]}
     assert [b["points"] for b in r["bins"]] == clf.bins_.tolist()
+    # where each bin lies on the model's axis (2-theta here): its first and last point
+    assert [b["on_axis"] for b in r["bins"]] == [[later.axis[a], later.axis[b - 1]] for a, b in clf.bins_]
 
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
@@ -155,10 +166,12 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
         row = out[at + 2 + i].split()
         assert row[0] == name and [int(v) for v in row[1:3]] == want.confusion[i].tolist()
     at = next(i for i, line in enumerate(out) if line.startswith("bin (points)"))
-    assert out[at].split() == ["bin", "(points)", "accuracy", "at", "training", "here", "weight"]
+    assert out[at].split() == ["bin", "(points)", "on", "the", "axis", "accuracy", "at", "training", "here",
+                               "weight"]
     bins = out[at + 1:]
     assert [line.split()[0] for line in bins] == [f"{a}-{b}" for a, b in clf.bins_]
-    assert [float(line.split()[1]) for line in bins] == pytest.approx(clf.separability_, abs=1e-3)
+    assert [line.split()[1] for line in bins] == [axis_span(b["on_axis"]) for b in r["bins"]]
+    assert [float(line.split()[2]) for line in bins] == pytest.approx(clf.separability_, abs=1e-3)
 
     # one class is enough to evaluate on; the file it was trained with is said to be so
     assert main(["spectra", "evaluate", "--model", str(model), str(tmp_path / "first.nxs"),

@@ -356,6 +356,7 @@ def test_evaluate_the_chosen_model_on_the_classes_labelled(trained, client, monk
         cells = re.search(rf"<tr><td[^>]*>{name}</td>(.*?)</tr>", matrix).group(1)
         assert re.findall(r">(\d+)</td>", cells) == [str(v) for v in counts]
     assert bins.count("<tr>") == 1 + len(trained.model["result"]["bins"])  # the header, then each bin
+    assert "on the axis" in bins  # each bin's span in 2-theta beside its points
 
     assert len(app.evaluation_box.children) == 2 + bool(result["mistaken"])  # a list only of some to look at
     # the classes named the wrong way round: every spectrum to look at, the first 20 listed by train and pulse
