@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 import time
 
@@ -217,6 +218,8 @@ def train(args):
     from .errors import SpectraError
     from .findings import model_summary
 
+    if os.path.exists(args.output) and not args.overwrite:  # said before minutes of training, not after
+        raise SpectraError(f"{args.output} exists; choose another path, or --overwrite to replace it")
     cap = args.max_per_class or None
     fixed = [_range(r) for r in args.fixed_range] or None
     X, y, axis, origins = load_labelled(args.data, args.labels, args.dataset, args.axis_dataset,
@@ -262,7 +265,6 @@ def _print_model(summary: dict) -> None:
 
 def info(args):
     import json
-    import os
 
     from .classifier import BinnedSpectraClassifier
     from .findings import model_summary
@@ -290,7 +292,6 @@ def info(args):
 
 def evaluate(args):
     import json
-    import os
 
     from .classifier import BinnedSpectraClassifier
     from .errors import SpectraError
@@ -494,7 +495,6 @@ def _check_purity(purity: float) -> None:
 def results(args):
     import csv
     import json
-    import os
 
     from .errors import SpectraError
     from .results_reader import iter_results
@@ -636,7 +636,6 @@ def _written_whole(path):
     """A file object for ``path`` (None without one), written aside and
     given its name only when the block ends without an error: no half a
     list, and a file that appeared meanwhile is kept."""
-    import os
     import uuid
 
     from .errors import SpectraError

@@ -153,8 +153,9 @@ def test_train_with_label_dataset_and_errors(nexus_file, tmp_path, capsys):
          "outside the 120 spectra"),
         (["spectra", "train", str(tmp_path / "none.h5"), "--labels", "a=0:1", "b=1:2", "-o",
           "x"], "does not exist"),
-        (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o",
-          str(tmp_path / "m")], "exists"),
+        # an existing model is refused before anything is read or trained: here the data is missing
+        (["spectra", "train", str(tmp_path / "none.h5"), "--labels", "a=0:1", "b=1:2", "-o",
+          str(tmp_path / "m")], "m exists; choose another path, or --overwrite to replace it"),
         (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o", "x",
           "--fixed-range", "3"], "give LOW:HIGH"),
         (["spectra", "train", str(path), "--labels", "@/entry/phase", "-o", "x",
