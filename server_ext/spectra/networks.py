@@ -10,8 +10,8 @@ from __future__ import annotations
 import contextlib
 import os
 import random
+import subprocess
 import sys
-import tempfile
 from typing import NamedTuple
 
 import numpy as np
@@ -28,31 +28,50 @@ IMPORT_NOTICES = ("oneDNN custom operations are on",
                   "All log messages before absl::InitializeLog() is called")
 
 
+# the filter: every line but those holding one of its arguments, passed on at once
+_FILTER = ("import sys\n"
+           "drop = [n.encode() for n in sys.argv[1:]]\n"
+           "for line in sys.stdin.buffer:\n"
+           "    if not any(n in line for n in drop):\n"
+           "        sys.stdout.buffer.write(line)\n"
+           "        sys.stdout.buffer.flush()\n")
+
+
 @contextlib.contextmanager
 def import_notices_dropped(notices=IMPORT_NOTICES):
-    """Hold back what is written to file descriptor 2 inside, and write it
-    back on exit without the lines holding one of ``notices``: TensorFlow's
-    C++ logging writes there directly, not through ``sys.stderr``. Nothing
-    else is lost, only delayed to the end of the block."""
+    """Pass what is written to file descriptor 2 inside (TensorFlow's C++
+    logging writes there, not to ``sys.stderr``) through a small process
+    that leaves out the lines holding one of ``notices``. A process, not a
+    buffer or a thread of this one: should the import crash this process,
+    what it wrote last (a fatal log line, a faulthandler traceback) still
+    gets out. Without stderr, or a process to filter it, nothing is filtered."""
     try:
         saved = os.dup(2)
-    except OSError:  # no stderr at all: nothing to filter
+    except OSError:
         yield
         return
-    with tempfile.TemporaryFile() as held:
+    try:
+        sieve = subprocess.Popen([sys.executable, "-I", "-S", "-c", _FILTER, *notices],
+                                 stdin=subprocess.PIPE, stdout=saved, stderr=saved)
+    except OSError:
+        os.close(saved)
+        yield
+        return
+    try:
         _flush_stderr()
-        os.dup2(held.fileno(), 2)
+        os.dup2(sieve.stdin.fileno(), 2)
         try:
             yield
         finally:
             _flush_stderr()
             os.dup2(saved, 2)
-            os.close(saved)
-            held.seek(0)
-            kept = b"".join(line for line in held.read().splitlines(keepends=True)
-                            if not any(n.encode() in line for n in notices))
-            while kept:
-                kept = kept[os.write(2, kept):]
+    finally:
+        sieve.stdin.close()  # the last end writing to it: it passes on what is left, then ends
+        try:
+            sieve.wait(10)
+        except subprocess.TimeoutExpired:  # a process started inside still holds the pipe
+            sieve.kill()
+        os.close(saved)
 
 
 def _flush_stderr():

@@ -28,3 +28,22 @@ def test_import_notices_are_dropped_and_everything_else_kept():
     assert run.stderr.splitlines() == ["before", "an error written by C",
                                        "a warning written by Python",
                                        "caught: a failed import", "after"]
+
+
+CRASH = textwrap.dedent("""
+    import os
+    from server_ext.spectra.networks import import_notices_dropped
+    with import_notices_dropped():
+        os.write(2, b"I0000 oneDNN custom operations are on.\\n"
+                    b"F0000 cpu_feature_guard.cc] compiled to use AVX instructions, not available\\n")
+        os.abort()  # as a fatal log line does
+""")
+
+
+def test_what_a_crashing_import_wrote_last_still_gets_out():
+    """The lines are filtered in a process of their own: a fatal message is
+    not lost with the process that wrote it."""
+    run = subprocess.run([sys.executable, "-c", CRASH], capture_output=True, text=True, timeout=120)
+    assert run.returncode != 0
+    assert run.stderr.splitlines() == [
+        "F0000 cpu_feature_guard.cc] compiled to use AVX instructions, not available"], run.stderr
