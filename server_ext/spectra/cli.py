@@ -239,7 +239,8 @@ def train(args):
     path = clf.save(args.output, overwrite=args.overwrite,
                     trained_on=labelled_from(args.data, args.labels, args.dataset, args.source, args.key))
     labels, counts = np.unique(np.asarray(y), return_counts=True)
-    print(f"trained on {len(X)} spectra of {X.shape[1]} points, classes "
+    on_axis = f" on an axis from {axis[0]:g} to {axis[-1]:g}" if axis is not None else ""
+    print(f"trained on {len(X)} spectra of {X.shape[1]} points{on_axis}, classes "
           f"{', '.join(f'{c} ({n})' for c, n in zip(labels, counts))}, in {dt:.1f} s")
     _print_model(model_summary(clf, **_IN_OUR_WORDS))
     print(f"saved {path}")

@@ -60,6 +60,8 @@ def test_info_says_what_a_saved_model_is(nexus_file, tmp_path, capsys):
     model = tmp_path / "model"
     assert main(["spectra", "train", str(path), "--labels", "low=0:25", "high=95:120", "-o", str(model)]) == 0
     trained = capsys.readouterr().out
+    assert trained.startswith(f"trained on 50 spectra of 1200 points on an axis from {s.axis[0]:g} to "
+                              f"{s.axis[-1]:g}, classes high (25), low (25), in "), trained
     assert main(["spectra", "info", str(model)]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0] == (f"{model}: classes high, low; spectra of 1200 points, "
