@@ -92,5 +92,8 @@ def findings(clf, retrain: str = "train again with learn_position=False",
         yield f"strain alignment: {state}"
         return
     change = pair_changes(*clf.alignment_evidence_)
-    yield (f"strain alignment: {state} (weighed on held-out copies: aligning changes the "
-           f"class pairs' separability by {change.min():+.3f} to {change.max():+.3f})")
+    low, high = f"{change.min():+.3f}", f"{change.max():+.3f}"
+    by = f"the class pair's separability by {low}" if len(change) == 1 else (
+        f"the class pairs' separability by {low}" if low == high else
+        f"the class pairs' separability by {low} to {high}")
+    yield f"strain alignment: {state} (weighed on held-out copies: aligning changes {by})"
