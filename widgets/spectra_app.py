@@ -403,7 +403,7 @@ class SpectraClassifierApp(W.VBox):
             self.evaluate_status.error(e)
             self.evaluation_box.children = []
             return None
-        from server_ext.spectra.evaluation import BIN_HEADER, bin_rows, confusion_rows, headline
+        from server_ext.spectra.evaluation import bin_header, bin_rows, confusion_rows, headline
 
         self.evaluation = result
         note = f"; note: {result['trained_here']}" if result.get("trained_here") else ""
@@ -416,7 +416,7 @@ class SpectraClassifierApp(W.VBox):
         self.evaluation_box.children = [
             W.HTML("<b>rows: labelled, columns: predicted</b>"
                    + table(confusion_rows(result), ["", *result["classes"], "recall"])),
-            W.HTML("<b>each bin's own vote</b>" + table(bin_rows(result), BIN_HEADER))] + (
+            W.HTML("<b>each bin's own vote</b>" + table(bin_rows(result), bin_header(result)))] + (
             [W.HTML(f"<b>to look at: {len(shown)} of the {result['mistaken_count']} spectra predicted "
                     "otherwise than labelled</b>" + table(look, ["spectrum", "labelled", "predicted",
                                                                   "confidence"]))] if shown else [])
