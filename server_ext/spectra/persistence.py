@@ -205,8 +205,9 @@ def save_classifier(clf, path, overwrite=False) -> pathlib.Path:
 
 
 # what a damaged zip file raises (.npz and .keras are zip files): a copy cut
-# short, a flipped bit (its CRC), an empty file
-_DAMAGED_ZIP = (zipfile.BadZipFile, EOFError, zlib.error)
+# short, a flipped bit (its CRC; NotImplementedError where the bit named a
+# compression method that does not exist), an empty file
+_DAMAGED_ZIP = (zipfile.BadZipFile, EOFError, zlib.error, NotImplementedError)
 
 
 def _damaged(path, name, error) -> SpectraError:

@@ -387,6 +387,16 @@ def test_incomplete_model_directories(fitted, intensity_series, tmp_path):
             (path / name).write_bytes(bytes(data))
         return damage
 
+    def unknown_method(name):  # a flipped bit in the zip's directory names a method that does not exist
+        def damage(path):
+            data = bytearray((path / name).read_bytes())
+            entry = data.find(b"PK\x01\x02")  # each member's central directory entry
+            while entry >= 0:
+                data[entry + 10:entry + 12] = (77).to_bytes(2, "little")
+                entry = data.find(b"PK\x01\x02", entry + 4)
+            (path / name).write_bytes(bytes(data))
+        return damage
+
     broken("no-params", drop_params)
     broken("no-array", drop_array)
     broken("no-keras", lambda path: (path / "bin00.keras").unlink())
@@ -395,11 +405,13 @@ def test_incomplete_model_directories(fitted, intensity_series, tmp_path):
     # error names the file, not a zipfile traceback
     for name, damage in (("empty-arrays", cut("arrays.npz", 0)),
                          ("cut-arrays", cut("arrays.npz", 1000)),
-                         ("flipped-arrays", flip_a_byte("arrays.npz"))):
+                         ("flipped-arrays", flip_a_byte("arrays.npz")),
+                         ("unknown-method-arrays", unknown_method("arrays.npz"))):
         broken(name, damage, match=r"incomplete or corrupt \(arrays.npz is damaged")
     X = intensity_series.X[:20]
     for name, damage in (("cut-keras", cut("bin00.keras", 1000)),
-                         ("flipped-keras", flip_a_byte("bin00.keras"))):
+                         ("flipped-keras", flip_a_byte("bin00.keras")),
+                         ("unknown-method-keras", unknown_method("bin00.keras"))):
         path = tmp_path / name
         shutil.copytree(good, path)
         damage(path)
