@@ -8,6 +8,7 @@ error in any cell fails the test.
 """
 
 import json
+import re
 from pathlib import Path
 
 import nbformat
@@ -135,6 +136,9 @@ def test_spectra_notebook_finds_the_transition(demo_runs, session_for):
     changed = int(text.split("the sample changed phase at train ")[1].split()[0])
     assert abs(changed - expected) <= 2
     assert "classes told apart by peak position: none" in text and "strain alignment: " in text
+    # each bin's points, and where it lies in 2-theta (the demo's axis spans 10-90 degrees)
+    spans = re.findall(r"points +\d+- *\d+  twoTheta (\d+\.\d+)-(\d+\.\d+)  weight", text)
+    assert spans and all(10 <= float(lo) < float(hi) <= 90 for lo, hi in spans), text
     # scored on the second and the fourth fifth of the run, which training never saw: 40 trains of 8 pulses each
     correct, scored = map(int, text.split("\naccuracy ")[1].split("(")[1].split(" spectra)")[0].split(" of "))
     assert scored == 2 * 40 * 8 and correct >= 0.98 * scored, text
