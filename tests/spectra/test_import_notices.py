@@ -25,9 +25,11 @@ SCRIPT = textwrap.dedent("""
 def test_import_notices_are_dropped_and_everything_else_kept():
     run = subprocess.run([sys.executable, "-c", SCRIPT], capture_output=True, text=True,
                          timeout=300, check=True)
-    assert run.stderr.splitlines() == ["before", "an error written by C",
-                                       "a warning written by Python",
-                                       "caught: a failed import", "after"]
+    ours = ["before", "an error written by C", "a warning written by Python", "caught: a failed import",
+            "after"]
+    # in order, each once; TensorFlow may add lines of its own on other CPUs (cpu_feature_guard)
+    assert [line for line in run.stderr.splitlines() if line in ours] == ours, run.stderr
+    assert "oneDNN custom operations" not in run.stderr and "absl::InitializeLog" not in run.stderr
 
 
 CRASH = textwrap.dedent("""
