@@ -1,6 +1,6 @@
-"""What ``fit`` found besides the bins, in words for a scientist: printed
-by ``daas spectra train``, shown by the server extension's model summary
-and the spectra app."""
+"""What ``fit`` found besides the bins, in words for a scientist, and where
+the bins lie on the spectra's axis: printed by ``daas spectra train``, shown
+by the server extension's model summary and the spectra app."""
 
 from __future__ import annotations
 
