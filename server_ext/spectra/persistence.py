@@ -316,6 +316,6 @@ def load_bin_models(model_dir, n_bins):
     for b in range(n_bins):
         try:
             models.append(keras.models.load_model(pathlib.Path(model_dir) / _keras_file(b), compile=False))
-        except (OSError, ValueError, *_DAMAGED_ZIP) as e:
+        except (OSError, ValueError, KeyError, *_DAMAGED_ZIP) as e:  # KeyError: a member's name damaged
             raise _damaged(model_dir, _keras_file(b), e)
     return models

@@ -397,6 +397,11 @@ def test_incomplete_model_directories(fitted, intensity_series, tmp_path):
             (path / name).write_bytes(bytes(data))
         return damage
 
+    def renamed_member(path):  # a flipped bit in the zip's directory: "config.json" no longer there
+        data = (path / "bin00.keras").read_bytes()
+        at = data.rindex(b"config.json")  # the directory, at the end of the file
+        (path / "bin00.keras").write_bytes(data[:at] + b"conf1g.json" + data[at + len(b"config.json"):])
+
     broken("no-params", drop_params)
     broken("no-array", drop_array)
     broken("no-keras", lambda path: (path / "bin00.keras").unlink())
@@ -411,7 +416,8 @@ def test_incomplete_model_directories(fitted, intensity_series, tmp_path):
     X = intensity_series.X[:20]
     for name, damage in (("cut-keras", cut("bin00.keras", 1000)),
                          ("flipped-keras", flip_a_byte("bin00.keras")),
-                         ("unknown-method-keras", unknown_method("bin00.keras"))):
+                         ("unknown-method-keras", unknown_method("bin00.keras")),
+                         ("renamed-member-keras", renamed_member)):
         path = tmp_path / name
         shutil.copytree(good, path)
         damage(path)
