@@ -239,12 +239,16 @@ def train(args):
     path = clf.save(args.output, overwrite=args.overwrite,
                     trained_on=labelled_from(args.data, args.labels, args.dataset, args.source, args.key))
     labels, counts = np.unique(np.asarray(y), return_counts=True)
-    on_axis = f" on an axis from {axis[0]:g} to {axis[-1]:g}" if axis is not None else ""
-    print(f"trained on {len(X)} spectra of {X.shape[1]} points{on_axis}, classes "
+    print(f"trained on {len(X)} spectra of {X.shape[1]} points{_on_axis(axis, ' ')}, classes "
           f"{', '.join(f'{c} ({n})' for c, n in zip(labels, counts))}, in {dt:.1f} s")
     _print_model(model_summary(clf, **_IN_OUR_WORDS))
     print(f"saved {path}")
     return 0
+
+
+def _on_axis(axis, before: str) -> str:
+    """``before`` + "on an axis from 10 to 90", or nothing for a model without an axis."""
+    return "" if axis is None else f"{before}on an axis from {axis[0]:g} to {axis[-1]:g}"
 
 
 # how findings tell a scientist to train otherwise: this command's options
@@ -278,9 +282,8 @@ def info(args):
     if args.json:
         print(json.dumps(report, indent=1))
         return 0
-    on_axis = f", on an axis from {axis[0]:g} to {axis[-1]:g}" if axis is not None else ""
     print(f"{report['model']}: classes {', '.join(report['classes'])}; spectra of {report['n_points']} "
-          f"points{on_axis}")
+          f"points{_on_axis(axis, ', ')}")
     if trained:
         where = (f", source {trained['source']} key {trained['key']}" if trained.get("source") else
                  f", dataset {trained['dataset']}" if trained.get("dataset") else "")

@@ -93,7 +93,7 @@ def findings(clf, retrain: str = "train again with learn_position=False",
         return
     change = pair_changes(*clf.alignment_evidence_)
     low, high = f"{change.min():+.3f}", f"{change.max():+.3f}"
-    by = f"the class pair's separability by {low}" if len(change) == 1 else (
-        f"the class pairs' separability by {low}" if low == high else
-        f"the class pairs' separability by {low} to {high}")
-    yield f"strain alignment: {state} (weighed on held-out copies: aligning changes {by})"
+    pairs = "pair's" if len(change) == 1 else "pairs'"
+    by = low if low == high else f"{low} to {high}"
+    yield (f"strain alignment: {state} (weighed on held-out copies: aligning changes the class "
+           f"{pairs} separability by {by})")
