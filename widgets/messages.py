@@ -17,6 +17,13 @@ def error_text(error: BaseException) -> str:
     return f"{type(error).__name__}: {message}"
 
 
+class FormError(ValueError):
+    """A mistake in what was typed or chosen in a widget: shown as its
+    message alone, which says what to give instead."""
+
+    user_error = True
+
+
 class StatusLine(W.HTML):
     """One line of state: info, success or error (CSS class ``daas-status-<level>``)."""
 

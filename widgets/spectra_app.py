@@ -21,7 +21,7 @@ from .canvas import figure_widget
 from .client import default_client, local_path, relative_to_root
 from .figures import prediction_figure, separability_figure, stream_figure
 from .jobs_table import JobsTable, when
-from .messages import StatusLine, error_text, table, waiting
+from .messages import FormError, StatusLine, error_text, table, waiting
 from .polling import Follower, in_background, join_within
 
 ACTIVE = ("queued", "running")
@@ -39,7 +39,7 @@ def _source_key(text: str, field: str, expected: str) -> dict:
     """``KEY`` or ``SOURCE KEY`` (names hold no spaces) as ``axis_key``/``axis_source``."""
     parts = text.split()
     if len(parts) > 2:
-        raise ValueError(f"{field} {text!r}: give {expected}")
+        raise FormError(f"{field} {text!r}: give {expected}")
     return {"axis_source": parts[0], "axis_key": parts[1]} if len(parts) == 2 else {"axis_key": parts[0]}
 
 
@@ -285,7 +285,7 @@ class SpectraClassifierApp(W.VBox):
                 from extra_data import RunDirectory
 
                 if not self.source.value or not self.key.value:
-                    raise ValueError("give the source and key that hold the spectra in this run")
+                    raise FormError("give the source and key that hold the spectra in this run")
                 kd = RunDirectory(path)[self.source.value, self.key.value]
                 ids = np.asarray(kd.train_ids)
                 what = f"{len(ids)} trains ({ids[0]} - {ids[-1]}), spectra of {kd.entry_shape[-1]} points"
@@ -400,7 +400,7 @@ class SpectraClassifierApp(W.VBox):
                          f"evaluating model {model[:8]} on {self.data.value} ..."):
                 result = self.client.evaluate(model, self.data.value, self.label_specs(), **options)
         except Exception as e:  # noqa: BLE001
-            self.evaluate_status.error(e)
+            self._failed(self.evaluate_status, e)
             self.evaluation_box.children = []
             return None
         from server_ext.spectra.evaluation import bin_header, bin_rows, confusion_rows, headline
@@ -508,7 +508,7 @@ class SpectraClassifierApp(W.VBox):
             with waiting(self.remove_button, self.evaluate_status, f"removing model {model[:8]} ..."):
                 self.client.remove_model(model)
         except Exception as e:  # noqa: BLE001
-            self.evaluate_status.error(e)
+            self._failed(self.evaluate_status, e)
             return None
         if self.model and self.model["id"] == model:
             self.model, self._training_data, self.sep_box.children = None, None, []
@@ -534,7 +534,7 @@ class SpectraClassifierApp(W.VBox):
         try:
             job = self.client.get_model(model_id)
         except Exception as e:  # noqa: BLE001
-            self.train_status.error(e)
+            self._failed(self.train_status, e)
             return
         if job["state"] == "done":
             self._training_data = None
@@ -549,6 +549,8 @@ class SpectraClassifierApp(W.VBox):
         self.jobs.refresh(models)
         done = sorted((m for m in models if m["state"] == "done"), key=lambda m: m.get("created") or "")
         current = self.models.value
+        if current not in [m["id"] for m in done]:
+            self.models.value = None  # else the dropdown picks its first option: a model nobody chose, drawn
         self.models.options = [(model_label(m), m["id"]) for m in done]
         if current in [m["id"] for m in done]:
             self.models.value = current
@@ -565,14 +567,30 @@ class SpectraClassifierApp(W.VBox):
         if active:
             self._follow_training(max(active, key=lambda m: m.get("created") or ""))
         elif self.models.options:
-            self._model_chosen(self.models.options[-1][1])
+            self.models.value = self.models.options[-1][1]  # chosen, not only drawn: its observer draws it
         running = [s for s in streams if s["state"] in STREAM_ACTIVE]
         if running:
             self._follow_stream(max(running, key=lambda s: s.get("created") or ""))
 
+    def _failed(self, status: StatusLine, error: BaseException) -> None:
+        """Show *error*; where the chosen model has gone from the server meanwhile (removed from
+        another notebook, or through the API), say so and offer only the models still there."""
+        from server_ext.extension.client import DaasApiError
+
+        gone = self.models.value
+        if isinstance(error, DaasApiError) and error.status == 404 and gone:
+            self._refresh_models()
+            if gone not in [m for _, m in self.models.options]:  # and none chosen in its place
+                if self.model and self.model["id"] == gone:
+                    self.model, self._training_data, self.sep_box.children = None, None, []
+                status.error(f"model {gone[:8]} is no longer on this server (removed from another notebook "
+                             "or through the API); choose another")
+                return
+        status.error(error)
+
     def chosen_model(self) -> str:
         if not self.models.value:
-            raise ValueError("train a model first (or pick one)")
+            raise FormError("train a model first (or pick one)")
         return self.models.value
 
     def masked_points(self) -> list[int] | None:
@@ -592,7 +610,7 @@ class SpectraClassifierApp(W.VBox):
             with waiting(self.predict_button, self.predict_status, f"classifying {path} with model {model[:8]} ..."):
                 result = self.client.predict(model, path, **options)
         except Exception as e:  # noqa: BLE001
-            self.predict_status.error(e)
+            self._failed(self.predict_status, e)
             return None
         self.prediction = result
         labels, amb = result["labels"], np.asarray(result["ambiguous"], dtype=bool)
@@ -616,7 +634,7 @@ class SpectraClassifierApp(W.VBox):
             span = self.replay_trains.value.strip()
             if self.endpoint.value.strip():
                 if span:
-                    raise ValueError('"replay trains" picks trains of the run replayed; a bridge sends the '
+                    raise FormError('"replay trains" picks trains of the run replayed; a bridge sends the '
                                      'trains it has: empty it, or the bridge field')
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}
@@ -624,18 +642,18 @@ class SpectraClassifierApp(W.VBox):
                                                   **common, **wait)
             else:
                 if not self._is_run():
-                    raise ValueError("give a Karabo bridge endpoint, or a run directory above to replay")
+                    raise FormError("give a Karabo bridge endpoint, or a run directory above to replay")
                 from server_ext.spectra.train_span import parse_span
 
                 try:
                     train_ids = list(parse_span(span)) if span else None
                 except ValueError as e:
-                    raise ValueError(f'"replay trains": {e}') from None
+                    raise FormError(f'"replay trains": {e}') from None
                 stream = self.client.start_stream(self.chosen_model(), run=self.data.value, source=self.source.value,
                                                   key=self.key.value, train_rate=self.train_rate.value or None,
                                                   train_ids=train_ids, **common)
         except Exception as e:  # noqa: BLE001
-            self.stream_status.error(e)
+            self._failed(self.stream_status, e)
             return None
         self._follow_stream(stream)
         return stream
@@ -647,7 +665,7 @@ class SpectraClassifierApp(W.VBox):
 
         file, key = self.stream_axis.value.strip(), self.stream_axis_key.value.strip()
         if file and key:
-            raise ValueError('give the detector\'s axis as a file ("axis file") or as the key sent with each '
+            raise FormError('give the detector\'s axis as a file ("axis file") or as the key sent with each '
                              'train ("axis key"), not both')
         if key:
             return _source_key(key, "axis key", "KEY, or SOURCE KEY of another source than the spectra's")

@@ -264,7 +264,39 @@ def test_a_new_app_shows_the_models_of_the_server(trained, client):
     assert trained.model["id"] in [v for _, v in again.models.options]
     assert again.model is not None and again.sep_box.children[0] is again.sep_canvas
     assert "what training found" in again.sep_box.children[1].value
+    # the model drawn is the one chosen: what Evaluate, Classify and Start use
+    assert again.models.value == again.model["id"] == again.chosen_model()
 
+
+def test_a_model_removed_elsewhere_is_said_to_be_gone(trained, client, widget_root):
+    """Another notebook (or the API) removes the model these apps have chosen:
+    Evaluate, Classify, Start and choosing it again from a list drawn before
+    say so, and each app then offers only the models still there."""
+    app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=64, params=SMALL,
+                               client=client, poll_interval=0.3)
+    assert app.train() is not None, app.train_status.value
+    app.wait_training(WAIT)
+    gone = app.model["id"]
+    viewers = [SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
+               for _ in range(3)]
+    assert [v.models.value for v in viewers] == [gone] * 3
+    viewers[1].predict_path.value = "spectra-run"
+    client.remove_model(gone)
+
+    app.models.value = trained.model["id"]
+    app.models.value = gone  # chosen again from the list drawn before the removal
+    said = [(app, app.train_status)] + [
+        (v, status) for v, call, status in zip(
+            viewers, ("evaluate", "classify", "start_stream"),
+            (viewers[0].evaluate_status, viewers[1].predict_status, viewers[2].stream_status))
+        if getattr(v, call)() is None]
+    assert len(said) == 4
+    for owner, status in said:
+        assert f"model {gone[:8]} is no longer on this server" in text(status)
+        assert "daas-status-error" in status._dom_classes
+        assert owner.models.value is None and gone not in [m for _, m in owner.models.options]
+        assert trained.model["id"] in [m for _, m in owner.models.options]
+    assert [(v.model, v.sep_box.children) for v in viewers] == [(None, ())] * 3
 
 def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
     trained.endpoint.value = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
@@ -418,6 +450,7 @@ def test_remove_a_model_on_a_second_click(trained, client, monkeypatch):
 def test_mistakes_are_messages(client, trained):
     app = SpectraClassifierApp("spectra-run", client=client)  # no source/key: cannot read the run
     assert "source and key" in text(app.train_status) and "daas-status-error" in app.train_status._dom_classes
+    assert "Error" not in text(app.train_status)  # a mistake in the form, said as such: no exception's name
     trained.predict_path.value = "no-such-file.h5"
     assert trained.classify() is None
     message = text(trained.predict_status)
