@@ -281,22 +281,22 @@ class SpectraClassifierApp(W.VBox):
         """Read the train IDs (run) or row count (file) and offer a first and a last fifth as classes."""
         try:
             path = local_path(self.data.value, self.root_dir)
+            if not path.exists():
+                raise FormError(f"{self.data.value} does not exist (a run directory or an HDF5 file)")
             if path.is_dir():
-                from extra_data import RunDirectory
+                from server_ext.spectra.sources import RunSource
 
                 if not self.source.value or not self.key.value:
                     raise FormError("give the source and key that hold the spectra in this run")
-                kd = RunDirectory(path)[self.source.value, self.key.value]
+                kd = RunSource(path, self.source.value, self.key.value).keydata  # names what the run has
                 ids = np.asarray(kd.train_ids)
                 what = f"{len(ids)} trains ({ids[0]} - {ids[-1]}), spectra of {kd.entry_shape[-1]} points"
                 what += self._find_axis(path, kd.entry_shape[-1])
                 lo, hi = int(ids[0]), int(ids[-1]) + 1
             else:
-                import h5py
-                from server_ext.spectra.datafiles import _find_spectra
+                from server_ext.spectra.datafiles import open_spectra
 
-                with h5py.File(path, "r") as f:
-                    dset, axis = _find_spectra(f, self.dataset.value or None)
+                with open_spectra(path, self.dataset.value or None) as (_, dset, axis):
                     ids = np.arange(dset.shape[0])
                     what = f"{dset.shape[0]} spectra of {dset.shape[-1]} points in {dset.name}"
                 what += self._file_axis(axis)

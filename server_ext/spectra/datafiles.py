@@ -143,6 +143,9 @@ def open_spectra(path, dataset=None):
     dataset named or found as :func:`_find_spectra` does, checked to be 2-D."""
     import h5py
 
+    if os.path.isdir(path):  # h5py says "[Errno 21] Unable to synchronously open file (file read failed ..."
+        raise SpectraError(f"{path} is a directory, not an HDF5 file of spectra (a run is classified "
+                           "as a stream: a replay of it)")
     try:
         f = h5py.File(path, "r")
     except OSError as e:

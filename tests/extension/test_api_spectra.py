@@ -350,6 +350,10 @@ def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):
     r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/notes.h5"})
     assert r.status_code == 400
     assert "HDF5" in r.json()["message"] and "Traceback" not in r.text
+    # a run directory is no file of spectra: said so, not h5py's "[Errno 21] ... file read failed"
+    r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "spectra-run"})
+    assert r.status_code == 400 and "Errno" not in r.json()["message"]
+    assert "spectra-run is a directory, not an HDF5 file of spectra" in r.json()["message"]
 
 
 def test_predict_with_an_unfinished_or_unknown_model(api):

@@ -451,6 +451,13 @@ def test_mistakes_are_messages(client, trained):
     app = SpectraClassifierApp("spectra-run", client=client)  # no source/key: cannot read the run
     assert "source and key" in text(app.train_status) and "daas-status-error" in app.train_status._dom_classes
     assert "Error" not in text(app.train_status)  # a mistake in the form, said as such: no exception's name
+    for data, source, key, said in (
+            ("no-such-run", DEMO_SOURCE, DEMO_KEY, "no-such-run does not exist"),
+            ("spectra-run", "NO/SUCH:output", DEMO_KEY, f"source 'NO/SUCH:output' is not in the run; it has: "),
+            ("spectra-run", DEMO_SOURCE, "data.nope", "key 'data.nope' is not in")):
+        wrong = SpectraClassifierApp(data, source=source, key=key, client=client)
+        assert said in text(wrong.train_status) and "Error" not in text(wrong.train_status), text(wrong.train_status)
+    assert "it has: data.intensity, " in text(wrong.train_status)  # the keys to choose from
     trained.predict_path.value = "no-such-file.h5"
     assert trained.classify() is None
     message = text(trained.predict_status)
