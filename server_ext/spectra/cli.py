@@ -474,8 +474,9 @@ def classify(args):
                   "reads (or at every point: a pulse without data), or flat (no signal); "
                   "points the detector masks since training can be bridged with --mask-points")
         counts = {str(c): int(n) for c, n in zip(phases.classes, phases.counts) if n}
-        print("labels: " + ", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
-              + f"; ambiguous={ambiguous}", flush=True)
+        print("labels: " + (", ".join(f"{k}={v}" for k, v in sorted(counts.items()))
+                            + f"; ambiguous={ambiguous}" if counts else "none: no spectrum classified"),
+              flush=True)
         line = phases_line(phases.summary())
         if line:
             print(f"phases by train: {line}", flush=True)

@@ -206,12 +206,7 @@ class KaraboBridgeSource:
                  timeout: float = 2.0, sock: str = "REQ", max_reconnects: int | None = 5,
                  keep_buffers: bool = True, axis_key: str | None = None,
                  axis_source: str | None = None):
-        endpoint = str(endpoint)
-        if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
-            raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
-        if endpoint.startswith("tcp://") and not _TCP.match(endpoint):
-            raise SpectraError(f"{endpoint!r} needs a host and a port number, e.g. "
-                               "tcp://127.0.0.1:4545")
+        endpoint = checked_endpoint(endpoint)
         if sock not in ("REQ", "SUB", "PULL"):
             raise SpectraError(f"sock must be 'REQ', 'SUB' or 'PULL', not {sock!r}")
         if not timeout > 0:
@@ -278,7 +273,8 @@ class KaraboBridgeSource:
                     if self.max_reconnects is not None and misses > self.max_reconnects:
                         raise SpectraError(
                             f"the Karabo bridge {self.endpoint} stopped answering: nothing for "
-                            f"{self.timeout:g} s, {self.max_reconnects} times reconnected "
+                            f"{self.timeout:g} s, reconnected {self.max_reconnects} "
+                            f"time{'' if self.max_reconnects == 1 else 's'} "
                             f"({stats.received} trains received); check that the bridge is "
                             "running, or raise timeout/max_reconnects (None: wait forever)")
                     stats.reconnects += 1
@@ -302,6 +298,17 @@ class KaraboBridgeSource:
             context.destroy(linger=0)
 
 
+def checked_endpoint(endpoint) -> str:
+    """A Karabo bridge's ZeroMQ endpoint, refused saying why where ZeroMQ could not use it."""
+    endpoint = str(endpoint)
+    if not endpoint.startswith(("tcp://", "ipc://", "inproc://")):
+        raise SpectraError(f"{endpoint!r} is not a ZeroMQ endpoint; use tcp://HOST:PORT")
+    if endpoint.startswith("tcp://") and not _TCP.match(endpoint):
+        raise SpectraError(f"{endpoint!r} needs a host and a port number, e.g. "
+                           "tcp://127.0.0.1:4545")
+    return endpoint
+
+
 def as_source(obj, **kw):
     """A source from a source object, a ``tcp://`` endpoint, a run path
     (needs ``source=`` and ``key=``) or an iterable."""
@@ -310,6 +317,9 @@ def as_source(obj, **kw):
     if isinstance(obj, str) and "://" in obj:
         return KaraboBridgeSource(obj, **kw)
     if isinstance(obj, (str, os.PathLike)):
+        if not os.path.exists(obj):  # "host:4545" without tcp:// reads as a path too
+            raise SpectraError(f"{os.fspath(obj)!r} is neither a Karabo bridge endpoint "
+                               "(tcp://HOST:PORT) nor a run directory: no such path")
         if "source" not in kw or "key" not in kw:
             raise SpectraError("replaying a run needs source= and key=")
         return RunSource(obj, **kw)

@@ -604,7 +604,7 @@ def test_a_stream_told_to_reconnect_for_ever_outlasts_one_that_gives_up(api, tra
         if name == "patient":  # silent for longer than the default one, whatever the machine's load
             api.wait(f"spectra/streams/{ids[name]}", states=("running",), timeout=120)
     gave_up = api.wait(f"spectra/streams/{ids['default']}", states=("failed", "finished"), timeout=120)
-    assert gave_up["state"] == "failed" and "5 times reconnected" in gave_up["error"]
+    assert gave_up["state"] == "failed" and "reconnected 5 times" in gave_up["error"]
     assert call(api, "GET", f"spectra/streams/{ids['patient']}").json()["state"] == "running"
     # no train, but its counters come each second: the reconnects are seen while it waits
     deadline = time.monotonic() + 120
@@ -623,6 +623,16 @@ def test_stream_source_must_be_one_complete_source(api, trained_model, source):
     r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": source})
     assert r.status_code == 400
     assert "source" in r.json()["message"]
+
+
+@pytest.mark.parametrize("endpoint, said", [("tcp://nohost", "needs a host and a port number"),
+                                             ("tcp://127.0.0.1:45x5", "needs a host and a port number")])
+def test_a_bridge_endpoint_zeromq_cannot_use_is_refused_at_once(api, trained_model, endpoint, said):
+    # accepted before (201), the stream's process then failed at its start
+    r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": {"endpoint": endpoint}})
+    assert r.status_code == 400, r.text
+    assert r.json()["message"].startswith("source.endpoint: ") and said in r.json()["message"]
+    assert endpoint not in [s["options"]["source"].get("endpoint") for s in call(api, "GET", "spectra/streams").json()["streams"]]
 
 
 @pytest.mark.parametrize("source, misplaced", [

@@ -386,8 +386,13 @@ def test_classify_ends_at_max_trains_and_on_a_quiet_bridge(fitted, bridge, tmp_p
     assert main(base + ["--timeout", "0.2", "--max-reconnects", "1"]) == 2
     cap = capsys.readouterr()
     assert "received 2 trains 2 spectra 8" in cap.out and "reconnects 1" in cap.out
-    assert "stopped answering" in cap.err and "1 times reconnected" in cap.err
+    assert "stopped answering" in cap.err and "reconnected 1 time (2 trains received)" in cap.err
     assert "Traceback" not in cap.err
+    # silent from the start: nothing classified, and said so
+    assert main(base + ["--timeout", "0.2", "--max-reconnects", "0"]) == 2
+    cap = capsys.readouterr()
+    assert "labels: none: no spectrum classified" in cap.out and "ambiguous=" not in cap.out
+    assert "reconnected 0 times (0 trains received)" in cap.err
     with pytest.raises(SystemExit):
         main(base + ["--max-reconnects", "-1"])
     assert "expected a whole number >= 0 or 'forever'" in capsys.readouterr().err

@@ -12,6 +12,7 @@ from tornado import web
 from tornado.websocket import WebSocketClosedError, WebSocketHandler
 
 from server_ext.spectra.errors import SpectraError
+from server_ext.spectra.sources import checked_endpoint
 from server_ext.spectra.train_span import checked_span, span_text
 
 from .. import tasks
@@ -45,6 +46,11 @@ class StreamsHandler(DaasHandler):
                 "a replayed run, not a Karabo bridge (endpoint)"
             raise DaasRequestError(400, f"source: {', '.join(misplaced)} "
                                         f"{'is' if len(misplaced) == 1 else 'are'} for {meant}")
+        if "endpoint" in source:  # refused now, not by the stream's process once started
+            try:
+                checked_endpoint(source["endpoint"])
+            except SpectraError as e:
+                raise DaasRequestError(400, f"source.endpoint: {e}") from None
         if "run" in source:
             source["run"] = self.daas.policy.input("source.run", source["run"])
             if not source.get("source") or not source.get("key"):
