@@ -632,7 +632,8 @@ def test_a_bridge_endpoint_zeromq_cannot_use_is_refused_at_once(api, trained_mod
     r = call(api, "POST", "spectra/streams", json={"model": trained_model["id"], "source": {"endpoint": endpoint}})
     assert r.status_code == 400, r.text
     assert r.json()["message"].startswith("source.endpoint: ") and said in r.json()["message"]
-    assert endpoint not in [s["options"]["source"].get("endpoint") for s in call(api, "GET", "spectra/streams").json()["streams"]]
+    streams = call(api, "GET", "spectra/streams").json()["streams"]
+    assert endpoint not in [s["options"]["source"].get("endpoint") for s in streams]  # none started
 
 
 @pytest.mark.parametrize("source, misplaced", [

@@ -298,6 +298,7 @@ def test_a_model_removed_elsewhere_is_said_to_be_gone(trained, client, widget_ro
         assert trained.model["id"] in [m for _, m in owner.models.options]
     assert [(v.model, v.sep_box.children) for v in viewers] == [(None, ())] * 3
 
+
 def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
     trained.endpoint.value = f"tcp://127.0.0.1:{free_port()}"  # nothing listens there
     trained.keep_waiting.value, trained.silent_s = True, 2.0
@@ -453,7 +454,7 @@ def test_mistakes_are_messages(client, trained):
     assert "Error" not in text(app.train_status)  # a mistake in the form, said as such: no exception's name
     for data, source, key, said in (
             ("no-such-run", DEMO_SOURCE, DEMO_KEY, "no-such-run does not exist"),
-            ("spectra-run", "NO/SUCH:output", DEMO_KEY, f"source 'NO/SUCH:output' is not in the run; it has: "),
+            ("spectra-run", "NO/SUCH:output", DEMO_KEY, "source 'NO/SUCH:output' is not in the run; it has: "),
             ("spectra-run", DEMO_SOURCE, "data.nope", "key 'data.nope' is not in")):
         wrong = SpectraClassifierApp(data, source=source, key=key, client=client)
         assert said in text(wrong.train_status) and "Error" not in text(wrong.train_status), text(wrong.train_status)
