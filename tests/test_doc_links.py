@@ -13,8 +13,10 @@ FENCE = re.compile(r"^```.*?^```", re.M | re.S)
 
 
 def markdown_files():
-    skip = {".venv", "node_modules", "demo-data", ".git"}
-    return sorted(p for p in ROOT.rglob("*.md") if not skip & set(p.relative_to(ROOT).parts))
+    """The project's own: not those of tools (.venv, .pytest_cache, node_modules) or demo data."""
+    def ours(parts):
+        return not any(part.startswith(".") or part in ("node_modules", "demo-data") for part in parts)
+    return sorted(p for p in ROOT.rglob("*.md") if ours(p.relative_to(ROOT).parts))
 
 
 def anchor(heading: str) -> str:

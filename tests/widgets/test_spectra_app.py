@@ -270,33 +270,35 @@ def test_a_new_app_shows_the_models_of_the_server(trained, client):
 
 def test_a_model_removed_elsewhere_is_said_to_be_gone(trained, client, widget_root):
     """Another notebook (or the API) removes the model these apps have chosen:
-    Evaluate, Classify, Start and choosing it again from a list drawn before
-    say so, and each app then offers only the models still there."""
+    Evaluate, Classify, Start, Remove and choosing it again from a list drawn
+    before say so, and each app then offers only the models still there."""
     app = SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, max_per_label=64, params=SMALL,
                                client=client, poll_interval=0.3)
     assert app.train() is not None, app.train_status.value
     app.wait_training(WAIT)
     gone = app.model["id"]
     viewers = [SpectraClassifierApp("spectra-run", source=DEMO_SOURCE, key=DEMO_KEY, client=client)
-               for _ in range(3)]
-    assert [v.models.value for v in viewers] == [gone] * 3
+               for _ in range(4)]
+    assert [v.models.value for v in viewers] == [gone] * 4
     viewers[1].predict_path.value = "spectra-run"
+    assert viewers[3].remove_model() is None  # the first click asks
     client.remove_model(gone)
 
     app.models.value = trained.model["id"]
     app.models.value = gone  # chosen again from the list drawn before the removal
     said = [(app, app.train_status)] + [
         (v, status) for v, call, status in zip(
-            viewers, ("evaluate", "classify", "start_stream"),
-            (viewers[0].evaluate_status, viewers[1].predict_status, viewers[2].stream_status))
+            viewers, ("evaluate", "classify", "start_stream", "remove_model"),
+            (viewers[0].evaluate_status, viewers[1].predict_status, viewers[2].stream_status,
+             viewers[3].evaluate_status))
         if getattr(v, call)() is None]
-    assert len(said) == 4
+    assert len(said) == 5
     for owner, status in said:
         assert f"model {gone[:8]} is no longer on this server" in text(status)
         assert "daas-status-error" in status._dom_classes
         assert owner.models.value is None and gone not in [m for _, m in owner.models.options]
         assert trained.model["id"] in [m for _, m in owner.models.options]
-    assert [(v.model, v.sep_box.children) for v in viewers] == [(None, ())] * 3
+    assert [(v.model, v.sep_box.children) for v in viewers] == [(None, ())] * 4
 
 
 def test_a_bridge_stream_can_keep_waiting_through_silence(trained):
