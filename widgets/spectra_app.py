@@ -548,11 +548,11 @@ class SpectraClassifierApp(W.VBox):
             return
         self.jobs.refresh(models)
         done = sorted((m for m in models if m["state"] == "done"), key=lambda m: m.get("created") or "")
-        current = self.models.value
-        if current not in [m["id"] for m in done]:
+        current, ids = self.models.value, [m["id"] for m in done]
+        if current not in ids:
             self.models.value = None  # else the dropdown picks its first option: a model nobody chose, drawn
         self.models.options = [(model_label(m), m["id"]) for m in done]
-        if current in [m["id"] for m in done]:
+        if current in ids:
             self.models.value = current
 
     def _resume(self) -> None:
@@ -635,7 +635,7 @@ class SpectraClassifierApp(W.VBox):
             if self.endpoint.value.strip():
                 if span:
                     raise FormError('"replay trains" picks trains of the run replayed; a bridge sends the '
-                                     'trains it has: empty it, or the bridge field')
+                                    'trains it has: empty it, or the bridge field')
                 # None: reconnect for ever; left out, the server gives up after 5 silent timeouts
                 wait = {"max_reconnects": None} if self.keep_waiting.value else {}
                 stream = self.client.start_stream(self.chosen_model(), endpoint=self.endpoint.value.strip(),
@@ -666,7 +666,7 @@ class SpectraClassifierApp(W.VBox):
         file, key = self.stream_axis.value.strip(), self.stream_axis_key.value.strip()
         if file and key:
             raise FormError('give the detector\'s axis as a file ("axis file") or as the key sent with each '
-                             'train ("axis key"), not both')
+                            'train ("axis key"), not both')
         if key:
             return _source_key(key, "axis key", "KEY, or SOURCE KEY of another source than the spectra's")
         if not file:

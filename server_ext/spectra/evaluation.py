@@ -150,20 +150,21 @@ def confusion_rows(r: dict) -> list[list[str]]:
     return rows + [["precision", *(_pct(per[n]["precision"]) for n in r["classes"]), ""]]
 
 
-def _on_axis(r: dict) -> bool:
+def _with_spans(r: dict) -> bool:
+    """Whether the report's bins carry their span on the model's axis (a model with one)."""
     return bool(r["bins"]) and r["bins"][0].get("on_axis") is not None
 
 
 def bin_rows(r: dict) -> list[list[str]]:
     """Each bin as text: its points (and its span on the model's axis), its
     accuracy at training and here, its weight."""
-    return [[f"{b['points'][0]}-{b['points'][1]}", *([axis_span(b["on_axis"])] if _on_axis(r) else []),
+    return [[f"{b['points'][0]}-{b['points'][1]}", *([axis_span(b["on_axis"])] if _with_spans(r) else []),
              _num(b["accuracy_at_training"]), _num(b["accuracy"]), f"{b['weight']:.3f}"] for b in r["bins"]]
 
 
 def bin_header(r: dict) -> list[str]:
     """The titles of :func:`bin_rows`' columns."""
-    return ["bin (points)", *(["on the axis"] if _on_axis(r) else []), "accuracy at training", "here", "weight"]
+    return ["bin (points)", *(["on the axis"] if _with_spans(r) else []), "accuracy at training", "here", "weight"]
 
 
 def report_lines(r: dict) -> list[str]:

@@ -71,6 +71,7 @@ def import_notices_dropped(notices=IMPORT_NOTICES):
             sieve.wait(10)
         except subprocess.TimeoutExpired:  # a process started inside still holds the pipe
             sieve.kill()
+            sieve.wait()  # reaped at once: SIGKILL cannot be ignored
         os.close(saved)
 
 
