@@ -364,9 +364,14 @@ def run_demo(args):
 
 
 def register(subparsers):
-    p = subparsers.add_parser("demo", help="start the demo hub at http://127.0.0.1:8000")
+    p = subparsers.add_parser(
+        "demo", help="start the demo hub at http://127.0.0.1:8000",
+        description="Set up (as `daas setup`), write demo datasets on the first run, and start a "
+        "JupyterHub with the facility spawner on local processes, its proxy and services; Ctrl-C "
+        "stops them all. The log-ins are printed.")
     p.add_argument("--data-dir", default="demo-data", help="where demo data and hub state live (default: ./demo-data)")
-    p.add_argument("--ip", default="127.0.0.1")
+    p.add_argument("--ip", default="127.0.0.1", help="address the hub and its services listen on "
+                                                     "(default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
     p.add_argument("--hub-port", type=int, default=8081, help="internal hub API port (default 8081)")
     p.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")
@@ -374,5 +379,5 @@ def register(subparsers):
     p.add_argument("--share-port", type=int, default=8003, help="sharing service port (default 8003)")
     p.add_argument("--oidc", action="store_true",
                    help="log in through a local OpenID Connect provider (groups from token claims) instead of passwords")
-    p.add_argument("--oidc-port", type=int, default=8003, help="port of the local OpenID Connect provider (default 8003)")
+    p.add_argument("--oidc-port", type=int, default=8004, help="port of the local OpenID Connect provider (default 8004)")
     p.set_defaults(func=run_demo)

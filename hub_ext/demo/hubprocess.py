@@ -26,7 +26,13 @@ class HubStartError(RuntimeError):
 
 
 def check_ports_free(ip, ports):
-    """Raise HubStartError naming the first of ``ports`` (name -> number) already in use."""
+    """Raise HubStartError naming two of ``ports`` (name -> number) given one number, or
+    the first already in use."""
+    seen = {}
+    for name, port in ports.items():
+        if port in seen:  # each bind succeeds alone; the second service fails once the hub runs
+            raise HubStartError(f"--{seen[port]} and --{name} are both {port}; choose another for one of them")
+        seen[port] = name
     for name, port in ports.items():
         with socket.socket() as s:
             # as the hub and proxy bind: a port in TIME_WAIT after a restart is free

@@ -92,6 +92,27 @@ def test_daas_demo_on_a_taken_port_says_so(tmp_path):
     assert not (tmp_path / "data").exists()  # refused before generating anything
 
 
+def test_daas_demo_refuses_two_services_on_one_port(tmp_path):
+    port = free_port()
+    r = subprocess.run(
+        [sys.executable, "-m", "hub_ext.cli", "demo", "--oidc", "--data-dir", str(tmp_path / "data"),
+         "--port", str(free_port()), "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
+         "--api-port", str(free_port()), "--share-port", str(port), "--oidc-port", str(port)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert r.returncode == 2, r.stderr
+    assert f"daas demo: error: --share-port and --oidc-port are both {port}; choose another" in r.stderr
+    assert "Traceback" not in r.stderr and not (tmp_path / "data").exists()
+
+
+def test_the_demo_services_default_to_ports_of_their_own():
+    from hub_ext.cli import build_parser
+
+    args = vars(build_parser().parse_args(["demo", "--oidc"]))
+    ports = {name: value for name, value in args.items() if name.endswith("port")}
+    assert len(ports) == 6 and len(set(ports.values())) == 6, ports  # `daas demo --oidc` as the README says
+
+
 def test_daas_demo_oidc_logs_in_through_the_local_provider(tmp_path, demo_runs):
     from .test_oidc_federation import OidcSession
 
