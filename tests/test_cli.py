@@ -1,5 +1,6 @@
 """The ``daas`` command: plugin subcommands, user errors without tracebacks."""
 
+import argparse
 import subprocess
 import sys
 
@@ -50,3 +51,25 @@ class _EP:
 
     def load(self):
         return self._func
+
+
+def _commands(parser, words=("daas",)):
+    """Every command and subcommand of ``parser``, as (words, parser)."""
+    yield words, parser
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                yield from _commands(sub, (*words, name))
+
+
+def test_every_command_and_option_says_what_it_is():
+    said = []
+    for words, parser in _commands(cli.build_parser()):
+        if not parser.description:
+            said.append(f"{' '.join(words)}: no description")
+        for action in parser._actions:
+            if not action.help and not isinstance(action, argparse._SubParsersAction):
+                said.append(f"{' '.join(words)} {'/'.join(action.option_strings) or action.dest}: no help")
+        if "``" in parser.format_help():  # reStructuredText markup of a docstring, printed as is
+            said.append(f"{' '.join(words)}: `` in its help")
+    assert not said, "\n".join(said)

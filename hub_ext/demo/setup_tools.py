@@ -188,6 +188,10 @@ def register(subparsers):
         "setup",
         help="install configurable-http-proxy into this prefix and the Debian packages "
         "the features need (--test: also those of the test suite)",
+        description="Install what `pip install` cannot: configurable-http-proxy (npm, into this "
+        "prefix), the Jupyter server and JupyterLab settings of an editable install, and, as root "
+        "with apt-get, the Debian packages the features need (DIALS, the remote desktop's); "
+        "otherwise print the apt-get command to run. `daas demo` runs it first.",
     )
     p.add_argument("--test", action="store_true", help="also install what the test suite needs")
     p.set_defaults(func=_setup)

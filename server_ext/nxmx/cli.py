@@ -11,9 +11,12 @@ def register(subparsers):
                               description="Convert EuXFEL runs to NXmx and check NXmx files.")
     sub = p.add_subparsers(dest="nxmx_command", metavar="ACTION", required=True)
 
-    c = sub.add_parser("convert", help="write an NXmx master file for a run")
+    c = sub.add_parser("convert", help="write an NXmx master file for a run",
+                       description="Write a NeXus/NXmx file of a run's detector frames that DIALS "
+                       "and other NXmx readers open: by default a master file mapping the run's own "
+                       "files (virtual datasets), or a self-contained compressed copy.")
     c.add_argument("run_dir", metavar="RUN_DIR", help="run directory (corrected data, e.g. .../proc/r0042)")
-    c.add_argument("-o", "--output", required=True, metavar="OUT.nxs")
+    c.add_argument("-o", "--output", required=True, metavar="OUT.nxs", help="the NXmx file to write")
     c.add_argument("--detector", metavar="SRC", help="detector source name or prefix (when the run has several)")
     c.add_argument("--geometry", metavar="FILE.geom", help="CrystFEL geometry (default: idealised layout, with a warning)")
     c.add_argument("--mode", choices=("virtual", "copy"), default="virtual",
@@ -37,14 +40,17 @@ def register(subparsers):
                        description="Checks: structure, nxmx, pynxtools, nexusformat and, where DIALS is"
                        " installed, dxtbx (DIALS' own reader, run in DIALS' interpreter). A checker that"
                        " is not installed is listed as not checked, with how to get it.")
-    v.add_argument("file", metavar="FILE.nxs")
+    v.add_argument("file", metavar="FILE.nxs", help="the NXmx file to check")
     v.add_argument("--json", action="store_true", help="print the report as JSON")
     v.add_argument("--errors-only", action="store_true", help="list errors, not warnings")
     v.set_defaults(func=_validate)
 
-    i = sub.add_parser("info", help="summarise a run's detectors, trains, pulses and XGMs")
-    i.add_argument("run_dir", metavar="RUN_DIR")
-    i.add_argument("--json", action="store_true")
+    i = sub.add_parser("info", help="summarise a run's detectors, trains, pulses and XGMs",
+                       description="Print a run's trains, its detectors (modules, frame shape, "
+                       "frames per train) and XGMs: what convert's --detector and "
+                       "--min-pulse-energy can choose from.")
+    i.add_argument("run_dir", metavar="RUN_DIR", help="run directory")
+    i.add_argument("--json", action="store_true", help="print the summary as JSON")
     i.set_defaults(func=_info)
     return p
 

@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import os
 import sys
@@ -27,15 +28,29 @@ PURITY_HELP = ("a train is in a phase when its class holds at least this fractio
 
 def register(subparsers):
     p = subparsers.add_parser("spectra", help="train and run the streaming spectra classifier",
-                              description=__doc__.split("\n\n")[0])
+                              description="Train the spectra classifier on labelled spectra, look "
+                                          "into a model, score it\non other labelled spectra, "
+                                          "classify a Karabo bridge or a replayed run, and\nread "
+                                          "the results file (a start from the demo run: "
+                                          "server_ext/spectra/README.md).",
+                              epilog="examples:" + __doc__.split("::")[1].rstrip(),
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="spectra_command", metavar="ACTION", required=True)
 
-    t = sub.add_parser("train", help="train a classifier from labelled spectra")
+    t = sub.add_parser("train", help="train a classifier from labelled spectra",
+                       description="Fit a classifier to labelled spectra of a file or a run and "
+                                   "save it as a model directory; print its bins, each one's "
+                                   "held-out accuracy and weight, and what training found.")
     _labelled_data_arguments(t)
     t.add_argument("-o", "--output", required=True, help="model directory to write")
-    t.add_argument("--n-bins", type=int, default=15, help="equal bins (default %(default)s)")
-    t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive")
-    t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--n-bins", type=int, default=15, help="bins the spectrum is cut into, of equal width; the most "
+                                                            "networks kept (default %(default)s)")
+    t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive",
+                   help="adaptive (default): bins may start every quarter bin, following where the "
+                        "classes differ; fixed: the equal bins only")
+    t.add_argument("--seed", type=int, default=0,
+                   help="of the training copies, folds and networks: the same labelled spectra and "
+                        "seed train the same model (default %(default)s)")
     t.add_argument("--max-per-class", type=int, default=256, metavar="N",
                    help="use at most N labelled spectra per class, subsampled evenly "
                         "(default %(default)s; 0: all)")
@@ -83,7 +98,11 @@ def register(subparsers):
     e.add_argument("--json", action="store_true", help="print the counts as JSON, for a script")
     e.set_defaults(func=evaluate)
 
-    c = sub.add_parser("classify", help="classify a stream and print rolling counters")
+    c = sub.add_parser("classify", help="classify a stream and print rolling counters",
+                       description="Classify every pulse of a Karabo bridge or a replayed run as "
+                                   "trains come, print rolling counters and the phases (runs of "
+                                   "trains of one class) until the source ends or Ctrl-C, and keep "
+                                   "every pulse's label with -o.")
     c.add_argument("--model", required=True, help="model directory from 'daas spectra train'")
     where = c.add_mutually_exclusive_group(required=True)
     where.add_argument("--source", metavar="tcp://HOST:PORT", help="Karabo bridge endpoint")
@@ -108,7 +127,7 @@ def register(subparsers):
                         "read the source more slowly, losing nothing (default otherwise)")
     c.add_argument("--max-trains", type=int, help="stop after this many trains received "
                                                   "(classified + dropped)")
-    c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines")
+    c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines (default %(default)s)")
     c.add_argument("--mask-points", metavar="POINTS",
                    help="point indices the detector masks (NaN) or reads wrongly since the "
                         "model was trained, e.g. 700,1000-1039: bridged over in every "
@@ -134,7 +153,10 @@ def register(subparsers):
                         "SWMR) and kept however the stream ends (its 'state' attribute says how)")
     c.set_defaults(func=classify)
 
-    r = sub.add_parser("results", help="summarise a results file and select pulses from it")
+    r = sub.add_parser("results", help="summarise a results file and select pulses from it",
+                       description="Print how a stream ended, its pulses per class and the phases "
+                                   "of its trains, from the file 'classify -o' wrote; select pulses "
+                                   "by class, confidence and ambiguity and write their ids.")
     r.add_argument("file", help="results file from 'daas spectra classify -o' (or the app's "
                                 "results file); one still being written is read up to its last "
                                 "flush")
@@ -184,8 +206,6 @@ def _labelled_data_arguments(p):
 
 
 def _reconnects(text):
-    import argparse
-
     if text == "forever":
         return None
     try:
@@ -199,8 +219,6 @@ def _reconnects(text):
 
 def _train_span(text):
     """``--train-ids``: :func:`.train_span.parse_span`, an argparse error where it fails."""
-    import argparse
-
     from .errors import SpectraError
     from .train_span import parse_span
 
