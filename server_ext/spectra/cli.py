@@ -348,9 +348,15 @@ def evaluate(args):
             print(f"{point_runs(points)} NaN or inf in every spectrum not classified; if the detector "
                   f"masks them since training: --mask-points {point_runs(points, spec=True)}")
     if args.errors:
-        print(f"wrote the {len(result.mistaken)} spectra predicted otherwise than labelled, or not "
-              f"classified, to {args.errors}")
+        print(_mistaken_written(len(result.mistaken), args.errors))
     return 0
+
+
+def _mistaken_written(n, path):
+    if not n:
+        return f"every spectrum was classified as labelled: {path} holds the header only"
+    what = "spectrum" if n == 1 else "spectra"
+    return f"wrote the {n} {what} predicted otherwise than labelled, or not classified, to {path}"
 
 
 def _write_mistaken(path, result, origins) -> None:

@@ -288,3 +288,12 @@ def test_evaluate_on_a_run(tmp_path, capsys):
     places = {(int(t), int(p)) for t, p, *_ in rows[1:]}
     assert places == {(t, p) for t in [*range(lo0, lo1), *range(hi0, hi1)] for p in range(3)}
     assert all(row[2] != row[3] for row in rows[1:])
+
+
+def test_the_errors_file_is_said_as_it_is():
+    """``--errors`` with none mistaken leaves a header; one spectrum is one."""
+    from server_ext.spectra.cli import _mistaken_written
+
+    assert _mistaken_written(0, "e.csv") == "every spectrum was classified as labelled: e.csv holds the header only"
+    assert _mistaken_written(1, "e.csv").startswith("wrote the 1 spectrum predicted otherwise than labelled")
+    assert _mistaken_written(7, "e.csv").startswith("wrote the 7 spectra predicted otherwise than labelled")
