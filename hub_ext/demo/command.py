@@ -370,8 +370,9 @@ def register(subparsers):
         "JupyterHub with the facility spawner on local processes, its proxy and services; Ctrl-C "
         "stops them all. The log-ins are printed.")
     p.add_argument("--data-dir", default="demo-data", help="where demo data and hub state live (default: ./demo-data)")
-    p.add_argument("--ip", default="127.0.0.1", help="address the hub and its services listen on "
-                                                     "(default 127.0.0.1: this machine only)")
+    p.add_argument("--ip", default="127.0.0.1",
+                   help="address of the public port (default 127.0.0.1: this machine only; the hub's "
+                        "API and the services stay on 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="public port (default 8000)")
     p.add_argument("--hub-port", type=int, default=8081, help="internal hub API port (default 8081)")
     p.add_argument("--proxy-api-port", type=int, default=8001, help="proxy REST API port (default 8001)")

@@ -110,12 +110,12 @@ def register(subparsers):
     c.add_argument("--source-name", help="data source (run: required; bridge: default the "
                                          "first carrying --key)")
     c.add_argument("--key", default="data.intensity", help="spectra key (default %(default)s)")
-    c.add_argument("--train-rate", type=float, help="run: replay at this many trains/s "
+    c.add_argument("--train-rate", type=_above_zero(float), help="run: replay at this many trains/s "
                                                     "(default as fast as possible)")
     c.add_argument("--train-ids", type=_train_span, metavar="FIRST-LAST",
                    help="run: replay only the trains with an id from FIRST to LAST, both included "
                         "(FIRST- or -LAST: open; one id: that train)")
-    c.add_argument("--timeout", type=float, default=5.0,
+    c.add_argument("--timeout", type=_above_zero(float), default=5.0,
                    help="bridge: reconnect after this many seconds without data "
                         "(default %(default)s)")
     c.add_argument("--max-reconnects", type=_reconnects, default=5, metavar="N|forever",
@@ -125,7 +125,7 @@ def register(subparsers):
                    help="when classifying falls behind: drop the oldest waiting train "
                         "(counted as dropped; default for a bridge or a paced replay) or "
                         "read the source more slowly, losing nothing (default otherwise)")
-    c.add_argument("--max-trains", type=int, help="stop after this many trains received "
+    c.add_argument("--max-trains", type=_above_zero(int), help="stop after this many trains received "
                                                   "(classified + dropped)")
     c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines (default %(default)s)")
     c.add_argument("--mask-points", metavar="POINTS",
@@ -161,8 +161,9 @@ def register(subparsers):
                                 "results file); one still being written is read up to its last "
                                 "flush")
     r.add_argument("--label", help="select the pulses of this class")
-    r.add_argument("--min-confidence", type=float, default=0.0, metavar="C",
-                   help="select pulses with at least this confidence (default %(default)s)")
+    r.add_argument("--min-confidence", type=_probability, default=0.0, metavar="C",
+                   help="select pulses with at least this confidence, from 0 to 1 (default "
+                        "%(default)s)")
     r.add_argument("--unambiguous", action="store_true",
                    help="select pulses not flagged ambiguous")
     r.add_argument("--purity", type=float, metavar="F",
@@ -181,7 +182,7 @@ def register(subparsers):
     r.add_argument("--json", action="store_true",
                    help="print the summary as JSON (every run of trains, the selection, the lists "
                         "written), for a script")
-    r.add_argument("--trains-per-block", type=int, default=1000, metavar="N",
+    r.add_argument("--trains-per-block", type=_above_zero(int), default=1000, metavar="N",
                    help="read the file N trains at a time (default %(default)s: ~50 MB of "
                         "memory at 2,700 pulses a train)")
     r.set_defaults(func=results)
@@ -203,6 +204,31 @@ def _labelled_data_arguments(p):
     p.add_argument("--axis-key", help="run: key holding the spectra's axis, one array per "
                                       "train (e.g. twoTheta)")
     p.add_argument("--axis-source", help="run: data source of --axis-key (default --source)")
+
+
+def _above_zero(kind):
+    """An argparse type: a number of ``kind`` above 0 (NaN is not)."""
+    def parse(text):
+        try:
+            value = kind(text)
+        except ValueError:
+            value = None
+        if value is None or not value > 0:
+            raise argparse.ArgumentTypeError(
+                f"expected {'a whole number' if kind is int else 'a number'} above 0, not {text!r}")
+        return value
+    return parse
+
+
+def _probability(text):
+    """An argparse type: a number from 0 to 1."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = None
+    if value is None or not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 (0.9, not 90), not {text!r}")
+    return value
 
 
 def _reconnects(text):
@@ -395,7 +421,7 @@ def _range(text):
 
 def classify(args):
     from .classifier import BinnedSpectraClassifier
-    from .datafiles import axis_source, read_axis
+    from .datafiles import axis_source, read_axis, spectra_in
     from .errors import SpectraError
     from .inputs import parse_points, point_runs
     from .results import PhaseRuns, ResultsFile, phase_now, phases_line, train_text
@@ -425,7 +451,7 @@ def classify(args):
                   axis=axis, axis_key=args.axis_key, axis_source=args.axis_source)
     if args.run:
         if not args.source_name:
-            raise SpectraError("replaying a run needs --source-name")
+            raise SpectraError(f"replaying a run needs --source-name{spectra_in(args.run)}")
         stream = SpectraStream(clf, args.run, train_rate=args.train_rate, train_ids=args.train_ids,
                                **common)
     else:

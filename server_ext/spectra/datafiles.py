@@ -316,12 +316,7 @@ def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
         run = RunDirectory(str(path))
     except Exception as e:  # extra_data raises several kinds for "not a run"
         raise SpectraError(f"{path} is not a readable EuXFEL run directory ({e})") from None
-    found = []
-    for source in sorted(run.instrument_sources):
-        for key in sorted(run[source].keys()):
-            kd = run[source, key]
-            if kd.ndim == 2 and kd.entry_shape[0] >= min_points and np.issubdtype(kd.dtype, np.floating):
-                found.append((source, key))
+    found = _spectra_keys(run, min_points)
     if len(found) == 1:
         return found[0]
     if not found:
@@ -329,6 +324,30 @@ def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
                            f"of at least {min_points} points; name the source and key")
     listed = ", ".join(f"{s} {k}" for s, k in found)
     raise SpectraError(f"several keys of {path} could hold spectra ({listed}); name the source and key")
+
+
+def _spectra_keys(run, min_points: int = 64) -> list[tuple[str, str]]:
+    found = []
+    for source in sorted(run.instrument_sources):
+        for key in sorted(run[source].keys()):
+            kd = run[source, key]
+            if kd.ndim == 2 and kd.entry_shape[0] >= min_points and np.issubdtype(kd.dtype, np.floating):
+                found.append((source, key))
+    return found
+
+
+def spectra_in(path) -> str:
+    """For one who named no source of the run at ``path``: where its spectra could be, as
+    the end of a sentence ("" where ``path`` is not a run: opening it says so)."""
+    from extra_data import RunDirectory
+
+    try:
+        found = _spectra_keys(RunDirectory(str(path)))
+    except Exception:  # extra_data raises several kinds for "not a run"
+        return ""
+    if not found:
+        return "; no key of this run holds spectra (1-D float arrays)"
+    return "; this run's could be " + " or ".join(f"{s} (key {k})" for s, k in found)
 
 
 def find_run_axis(path, n_points: int) -> list[tuple[str, str]]:
@@ -435,7 +454,7 @@ def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, ke
         raise SpectraError(f"{path} does not exist")
     if os.path.isdir(path):
         if not source or not key:
-            raise SpectraError("training from a run needs --source and --key")
+            raise SpectraError(f"a run's spectra are named by their source and key{spectra_in(path)}")
         if axis_dataset:
             raise SpectraError("a run keeps its axis in a key, not a dataset: name the axis key "
                                "(and its source, if not the spectra's)")

@@ -53,6 +53,9 @@ class Results:
         """A boolean mask over the pulses: of class ``label`` (any where
         ``None``), with a confidence of at least ``min_confidence``, and
         not flagged ambiguous where ``unambiguous``."""
+        if not 0 <= min_confidence <= 1:  # 90 for 90 % would select nothing, and say so nowhere
+            raise SpectraError(f"min_confidence is a probability from 0 to 1 (0.9, not 90), "
+                               f"not {min_confidence:g}")
         mask = self._column("confidence") >= min_confidence
         if label is not None:
             mask &= self._column("label") == self.index(label)

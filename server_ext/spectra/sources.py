@@ -99,6 +99,9 @@ class RunSource:
                  train_ids: tuple | None = None):
         import extra_data
 
+        if train_rate is not None and not (isinstance(train_rate, numbers.Real) and train_rate > 0):
+            raise SpectraError(f"train_rate must be > 0 trains/s (None: as fast as possible), "
+                               f"not {train_rate!r}")
         if isinstance(run, (str, os.PathLike)):
             try:
                 run = (extra_data.RunDirectory(run) if os.path.isdir(run)
@@ -321,7 +324,9 @@ def as_source(obj, **kw):
             raise SpectraError(f"{os.fspath(obj)!r} is neither a Karabo bridge endpoint "
                                "(tcp://HOST:PORT) nor a run directory: no such path")
         if "source" not in kw or "key" not in kw:
-            raise SpectraError("replaying a run needs source= and key=")
+            from .datafiles import spectra_in
+
+            raise SpectraError(f"replaying a run needs source= and key={spectra_in(obj)}")
         return RunSource(obj, **kw)
     if isinstance(obj, np.ndarray) and obj.ndim == 3:
         return IterableSource(list(obj), **kw)

@@ -144,6 +144,24 @@ def test_classify_part_of_a_run(fitted, tmp_path, capsys):
     assert f"train {first + 5} comes after train {first + 2}" in capsys.readouterr().err
 
 
+def test_numbers_the_commands_cannot_use_are_refused_before_anything_is_read(capsys):
+    """-1 trains/s was a replay as fast as possible; --min-confidence 90 (for 90 %) selected
+    nothing and said nothing."""
+    classify = ["classify", "--model", "no-model", "--run", "no-run", "--source-name", "S"]
+    for argv, said in (
+            ([*classify, "--train-rate", "-1"], "argument --train-rate: expected a number above 0, not '-1'"),
+            ([*classify, "--train-rate", "nan"], "argument --train-rate: expected a number above 0, not 'nan'"),
+            ([*classify, "--timeout", "0"], "argument --timeout: expected a number above 0, not '0'"),
+            ([*classify, "--max-trains", "0"], "argument --max-trains: expected a whole number above 0"),
+            (["results", "no-file.h5", "--min-confidence", "90"],
+             "argument --min-confidence: expected a number from 0 to 1 (0.9, not 90), not '90'"),
+            (["results", "no-file.h5", "--trains-per-block", "0"],
+             "argument --trains-per-block: expected a whole number above 0, not '0'")):
+        with pytest.raises(SystemExit):
+            main(["spectra", *argv])
+        assert said in capsys.readouterr().err, argv
+
+
 def test_train_with_label_dataset_and_errors(nexus_file, tmp_path, capsys):
     path, s = nexus_file
     assert main(["spectra", "train", str(path), "--labels", "@/entry/phase",
@@ -757,8 +775,7 @@ def test_classify_keeps_every_pulses_result_in_a_file(fitted, tmp_path, capsys):
     for extra, message in (([ "--label", "nothing"], "no class 'nothing' in"),
                            (["--label", label, "--ids", str(ids)], "ids.csv exists"),
                            (["--ids", str(tmp_path / "other.csv")], "--ids writes the selected"),
-                           (["--purity", "0"], "--purity must be in (0, 1]"),
-                           (["--trains-per-block", "0"], "trains_per_block must be >= 1")):
+                           (["--purity", "0"], "--purity must be in (0, 1]")):  # --trains-per-block 0: argparse's
         assert main(["spectra", "results", str(out_file), *extra]) == 2
         captured = capsys.readouterr()
         assert message in captured.err and not captured.out, captured

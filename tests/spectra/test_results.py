@@ -271,6 +271,9 @@ def test_read_results_gives_back_the_pulses_and_the_phases_by_train(tmp_path):
     with pytest.raises(SpectraError, match="no class 'hexagonal' in .*; its classes: cubic, "
                                            "tetragonal"):
         r.select("hexagonal")
+    for percent in (90, -0.1, float("nan")):  # 90 for 90 % would select nothing, silently
+        with pytest.raises(SpectraError, match="min_confidence is a probability from 0 to 1"):
+            r.select("tetragonal", min_confidence=percent)
 
 
 def test_the_streams_purity_is_kept_and_read_back(tmp_path):

@@ -51,3 +51,25 @@ def test_a_runs_axis_keys_are_found_and_a_background_is_not(tmp_path):
             group[f"{name}/value"] = np.repeat(value[None], 6, 0)
             group[f"{name}/timestamp"] = np.zeros(6, np.uint64)
     assert find_run_axis(info["path"], 300) == [(DEMO_AXIS_SOURCE, "q"), (DEMO_AXIS_SOURCE, "twoTheta")]
+
+
+def test_a_run_named_without_its_source_says_where_its_spectra_could_be(tmp_path, capsys):
+    """Training, evaluating or replaying a run with no source named: the error names the
+    run's candidates (a folder that is no run: the error as before)."""
+    from hub_ext.cli import main
+    from server_ext.spectra.sources import as_source
+
+    info = write_demo_run(tmp_path, n_trains=6, pulses_per_train=2, n_points=300)
+    could_be = f"; this run's could be {info['source']} (key {info['key']})"
+    first = info["first_train"]
+    labels = ["--labels", f"a={first}:{first + 2}", f"b={first + 4}:{first + 6}"]
+    assert main(["spectra", "train", info["path"], *labels, "-o", str(tmp_path / "m")]) == 2
+    assert capsys.readouterr().err.strip().endswith(f"a run's spectra are named by their source and key{could_be}")
+    assert not (tmp_path / "m").exists()
+    with pytest.raises(SpectraError) as e:
+        as_source(info["path"], key=info["key"])
+    assert str(e.value) == f"replaying a run needs source= and key={could_be}"
+    (tmp_path / "no-run").mkdir()
+    with pytest.raises(SpectraError) as e:
+        as_source(tmp_path / "no-run", key=info["key"])
+    assert str(e.value) == "replaying a run needs source= and key="

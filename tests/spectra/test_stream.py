@@ -447,6 +447,9 @@ def test_bad_sources(fitted, tmp_path):
         KaraboBridgeSource("tcp://127.0.0.1:4545", max_reconnects=-1)
     with pytest.raises(SpectraError, match="max_reconnects must be"):
         KaraboBridgeSource("tcp://127.0.0.1:4545", max_reconnects=1.5)
+    for bad in (0, -1, float("nan"), "10"):  # -1 replayed as fast as possible, as a live source
+        with pytest.raises(SpectraError, match="train_rate must be > 0 trains/s"):
+            RunSource(info["path"], info["source"], info["key"], train_rate=bad)
 
 
 def test_bridge_gives_up_after_max_reconnects(fitted):
