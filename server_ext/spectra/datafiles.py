@@ -336,13 +336,14 @@ def _spectra_keys(run, min_points: int = 64) -> list[tuple[str, str]]:
     return found
 
 
-def spectra_in(path) -> str:
-    """For one who named no source of the run at ``path``: where its spectra could be, as
-    the end of a sentence ("" where ``path`` is not a run: opening it says so)."""
+def spectra_in(run) -> str:
+    """For one who named no source, or not that of spectra, of ``run`` (a path or an
+    ``extra_data`` collection): where its spectra could be, as the end of a sentence (""
+    where ``run`` is not a run: opening it says so)."""
     from extra_data import RunDirectory
 
     try:
-        found = _spectra_keys(RunDirectory(str(path)))
+        found = _spectra_keys(run if hasattr(run, "instrument_sources") else RunDirectory(str(run)))
     except Exception:  # extra_data raises several kinds for "not a run"
         return ""
     if not found:

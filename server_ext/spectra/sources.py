@@ -108,7 +108,7 @@ class RunSource:
                        else extra_data.H5File(run))
             except Exception as e:
                 raise SpectraError(f"cannot open {os.fspath(run)!r} as an EuXFEL run: {e}")
-        self.keydata = _keydata(run, source, key)
+        self.keydata = _spectra_keydata(run, source, key)
         if train_ids is not None:
             self.keydata = _trains_between(self.keydata, checked_span(train_ids))
         self.source, self.key = source, self.keydata.key
@@ -135,19 +135,36 @@ class RunSource:
             yield (int(tid), arr, time.perf_counter(), *axis)
 
 
-def _keydata(run, source, key):
+def _keydata(run, source, key, could_be=""):
     """``run[source, key]``, a control key also by its Karabo name (without
-    ``.value``); a missing source or key refused, listing what there is."""
+    ``.value``); a missing source or key refused, listing what there is (and
+    ``could_be``, the end of the sentence)."""
     if source not in run.all_sources:
         raise SpectraError(f"source {source!r} is not in the run; it has: "
-                           f"{', '.join(sorted(run.all_sources))}")
+                           f"{', '.join(sorted(run.all_sources))}{could_be}")
     keys = run[source].keys()
     if key not in keys and f"{key}.value" in keys:
         key = f"{key}.value"
     if key not in keys:
         raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
-                           f"{', '.join(sorted(keys))}")
+                           f"{', '.join(sorted(keys))}{could_be}")
     return run[source, key]
+
+
+def _spectra_keydata(run, source, key):
+    """:func:`_keydata` of spectra: a spectrum (or several) per train; a mistake names where
+    the run's spectra could be."""
+    from .datafiles import spectra_in
+
+    try:
+        kd = _keydata(run, source, key)
+    except SpectraError as e:
+        raise SpectraError(f"{e}{spectra_in(run)}") from None
+    if kd.ndim != 2:  # a pulse's number, or its image read row by row as spectra
+        held = "single numbers" if kd.ndim < 2 else "arrays of " + "x".join(map(str, kd.entry_shape))
+        raise SpectraError(f"key {kd.key!r} of {source!r} holds {held}, not spectra (1-D arrays)"
+                           f"{spectra_in(run)}")
+    return kd
 
 
 def _trains_between(keydata, span):

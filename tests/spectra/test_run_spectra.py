@@ -73,3 +73,18 @@ def test_a_run_named_without_its_source_says_where_its_spectra_could_be(tmp_path
     with pytest.raises(SpectraError) as e:
         as_source(tmp_path / "no-run", key=info["key"])
     assert str(e.value) == "replaying a run needs source= and key="
+
+
+def test_a_detectors_images_are_not_read_as_spectra(tmp_path):
+    """An image of 512x128 pixels per pulse was read as 512 spectra of 128 points."""
+    from extra_data.tests.mockdata import write_file
+    from extra_data.tests.mockdata.detectors import AGIPDModule
+
+    from server_ext.spectra.sources import RunSource
+
+    write_file(str(tmp_path / "CORR-R0001-AGIPD00-S00000.h5"),
+               [AGIPDModule("SPB_DET_AGIPD1M-1/DET/0CH0", frames_per_train=2, raw=False)], ntrains=2)
+    with pytest.raises(SpectraError) as e:
+        RunSource(tmp_path, "SPB_DET_AGIPD1M-1/DET/0CH0:xtdf", "image.data")
+    assert str(e.value) == ("key 'image.data' of 'SPB_DET_AGIPD1M-1/DET/0CH0:xtdf' holds arrays of 512x128, "
+                            "not spectra (1-D arrays); no key of this run holds spectra (1-D float arrays)")

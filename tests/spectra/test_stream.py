@@ -424,8 +424,14 @@ def test_bad_sources(fitted, tmp_path):
     with pytest.raises(SpectraError, match="EuXFEL run"):
         SpectraStream(clf, str(tmp_path), source_name="A", key="b")
     info = write_demo_run(tmp_path, n_trains=3, pulses_per_train=2, n_points=2010)
-    with pytest.raises(SpectraError, match="is not in the run"):
+    could_be = f"; this run's could be {info['source']} (key {info['key']})"
+    with pytest.raises(SpectraError, match="is not in the run") as e:
         RunSource(info["path"], "NO/SUCH:output", "data.x")
+    assert str(e.value).endswith(could_be)
+    with pytest.raises(SpectraError) as e:  # one number a pulse is no spectrum
+        RunSource(info["path"], info["source"], "data.pulseId")
+    assert str(e.value) == (f"key 'data.pulseId' of {info['source']!r} holds single numbers, not spectra "
+                            f"(1-D arrays){could_be}")
     with pytest.raises(SpectraError, match="key 'data.x' is not in"):
         RunSource(info["path"], info["source"], "data.x")
     with pytest.raises(SpectraError, match="source= and key="):
