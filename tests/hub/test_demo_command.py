@@ -94,15 +94,19 @@ def test_daas_demo_on_a_taken_port_says_so(tmp_path):
 
 def test_daas_demo_refuses_two_services_on_one_port(tmp_path):
     port = free_port()
-    r = subprocess.run(
+    proc = subprocess.Popen(
         [sys.executable, "-m", "hub_ext.cli", "demo", "--oidc", "--data-dir", str(tmp_path / "data"),
          "--port", str(free_port()), "--hub-port", str(free_port()), "--proxy-api-port", str(free_port()),
          "--api-port", str(free_port()), "--share-port", str(port), "--oidc-port", str(port)],
-        capture_output=True, text=True, timeout=300,
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
     )
-    assert r.returncode == 2, r.stderr
-    assert f"daas demo: error: --share-port and --oidc-port are both {port}; choose another" in r.stderr
-    assert "Traceback" not in r.stderr and not (tmp_path / "data").exists()
+    try:  # a demo that does not refuse starts a hub: taken down, not left behind
+        _, err = proc.communicate(timeout=300)
+    finally:
+        _kill_tree(proc)
+    assert proc.returncode == 2, err
+    assert f"daas demo: error: --share-port and --oidc-port are both {port}; choose another" in err
+    assert "Traceback" not in err and not (tmp_path / "data").exists()
 
 
 def test_the_demo_services_default_to_ports_of_their_own():
