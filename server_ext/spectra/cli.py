@@ -43,8 +43,9 @@ def register(subparsers):
                                    "held-out accuracy and weight, and what training found.")
     _labelled_data_arguments(t)
     t.add_argument("-o", "--output", required=True, help="model directory to write")
-    t.add_argument("--n-bins", type=int, default=15, help="bins the spectrum is cut into, of equal width; the most "
-                                                            "networks kept (default %(default)s)")
+    t.add_argument("--n-bins", type=int, default=15,
+                   help="bins the spectrum is cut into, of equal width; the most networks kept "
+                        "(default %(default)s)")
     t.add_argument("--placement", choices=["adaptive", "fixed"], default="adaptive",
                    help="adaptive (default): bins may start every quarter bin, following where the "
                         "classes differ; fixed: the equal bins only")
@@ -110,8 +111,8 @@ def register(subparsers):
     c.add_argument("--source-name", help="data source (run: required; bridge: default the "
                                          "first carrying --key)")
     c.add_argument("--key", default="data.intensity", help="spectra key (default %(default)s)")
-    c.add_argument("--train-rate", type=_above_zero(float), help="run: replay at this many trains/s "
-                                                    "(default as fast as possible)")
+    c.add_argument("--train-rate", type=_above_zero(float),
+                   help="run: replay at this many trains/s (default as fast as possible)")
     c.add_argument("--train-ids", type=_train_span, metavar="FIRST-LAST",
                    help="run: replay only the trains with an id from FIRST to LAST, both included "
                         "(FIRST- or -LAST: open; one id: that train)")
@@ -125,9 +126,10 @@ def register(subparsers):
                    help="when classifying falls behind: drop the oldest waiting train "
                         "(counted as dropped; default for a bridge or a paced replay) or "
                         "read the source more slowly, losing nothing (default otherwise)")
-    c.add_argument("--max-trains", type=_above_zero(int), help="stop after this many trains received "
-                                                  "(classified + dropped)")
-    c.add_argument("--interval", type=float, default=1.0, help="seconds between counter lines (default %(default)s)")
+    c.add_argument("--max-trains", type=_above_zero(int),
+                   help="stop after this many trains received (classified + dropped)")
+    c.add_argument("--interval", type=float, default=1.0,
+                   help="seconds between counter lines (default %(default)s)")
     c.add_argument("--mask-points", metavar="POINTS",
                    help="point indices the detector masks (NaN) or reads wrongly since the "
                         "model was trained, e.g. 700,1000-1039: bridged over in every "
