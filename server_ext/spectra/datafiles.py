@@ -236,9 +236,9 @@ def run_axis(path, source, key, train_ids=None):
     changed within them is refused, naming the first train that differs."""
     from extra_data import by_id
 
-    from .sources import RunSource
+    from .sources import run_keydata
 
-    kd = RunSource(path, source, key).keydata
+    kd = run_keydata(path, source, key)
     if train_ids is not None:
         kd = kd.select_trains(by_id[list(train_ids)])
     what = f"the axis {source} {key}"

@@ -97,17 +97,10 @@ class RunSource:
     def __init__(self, run, source: str, key: str, train_rate: float | None = None,
                  axis_key: str | None = None, axis_source: str | None = None,
                  train_ids: tuple | None = None):
-        import extra_data
-
         if train_rate is not None and not (isinstance(train_rate, numbers.Real) and train_rate > 0):
             raise SpectraError(f"train_rate must be > 0 trains/s (None: as fast as possible), "
                                f"not {train_rate!r}")
-        if isinstance(run, (str, os.PathLike)):
-            try:
-                run = (extra_data.RunDirectory(run) if os.path.isdir(run)
-                       else extra_data.H5File(run))
-            except Exception as e:
-                raise SpectraError(f"cannot open {os.fspath(run)!r} as an EuXFEL run: {e}")
+        run = _opened(run)
         self.keydata = _spectra_keydata(run, source, key)
         if train_ids is not None:
             self.keydata = _trains_between(self.keydata, checked_span(train_ids))
@@ -135,19 +128,36 @@ class RunSource:
             yield (int(tid), arr, time.perf_counter(), *axis)
 
 
-def _keydata(run, source, key, could_be=""):
+def _opened(run):
+    """A run directory or file as an ``extra_data`` collection (a collection as it is)."""
+    import extra_data
+
+    if not isinstance(run, (str, os.PathLike)):
+        return run
+    try:
+        return extra_data.RunDirectory(run) if os.path.isdir(run) else extra_data.H5File(run)
+    except Exception as e:
+        raise SpectraError(f"cannot open {os.fspath(run)!r} as an EuXFEL run: {e}")
+
+
+def run_keydata(run, source, key):
+    """``run[source, key]`` of a run (a path or a collection) other than its spectra (an
+    axis): a run that cannot be opened, or a missing source or key, said as for spectra."""
+    return _keydata(_opened(run), source, key)
+
+
+def _keydata(run, source, key):
     """``run[source, key]``, a control key also by its Karabo name (without
-    ``.value``); a missing source or key refused, listing what there is (and
-    ``could_be``, the end of the sentence)."""
+    ``.value``); a missing source or key refused, listing what there is."""
     if source not in run.all_sources:
         raise SpectraError(f"source {source!r} is not in the run; it has: "
-                           f"{', '.join(sorted(run.all_sources))}{could_be}")
+                           f"{', '.join(sorted(run.all_sources))}")
     keys = run[source].keys()
     if key not in keys and f"{key}.value" in keys:
         key = f"{key}.value"
     if key not in keys:
         raise SpectraError(f"key {key!r} is not in {source!r}; it has: "
-                           f"{', '.join(sorted(keys))}{could_be}")
+                           f"{', '.join(sorted(keys))}")
     return run[source, key]
 
 
