@@ -163,7 +163,7 @@ def register(subparsers):
                                 "results file); one still being written is read up to its last "
                                 "flush")
     r.add_argument("--label", help="select the pulses of this class")
-    r.add_argument("--min-confidence", type=_probability, default=0.0, metavar="C",
+    r.add_argument("--min-confidence", type=_confidence, default=0.0, metavar="C",
                    help="select pulses with at least this confidence, from 0 to 1 (default "
                         "%(default)s)")
     r.add_argument("--unambiguous", action="store_true",
@@ -222,15 +222,18 @@ def _above_zero(kind):
     return parse
 
 
-def _probability(text):
-    """An argparse type: a number from 0 to 1."""
+def _confidence(text):
+    """``--min-confidence``: :func:`.results_reader.checked_confidence`, an argparse error
+    where it fails."""
+    from .errors import SpectraError
+    from .results_reader import checked_confidence
+
     try:
-        value = float(text)
+        return checked_confidence(float(text))
+    except SpectraError as e:  # a ValueError too: caught first
+        raise argparse.ArgumentTypeError(str(e)) from None
     except ValueError:
-        value = None
-    if value is None or not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1 (0.9, not 90), not {text!r}")
-    return value
+        raise argparse.ArgumentTypeError(f"expected a number from 0 to 1, not {text!r}") from None
 
 
 def _reconnects(text):

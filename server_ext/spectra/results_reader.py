@@ -21,6 +21,14 @@ __all__ = ["Results", "read_results", "iter_results"]
 _COLUMNS = (*PULSE_COLUMNS, "probability")
 
 
+def checked_confidence(value: float) -> float:
+    """A least confidence to select by: from 0 to 1 (90 for 90 % would select nothing, and
+    say so nowhere)."""
+    if not 0 <= value <= 1:
+        raise SpectraError(f"a confidence is from 0 to 1 (0.9, not 90), not {value:g}")
+    return value
+
+
 @dataclasses.dataclass
 class Results:
     """A results file read back (:func:`read_results`): one entry per pulse
@@ -53,10 +61,7 @@ class Results:
         """A boolean mask over the pulses: of class ``label`` (any where
         ``None``), with a confidence of at least ``min_confidence``, and
         not flagged ambiguous where ``unambiguous``."""
-        if not 0 <= min_confidence <= 1:  # 90 for 90 % would select nothing, and say so nowhere
-            raise SpectraError(f"min_confidence is a probability from 0 to 1 (0.9, not 90), "
-                               f"not {min_confidence:g}")
-        mask = self._column("confidence") >= min_confidence
+        mask = self._column("confidence") >= checked_confidence(min_confidence)
         if label is not None:
             mask &= self._column("label") == self.index(label)
         if unambiguous:

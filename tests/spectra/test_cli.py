@@ -154,7 +154,9 @@ def test_numbers_the_commands_cannot_use_are_refused_before_anything_is_read(cap
             ([*classify, "--timeout", "0"], "argument --timeout: expected a number above 0, not '0'"),
             ([*classify, "--max-trains", "0"], "argument --max-trains: expected a whole number above 0"),
             (["results", "no-file.h5", "--min-confidence", "90"],
-             "argument --min-confidence: expected a number from 0 to 1 (0.9, not 90), not '90'"),
+             "argument --min-confidence: a confidence is from 0 to 1 (0.9, not 90), not 90"),
+            (["results", "no-file.h5", "--min-confidence", "high"],
+             "argument --min-confidence: expected a number from 0 to 1, not 'high'"),
             (["results", "no-file.h5", "--trains-per-block", "0"],
              "argument --trains-per-block: expected a whole number above 0, not '0'")):
         with pytest.raises(SystemExit):

@@ -272,7 +272,7 @@ def test_read_results_gives_back_the_pulses_and_the_phases_by_train(tmp_path):
                                            "tetragonal"):
         r.select("hexagonal")
     for percent in (90, -0.1, float("nan")):  # 90 for 90 % would select nothing, silently
-        with pytest.raises(SpectraError, match="min_confidence is a probability from 0 to 1"):
+        with pytest.raises(SpectraError, match=r"a confidence is from 0 to 1 \(0.9, not 90\), not "):
             r.select("tetragonal", min_confidence=percent)
 
 
