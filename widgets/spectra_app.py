@@ -107,7 +107,7 @@ class SpectraClassifierApp(W.VBox):
     the spectra's axis, a run's ``"SOURCE KEY"`` (or ``KEY`` of ``source``;
     default: the one control key of a run that fits, found on Load) or a
     file's dataset (default: its NeXus axis); ``max_per_label``: spectra
-    read per class from a run; ``params``: ``BinnedSpectraClassifier``
+    read per class from a file or a run; ``params``: ``BinnedSpectraClassifier``
     parameters; ``client``: a ``DaasClient``.
     """
 

@@ -98,10 +98,11 @@ class DaasExtension(ExtensionApp):
     request_timeout = _knob(Float, 300.0, help=(
         "Seconds a synchronous request (run summary, validation, prediction) may take."))
     max_predict_spectra = _knob(Int, 100_000, help=(
-        "Most spectra of a file one predict or evaluate request classifies (larger files: use the "
-        "engine in a notebook)."))
+        "Most spectra of a file one predict request classifies, and labelled spectra of a file one "
+        "evaluate request reads (more: use the engine in a notebook)."))
     max_spectra_per_label = _knob(Int, 2000, help=(
-        "Default cap of labelled spectra read per label when training or evaluating from a run."))
+        "Default cap of labelled spectra read per label when training or evaluating (drawn at random "
+        "from a file's rows, evenly from a run's trains)."))
 
     # -- streams
     stream_message_rate = _knob(Float, 10.0, help=(

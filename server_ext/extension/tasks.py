@@ -180,23 +180,26 @@ MISTAKEN_SHOWN = 100  # of the spectra predicted otherwise than labelled, those 
 
 def evaluate(model_dir: str, options: dict, limit: int = 100_000, mask_points=None) -> dict:
     """Score a saved model on labelled spectra (named as for :func:`train`):
-    :meth:`server_ext.spectra.Evaluation.report`. A file holding more than
-    ``limit`` spectra is refused before it is read; a run is capped by
-    ``max_per_label``."""
+    :meth:`server_ext.spectra.Evaluation.report`. At most ``max_per_label``
+    spectra a label are read; labels naming more than ``limit`` spectra of
+    a file in all are refused before any is read."""
     import os
 
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError
-    from server_ext.spectra.datafiles import open_spectra
+    from server_ext.spectra.datafiles import labelled_rows, open_spectra
     from server_ext.spectra.evaluation import evaluate_labelled, mistaken_spectra
 
     clf = BinnedSpectraClassifier.load(model_dir)
     if mask_points:
         clf.mask_points(mask_points)
     if os.path.isfile(options["data"]):
-        with open_spectra(options["data"], options.get("dataset")) as (_, dset, _):
-            if dset.shape[0] > limit:
-                raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at "
-                                   "once; evaluate it in a notebook with server_ext.spectra.evaluate")
+        with open_spectra(options["data"], options.get("dataset")) as (f, dset, _):
+            rows, _ = labelled_rows(f, dset, options["labels"], 1, options.get("max_per_label"))
+            n, name = len(rows), dset.name
+        if n > limit:
+            raise SpectraError(f"the labels name {n} spectra of {name}, more than {limit} at once; "
+                               "ask for fewer a class (max_per_label), or evaluate them in a notebook "
+                               "with server_ext.spectra.evaluate")
     result, _, origins, note = evaluate_labelled(clf, options["data"], options["labels"], options.get("dataset"),
                                                  options.get("source"), options.get("key"),
                                                  max_per_label=options.get("max_per_label"),

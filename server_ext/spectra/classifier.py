@@ -52,7 +52,8 @@ from .errors import SpectraError
 from .fused import FusedVote
 from .inference import InferencePlan
 from .inputs import (INT_PARAMS, REAL_PARAMS, as_fixed_ranges, as_labels, as_spectra,
-                     check_number, fixed_points, masked_points, point_indices, unread_points)
+                     at_most_per_class, check_number, fixed_points, masked_points, point_indices,
+                     unread_points)
 from .nuisance import PositionTolerance, position_tolerance
 from .persistence import load_bin_models, load_classifier, save_classifier
 from .preprocess import SegmentPreprocessor, bridge_points
@@ -532,13 +533,9 @@ class BinnedSpectraClassifier(ClassifierMixin, BaseEstimator):
 
     def _subsample(self, data: _Labelled, rng) -> _Labelled:
         """At most ``max_train_per_class`` spectra per class, in their order."""
-        cap = self.max_train_per_class
-        counts = np.bincount(data.y)
-        if cap is None or counts.max() <= cap:
+        keep = at_most_per_class(data.y, self.max_train_per_class, rng)
+        if len(keep) == len(data.y):
             return data
-        keep = np.sort(np.concatenate([
-            rng.choice(np.flatnonzero(data.y == c), min(cap, k), replace=False)
-            for c, k in enumerate(counts)]))
         return dataclasses.replace(data, X=data.X[keep], y=data.y[keep], S=data.S[keep])
 
     def _detector_faults_bridged(self, data: _Labelled, prep):

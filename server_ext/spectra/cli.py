@@ -53,8 +53,8 @@ def register(subparsers):
                    help="of the training copies, folds and networks: the same labelled spectra and "
                         "seed train the same model (default %(default)s)")
     t.add_argument("--max-per-class", type=int, default=256, metavar="N",
-                   help="use at most N labelled spectra per class, subsampled evenly "
-                        "(default %(default)s; 0: all)")
+                   help="read and use at most N labelled spectra per class, drawn at random from a "
+                        "file's rows or evenly from a run's trains (default %(default)s; 0: all)")
     t.add_argument("--position-nuisance", action="store_true",
                    help="the classes do not differ by cell: never learn a difference of peak "
                         "position between them (learn_position=False); for labelled curves "
@@ -86,9 +86,9 @@ def register(subparsers):
     e.add_argument("--model", required=True, help="model directory from 'daas spectra train'")
     _labelled_data_arguments(e)
     e.add_argument("--max-per-class", type=int, default=0, metavar="N",
-                   help="run: read at most N labelled spectra per class, subsampled evenly "
-                        "(default %(default)s: all)")
-    e.add_argument("--seed", type=int, default=0, help="run: of the subsampling")
+                   help="read at most N labelled spectra per class, drawn at random from a file's "
+                        "rows or evenly from a run's trains (default %(default)s: all)")
+    e.add_argument("--seed", type=int, default=0, help="of that drawing (default %(default)s)")
     e.add_argument("--mask-points", metavar="POINTS",
                    help="point indices the detector masks (NaN) or reads wrongly since the model was "
                         "trained, e.g. 700,1000-1039: bridged over, as classify bridges them")

@@ -16,10 +16,11 @@ import numpy as np
 
 from .augment import increasing_axis
 from .errors import SpectraError
+from .inputs import as_labels, at_most_per_class
 
 __all__ = ["parse_ranges", "labelled_from", "find_run_spectra", "open_spectra", "load_labelled_file",
            "load_labelled_run", "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis",
-           "run_axis", "find_run_axis"]
+           "run_axis", "find_run_axis", "labelled_rows", "read_rows"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -269,37 +270,72 @@ def run_axis(path, source, key, train_ids=None):
 
 
 def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_origins=False,
-                       min_labels=2):
+                       min_labels=2, max_per_label=None, random_state=0):
     """``(X, y, axis)`` from an HDF5/NeXus file, and with ``return_origins``
-    the :class:`Origins` of its rows."""
+    the :class:`Origins` of its rows. ``max_per_label``: keep at most this
+    many spectra per label, drawn at random from its rows (reproducibly for
+    ``random_state``); only those are read, so memory stays at what is kept.
+    ``None``: every labelled row."""
     with open_spectra(path, dataset) as (f, dset, axis):
         if axis_dataset:
             axis = axis_of(f, axis_dataset, dset.shape[1])
-        if len(labels) == 1 and labels[0].startswith("@"):
-            name = labels[0][1:]
-            y = _dataset(f, name, "label dataset")[()]
-            if y.dtype.kind in "SO":
-                y = np.array([v.decode() if isinstance(v, bytes) else str(v) for v in y])
-            if len(y) != dset.shape[0]:
-                raise SpectraError(f"{name} has {len(y)} labels for {dset.shape[0]} spectra")
-            X = dset[()]
-            rows = np.arange(len(X))
-        else:
-            X, y, rows = [], [], []
-            for name, start, stop in parse_ranges(labels, min_labels):
-                if start < 0 or stop > dset.shape[0]:
-                    raise SpectraError(f"range {name}={start}:{stop} is outside the "
-                                       f"{dset.shape[0]} spectra of {dset.name}")
-                X.append(dset[start:stop])
-                y += [name] * (stop - start)
-                rows.append(np.arange(start, stop))
-            X = np.concatenate(X)
-            y = np.array(y)
-            rows = np.concatenate(rows)
+        rows, y = labelled_rows(f, dset, labels, min_labels, max_per_label, random_state)
+        X = read_rows(dset, rows)
         origins = Origins(f"{os.path.basename(path)}: {dset.name}", rows=rows)
     if axis is not None and np.shape(axis) != (X.shape[1],):
         axis = None  # a NeXus axis that is not one value per point (e.g. per spectrum)
     return (X, y, axis, origins) if return_origins else (X, y, axis)
+
+
+def labelled_rows(f, dset, labels, min_labels=2, max_per_label=None, random_state=0):
+    """``(rows, y)``: the rows of ``dset`` (in the open file ``f``) that
+    ``labels`` name -- ``NAME=START:STOP`` ranges, or ``@DATASET`` of one
+    label per spectrum -- and the label of each, at most ``max_per_label``
+    of a label (:func:`.inputs.at_most_per_class`); in the order named."""
+    if len(labels) == 1 and labels[0].startswith("@"):
+        name = labels[0][1:]
+        y = _dataset(f, name, "label dataset")[()]
+        if np.ndim(y) != 1:
+            raise SpectraError(f"{name} has shape {np.shape(y)}; it needs one label per spectrum")
+        if len(y) != dset.shape[0]:
+            raise SpectraError(f"{name} has {len(y)} labels for {dset.shape[0]} spectra")
+        y = as_labels(y, len(y))  # missing ones named by their rows, before any is dropped
+        rows = np.arange(len(y))
+    else:
+        rows, y = [], []
+        for name, start, stop in parse_ranges(labels, min_labels):
+            if start < 0 or stop > dset.shape[0]:
+                raise SpectraError(f"range {name}={start}:{stop} is outside the "
+                                   f"{dset.shape[0]} spectra of {dset.name}")
+            rows.append(np.arange(start, stop))
+            y += [name] * (stop - start)
+        rows, y = np.concatenate(rows), np.array(y)
+    classes = np.unique(y, return_inverse=True)[1].reshape(-1)
+    keep = at_most_per_class(classes, max_per_label, np.random.default_rng(random_state))
+    return rows[keep], y[keep]
+
+
+def read_rows(dset, rows, block: int = 1024):
+    """``dset[rows]`` of an HDF5 dataset for distinct ``rows`` in any order:
+    a slice of up to ``block`` rows read where they lie close together, one
+    row at a time where they are sparse, so memory stays at one block beside
+    what is kept (h5py's own list indexing took 12 s for 20,000 of 50,000
+    rows of 4,020 points, a slice of all of them 3 s)."""
+    rows = np.asarray(rows, np.intp)
+    order = np.argsort(rows, kind="stable")
+    ordered = rows[order]
+    out = np.empty((len(rows),) + dset.shape[1:], dset.dtype)
+    i = 0
+    while i < len(ordered):
+        first = ordered[i]
+        j = int(np.searchsorted(ordered, first + block))
+        if j - i >= block // 16:
+            out[order[i:j]] = dset[first:ordered[j - 1] + 1][ordered[i:j] - first]
+        else:
+            for k in range(i, j):
+                out[order[k]] = dset[ordered[k]]
+        i = j
+    return out
 
 
 def find_run_spectra(path, min_points: int = 64) -> tuple[str, str]:
@@ -447,7 +483,8 @@ def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, ke
                   axis_source=None, axis_key=None, min_labels=2):
     """Labelled spectra from a file or a run directory (see module docstring);
     label ranges of at least ``min_labels`` labels;
-    ``max_per_label`` caps the spectra read per label from a run;
+    ``max_per_label`` caps the spectra read per label (drawn at random from
+    a file's rows, evenly from a run's trains; reproducibly for ``random_state``);
     ``return_origins``: their :class:`Origins` as a fourth value. The axis:
     a file's ``axis_dataset`` (default its NeXus axis), a run's ``axis_key``
     of ``axis_source`` (default ``source``)."""
@@ -464,4 +501,5 @@ def load_labelled(path, labels, dataset=None, axis_dataset=None, source=None, ke
     if axis_key or axis_source:
         raise SpectraError(f"{path} is a file: its axis is a dataset (the NeXus default axis "
                            "unless one is named), not a run's source and key")
-    return load_labelled_file(path, labels, dataset, axis_dataset, return_origins, min_labels)
+    return load_labelled_file(path, labels, dataset, axis_dataset, return_origins, min_labels,
+                              max_per_label, random_state)

@@ -10,7 +10,7 @@ import numpy as np
 from .errors import SpectraError
 
 __all__ = ["as_spectra", "as_labels", "as_fixed_ranges", "check_number", "fixed_points",
-           "masked_points", "unread_points", "point_indices", "parse_points", "point_runs",
+           "masked_points", "unread_points", "point_indices", "parse_points", "point_runs", "at_most_per_class",
            "INT_PARAMS", "REAL_PARAMS"]
 
 
@@ -184,6 +184,17 @@ def as_labels(y, n):
     if y.dtype.kind not in "biufU":
         raise SpectraError(f"labels must be numbers or strings, got dtype {y.dtype}")
     return y
+
+
+def at_most_per_class(y_idx, cap, rng) -> np.ndarray:
+    """Indices of the labelled spectra kept where a class (``y_idx``: class
+    index of each) has more than ``cap``: that many of each drawn at random
+    by ``rng``, the rest all; in their order. ``cap`` None: every one."""
+    counts = np.bincount(y_idx)
+    if cap is None or counts.max() <= cap:
+        return np.arange(len(y_idx))
+    return np.sort(np.concatenate([rng.choice(np.flatnonzero(y_idx == c), min(cap, k), replace=False)
+                                   for c, k in enumerate(counts)]))
 
 
 def as_fixed_ranges(ranges):

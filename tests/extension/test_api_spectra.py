@@ -329,8 +329,10 @@ def test_evaluate_a_model_on_labelled_spectra(api, trained_model, server_root):
     assert r.status_code == 404
 
 
-def test_evaluate_refuses_a_file_larger_than_its_limit(server, server_root, trained_model):
-    """``max_predict_spectra`` bounds a file evaluated too: refused before it is read."""
+def test_evaluate_refuses_more_labelled_spectra_of_a_file_than_its_limit(server, server_root, trained_model):
+    """``max_predict_spectra`` bounds the labelled spectra of a file evaluated:
+    refused before they are read; a larger file whose labels name fewer, or
+    whose labels are capped (``max_per_label``) below it, is evaluated."""
     from server_ext.extension import tasks
     from server_ext.spectra import SpectraError
 
@@ -341,8 +343,11 @@ def test_evaluate_refuses_a_file_larger_than_its_limit(server, server_root, trai
     model = server.root_dir.parent / "jupyter-data" / "daas" / "models" / trained_model["id"]
     options = {"data": str(server_root["root"] / "processed" / "few.h5"), "labels": ["@/labels"]}
     assert tasks.evaluate(str(model), options, limit=len(X))["spectra"] == len(X)
-    with pytest.raises(SpectraError, match=f"holds {len(X)} spectra, more than {len(X) - 1} at once"):
+    with pytest.raises(SpectraError, match=f"the labels name {len(X)} spectra of /spectra, more than "
+                                           f"{len(X) - 1} at once; ask for fewer a class"):
         tasks.evaluate(str(model), options, limit=len(X) - 1)
+    assert tasks.evaluate(str(model), {**options, "labels": ["before=0:5"]}, limit=5)["spectra"] == 5
+    assert tasks.evaluate(str(model), {**options, "max_per_label": 5}, limit=5)["spectra"] == 5
 
 
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):

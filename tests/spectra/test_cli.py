@@ -247,6 +247,77 @@ def test_run_loader_caps_spectra_per_label(tmp_path):
                                             f"train {origins.trains[0]} pulse {origins.pulses[0]}")
 
 
+def test_file_loader_reads_at_most_max_per_label_a_class(tmp_path):
+    """A file's labelled rows capped per label as a run's are: drawn at
+    random from all of a label's ranges, reproducibly, in the order named,
+    each spectrum the file's row it says."""
+    from server_ext.spectra.datafiles import load_labelled_file
+
+    n = 3000
+    X = np.arange(n, dtype=np.float32)[:, None] * np.ones(32, np.float32)  # row r reads r
+    path = tmp_path / "many.h5"
+    with h5py.File(path, "w") as f:
+        f.create_dataset("spectra", data=X, chunks=(64, 32))
+        f["phase"] = np.where(np.arange(n) < 1000, b"low", b"high")
+    labels = ["high=1000:2500", "low=0:600", "low=2600:3000"]  # low labelled twice, after high
+    named = {"high": set(range(1000, 2500)), "low": {*range(0, 600), *range(2600, 3000)}}
+    got, y, _, origins = load_labelled_file(path, labels, max_per_label=100, random_state=1,
+                                            return_origins=True)
+    np.testing.assert_array_equal(got[:, 0], origins.rows)
+    np.testing.assert_array_equal(got, X[origins.rows])
+    assert y.tolist() == ["high"] * 100 + ["low"] * 100
+    for name in named:
+        rows = origins.rows[y == name]
+        assert set(rows.tolist()) <= named[name] and (np.diff(rows) > 0).all()
+    assert (origins.rows[y == "low"] >= 2600).any() and (origins.rows[y == "low"] < 600).any()
+    again = load_labelled_file(path, labels, max_per_label=100, random_state=1, return_origins=True)[3]
+    other = load_labelled_file(path, labels, max_per_label=100, random_state=2, return_origins=True)[3]
+    np.testing.assert_array_equal(again.rows, origins.rows)
+    assert not np.array_equal(other.rows, origins.rows)
+    # a cap no label reaches, and none: every labelled row, in the order named
+    for cap in (1500, None):
+        got, y, _ = load_labelled_file(path, labels, max_per_label=cap)
+        np.testing.assert_array_equal(got[:, 0], [*range(1000, 2500), *range(0, 600), *range(2600, 3000)])
+    # a label dataset capped alike; one label left under the cap keeps all its rows
+    got, y, _ = load_labelled_file(path, ["@/phase"], max_per_label=1200, random_state=0)
+    assert sorted(np.unique(y, return_counts=True)[1].tolist()) == [1000, 1200]
+    np.testing.assert_array_equal(got[y == "low", 0], np.arange(1000))
+    assert (got[y == "high", 0] >= 1000).all() and len(set(got[y == "high", 0])) == 1200
+    # what train and evaluate read through (a file or a run): the file's rows so capped
+    from server_ext.spectra.datafiles import load_labelled
+
+    got, y, _ = load_labelled(str(path), labels, dataset="/spectra", max_per_label=40, random_state=3)
+    assert np.unique(y, return_counts=True)[1].tolist() == [40, 40]
+
+
+def test_read_rows_reads_blocks_where_rows_lie_close_and_single_rows_where_sparse():
+    from server_ext.spectra.datafiles import read_rows
+
+    class Recorded:  # an HDF5 dataset's reads, recorded: how many rows each one took
+        def __init__(self, a):
+            self.a, self.shape, self.dtype, self.reads = a, a.shape, a.dtype, []
+
+        def __getitem__(self, index):
+            out = self.a[index]
+            self.reads.append(1 if out.ndim == 1 else len(out))
+            return out
+
+    a = np.random.default_rng(0).normal(size=(10_000, 8))
+    rng = np.random.default_rng(1)
+    sparse = rng.choice(10_000, 40, replace=False)  # in no order
+    scattered = rng.choice(np.arange(100, 900), 200, replace=False)  # a quarter of 800 rows
+    for rows in (sparse, scattered, np.arange(5000, 7000), np.array([9999]), np.arange(10_000)):
+        d = Recorded(a)
+        np.testing.assert_array_equal(read_rows(d, rows, block=256), a[rows])
+        assert max(d.reads) <= 256
+        if rows is sparse:
+            assert d.reads == [1] * 40
+        elif rows is scattered:  # blocks of 256 rows holding 16 or more of those kept
+            assert len(rows) < sum(d.reads) <= 16 * len(rows)
+        else:
+            assert sum(d.reads) == len(rows)
+
+
 def test_bad_data_files_are_clear_errors(nexus_file, tmp_path, capsys):
     path, s = nexus_file
     broken = tmp_path / "broken.nxs"

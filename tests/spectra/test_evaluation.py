@@ -154,6 +154,9 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     assert [b["points"] for b in r["bins"]] == clf.bins_.tolist()
     # where each bin lies on the model's axis (2-theta here): its first and last point
     assert [b["on_axis"] for b in r["bins"]] == [[later.axis[a], later.axis[b - 1]] for a, b in clf.bins_]
+    assert main(argv + ["--max-per-class", "7", "--json"]) == 0  # a file's rows capped, as a run's
+    capped = json.loads(capsys.readouterr().out)
+    assert {c: v["labelled"] + v["unread"] for c, v in capped["per_class"].items()} == {"high": 7, "low": 7}
 
     assert main(argv) == 0
     out = capsys.readouterr().out.splitlines()
