@@ -1,4 +1,4 @@
-"""``daas spectra train|info|evaluate|classify|results``.
+"""``daas spectra train|info|evaluate|predict|classify|results``.
 
 ::
 
@@ -7,6 +7,7 @@
         --labels low=1200000000:1200000040 high=1200000160:1200000200 -o model.spectra
     daas spectra info model.spectra
     daas spectra evaluate --model model.spectra later.nxs --labels low=0:500 high=900:1400
+    daas spectra predict --model model.spectra later.nxs -o labels.csv
     daas spectra classify --model model.spectra --source tcp://127.0.0.1:4545
     daas spectra classify --model model.spectra --run RUN_DIR --source-name SRC:output \\
         -o labels.h5
@@ -98,6 +99,25 @@ def register(subparsers):
                         "confidence, ambiguous -- the ones to look at")
     e.add_argument("--json", action="store_true", help="print the counts as JSON, for a script")
     e.set_defaults(func=evaluate)
+
+    p = sub.add_parser("predict", help="classify every spectrum of a file",
+                       description="Classify every spectrum of an HDF5/NeXus file (the files train and "
+                                   "evaluate read) a block of rows at a time, print the spectra per "
+                                   "class, and write each one's label to a CSV file with -o.")
+    p.add_argument("--model", required=True, help="model directory from 'daas spectra train'")
+    p.add_argument("data", help="HDF5/NeXus file with a spectra array")
+    p.add_argument("--dataset", help="spectra dataset in the file (default: the NeXus default signal, or "
+                                     "the only 2-D dataset)")
+    p.add_argument("--axis-dataset", help="axis (e.g. 2-theta) dataset in the file, where its grid is not "
+                                          "the model's (default: the NeXus axis, where the model has one)")
+    p.add_argument("--mask-points", metavar="POINTS",
+                   help="point indices the detector masks (NaN) or reads wrongly since the model was "
+                        "trained, e.g. 700,1000-1039: bridged over, as classify bridges them")
+    p.add_argument("-o", "--output", metavar="OUT.csv",
+                   help="write every spectrum's row, label, confidence, ambiguous flag and each class's "
+                        "probability to a new CSV file (not classified: empty fields), named once whole")
+    p.add_argument("--json", action="store_true", help="print the counts as JSON, for a script")
+    p.set_defaults(func=predict)
 
     c = sub.add_parser("classify", help="classify a stream and print rolling counters",
                        description="Classify every pulse of a Karabo bridge or a replayed run as "
@@ -381,6 +401,53 @@ def evaluate(args):
     if args.errors:
         print(_mistaken_written(len(result.mistaken), args.errors))
     return 0
+
+
+def predict(args):
+    import csv
+    import json
+
+    from .classifier import BinnedSpectraClassifier
+    from .errors import SpectraError
+    from .file_predictions import PredictionTally, predict_file
+    from .inputs import parse_points
+
+    if args.output and os.path.exists(args.output):  # said before the file is read, not after
+        raise SpectraError(f"{args.output} exists; give another file, or remove it")
+    clf = BinnedSpectraClassifier.load(args.model)
+    if args.mask_points:
+        clf.mask_points(parse_points(args.mask_points, "--mask-points"))
+    names = [str(c) for c in clf.classes_]
+    tally = PredictionTally(clf.classes_)
+    with _written_whole(args.output) as f:
+        out = f and csv.writer(f, lineterminator="\n")  # quotes a class name with a comma
+        if out:
+            out.writerow(["row", "label", "confidence", "ambiguous", *(f"p_{n}" for n in names)])
+        for block in predict_file(clf, args.data, args.dataset, args.axis_dataset):
+            tally.add(block)
+            if out:
+                out.writerows(_predicted_rows(block, names))
+    report = {"model": str(args.model), "data": str(args.data), **tally.report(), "output": args.output}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return 0
+    print(f"{args.model} on {args.data}: {report['spectra']} spectra, {report['classified']} classified")
+    for line in tally.lines():
+        print(line)
+    if args.output:
+        print(f"wrote every spectrum's label, confidence, ambiguous flag and class probabilities to "
+              f"{args.output}")
+    return 0
+
+
+def _predicted_rows(block, names):
+    """``predict -o``'s CSV rows of one block: not classified, empty fields after the row."""
+    for row, k, conf, amb, proba in zip(block.rows.tolist(), block.predicted.tolist(), block.confidence.tolist(),
+                                        block.ambiguous.tolist(), block.probability.tolist()):
+        if k < 0:
+            yield [row, "", "", "", *([""] * len(names))]
+        else:
+            yield [row, names[k], f"{conf:.4f}", int(amb), *(f"{p:.4f}" for p in proba)]
 
 
 def _mistaken_written(n, path):

@@ -20,7 +20,7 @@ from .inputs import as_labels, at_most_per_class
 
 __all__ = ["parse_ranges", "labelled_from", "find_run_spectra", "open_spectra", "load_labelled_file",
            "load_labelled_run", "load_labelled", "Origins", "located", "axis_of", "axis_source", "read_axis",
-           "run_axis", "find_run_axis", "labelled_rows", "read_rows"]
+           "run_axis", "find_run_axis", "labelled_rows", "read_rows", "file_axis"]
 
 _RANGE = re.compile(r"^(?P<name>[^=]+)=(?P<start>-?\d+):(?P<stop>-?\d+)$")
 
@@ -144,6 +144,8 @@ def open_spectra(path, dataset=None):
     dataset named or found as :func:`_find_spectra` does, checked to be 2-D."""
     import h5py
 
+    if not os.path.exists(path):
+        raise SpectraError(f"{path} does not exist")
     if os.path.isdir(path):  # h5py says "[Errno 21] Unable to synchronously open file (file read failed ..."
         raise SpectraError(f"{path} is a directory, not an HDF5 file of spectra (a run is classified "
                            "as a stream: a replay of it)")
@@ -276,15 +278,28 @@ def load_labelled_file(path, labels, dataset=None, axis_dataset=None, return_ori
     many spectra per label, drawn at random from its rows (reproducibly for
     ``random_state``); only those are read, so memory stays at what is kept.
     ``None``: every labelled row."""
-    with open_spectra(path, dataset) as (f, dset, axis):
-        if axis_dataset:
-            axis = axis_of(f, axis_dataset, dset.shape[1])
+    with open_spectra(path, dataset) as (f, dset, nexus_axis):
+        axis = file_axis(f, dset, nexus_axis, axis_dataset)
         rows, y = labelled_rows(f, dset, labels, min_labels, max_per_label, random_state)
-        X = read_rows(dset, rows)
+        try:
+            X = read_rows(dset, rows)
+        except OSError as e:  # a chunk HDF5 cannot read back: a damaged or cut copy
+            raise SpectraError(f"cannot read the labelled rows of {dset.name} in {path} (a damaged "
+                               f"file?): {e}") from None
         origins = Origins(f"{os.path.basename(path)}: {dset.name}", rows=rows)
-    if axis is not None and np.shape(axis) != (X.shape[1],):
-        axis = None  # a NeXus axis that is not one value per point (e.g. per spectrum)
     return (X, y, axis, origins) if return_origins else (X, y, axis)
+
+
+def file_axis(f, dset, nexus_axis, axis_dataset=None):
+    """The positions of the points of ``dset``'s spectra in the open file
+    ``f``: the dataset ``axis_dataset`` (checked), else the NeXus axis found
+    with them where it has one value per point (not, e.g., one per
+    spectrum); None without one."""
+    if axis_dataset:
+        return axis_of(f, axis_dataset, dset.shape[1])
+    if nexus_axis is not None and np.shape(nexus_axis) == (dset.shape[1],):
+        return nexus_axis
+    return None
 
 
 def labelled_rows(f, dset, labels, min_labels=2, max_per_label=None, random_state=0):

@@ -15,6 +15,31 @@ from server_ext.spectra.synthetic import make_powder_series, make_transition_ser
 N_POINTS = 2010
 
 
+def _write_nexus(path, X, axis, phases=None):
+    """Spectra as a NeXus file holds them: /entry/data/intensity, the NeXus
+    default signal, on its axis two_theta; ``phases`` (one label per
+    spectrum) as bytes in /entry/phase."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        f.attrs["default"] = "entry"
+        entry = f.create_group("entry")
+        entry.attrs.update(NX_class="NXentry", default="data")
+        data = entry.create_group("data")
+        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
+        data["intensity"] = X
+        data["two_theta"] = axis
+        if phases is not None:
+            entry["phase"] = np.asarray(phases).astype("S")
+    return path
+
+
+@pytest.fixture(scope="session")
+def write_nexus():
+    """``write_nexus(path, X, axis, phases=None)``: spectra written as a NeXus file."""
+    return _write_nexus
+
+
 @pytest.fixture
 def bridge():
     """A Karabo bridge server (``REP``) on an ephemeral loopback port; its stop

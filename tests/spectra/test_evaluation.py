@@ -3,9 +3,7 @@ spectra it was not trained on, counted as ``predict`` labels them."""
 
 import csv
 import json
-import types
 
-import h5py
 import numpy as np
 import pytest
 
@@ -104,18 +102,6 @@ def test_only_one_class_labelled_and_nothing_readable(fitted, intensity_series):
     assert "accuracy - (0 of 0 spectra)" in e.lines()[0]
 
 
-def _nexus(path, s, names):
-    with h5py.File(path, "w") as f:
-        f.attrs["default"] = "entry"
-        entry = f.create_group("entry")
-        entry.attrs.update(NX_class="NXentry", default="data")
-        data = entry.create_group("data")
-        data.attrs.update(NX_class="NXdata", signal="intensity", axes=[".", "two_theta"])
-        data["intensity"] = s.X
-        data["two_theta"] = s.axis
-        entry["phase"] = np.array(names)[s.y].astype("S")
-
-
 def test_a_bins_span_on_the_axis_reads_to_the_digits_its_width_needs():
     assert axis_span([27.2, 32.91]) == "27.20-32.91"  # 2-theta, degrees
     assert axis_span([1.2345, 1.3349]) == "1.234-1.335"  # q, 1/Angstrom
@@ -124,7 +110,7 @@ def test_a_bins_span_on_the_axis_reads_to_the_digits_its_width_needs():
     assert axis_span([-3.0, 4.0]) == "-3.00 to 4.00"  # not "-3.00-4.00"
 
 
-def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
+def test_evaluate_a_model_from_the_command_line(tmp_path, capsys, write_nexus):
     """Trained on one series, scored on another measured alike: the text
     and ``--json`` carry the counts ``evaluate`` makes of the same spectra;
     a label the model does not know, a missing model: exit 2, said why."""
@@ -134,8 +120,8 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     names = ["low", "high"]
     first = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=4)
     later = make_transition_series(n_spectra=120, n_points=1200, kind="both", random_state=5)
-    _nexus(tmp_path / "first.nxs", first, names)
-    _nexus(tmp_path / "later.nxs", later, names)
+    write_nexus(tmp_path / "first.nxs", first.X, first.axis, np.array(names)[first.y])
+    write_nexus(tmp_path / "later.nxs", later.X, later.axis, np.array(names)[later.y])
     model = tmp_path / "model"
     assert main(["spectra", "train", str(tmp_path / "first.nxs"), "--labels", "@/entry/phase",
                  "-o", str(model)]) == 0
@@ -191,7 +177,7 @@ def test_evaluate_a_model_from_the_command_line(tmp_path, capsys):
     assert "not a saved spectra classifier" in capsys.readouterr().err
 
 
-def test_points_masked_since_training_and_the_mistaken_spectra(tmp_path, capsys):
+def test_points_masked_since_training_and_the_mistaken_spectra(tmp_path, capsys, write_nexus):
     """Two points NaN in every spectrum: none classified, the points named
     with the remedy; with ``--mask-points`` bridged, as ``mask_points``
     bridges them; ``--errors`` lists the spectra to look at, by row, and
@@ -205,8 +191,8 @@ def test_points_masked_since_training_and_the_mistaken_spectra(tmp_path, capsys)
     X = later.X.astype(np.float64)
     X[:, [50, 51]] = np.nan
     X[7] = 0.0  # flat: never classified
-    _nexus(tmp_path / "first.nxs", first, names)
-    _nexus(tmp_path / "damaged.nxs", types.SimpleNamespace(X=X, axis=later.axis, y=later.y), names)
+    write_nexus(tmp_path / "first.nxs", first.X, first.axis, np.array(names)[first.y])
+    write_nexus(tmp_path / "damaged.nxs", X, later.axis, np.array(names)[later.y])
     model = tmp_path / "model"
     assert main(["spectra", "train", str(tmp_path / "first.nxs"), "--labels", "@/entry/phase",
                  "-o", str(model)]) == 0
