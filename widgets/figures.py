@@ -108,14 +108,15 @@ def plain_integer_ticks(axis, nbins=6):
 
 
 def prediction_figure(fig, confidence, ambiguous, labels):
-    """Confidence per spectrum of a classified file; ambiguous ones marked in red."""
+    """Confidence per spectrum of a classified file; ambiguous ones marked in red (those not
+    classified, label None, left out)."""
     fig.clear()
     ax = fig.subplots()
     conf = np.array([np.nan if c is None else c for c in confidence], dtype=float)
     amb = np.asarray(ambiguous, dtype=bool)
     idx = np.arange(len(conf))
-    classes = sorted(set(labels))
-    lab = np.asarray(labels)
+    classes = sorted({c for c in labels if c is not None})  # None: not classified, not drawn
+    lab = np.asarray(labels, dtype=object)
     for i, c in enumerate(classes):
         sel = (lab == c) & ~amb
         ax.scatter(idx[sel], conf[sel], s=6, color=f"C{i}", label=c)

@@ -92,6 +92,24 @@ def model_label(job: dict) -> str:
     return f"{job['id'][:8]} ({', '.join(job['result']['classes'])}) {data}, {when(job.get('created'))[:16]}"
 
 
+def _prediction_line(result: dict) -> str:
+    """A file classified, in a line: the spectra per class, the ambiguous,
+    those not classified and, where they share NaN points, the remedy."""
+    from server_ext.spectra.inputs import point_runs
+
+    per = result["per_class"]
+    line = (", ".join(f"{c}: {v['spectra']}" for c, v in per.items())
+            + f"; ambiguous: {sum(v['ambiguous'] for v in per.values())} of {result['spectra']}")
+    if result["unread"]:
+        more = ", ..." if result["unread"] > len(result["unread_rows"]) else ""
+        line += (f"; not classified (NaN or inf, or flat): {result['unread']}, spectra "
+                 f"{', '.join(map(str, result['unread_rows']))}{more}")
+    if result["unread_points"]:
+        line += (f"; NaN in every one at points {point_runs(result['unread_points'], spec=True)}: if the "
+                 "detector masks them since training, type them in \"masked points\" and classify again")
+    return line
+
+
 def _empty_series() -> dict:
     """The live plot's data; ``phases``: per run of trains, by its first
     train, ``[last train seen, phase]``."""
@@ -613,10 +631,8 @@ class SpectraClassifierApp(W.VBox):
             self._failed(self.predict_status, e)
             return None
         self.prediction = result
-        labels, amb = result["labels"], np.asarray(result["ambiguous"], dtype=bool)
-        counts = {c: labels.count(c) for c in sorted(set(labels))}
-        self.predict_status.show(", ".join(f"{c}: {n}" for c, n in counts.items())
-                                 + f"; ambiguous: {int(amb.sum())} of {len(labels)}", "success")
+        labels, amb = result["labels"], np.array([bool(a) for a in result["ambiguous"]])  # None: not classified
+        self.predict_status.show(_prediction_line(result), "warning" if result["unread"] else "success")
         prediction_figure(self.pred_fig, result["confidence"], amb, labels)
         self.pred_canvas.draw_idle()
         rows = [[i, labels[i], f"{result['confidence'][i]:.2f}" if result["confidence"][i] is not None else "-"]

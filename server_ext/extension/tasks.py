@@ -151,28 +151,35 @@ def model_summary(clf, **extra) -> dict:
 
 def predict(model_dir: str, data: str, dataset: str | None = None, limit: int = 100_000,
             mask_points=None, axis_dataset: str | None = None) -> dict:
-    """Classify the spectra of an HDF5 file with a saved model (``mask_points``:
-    points the detector masks since it was trained, bridged over;
-    ``axis_dataset``: the file's axis of the spectra, where it is not the
-    model's)."""
-    import numpy as np
-
+    """Classify the spectra of an HDF5 file with a saved model, a block at a
+    time (:func:`server_ext.spectra.file_predictions.predict_file`: through
+    the file's axis where the model has one, ``axis_dataset`` or its NeXus
+    axis): each spectrum's label, confidence and ambiguous flag -- None
+    where it could not be classified (NaN or inf at points the model reads,
+    flat), counted as the stream counts them -- and the counts
+    (``PredictionTally.report``). ``mask_points``: points the detector
+    masks since the model was trained, bridged over."""
     from server_ext.spectra import BinnedSpectraClassifier, SpectraError
-    from server_ext.spectra.datafiles import axis_of, open_spectra
+    from server_ext.spectra.datafiles import open_spectra
+    from server_ext.spectra.file_predictions import PredictionTally, predict_file
 
     clf = BinnedSpectraClassifier.load(model_dir)
     if mask_points:
         clf.mask_points(mask_points)
-    with open_spectra(data, dataset) as (f, dset, _):
+    with open_spectra(data, dataset) as (_, dset, _):
         if dset.shape[0] > limit:
             raise SpectraError(f"{dset.name} holds {dset.shape[0]} spectra, more than {limit} at once; "
-                               "classify it in a notebook with BinnedSpectraClassifier.predict")
-        axis = axis_of(f, axis_dataset, dset.shape[1]) if axis_dataset else None
-        X = dset[()]
-    labels, confidence, ambiguous = clf.predict_with_confidence(X, axis=axis)
-    return {"labels": [str(v) for v in labels],
-            "confidence": [float(v) if np.isfinite(v) else None for v in confidence],
-            "ambiguous": [bool(v) for v in ambiguous]}
+                               "classify it with 'daas spectra predict' or in a notebook")
+    names = [str(c) for c in clf.classes_]
+    tally = PredictionTally(clf.classes_)
+    labels, confidence, ambiguous = [], [], []
+    for block in predict_file(clf, data, dataset, axis_dataset):
+        tally.add(block)
+        for k, c, a in zip(block.predicted.tolist(), block.confidence.tolist(), block.ambiguous.tolist()):
+            labels.append(names[k] if k >= 0 else None)
+            confidence.append(c if k >= 0 else None)
+            ambiguous.append(a if k >= 0 else None)
+    return {"labels": labels, "confidence": confidence, "ambiguous": ambiguous, **tally.report()}
 
 
 MISTAKEN_SHOWN = 100  # of the spectra predicted otherwise than labelled, those an evaluation names

@@ -108,12 +108,46 @@ def test_predict_a_file(api, trained_model, server_root):
     assert set(p["labels"]) <= {"before", "after"}
     # the first trains are before the transition
     assert p["labels"].count("before") > len(X) // 2
+    # the counts, as 'daas spectra predict' prints them
+    assert (p["spectra"], p["classified"], p["unread"], p["unread_rows"], p["unread_points"]) == (
+        len(X), len(X), 0, [], None)
+    for c in ("before", "after"):
+        mine = [conf for label, conf in zip(p["labels"], p["confidence"]) if label == c]
+        assert p["per_class"][c]["spectra"] == len(mine)
+        assert p["per_class"][c]["mean_confidence"] == pytest.approx(np.mean(mine) if mine else None)
+        assert p["per_class"][c]["ambiguous"] == sum(a for label, a in zip(p["labels"], p["ambiguous"])
+                                                     if label == c)
+
+
+def test_predict_classifies_what_it_can_and_counts_the_rest(api, trained_model, server_root):
+    """A spectrum NaN at points the model reads and a flat one (a detector
+    dropout) are not classified -- null, counted, named by row -- and the
+    others are, as in a file without them."""
+    X = _spectra(server_root)
+    broken = X.copy()
+    broken[3, 200:210] = np.nan
+    broken[7] = 5.0
+    for name, spectra in (("whole", X), ("broken", broken)):
+        with h5py.File(server_root["root"] / "processed" / f"{name}.h5", "w") as f:
+            f["spectra"] = spectra
+    path = f"spectra/models/{trained_model['id']}/predict"
+    whole = call(api, "POST", path, json={"data": "processed/whole.h5"}).json()
+    r = call(api, "POST", path, json={"data": "processed/broken.h5"})
+    assert r.status_code == 200, r.text
+    p = r.json()
+    assert (p["spectra"], p["classified"], p["unread"], p["unread_rows"]) == (len(X), len(X) - 2, 2, [3, 7])
+    assert p["unread_points"] == list(range(200, 210))  # the only spectrum NaN: its points
+    for i in (3, 7):
+        assert p["labels"][i] is p["confidence"][i] is p["ambiguous"][i] is None
+    keep = [i for i in range(len(X)) if i not in (3, 7)]
+    assert [p["labels"][i] for i in keep] == [whole["labels"][i] for i in keep]
+    assert [p["confidence"][i] for i in keep] == pytest.approx([whole["confidence"][i] for i in keep])
 
 
 def test_predict_with_points_masked_since_training(api, trained_model, server_root):
-    """Spectra NaN at points the model reads: a 400 naming mask_points; with
-    them, bridged (what the points read is never used); points beyond the
-    model's, or not indices, are refused."""
+    """Spectra NaN at points the model reads: none classified, the points
+    named for mask_points; with them, bridged (what the points read is never
+    used); points beyond the model's, or not indices, are refused."""
     X = _spectra(server_root)
     points = [100, 101, 500]
     for name, value in (("masked", np.nan), ("zeroed", 0.0)):
@@ -123,11 +157,12 @@ def test_predict_with_points_masked_since_training(api, trained_model, server_ro
             f["spectra"] = Xm
     path = f"spectra/models/{trained_model['id']}/predict"
     r = call(api, "POST", path, json={"data": "processed/masked.h5"})
-    assert r.status_code == 400
-    assert "points [100, 101, 500] are NaN or inf in every spectrum" in r.json()["message"]
-    assert "mask_points" in r.json()["message"]
+    assert r.status_code == 200, r.text
+    assert (r.json()["classified"], r.json()["unread"], r.json()["unread_points"]) == (0, len(X), points)
+    assert set(r.json()["labels"]) == {None}
     masked = call(api, "POST", path, json={"data": "processed/masked.h5", "mask_points": points})
     assert masked.status_code == 200, masked.text
+    assert (masked.json()["classified"], masked.json()["unread_points"]) == (len(X), None)
     zeroed = call(api, "POST", path, json={"data": "processed/zeroed.h5", "mask_points": points})
     assert masked.json()["labels"] == zeroed.json()["labels"]
     assert masked.json()["confidence"] == zeroed.json()["confidence"]

@@ -112,8 +112,9 @@ def test_classify_a_file_marks_the_ambiguous(trained, widget_root, monkeypatch):
 
 
 def test_classify_a_file_with_points_masked_since_training(trained, widget_root):
-    """NaN at two points the model reads: the message names the remedy; the
-    points typed in "masked points" are bridged; a typo is a message."""
+    """NaN at two points the model reads: no spectrum classified, the
+    status line names the points and the remedy; the points typed in
+    "masked points" are bridged; a typo is a message."""
     import numpy as np
 
     series = make_transition_series(n_spectra=12, n_points=trained.model["result"]["n_points"], random_state=5)
@@ -124,13 +125,19 @@ def test_classify_a_file_with_points_masked_since_training(trained, widget_root)
         f["axis"] = np.linspace(20.0, 90.0, X.shape[1])  # the model reads 2-theta 10-90
     trained.predict_path.value = "masked.h5"
     try:
-        assert trained.classify() is None
-        assert "mask_points" in text(trained.predict_status)
+        unread = trained.classify()
+        assert unread is not None and unread["labels"] == [None] * 12, trained.predict_status.value
+        assert (
+            "after: 0, before: 0; ambiguous: 0 of 12; not classified (NaN or inf, or flat): 12, spectra 0, 1, 2, "
+            "3, 4, 5, 6, 7, 8, 9, ...; NaN in every one at points 100-101: if the detector masks them since "
+            "training, type them in \"masked points\" and classify again") in text(trained.predict_status)
+        assert "daas-status-warning" in trained.predict_status._dom_classes
         trained.mask_points.value = "100-101"
         assert trained.masked_points() == [100, 101]
         result = trained.classify()
         assert result is not None, trained.predict_status.value
-        assert len(result["labels"]) == 12
+        assert len(result["labels"]) == 12 and result["classified"] == 12
+        assert "daas-status-success" in trained.predict_status._dom_classes
         trained.mask_points.value = "100-x"
         assert trained.classify() is None
         assert "masked points '100-x': give point indices and ranges" in text(trained.predict_status)
