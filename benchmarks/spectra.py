@@ -807,6 +807,34 @@ def stress_plans(clf, rng):
     return out
 
 
+def file_predictions(clf, label, batch, files):
+    """``(key, shown, fn)`` for :func:`inference_speed`: ``batch`` written to
+    an HDF5 file (removed when ``files`` closes), read a block at a time as
+    ``predict_file`` reads it -- bare, and classified by ``clf``."""
+    import tempfile
+
+    import h5py
+
+    from server_ext.spectra.file_predictions import BLOCK_BYTES, predict_file
+
+    path = os.path.join(files.enter_context(tempfile.TemporaryDirectory()), "batch.h5")
+    with h5py.File(path, "w") as f:
+        f["spectra"] = batch
+    block = max(1, BLOCK_BYTES // batch[0].nbytes)
+
+    def read(_):
+        with h5py.File(path, "r") as f:
+            for start in range(0, len(batch), block):
+                f["spectra"][start:start + block].sum(1)
+
+    def predict(_):
+        for _ in predict_file(clf, path):
+            pass
+
+    return [("file read", f"the batch read from an HDF5 file, {block} rows a block (h5py, X.sum(1))", read),
+            ("predict_file", f"predict_file (daas spectra predict) on that file, {label}", predict)]
+
+
 def inference_speed(cases, plans, X, repeats=3):
     """Spectra per second of ``predict`` for each fitted model in ``cases``
     and of the inference core (``InferencePlan.score``) of each stress plan,
@@ -833,6 +861,9 @@ def inference_speed(cases, plans, X, repeats=3):
     labels = first.predict(batch)  # as the labels: counting costs the same whatever they are
     fns += [("evaluate", f"evaluate (confusion, each bin's vote), {cases[0][0]}",
              lambda Z: evaluate(first, Z, labels[:len(Z)]))]
+    # the batch as a file daas spectra predict reads: each call classifies all of it, whatever Z
+    files = contextlib.ExitStack()
+    fns += file_predictions(first, cases[0][0], batch, files)
     fns += [(f"core {label}", f"core, {label}", plan.score) for label, plan in plans]
     fns += [(bare, bare, lambda Z: Z.sum(1))]
     rates = {key: [] for key, _, _ in fns}
@@ -840,6 +871,7 @@ def inference_speed(cases, plans, X, repeats=3):
     for _ in range(repeats):
         for key, _, fn in fns:
             rates[key].append(rate(fn, batch, 1.0, cpu_rates[key]))
+    files.close()
     out = {key: float(np.median(r)) for key, r in rates.items()}
     per_cpu = {key: float(np.median(r)) for key, r in cpu_rates.items()}
     print(f"  {'':78s} {'spectra/s':>9s}   {'EuXFEL':>6s}  {'/bare':>5s}  {'per CPU-s':>9s}  "
