@@ -385,6 +385,23 @@ def test_evaluate_refuses_more_labelled_spectra_of_a_file_than_its_limit(server,
     assert tasks.evaluate(str(model), {**options, "max_per_label": 5}, limit=5)["spectra"] == 5
 
 
+def test_predict_refuses_a_file_larger_than_its_limit(server, server_root, trained_model):
+    """``max_predict_spectra`` bounds a file predicted (its answer lists every
+    spectrum): refused before it is read, naming the command that takes any size."""
+    from server_ext.extension import tasks
+    from server_ext.spectra import SpectraError
+
+    X = _spectra(server_root)
+    path = server_root["root"] / "processed" / "limit.h5"
+    with h5py.File(path, "w") as f:
+        f["spectra"] = X
+    model = server.root_dir.parent / "jupyter-data" / "daas" / "models" / trained_model["id"]
+    assert len(tasks.predict(str(model), str(path), limit=len(X))["labels"]) == len(X)
+    with pytest.raises(SpectraError, match=f"/spectra holds {len(X)} spectra, more than {len(X) - 1} at once; "
+                                           "classify it with 'daas spectra predict' or in a notebook"):
+        tasks.predict(str(model), str(path), limit=len(X) - 1)
+
+
 def test_predict_a_file_that_is_not_spectra(api, trained_model, server_root):
     (server_root["root"] / "processed" / "notes.h5").write_text("not HDF5")
     r = call(api, "POST", f"spectra/models/{trained_model['id']}/predict", json={"data": "processed/notes.h5"})
