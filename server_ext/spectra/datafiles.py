@@ -158,6 +158,8 @@ def open_spectra(path, dataset=None):
         if dset.ndim != 2:
             raise SpectraError(f"{dset.name} has shape {dset.shape}; spectra must be "
                                "(n_spectra, n_points)")
+        if not dset.shape[0]:
+            raise SpectraError(f"{dset.name} in {path} holds no spectra (shape {dset.shape})")
         yield f, dset, axis
 
 

@@ -191,7 +191,7 @@ def at_most_per_class(y_idx, cap, rng) -> np.ndarray:
     index of each) has more than ``cap``: that many of each drawn at random
     by ``rng``, the rest all; in their order. ``cap`` None: every one."""
     counts = np.bincount(y_idx)
-    if cap is None or counts.max() <= cap:
+    if cap is None or not len(y_idx) or counts.max() <= cap:
         return np.arange(len(y_idx))
     return np.sort(np.concatenate([rng.choice(np.flatnonzero(y_idx == c), min(cap, k), replace=False)
                                    for c, k in enumerate(counts)]))

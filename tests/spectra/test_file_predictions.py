@@ -135,6 +135,9 @@ def test_predict_refuses_what_it_cannot_read_and_keeps_what_is_there(saved, scan
     path, _ = scan
     kept = tmp_path / "kept.csv"
     kept.write_text("mine\n")
+    empty = tmp_path / "empty.h5"
+    with h5py.File(empty, "w") as f:
+        f["spectra"], f["phase"] = np.zeros((0, 2010)), np.array([], dtype="S1")
     truncated = tmp_path / "truncated.nxs"
     truncated.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
     damaged = tmp_path / "damaged.h5"  # gzipped chunks of 8 rows, one of them overwritten
@@ -152,6 +155,7 @@ def test_predict_refuses_what_it_cannot_read_and_keeps_what_is_there(saved, scan
                                                          "(a damaged file?)"),
         ([str(path), "--dataset", "/entry/data/two_theta"], "spectra must be (n_spectra, n_points)"),
         ([str(path), "--mask-points", "5-x"], "--mask-points"),
+        ([str(empty)], f"/spectra in {empty} holds no spectra (shape (0, 2010))"),
     ]
     for args, message in cases:
         assert main(["spectra", "predict", "--model", str(saved), *args]) == 2, args
@@ -160,5 +164,8 @@ def test_predict_refuses_what_it_cannot_read_and_keeps_what_is_there(saved, scan
     # the labelled rows of such a file, for evaluate or train
     assert main(["spectra", "evaluate", "--model", str(saved), str(damaged), "--labels", "a=0:200"]) == 2
     assert f"cannot read the labelled rows of /spectra in {damaged} (a damaged file?)" in capsys.readouterr().err
+    assert main(["spectra", "train", str(empty), "--labels", "@/phase", "--max-per-class", "5",
+                 "-o", str(tmp_path / "m")]) == 2
+    assert "holds no spectra" in capsys.readouterr().err
     assert kept.read_text() == "mine\n"
     assert not (tmp_path / "t.csv").exists() and not list(tmp_path.glob(".*.part"))
