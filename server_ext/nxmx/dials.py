@@ -393,8 +393,11 @@ def find_and_index(nxs_path, workdir, unit_cell=None, space_group=None, *,
     text = run_dials([_program("dials.import"), str(path)], workdir, timeout, f"dials.import of {path.name}")
     if not (workdir / "imported.expt").is_file():  # it says so but exits 0
         raise DialsError(f"dials.import of {path.name} failed: DIALS cannot read it as images: {_tail(text)}")
-    run_dials([_program("dials.find_spots"), "imported.expt", f"nproc={nproc}"], workdir, timeout,
-              "dials.find_spots")
+    found = run_dials([_program("dials.find_spots"), "imported.expt", f"nproc={nproc}"], workdir, timeout,
+                      "dials.find_spots")
+    if re.search(r"^Saved 0 reflections", found, re.M):  # else ssx_index fails with a traceback
+        raise DialsError(f"dials.find_spots found no spots on the images of {path.name}: nothing to index"
+                         " (frames without diffraction? convert others, e.g. with a higher min_pulse_energy)")
     index = [_program("dials.ssx_index"), "imported.expt", "strong.refl", f"nproc={nproc}"]
     if cell is not None:
         index += [f"unit_cell={cell}", f"space_group={str(space_group).replace(' ', '')}"]
