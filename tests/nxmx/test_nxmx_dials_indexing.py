@@ -100,18 +100,3 @@ def test_bad_arguments_are_clear_errors(stills_run, tmp_path):
     with pytest.raises(DialsError, match="dials.import of x.nxs failed"):
         dials.find_and_index(tmp_path / "x.nxs", tmp_path / "w", timeout=STEP_TIMEOUT_S)
 
-
-def test_demo_run_carries_lysozyme_stills_that_dials_indexes(demo_runs, tmp_path):
-    """``daas demo``'s AGIPD run (the daas.demo_data plugin), converted as a
-    user would with the defaults: its stills index as lysozyme."""
-    from server_ext.nxmx.demo import LYSOZYME_CELL, LYSOZYME_SPACE_GROUP
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        path = convert_run(demo_runs["agipd"], tmp_path / "demo.nxs", trains=slice(0, 1),
-                           min_pulse_energy=STILLS_MIN_PULSE_ENERGY_UJ)
-    summary = dials.find_and_index(path, tmp_path / "work", unit_cell=LYSOZYME_CELL,
-                                   space_group=LYSOZYME_SPACE_GROUP, timeout=STEP_TIMEOUT_S, nproc=2)
-    assert summary.images == 4 and min(summary.spots_per_image) >= 100
-    assert len(summary.indexed_images) >= 3
-    assert relative_cell_error(LYSOZYME_CELL, summary.unit_cell) < 0.01
