@@ -112,13 +112,15 @@ def train(job_id: str, options: dict, model_dir: str) -> dict:
             raise SpectraError("training cancelled; no model was saved")
         report(done, total, **extra)
 
+    params = options.get("params") or {}
+    # the rows drawn below max_per_label follow the model's seed, as 'daas spectra train --seed' draws them
     X, y, axis, origins = load_labelled(options["data"], options["labels"], dataset=options.get("dataset"),
                                         source=options.get("source"), key=options.get("key"),
                                         max_per_label=options.get("max_per_label"), return_origins=True,
-                                        **axis_options(options))
+                                        random_state=params.get("random_state", 0), **axis_options(options))
     if cancel.is_set():
         raise SpectraError("training cancelled; no model was saved")
-    clf = BinnedSpectraClassifier(**options.get("params", {}))
+    clf = BinnedSpectraClassifier(**params)
     try:
         _fit(clf, X, y, axis, progress)
     except SpectraError as e:

@@ -1,5 +1,6 @@
 """Training, model summary, prediction and streams (with several WebSocket viewers)."""
 
+import json
 import threading
 import time
 
@@ -218,6 +219,50 @@ def test_predict_spectra_on_another_axis(api, trained_model, axis_model):
     r = call(api, "POST", path, json={"data": "processed/coarse.h5", "dataset": "/spectra",
                                       "axis_dataset": "/nothing"})
     assert r.status_code == 400 and "no axis dataset '/nothing'" in r.json()["message"]
+
+
+_LIBRARY_FIT = """
+import json, sys
+from server_ext.spectra import BinnedSpectraClassifier
+from server_ext.spectra.datafiles import load_labelled
+from server_ext.spectra.findings import model_summary
+path, labels = sys.argv[1], sys.argv[2:]
+for draw in (3, 0):
+    X, y, axis = load_labelled(path, labels, max_per_label=5, random_state=draw)
+    clf = BinnedSpectraClassifier(n_bins=3, epochs=5, cv_folds=2, random_state=3).fit(X, y, axis=axis)
+    s = model_summary(clf)
+    print(json.dumps({k: s[k] for k in ("separability", "weights")}))
+"""
+
+
+def test_the_spectra_drawn_below_max_per_label_follow_the_seed(api, axis_model, server_root):
+    """A file's labelled rows drawn below ``max_per_label`` follow
+    ``params.random_state``, as ``daas spectra train --seed`` draws them:
+    the server's model is the one the library fits on that draw (in a
+    process with the server's threads), not on the draw of seed 0."""
+    import os
+    import subprocess
+    import sys
+
+    labels = ["low=0:15", "high=45:60"]
+    r = call(api, "POST", "spectra/models", json={
+        "data": "processed/labelled.nxs", "labels": labels, "max_per_label": 5,
+        "params": {"n_bins": 3, "epochs": 5, "random_state": 3, "cv_folds": 2}})
+    assert r.status_code == 202, r.text
+    job, _ = api.long_poll(f"spectra/models/{r.json()['id']}")
+    try:
+        assert job["state"] == "done", job["error"]
+        assert job["result"]["n_spectra"] == 10
+        done = subprocess.run([sys.executable, "-c", _LIBRARY_FIT, str(server_root["root"] / "processed/labelled.nxs"),
+                               *labels], env={**os.environ, **server_root["env"]}, capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr[-2000:]
+        seeded, first = (json.loads(line) for line in done.stdout.splitlines()[-2:])
+        for key in ("separability", "weights"):
+            np.testing.assert_allclose(job["result"][key], seeded[key], rtol=1e-5, err_msg=key)
+        ours, other = job["result"]["separability"], first["separability"]  # seed 0's draw: another model
+        assert len(ours) != len(other) or not np.allclose(ours, other, rtol=1e-3), (ours, other)
+    finally:
+        call(api, "DELETE", f"spectra/models/{r.json()['id']}?remove=true")
 
 
 def test_a_stream_reads_spectra_on_the_detectors_axis(api, trained_model, axis_model, server_root):
