@@ -861,17 +861,17 @@ def inference_speed(cases, plans, X, repeats=3):
     labels = first.predict(batch)  # as the labels: counting costs the same whatever they are
     fns += [("evaluate", f"evaluate (confusion, each bin's vote), {cases[0][0]}",
              lambda Z: evaluate(first, Z, labels[:len(Z)]))]
-    # the batch as a file daas spectra predict reads: each call classifies all of it, whatever Z
-    files = contextlib.ExitStack()
-    fns += file_predictions(first, cases[0][0], batch, files)
-    fns += [(f"core {label}", f"core, {label}", plan.score) for label, plan in plans]
-    fns += [(bare, bare, lambda Z: Z.sum(1))]
-    rates = {key: [] for key, _, _ in fns}
-    cpu_rates = {key: [] for key, _, _ in fns}
-    for _ in range(repeats):
-        for key, _, fn in fns:
-            rates[key].append(rate(fn, batch, 1.0, cpu_rates[key]))
-    files.close()
+    # the batch as a file daas spectra predict reads: each call classifies all of it, whatever Z;
+    # the file (434 MB) removed however the rounds end, Ctrl-C too
+    with contextlib.ExitStack() as files:
+        fns += file_predictions(first, cases[0][0], batch, files)
+        fns += [(f"core {label}", f"core, {label}", plan.score) for label, plan in plans]
+        fns += [(bare, bare, lambda Z: Z.sum(1))]
+        rates = {key: [] for key, _, _ in fns}
+        cpu_rates = {key: [] for key, _, _ in fns}
+        for _ in range(repeats):
+            for key, _, fn in fns:
+                rates[key].append(rate(fn, batch, 1.0, cpu_rates[key]))
     out = {key: float(np.median(r)) for key, r in rates.items()}
     per_cpu = {key: float(np.median(r)) for key, r in cpu_rates.items()}
     print(f"  {'':78s} {'spectra/s':>9s}   {'EuXFEL':>6s}  {'/bare':>5s}  {'per CPU-s':>9s}  "
